@@ -1,0 +1,98 @@
+//! Errors in a grid file, located by file, line, column and key.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// A grid file that cannot be used, with where the problem is and how to fix it.
+///
+/// Displayed as `FILE:LINE:COLUMN: KEY: MESSAGE` followed by a `help:` line, so editors and
+/// terminals can jump to the spot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    /// The grid file.
+    pub path: PathBuf,
+    /// 1-based line and column of the offending text, when known.
+    pub position: Option<(usize, usize)>,
+    /// The dotted key path, such as `grid.learning_rate`; empty for syntax errors.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+    /// What to do about it.
+    pub help: Option<String>,
+}
+
+impl SpecError {
+    /// An error at a byte span of `source`, which is resolved to a line and column.
+    pub fn at(
+        path: &Path,
+        source: &str,
+        span: Option<Range<usize>>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        SpecError {
+            path: path.to_path_buf(),
+            position: span.map(|s| line_column(source, s.start)),
+            key: key.into(),
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    /// Adds advice on how to fix the file.
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some((line, column)) = self.position {
+            write!(f, ":{line}:{column}")?;
+        }
+        f.write_str(": ")?;
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(help) = &self.help {
+            write!(f, "\n  help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+/// 1-based line and column (in characters) of byte `offset` in `source`.
+pub fn line_column(source: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(source.len());
+    let before = &source[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = source[line_start..offset].chars().count() + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_column_counts_from_one() {
+        let s = "ab\ncd\nef";
+        assert_eq!(line_column(s, 0), (1, 1));
+        assert_eq!(line_column(s, 4), (2, 2));
+        assert_eq!(line_column(s, 6), (3, 1));
+    }
+
+    #[test]
+    fn display_names_file_position_key_and_help() {
+        let e = SpecError::at(Path::new("g.toml"), "x = 1\ny = 2", Some(6..7), "grid.y", "bad")
+            .help("fix it");
+        assert_eq!(e.to_string(), "g.toml:2:1: grid.y: bad\n  help: fix it");
+    }
+}

@@ -1,0 +1,157 @@
+//! What a trial process tells the scheduler: JSON lines on stdout.
+//!
+//! ```text
+//! {"event":"metric","step":100,"name":"train_loss","value":1.25}
+//! {"event":"checkpoint","step":100}
+//! {"event":"result","metrics":{"unsafe_rate":0.05,"utility":0.71}}
+//! {"event":"result","params":{"steps":50},"metrics":{"unsafe_rate":0.02}}
+//! ```
+//!
+//! Any other line is ordinary output and goes to the trial's log. A `result` with `params`
+//! reports the metrics of another point of the same sweep (this trial's parameters with those
+//! overridden), so one training run can fill in several grid points. Python's `NaN` and
+//! `Infinity` are accepted and recorded as missing values, since they are not JSON.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::value::Params;
+
+/// One message from a trial.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Event {
+    /// A point of a curve, such as the training loss at a step.
+    Metric {
+        /// Optimizer step (or any monotone counter) the value belongs to.
+        step: u64,
+        /// Curve name.
+        name: String,
+        /// The value; `None` if it was not finite.
+        value: Option<f64>,
+    },
+    /// Final metrics, recorded when the trial exits with status 0.
+    Result {
+        /// Metric name to value; `None` if it was not finite.
+        metrics: BTreeMap<String, Option<f64>>,
+        /// Parameters overriding this trial's own, to report another grid point.
+        #[serde(default)]
+        params: Params,
+    },
+    /// A resumable checkpoint now exists in `SWEEP_TRIAL_DIR`.
+    Checkpoint {
+        /// The step it was taken at.
+        step: u64,
+    },
+}
+
+/// How one stdout line was understood.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParseOutcome {
+    /// A protocol event.
+    Event(Event),
+    /// Ordinary output.
+    Output,
+    /// A line that looks like an event but is not a valid one, with the reason.
+    Invalid(String),
+}
+
+/// Classifies one line of trial stdout.
+pub fn parse_line(line: &str) -> ParseOutcome {
+    let trimmed = line.trim();
+    if !trimmed.starts_with('{') || !trimmed.contains("\"event\"") {
+        return ParseOutcome::Output;
+    }
+    let first = match serde_json::from_str::<Event>(trimmed) {
+        Ok(event) => return ParseOutcome::Event(event),
+        Err(e) => e,
+    };
+    let Some(patched) = replace_non_finite(trimmed) else {
+        return ParseOutcome::Invalid(first.to_string());
+    };
+    match serde_json::from_str::<Event>(&patched) {
+        Ok(event) => ParseOutcome::Event(event),
+        Err(e) => ParseOutcome::Invalid(e.to_string()),
+    }
+}
+
+/// Replaces the bare tokens `NaN`, `Infinity` and `-Infinity` outside strings by `null`;
+/// `None` when there are none.
+fn replace_non_finite(line: &str) -> Option<String> {
+    let mut out = String::with_capacity(line.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut changed = false;
+    let mut rest = line;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else {
+            let token = ["-Infinity", "Infinity", "NaN"].into_iter().find(|t| rest.starts_with(t));
+            if let Some(token) = token {
+                out.push_str("null");
+                rest = &rest[token.len()..];
+                changed = true;
+                continue;
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    changed.then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::ParamValue;
+
+    #[test]
+    fn parses_each_event() {
+        assert_eq!(
+            parse_line(r#"{"event":"metric","step":3,"name":"loss","value":1.5}"#),
+            ParseOutcome::Event(Event::Metric { step: 3, name: "loss".into(), value: Some(1.5) })
+        );
+        assert_eq!(
+            parse_line(r#" {"event":"checkpoint","step":7} "#),
+            ParseOutcome::Event(Event::Checkpoint { step: 7 })
+        );
+        let ParseOutcome::Event(Event::Result { metrics, params }) =
+            parse_line(r#"{"event":"result","metrics":{"u":0.5},"params":{"steps":50}}"#)
+        else {
+            panic!()
+        };
+        assert_eq!(metrics["u"], Some(0.5));
+        assert_eq!(params["steps"], ParamValue::Int(50));
+    }
+
+    #[test]
+    fn ordinary_output_is_not_an_event() {
+        assert_eq!(parse_line("epoch 1 loss 0.3"), ParseOutcome::Output);
+        assert_eq!(parse_line(r#"{"loss": 1}"#), ParseOutcome::Output);
+    }
+
+    #[test]
+    fn malformed_events_are_reported() {
+        assert!(matches!(parse_line(r#"{"event":"metric","step":1}"#), ParseOutcome::Invalid(_)));
+        assert!(matches!(parse_line(r#"{"event":"bogus"}"#), ParseOutcome::Invalid(_)));
+    }
+
+    #[test]
+    fn python_non_finite_numbers_become_missing() {
+        let line = r#"{"event":"result","metrics":{"a":NaN,"b":-Infinity,"c":1,"NaN":Infinity}}"#;
+        let ParseOutcome::Event(Event::Result { metrics, .. }) = parse_line(line) else { panic!() };
+        assert_eq!(metrics["a"], None);
+        assert_eq!(metrics["b"], None);
+        assert_eq!(metrics["c"], Some(1.0));
+        assert_eq!(metrics["NaN"], None);
+    }
+}
