@@ -1,0 +1,146 @@
+//! Reading sweeps back for `status`, exports and reports. Reads never block the writer (WAL).
+
+use std::collections::BTreeMap;
+
+use sqlx::Row;
+use sweep_core::value::params_from_json;
+use sweep_core::Params;
+
+use crate::{Store, StoreError, TrialStatus};
+
+/// Trials per state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts(pub BTreeMap<TrialStatus, u64>);
+
+impl Counts {
+    /// Trials in `status`.
+    pub fn get(&self, status: TrialStatus) -> u64 {
+        self.0.get(&status).copied().unwrap_or(0)
+    }
+
+    /// All trials.
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+}
+
+/// One trial with everything `status` and exports show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrialRow {
+    /// Trial id.
+    pub id: String,
+    /// Sweep name.
+    pub sweep: String,
+    /// Expansion order within the sweep.
+    pub ordinal: i64,
+    /// Swept parameters.
+    pub params: Params,
+    /// Current state.
+    pub status: TrialStatus,
+    /// Launches so far.
+    pub attempts: u32,
+    /// Start of the last attempt (Unix ms).
+    pub started_at: Option<i64>,
+    /// End of the last attempt (Unix ms).
+    pub finished_at: Option<i64>,
+    /// GPUs of the last attempt, comma-separated.
+    pub gpu: Option<String>,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+    /// Trial whose process reported this one's result, when not itself.
+    pub completed_by: Option<String>,
+    /// Final metrics (completed trials only); `None` values were not finite.
+    pub metrics: BTreeMap<String, Option<f64>>,
+}
+
+impl TrialRow {
+    /// Seconds between start and end of the last attempt.
+    pub fn duration_s(&self) -> Option<f64> {
+        Some((self.finished_at? - self.started_at?) as f64 / 1000.0)
+    }
+}
+
+impl Store {
+    /// Trial counts by state for one sweep (only points in its current grid).
+    pub async fn counts(&self, sweep_id: i64) -> Result<Counts, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM trials WHERE sweep_id = ? AND active = 1 GROUP BY status")
+                .bind(sweep_id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(Counts(
+            rows.into_iter()
+                .filter_map(|(s, n)| Some((TrialStatus::parse(&s)?, n as u64)))
+                .collect(),
+        ))
+    }
+
+    /// Every trial of one sweep (or of all sweeps), in sweep then expansion order, with
+    /// metrics. Points dropped from a sweep's grid are included only if they completed.
+    pub async fn trial_rows(&self, sweep_id: Option<i64>) -> Result<Vec<TrialRow>, StoreError> {
+        let filter = if sweep_id.is_some() { "AND t.sweep_id = ?" } else { "" };
+        let sql = format!(
+            "SELECT t.id, s.name AS sweep, t.ordinal, t.params, t.status, t.attempts, t.started_at, \
+                    t.finished_at, t.gpu, t.error, t.completed_by \
+             FROM trials t JOIN sweeps s ON s.id = t.sweep_id \
+             WHERE (t.active = 1 OR t.status = 'completed') {filter} ORDER BY t.sweep_id, t.ordinal"
+        );
+        let mut query = sqlx::query(&sql);
+        if let Some(id) = sweep_id {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut metrics = self.metrics(sweep_id).await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.get("id");
+                let params = params_from_json(r.get("params"))
+                    .map_err(|e| StoreError::Corrupt(format!("trial {id}: {e}")))?;
+                let status: String = r.get("status");
+                Ok(TrialRow {
+                    metrics: metrics.remove(&id).unwrap_or_default(),
+                    sweep: r.get("sweep"),
+                    ordinal: r.get("ordinal"),
+                    params,
+                    status: TrialStatus::parse(&status)
+                        .ok_or_else(|| StoreError::Corrupt(format!("trial {id}: status {status:?}")))?,
+                    attempts: r.get::<i64, _>("attempts") as u32,
+                    started_at: r.get("started_at"),
+                    finished_at: r.get("finished_at"),
+                    gpu: r.get("gpu"),
+                    error: r.get("error"),
+                    completed_by: r.get("completed_by"),
+                    id,
+                })
+            })
+            .collect()
+    }
+
+    async fn metrics(&self, sweep_id: Option<i64>) -> Result<BTreeMap<String, BTreeMap<String, Option<f64>>>, StoreError> {
+        let sql = match sweep_id {
+            Some(_) => "SELECT r.trial_id, r.name, r.value FROM results r JOIN trials t ON t.id = r.trial_id WHERE t.sweep_id = ?",
+            None => "SELECT trial_id, name, value FROM results",
+        };
+        let mut query = sqlx::query_as::<_, (String, String, Option<f64>)>(sql);
+        if let Some(id) = sweep_id {
+            query = query.bind(id);
+        }
+        let mut out: BTreeMap<String, BTreeMap<String, Option<f64>>> = BTreeMap::new();
+        for (trial, name, value) in query.fetch_all(&self.pool).await? {
+            out.entry(trial).or_default().insert(name, value);
+        }
+        Ok(out)
+    }
+
+    /// The stored stderr tail and reason of every attempt of a trial, oldest first.
+    pub async fn attempt_log(&self, trial_id: &str) -> Result<Vec<(u32, Option<String>, Option<String>)>, StoreError> {
+        let rows = sqlx::query("SELECT attempt, outcome, reason FROM attempts WHERE trial_id = ? ORDER BY attempt")
+            .bind(trial_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<i64, _>("attempt") as u32, r.get("outcome"), r.get("reason")))
+            .collect())
+    }
+}

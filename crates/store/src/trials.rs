@@ -1,0 +1,318 @@
+//! The life of a trial: claimed, running, then completed, retried, failed or interrupted.
+
+use std::collections::BTreeMap;
+
+use sqlx::Row;
+use sweep_core::value::params_from_json;
+use sweep_core::Params;
+
+use crate::{now_ms, Store, StoreError, TrialStatus};
+
+/// A trial this runner now holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    /// Trial id.
+    pub id: String,
+    /// Its swept parameters.
+    pub params: Params,
+    /// This launch's number, from 1.
+    pub attempt: u32,
+    /// Last checkpoint a previous attempt announced.
+    pub checkpoint_step: Option<i64>,
+}
+
+/// One point of a curve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurvePoint {
+    /// Trial id.
+    pub trial_id: String,
+    /// Attempt that produced it.
+    pub attempt: u32,
+    /// Step.
+    pub step: i64,
+    /// Curve name.
+    pub name: String,
+    /// Value, `None` if not finite.
+    pub value: Option<f64>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exited 0 after a result.
+    Completed,
+    /// Exited non-zero, by a signal, or without a result.
+    Failed,
+    /// Killed by its timeout.
+    TimedOut,
+    /// Stopped by the user (Ctrl-C / SIGTERM to the orchestrator).
+    Interrupted,
+}
+
+impl Outcome {
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Failed => "failed",
+            Outcome::TimedOut => "timed_out",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// What is recorded about a finished attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptEnd {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Exit code, if it exited.
+    pub exit_code: Option<i32>,
+    /// Signal that ended it, if any.
+    pub signal: Option<i32>,
+    /// A human-readable reason for anything but success.
+    pub reason: Option<String>,
+    /// The last lines of its stderr.
+    pub stderr_tail: String,
+}
+
+/// The queue: trials this sweep may run now.
+const CLAIMABLE: &str = "sweep_id = ?1 AND active = 1 AND not_before <= ?2 AND \
+     (status IN ('pending', 'interrupted') OR (status = 'failed' AND failures < ?3))";
+
+impl Store {
+    /// Atomically takes the next runnable trial of a sweep for `runner_id`, in expansion
+    /// order. Two runners never get the same trial.
+    pub async fn claim(
+        &self,
+        sweep_id: i64,
+        runner_id: &str,
+        max_attempts: u32,
+        gpu: Option<&str>,
+    ) -> Result<Option<Claimed>, StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "UPDATE trials SET status = 'running', owner = ?4, attempts = attempts + 1, \
+             started_at = ?2, finished_at = NULL, gpu = ?5, pid = NULL, error = NULL \
+             WHERE id = (SELECT id FROM trials WHERE {CLAIMABLE} ORDER BY ordinal LIMIT 1) \
+             RETURNING id, params, attempts, checkpoint_step"
+        );
+        let row = sqlx::query(&sql)
+            .bind(sweep_id)
+            .bind(now)
+            .bind(max_attempts as i64)
+            .bind(runner_id)
+            .bind(gpu)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let id: String = row.get("id");
+        let attempt = row.get::<i64, _>("attempts") as u32;
+        sqlx::query("INSERT OR REPLACE INTO attempts (trial_id, attempt, owner, gpu, started_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(&id)
+            .bind(attempt as i64)
+            .bind(runner_id)
+            .bind(gpu)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let params = params_from_json(row.get("params")).map_err(|e| StoreError::Corrupt(format!("trial {id}: {e}")))?;
+        Ok(Some(Claimed { id, params, attempt, checkpoint_step: row.get("checkpoint_step") }))
+    }
+
+    /// Whether any trial of the sweep is still to run (now or after a backoff), and the
+    /// earliest time a backed-off one becomes runnable.
+    pub async fn queue_state(&self, sweep_id: i64, max_attempts: u32) -> Result<(u64, Option<i64>), StoreError> {
+        let sql = format!("SELECT COUNT(*), MIN(not_before) FROM trials WHERE {}", CLAIMABLE.replace("not_before <= ?2 AND ", ""));
+        let (count, earliest): (i64, Option<i64>) = sqlx::query_as(&sql)
+            .bind(sweep_id)
+            .bind(0i64)
+            .bind(max_attempts as i64)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((count as u64, earliest))
+    }
+
+    /// Records the process group of a trial's running attempt, so a later run can clean up
+    /// after a crash.
+    pub async fn set_pid(&self, trial_id: &str, pid: u32) -> Result<(), StoreError> {
+        sqlx::query("UPDATE trials SET pid = ? WHERE id = ?")
+            .bind(pid as i64)
+            .bind(trial_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records that a trial announced a checkpoint.
+    pub async fn set_checkpoint(&self, trial_id: &str, step: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE trials SET checkpoint_step = ? WHERE id = ?")
+            .bind(step)
+            .bind(trial_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Appends curve points in one transaction.
+    pub async fn add_curve_points(&self, points: &[CurvePoint]) -> Result<(), StoreError> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for p in points {
+            sqlx::query("INSERT INTO curves (trial_id, attempt, step, name, value) VALUES (?, ?, ?, ?, ?)")
+                .bind(&p.trial_id)
+                .bind(p.attempt as i64)
+                .bind(p.step)
+                .bind(&p.name)
+                .bind(p.value)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a successful attempt: the trial's own metrics and those it reported for other
+    /// points of the sweep (`results` maps trial id to metrics), all in one transaction.
+    /// Returns how many other trials were completed by it.
+    pub async fn complete(
+        &self,
+        trial_id: &str,
+        attempt: u32,
+        results: &BTreeMap<String, BTreeMap<String, Option<f64>>>,
+        end: &AttemptEnd,
+    ) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let mut others = 0;
+        for (id, metrics) in results {
+            let updated = if id == trial_id {
+                sqlx::query(
+                    "UPDATE trials SET status = 'completed', owner = NULL, pid = NULL, finished_at = ?, \
+                     error = NULL, completed_by = NULL WHERE id = ?",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+            } else {
+                sqlx::query(
+                    "UPDATE trials SET status = 'completed', finished_at = ?, started_at = COALESCE(started_at, ?), \
+                     error = NULL, completed_by = ? WHERE id = ? AND status <> 'completed'",
+                )
+                .bind(now)
+                .bind(now)
+                .bind(trial_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+            };
+            if updated.rows_affected() == 0 {
+                continue;
+            }
+            if id != trial_id {
+                others += 1;
+            }
+            sqlx::query("DELETE FROM results WHERE trial_id = ?").bind(id).execute(&mut *tx).await?;
+            for (name, value) in metrics {
+                sqlx::query("INSERT INTO results (trial_id, name, value) VALUES (?, ?, ?)")
+                    .bind(id)
+                    .bind(name)
+                    .bind(value)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        finish_attempt(&mut tx, trial_id, attempt, end, now).await?;
+        tx.commit().await?;
+        Ok(others)
+    }
+
+    /// Records an attempt that did not succeed. A failure is retried (status `pending` until
+    /// `retry_at`) while the trial has failed fewer than `max_attempts` times, else the trial
+    /// is `failed`; an interruption leaves it `interrupted` without using up an attempt.
+    /// Does nothing if `runner_id` no longer holds the trial (its lease was taken over).
+    pub async fn end_unsuccessful(
+        &self,
+        trial_id: &str,
+        runner_id: &str,
+        attempt: u32,
+        end: &AttemptEnd,
+        retry_at: i64,
+        max_attempts: u32,
+    ) -> Result<Option<TrialStatus>, StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let status: Option<String> = if end.outcome == Outcome::Interrupted {
+            sqlx::query_scalar(
+                "UPDATE trials SET status = 'interrupted', owner = NULL, pid = NULL, finished_at = ?, error = ? \
+                 WHERE id = ? AND owner = ? AND status = 'running' RETURNING status",
+            )
+            .bind(now)
+            .bind(&end.reason)
+            .bind(trial_id)
+            .bind(runner_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        } else {
+            sqlx::query_scalar(
+                "UPDATE trials SET failures = failures + 1, \
+                 status = CASE WHEN failures + 1 < ? THEN 'pending' ELSE 'failed' END, \
+                 not_before = ?, owner = NULL, pid = NULL, finished_at = ?, error = ? \
+                 WHERE id = ? AND owner = ? AND status = 'running' RETURNING status",
+            )
+            .bind(max_attempts as i64)
+            .bind(retry_at)
+            .bind(now)
+            .bind(&end.reason)
+            .bind(trial_id)
+            .bind(runner_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        };
+        finish_attempt(&mut tx, trial_id, attempt, end, now).await?;
+        tx.commit().await?;
+        Ok(status.as_deref().and_then(TrialStatus::parse))
+    }
+
+    /// Gives every failed trial of a sweep a fresh attempt budget (`sweep run --retry-failed`).
+    pub async fn reset_failed(&self, sweep_id: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE trials SET status = 'pending', failures = 0, not_before = 0 WHERE sweep_id = ? AND status = 'failed'",
+        )
+        .bind(sweep_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+async fn finish_attempt(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    trial_id: &str,
+    attempt: u32,
+    end: &AttemptEnd,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE attempts SET finished_at = ?, outcome = ?, exit_code = ?, signal = ?, reason = ?, stderr_tail = ? \
+         WHERE trial_id = ? AND attempt = ?",
+    )
+    .bind(now)
+    .bind(end.outcome.as_str())
+    .bind(end.exit_code)
+    .bind(end.signal)
+    .bind(&end.reason)
+    .bind(&end.stderr_tail)
+    .bind(trial_id)
+    .bind(attempt as i64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
