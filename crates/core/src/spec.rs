@@ -85,6 +85,8 @@ pub struct Grid {
     pub timeout: Option<Duration>,
     /// Time a trial gets between SIGTERM and SIGKILL.
     pub grace: Duration,
+    /// Wait before the first retry of a failed trial; doubles with each failure (up to 10 min).
+    pub backoff: Duration,
     /// Largest number of grid points expanded.
     pub max_trials: u64,
     /// The factors of the product, in file order (the last varies fastest).
@@ -119,6 +121,7 @@ struct RawSweep {
     max_attempts: Option<Spanned<i64>>,
     timeout: Option<Spanned<String>>,
     grace: Option<Spanned<String>>,
+    backoff: Option<Spanned<String>>,
     max_trials: Option<Spanned<i64>>,
 }
 
@@ -180,6 +183,11 @@ impl Grid {
             .map(|t| duration(&c, t, "sweep.grace"))
             .transpose()?
             .unwrap_or(Duration::from_secs(10));
+        let backoff = sweep
+            .backoff
+            .map(|t| duration(&c, t, "sweep.backoff"))
+            .transpose()?
+            .unwrap_or(Duration::from_secs(5));
 
         let mut axes = Vec::new();
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
@@ -309,6 +317,7 @@ impl Grid {
             max_attempts,
             timeout,
             grace,
+            backoff,
             max_trials,
             axes,
             excludes,

@@ -1,0 +1,454 @@
+//! The dispatcher: claims trials into free slots, records what attempts report, renews the
+//! lease and reclaims trials of dead orchestrators, and stops when told to.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use sweep_core::protocol::Event;
+use sweep_core::value::params_to_json;
+use sweep_core::{trial_id, Grid, Params, TrialKey};
+use sweep_store::{now_ms, AttemptEnd, Claimed, CurvePoint, Outcome, Store, SweepRecord, TrialStatus};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep_until, Instant};
+
+use crate::attempt::{self, Launch, Message, Report};
+use crate::gpus::GpuPool;
+use crate::process::{self, signal_name};
+use crate::{Progress, Reporter, RunConfig, SchedulerError, Stop, Summary};
+
+/// Curve points buffered before they are written in one transaction.
+const CURVE_BATCH: usize = 512;
+/// Longest wait between retries of one trial.
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+struct Running {
+    attempt: u32,
+    gpus: Vec<String>,
+    params: Params,
+    results: BTreeMap<String, BTreeMap<String, Option<f64>>>,
+}
+
+struct Dispatcher<'a> {
+    store: &'a Store,
+    grid: &'a Grid,
+    sweep: &'a SweepRecord,
+    config: &'a RunConfig,
+    runner_id: String,
+    tx: mpsc::UnboundedSender<Message>,
+    stop: watch::Receiver<Stop>,
+    running: HashMap<String, Running>,
+    pool: GpuPool,
+    curves: Vec<CurvePoint>,
+    summary: Summary,
+    progress: Progress,
+}
+
+/// Runs the sweep's claimable trials until none is left, or until `stop` says so. Results
+/// are stored as each trial finishes, so stopping (or crashing) at any point loses nothing.
+pub async fn run_sweep(
+    store: &Store,
+    grid: &Grid,
+    sweep: &SweepRecord,
+    config: &RunConfig,
+    stop: watch::Receiver<Stop>,
+    reporter: &mut dyn Reporter,
+) -> Result<Summary, SchedulerError> {
+    let per_trial = grid.gpus_per_trial;
+    let mut slots = config.parallel.max(1);
+    if per_trial > 0 && !config.gpus.is_empty() {
+        if per_trial > config.gpus.len() {
+            return Err(SchedulerError::NotEnoughGpus {
+                per_trial,
+                available: config.gpus.len(),
+                ids: config.gpus.join(","),
+            });
+        }
+        slots = slots.min(config.gpus.len() / per_trial);
+    }
+    let runner = store.register_runner(&config.host, std::process::id()).await?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let counts = store.counts(sweep.id).await?;
+    let mut d = Dispatcher {
+        store,
+        grid,
+        sweep,
+        config,
+        runner_id: runner.id.clone(),
+        tx,
+        stop: stop.clone(),
+        running: HashMap::new(),
+        pool: GpuPool::new(config.gpus.clone()),
+        curves: Vec::new(),
+        summary: Summary::default(),
+        progress: Progress {
+            total: counts.total(),
+            completed: counts.get(TrialStatus::Completed),
+            failed: counts.get(TrialStatus::Failed),
+            running: 0,
+        },
+    };
+    let result = d.run(&mut rx, slots, reporter).await;
+    // Hand back anything still held (only after an error) and end the lease.
+    store.end_runner(&runner.id).await?;
+    result?;
+    Ok(d.summary)
+}
+
+impl Dispatcher<'_> {
+    async fn run(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<Message>,
+        slots: usize,
+        reporter: &mut dyn Reporter,
+    ) -> Result<(), SchedulerError> {
+        self.reclaim_dead(reporter).await?;
+        reporter.progress(&self.progress);
+        let mut heartbeat = tokio::time::interval(self.config.heartbeat);
+        let mut stop = self.stop.clone();
+        let mut stop_open = true;
+        let mut stopping = false;
+        let mut wake_at: Option<Instant> = None;
+        let mut queue_dry = false;
+        loop {
+            if !stopping && !queue_dry && self.running.len() < slots {
+                queue_dry = self.fill(slots, reporter).await?;
+            }
+            if stopping && self.running.is_empty() {
+                break;
+            }
+            wake_at = wake_at.filter(|w| *w > Instant::now());
+            if queue_dry && self.running.len() < slots && !stopping && wake_at.is_none() {
+                let (left, earliest) = self.store.queue_state(self.sweep.id, self.grid.max_attempts).await?;
+                if left == 0 && self.running.is_empty() {
+                    break;
+                }
+                if left > 0 {
+                    let wait_ms = earliest.map_or(1000, |t| (t - now_ms()).clamp(10, 60_000));
+                    wake_at = Some(Instant::now() + Duration::from_millis(wait_ms as u64));
+                }
+            }
+            let far = Instant::now() + Duration::from_secs(3600);
+            tokio::select! {
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    let mut finished = self.handle(msg, reporter).await?;
+                    while let Ok(msg) = rx.try_recv() {
+                        finished |= self.handle(msg, reporter).await?;
+                        if self.curves.len() >= CURVE_BATCH { break; }
+                    }
+                    self.flush_curves().await?;
+                    if finished {
+                        queue_dry = false;
+                        reporter.progress(&self.progress);
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    self.store.heartbeat(&self.runner_id).await?;
+                    if self.reclaim_dead(reporter).await? > 0 {
+                        queue_dry = false;
+                    }
+                }
+                _ = sleep_until(wake_at.unwrap_or(far)), if wake_at.is_some() => {
+                    wake_at = None;
+                    queue_dry = false;
+                }
+                changed = stop.changed(), if stop_open => {
+                    if changed.is_err() {
+                        stop_open = false;
+                    } else if *stop.borrow() != Stop::Run && !stopping {
+                        stopping = true;
+                        self.summary.stopped = true;
+                        let how = if *stop.borrow() == Stop::Now { "killing" } else { "stopping" };
+                        reporter.note(&format!("{how} {} running trial(s); results so far are stored", self.running.len()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Claims trials into free slots. Returns true when the queue had nothing to claim.
+    async fn fill(&mut self, slots: usize, reporter: &mut dyn Reporter) -> Result<bool, SchedulerError> {
+        while self.running.len() < slots {
+            let gpus = if self.grid.gpus_per_trial > 0 && !self.config.gpus.is_empty() {
+                match self.pool.take(self.grid.gpus_per_trial) {
+                    Some(g) => g,
+                    None => return Ok(false),
+                }
+            } else {
+                Vec::new()
+            };
+            let gpu_label = (!gpus.is_empty()).then(|| gpus.join(","));
+            let claimed = self
+                .store
+                .claim(self.sweep.id, &self.runner_id, self.grid.max_attempts, gpu_label.as_deref())
+                .await?;
+            let Some(claimed) = claimed else {
+                self.pool.give_back(gpus);
+                return Ok(true);
+            };
+            self.launch(claimed, gpus)?;
+        }
+        Ok(false)
+    }
+
+    fn launch(&mut self, claimed: Claimed, gpus: Vec<String>) -> Result<(), SchedulerError> {
+        let trial_dir = self.config.trials_root.join(&self.sweep.name).join(&claimed.id);
+        std::fs::create_dir_all(&trial_dir).map_err(|e| SchedulerError::TrialDir(trial_dir.clone(), e))?;
+        let mut all = claimed.params.clone();
+        all.extend(self.grid.fixed.clone());
+        let trial_dir_text = trial_dir.display().to_string();
+        let attempt_text = claimed.attempt.to_string();
+        let argv = self.grid.command.render(|name| match name {
+            "trial_id" => Some(claimed.id.clone()),
+            "trial_dir" => Some(trial_dir_text.clone()),
+            "attempt" => Some(attempt_text.clone()),
+            other => all.get(other).map(ToString::to_string),
+        });
+        let env = vec![
+            ("SWEEP_SWEEP".to_string(), self.sweep.name.clone()),
+            ("SWEEP_TRIAL_ID".to_string(), claimed.id.clone()),
+            ("SWEEP_TRIAL_DIR".to_string(), trial_dir_text.clone()),
+            ("SWEEP_PARAMS".to_string(), params_to_json(&all)),
+            ("SWEEP_ATTEMPT".to_string(), attempt_text.clone()),
+            ("SWEEP_RESUME".to_string(), if claimed.attempt > 1 { "1" } else { "0" }.to_string()),
+            ("CUDA_VISIBLE_DEVICES".to_string(), gpus.join(",")),
+        ];
+        let launch = Launch {
+            trial_id: claimed.id.clone(),
+            attempt: claimed.attempt,
+            argv,
+            env,
+            workdir: self.config.workdir.clone(),
+            log_dir: trial_dir.join("logs"),
+            timeout: self.grid.timeout,
+            grace: self.grid.grace,
+        };
+        let resume = if claimed.attempt > 1 { " (resuming)" } else { "" };
+        let on = if gpus.is_empty() { String::new() } else { format!(" on GPU {}", gpus.join(",")) };
+        tracing::debug!("start {} attempt {}{on}{resume}", claimed.id, claimed.attempt);
+        tokio::spawn(attempt::run(launch, self.tx.clone(), self.stop.clone()));
+        self.running.insert(
+            claimed.id,
+            Running { attempt: claimed.attempt, gpus, params: claimed.params, results: BTreeMap::new() },
+        );
+        self.progress.running = self.running.len() as u64;
+        Ok(())
+    }
+
+    /// Records one message. Returns true when a trial finished.
+    async fn handle(&mut self, msg: Message, reporter: &mut dyn Reporter) -> Result<bool, SchedulerError> {
+        match msg {
+            Message::Started { trial_id, pid } => {
+                self.store.set_pid(&trial_id, pid).await?;
+                Ok(false)
+            }
+            Message::Event { trial_id, attempt, event } => {
+                match event {
+                    Event::Metric { step, name, value } => self.curves.push(CurvePoint {
+                        trial_id,
+                        attempt,
+                        step: step as i64,
+                        name,
+                        value,
+                    }),
+                    Event::Checkpoint { step } => self.store.set_checkpoint(&trial_id, step as i64).await?,
+                    Event::Result { metrics, params } => self.add_result(&trial_id, metrics, params, reporter),
+                }
+                Ok(false)
+            }
+            Message::Finished { trial_id, report } => {
+                self.flush_curves().await?;
+                self.finish(trial_id, report, reporter).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    fn add_result(
+        &mut self,
+        trial_id: &str,
+        metrics: BTreeMap<String, Option<f64>>,
+        overrides: Params,
+        reporter: &mut dyn Reporter,
+    ) {
+        let Some(running) = self.running.get_mut(trial_id) else { return };
+        let target = if overrides.is_empty() {
+            trial_id.to_string()
+        } else {
+            if let Some(unknown) = overrides.keys().find(|k| !running.params.contains_key(*k)) {
+                reporter.note(&format!(
+                    "trial {trial_id}: ignored a result for params {}: `{unknown}` is not a swept parameter",
+                    params_to_json(&overrides)
+                ));
+                return;
+            }
+            let mut point = running.params.clone();
+            point.extend(overrides);
+            trial_id_of(&self.sweep.name, &point)
+        };
+        running.results.insert(target, metrics);
+    }
+
+    async fn finish(&mut self, trial_id: String, report: Report, reporter: &mut dyn Reporter) -> Result<(), SchedulerError> {
+        let Some(running) = self.running.remove(&trial_id) else { return Ok(()) };
+        self.pool.give_back(running.gpus);
+        self.progress.running = self.running.len() as u64;
+        let has_result = running.results.contains_key(&trial_id);
+        let success = report.spawn_error.is_none() && report.exit_code == Some(0) && has_result;
+        let (outcome, mut reason) = classify(&report, has_result, self.grid);
+        if !report.invalid_events.is_empty() {
+            let note = format!(
+                "{} malformed event line(s), first: {}",
+                report.invalid_events.len(),
+                report.invalid_events[0]
+            );
+            reason = Some(match reason {
+                Some(r) => format!("{r}; {note}"),
+                None => note,
+            });
+        }
+        let end = AttemptEnd {
+            outcome: if success { Outcome::Completed } else { outcome },
+            exit_code: report.exit_code,
+            signal: report.signal,
+            reason: reason.clone(),
+            stderr_tail: report.stderr_tail.clone(),
+        };
+        if success {
+            let others = self.store.complete(&trial_id, running.attempt, &running.results, &end).await?;
+            self.summary.completed += 1 + others;
+            self.progress.completed += 1 + others;
+            let metrics = running.results.get(&trial_id).map(format_metrics).unwrap_or_default();
+            let extra = if others > 0 { format!(" (+{others} point(s) reported)") } else { String::new() };
+            reporter.note(&format!("completed {trial_id} {} {metrics}{extra}", params_to_json(&running.params)));
+            return Ok(());
+        }
+        let backoff = self.grid.backoff.saturating_mul(1 << (running.attempt - 1).min(16)).min(MAX_BACKOFF);
+        let retry_at = now_ms() + backoff.as_millis() as i64;
+        // A command that cannot even start will not start next time either.
+        let budget = if report.spawn_error.is_some() { 0 } else { self.grid.max_attempts };
+        let status = self
+            .store
+            .end_unsuccessful(&trial_id, &self.runner_id, running.attempt, &end, retry_at, budget)
+            .await?;
+        let reason = reason.unwrap_or_default();
+        let tail = last_line(&report.stderr_tail);
+        match status {
+            Some(TrialStatus::Pending) => {
+                self.summary.retried += 1;
+                reporter.note(&format!(
+                    "trial {trial_id} attempt {} {reason}{tail}; retrying in {}",
+                    running.attempt,
+                    humantime_short(backoff)
+                ));
+            }
+            Some(TrialStatus::Failed) => {
+                self.summary.failed += 1;
+                self.progress.failed += 1;
+                reporter.note(&format!("trial {trial_id} failed after {} attempt(s): {reason}{tail}", running.attempt));
+            }
+            Some(TrialStatus::Interrupted) => {
+                self.summary.interrupted += 1;
+                reporter.note(&format!("trial {trial_id} interrupted"));
+            }
+            _ => reporter.note(&format!("trial {trial_id}: {reason} (it was taken over by another orchestrator)")),
+        }
+        Ok(())
+    }
+
+    async fn flush_curves(&mut self) -> Result<(), SchedulerError> {
+        if !self.curves.is_empty() {
+            let points = std::mem::take(&mut self.curves);
+            self.store.add_curve_points(&points).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes back the trials of orchestrators that stopped renewing their lease or, on this
+    /// host, whose process is gone. Kills what they left running here.
+    async fn reclaim_dead(&mut self, reporter: &mut dyn Reporter) -> Result<u64, SchedulerError> {
+        let now = now_ms();
+        let mut reclaimed = 0;
+        for runner in self.store.live_runners().await? {
+            if runner.id == self.runner_id {
+                continue;
+            }
+            let silent_ms = now - runner.heartbeat_at;
+            let local = runner.host == self.config.host;
+            let why = if local && !process::alive(runner.pid) {
+                format!("orchestrator pid {} on {} exited without finishing", runner.pid, runner.host)
+            } else if silent_ms > self.config.lease.as_millis() as i64 {
+                format!("orchestrator on {} sent no heartbeat for {} s", runner.host, silent_ms / 1000)
+            } else {
+                continue;
+            };
+            let orphans = self.store.reclaim(&runner, &why).await?;
+            for orphan in &orphans {
+                if let (true, Some(pid)) = (local, orphan.pid) {
+                    if process::kill_orphan(pid, &orphan.trial_id) {
+                        reporter.note(&format!("killed leftover process group {pid} of trial {}", orphan.trial_id));
+                    }
+                }
+            }
+            if !orphans.is_empty() {
+                reporter.note(&format!("re-queued {} trial(s): {why}", orphans.len()));
+            }
+            reclaimed += orphans.len() as u64;
+        }
+        self.summary.reclaimed += reclaimed;
+        Ok(reclaimed)
+    }
+}
+
+fn trial_id_of(sweep: &str, params: &Params) -> String {
+    trial_id(sweep, &TrialKey::of(params))
+}
+
+/// The outcome and reason of an attempt that did not succeed.
+fn classify(report: &Report, has_result: bool, grid: &Grid) -> (Outcome, Option<String>) {
+    if let Some(e) = &report.spawn_error {
+        return (Outcome::Failed, Some(e.clone()));
+    }
+    if report.timed_out {
+        let limit = grid.timeout.map(humantime_short).unwrap_or_default();
+        return (Outcome::TimedOut, Some(format!("timed out after {limit}")));
+    }
+    if report.interrupted {
+        return (Outcome::Interrupted, Some("interrupted by the user".into()));
+    }
+    let reason = match (report.exit_code, report.signal) {
+        (Some(0), _) if !has_result => {
+            "exited 0 without a result event (print {\"event\":\"result\",\"metrics\":{...}} before exiting)".to_string()
+        }
+        (Some(0), _) => return (Outcome::Completed, None),
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(sig)) => format!("killed by {}", signal_name(sig)),
+        (None, None) => "ended without an exit status".to_string(),
+    };
+    (Outcome::Failed, Some(reason))
+}
+
+fn format_metrics(metrics: &BTreeMap<String, Option<f64>>) -> String {
+    metrics
+        .iter()
+        .map(|(k, v)| match v {
+            Some(v) => format!("{k}={v:.4}"),
+            None => format!("{k}=NaN"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn last_line(stderr: &str) -> String {
+    stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| format!(" (stderr: {})", l.trim()))
+        .unwrap_or_default()
+}
+
+fn humantime_short(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}

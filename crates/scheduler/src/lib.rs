@@ -1,0 +1,124 @@
+//! Runs the trials of a sweep as child processes.
+//!
+//! One dispatcher owns the store and the slots; each attempt runs in its own task and only
+//! sends messages back (started, events, finished), like nextest's runner. Trials are claimed
+//! from the store one at a time, so several `sweep run` processes can share a sweep, and a
+//! heartbeat lease lets any of them take back the trials of one that died.
+
+mod attempt;
+mod dispatcher;
+mod gpus;
+mod process;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use dispatcher::run_sweep;
+pub use gpus::{parse_nvidia_smi, GpuPool, GpuRequest};
+pub use process::alive;
+
+/// What the user asked the sweep to do, as the dispatcher and attempts see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Keep going.
+    Run,
+    /// Launch nothing new; send SIGTERM to trials and give them their grace period.
+    Graceful,
+    /// Kill every trial's process group now.
+    Now,
+}
+
+/// Where and how to run, beyond what the grid says.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Trials start in this directory.
+    pub workdir: PathBuf,
+    /// Trial directories are `trials_root/<sweep>/<trial id>`.
+    pub trials_root: PathBuf,
+    /// Trials at once (the grid's `parallel` unless overridden).
+    pub parallel: usize,
+    /// GPU ids trials may lease; empty runs every trial on CPU.
+    pub gpus: Vec<String>,
+    /// How often this orchestrator renews its lease.
+    pub heartbeat: Duration,
+    /// How long without a heartbeat before another orchestrator is presumed dead.
+    pub lease: Duration,
+    /// This machine's name, to tell local orchestrators (whose pids can be checked) apart.
+    pub host: String,
+}
+
+impl RunConfig {
+    /// Defaults for a run from `workdir` keeping trial directories under `trials_root`.
+    pub fn new(workdir: PathBuf, trials_root: PathBuf) -> RunConfig {
+        RunConfig {
+            workdir,
+            trials_root,
+            parallel: 1,
+            gpus: Vec::new(),
+            heartbeat: Duration::from_secs(2),
+            lease: Duration::from_secs(30),
+            host: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "localhost".into()),
+        }
+    }
+}
+
+/// Where a sweep stands, for progress displays.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Trials in the grid.
+    pub total: u64,
+    /// Completed (by any run).
+    pub completed: u64,
+    /// Failed for good.
+    pub failed: u64,
+    /// Running in this orchestrator.
+    pub running: u64,
+}
+
+/// Receives progress while a sweep runs (a progress bar, or log lines).
+pub trait Reporter: Send {
+    /// The counts changed.
+    fn progress(&mut self, progress: &Progress);
+    /// Something worth a line happened (a trial finished, failed or was retried).
+    fn note(&mut self, line: &str);
+}
+
+/// What one `run_sweep` call did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Trials completed by this run (including points reported by another trial's process).
+    pub completed: u64,
+    /// Trials that used up their attempts in this run.
+    pub failed: u64,
+    /// Failed attempts that will be retried.
+    pub retried: u64,
+    /// Trials stopped by the user.
+    pub interrupted: u64,
+    /// Trials taken back from dead orchestrators.
+    pub reclaimed: u64,
+    /// Whether the run was stopped before the queue was empty.
+    pub stopped: bool,
+}
+
+/// Why a sweep could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// The store failed; results already stored are safe.
+    #[error(transparent)]
+    Store(#[from] sweep_store::StoreError),
+    /// The grid asks for more GPUs per trial than there are.
+    #[error("the grid asks for {per_trial} GPUs per trial but only {available} are available ({ids}); lower gpus_per_trial or pass --gpus with more ids")]
+    NotEnoughGpus {
+        /// `gpus_per_trial`.
+        per_trial: usize,
+        /// GPUs given.
+        available: usize,
+        /// Their ids.
+        ids: String,
+    },
+    /// A trial directory could not be created.
+    #[error("cannot create the trial directory {0}: {1}")]
+    TrialDir(PathBuf, #[source] std::io::Error),
+}
