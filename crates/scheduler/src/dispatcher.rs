@@ -111,7 +111,7 @@ impl Dispatcher<'_> {
         let mut queue_dry = false;
         loop {
             if !stopping && !queue_dry && self.running.len() < slots {
-                queue_dry = self.fill(slots, reporter).await?;
+                queue_dry = self.fill(slots).await?;
             }
             if stopping && self.running.is_empty() {
                 break;
@@ -168,7 +168,7 @@ impl Dispatcher<'_> {
     }
 
     /// Claims trials into free slots. Returns true when the queue had nothing to claim.
-    async fn fill(&mut self, slots: usize, reporter: &mut dyn Reporter) -> Result<bool, SchedulerError> {
+    async fn fill(&mut self, slots: usize) -> Result<bool, SchedulerError> {
         while self.running.len() < slots {
             let gpus = if self.grid.gpus_per_trial > 0 && !self.config.gpus.is_empty() {
                 match self.pool.take(self.grid.gpus_per_trial) {
@@ -433,7 +433,7 @@ fn format_metrics(metrics: &BTreeMap<String, Option<f64>>) -> String {
     metrics
         .iter()
         .map(|(k, v)| match v {
-            Some(v) => format!("{k}={v:.4}"),
+            Some(v) => format!("{k}={}", sweep_core::value::format_float(*v)),
             None => format!("{k}=NaN"),
         })
         .collect::<Vec<_>>()

@@ -1,0 +1,42 @@
+//! The subcommands, one module each.
+
+mod export;
+mod run;
+mod status;
+
+use clap::{Parser, Subcommand};
+
+/// Sweep fine-tuning settings and record each trial's safety and utility metrics.
+#[derive(Debug, Parser)]
+#[command(name = "sweep", version, about, long_about = None)]
+pub struct Cli {
+    /// The database: a file path or a sqlite:// URL.
+    #[arg(long, global = true, env = "SWEEP_DB", default_value = "sweep.db")]
+    db: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run (or resume) the sweep a grid file describes.
+    Run(run::RunArgs),
+    /// Resume a sweep from the grid stored in the database.
+    Resume(run::ResumeArgs),
+    /// Show trial counts by state and a per-trial table.
+    Status(status::StatusArgs),
+    /// Export trials to CSV.
+    Export(export::ExportArgs),
+}
+
+impl Cli {
+    /// Runs the chosen subcommand; returns the process exit code.
+    pub async fn run(self) -> anyhow::Result<i32> {
+        match self.command {
+            Command::Run(args) => run::run(&self.db, args).await,
+            Command::Resume(args) => run::resume(&self.db, args).await,
+            Command::Status(args) => status::run(&self.db, args).await,
+            Command::Export(args) => export::run(&self.db, args).await,
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! `sweep run GRID` and `sweep resume NAME`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use sweep_core::{expand, Grid};
+use sweep_scheduler::{run_sweep, GpuRequest, RunConfig, Stop};
+use sweep_store::{Store, SweepRecord, TrialStatus};
+use tokio::sync::watch;
+
+use crate::exit_codes;
+use crate::location::default_trials_root;
+use crate::progress;
+
+/// Options shared by `run` and `resume`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Trials at once (default: the grid's `parallel`).
+    #[arg(long)]
+    parallel: Option<usize>,
+    /// GPUs trials may use: auto (CUDA_VISIBLE_DEVICES, else nvidia-smi), none, or ids like 0,1.
+    #[arg(long, default_value = "auto")]
+    gpus: String,
+    /// Give trials that failed for good a fresh attempt budget.
+    #[arg(long)]
+    retry_failed: bool,
+    /// Where trial directories go (default: sweep-trials/ beside the database).
+    #[arg(long)]
+    trials_dir: Option<PathBuf>,
+}
+
+/// `sweep run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The grid file (TOML).
+    grid: PathBuf,
+    #[command(flatten)]
+    exec: ExecArgs,
+}
+
+/// `sweep resume`.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The sweep's name.
+    name: String,
+    #[command(flatten)]
+    exec: ExecArgs,
+}
+
+pub async fn run(db: &str, args: RunArgs) -> anyhow::Result<i32> {
+    let grid = match Grid::load(&args.grid) {
+        Ok(grid) => grid,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit_codes::ERROR);
+        }
+    };
+    let workdir = std::env::current_dir().context("cannot read the current directory")?;
+    execute(db, grid, workdir, args.exec).await
+}
+
+pub async fn resume(db: &str, args: ResumeArgs) -> anyhow::Result<i32> {
+    let store = Store::open_existing(db).await?;
+    let record = store.sweep(&args.name).await?;
+    store.close().await;
+    let path = PathBuf::from(&record.grid_path);
+    let grid = Grid::parse(&path, &record.grid_toml)
+        .with_context(|| format!("the grid stored for sweep `{}` no longer parses", record.name))?;
+    execute(db, grid, PathBuf::from(&record.workdir), args.exec).await
+}
+
+async fn execute(db: &str, grid: Grid, workdir: PathBuf, exec: ExecArgs) -> anyhow::Result<i32> {
+    let expansion = expand(&grid);
+    let store = Store::open(db).await.with_context(|| format!("cannot use the database {db}"))?;
+    let sweep = store.register_sweep(&grid, &workdir.display().to_string()).await?;
+    let registered = store.register_trials(&sweep, &expansion.trials).await?;
+    tracing::info!(
+        "sweep {}: {} trials ({} new, {} already stored; {} excluded, {} duplicates) in {}",
+        grid.name,
+        expansion.trials.len(),
+        registered.added,
+        registered.existing,
+        expansion.excluded,
+        expansion.duplicates,
+        db
+    );
+    if exec.retry_failed {
+        let n = store.reset_failed(sweep.id).await?;
+        tracing::info!("gave {n} failed trial(s) a fresh attempt budget");
+    }
+    let gpus = resolve_gpus(&grid, &exec.gpus)?;
+    let trials_root = exec.trials_dir.unwrap_or_else(|| default_trials_root(db));
+    let trials_root = absolute(&trials_root)?;
+    let mut config = RunConfig::new(workdir, trials_root);
+    config.parallel = exec.parallel.unwrap_or(grid.parallel);
+    if config.parallel == 0 {
+        bail!("--parallel must be at least 1");
+    }
+    config.gpus = gpus;
+
+    let (stop_tx, stop_rx) = watch::channel(Stop::Run);
+    tokio::spawn(forward_signals(stop_tx));
+    let mut reporter = progress::reporter();
+    let summary = run_sweep(&store, &grid, &sweep, &config, stop_rx, reporter.as_mut()).await?;
+    drop(reporter);
+
+    let counts = store.counts(sweep.id).await?;
+    let line = TrialStatus::ALL
+        .iter()
+        .map(|s| format!("{} {}", counts.get(*s), s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    store.close().await;
+    eprintln!("sweep {}: {line}", sweep_label(&sweep));
+    if summary.stopped {
+        eprintln!("stopped; run the same command again to resume");
+        return Ok(exit_codes::INTERRUPTED);
+    }
+    if counts.get(TrialStatus::Failed) > 0 {
+        eprintln!("some trials failed: `sweep status {}` shows why; `--retry-failed` runs them again", sweep.name);
+        return Ok(exit_codes::TRIALS_FAILED);
+    }
+    Ok(exit_codes::OK)
+}
+
+fn sweep_label(sweep: &SweepRecord) -> &str {
+    &sweep.name
+}
+
+fn resolve_gpus(grid: &Grid, flag: &str) -> anyhow::Result<Vec<String>> {
+    let request = GpuRequest::parse(flag).map_err(anyhow::Error::msg)?;
+    let (ids, why_none) = request.resolve();
+    if grid.gpus_per_trial == 0 {
+        return Ok(Vec::new());
+    }
+    if ids.is_empty() {
+        if request == GpuRequest::Auto {
+            bail!(
+                "the grid asks for {} GPU(s) per trial but none were found ({}); pass --gpus none to run the trials on CPU, or --gpus 0,1 to name them",
+                grid.gpus_per_trial,
+                why_none.unwrap_or_default()
+            );
+        }
+        tracing::warn!("--gpus none: running trials on CPU although the grid asks for GPUs");
+    }
+    Ok(ids)
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    if path.is_absolute() {
+        return Ok(path.to_path_buf());
+    }
+    Ok(std::env::current_dir().context("cannot read the current directory")?.join(path))
+}
+
+/// First Ctrl-C or SIGTERM: stop gracefully. Second: kill now.
+async fn forward_signals(stop: watch::Sender<Stop>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        tracing::warn!("cannot install signal handlers; Ctrl-C will kill trials without grace");
+        return;
+    };
+    for level in [Stop::Graceful, Stop::Now] {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        if level == Stop::Graceful {
+            eprintln!("stopping: no new trials; running ones get SIGTERM and their grace period (press Ctrl-C again to kill them now)");
+        }
+        let _ = stop.send(level);
+    }
+}

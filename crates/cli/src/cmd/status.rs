@@ -1,0 +1,43 @@
+//! `sweep status [NAME]`.
+
+use clap::Args;
+use sweep_report::status_table;
+use sweep_store::{Store, TrialStatus};
+
+use crate::exit_codes;
+
+/// `sweep status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Show one sweep (default: every sweep in the database).
+    name: Option<String>,
+    /// Only the counts, no per-trial table.
+    #[arg(long)]
+    summary: bool,
+}
+
+pub async fn run(db: &str, args: StatusArgs) -> anyhow::Result<i32> {
+    let store = Store::open_existing(db).await?;
+    let sweeps = match &args.name {
+        Some(name) => vec![store.sweep(name).await?],
+        None => store.sweeps().await?,
+    };
+    if sweeps.is_empty() {
+        println!("no sweeps in {db}");
+    }
+    for sweep in sweeps {
+        let counts = store.counts(sweep.id).await?;
+        let line = TrialStatus::ALL
+            .iter()
+            .map(|s| format!("{} {}", counts.get(*s), s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!("sweep {} ({} trials): {line}", sweep.name, counts.total());
+        if !args.summary {
+            let rows = store.trial_rows(Some(sweep.id)).await?;
+            println!("{}", status_table(&rows));
+        }
+    }
+    store.close().await;
+    Ok(exit_codes::OK)
+}

@@ -1,0 +1,37 @@
+//! `sweep`: the thin binary. Parses arguments, runs one subcommand, maps the outcome to an
+//! exit code, and prints any error chain once.
+
+mod cmd;
+mod exit_codes;
+mod location;
+mod progress;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cmd::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(exit_codes::ERROR);
+        }
+    };
+    let code = match runtime.block_on(cli.run()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit_codes::ERROR
+        }
+    };
+    std::process::exit(code);
+}
