@@ -1,0 +1,6 @@
+//! End-to-end tests: the real `sweep` binary against real SQLite files in temp directories.
+//! Trials are small POSIX `sh` scripts speaking the JSON-lines protocol.
+
+mod malformed;
+mod orchestration;
+mod support;

@@ -1,0 +1,88 @@
+//! Bad grid files get a clear error naming the file, line and key, and never a panic.
+
+use crate::support::{assert_code, text, Project};
+
+const HEAD: &str = "[sweep]\nname = \"bad\"\ncommand = [\"echo\", \"{lr}\"]\n";
+
+/// (name, grid text, expected `FILE:LINE` prefix line (0 = no line), substrings of the message)
+fn cases() -> Vec<(&'static str, String, usize, Vec<&'static str>)> {
+    vec![
+        ("syntax", format!("{HEAD}[grid\nlr = [1]\n"), 4, vec!["help:"]),
+        ("no sweep table", "[grid]\nlr = [1]\n".into(), 1, vec!["missing field `sweep`", "start the file with a [sweep] table"]),
+        ("unknown top-level key", format!("{HEAD}[grids]\nlr = [1]\n"), 4, vec!["unknown field `grids`"]),
+        ("unknown sweep key", "[sweep]\nname = \"bad\"\ncommand = [\"echo\"]\nparalel = 2\n".into(), 4, vec!["unknown field `paralel`"]),
+        ("missing command", "[sweep]\nname = \"bad\"\n[grid]\nlr = [1]\n".into(), 1, vec!["missing `command`"]),
+        ("empty command", "[sweep]\nname = \"bad\"\ncommand = []\n".into(), 3, vec!["the command is empty"]),
+        ("bad name", "[sweep]\nname = \"my sweep/1\"\ncommand = [\"echo\"]\n".into(), 2, vec!["invalid sweep name"]),
+        ("empty axis", format!("{HEAD}[grid]\nlr = []\n"), 5, vec!["grid.lr", "the axis has no values"]),
+        ("scalar axis", format!("{HEAD}[grid]\nlr = 0.1\n"), 5, vec!["an axis is a list of values", "lr = [0.1]"]),
+        ("nested array", format!("{HEAD}[grid]\nlr = [[1, 2]]\n"), 5, vec!["expected a number, string or boolean"]),
+        ("non-numeric range", format!("{HEAD}[grid]\nlr = {{ log = [\"a\", 1], num = 3 }}\n"), 5, vec!["range bounds must be finite numbers"]),
+        ("negative log range", format!("{HEAD}[grid]\nlr = {{ log = [-1e-3, 1e-1], num = 3 }}\n"), 5, vec!["must be positive"]),
+        ("range without num", format!("{HEAD}[grid]\nlr = {{ lin = [0, 1] }}\n"), 5, vec!["needs `num`"]),
+        ("range num too small", format!("{HEAD}[grid]\nlr = {{ lin = [0, 1], num = 1 }}\n"), 5, vec!["`num` must be a whole number from 2"]),
+        ("both lin and log", format!("{HEAD}[grid]\nlr = {{ lin = [0, 1], log = [1, 2], num = 2 }}\n"), 5, vec!["exactly one of `lin` or `log`"]),
+        ("unknown range key", format!("{HEAD}[grid]\nlr = {{ lin = [0, 1], n = 2 }}\n"), 5, vec!["unknown range key `n`"]),
+        ("duplicate axis", format!("{HEAD}[grid]\nlr = [1]\n[[zip]]\nlr = [1]\nbs = [2]\n"), 7, vec!["`lr` is already set by grid.lr"]),
+        ("fixed shadows axis", format!("{HEAD}[grid]\nlr = [1]\n[fixed]\nlr = 2\n"), 7, vec!["`lr` is already set by grid.lr"]),
+        ("duplicate key", format!("{HEAD}[grid]\nlr = [1]\nlr = [2]\n"), 6, vec!["duplicate key"]),
+        ("zip of unequal lengths", format!("{HEAD}[grid]\nlr = [1]\n[[zip]]\nbs = [8, 16]\naccum = [1]\n"), 6, vec!["differ in length", "zip[0].bs has 2", "zip[0].accum has 1"]),
+        ("unknown placeholder", "[sweep]\nname = \"bad\"\ncommand = [\"echo\", \"{learning_rate}\"]\n[grid]\nlr = [1]\n".into(), 3, vec!["`{learning_rate}` names no parameter", "use one of: lr"]),
+        ("unclosed placeholder", "[sweep]\nname = \"bad\"\ncommand = [\"echo\", \"{lr\"]\n[grid]\nlr = [1]\n".into(), 3, vec!["argument 2", "is not closed"]),
+        ("negative parallel", "[sweep]\nname = \"bad\"\ncommand = [\"echo\"]\nparallel = -2\n".into(), 4, vec!["sweep.parallel", "must be at least 1"]),
+        ("zero attempts", "[sweep]\nname = \"bad\"\ncommand = [\"echo\"]\nmax_attempts = 0\n".into(), 4, vec!["sweep.max_attempts", "must be at least 1"]),
+        ("bad timeout", "[sweep]\nname = \"bad\"\ncommand = [\"echo\"]\ntimeout = \"2 hours-ish\"\n".into(), 4, vec!["invalid duration", "\"90s\""]),
+        ("grid over cap", format!("{HEAD}max_trials = 10\n[grid]\nlr = {{ lin = [1, 4], num = 4 }}\nbs = [1, 2, 3]\n"), 5, vec!["12 points, over the cap of 10"]),
+        ("exclude unknown axis", format!("{HEAD}[grid]\nlr = [1]\n[[exclude]]\nbs = 8\n"), 7, vec!["`bs` is not a swept axis"]),
+        ("exclude matches nothing", format!("{HEAD}[grid]\nlr = [1, 2]\n[[exclude]]\nlr = 3\n"), 7, vec!["3 is not a value of axis `lr`", "the axis has: 1, 2"]),
+        ("empty exclude", format!("{HEAD}[grid]\nlr = [1]\n[[exclude]]\n"), 6, vec!["would drop every trial"]),
+        ("reserved name", format!("{HEAD}[grid]\nlr = [1]\ntrial_id = [1]\n"), 6, vec!["reserved"]),
+        ("non-finite value", format!("{HEAD}[grid]\nlr = [nan]\n"), 5, vec!["not a finite number"]),
+        ("array in fixed", format!("{HEAD}[grid]\nlr = [1]\n[fixed]\nlayers = [1, 2]\n"), 7, vec!["fixed.layers", "move the key to [grid]"]),
+    ]
+}
+
+#[test]
+fn malformed_grids_name_file_line_key_and_fix() {
+    let p = Project::new();
+    let cases = cases();
+    assert!(cases.len() >= 20);
+    for (name, grid, line, needles) in cases {
+        p.write("bad.toml", &grid);
+        let out = p.run(&["run", "bad.toml"]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "case {name}: {err}");
+        assert!(!err.contains("panicked"), "case {name}: {err}");
+        let prefix = format!("error: bad.toml:{line}:");
+        assert!(err.starts_with(&prefix), "case {name}: expected {prefix:?}, got:\n{err}");
+        assert!(err.contains("help:"), "case {name} gives no help:\n{err}");
+        for needle in needles {
+            assert!(err.contains(needle), "case {name}: {needle:?} not in:\n{err}");
+        }
+        assert!(!p.db().exists(), "case {name}: a bad grid must not create a database");
+    }
+}
+
+#[test]
+fn a_missing_grid_file_is_named() {
+    let p = Project::new();
+    let out = p.run(&["run", "nowhere.toml"]);
+    assert_code(&out, 2);
+    let err = text(&out.stderr);
+    assert!(err.contains("nowhere.toml: cannot read the grid file"), "{err}");
+}
+
+#[test]
+fn every_example_grid_parses() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sweeps");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let grid = sweep_core::Grid::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(sweep_core::expand(&grid).trials.len() > 0, "{}", path.display());
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1, "no grids in {}", dir.display());
+}

@@ -1,0 +1,117 @@
+//! Helpers shared by the end-to-end tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A temporary project directory with a database in it.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        Project { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.path().join("sweep.db")
+    }
+
+    /// Writes a file into the project.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path().join(name);
+        std::fs::write(&path, text).expect("write file");
+        path
+    }
+
+    /// A `sweep` command running in the project directory against its database.
+    pub fn sweep(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sweep"));
+        cmd.current_dir(self.path())
+            .env_remove("SWEEP_DB")
+            .env_remove("CUDA_VISIBLE_DEVICES")
+            .env("RUST_LOG", "info")
+            .arg("--db")
+            .arg(self.db())
+            .args(args);
+        cmd
+    }
+
+    /// Runs `sweep` to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.sweep(args).output().expect("run sweep")
+    }
+
+    /// Starts `sweep` in the background.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.sweep(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn sweep")
+    }
+
+    /// The CSV export as records of (column -> value).
+    pub fn export(&self) -> Vec<std::collections::BTreeMap<String, String>> {
+        let out = self.run(&["export", "--csv", "-"]);
+        assert!(out.status.success(), "export failed: {}", text(&out.stderr));
+        let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
+        let headers = reader.headers().expect("headers").clone();
+        reader
+            .records()
+            .map(|r| {
+                let r = r.expect("record");
+                headers.iter().zip(r.iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect()
+            })
+            .collect()
+    }
+
+    /// Lines of a file the trials append to (empty if absent).
+    pub fn lines(&self, name: &str) -> Vec<String> {
+        std::fs::read_to_string(self.path().join(name))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+}
+
+/// Output bytes as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts a finished command's exit code, showing its output otherwise.
+pub fn assert_code(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// Polls `check` until it holds or `limit` passes.
+pub fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A trial script: sleeps `$SLEEP` seconds (default 0), appends its id to `runs.log`, then
+/// reports metrics that are known functions of its parameters (`score = lr * 10 + seed`).
+pub const TRIAL_SH: &str = r#"#!/bin/sh
+echo "start $SWEEP_TRIAL_ID $SWEEP_ATTEMPT $SWEEP_RESUME $CUDA_VISIBLE_DEVICES" >> "$LOG_DIR/starts.log"
+echo "{\"event\":\"metric\",\"step\":1,\"name\":\"loss\",\"value\":1.5}"
+sleep "${SLEEP:-0}"
+echo "{\"event\":\"metric\",\"step\":2,\"name\":\"loss\",\"value\":0.5}"
+echo "{\"event\":\"result\",\"metrics\":{\"score\":$(awk "BEGIN{print $1*10+$2}")}}"
+echo "$SWEEP_TRIAL_ID" >> "$LOG_DIR/runs.log"
+"#;
