@@ -17,10 +17,6 @@ fn project_with_trial() -> Project {
     p
 }
 
-fn with_log_dir(p: &Project, cmd: &mut std::process::Command) {
-    cmd.env("LOG_DIR", p.path());
-}
-
 #[test]
 fn product_zip_and_exclude_give_exactly_the_expected_trials() {
     let p = project_with_trial();
@@ -236,6 +232,10 @@ fn two_concurrent_runs_share_a_sweep_without_duplicates() {
     assert_eq!(runs.len(), 20, "{runs:?}");
     assert_eq!(unique.len(), 20);
     assert!(p.export().iter().all(|r| r["status"] == "completed" && r["attempts"] == "1"));
+    // Both orchestrators did part of the work.
+    for out in [&a, &b] {
+        assert!(text(&out.stderr).contains("INFO completed"), "{}", text(&out.stderr));
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Helpers shared by the end-to-end tests.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 /// A temporary project directory with a database in it.
@@ -45,11 +45,6 @@ impl Project {
     /// Runs `sweep` to completion.
     pub fn run(&self, args: &[&str]) -> Output {
         self.sweep(args).output().expect("run sweep")
-    }
-
-    /// Starts `sweep` in the background.
-    pub fn spawn(&self, args: &[&str]) -> Child {
-        self.sweep(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn sweep")
     }
 
     /// The CSV export as records of (column -> value).

@@ -171,7 +171,10 @@ impl Grid {
                 .help("give the program and its arguments, e.g. [\"python3\", \"train.py\"]"));
         }
         let template = CommandTemplate::parse(&command_args)
-            .map_err(|e| c.err(command_span.clone(), "sweep.command", e.to_string()))?;
+            .map_err(|e| {
+                c.err(command_span.clone(), "sweep.command", e.to_string())
+                    .help("placeholders are {parameter_name}; write {{ and }} for literal braces")
+            })?;
 
         let parallel = positive(&c, sweep.parallel, "sweep.parallel", 1, 1)? as usize;
         let gpus_per_trial = positive(&c, sweep.gpus_per_trial, "sweep.gpus_per_trial", 0, 0)? as usize;
@@ -431,10 +434,14 @@ fn scalar(c: &Checker<'_>, key: &str, span: Range<usize>, value: toml::Value) ->
     match value {
         toml::Value::Integer(i) => Ok(ParamValue::Int(i)),
         toml::Value::Float(f) if f.is_finite() => Ok(ParamValue::Float(f)),
-        toml::Value::Float(f) => Err(c.err(span, key, format!("{f} is not a finite number"))),
+        toml::Value::Float(f) => Err(c
+            .err(span, key, format!("{f} is not a finite number"))
+            .help("use a finite number; a value that must be unbounded is better passed as a string")),
         toml::Value::Boolean(b) => Ok(ParamValue::Bool(b)),
         toml::Value::String(s) => Ok(ParamValue::Str(s)),
-        other => Err(c.err(span, key, format!("expected a number, string or boolean, found {}", other.type_str()))),
+        other => Err(c
+            .err(span, key, format!("expected a number, string or boolean, found {}", other.type_str()))
+            .help("parameter values are scalars, e.g. lr = [1e-4, 3e-4] or optimizer = [\"adamw\", \"sgd\"]")),
     }
 }
 

@@ -327,10 +327,10 @@ impl Dispatcher<'_> {
         let backoff = self.grid.backoff.saturating_mul(1 << (running.attempt - 1).min(16)).min(MAX_BACKOFF);
         let retry_at = now_ms() + backoff.as_millis() as i64;
         // A command that cannot even start will not start next time either.
-        let budget = if report.spawn_error.is_some() { 0 } else { self.grid.max_attempts };
+        let retryable = report.spawn_error.is_none();
         let status = self
             .store
-            .end_unsuccessful(&trial_id, &self.runner_id, running.attempt, &end, retry_at, budget)
+            .end_unsuccessful(&trial_id, &self.runner_id, running.attempt, &end, retry_at, self.grid.max_attempts, retryable)
             .await?;
         let reason = reason.unwrap_or_default();
         let tail = last_line(&report.stderr_tail);

@@ -98,22 +98,50 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(60))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(|e| StoreError::Open(location.to_string(), e))?;
-        sqlx::migrate!("../../migrations")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Migrate(location.to_string(), e))?;
+        // Switching a new database to WAL needs a moment of exclusive access, and SQLite
+        // answers SQLITE_BUSY there without consulting the busy timeout: retry briefly.
+        let mut tries = 0;
+        let pool = loop {
+            match SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await {
+                Ok(pool) => break pool,
+                Err(e) if tries < 20 && is_busy(&e) => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(25 * tries)).await;
+                }
+                Err(e) => return Err(StoreError::Open(location.to_string(), e)),
+            }
+        };
+        // SQLite migrations take no lock: two processes creating the same new database race,
+        // and the loser's CREATE TABLE fails. Running again sees the winner's work as applied.
+        let mut tries = 0;
+        loop {
+            match sqlx::migrate!("../../migrations").run(&pool).await {
+                Ok(()) => break,
+                Err(_) if tries < 5 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * tries)).await;
+                }
+                Err(e) => return Err(StoreError::Migrate(location.to_string(), e)),
+            }
+        }
         Ok(Store { pool })
+    }
+
+    /// Starts a write transaction that takes the write lock up front. A deferred transaction
+    /// that reads and then writes can fail with SQLITE_BUSY_SNAPSHOT when another process
+    /// wrote in between, which the busy timeout cannot wait out.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     /// Closes the pool, checkpointing the WAL.
     pub async fn close(self) {
         self.pool.close().await;
     }
+}
+
+fn is_busy(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "5" || c == "517"))
 }
 
 fn connect_options(location: &str) -> Result<SqliteConnectOptions, StoreError> {

@@ -85,7 +85,7 @@ impl Store {
     /// attempts, and ends the runner. Safe to race: each trial is taken back once.
     pub async fn reclaim(&self, dead: &Runner, reason: &str) -> Result<Vec<Orphan>, StoreError> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let rows = sqlx::query(
             "UPDATE trials SET status = 'interrupted', owner = NULL, finished_at = ?, error = ? \
              WHERE status = 'running' AND owner = ? RETURNING id, pid, attempts",

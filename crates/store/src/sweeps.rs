@@ -41,7 +41,7 @@ impl Store {
         let config = grid.config_json();
         let now = now_ms();
         let path = grid.path.display().to_string();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let stored: Option<(i64, String)> =
             sqlx::query_as("SELECT id, config FROM sweeps WHERE name = ?")
                 .bind(&grid.name)
@@ -84,7 +84,7 @@ impl Store {
     /// Stores the grid's trials. Trials already stored keep their state and results; stored
     /// trials no longer in the grid are set aside (not run, not deleted).
     pub async fn register_trials(&self, sweep: &SweepRecord, trials: &[Trial]) -> Result<Registered, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM trials WHERE sweep_id = ?")
             .bind(sweep.id)
             .fetch_one(&mut *tx)

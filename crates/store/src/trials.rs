@@ -91,7 +91,7 @@ impl Store {
         gpu: Option<&str>,
     ) -> Result<Option<Claimed>, StoreError> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let sql = format!(
             "UPDATE trials SET status = 'running', owner = ?4, attempts = attempts + 1, \
              started_at = ?2, finished_at = NULL, gpu = ?5, pid = NULL, error = NULL \
@@ -163,7 +163,7 @@ impl Store {
         if points.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for p in points {
             sqlx::query("INSERT INTO curves (trial_id, attempt, step, name, value) VALUES (?, ?, ?, ?, ?)")
                 .bind(&p.trial_id)
@@ -189,7 +189,7 @@ impl Store {
         end: &AttemptEnd,
     ) -> Result<u64, StoreError> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut others = 0;
         for (id, metrics) in results {
             let updated = if id == trial_id {
@@ -237,7 +237,10 @@ impl Store {
     /// Records an attempt that did not succeed. A failure is retried (status `pending` until
     /// `retry_at`) while the trial has failed fewer than `max_attempts` times, else the trial
     /// is `failed`; an interruption leaves it `interrupted` without using up an attempt.
-    /// Does nothing if `runner_id` no longer holds the trial (its lease was taken over).
+    /// A failure that is not `retryable` (the command cannot even start) uses up the whole
+    /// budget at once. Does nothing if `runner_id` no longer holds the trial (its lease was
+    /// taken over).
+    #[allow(clippy::too_many_arguments)]
     pub async fn end_unsuccessful(
         &self,
         trial_id: &str,
@@ -246,9 +249,10 @@ impl Store {
         end: &AttemptEnd,
         retry_at: i64,
         max_attempts: u32,
+        retryable: bool,
     ) -> Result<Option<TrialStatus>, StoreError> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let status: Option<String> = if end.outcome == Outcome::Interrupted {
             sqlx::query_scalar(
                 "UPDATE trials SET status = 'interrupted', owner = NULL, pid = NULL, finished_at = ?, error = ? \
@@ -262,11 +266,13 @@ impl Store {
             .await?
         } else {
             sqlx::query_scalar(
-                "UPDATE trials SET failures = failures + 1, \
-                 status = CASE WHEN failures + 1 < ? THEN 'pending' ELSE 'failed' END, \
-                 not_before = ?, owner = NULL, pid = NULL, finished_at = ?, error = ? \
-                 WHERE id = ? AND owner = ? AND status = 'running' RETURNING status",
+                "UPDATE trials SET \
+                 failures = CASE WHEN ?1 THEN failures + 1 ELSE MAX(failures + 1, ?2) END, \
+                 status = CASE WHEN ?1 AND failures + 1 < ?2 THEN 'pending' ELSE 'failed' END, \
+                 not_before = ?3, owner = NULL, pid = NULL, finished_at = ?4, error = ?5 \
+                 WHERE id = ?6 AND owner = ?7 AND status = 'running' RETURNING status",
             )
+            .bind(retryable)
             .bind(max_attempts as i64)
             .bind(retry_at)
             .bind(now)
