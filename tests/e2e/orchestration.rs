@@ -222,8 +222,15 @@ fn ctrl_c_interrupts_and_a_rerun_resumes() {
 fn two_concurrent_runs_share_a_sweep_without_duplicates() {
     let p = project_with_trial();
     p.write("g.toml", &grid("shared", "parallel = 2", "[grid]\nlr = { lin = [0.1, 1.0], num = 10 }\nseed = [0, 1]\n"));
-    let a = p.sweep(&["run", "g.toml"]).env("LOG_DIR", p.path()).env("SLEEP", "0.1").spawn().unwrap();
-    let b = p.sweep(&["run", "g.toml"]).env("LOG_DIR", p.path()).env("SLEEP", "0.1").spawn().unwrap();
+    let start = || {
+        p.sweep(&["run", "g.toml"])
+            .env("LOG_DIR", p.path())
+            .env("SLEEP", "0.1")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start(), start());
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert_code(&a, 0);
     assert_code(&b, 0);
