@@ -54,12 +54,21 @@ fn malformed_grids_name_file_line_key_and_fix() {
         assert_eq!(out.status.code(), Some(2), "case {name}: {err}");
         assert!(!err.contains("panicked"), "case {name}: {err}");
         let prefix = format!("error: bad.toml:{line}:");
-        assert!(err.starts_with(&prefix), "case {name}: expected {prefix:?}, got:\n{err}");
+        assert!(
+            err.starts_with(&prefix),
+            "case {name}: expected {prefix:?}, got:\n{err}"
+        );
         assert!(err.contains("help:"), "case {name} gives no help:\n{err}");
         for needle in needles {
-            assert!(err.contains(needle), "case {name}: {needle:?} not in:\n{err}");
+            assert!(
+                err.contains(needle),
+                "case {name}: {needle:?} not in:\n{err}"
+            );
         }
-        assert!(!p.db().exists(), "case {name}: a bad grid must not create a database");
+        assert!(
+            !p.db().exists(),
+            "case {name}: a bad grid must not create a database"
+        );
     }
 }
 
@@ -69,7 +78,10 @@ fn a_missing_grid_file_is_named() {
     let out = p.run(&["run", "nowhere.toml"]);
     assert_code(&out, 2);
     let err = text(&out.stderr);
-    assert!(err.contains("nowhere.toml: cannot read the grid file"), "{err}");
+    assert!(
+        err.contains("nowhere.toml: cannot read the grid file"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -80,7 +92,11 @@ fn every_example_grid_parses() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             let grid = sweep_core::Grid::load(&path).unwrap_or_else(|e| panic!("{e}"));
-            assert!(sweep_core::expand(&grid).trials.len() > 0, "{}", path.display());
+            assert!(
+                !sweep_core::expand(&grid).trials.is_empty(),
+                "{}",
+                path.display()
+            );
             seen += 1;
         }
     }

@@ -29,19 +29,35 @@ fn product_zip_and_exclude_give_exactly_the_expected_trials() {
              [[exclude]]\nlr = 0.2\nbs = 8\n[fixed]\nepochs = 1\n",
         ),
     );
-    let out = p.sweep(&["run", "g.toml"]).env("LOG_DIR", p.path()).output().unwrap();
+    let out = p
+        .sweep(&["run", "g.toml"])
+        .env("LOG_DIR", p.path())
+        .output()
+        .unwrap();
     assert_code(&out, 0);
     let rows = p.export();
     let got: BTreeSet<(String, String, String, String)> = rows
         .iter()
-        .map(|r| (r["param_lr"].clone(), r["param_seed"].clone(), r["param_bs"].clone(), r["param_accum"].clone()))
+        .map(|r| {
+            (
+                r["param_lr"].clone(),
+                r["param_seed"].clone(),
+                r["param_bs"].clone(),
+                r["param_accum"].clone(),
+            )
+        })
         .collect();
     let mut want = BTreeSet::new();
     for lr in ["0.1", "0.2"] {
         for seed in ["0", "1"] {
             for (bs, accum) in [("8", "4"), ("16", "2"), ("32", "1")] {
                 if !(lr == "0.2" && bs == "8") {
-                    want.insert((lr.to_string(), seed.to_string(), bs.to_string(), accum.to_string()));
+                    want.insert((
+                        lr.to_string(),
+                        seed.to_string(),
+                        bs.to_string(),
+                        accum.to_string(),
+                    ));
                 }
             }
         }
@@ -66,7 +82,11 @@ fn product_zip_and_exclude_give_exactly_the_expected_trials() {
     );
     // Re-running a finished sweep runs nothing.
     let before = p.lines("runs.log").len();
-    let out = p.sweep(&["run", "g.toml"]).env("LOG_DIR", p.path()).output().unwrap();
+    let out = p
+        .sweep(&["run", "g.toml"])
+        .env("LOG_DIR", p.path())
+        .output()
+        .unwrap();
     assert_code(&out, 0);
     assert_eq!(p.lines("runs.log").len(), before);
 }
@@ -93,9 +113,16 @@ echo "{\"event\":\"result\",\"metrics\":{\"ok\":1}}"
     let id = &rows[0]["trial_id"];
     let dir = p.path().join("sweep-trials").join("env").join(id);
     let argv = std::fs::read_to_string(dir.join("argv")).unwrap();
-    assert_eq!(argv, format!("--lr=0.00001\nadam w\n{id}\n; rm -rf {{x}}\n"));
-    let params: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("params")).unwrap()).unwrap();
-    assert_eq!(params, serde_json::json!({"epochs": 2, "lr": 1e-5, "opt": "adam w"}));
+    assert_eq!(
+        argv,
+        format!("--lr=0.00001\nadam w\n{id}\n; rm -rf {{x}}\n")
+    );
+    let params: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("params")).unwrap()).unwrap();
+    assert_eq!(
+        params,
+        serde_json::json!({"epochs": 2, "lr": 1e-5, "opt": "adam w"})
+    );
     assert!(dir.join("logs/attempt-1.stdout.log").exists());
 }
 
@@ -152,7 +179,11 @@ fn a_hanging_trial_is_killed_by_its_timeout() {
     let start = Instant::now();
     let out = p.run(&["run", "g.toml"]);
     assert_code(&out, 1);
-    assert!(start.elapsed() < Duration::from_secs(20), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        start.elapsed()
+    );
     let status = text(&p.run(&["status", "hang"]).stdout);
     assert!(status.contains("timed out after 500ms"), "{status}");
     assert_eq!(p.export()[0]["status"], "failed");
@@ -161,11 +192,30 @@ fn a_hanging_trial_is_killed_by_its_timeout() {
 #[test]
 fn kill_9_then_resume_completes_every_trial_exactly_once() {
     let p = project_with_trial();
-    p.write("g.toml", &grid("crash", "parallel = 2", "[grid]\nlr = [0.1, 0.2, 0.3, 0.4]\nseed = [0, 1]\n"));
-    let mut child = p.sweep(&["run", "g.toml"]).env("LOG_DIR", p.path()).env("SLEEP", "0.4").spawn().unwrap();
+    p.write(
+        "g.toml",
+        &grid(
+            "crash",
+            "parallel = 2",
+            "[grid]\nlr = [0.1, 0.2, 0.3, 0.4]\nseed = [0, 1]\n",
+        ),
+    );
+    let mut child = p
+        .sweep(&["run", "g.toml"])
+        .env("LOG_DIR", p.path())
+        .env("SLEEP", "0.4")
+        .spawn()
+        .unwrap();
     // Kill the orchestrator once some, but not all, trials have finished.
-    assert!(wait_for(Duration::from_secs(30), || p.lines("runs.log").len() >= 3));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert!(wait_for(Duration::from_secs(30), || p
+        .lines("runs.log")
+        .len()
+        >= 3));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     child.wait().unwrap();
     let done_before: BTreeSet<String> = p
         .export()
@@ -173,8 +223,15 @@ fn kill_9_then_resume_completes_every_trial_exactly_once() {
         .filter(|r| r["status"] == "completed")
         .map(|r| r["trial_id"].clone())
         .collect();
-    assert!(!done_before.is_empty() && done_before.len() < 8, "{done_before:?}");
-    let resumed = p.sweep(&["run", "g.toml"]).env("LOG_DIR", p.path()).output().unwrap();
+    assert!(
+        !done_before.is_empty() && done_before.len() < 8,
+        "{done_before:?}"
+    );
+    let resumed = p
+        .sweep(&["run", "g.toml"])
+        .env("LOG_DIR", p.path())
+        .output()
+        .unwrap();
     assert_code(&resumed, 0);
     let rows = p.export();
     assert_eq!(rows.len(), 8);
@@ -185,7 +242,10 @@ fn kill_9_then_resume_completes_every_trial_exactly_once() {
     }
     // Trials cut off by the crash were resumed with SWEEP_RESUME=1.
     let starts = p.lines("starts.log");
-    let resumed_starts = starts.iter().filter(|l| l.split(' ').nth(3) == Some("1")).count();
+    let resumed_starts = starts
+        .iter()
+        .filter(|l| l.split(' ').nth(3) == Some("1"))
+        .count();
     let rerun: Vec<_> = rows.iter().filter(|r| r["attempts"] != "1").collect();
     assert_eq!(resumed_starts, rerun.len());
     let stderr = text(&resumed.stderr);
@@ -197,11 +257,30 @@ fn kill_9_then_resume_completes_every_trial_exactly_once() {
 #[test]
 fn ctrl_c_interrupts_and_a_rerun_resumes() {
     let p = project_with_trial();
-    p.write("g.toml", &grid("int", "parallel = 2\ngrace = \"5s\"", "[grid]\nlr = [0.1, 0.2, 0.3]\nseed = [0]\n"));
-    let mut child = p.sweep(&["run", "g.toml"]).env("LOG_DIR", p.path()).env("SLEEP", "30").spawn().unwrap();
-    assert!(wait_for(Duration::from_secs(30), || p.lines("starts.log").len() >= 2));
+    p.write(
+        "g.toml",
+        &grid(
+            "int",
+            "parallel = 2\ngrace = \"5s\"",
+            "[grid]\nlr = [0.1, 0.2, 0.3]\nseed = [0]\n",
+        ),
+    );
+    let mut child = p
+        .sweep(&["run", "g.toml"])
+        .env("LOG_DIR", p.path())
+        .env("SLEEP", "30")
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(30), || p
+        .lines("starts.log")
+        .len()
+        >= 2));
     let started = Instant::now();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     // sh dies on SIGTERM at once; no need to wait for the grace period.
@@ -213,7 +292,12 @@ fn ctrl_c_interrupts_and_a_rerun_resumes() {
     });
     assert_eq!(states.get("interrupted"), Some(&2), "{states:?}");
     assert_eq!(states.get("pending"), Some(&1), "{states:?}");
-    let out = p.sweep(&["resume", "int"]).env("LOG_DIR", p.path()).env("SLEEP", "0").output().unwrap();
+    let out = p
+        .sweep(&["resume", "int"])
+        .env("LOG_DIR", p.path())
+        .env("SLEEP", "0")
+        .output()
+        .unwrap();
     assert_code(&out, 0);
     assert!(p.export().iter().all(|r| r["status"] == "completed"));
 }
@@ -221,7 +305,14 @@ fn ctrl_c_interrupts_and_a_rerun_resumes() {
 #[test]
 fn two_concurrent_runs_share_a_sweep_without_duplicates() {
     let p = project_with_trial();
-    p.write("g.toml", &grid("shared", "parallel = 2", "[grid]\nlr = { lin = [0.1, 1.0], num = 10 }\nseed = [0, 1]\n"));
+    p.write(
+        "g.toml",
+        &grid(
+            "shared",
+            "parallel = 2",
+            "[grid]\nlr = { lin = [0.1, 1.0], num = 10 }\nseed = [0, 1]\n",
+        ),
+    );
     let start = || {
         p.sweep(&["run", "g.toml"])
             .env("LOG_DIR", p.path())
@@ -238,10 +329,17 @@ fn two_concurrent_runs_share_a_sweep_without_duplicates() {
     let unique: BTreeSet<_> = runs.iter().collect();
     assert_eq!(runs.len(), 20, "{runs:?}");
     assert_eq!(unique.len(), 20);
-    assert!(p.export().iter().all(|r| r["status"] == "completed" && r["attempts"] == "1"));
+    assert!(p
+        .export()
+        .iter()
+        .all(|r| r["status"] == "completed" && r["attempts"] == "1"));
     // Both orchestrators did part of the work.
     for out in [&a, &b] {
-        assert!(text(&out.stderr).contains("INFO completed"), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("INFO completed"),
+            "{}",
+            text(&out.stderr)
+        );
     }
 }
 
@@ -261,7 +359,11 @@ echo "{\"event\":\"result\",\"metrics\":{\"ok\":1}}"
         "g.toml",
         "[sweep]\nname = \"gpu\"\ncommand = [\"sh\", \"gpu.sh\"]\nparallel = 8\ngpus_per_trial = 1\n[grid]\nx = { lin = [1, 9], num = 9 }\n",
     );
-    let out = p.sweep(&["run", "g.toml", "--gpus", "0,1,2"]).env("LOG_DIR", p.path()).output().unwrap();
+    let out = p
+        .sweep(&["run", "g.toml", "--gpus", "0,1,2"])
+        .env("LOG_DIR", p.path())
+        .output()
+        .unwrap();
     assert_code(&out, 0);
     let mut busy: BTreeSet<String> = BTreeSet::new();
     let mut max_busy = 0;
@@ -277,11 +379,21 @@ echo "{\"event\":\"result\",\"metrics\":{\"ok\":1}}"
     }
     assert_eq!(max_busy, 3);
     let rows = p.export();
-    assert!(rows.iter().all(|r| ["0", "1", "2"].contains(&r["gpu"].as_str())));
+    assert!(rows
+        .iter()
+        .all(|r| ["0", "1", "2"].contains(&r["gpu"].as_str())));
     // Asking for GPUs where none exist is a clear error, not a silent CPU run.
-    let out = p.sweep(&["run", "g.toml"]).env("PATH", "/nonexistent").output().unwrap();
+    let out = p
+        .sweep(&["run", "g.toml"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
     assert_code(&out, 2);
-    assert!(text(&out.stderr).contains("--gpus none"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--gpus none"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -302,29 +414,65 @@ echo "{\"event\":\"result\",\"metrics\":{\"loss\":$(awk "BEGIN{print 100/$1}")}}
         "g.toml",
         "[sweep]\nname = \"multi\"\ncommand = [\"sh\", \"multi.sh\", \"{steps}\"]\n[grid]\nsteps = [200, 50]\n",
     );
-    let out = p.sweep(&["run", "g.toml"]).env("LOG_DIR", p.path()).output().unwrap();
+    let out = p
+        .sweep(&["run", "g.toml"])
+        .env("LOG_DIR", p.path())
+        .output()
+        .unwrap();
     assert_code(&out, 0);
     assert_eq!(p.lines("runs.log"), ["200"]);
     let rows = p.export();
-    let loss: BTreeMap<&str, &str> = rows.iter().map(|r| (r["param_steps"].as_str(), r["metric_loss"].as_str())).collect();
+    let loss: BTreeMap<&str, &str> = rows
+        .iter()
+        .map(|r| (r["param_steps"].as_str(), r["metric_loss"].as_str()))
+        .collect();
     assert_eq!(loss, BTreeMap::from([("200", "0.5"), ("50", "2.0")]));
 }
 
 #[test]
 fn an_edited_grid_adds_points_and_a_changed_command_is_reported() {
     let p = project_with_trial();
-    p.write("g.toml", &grid("edit", "", "[grid]\nlr = [0.1]\nseed = [0]\n"));
-    assert_code(&p.sweep(&["run", "g.toml"]).env("LOG_DIR", p.path()).output().unwrap(), 0);
-    p.write("g.toml", &grid("edit", "", "[grid]\nlr = [0.1, 0.2]\nseed = [0]\n"));
-    let out = p.sweep(&["run", "g.toml"]).env("LOG_DIR", p.path()).output().unwrap();
+    p.write(
+        "g.toml",
+        &grid("edit", "", "[grid]\nlr = [0.1]\nseed = [0]\n"),
+    );
+    assert_code(
+        &p.sweep(&["run", "g.toml"])
+            .env("LOG_DIR", p.path())
+            .output()
+            .unwrap(),
+        0,
+    );
+    p.write(
+        "g.toml",
+        &grid("edit", "", "[grid]\nlr = [0.1, 0.2]\nseed = [0]\n"),
+    );
+    let out = p
+        .sweep(&["run", "g.toml"])
+        .env("LOG_DIR", p.path())
+        .output()
+        .unwrap();
     assert_code(&out, 0);
-    assert!(text(&out.stderr).contains("2 trials (1 new, 1 already stored"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("2 trials (1 new, 1 already stored"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(p.lines("runs.log").len(), 2);
-    p.write("g.toml", &format!("{}[fixed]\nepochs = 3\n", grid("edit", "", "[grid]\nlr = [0.1, 0.2]\nseed = [0]\n")));
+    p.write(
+        "g.toml",
+        &format!(
+            "{}[fixed]\nepochs = 3\n",
+            grid("edit", "", "[grid]\nlr = [0.1, 0.2]\nseed = [0]\n")
+        ),
+    );
     let out = p.run(&["run", "g.toml"]);
     assert_code(&out, 2);
     let err = text(&out.stderr);
-    assert!(err.contains("sweep `edit` was created with a different command or [fixed]"), "{err}");
+    assert!(
+        err.contains("sweep `edit` was created with a different command or [fixed]"),
+        "{err}"
+    );
     assert!(err.contains("new [sweep] name"), "{err}");
     assert_eq!(p.export().len(), 2);
 }
@@ -334,7 +482,11 @@ fn status_and_export_need_an_existing_database() {
     let p = Project::new();
     let out = p.run(&["status"]);
     assert_code(&out, 2);
-    assert!(text(&out.stderr).contains("no database at"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no database at"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(!p.db().exists());
 }
 
@@ -348,5 +500,8 @@ fn a_missing_program_fails_at_once_with_its_name() {
     assert_eq!(rows[0]["status"], "failed");
     assert_eq!(rows[0]["attempts"], "1");
     let status = text(&p.run(&["status"]).stdout);
-    assert!(status.contains("cannot start `./no-such-trainer`"), "{status}");
+    assert!(
+        status.contains("cannot start `./no-such-trainer`"),
+        "{status}"
+    );
 }

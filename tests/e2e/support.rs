@@ -11,7 +11,9 @@ pub struct Project {
 
 impl Project {
     pub fn new() -> Project {
-        Project { dir: tempfile::tempdir().expect("temp dir") }
+        Project {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -57,7 +59,11 @@ impl Project {
             .records()
             .map(|r| {
                 let r = r.expect("record");
-                headers.iter().zip(r.iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect()
+                headers
+                    .iter()
+                    .zip(r.iter())
+                    .map(|(h, v)| (h.to_string(), v.to_string()))
+                    .collect()
             })
             .collect()
     }

@@ -14,7 +14,10 @@ pub fn db_file(location: &str) -> PathBuf {
 /// Default root of trial directories: `sweep-trials/` next to the database.
 pub fn default_trials_root(location: &str) -> PathBuf {
     let file = db_file(location);
-    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     dir.join("sweep-trials")
 }
 
@@ -26,6 +29,9 @@ mod tests {
     fn trial_root_sits_beside_the_database() {
         assert_eq!(default_trials_root("sweep.db"), Path::new("./sweep-trials"));
         assert_eq!(default_trials_root("/x/y.db"), Path::new("/x/sweep-trials"));
-        assert_eq!(default_trials_root("sqlite:///x/y.db?mode=rwc"), Path::new("/x/sweep-trials"));
+        assert_eq!(
+            default_trials_root("sqlite:///x/y.db?mode=rwc"),
+            Path::new("/x/sweep-trials")
+        );
     }
 }

@@ -11,8 +11,10 @@ pub fn reporter() -> Box<dyn Reporter> {
     if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(0);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} (eta {eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} (eta {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.enable_steady_tick(Duration::from_millis(200));
         Box::new(Bar(bar))
@@ -27,7 +29,10 @@ impl Reporter for Bar {
     fn progress(&mut self, p: &Progress) {
         self.0.set_length(p.total);
         self.0.set_position(p.completed + p.failed);
-        self.0.set_message(format!("done {} running {} failed {}", p.completed, p.running, p.failed));
+        self.0.set_message(format!(
+            "done {} running {} failed {}",
+            p.completed, p.running, p.failed
+        ));
     }
 
     fn note(&mut self, line: &str) {

@@ -91,8 +91,14 @@ mod tests {
 
     #[test]
     fn display_names_file_position_key_and_help() {
-        let e = SpecError::at(Path::new("g.toml"), "x = 1\ny = 2", Some(6..7), "grid.y", "bad")
-            .help("fix it");
+        let e = SpecError::at(
+            Path::new("g.toml"),
+            "x = 1\ny = 2",
+            Some(6..7),
+            "grid.y",
+            "bad",
+        )
+        .help("fix it");
         assert_eq!(e.to_string(), "g.toml:2:1: grid.y: bad\n  help: fix it");
     }
 }

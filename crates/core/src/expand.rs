@@ -52,11 +52,19 @@ pub fn expand(grid: &Grid) -> Expansion {
     let mut trials = Vec::with_capacity(candidates.len());
     for (ordinal, key, params) in candidates {
         if seen.insert(key) {
-            trials.push(Trial { ordinal, key, params });
+            trials.push(Trial {
+                ordinal,
+                key,
+                params,
+            });
         }
     }
     let duplicates = size - excluded - trials.len() as u64;
-    Expansion { trials, excluded, duplicates }
+    Expansion {
+        trials,
+        excluded,
+        duplicates,
+    }
 }
 
 /// The parameters of point `index` (mixed radix, last factor fastest).
@@ -83,7 +91,9 @@ fn point(axes: &[Axis], mut index: u64) -> Params {
 fn excluded(grid: &Grid, params: &Params) -> bool {
     grid.excludes.iter().any(|rule| {
         rule.iter().all(|(name, values)| {
-            params.get(name).is_some_and(|v| values.iter().any(|x| x.matches(v)))
+            params
+                .get(name)
+                .is_some_and(|v| values.iter().any(|x| x.matches(v)))
         })
     })
 }
@@ -132,7 +142,8 @@ mod tests {
 
     #[test]
     fn expansion_is_deterministic() {
-        let g = grid("[grid]\na = { lin = [0, 99], num = 100 }\nb = { log = [1e-6, 1], num = 50 }\n");
+        let g =
+            grid("[grid]\na = { lin = [0, 99], num = 100 }\nb = { log = [1e-6, 1], num = 50 }\n");
         let (x, y) = (expand(&g), expand(&g));
         assert_eq!(x.trials, y.trials);
         assert_eq!(x.trials.len(), 5000);

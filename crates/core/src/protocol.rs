@@ -95,7 +95,9 @@ fn replace_non_finite(line: &str) -> Option<String> {
         } else if c == '"' {
             in_string = true;
         } else {
-            let token = ["-Infinity", "Infinity", "NaN"].into_iter().find(|t| rest.starts_with(t));
+            let token = ["-Infinity", "Infinity", "NaN"]
+                .into_iter()
+                .find(|t| rest.starts_with(t));
             if let Some(token) = token {
                 out.push_str("null");
                 rest = &rest[token.len()..];
@@ -118,7 +120,11 @@ mod tests {
     fn parses_each_event() {
         assert_eq!(
             parse_line(r#"{"event":"metric","step":3,"name":"loss","value":1.5}"#),
-            ParseOutcome::Event(Event::Metric { step: 3, name: "loss".into(), value: Some(1.5) })
+            ParseOutcome::Event(Event::Metric {
+                step: 3,
+                name: "loss".into(),
+                value: Some(1.5)
+            })
         );
         assert_eq!(
             parse_line(r#" {"event":"checkpoint","step":7} "#),
@@ -141,14 +147,22 @@ mod tests {
 
     #[test]
     fn malformed_events_are_reported() {
-        assert!(matches!(parse_line(r#"{"event":"metric","step":1}"#), ParseOutcome::Invalid(_)));
-        assert!(matches!(parse_line(r#"{"event":"bogus"}"#), ParseOutcome::Invalid(_)));
+        assert!(matches!(
+            parse_line(r#"{"event":"metric","step":1}"#),
+            ParseOutcome::Invalid(_)
+        ));
+        assert!(matches!(
+            parse_line(r#"{"event":"bogus"}"#),
+            ParseOutcome::Invalid(_)
+        ));
     }
 
     #[test]
     fn python_non_finite_numbers_become_missing() {
         let line = r#"{"event":"result","metrics":{"a":NaN,"b":-Infinity,"c":1,"NaN":Infinity}}"#;
-        let ParseOutcome::Event(Event::Result { metrics, .. }) = parse_line(line) else { panic!() };
+        let ParseOutcome::Event(Event::Result { metrics, .. }) = parse_line(line) else {
+            panic!()
+        };
         assert_eq!(metrics["a"], None);
         assert_eq!(metrics["b"], None);
         assert_eq!(metrics["c"], Some(1.0));

@@ -170,17 +170,26 @@ impl Grid {
                 .err(command_span, "sweep.command", "the command is empty")
                 .help("give the program and its arguments, e.g. [\"python3\", \"train.py\"]"));
         }
-        let template = CommandTemplate::parse(&command_args)
-            .map_err(|e| {
-                c.err(command_span.clone(), "sweep.command", e.to_string())
-                    .help("placeholders are {parameter_name}; write {{ and }} for literal braces")
-            })?;
+        let template = CommandTemplate::parse(&command_args).map_err(|e| {
+            c.err(command_span.clone(), "sweep.command", e.to_string())
+                .help("placeholders are {parameter_name}; write {{ and }} for literal braces")
+        })?;
 
         let parallel = positive(&c, sweep.parallel, "sweep.parallel", 1, 1)? as usize;
-        let gpus_per_trial = positive(&c, sweep.gpus_per_trial, "sweep.gpus_per_trial", 0, 0)? as usize;
+        let gpus_per_trial =
+            positive(&c, sweep.gpus_per_trial, "sweep.gpus_per_trial", 0, 0)? as usize;
         let max_attempts = positive(&c, sweep.max_attempts, "sweep.max_attempts", 2, 1)? as u32;
-        let max_trials = positive(&c, sweep.max_trials, "sweep.max_trials", DEFAULT_MAX_TRIALS as i64, 1)? as u64;
-        let timeout = sweep.timeout.map(|t| duration(&c, t, "sweep.timeout")).transpose()?;
+        let max_trials = positive(
+            &c,
+            sweep.max_trials,
+            "sweep.max_trials",
+            DEFAULT_MAX_TRIALS as i64,
+            1,
+        )? as u64;
+        let timeout = sweep
+            .timeout
+            .map(|t| duration(&c, t, "sweep.timeout"))
+            .transpose()?;
         let grace = sweep
             .grace
             .map(|t| duration(&c, t, "sweep.grace"))
@@ -194,7 +203,11 @@ impl Grid {
 
         let mut axes = Vec::new();
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
-        let grid_span = raw.grid.as_ref().map(|g| g.span()).unwrap_or(sweep_span.clone());
+        let grid_span = raw
+            .grid
+            .as_ref()
+            .map(|g| g.span())
+            .unwrap_or(sweep_span.clone());
         for (axis, value) in raw.grid.map(Spanned::into_inner).unwrap_or_default() {
             let key = format!("grid.{axis}");
             claim_name(&c, &mut seen, &axis, &key, value.span())?;
@@ -206,7 +219,11 @@ impl Grid {
             let table = zip.into_inner();
             if table.is_empty() {
                 return Err(c
-                    .err(zip_span, &format!("zip[{i}]"), "this [[zip]] table has no axes")
+                    .err(
+                        zip_span,
+                        &format!("zip[{i}]"),
+                        "this [[zip]] table has no axes",
+                    )
                     .help("list at least one axis, e.g. batch_size = [8, 16]"));
             }
             let mut names = Vec::new();
@@ -219,8 +236,10 @@ impl Grid {
             }
             let len = columns[0].1.len();
             if let Some((key, col)) = columns.iter().find(|(_, col)| col.len() != len) {
-                let lengths: Vec<String> =
-                    columns.iter().map(|(k, col)| format!("{k} has {}", col.len())).collect();
+                let lengths: Vec<String> = columns
+                    .iter()
+                    .map(|(k, col)| format!("{k} has {}", col.len()))
+                    .collect();
                 return Err(c
                     .err(zip_span, key, format!("zipped axes differ in length: {}", lengths.join(", ")))
                     .help(format!(
@@ -256,7 +275,11 @@ impl Grid {
             let table = rule.into_inner();
             if table.is_empty() {
                 return Err(c
-                    .err(rule_span, &format!("exclude[{i}]"), "an empty [[exclude]] would drop every trial")
+                    .err(
+                        rule_span,
+                        &format!("exclude[{i}]"),
+                        "an empty [[exclude]] would drop every trial",
+                    )
                     .help("name at least one swept axis and the value(s) to drop"));
             }
             let mut parsed = BTreeMap::new();
@@ -266,7 +289,10 @@ impl Grid {
                 let Some(factor) = swept.get(axis.as_str()) else {
                     return Err(c
                         .err(span, &key, format!("`{axis}` is not a swept axis"))
-                        .help(format!("exclude rules can name: {}", join_names(swept.keys().copied()))));
+                        .help(format!(
+                            "exclude rules can name: {}",
+                            join_names(swept.keys().copied())
+                        )));
                 };
                 let values = match value.into_inner() {
                     toml::Value::Array(items) => items
@@ -276,21 +302,41 @@ impl Grid {
                     other => vec![scalar(&c, &key, span.clone(), other)?],
                 };
                 let axis_values = axis_values_of(factor, &axis);
-                if let Some(v) = values.iter().find(|v| !axis_values.iter().any(|a| a.matches(v))) {
+                if let Some(v) = values
+                    .iter()
+                    .find(|v| !axis_values.iter().any(|a| a.matches(v)))
+                {
                     return Err(c
-                        .err(span, &key, format!("{v} is not a value of axis `{axis}`, so this rule drops nothing"))
-                        .help(format!("the axis has: {}", join_names(axis_values.iter().map(|v| v.to_string())))));
+                        .err(
+                            span,
+                            &key,
+                            format!(
+                                "{v} is not a value of axis `{axis}`, so this rule drops nothing"
+                            ),
+                        )
+                        .help(format!(
+                            "the axis has: {}",
+                            join_names(axis_values.iter().map(|v| v.to_string()))
+                        )));
                 }
                 parsed.insert(axis, values);
             }
             excludes.push(parsed);
         }
 
-        let known: Vec<&str> = swept.keys().copied().chain(fixed.keys().map(String::as_str)).collect();
+        let known: Vec<&str> = swept
+            .keys()
+            .copied()
+            .chain(fixed.keys().map(String::as_str))
+            .collect();
         for name in template.placeholders() {
             if !known.contains(&name) && !BUILTIN_PLACEHOLDERS.contains(&name) {
                 return Err(c
-                    .err(command_span.clone(), "sweep.command", format!("placeholder `{{{name}}}` names no parameter"))
+                    .err(
+                        command_span.clone(),
+                        "sweep.command",
+                        format!("placeholder `{{{name}}}` names no parameter"),
+                    )
                     .help(format!(
                         "use one of: {}",
                         join_names(known.iter().copied().chain(BUILTIN_PLACEHOLDERS))
@@ -298,7 +344,9 @@ impl Grid {
             }
         }
 
-        let size = axes.iter().try_fold(1u64, |acc, a| acc.checked_mul(a.len() as u64));
+        let size = axes
+            .iter()
+            .try_fold(1u64, |acc, a| acc.checked_mul(a.len() as u64));
         match size {
             Some(n) if n <= max_trials => {}
             _ => {
@@ -369,7 +417,9 @@ fn check_name(c: &Checker<'_>, name: &Spanned<String>) -> Result<String, SpecErr
     let text = name.get_ref();
     let ok = !text.is_empty()
         && text.len() <= 128
-        && text.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+        && text
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
         && !text.starts_with('.');
     if !ok {
         return Err(c
@@ -386,8 +436,13 @@ fn claim_name(
     key: &str,
     span: Range<usize>,
 ) -> Result<(), SpecError> {
-    let valid = name.chars().next().is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
-        && name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
     if !valid {
         return Err(c
             .err(span, key, format!("invalid parameter name {name:?}"))
@@ -395,13 +450,19 @@ fn claim_name(
     }
     if BUILTIN_PLACEHOLDERS.contains(&name) {
         return Err(c
-            .err(span, key, format!("`{name}` is reserved for sweep's own placeholder"))
+            .err(
+                span,
+                key,
+                format!("`{name}` is reserved for sweep's own placeholder"),
+            )
             .help("rename the parameter"));
     }
     if let Some(first) = seen.get(name) {
         return Err(c
             .err(span, key, format!("`{name}` is already set by {first}"))
-            .help("a parameter is swept in [grid], in one [[zip]], or fixed in [fixed]; keep one"));
+            .help(
+                "a parameter is swept in [grid], in one [[zip]], or fixed in [fixed]; keep one",
+            ));
     }
     seen.insert(name.to_string(), key.to_string());
     Ok(())
@@ -418,19 +479,32 @@ fn positive(
         None => Ok(default),
         Some(v) if *v.get_ref() >= min => Ok(*v.get_ref()),
         Some(v) => Err(c
-            .err(v.span(), key, format!("must be at least {min}, got {}", v.get_ref()))
+            .err(
+                v.span(),
+                key,
+                format!("must be at least {min}, got {}", v.get_ref()),
+            )
             .help(format!("set {key} to a whole number ≥ {min}"))),
     }
 }
 
 fn duration(c: &Checker<'_>, text: Spanned<String>, key: &str) -> Result<Duration, SpecError> {
     humantime::parse_duration(text.get_ref()).map_err(|e| {
-        c.err(text.span(), key, format!("invalid duration {:?}: {e}", text.get_ref()))
-            .help("write a duration such as \"90s\", \"30m\" or \"2h 30m\"")
+        c.err(
+            text.span(),
+            key,
+            format!("invalid duration {:?}: {e}", text.get_ref()),
+        )
+        .help("write a duration such as \"90s\", \"30m\" or \"2h 30m\"")
     })
 }
 
-fn scalar(c: &Checker<'_>, key: &str, span: Range<usize>, value: toml::Value) -> Result<ParamValue, SpecError> {
+fn scalar(
+    c: &Checker<'_>,
+    key: &str,
+    span: Range<usize>,
+    value: toml::Value,
+) -> Result<ParamValue, SpecError> {
     match value {
         toml::Value::Integer(i) => Ok(ParamValue::Int(i)),
         toml::Value::Float(f) if f.is_finite() => Ok(ParamValue::Float(f)),
@@ -445,12 +519,21 @@ fn scalar(c: &Checker<'_>, key: &str, span: Range<usize>, value: toml::Value) ->
     }
 }
 
-fn number(c: &Checker<'_>, key: &str, span: Range<usize>, value: &toml::Value) -> Result<f64, SpecError> {
+fn number(
+    c: &Checker<'_>,
+    key: &str,
+    span: Range<usize>,
+    value: &toml::Value,
+) -> Result<f64, SpecError> {
     match value {
         toml::Value::Integer(i) => Ok(*i as f64),
         toml::Value::Float(f) if f.is_finite() => Ok(*f),
         other => Err(c
-            .err(span, key, format!("range bounds must be finite numbers, found {other}"))
+            .err(
+                span,
+                key,
+                format!("range bounds must be finite numbers, found {other}"),
+            )
             .help("write e.g. { log = [1e-5, 1e-3], num = 3 }")),
     }
 }
@@ -461,7 +544,11 @@ fn tidy(x: f64) -> f64 {
     format!("{x:.11e}").parse().unwrap_or(x)
 }
 
-fn axis_values(c: &Checker<'_>, key: &str, value: Spanned<toml::Value>) -> Result<Vec<ParamValue>, SpecError> {
+fn axis_values(
+    c: &Checker<'_>,
+    key: &str,
+    value: Spanned<toml::Value>,
+) -> Result<Vec<ParamValue>, SpecError> {
     let span = value.span();
     match value.into_inner() {
         toml::Value::Array(items) => {
@@ -477,7 +564,14 @@ fn axis_values(c: &Checker<'_>, key: &str, value: Spanned<toml::Value>) -> Resul
         }
         toml::Value::Table(table) => range_values(c, key, span, &table),
         other => Err(c
-            .err(span, key, format!("an axis is a list of values, found {} {other}", other.type_str()))
+            .err(
+                span,
+                key,
+                format!(
+                    "an axis is a list of values, found {} {other}",
+                    other.type_str()
+                ),
+            )
             .help(format!(
                 "write `{} = [{other}]` to sweep it, or move it to [fixed] to pass it unchanged",
                 key.rsplit('.').next().unwrap_or(key)
@@ -492,34 +586,70 @@ fn range_values(
     table: &toml::Table,
 ) -> Result<Vec<ParamValue>, SpecError> {
     let help = "write { lin = [START, END], num = N } or { log = [START, END], num = N }";
-    if let Some(unknown) = table.keys().find(|k| !["lin", "log", "num"].contains(&k.as_str())) {
-        return Err(c.err(span, key, format!("unknown range key `{unknown}`")).help(help));
+    if let Some(unknown) = table
+        .keys()
+        .find(|k| !["lin", "log", "num"].contains(&k.as_str()))
+    {
+        return Err(c
+            .err(span, key, format!("unknown range key `{unknown}`"))
+            .help(help));
     }
     let (kind, bounds) = match (table.get("lin"), table.get("log")) {
         (Some(b), None) => ("lin", b),
         (None, Some(b)) => ("log", b),
-        _ => return Err(c.err(span, key, "a range needs exactly one of `lin` or `log`").help(help)),
+        _ => {
+            return Err(c
+                .err(span, key, "a range needs exactly one of `lin` or `log`")
+                .help(help))
+        }
     };
     let toml::Value::Array(ends) = bounds else {
-        return Err(c.err(span, key, format!("`{kind}` needs [START, END], found {bounds}")).help(help));
+        return Err(c
+            .err(
+                span,
+                key,
+                format!("`{kind}` needs [START, END], found {bounds}"),
+            )
+            .help(help));
     };
     if ends.len() != 2 {
-        return Err(c.err(span, key, format!("`{kind}` needs [START, END], got {} values", ends.len())).help(help));
+        return Err(c
+            .err(
+                span,
+                key,
+                format!("`{kind}` needs [START, END], got {} values", ends.len()),
+            )
+            .help(help));
     }
     let num = match table.get("num") {
         Some(toml::Value::Integer(n)) if *n >= 2 && *n <= 1_000_000 => *n as usize,
         Some(other) => {
             return Err(c
-                .err(span, key, format!("`num` must be a whole number from 2 to 1000000, got {other}"))
+                .err(
+                    span,
+                    key,
+                    format!("`num` must be a whole number from 2 to 1000000, got {other}"),
+                )
                 .help(help))
         }
-        None => return Err(c.err(span, key, "a range needs `num`, the number of points").help(help)),
+        None => {
+            return Err(c
+                .err(span, key, "a range needs `num`, the number of points")
+                .help(help))
+        }
     };
-    let (a, b) = (number(c, key, span.clone(), &ends[0])?, number(c, key, span.clone(), &ends[1])?);
+    let (a, b) = (
+        number(c, key, span.clone(), &ends[0])?,
+        number(c, key, span.clone(), &ends[1])?,
+    );
     if kind == "log" {
         if a <= 0.0 || b <= 0.0 {
             return Err(c
-                .err(span, key, format!("log-spaced bounds must be positive, got [{a}, {b}]"))
+                .err(
+                    span,
+                    key,
+                    format!("log-spaced bounds must be positive, got [{a}, {b}]"),
+                )
                 .help("use `lin` for ranges that include zero or negative numbers"));
         }
         let (la, lb) = (a.ln(), b.ln());
@@ -533,17 +663,30 @@ fn range_values(
             .map(ParamValue::Float)
             .collect());
     }
-    let both_int = matches!((&ends[0], &ends[1]), (toml::Value::Integer(_), toml::Value::Integer(_)));
-    if let (true, toml::Value::Integer(ia), toml::Value::Integer(ib)) = (both_int, &ends[0], &ends[1]) {
+    let both_int = matches!(
+        (&ends[0], &ends[1]),
+        (toml::Value::Integer(_), toml::Value::Integer(_))
+    );
+    if let (true, toml::Value::Integer(ia), toml::Value::Integer(ib)) =
+        (both_int, &ends[0], &ends[1])
+    {
         let span_len = ib - ia;
         if span_len % (num as i64 - 1) == 0 {
             let step = span_len / (num as i64 - 1);
-            return Ok((0..num as i64).map(|i| ParamValue::Int(ia + i * step)).collect());
+            return Ok((0..num as i64)
+                .map(|i| ParamValue::Int(ia + i * step))
+                .collect());
         }
     }
     let step = (b - a) / (num - 1) as f64;
     Ok((0..num)
-        .map(|i| if i == num - 1 { b } else { tidy(a + i as f64 * step) })
+        .map(|i| {
+            if i == num - 1 {
+                b
+            } else {
+                tidy(a + i as f64 * step)
+            }
+        })
         .map(ParamValue::Float)
         .collect())
 }
@@ -583,11 +726,17 @@ mod tests {
             "{HEAD}[grid]\nlr = {{ log = [1e-4, 1e-1], num = 4 }}\nwarmup = {{ lin = [0, 100], num = 3 }}\nx = {{ lin = [0.0, 1.0], num = 3 }}\n"
         ))
         .unwrap();
-        let Axis::Single { values, .. } = &g.axes[0] else { panic!() };
+        let Axis::Single { values, .. } = &g.axes[0] else {
+            panic!()
+        };
         assert_eq!(values, &[1e-4, 1e-3, 1e-2, 1e-1].map(ParamValue::Float));
-        let Axis::Single { values, .. } = &g.axes[1] else { panic!() };
+        let Axis::Single { values, .. } = &g.axes[1] else {
+            panic!()
+        };
         assert_eq!(values, &[0, 50, 100].map(ParamValue::Int));
-        let Axis::Single { values, .. } = &g.axes[2] else { panic!() };
+        let Axis::Single { values, .. } = &g.axes[2] else {
+            panic!()
+        };
         assert_eq!(values, &[0.0, 0.5, 1.0].map(ParamValue::Float));
     }
 

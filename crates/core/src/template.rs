@@ -42,9 +42,7 @@ impl CommandTemplate {
         let args = args
             .iter()
             .enumerate()
-            .map(|(i, a)| {
-                parse_arg(a).map_err(|message| TemplateError { arg: i, message })
-            })
+            .map(|(i, a)| parse_arg(a).map_err(|message| TemplateError { arg: i, message }))
             .collect::<Result<_, _>>()?;
         Ok(CommandTemplate { args })
     }
@@ -130,7 +128,8 @@ mod tests {
 
     #[test]
     fn renders_placeholders_and_escapes() {
-        let t = CommandTemplate::parse(&args(&["run", "--lr={lr}", "{{x}}", "{ bs }", ""])).unwrap();
+        let t =
+            CommandTemplate::parse(&args(&["run", "--lr={lr}", "{{x}}", "{ bs }", ""])).unwrap();
         assert_eq!(t.placeholders().collect::<Vec<_>>(), ["lr", "bs"]);
         let out = t.render(|n| Some(format!("<{n}>")));
         assert_eq!(out, ["run", "--lr=<lr>", "{x}", "<bs>", ""]);

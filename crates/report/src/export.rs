@@ -23,13 +23,27 @@ pub enum ExportError {
 }
 
 /// The fixed leading columns.
-pub const BASE_COLUMNS: [&str; 8] =
-    ["trial_id", "sweep", "status", "attempts", "started_at", "finished_at", "duration_s", "gpu"];
+pub const BASE_COLUMNS: [&str; 8] = [
+    "trial_id",
+    "sweep",
+    "status",
+    "attempts",
+    "started_at",
+    "finished_at",
+    "duration_s",
+    "gpu",
+];
 
 /// Writes `rows` as CSV to `out`.
 pub fn write_csv(rows: &[TrialRow], out: impl Write) -> Result<(), ExportError> {
-    let params: BTreeSet<&str> = rows.iter().flat_map(|r| r.params.keys().map(String::as_str)).collect();
-    let metrics: BTreeSet<&str> = rows.iter().flat_map(|r| r.metrics.keys().map(String::as_str)).collect();
+    let params: BTreeSet<&str> = rows
+        .iter()
+        .flat_map(|r| r.params.keys().map(String::as_str))
+        .collect();
+    let metrics: BTreeSet<&str> = rows
+        .iter()
+        .flat_map(|r| r.metrics.keys().map(String::as_str))
+        .collect();
     let mut w = csv::Writer::from_writer(out);
     let header = BASE_COLUMNS
         .iter()
@@ -45,10 +59,17 @@ pub fn write_csv(rows: &[TrialRow], out: impl Write) -> Result<(), ExportError> 
             row.attempts.to_string(),
             row.started_at.map(rfc3339).unwrap_or_default(),
             row.finished_at.map(rfc3339).unwrap_or_default(),
-            row.duration_s().map(|d| format_float(d)).unwrap_or_default(),
+            row.duration_s()
+                .map(format_float)
+                .unwrap_or_default(),
             row.gpu.clone().unwrap_or_default(),
         ];
-        record.extend(params.iter().map(|p| row.params.get(*p).map(|v| v.to_string()).unwrap_or_default()));
+        record.extend(params.iter().map(|p| {
+            row.params
+                .get(*p)
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        }));
         record.extend(metrics.iter().map(|m| match row.metrics.get(*m) {
             Some(Some(v)) => format_float(*v),
             Some(None) => "NaN".to_string(),

@@ -8,15 +8,22 @@ use sweep_store::TrialRow;
 /// A plain-text table: trial, state, attempts, duration, GPU, parameters, metrics, and the
 /// last error of trials that have one.
 pub fn status_table(rows: &[TrialRow]) -> String {
-    let header = ["TRIAL", "STATE", "ATT", "DURATION", "GPU", "PARAMS", "METRICS"];
+    let header = [
+        "TRIAL", "STATE", "ATT", "DURATION", "GPU", "PARAMS", "METRICS",
+    ];
     let cells: Vec<[String; 7]> = rows
         .iter()
         .map(|r| {
-            let params = r.params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+            let params = r
+                .params
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ");
             let mut metrics = r
                 .metrics
                 .iter()
-                .map(|(k, v)| format!("{k}={}", v.map_or("NaN".to_string(), |v| short(v))))
+                .map(|(k, v)| format!("{k}={}", v.map_or("NaN".to_string(), short)))
                 .collect::<Vec<_>>()
                 .join(" ");
             if let Some(error) = r.error.as_deref().filter(|_| r.metrics.is_empty()) {
@@ -26,7 +33,9 @@ pub fn status_table(rows: &[TrialRow]) -> String {
                 r.id.clone(),
                 r.status.as_str().to_string(),
                 r.attempts.to_string(),
-                r.duration_s().map(|d| format!("{d:.1}s")).unwrap_or_else(|| "-".into()),
+                r.duration_s()
+                    .map(|d| format!("{d:.1}s"))
+                    .unwrap_or_else(|| "-".into()),
                 r.gpu.clone().unwrap_or_else(|| "-".into()),
                 params,
                 metrics,
@@ -54,7 +63,10 @@ pub fn status_table(rows: &[TrialRow]) -> String {
     };
     line(&mut out, &header);
     for row in &cells {
-        line(&mut out, &row.iter().map(String::as_str).collect::<Vec<_>>());
+        line(
+            &mut out,
+            &row.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
     }
     out
 }
@@ -65,6 +77,10 @@ fn short(v: f64) -> String {
     } else {
         let s = format!("{v:.4}");
         let s = s.trim_end_matches('0').trim_end_matches('.');
-        if s.is_empty() || s == "-" { format_float(v) } else { s.to_string() }
+        if s.is_empty() || s == "-" {
+            format_float(v)
+        } else {
+            s.to_string()
+        }
     }
 }

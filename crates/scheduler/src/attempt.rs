@@ -33,9 +33,19 @@ pub(crate) struct Launch {
 /// What an attempt sends the dispatcher while it runs.
 #[derive(Debug)]
 pub(crate) enum Message {
-    Started { trial_id: String, pid: u32 },
-    Event { trial_id: String, attempt: u32, event: Event },
-    Finished { trial_id: String, report: Report },
+    Started {
+        trial_id: String,
+        pid: u32,
+    },
+    Event {
+        trial_id: String,
+        attempt: u32,
+        event: Event,
+    },
+    Finished {
+        trial_id: String,
+        report: Report,
+    },
 }
 
 /// How an attempt ended.
@@ -54,15 +64,26 @@ pub(crate) struct Report {
 const STDERR_TAIL_BYTES: usize = 4096;
 
 /// Runs the attempt to its end. Events go to `tx` as they arrive; the report is sent last.
-pub(crate) async fn run(launch: Launch, tx: mpsc::UnboundedSender<Message>, mut stop: watch::Receiver<Stop>) {
+pub(crate) async fn run(
+    launch: Launch,
+    tx: mpsc::UnboundedSender<Message>,
+    mut stop: watch::Receiver<Stop>,
+) {
     let trial_id = launch.trial_id.clone();
     let report = run_inner(&launch, &tx, &mut stop).await;
     let _ = tx.send(Message::Finished { trial_id, report });
 }
 
-async fn run_inner(launch: &Launch, tx: &mpsc::UnboundedSender<Message>, stop: &mut watch::Receiver<Stop>) -> Report {
+async fn run_inner(
+    launch: &Launch,
+    tx: &mpsc::UnboundedSender<Message>,
+    stop: &mut watch::Receiver<Stop>,
+) -> Report {
     if let Err(e) = tokio::fs::create_dir_all(&launch.log_dir).await {
-        return Report { spawn_error: Some(format!("cannot create {}: {e}", launch.log_dir.display())), ..Report::default() };
+        return Report {
+            spawn_error: Some(format!("cannot create {}: {e}", launch.log_dir.display())),
+            ..Report::default()
+        };
     }
     let stem = launch.log_dir.join(format!("attempt-{}", launch.attempt));
     let (out_log, err_log) = match (
@@ -71,7 +92,13 @@ async fn run_inner(launch: &Launch, tx: &mpsc::UnboundedSender<Message>, stop: &
     ) {
         (Ok(o), Ok(e)) => (o, e),
         (Err(e), _) | (_, Err(e)) => {
-            return Report { spawn_error: Some(format!("cannot create log files in {}: {e}", launch.log_dir.display())), ..Report::default() }
+            return Report {
+                spawn_error: Some(format!(
+                    "cannot create log files in {}: {e}",
+                    launch.log_dir.display()
+                )),
+                ..Report::default()
+            }
         }
     };
 
@@ -92,17 +119,30 @@ async fn run_inner(launch: &Launch, tx: &mpsc::UnboundedSender<Message>, stop: &
         Ok(child) => child,
         Err(e) => {
             return Report {
-                spawn_error: Some(format!("cannot start `{}` in {}: {e}", launch.argv[0], launch.workdir.display())),
+                spawn_error: Some(format!(
+                    "cannot start `{}` in {}: {e}",
+                    launch.argv[0],
+                    launch.workdir.display()
+                )),
                 ..Report::default()
             }
         }
     };
     let pid = child.id().unwrap_or(0);
-    let _ = tx.send(Message::Started { trial_id: launch.trial_id.clone(), pid });
+    let _ = tx.send(Message::Started {
+        trial_id: launch.trial_id.clone(),
+        pid,
+    });
 
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
-    let events = tokio::spawn(read_stdout(stdout, out_log, launch.trial_id.clone(), launch.attempt, tx.clone()));
+    let events = tokio::spawn(read_stdout(
+        stdout,
+        out_log,
+        launch.trial_id.clone(),
+        launch.attempt,
+        tx.clone(),
+    ));
     let tail = tokio::spawn(read_stderr(stderr, err_log));
 
     let mut report = Report::default();
@@ -185,7 +225,11 @@ async fn read_stdout(
         };
         match parse_line(&line) {
             ParseOutcome::Event(event) => {
-                let _ = tx.send(Message::Event { trial_id: trial_id.clone(), attempt, event });
+                let _ = tx.send(Message::Event {
+                    trial_id: trial_id.clone(),
+                    attempt,
+                    event,
+                });
             }
             ParseOutcome::Output => {
                 let _ = log.write_all(line.as_bytes()).await;

@@ -7,7 +7,9 @@ use std::time::Duration;
 use sweep_core::protocol::Event;
 use sweep_core::value::params_to_json;
 use sweep_core::{trial_id, Grid, Params, TrialKey};
-use sweep_store::{now_ms, AttemptEnd, Claimed, CurvePoint, Outcome, Store, SweepRecord, TrialStatus};
+use sweep_store::{
+    now_ms, AttemptEnd, Claimed, CurvePoint, Outcome, Store, SweepRecord, TrialStatus,
+};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
@@ -65,7 +67,9 @@ pub async fn run_sweep(
         }
         slots = slots.min(config.gpus.len() / per_trial);
     }
-    let runner = store.register_runner(&config.host, std::process::id()).await?;
+    let runner = store
+        .register_runner(&config.host, std::process::id())
+        .await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let counts = store.counts(sweep.id).await?;
     let mut d = Dispatcher {
@@ -118,7 +122,10 @@ impl Dispatcher<'_> {
             }
             wake_at = wake_at.filter(|w| *w > Instant::now());
             if queue_dry && self.running.len() < slots && !stopping && wake_at.is_none() {
-                let (left, earliest) = self.store.queue_state(self.sweep.id, self.grid.max_attempts).await?;
+                let (left, earliest) = self
+                    .store
+                    .queue_state(self.sweep.id, self.grid.max_attempts)
+                    .await?;
                 if left == 0 && self.running.is_empty() {
                     break;
                 }
@@ -181,7 +188,12 @@ impl Dispatcher<'_> {
             let gpu_label = (!gpus.is_empty()).then(|| gpus.join(","));
             let claimed = self
                 .store
-                .claim(self.sweep.id, &self.runner_id, self.grid.max_attempts, gpu_label.as_deref())
+                .claim(
+                    self.sweep.id,
+                    &self.runner_id,
+                    self.grid.max_attempts,
+                    gpu_label.as_deref(),
+                )
                 .await?;
             let Some(claimed) = claimed else {
                 self.pool.give_back(gpus);
@@ -193,8 +205,13 @@ impl Dispatcher<'_> {
     }
 
     fn launch(&mut self, claimed: Claimed, gpus: Vec<String>) -> Result<(), SchedulerError> {
-        let trial_dir = self.config.trials_root.join(&self.sweep.name).join(&claimed.id);
-        std::fs::create_dir_all(&trial_dir).map_err(|e| SchedulerError::TrialDir(trial_dir.clone(), e))?;
+        let trial_dir = self
+            .config
+            .trials_root
+            .join(&self.sweep.name)
+            .join(&claimed.id);
+        std::fs::create_dir_all(&trial_dir)
+            .map_err(|e| SchedulerError::TrialDir(trial_dir.clone(), e))?;
         let mut all = claimed.params.clone();
         all.extend(self.grid.fixed.clone());
         let trial_dir_text = trial_dir.display().to_string();
@@ -211,7 +228,10 @@ impl Dispatcher<'_> {
             ("SWEEP_TRIAL_DIR".to_string(), trial_dir_text.clone()),
             ("SWEEP_PARAMS".to_string(), params_to_json(&all)),
             ("SWEEP_ATTEMPT".to_string(), attempt_text.clone()),
-            ("SWEEP_RESUME".to_string(), if claimed.attempt > 1 { "1" } else { "0" }.to_string()),
+            (
+                "SWEEP_RESUME".to_string(),
+                if claimed.attempt > 1 { "1" } else { "0" }.to_string(),
+            ),
             ("CUDA_VISIBLE_DEVICES".to_string(), gpus.join(",")),
         ];
         let launch = Launch {
@@ -224,26 +244,51 @@ impl Dispatcher<'_> {
             timeout: self.grid.timeout,
             grace: self.grid.grace,
         };
-        let resume = if claimed.attempt > 1 { " (resuming)" } else { "" };
-        let on = if gpus.is_empty() { String::new() } else { format!(" on GPU {}", gpus.join(",")) };
-        tracing::debug!("start {} attempt {}{on}{resume}", claimed.id, claimed.attempt);
+        let resume = if claimed.attempt > 1 {
+            " (resuming)"
+        } else {
+            ""
+        };
+        let on = if gpus.is_empty() {
+            String::new()
+        } else {
+            format!(" on GPU {}", gpus.join(","))
+        };
+        tracing::debug!(
+            "start {} attempt {}{on}{resume}",
+            claimed.id,
+            claimed.attempt
+        );
         tokio::spawn(attempt::run(launch, self.tx.clone(), self.stop.clone()));
         self.running.insert(
             claimed.id,
-            Running { attempt: claimed.attempt, gpus, params: claimed.params, results: BTreeMap::new() },
+            Running {
+                attempt: claimed.attempt,
+                gpus,
+                params: claimed.params,
+                results: BTreeMap::new(),
+            },
         );
         self.progress.running = self.running.len() as u64;
         Ok(())
     }
 
     /// Records one message. Returns true when a trial finished.
-    async fn handle(&mut self, msg: Message, reporter: &mut dyn Reporter) -> Result<bool, SchedulerError> {
+    async fn handle(
+        &mut self,
+        msg: Message,
+        reporter: &mut dyn Reporter,
+    ) -> Result<bool, SchedulerError> {
         match msg {
             Message::Started { trial_id, pid } => {
                 self.store.set_pid(&trial_id, pid).await?;
                 Ok(false)
             }
-            Message::Event { trial_id, attempt, event } => {
+            Message::Event {
+                trial_id,
+                attempt,
+                event,
+            } => {
                 match event {
                     Event::Metric { step, name, value } => self.curves.push(CurvePoint {
                         trial_id,
@@ -252,8 +297,12 @@ impl Dispatcher<'_> {
                         name,
                         value,
                     }),
-                    Event::Checkpoint { step } => self.store.set_checkpoint(&trial_id, step as i64).await?,
-                    Event::Result { metrics, params } => self.add_result(&trial_id, metrics, params, reporter),
+                    Event::Checkpoint { step } => {
+                        self.store.set_checkpoint(&trial_id, step as i64).await?
+                    }
+                    Event::Result { metrics, params } => {
+                        self.add_result(&trial_id, metrics, params, reporter)
+                    }
                 }
                 Ok(false)
             }
@@ -272,7 +321,9 @@ impl Dispatcher<'_> {
         overrides: Params,
         reporter: &mut dyn Reporter,
     ) {
-        let Some(running) = self.running.get_mut(trial_id) else { return };
+        let Some(running) = self.running.get_mut(trial_id) else {
+            return;
+        };
         let target = if overrides.is_empty() {
             trial_id.to_string()
         } else {
@@ -290,8 +341,15 @@ impl Dispatcher<'_> {
         running.results.insert(target, metrics);
     }
 
-    async fn finish(&mut self, trial_id: String, report: Report, reporter: &mut dyn Reporter) -> Result<(), SchedulerError> {
-        let Some(running) = self.running.remove(&trial_id) else { return Ok(()) };
+    async fn finish(
+        &mut self,
+        trial_id: String,
+        report: Report,
+        reporter: &mut dyn Reporter,
+    ) -> Result<(), SchedulerError> {
+        let Some(running) = self.running.remove(&trial_id) else {
+            return Ok(());
+        };
         self.pool.give_back(running.gpus);
         self.progress.running = self.running.len() as u64;
         let has_result = running.results.contains_key(&trial_id);
@@ -316,21 +374,47 @@ impl Dispatcher<'_> {
             stderr_tail: report.stderr_tail.clone(),
         };
         if success {
-            let others = self.store.complete(&trial_id, running.attempt, &running.results, &end).await?;
+            let others = self
+                .store
+                .complete(&trial_id, running.attempt, &running.results, &end)
+                .await?;
             self.summary.completed += 1 + others;
             self.progress.completed += 1 + others;
-            let metrics = running.results.get(&trial_id).map(format_metrics).unwrap_or_default();
-            let extra = if others > 0 { format!(" (+{others} point(s) reported)") } else { String::new() };
-            reporter.note(&format!("completed {trial_id} {} {metrics}{extra}", params_to_json(&running.params)));
+            let metrics = running
+                .results
+                .get(&trial_id)
+                .map(format_metrics)
+                .unwrap_or_default();
+            let extra = if others > 0 {
+                format!(" (+{others} point(s) reported)")
+            } else {
+                String::new()
+            };
+            reporter.note(&format!(
+                "completed {trial_id} {} {metrics}{extra}",
+                params_to_json(&running.params)
+            ));
             return Ok(());
         }
-        let backoff = self.grid.backoff.saturating_mul(1 << (running.attempt - 1).min(16)).min(MAX_BACKOFF);
+        let backoff = self
+            .grid
+            .backoff
+            .saturating_mul(1 << (running.attempt - 1).min(16))
+            .min(MAX_BACKOFF);
         let retry_at = now_ms() + backoff.as_millis() as i64;
         // A command that cannot even start will not start next time either.
         let retryable = report.spawn_error.is_none();
         let status = self
             .store
-            .end_unsuccessful(&trial_id, &self.runner_id, running.attempt, &end, retry_at, self.grid.max_attempts, retryable)
+            .end_unsuccessful(
+                &trial_id,
+                &self.runner_id,
+                running.attempt,
+                &end,
+                retry_at,
+                self.grid.max_attempts,
+                retryable,
+            )
             .await?;
         let reason = reason.unwrap_or_default();
         let tail = last_line(&report.stderr_tail);
@@ -346,13 +430,18 @@ impl Dispatcher<'_> {
             Some(TrialStatus::Failed) => {
                 self.summary.failed += 1;
                 self.progress.failed += 1;
-                reporter.note(&format!("trial {trial_id} failed after {} attempt(s): {reason}{tail}", running.attempt));
+                reporter.note(&format!(
+                    "trial {trial_id} failed after {} attempt(s): {reason}{tail}",
+                    running.attempt
+                ));
             }
             Some(TrialStatus::Interrupted) => {
                 self.summary.interrupted += 1;
                 reporter.note(&format!("trial {trial_id} interrupted"));
             }
-            _ => reporter.note(&format!("trial {trial_id}: {reason} (it was taken over by another orchestrator)")),
+            _ => reporter.note(&format!(
+                "trial {trial_id}: {reason} (it was taken over by another orchestrator)"
+            )),
         }
         Ok(())
     }
@@ -377,9 +466,16 @@ impl Dispatcher<'_> {
             let silent_ms = now - runner.heartbeat_at;
             let local = runner.host == self.config.host;
             let why = if local && !process::alive(runner.pid) {
-                format!("orchestrator pid {} on {} exited without finishing", runner.pid, runner.host)
+                format!(
+                    "orchestrator pid {} on {} exited without finishing",
+                    runner.pid, runner.host
+                )
             } else if silent_ms > self.config.lease.as_millis() as i64 {
-                format!("orchestrator on {} sent no heartbeat for {} s", runner.host, silent_ms / 1000)
+                format!(
+                    "orchestrator on {} sent no heartbeat for {} s",
+                    runner.host,
+                    silent_ms / 1000
+                )
             } else {
                 continue;
             };
@@ -387,7 +483,10 @@ impl Dispatcher<'_> {
             for orphan in &orphans {
                 if let (true, Some(pid)) = (local, orphan.pid) {
                     if process::kill_orphan(pid, &orphan.trial_id) {
-                        reporter.note(&format!("killed leftover process group {pid} of trial {}", orphan.trial_id));
+                        reporter.note(&format!(
+                            "killed leftover process group {pid} of trial {}",
+                            orphan.trial_id
+                        ));
                     }
                 }
             }

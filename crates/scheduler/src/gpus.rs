@@ -22,8 +22,12 @@ impl GpuRequest {
             "none" | "" => Ok(GpuRequest::None),
             list => {
                 let ids: Vec<String> = list.split(',').map(|s| s.trim().to_string()).collect();
-                if ids.iter().any(|id| id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')) {
-                    return Err(format!("invalid GPU list {text:?}; write auto, none, or ids like 0,1,3"));
+                if ids.iter().any(|id| {
+                    id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                }) {
+                    return Err(format!(
+                        "invalid GPU list {text:?}; write auto, none, or ids like 0,1,3"
+                    ));
                 }
                 let mut unique = ids.clone();
                 unique.sort();
@@ -44,18 +48,32 @@ impl GpuRequest {
             GpuRequest::List(ids) => (ids.clone(), None),
             GpuRequest::Auto => {
                 if let Ok(visible) = std::env::var("CUDA_VISIBLE_DEVICES") {
-                    let ids: Vec<String> =
-                        visible.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
-                    let why = ids.is_empty().then(|| "CUDA_VISIBLE_DEVICES is empty".to_string());
+                    let ids: Vec<String> = visible
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect();
+                    let why = ids
+                        .is_empty()
+                        .then(|| "CUDA_VISIBLE_DEVICES is empty".to_string());
                     return (ids, why);
                 }
                 match Command::new("nvidia-smi").arg("-L").output() {
                     Ok(out) if out.status.success() => {
                         let ids = parse_nvidia_smi(&String::from_utf8_lossy(&out.stdout));
-                        let why = ids.is_empty().then(|| "nvidia-smi -L lists no GPU".to_string());
+                        let why = ids
+                            .is_empty()
+                            .then(|| "nvidia-smi -L lists no GPU".to_string());
                         (ids, why)
                     }
-                    Ok(out) => (Vec::new(), Some(format!("nvidia-smi -L failed: {}", String::from_utf8_lossy(&out.stderr).trim()))),
+                    Ok(out) => (
+                        Vec::new(),
+                        Some(format!(
+                            "nvidia-smi -L failed: {}",
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        )),
+                    ),
                     Err(e) => (Vec::new(), Some(format!("nvidia-smi not runnable: {e}"))),
                 }
             }
@@ -66,7 +84,13 @@ impl GpuRequest {
 /// Device indices from `nvidia-smi -L` lines such as `GPU 0: NVIDIA H100 (UUID: …)`.
 pub fn parse_nvidia_smi(text: &str) -> Vec<String> {
     text.lines()
-        .filter_map(|l| l.trim().strip_prefix("GPU ")?.split(':').next().map(|s| s.trim().to_string()))
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("GPU ")?
+                .split(':')
+                .next()
+                .map(|s| s.trim().to_string())
+        })
         .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()))
         .collect()
 }
@@ -102,7 +126,10 @@ mod tests {
     fn parses_requests() {
         assert_eq!(GpuRequest::parse("auto").unwrap(), GpuRequest::Auto);
         assert_eq!(GpuRequest::parse("none").unwrap(), GpuRequest::None);
-        assert_eq!(GpuRequest::parse("0, 2").unwrap(), GpuRequest::List(vec!["0".into(), "2".into()]));
+        assert_eq!(
+            GpuRequest::parse("0, 2").unwrap(),
+            GpuRequest::List(vec!["0".into(), "2".into()])
+        );
         assert!(GpuRequest::parse("0,0").is_err());
         assert!(GpuRequest::parse("0,;rm").is_err());
     }

@@ -102,7 +102,11 @@ impl Store {
         // answers SQLITE_BUSY there without consulting the busy timeout: retry briefly.
         let mut tries = 0;
         let pool = loop {
-            match SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await {
+            match SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options.clone())
+                .await
+            {
                 Ok(pool) => break pool,
                 Err(e) if tries < 20 && is_busy(&e) => {
                     tries += 1;

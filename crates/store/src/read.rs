@@ -63,11 +63,12 @@ impl TrialRow {
 impl Store {
     /// Trial counts by state for one sweep (only points in its current grid).
     pub async fn counts(&self, sweep_id: i64) -> Result<Counts, StoreError> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT status, COUNT(*) FROM trials WHERE sweep_id = ? AND active = 1 GROUP BY status")
-                .bind(sweep_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, COUNT(*) FROM trials WHERE sweep_id = ? AND active = 1 GROUP BY status",
+        )
+        .bind(sweep_id)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(Counts(
             rows.into_iter()
                 .filter_map(|(s, n)| Some((TrialStatus::parse(&s)?, n as u64)))
@@ -78,7 +79,11 @@ impl Store {
     /// Every trial of one sweep (or of all sweeps), in sweep then expansion order, with
     /// metrics. Points dropped from a sweep's grid are included only if they completed.
     pub async fn trial_rows(&self, sweep_id: Option<i64>) -> Result<Vec<TrialRow>, StoreError> {
-        let filter = if sweep_id.is_some() { "AND t.sweep_id = ?" } else { "" };
+        let filter = if sweep_id.is_some() {
+            "AND t.sweep_id = ?"
+        } else {
+            ""
+        };
         let sql = format!(
             "SELECT t.id, s.name AS sweep, t.ordinal, t.params, t.status, t.attempts, t.started_at, \
                     t.finished_at, t.gpu, t.error, t.completed_by \
@@ -102,8 +107,9 @@ impl Store {
                     sweep: r.get("sweep"),
                     ordinal: r.get("ordinal"),
                     params,
-                    status: TrialStatus::parse(&status)
-                        .ok_or_else(|| StoreError::Corrupt(format!("trial {id}: status {status:?}")))?,
+                    status: TrialStatus::parse(&status).ok_or_else(|| {
+                        StoreError::Corrupt(format!("trial {id}: status {status:?}"))
+                    })?,
                     attempts: r.get::<i64, _>("attempts") as u32,
                     started_at: r.get("started_at"),
                     finished_at: r.get("finished_at"),
@@ -116,7 +122,10 @@ impl Store {
             .collect()
     }
 
-    async fn metrics(&self, sweep_id: Option<i64>) -> Result<BTreeMap<String, BTreeMap<String, Option<f64>>>, StoreError> {
+    async fn metrics(
+        &self,
+        sweep_id: Option<i64>,
+    ) -> Result<BTreeMap<String, BTreeMap<String, Option<f64>>>, StoreError> {
         let sql = match sweep_id {
             Some(_) => "SELECT r.trial_id, r.name, r.value FROM results r JOIN trials t ON t.id = r.trial_id WHERE t.sweep_id = ?",
             None => "SELECT trial_id, name, value FROM results",
@@ -133,14 +142,25 @@ impl Store {
     }
 
     /// The stored stderr tail and reason of every attempt of a trial, oldest first.
-    pub async fn attempt_log(&self, trial_id: &str) -> Result<Vec<(u32, Option<String>, Option<String>)>, StoreError> {
-        let rows = sqlx::query("SELECT attempt, outcome, reason FROM attempts WHERE trial_id = ? ORDER BY attempt")
-            .bind(trial_id)
-            .fetch_all(&self.pool)
-            .await?;
+    pub async fn attempt_log(
+        &self,
+        trial_id: &str,
+    ) -> Result<Vec<(u32, Option<String>, Option<String>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT attempt, outcome, reason FROM attempts WHERE trial_id = ? ORDER BY attempt",
+        )
+        .bind(trial_id)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .iter()
-            .map(|r| (r.get::<i64, _>("attempt") as u32, r.get("outcome"), r.get("reason")))
+            .map(|r| {
+                (
+                    r.get::<i64, _>("attempt") as u32,
+                    r.get("outcome"),
+                    r.get("reason"),
+                )
+            })
             .collect())
     }
 }

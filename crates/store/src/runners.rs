@@ -38,16 +38,24 @@ impl Store {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or_default();
-        let id = blake3::hash(format!("{host}\0{pid}\0{nanos}").as_bytes()).to_hex()[..12].to_string();
-        sqlx::query("INSERT INTO runners (id, host, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(&id)
-            .bind(host)
-            .bind(pid as i64)
-            .bind(now)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(Runner { id, host: host.to_string(), pid: pid as i64, heartbeat_at: now })
+        let id =
+            blake3::hash(format!("{host}\0{pid}\0{nanos}").as_bytes()).to_hex()[..12].to_string();
+        sqlx::query(
+            "INSERT INTO runners (id, host, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(host)
+        .bind(pid as i64)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(Runner {
+            id,
+            host: host.to_string(),
+            pid: pid as i64,
+            heartbeat_at: now,
+        })
     }
 
     /// Refreshes this runner's lease.
@@ -72,12 +80,18 @@ impl Store {
 
     /// Runners that have not ended.
     pub async fn live_runners(&self) -> Result<Vec<Runner>, StoreError> {
-        let rows = sqlx::query("SELECT id, host, pid, heartbeat_at FROM runners WHERE ended_at IS NULL")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id, host, pid, heartbeat_at FROM runners WHERE ended_at IS NULL")
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows
             .iter()
-            .map(|r| Runner { id: r.get("id"), host: r.get("host"), pid: r.get("pid"), heartbeat_at: r.get("heartbeat_at") })
+            .map(|r| Runner {
+                id: r.get("id"),
+                host: r.get("host"),
+                pid: r.get("pid"),
+                heartbeat_at: r.get("heartbeat_at"),
+            })
             .collect())
     }
 
@@ -108,7 +122,10 @@ impl Store {
             .bind(row.get::<i64, _>("attempts"))
             .execute(&mut *tx)
             .await?;
-            orphans.push(Orphan { trial_id, pid: row.get("pid") });
+            orphans.push(Orphan {
+                trial_id,
+                pid: row.get("pid"),
+            });
         }
         sqlx::query("UPDATE runners SET ended_at = ? WHERE id = ? AND ended_at IS NULL")
             .bind(now)

@@ -37,7 +37,11 @@ const INSERT_CHUNK: usize = 2_000;
 impl Store {
     /// Creates the sweep for `grid`, or checks that an existing one has the same command and
     /// `[fixed]` values and updates its stored grid text.
-    pub async fn register_sweep(&self, grid: &Grid, workdir: &str) -> Result<SweepRecord, StoreError> {
+    pub async fn register_sweep(
+        &self,
+        grid: &Grid,
+        workdir: &str,
+    ) -> Result<SweepRecord, StoreError> {
         let config = grid.config_json();
         let now = now_ms();
         let path = grid.path.display().to_string();
@@ -49,7 +53,11 @@ impl Store {
                 .await?;
         match stored {
             Some((_, stored)) if stored != config => {
-                return Err(StoreError::ConfigChanged { name: grid.name.clone(), stored, now: config });
+                return Err(StoreError::ConfigChanged {
+                    name: grid.name.clone(),
+                    stored,
+                    now: config,
+                });
             }
             Some((id, _)) => {
                 sqlx::query("UPDATE sweeps SET grid_path = ?, grid_toml = ?, workdir = ?, updated_at = ? WHERE id = ?")
@@ -83,7 +91,11 @@ impl Store {
 
     /// Stores the grid's trials. Trials already stored keep their state and results; stored
     /// trials no longer in the grid are set aside (not run, not deleted).
-    pub async fn register_trials(&self, sweep: &SweepRecord, trials: &[Trial]) -> Result<Registered, StoreError> {
+    pub async fn register_trials(
+        &self,
+        sweep: &SweepRecord,
+        trials: &[Trial],
+    ) -> Result<Registered, StoreError> {
         let mut tx = self.write_tx().await?;
         let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM trials WHERE sweep_id = ?")
             .bind(sweep.id)
@@ -94,9 +106,14 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         for chunk in trials.chunks(INSERT_CHUNK) {
-            let mut sql = String::from("INSERT INTO trials (id, sweep_id, ordinal, params) VALUES ");
+            let mut sql =
+                String::from("INSERT INTO trials (id, sweep_id, ordinal, params) VALUES ");
             for i in 0..chunk.len() {
-                sql.push_str(if i == 0 { "(?, ?, ?, ?)" } else { ", (?, ?, ?, ?)" });
+                sql.push_str(if i == 0 {
+                    "(?, ?, ?, ?)"
+                } else {
+                    ", (?, ?, ?, ?)"
+                });
             }
             sql.push_str(" ON CONFLICT (id) DO UPDATE SET active = 1, ordinal = excluded.ordinal");
             let mut query = sqlx::query(&sql);
@@ -115,7 +132,10 @@ impl Store {
             .await?;
         tx.commit().await?;
         let added = (after - before) as u64;
-        Ok(Registered { added, existing: trials.len() as u64 - added })
+        Ok(Registered {
+            added,
+            existing: trials.len() as u64 - added,
+        })
     }
 
     /// The sweep named `name`.
@@ -130,7 +150,11 @@ impl Store {
             Some(row) => Ok(sweep_from_row(&row)),
             None => {
                 let known: Vec<String> = self.sweeps().await?.into_iter().map(|s| s.name).collect();
-                let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+                let known = if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                };
                 Err(StoreError::UnknownSweep(name.to_string(), known))
             }
         }

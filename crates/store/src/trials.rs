@@ -120,14 +120,27 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        let params = params_from_json(row.get("params")).map_err(|e| StoreError::Corrupt(format!("trial {id}: {e}")))?;
-        Ok(Some(Claimed { id, params, attempt, checkpoint_step: row.get("checkpoint_step") }))
+        let params = params_from_json(row.get("params"))
+            .map_err(|e| StoreError::Corrupt(format!("trial {id}: {e}")))?;
+        Ok(Some(Claimed {
+            id,
+            params,
+            attempt,
+            checkpoint_step: row.get("checkpoint_step"),
+        }))
     }
 
     /// Whether any trial of the sweep is still to run (now or after a backoff), and the
     /// earliest time a backed-off one becomes runnable.
-    pub async fn queue_state(&self, sweep_id: i64, max_attempts: u32) -> Result<(u64, Option<i64>), StoreError> {
-        let sql = format!("SELECT COUNT(*), MIN(not_before) FROM trials WHERE {}", CLAIMABLE.replace("not_before <= ?2 AND ", ""));
+    pub async fn queue_state(
+        &self,
+        sweep_id: i64,
+        max_attempts: u32,
+    ) -> Result<(u64, Option<i64>), StoreError> {
+        let sql = format!(
+            "SELECT COUNT(*), MIN(not_before) FROM trials WHERE {}",
+            CLAIMABLE.replace("not_before <= ?2 AND ", "")
+        );
         let (count, earliest): (i64, Option<i64>) = sqlx::query_as(&sql)
             .bind(sweep_id)
             .bind(0i64)
@@ -165,14 +178,16 @@ impl Store {
         }
         let mut tx = self.write_tx().await?;
         for p in points {
-            sqlx::query("INSERT INTO curves (trial_id, attempt, step, name, value) VALUES (?, ?, ?, ?, ?)")
-                .bind(&p.trial_id)
-                .bind(p.attempt as i64)
-                .bind(p.step)
-                .bind(&p.name)
-                .bind(p.value)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO curves (trial_id, attempt, step, name, value) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&p.trial_id)
+            .bind(p.attempt as i64)
+            .bind(p.step)
+            .bind(&p.name)
+            .bind(p.value)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -219,7 +234,10 @@ impl Store {
             if id != trial_id {
                 others += 1;
             }
-            sqlx::query("DELETE FROM results WHERE trial_id = ?").bind(id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM results WHERE trial_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
             for (name, value) in metrics {
                 sqlx::query("INSERT INTO results (trial_id, name, value) VALUES (?, ?, ?)")
                     .bind(id)

@@ -32,7 +32,8 @@ pub async fn run(db: &str, args: ExportArgs) -> anyhow::Result<i32> {
     let out: Box<dyn Write> = if args.csv.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())
     } else {
-        let file = File::create(&args.csv).with_context(|| format!("cannot create {}", args.csv.display()))?;
+        let file = File::create(&args.csv)
+            .with_context(|| format!("cannot create {}", args.csv.display()))?;
         Box::new(file)
     };
     write_csv(&rows, BufWriter::new(out))?;

@@ -65,15 +65,23 @@ pub async fn resume(db: &str, args: ResumeArgs) -> anyhow::Result<i32> {
     let record = store.sweep(&args.name).await?;
     store.close().await;
     let path = PathBuf::from(&record.grid_path);
-    let grid = Grid::parse(&path, &record.grid_toml)
-        .with_context(|| format!("the grid stored for sweep `{}` no longer parses", record.name))?;
+    let grid = Grid::parse(&path, &record.grid_toml).with_context(|| {
+        format!(
+            "the grid stored for sweep `{}` no longer parses",
+            record.name
+        )
+    })?;
     execute(db, grid, PathBuf::from(&record.workdir), args.exec).await
 }
 
 async fn execute(db: &str, grid: Grid, workdir: PathBuf, exec: ExecArgs) -> anyhow::Result<i32> {
     let expansion = expand(&grid);
-    let store = Store::open(db).await.with_context(|| format!("cannot use the database {db}"))?;
-    let sweep = store.register_sweep(&grid, &workdir.display().to_string()).await?;
+    let store = Store::open(db)
+        .await
+        .with_context(|| format!("cannot use the database {db}"))?;
+    let sweep = store
+        .register_sweep(&grid, &workdir.display().to_string())
+        .await?;
     let registered = store.register_trials(&sweep, &expansion.trials).await?;
     tracing::info!(
         "sweep {}: {} trials ({} new, {} already stored; {} excluded, {} duplicates) in {}",
@@ -118,7 +126,10 @@ async fn execute(db: &str, grid: Grid, workdir: PathBuf, exec: ExecArgs) -> anyh
         return Ok(exit_codes::INTERRUPTED);
     }
     if counts.get(TrialStatus::Failed) > 0 {
-        eprintln!("some trials failed: `sweep status {}` shows why; `--retry-failed` runs them again", sweep.name);
+        eprintln!(
+            "some trials failed: `sweep status {}` shows why; `--retry-failed` runs them again",
+            sweep.name
+        );
         return Ok(exit_codes::TRIALS_FAILED);
     }
     Ok(exit_codes::OK)
@@ -151,13 +162,18 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     if path.is_absolute() {
         return Ok(path.to_path_buf());
     }
-    Ok(std::env::current_dir().context("cannot read the current directory")?.join(path))
+    Ok(std::env::current_dir()
+        .context("cannot read the current directory")?
+        .join(path))
 }
 
 /// First Ctrl-C or SIGTERM: stop gracefully. Second: kill now.
 async fn forward_signals(stop: watch::Sender<Stop>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         tracing::warn!("cannot install signal handlers; Ctrl-C will kill trials without grace");
         return;
     };
