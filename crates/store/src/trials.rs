@@ -76,9 +76,16 @@ pub struct AttemptEnd {
     pub stderr_tail: String,
 }
 
-/// The queue: trials this sweep may run now.
-const CLAIMABLE: &str = "sweep_id = ?1 AND active = 1 AND not_before <= ?2 AND \
-     (status IN ('pending', 'interrupted') OR (status = 'failed' AND failures < ?3))";
+/// The next runnable trial of a sweep: one ordered, index-backed probe per runnable state
+/// (an `OR` over states would scan the whole sweep for every claim).
+const NEXT_CLAIMABLE: &str = "SELECT id FROM (\
+       SELECT * FROM (SELECT id, ordinal FROM trials WHERE sweep_id = ?1 AND status = 'pending' \
+           AND active = 1 AND not_before <= ?2 ORDER BY ordinal LIMIT 1) \
+       UNION ALL SELECT * FROM (SELECT id, ordinal FROM trials WHERE sweep_id = ?1 AND status = 'interrupted' \
+           AND active = 1 ORDER BY ordinal LIMIT 1) \
+       UNION ALL SELECT * FROM (SELECT id, ordinal FROM trials WHERE sweep_id = ?1 AND status = 'failed' \
+           AND active = 1 AND failures < ?3 AND not_before <= ?2 ORDER BY ordinal LIMIT 1)) \
+     ORDER BY ordinal LIMIT 1";
 
 impl Store {
     /// Atomically takes the next runnable trial of a sweep for `runner_id`, in expansion
@@ -95,7 +102,7 @@ impl Store {
         let sql = format!(
             "UPDATE trials SET status = 'running', owner = ?4, attempts = attempts + 1, \
              started_at = ?2, finished_at = NULL, gpu = ?5, pid = NULL, error = NULL \
-             WHERE id = (SELECT id FROM trials WHERE {CLAIMABLE} ORDER BY ordinal LIMIT 1) \
+             WHERE id = ({NEXT_CLAIMABLE}) \
              RETURNING id, params, attempts, checkpoint_step"
         );
         let row = sqlx::query(&sql)
@@ -130,23 +137,17 @@ impl Store {
         }))
     }
 
-    /// Whether any trial of the sweep is still to run (now or after a backoff), and the
+    /// How many trials of the sweep are still to run (now or after a backoff), and the
     /// earliest time a backed-off one becomes runnable.
-    pub async fn queue_state(
-        &self,
-        sweep_id: i64,
-        max_attempts: u32,
-    ) -> Result<(u64, Option<i64>), StoreError> {
-        let sql = format!(
-            "SELECT COUNT(*), MIN(not_before) FROM trials WHERE {}",
-            CLAIMABLE.replace("not_before <= ?2 AND ", "")
-        );
-        let (count, earliest): (i64, Option<i64>) = sqlx::query_as(&sql)
-            .bind(sweep_id)
-            .bind(0i64)
-            .bind(max_attempts as i64)
-            .fetch_one(&self.pool)
-            .await?;
+    pub async fn queue_state(&self, sweep_id: i64, max_attempts: u32) -> Result<(u64, Option<i64>), StoreError> {
+        let (count, earliest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(not_before) FROM trials WHERE sweep_id = ?1 AND active = 1 AND \
+             (status IN ('pending', 'interrupted') OR (status = 'failed' AND failures < ?2))",
+        )
+        .bind(sweep_id)
+        .bind(max_attempts as i64)
+        .fetch_one(&self.pool)
+        .await?;
         Ok((count as u64, earliest))
     }
 
