@@ -2,6 +2,7 @@
 //! computed that the trials did not report.
 
 pub mod export;
+pub mod pareto;
 pub mod status;
 
 pub use export::{write_csv, ExportError};
