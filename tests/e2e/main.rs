@@ -3,4 +3,5 @@
 
 mod malformed;
 mod orchestration;
+mod report;
 mod support;

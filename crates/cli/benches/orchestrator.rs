@@ -57,9 +57,15 @@ fn main() {
             let db = dir.path().join("bench.db").display().to_string();
             runtime.block_on(async {
                 let store = Store::open(&db).await.expect("open");
-                let sweep = store.register_sweep(&hundred_k, "/tmp").await.expect("sweep");
+                let sweep = store
+                    .register_sweep(&hundred_k, "/tmp")
+                    .await
+                    .expect("sweep");
                 let t = Instant::now();
-                let r = store.register_trials(&sweep, &trials).await.expect("register");
+                let r = store
+                    .register_trials(&sweep, &trials)
+                    .await
+                    .expect("register");
                 let elapsed = t.elapsed();
                 assert_eq!(r.added, 100_000);
                 store.close().await;
@@ -76,10 +82,16 @@ fn main() {
 
     let bin = sweep_binary();
     if !bin.exists() {
-        println!("skipping trivial trials: {} not built (cargo build --release)", bin.display());
+        println!(
+            "skipping trivial trials: {} not built (cargo build --release)",
+            bin.display()
+        );
         return;
     }
-    let n: u64 = std::env::var("BENCH_TRIALS").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let n: u64 = std::env::var("BENCH_TRIALS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
     let dir = tempfile::tempdir().expect("temp dir");
     let grid_path = dir.path().join("trivial.toml");
     std::fs::write(

@@ -59,9 +59,7 @@ pub fn write_csv(rows: &[TrialRow], out: impl Write) -> Result<(), ExportError> 
             row.attempts.to_string(),
             row.started_at.map(rfc3339).unwrap_or_default(),
             row.finished_at.map(rfc3339).unwrap_or_default(),
-            row.duration_s()
-                .map(format_float)
-                .unwrap_or_default(),
+            row.duration_s().map(format_float).unwrap_or_default(),
             row.gpu.clone().unwrap_or_default(),
         ];
         record.extend(params.iter().map(|p| {

@@ -30,24 +30,35 @@ impl FromStr for Objective {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (metric, dir) = s
-            .rsplit_once(':')
-            .ok_or_else(|| format!("objective {s:?} needs a direction: write {s}:min or {s}:max"))?;
+        let (metric, dir) = s.rsplit_once(':').ok_or_else(|| {
+            format!("objective {s:?} needs a direction: write {s}:min or {s}:max")
+        })?;
         let direction = match dir {
             "min" => Direction::Min,
             "max" => Direction::Max,
-            other => return Err(format!("objective direction {other:?} in {s:?} must be min or max")),
+            other => {
+                return Err(format!(
+                    "objective direction {other:?} in {s:?} must be min or max"
+                ))
+            }
         };
         if metric.is_empty() {
             return Err(format!("objective {s:?} names no metric"));
         }
-        Ok(Objective { metric: metric.to_string(), direction })
+        Ok(Objective {
+            metric: metric.to_string(),
+            direction,
+        })
     }
 }
 
 impl fmt::Display for Objective {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let dir = if self.direction == Direction::Min { "min" } else { "max" };
+        let dir = if self.direction == Direction::Min {
+            "min"
+        } else {
+            "max"
+        };
         write!(f, "{}:{dir}", self.metric)
     }
 }
@@ -182,7 +193,11 @@ fn hv(mut points: Vec<Vec<f64>>, reference: &[f64]) -> f64 {
     points.sort_by(|a, b| a[d - 1].total_cmp(&b[d - 1]));
     let mut volume = 0.0;
     for i in 0..points.len() {
-        let upper = if i + 1 < points.len() { points[i + 1][d - 1] } else { reference[d - 1] };
+        let upper = if i + 1 < points.len() {
+            points[i + 1][d - 1]
+        } else {
+            reference[d - 1]
+        };
         let depth = upper - points[i][d - 1];
         if depth > 0.0 {
             let slice: Vec<Vec<f64>> = points[..=i].iter().map(|p| p[..d - 1].to_vec()).collect();
@@ -234,7 +249,11 @@ mod tests {
                 // Few levels force ties and exact duplicates.
                 let levels = if seed % 2 == 0 { 5 } else { 1000 };
                 let points = random_points(seed, 1 + (seed as usize % 60), k, levels);
-                assert_eq!(front_ranks(&points), brute_ranks(&points), "seed {seed} k {k}: {points:?}");
+                assert_eq!(
+                    front_ranks(&points),
+                    brute_ranks(&points),
+                    "seed {seed} k {k}: {points:?}"
+                );
             }
         }
     }
@@ -275,7 +294,11 @@ mod tests {
                     }
                 }
             }
-            assert_eq!(hypervolume(&points, &reference), cells as f64, "seed {seed}");
+            assert_eq!(
+                hypervolume(&points, &reference),
+                cells as f64,
+                "seed {seed}"
+            );
         }
     }
 

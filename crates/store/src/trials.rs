@@ -139,7 +139,11 @@ impl Store {
 
     /// How many trials of the sweep are still to run (now or after a backoff), and the
     /// earliest time a backed-off one becomes runnable.
-    pub async fn queue_state(&self, sweep_id: i64, max_attempts: u32) -> Result<(u64, Option<i64>), StoreError> {
+    pub async fn queue_state(
+        &self,
+        sweep_id: i64,
+        max_attempts: u32,
+    ) -> Result<(u64, Option<i64>), StoreError> {
         let (count, earliest): (i64, Option<i64>) = sqlx::query_as(
             "SELECT COUNT(*), MIN(not_before) FROM trials WHERE sweep_id = ?1 AND active = 1 AND \
              (status IN ('pending', 'interrupted') OR (status = 'failed' AND failures < ?2))",

@@ -1,6 +1,7 @@
 //! The subcommands, one module each.
 
 mod export;
+mod report;
 mod run;
 mod status;
 
@@ -27,6 +28,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Export trials to CSV.
     Export(export::ExportArgs),
+    /// Rank configurations by non-dominated sorting: the safety/utility Pareto front.
+    Report(report::ReportArgs),
 }
 
 impl Cli {
@@ -37,6 +40,7 @@ impl Cli {
             Command::Resume(args) => run::resume(&self.db, args).await,
             Command::Status(args) => status::run(&self.db, args).await,
             Command::Export(args) => export::run(&self.db, args).await,
+            Command::Report(args) => report::run(&self.db, args).await,
         }
     }
 }

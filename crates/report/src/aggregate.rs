@@ -1,0 +1,146 @@
+//! Seeds are replicates, not settings: trials that differ only in the replicate parameter
+//! (by default `seed`) form one configuration, summarised by mean, standard deviation, n and a
+//! 95% confidence interval per metric.
+
+use std::collections::BTreeMap;
+
+use sweep_core::Params;
+use sweep_store::{TrialRow, TrialStatus};
+
+/// Summary of one metric over a configuration's completed trials.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stat {
+    /// Mean of the finite values.
+    pub mean: f64,
+    /// Sample standard deviation (n − 1); 0 for a single value.
+    pub std: f64,
+    /// Number of finite values.
+    pub n: usize,
+    /// Half-width of the 95% confidence interval of the mean (Student's t); 0 for n = 1.
+    pub ci95: f64,
+}
+
+impl Stat {
+    /// Summarises `values` (all finite); `None` when empty.
+    pub fn of(values: &[f64]) -> Option<Stat> {
+        let n = values.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = values.iter().sum::<f64>() / n as f64;
+        if n == 1 {
+            return Some(Stat {
+                mean,
+                std: 0.0,
+                n,
+                ci95: 0.0,
+            });
+        }
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        let std = var.sqrt();
+        Some(Stat {
+            mean,
+            std,
+            n,
+            ci95: t_975(n - 1) * std / (n as f64).sqrt(),
+        })
+    }
+}
+
+/// The 97.5% quantile of Student's t with `df` degrees of freedom.
+pub fn t_975(df: usize) -> f64 {
+    const TABLE: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::NAN,
+        1..=30 => TABLE[df - 1],
+        31..=60 => 2.042 - (df - 30) as f64 * (2.042 - 2.000) / 30.0,
+        61..=120 => 2.000 - (df - 60) as f64 * (2.000 - 1.980) / 60.0,
+        _ => 1.960,
+    }
+}
+
+/// One configuration: the completed trials that share every parameter but the replicate one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Configuration {
+    /// Sweep name.
+    pub sweep: String,
+    /// Parameters without the replicate parameter.
+    pub params: Params,
+    /// Ids of its completed trials.
+    pub trials: Vec<String>,
+    /// Per metric, the summary over the trials that reported a finite value.
+    pub stats: BTreeMap<String, Stat>,
+}
+
+/// Groups completed trials into configurations, in first-seen order. With `replicate` =
+/// `None` every trial is its own configuration.
+pub fn configurations(rows: &[TrialRow], replicate: Option<&str>) -> Vec<Configuration> {
+    let mut order: Vec<(String, Params)> = Vec::new();
+    let mut members: BTreeMap<(String, String), Vec<&TrialRow>> = BTreeMap::new();
+    for row in rows.iter().filter(|r| r.status == TrialStatus::Completed) {
+        let mut params = row.params.clone();
+        if let Some(rep) = replicate {
+            params.remove(rep);
+        } else {
+            params.insert(
+                "trial_id".into(),
+                sweep_core::ParamValue::Str(row.id.clone()),
+            );
+        }
+        let key = (
+            row.sweep.clone(),
+            sweep_core::value::params_to_json(&params),
+        );
+        let group = members.entry(key).or_default();
+        if group.is_empty() {
+            order.push((row.sweep.clone(), params));
+        }
+        group.push(row);
+    }
+    order
+        .into_iter()
+        .map(|(sweep, mut params)| {
+            let group = &members[&(sweep.clone(), sweep_core::value::params_to_json(&params))];
+            if replicate.is_none() {
+                params.remove("trial_id");
+            }
+            let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+            for row in group {
+                for (name, value) in &row.metrics {
+                    if let Some(v) = value.filter(|v| v.is_finite()) {
+                        values.entry(name.clone()).or_default().push(v);
+                    }
+                }
+            }
+            Configuration {
+                trials: group.iter().map(|r| r.id.clone()).collect(),
+                stats: values
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), Stat::of(v)?)))
+                    .collect(),
+                sweep,
+                params,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_matches_hand_computation() {
+        let s = Stat::of(&[1.0, 2.0, 3.0]).unwrap();
+        assert_eq!(s.mean, 2.0);
+        assert_eq!(s.std, 1.0);
+        assert_eq!(s.n, 3);
+        assert!((s.ci95 - 4.303 / 3f64.sqrt()).abs() < 1e-12);
+        assert_eq!(Stat::of(&[5.0]).unwrap().ci95, 0.0);
+        assert!(Stat::of(&[]).is_none());
+    }
+}
