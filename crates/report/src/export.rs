@@ -1,15 +1,18 @@
-//! The tidy CSV export: one row per trial, readable by pandas as is.
+//! Exports are views of stored results: one row per trial (tidy), one per configuration
+//! (aggregated over replicates), or one per curve point (long form).
 //!
-//! Columns are `trial_id, sweep, status, attempts, started_at, finished_at, duration_s, gpu`,
-//! then `param_<name>` and `metric_<name>`, each group sorted by name. Missing values are
-//! empty cells; a metric the trial reported as non-finite is `NaN`.
+//! Trial columns are `trial_id, sweep, status, attempts, started_at, finished_at, duration_s,
+//! gpu`, then `param_<name>` and `metric_<name>`, each group sorted by name, so the column
+//! order is the same on every run. Missing values are empty; a metric the trial reported as
+//! non-finite is `NaN` in CSV and `null` in JSON.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
-use sweep_core::value::format_float;
-use sweep_store::TrialRow;
+use sweep_store::{CurveRow, TrialRow};
+
+use crate::aggregate::configurations;
+use crate::table::{Cell, Table};
 
 /// A failed export.
 #[derive(Debug, thiserror::Error)]
@@ -17,66 +20,96 @@ pub enum ExportError {
     /// Writing a record failed (e.g. a closed pipe or a full disk).
     #[error("cannot write the CSV: {0}")]
     Csv(#[from] csv::Error),
-    /// Flushing the output failed.
-    #[error("cannot write the CSV: {0}")]
+    /// Writing failed.
+    #[error("cannot write the output: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// The fixed leading columns.
-pub const BASE_COLUMNS: [&str; 8] = [
-    "trial_id",
-    "sweep",
-    "status",
-    "attempts",
-    "started_at",
-    "finished_at",
-    "duration_s",
-    "gpu",
-];
+/// The fixed leading columns of the per-trial export.
+pub const BASE_COLUMNS: [&str; 8] =
+    ["trial_id", "sweep", "status", "attempts", "started_at", "finished_at", "duration_s", "gpu"];
 
-/// Writes `rows` as CSV to `out`.
-pub fn write_csv(rows: &[TrialRow], out: impl Write) -> Result<(), ExportError> {
-    let params: BTreeSet<&str> = rows
-        .iter()
-        .flat_map(|r| r.params.keys().map(String::as_str))
-        .collect();
-    let metrics: BTreeSet<&str> = rows
-        .iter()
-        .flat_map(|r| r.metrics.keys().map(String::as_str))
-        .collect();
-    let mut w = csv::Writer::from_writer(out);
-    let header = BASE_COLUMNS
+/// One row per trial.
+pub fn trials_table(rows: &[TrialRow]) -> Table {
+    let params: BTreeSet<&str> = rows.iter().flat_map(|r| r.params.keys().map(String::as_str)).collect();
+    let metrics: BTreeSet<&str> = rows.iter().flat_map(|r| r.metrics.keys().map(String::as_str)).collect();
+    let columns = BASE_COLUMNS
         .iter()
         .map(|c| c.to_string())
         .chain(params.iter().map(|p| format!("param_{p}")))
-        .chain(metrics.iter().map(|m| format!("metric_{m}")));
-    w.write_record(header)?;
-    for row in rows {
-        let mut record: Vec<String> = vec![
-            row.id.clone(),
-            row.sweep.clone(),
-            row.status.as_str().to_string(),
-            row.attempts.to_string(),
-            row.started_at.map(rfc3339).unwrap_or_default(),
-            row.finished_at.map(rfc3339).unwrap_or_default(),
-            row.duration_s().map(format_float).unwrap_or_default(),
-            row.gpu.clone().unwrap_or_default(),
-        ];
-        record.extend(params.iter().map(|p| {
-            row.params
-                .get(*p)
-                .map(|v| v.to_string())
-                .unwrap_or_default()
-        }));
-        record.extend(metrics.iter().map(|m| match row.metrics.get(*m) {
-            Some(Some(v)) => format_float(*v),
-            Some(None) => "NaN".to_string(),
-            None => String::new(),
-        }));
-        w.write_record(&record)?;
+        .chain(metrics.iter().map(|m| format!("metric_{m}")))
+        .collect();
+    let rows = rows
+        .iter()
+        .map(|row| {
+            let mut cells = vec![
+                Cell::Text(row.id.clone()),
+                Cell::Text(row.sweep.clone()),
+                Cell::Text(row.status.as_str().to_string()),
+                Cell::Int(row.attempts as i64),
+                row.started_at.map_or(Cell::Empty, |t| Cell::Text(rfc3339(t))),
+                row.finished_at.map_or(Cell::Empty, |t| Cell::Text(rfc3339(t))),
+                row.duration_s().map_or(Cell::Empty, Cell::Num),
+                row.gpu.clone().map_or(Cell::Empty, Cell::Text),
+            ];
+            cells.extend(params.iter().map(|p| row.params.get(*p).map_or(Cell::Empty, Cell::from)));
+            cells.extend(metrics.iter().map(|m| match row.metrics.get(*m) {
+                Some(Some(v)) => Cell::Num(*v),
+                Some(None) => Cell::Num(f64::NAN),
+                None => Cell::Empty,
+            }));
+            cells
+        })
+        .collect();
+    Table { columns, rows }
+}
+
+/// One row per configuration (completed trials grouped over `replicate`), with
+/// `<metric>_mean`, `_std`, `_n` and `_ci95`.
+pub fn aggregate_table(rows: &[TrialRow], replicate: &str) -> Table {
+    let configs = configurations(rows, Some(replicate));
+    let params: BTreeSet<&str> = configs.iter().flat_map(|c| c.params.keys().map(String::as_str)).collect();
+    let metrics: BTreeSet<&str> = configs.iter().flat_map(|c| c.stats.keys().map(String::as_str)).collect();
+    let mut columns = vec!["sweep".to_string(), "trials".to_string()];
+    columns.extend(params.iter().map(|p| format!("param_{p}")));
+    for m in &metrics {
+        for s in ["mean", "std", "n", "ci95"] {
+            columns.push(format!("{m}_{s}"));
+        }
     }
-    w.flush()?;
-    Ok(())
+    let rows = configs
+        .iter()
+        .map(|c| {
+            let mut cells = vec![Cell::Text(c.sweep.clone()), Cell::Int(c.trials.len() as i64)];
+            cells.extend(params.iter().map(|p| c.params.get(*p).map_or(Cell::Empty, Cell::from)));
+            for m in &metrics {
+                match c.stats.get(*m) {
+                    Some(s) => cells.extend([Cell::Num(s.mean), Cell::Num(s.std), Cell::Int(s.n as i64), Cell::Num(s.ci95)]),
+                    None => cells.extend([Cell::Empty, Cell::Empty, Cell::Int(0), Cell::Empty]),
+                }
+            }
+            cells
+        })
+        .collect();
+    Table { columns, rows }
+}
+
+/// Curve points in long form: `trial_id, step, name, value`.
+pub fn curves_table(points: &[CurveRow]) -> Table {
+    Table {
+        columns: ["trial_id", "step", "name", "value"].map(String::from).to_vec(),
+        rows: points
+            .iter()
+            .map(|p| {
+                vec![
+                    Cell::Text(p.trial_id.clone()),
+                    Cell::Int(p.step),
+                    Cell::Text(p.name.clone()),
+                    p.value.map_or(Cell::Num(f64::NAN), Cell::Num),
+                ]
+            })
+            .collect(),
+    }
 }
 
 /// A Unix-ms timestamp in RFC 3339 UTC with milliseconds.

@@ -20,7 +20,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 pub use error::StoreError;
-pub use read::{Counts, TrialRow};
+pub use read::{Counts, CurveRow, TrialRow};
 pub use runners::{Orphan, Runner};
 pub use sweeps::SweepRecord;
 pub use trials::{AttemptEnd, Claimed, CurvePoint, Outcome};

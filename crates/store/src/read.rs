@@ -164,3 +164,43 @@ impl Store {
             .collect())
     }
 }
+
+/// One point of a stored curve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurveRow {
+    /// Trial id.
+    pub trial_id: String,
+    /// Step.
+    pub step: i64,
+    /// Curve name.
+    pub name: String,
+    /// Value; `None` if it was not finite.
+    pub value: Option<f64>,
+}
+
+impl Store {
+    /// Curve points of one sweep (or all), ordered by trial, name and step. Where a resumed
+    /// trial reported the same step twice, the later attempt's value wins.
+    pub async fn curves(&self, sweep_id: Option<i64>) -> Result<Vec<CurveRow>, StoreError> {
+        let filter = if sweep_id.is_some() { "WHERE t.sweep_id = ?" } else { "" };
+        let sql = format!(
+            "SELECT c.trial_id, c.step, c.name, c.value FROM curves c JOIN trials t ON t.id = c.trial_id {filter} \
+             ORDER BY t.sweep_id, t.ordinal, c.name, c.step, c.attempt, c.rowid"
+        );
+        let mut query = sqlx::query_as::<_, (String, i64, String, Option<f64>)>(&sql);
+        if let Some(id) = sweep_id {
+            query = query.bind(id);
+        }
+        let mut out: Vec<CurveRow> = Vec::new();
+        for (trial_id, step, name, value) in query.fetch_all(&self.pool).await? {
+            if let Some(last) = out.last_mut() {
+                if last.trial_id == trial_id && last.name == name && last.step == step {
+                    last.value = value;
+                    continue;
+                }
+            }
+            out.push(CurveRow { trial_id, step, name, value });
+        }
+        Ok(out)
+    }
+}

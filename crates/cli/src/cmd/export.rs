@@ -1,41 +1,87 @@
-//! `sweep export --csv FILE|-`.
+//! `sweep export`: trials, configurations or curves as CSV or JSON.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
-use anyhow::Context;
-use clap::Args;
-use sweep_report::write_csv;
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use sweep_report::{aggregate_table, curves_table, filter_rows, trials_table, Condition, TableFormat};
 use sweep_store::Store;
 
 use crate::exit_codes;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Csv,
+    Json,
+}
 
 /// `sweep export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Export one sweep (default: every sweep).
     name: Option<String>,
-    /// Write CSV to this file, or `-` for stdout.
-    #[arg(long, value_name = "FILE")]
-    csv: PathBuf,
+    /// Write CSV to this file, or `-` for stdout (shorthand for --format csv --output FILE).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["output", "format"])]
+    csv: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "csv")]
+    format: FormatArg,
+    /// Where to write, or `-` for stdout.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// One row per configuration: metrics averaged over replicates (`<metric>_mean`, `_std`,
+    /// `_n`, `_ci95`).
+    #[arg(long, conflicts_with = "curves")]
+    aggregate: bool,
+    /// The parameter whose values are replicates (with --aggregate).
+    #[arg(long, default_value = "seed")]
+    replicate: String,
+    /// Per-step metrics in long form: trial_id, step, name, value.
+    #[arg(long)]
+    curves: bool,
+    /// Keep only trials matching NAME OP VALUE (a parameter or metric); repeat to combine.
+    #[arg(long = "where", value_name = "FILTER")]
+    filters: Vec<Condition>,
 }
 
 pub async fn run(db: &str, args: ExportArgs) -> anyhow::Result<i32> {
+    let (format, path) = match (&args.csv, &args.output) {
+        (Some(path), _) => (TableFormat::Csv, path.clone()),
+        (None, Some(path)) => (
+            match args.format {
+                FormatArg::Csv => TableFormat::Csv,
+                FormatArg::Json => TableFormat::Json,
+            },
+            path.clone(),
+        ),
+        (None, None) => bail!("say where to write: --csv FILE, or --output FILE (`-` for stdout)"),
+    };
     let store = Store::open_existing(db).await?;
     let sweep_id = match &args.name {
         Some(name) => Some(store.sweep(name).await?.id),
         None => None,
     };
-    let rows = store.trial_rows(sweep_id).await?;
+    let rows = filter_rows(store.trial_rows(sweep_id).await?, &args.filters)?;
+    let table = if args.curves {
+        let kept: std::collections::HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        let mut points = store.curves(sweep_id).await?;
+        points.retain(|p| kept.contains(p.trial_id.as_str()));
+        curves_table(&points)
+    } else {
+        if args.aggregate {
+            aggregate_table(&rows, &args.replicate)
+        } else {
+            trials_table(&rows)
+        }
+    };
     store.close().await;
-    let out: Box<dyn Write> = if args.csv.as_os_str() == "-" {
+    let out: Box<dyn Write> = if path.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())
     } else {
-        let file = File::create(&args.csv)
-            .with_context(|| format!("cannot create {}", args.csv.display()))?;
-        Box::new(file)
+        Box::new(File::create(&path).with_context(|| format!("cannot create {}", path.display()))?)
     };
-    write_csv(&rows, BufWriter::new(out))?;
+    table.write(format, BufWriter::new(out))?;
     Ok(exit_codes::OK)
 }

@@ -1,11 +1,14 @@
 //! `sweep report [NAME] --pareto`.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use sweep_report::pareto::Objective;
-use sweep_report::{front_report, render, Format};
+use sweep_report::html::html_page;
+use sweep_report::plot::plot_svg;
+use sweep_report::{filter_rows, front_report, render, Condition, Format};
 use sweep_store::Store;
 
 use crate::exit_codes;
@@ -16,6 +19,7 @@ enum FormatArg {
     Csv,
     Json,
     Markdown,
+    Latex,
 }
 
 /// `sweep report`.
@@ -44,6 +48,19 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: FormatArg,
+    /// Keep only trials matching NAME OP VALUE (a parameter or metric; OP one of = != < <= > >=);
+    /// repeat to combine.
+    #[arg(long = "where", value_name = "FILTER")]
+    filters: Vec<Condition>,
+    /// Also draw the configurations and the front to this SVG file (two objectives).
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// Colour points in the plot by this parameter.
+    #[arg(long, value_name = "PARAM")]
+    color_by: Option<String>,
+    /// Also write one self-contained HTML page with the plot and a sortable table.
+    #[arg(long, value_name = "FILE.html")]
+    html: Option<PathBuf>,
 }
 
 pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
@@ -61,7 +78,7 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
         Some(name) => Some(store.sweep(name).await?.id),
         None => None,
     };
-    let rows = store.trial_rows(sweep_id).await?;
+    let rows = filter_rows(store.trial_rows(sweep_id).await?, &args.filters)?;
     store.close().await;
     let replicate = (!args.per_trial).then_some(args.replicate.as_str());
     let report = front_report(
@@ -97,7 +114,24 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
         FormatArg::Csv => Format::Csv,
         FormatArg::Json => Format::Json,
         FormatArg::Markdown => Format::Markdown,
+        FormatArg::Latex => Format::Latex,
     };
+    if let Some(param) = &args.color_by {
+        if !report.ranked.iter().any(|r| r.config.params.contains_key(param)) {
+            bail!("--color-by {param}: no configuration has that parameter");
+        }
+    }
+    if args.plot.is_some() || args.html.is_some() {
+        let svg = plot_svg(&report, args.color_by.as_deref())?;
+        if let Some(path) = &args.plot {
+            std::fs::write(path, &svg).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        if let Some(path) = &args.html {
+            let title = format!("sweep report: {}", args.name.as_deref().unwrap_or("all sweeps"));
+            std::fs::write(path, html_page(&report, &svg, &title))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
     let mut out = std::io::stdout().lock();
     render(&report, format, args.pareto, &mut out).context("cannot write the report")?;
     out.flush()?;

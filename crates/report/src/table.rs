@@ -1,0 +1,125 @@
+//! A small tabular model shared by every export: named columns, typed cells, written as CSV
+//! or JSON with numbers in shortest round-trip form.
+
+use std::io::Write;
+
+use sweep_core::value::format_float;
+use sweep_core::ParamValue;
+
+use crate::ExportError;
+
+/// One cell.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// No value (an empty CSV cell, JSON `null`).
+    Empty,
+    /// Text.
+    Text(String),
+    /// A whole number.
+    Int(i64),
+    /// A real number; a non-finite one is written `NaN` in CSV and `null` in JSON.
+    Num(f64),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl From<&ParamValue> for Cell {
+    fn from(v: &ParamValue) -> Cell {
+        match v {
+            ParamValue::Bool(b) => Cell::Bool(*b),
+            ParamValue::Int(i) => Cell::Int(*i),
+            ParamValue::Float(f) => Cell::Num(*f),
+            ParamValue::Str(s) => Cell::Text(s.clone()),
+        }
+    }
+}
+
+impl Cell {
+    fn csv(&self) -> String {
+        match self {
+            Cell::Empty => String::new(),
+            Cell::Text(s) => s.clone(),
+            Cell::Int(i) => i.to_string(),
+            Cell::Num(f) if f.is_finite() => format_float(*f),
+            Cell::Num(_) => "NaN".to_string(),
+            Cell::Bool(b) => b.to_string(),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Cell::Empty => serde_json::Value::Null,
+            Cell::Text(s) => serde_json::Value::String(s.clone()),
+            Cell::Int(i) => serde_json::Value::from(*i),
+            Cell::Num(f) => serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, serde_json::Value::Number),
+            Cell::Bool(b) => serde_json::Value::Bool(*b),
+        }
+    }
+}
+
+/// Columns and rows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Table {
+    /// Column names, in output order.
+    pub columns: Vec<String>,
+    /// Rows, each with one cell per column.
+    pub rows: Vec<Vec<Cell>>,
+}
+
+/// How a table is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableFormat {
+    /// RFC 4180 CSV with a header row.
+    Csv,
+    /// A JSON array of objects, keys in column order.
+    Json,
+}
+
+impl Table {
+    /// Writes the table.
+    pub fn write(&self, format: TableFormat, out: impl Write) -> Result<(), ExportError> {
+        match format {
+            TableFormat::Csv => {
+                let mut w = csv::Writer::from_writer(out);
+                w.write_record(&self.columns)?;
+                for row in &self.rows {
+                    w.write_record(row.iter().map(Cell::csv))?;
+                }
+                w.flush()?;
+            }
+            TableFormat::Json => {
+                let mut out = std::io::BufWriter::new(out);
+                out.write_all(b"[")?;
+                for (i, row) in self.rows.iter().enumerate() {
+                    let object: serde_json::Map<String, serde_json::Value> =
+                        self.columns.iter().cloned().zip(row.iter().map(Cell::json)).collect();
+                    out.write_all(if i == 0 { b"\n  " } else { b",\n  " })?;
+                    serde_json::to_writer(&mut out, &object).map_err(std::io::Error::other)?;
+                }
+                out.write_all(b"\n]\n")?;
+                out.flush()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_csv_and_json_with_shortest_numbers() {
+        let table = Table {
+            columns: vec!["a".into(), "b".into(), "c".into()],
+            rows: vec![vec![Cell::Num(0.1), Cell::Num(f64::NAN), Cell::Empty], vec![Cell::Int(3), Cell::Text("x,y".into()), Cell::Bool(true)]],
+        };
+        let mut csv = Vec::new();
+        table.write(TableFormat::Csv, &mut csv).unwrap();
+        assert_eq!(String::from_utf8(csv).unwrap(), "a,b,c\n0.1,NaN,\n3,\"x,y\",true\n");
+        let mut json = Vec::new();
+        table.write(TableFormat::Json, &mut json).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v, serde_json::json!([{"a": 0.1, "b": null, "c": null}, {"a": 3, "b": "x,y", "c": true}]));
+    }
+}
