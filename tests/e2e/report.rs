@@ -107,3 +107,166 @@ fn pareto_front_in_every_format() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn filters_latex_plot_and_html() {
+    let p = project();
+    // --where on a parameter and on a metric.
+    let out = p.run(&[
+        "report",
+        "--where",
+        "x>=2",
+        "--where",
+        "utility<0.45",
+        "--format",
+        "csv",
+    ]);
+    assert_code(&out, 0);
+    let csv_text = text(&out.stdout);
+    let xs: Vec<&str> = csv_text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(4).unwrap())
+        .collect();
+    assert_eq!(xs, ["3", "4"], "{csv_text}");
+    let out = p.run(&["report", "--where", "lr<1"]);
+    assert_code(&out, 2);
+    assert!(
+        text(&out.stderr).contains("no parameter or metric named `lr`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = p.run(&["report", "--where", "x; DROP TABLE trials"]);
+    assert_code(&out, 2);
+
+    let latex = text(&p.run(&["report", "--format", "latex"]).stdout);
+    assert!(
+        latex.contains("\\begin{tabular}{rlrr}")
+            && latex.contains("\\toprule")
+            && latex.contains("\\bottomrule"),
+        "{latex}"
+    );
+    assert!(
+        latex.contains("unsafe\\_rate $\\downarrow$ & utility $\\uparrow$"),
+        "{latex}"
+    );
+    assert!(
+        latex.contains("\\textbf{1} & \\textbf{1} & \\boldmath{$0.110 \\pm 0.014$}"),
+        "{latex}"
+    );
+    compile_latex_if_possible(&p, &latex);
+
+    let svg = p.path().join("front.svg");
+    let html = p.path().join("front.html");
+    let out = p.run(&[
+        "report",
+        "--plot",
+        svg.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+        "--color-by",
+        "x",
+    ]);
+    assert_code(&out, 0);
+    let svg_text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        svg_text.starts_with("<svg") && svg_text.len() > 5_000,
+        "{}",
+        svg_text.len()
+    );
+    assert!(
+        svg_text.contains("unsafe_rate (lower is better)")
+            && svg_text.contains("utility (higher is better)")
+    );
+    assert!(svg_text.contains("x = 4") && svg_text.contains("Pareto front"));
+    let html_text = std::fs::read_to_string(&html).unwrap();
+    assert!(html_text.contains("<svg") && html_text.contains("<table id=\"configs\">"));
+    assert_eq!(html_text.matches("<tr class=\"front\">").count(), 2);
+    assert!(
+        !html_text.contains("src=\"http"),
+        "the page must be self-contained"
+    );
+}
+
+fn compile_latex_if_possible(p: &Project, table: &str) {
+    let Ok(status) = std::process::Command::new("pdflatex")
+        .arg("--version")
+        .output()
+    else {
+        eprintln!("pdflatex not installed: LaTeX compile step skipped");
+        return;
+    };
+    assert!(status.status.success());
+    p.write(
+        "doc.tex",
+        &format!("\\documentclass{{article}}\\usepackage{{booktabs}}\\begin{{document}}\n{table}\\end{{document}}\n"),
+    );
+    let out = std::process::Command::new("pdflatex")
+        .args(["-interaction=nonstopmode", "-halt-on-error", "doc.tex"])
+        .current_dir(p.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stdout));
+}
+
+#[test]
+fn exports_aggregate_curves_and_json() {
+    let p = project();
+    let out = p.run(&["export", "front", "--aggregate", "--csv", "-"]);
+    assert_code(&out, 0);
+    let csv_text = text(&out.stdout);
+    let mut lines = csv_text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "sweep,trials,param_x,unsafe_rate_mean,unsafe_rate_std,unsafe_rate_n,unsafe_rate_ci95,utility_mean,utility_std,utility_n,utility_ci95"
+    );
+    let x1 = lines.next().unwrap();
+    assert!(x1.starts_with("front,2,1,0.11,0.0141421356237309"), "{x1}");
+    let ci95: f64 = x1.split(',').nth(6).unwrap().parse().unwrap();
+    assert!((ci95 - 12.706 * 0.01).abs() < 1e-9, "{x1}");
+    // x = 6 reported no utility: its utility columns are empty, n = 0.
+    let x6 = csv_text
+        .lines()
+        .find(|l| l.starts_with("front,2,6,"))
+        .unwrap();
+    assert!(x6.ends_with(",,,0,"), "{x6}");
+
+    let out = p.run(&[
+        "export", "--format", "json", "--output", "-", "--where", "x=2",
+    ]);
+    assert_code(&out, 0);
+    let rows: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["param_x"], 2);
+    assert_eq!(rows[0]["metric_utility"], 0.5);
+    let keys: Vec<&String> = rows[0].as_object().unwrap().keys().collect();
+    assert_eq!(keys[0], "trial_id");
+    assert_eq!(keys.last().unwrap().as_str(), "metric_utility");
+}
+
+#[test]
+fn curves_export_keeps_the_latest_attempt_per_step() {
+    let p = Project::new();
+    p.write(
+        "c.sh",
+        r#"#!/bin/sh
+echo "{\"event\":\"metric\",\"step\":1,\"name\":\"loss\",\"value\":$SWEEP_ATTEMPT}"
+[ "$SWEEP_ATTEMPT" = "1" ] && exit 1
+echo '{"event":"metric","step":2,"name":"loss","value":NaN}'
+echo '{"event":"result","metrics":{"ok":1}}'
+"#,
+    );
+    p.write(
+        "g.toml",
+        "[sweep]\nname = \"c\"\ncommand = [\"sh\", \"c.sh\"]\nbackoff = \"0s\"\n[grid]\nx = [1]\n",
+    );
+    assert_code(&p.run(&["run", "g.toml"]), 0);
+    let out = p.run(&["export", "--curves", "--csv", "-"]);
+    let body: Vec<String> = text(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| l.split_once(',').unwrap().1.to_string())
+        .collect();
+    assert_eq!(body, ["1,loss,2.0", "2,loss,NaN"]);
+}

@@ -26,13 +26,27 @@ pub enum ExportError {
 }
 
 /// The fixed leading columns of the per-trial export.
-pub const BASE_COLUMNS: [&str; 8] =
-    ["trial_id", "sweep", "status", "attempts", "started_at", "finished_at", "duration_s", "gpu"];
+pub const BASE_COLUMNS: [&str; 8] = [
+    "trial_id",
+    "sweep",
+    "status",
+    "attempts",
+    "started_at",
+    "finished_at",
+    "duration_s",
+    "gpu",
+];
 
 /// One row per trial.
 pub fn trials_table(rows: &[TrialRow]) -> Table {
-    let params: BTreeSet<&str> = rows.iter().flat_map(|r| r.params.keys().map(String::as_str)).collect();
-    let metrics: BTreeSet<&str> = rows.iter().flat_map(|r| r.metrics.keys().map(String::as_str)).collect();
+    let params: BTreeSet<&str> = rows
+        .iter()
+        .flat_map(|r| r.params.keys().map(String::as_str))
+        .collect();
+    let metrics: BTreeSet<&str> = rows
+        .iter()
+        .flat_map(|r| r.metrics.keys().map(String::as_str))
+        .collect();
     let columns = BASE_COLUMNS
         .iter()
         .map(|c| c.to_string())
@@ -47,12 +61,18 @@ pub fn trials_table(rows: &[TrialRow]) -> Table {
                 Cell::Text(row.sweep.clone()),
                 Cell::Text(row.status.as_str().to_string()),
                 Cell::Int(row.attempts as i64),
-                row.started_at.map_or(Cell::Empty, |t| Cell::Text(rfc3339(t))),
-                row.finished_at.map_or(Cell::Empty, |t| Cell::Text(rfc3339(t))),
+                row.started_at
+                    .map_or(Cell::Empty, |t| Cell::Text(rfc3339(t))),
+                row.finished_at
+                    .map_or(Cell::Empty, |t| Cell::Text(rfc3339(t))),
                 row.duration_s().map_or(Cell::Empty, Cell::Num),
                 row.gpu.clone().map_or(Cell::Empty, Cell::Text),
             ];
-            cells.extend(params.iter().map(|p| row.params.get(*p).map_or(Cell::Empty, Cell::from)));
+            cells.extend(
+                params
+                    .iter()
+                    .map(|p| row.params.get(*p).map_or(Cell::Empty, Cell::from)),
+            );
             cells.extend(metrics.iter().map(|m| match row.metrics.get(*m) {
                 Some(Some(v)) => Cell::Num(*v),
                 Some(None) => Cell::Num(f64::NAN),
@@ -68,8 +88,14 @@ pub fn trials_table(rows: &[TrialRow]) -> Table {
 /// `<metric>_mean`, `_std`, `_n` and `_ci95`.
 pub fn aggregate_table(rows: &[TrialRow], replicate: &str) -> Table {
     let configs = configurations(rows, Some(replicate));
-    let params: BTreeSet<&str> = configs.iter().flat_map(|c| c.params.keys().map(String::as_str)).collect();
-    let metrics: BTreeSet<&str> = configs.iter().flat_map(|c| c.stats.keys().map(String::as_str)).collect();
+    let params: BTreeSet<&str> = configs
+        .iter()
+        .flat_map(|c| c.params.keys().map(String::as_str))
+        .collect();
+    let metrics: BTreeSet<&str> = configs
+        .iter()
+        .flat_map(|c| c.stats.keys().map(String::as_str))
+        .collect();
     let mut columns = vec!["sweep".to_string(), "trials".to_string()];
     columns.extend(params.iter().map(|p| format!("param_{p}")));
     for m in &metrics {
@@ -80,11 +106,23 @@ pub fn aggregate_table(rows: &[TrialRow], replicate: &str) -> Table {
     let rows = configs
         .iter()
         .map(|c| {
-            let mut cells = vec![Cell::Text(c.sweep.clone()), Cell::Int(c.trials.len() as i64)];
-            cells.extend(params.iter().map(|p| c.params.get(*p).map_or(Cell::Empty, Cell::from)));
+            let mut cells = vec![
+                Cell::Text(c.sweep.clone()),
+                Cell::Int(c.trials.len() as i64),
+            ];
+            cells.extend(
+                params
+                    .iter()
+                    .map(|p| c.params.get(*p).map_or(Cell::Empty, Cell::from)),
+            );
             for m in &metrics {
                 match c.stats.get(*m) {
-                    Some(s) => cells.extend([Cell::Num(s.mean), Cell::Num(s.std), Cell::Int(s.n as i64), Cell::Num(s.ci95)]),
+                    Some(s) => cells.extend([
+                        Cell::Num(s.mean),
+                        Cell::Num(s.std),
+                        Cell::Int(s.n as i64),
+                        Cell::Num(s.ci95),
+                    ]),
                     None => cells.extend([Cell::Empty, Cell::Empty, Cell::Int(0), Cell::Empty]),
                 }
             }
@@ -97,7 +135,9 @@ pub fn aggregate_table(rows: &[TrialRow], replicate: &str) -> Table {
 /// Curve points in long form: `trial_id, step, name, value`.
 pub fn curves_table(points: &[CurveRow]) -> Table {
     Table {
-        columns: ["trial_id", "step", "name", "value"].map(String::from).to_vec(),
+        columns: ["trial_id", "step", "name", "value"]
+            .map(String::from)
+            .to_vec(),
         rows: points
             .iter()
             .map(|p| {

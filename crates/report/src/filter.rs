@@ -62,8 +62,15 @@ impl FromStr for Condition {
     type Err = FilterError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        const OPS: [(&str, Op); 7] =
-            [("<=", Op::Le), (">=", Op::Ge), ("!=", Op::Ne), ("==", Op::Eq), ("=", Op::Eq), ("<", Op::Lt), (">", Op::Gt)];
+        const OPS: [(&str, Op); 7] = [
+            ("<=", Op::Le),
+            (">=", Op::Ge),
+            ("!=", Op::Ne),
+            ("==", Op::Eq),
+            ("=", Op::Eq),
+            ("<", Op::Lt),
+            (">", Op::Gt),
+        ];
         let (at, token, op) = OPS
             .iter()
             .filter_map(|(t, op)| text.find(t).map(|i| (i, *t, *op)))
@@ -71,14 +78,19 @@ impl FromStr for Condition {
             .ok_or_else(|| FilterError::Syntax(text.to_string()))?;
         let name = text[..at].trim();
         let value = text[at + token.len()..].trim();
-        let valid_name = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let valid_name =
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_name || value.is_empty() {
             return Err(FilterError::Syntax(text.to_string()));
         }
         if !matches!(op, Op::Eq | Op::Ne) && value.parse::<f64>().is_err() {
             return Err(FilterError::NotANumber(text.to_string()));
         }
-        Ok(Condition { name: name.to_string(), op, value: value.to_string() })
+        Ok(Condition {
+            name: name.to_string(),
+            op,
+            value: value.to_string(),
+        })
     }
 }
 
@@ -107,7 +119,9 @@ impl Condition {
                 other => Ok(other.as_f64().unwrap_or(f64::NAN)),
             })
         } else {
-            row.metrics.get(&self.name).map(|v| Ok(v.unwrap_or(f64::NAN)))
+            row.metrics
+                .get(&self.name)
+                .map(|v| Ok(v.unwrap_or(f64::NAN)))
         };
         match (found, number) {
             (None, _) => false,
@@ -130,7 +144,10 @@ impl Condition {
 }
 
 /// Keeps the rows that satisfy every condition.
-pub fn filter_rows(rows: Vec<TrialRow>, conditions: &[Condition]) -> Result<Vec<TrialRow>, FilterError> {
+pub fn filter_rows(
+    rows: Vec<TrialRow>,
+    conditions: &[Condition],
+) -> Result<Vec<TrialRow>, FilterError> {
     let mut kinds = Vec::with_capacity(conditions.len());
     for c in conditions {
         let is_param = rows.iter().any(|r| r.params.contains_key(&c.name));
@@ -145,14 +162,23 @@ pub fn filter_rows(rows: Vec<TrialRow>, conditions: &[Condition]) -> Result<Vec<
             return Err(FilterError::UnknownName {
                 filter: c.to_string(),
                 name: c.name.clone(),
-                known: if known.is_empty() { "none".into() } else { known.join(", ") },
+                known: if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                },
             });
         }
         kinds.push(is_param);
     }
     Ok(rows
         .into_iter()
-        .filter(|r| conditions.iter().zip(&kinds).all(|(c, is_param)| c.holds(r, *is_param)))
+        .filter(|r| {
+            conditions
+                .iter()
+                .zip(&kinds)
+                .all(|(c, is_param)| c.holds(r, *is_param))
+        })
         .collect())
 }
 
@@ -163,7 +189,10 @@ mod tests {
     #[test]
     fn parses_operators() {
         let c: Condition = "learning_rate<=5e-5".parse().unwrap();
-        assert_eq!((c.name.as_str(), c.op, c.value.as_str()), ("learning_rate", Op::Le, "5e-5"));
+        assert_eq!(
+            (c.name.as_str(), c.op, c.value.as_str()),
+            ("learning_rate", Op::Le, "5e-5")
+        );
         assert_eq!("a != b".parse::<Condition>().unwrap().op, Op::Ne);
         assert_eq!("a==1".parse::<Condition>().unwrap().op, Op::Eq);
         assert_eq!("a>1".parse::<Condition>().unwrap().op, Op::Gt);

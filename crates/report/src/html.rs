@@ -6,25 +6,45 @@ use std::fmt::Write;
 use crate::front::FrontReport;
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// The page, with `svg` (from [`crate::plot::plot_svg`]) inlined.
 pub fn html_page(report: &FrontReport, svg: &str, title: &str) -> String {
-    let mut params: Vec<String> = report.ranked.iter().flat_map(|r| r.config.params.keys().cloned()).collect();
+    let mut params: Vec<String> = report
+        .ranked
+        .iter()
+        .flat_map(|r| r.config.params.keys().cloned())
+        .collect();
     params.sort();
     params.dedup();
     let mut rows = String::new();
     for r in &report.ranked {
         let class = if r.rank == 1 { " class=\"front\"" } else { "" };
-        let _ = write!(rows, "<tr{class}><td data-v=\"{}\">{}</td><td>{}/{}</td>", r.rank, r.rank, r.front_share.0, r.front_share.1);
+        let _ = write!(
+            rows,
+            "<tr{class}><td data-v=\"{}\">{}</td><td>{}/{}</td>",
+            r.rank, r.rank, r.front_share.0, r.front_share.1
+        );
         for p in &params {
-            let v = r.config.params.get(p).map(|v| v.to_string()).unwrap_or_default();
+            let v = r
+                .config
+                .params
+                .get(p)
+                .map(|v| v.to_string())
+                .unwrap_or_default();
             let _ = write!(rows, "<td data-v=\"{}\">{}</td>", escape(&v), escape(&v));
         }
         for o in &report.objectives {
             let s = r.config.stats[&o.metric];
-            let _ = write!(rows, "<td data-v=\"{}\">{:.4} ± {:.4} (n={})</td>", s.mean, s.mean, s.std, s.n);
+            let _ = write!(
+                rows,
+                "<td data-v=\"{}\">{:.4} ± {:.4} (n={})</td>",
+                s.mean, s.mean, s.std, s.n
+            );
         }
         rows.push_str("</tr>\n");
     }

@@ -60,15 +60,35 @@ pub fn plot_svg(report: &FrontReport, color_by: Option<&str>) -> Result<String, 
         (lo - pad)..(hi + pad)
     };
     let x_range = span(
-        points.iter().map(|p| p.0 - p.2).fold(f64::INFINITY, f64::min),
-        points.iter().map(|p| p.0 + p.2).fold(f64::NEG_INFINITY, f64::max),
+        points
+            .iter()
+            .map(|p| p.0 - p.2)
+            .fold(f64::INFINITY, f64::min),
+        points
+            .iter()
+            .map(|p| p.0 + p.2)
+            .fold(f64::NEG_INFINITY, f64::max),
     );
     let y_range = span(
-        points.iter().map(|p| p.1 - p.3).fold(f64::INFINITY, f64::min),
-        points.iter().map(|p| p.1 + p.3).fold(f64::NEG_INFINITY, f64::max),
+        points
+            .iter()
+            .map(|p| p.1 - p.3)
+            .fold(f64::INFINITY, f64::min),
+        points
+            .iter()
+            .map(|p| p.1 + p.3)
+            .fold(f64::NEG_INFINITY, f64::max),
     );
     let label = |o: &crate::pareto::Objective| {
-        format!("{} ({} is better)", o.metric, if o.direction == Direction::Min { "lower" } else { "higher" })
+        format!(
+            "{} ({} is better)",
+            o.metric,
+            if o.direction == Direction::Min {
+                "lower"
+            } else {
+                "higher"
+            }
+        )
     };
     let mut svg = String::new();
     {
@@ -101,23 +121,37 @@ pub fn plot_svg(report: &FrontReport, color_by: Option<&str>) -> Result<String, 
             let color = PALETTE[index % PALETTE.len()];
             let members: Vec<_> = points.iter().filter(|p| p.5 == *group).collect();
             chart
-                .draw_series(members.iter().map(|p| ErrorBar::new_vertical(p.0, p.1 - p.3, p.1, p.1 + p.3, color.mix(0.6), 6)))
+                .draw_series(members.iter().map(|p| {
+                    ErrorBar::new_vertical(p.0, p.1 - p.3, p.1, p.1 + p.3, color.mix(0.6), 6)
+                }))
                 .map_err(|e| draw(&e))?;
             chart
-                .draw_series(members.iter().map(|p| ErrorBar::new_horizontal(p.1, p.0 - p.2, p.0, p.0 + p.2, color.mix(0.6), 6)))
+                .draw_series(members.iter().map(|p| {
+                    ErrorBar::new_horizontal(p.1, p.0 - p.2, p.0, p.0 + p.2, color.mix(0.6), 6)
+                }))
                 .map_err(|e| draw(&e))?;
             let series = chart
                 .draw_series(members.iter().map(|p| {
-                    let style = if p.4 == 1 { color.filled() } else { color.stroke_width(2) };
+                    let style = if p.4 == 1 {
+                        color.filled()
+                    } else {
+                        color.stroke_width(2)
+                    };
                     Circle::new((p.0, p.1), 5, style)
                 }))
                 .map_err(|e| draw(&e))?;
             if let Some(param) = color_by {
-                series.label(format!("{param} = {group}")).legend(move |(x, y)| Circle::new((x, y), 5, color.filled()));
+                series
+                    .label(format!("{param} = {group}"))
+                    .legend(move |(x, y)| Circle::new((x, y), 5, color.filled()));
             }
         }
         // The front as a step line, in the order of the first objective.
-        let mut front: Vec<(f64, f64)> = points.iter().filter(|p| p.4 == 1).map(|p| (p.0, p.1)).collect();
+        let mut front: Vec<(f64, f64)> = points
+            .iter()
+            .filter(|p| p.4 == 1)
+            .map(|p| (p.0, p.1))
+            .collect();
         front.sort_by(|a, b| a.0.total_cmp(&b.0));
         let mut steps = Vec::with_capacity(front.len() * 2);
         for (i, p) in front.iter().enumerate() {
@@ -130,7 +164,9 @@ pub fn plot_svg(report: &FrontReport, color_by: Option<&str>) -> Result<String, 
             .draw_series(LineSeries::new(steps, BLACK.stroke_width(2)))
             .map_err(|e| draw(&e))?
             .label("Pareto front (filled points)")
-            .legend(|(x, y)| PathElement::new(vec![(x - 10, y), (x + 10, y)], BLACK.stroke_width(2)));
+            .legend(|(x, y)| {
+                PathElement::new(vec![(x - 10, y), (x + 10, y)], BLACK.stroke_width(2))
+            });
         chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.85))
@@ -143,7 +179,12 @@ pub fn plot_svg(report: &FrontReport, color_by: Option<&str>) -> Result<String, 
 }
 
 /// Writes the SVG to `path`.
-pub fn write_svg(report: &FrontReport, color_by: Option<&str>, path: &Path) -> Result<(), PlotError> {
+pub fn write_svg(
+    report: &FrontReport,
+    color_by: Option<&str>,
+    path: &Path,
+) -> Result<(), PlotError> {
     let svg = plot_svg(report, color_by)?;
-    std::fs::write(path, svg).map_err(|e| PlotError::Draw(path.display().to_string(), e.to_string()))
+    std::fs::write(path, svg)
+        .map_err(|e| PlotError::Draw(path.display().to_string(), e.to_string()))
 }

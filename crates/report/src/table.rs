@@ -51,7 +51,8 @@ impl Cell {
             Cell::Empty => serde_json::Value::Null,
             Cell::Text(s) => serde_json::Value::String(s.clone()),
             Cell::Int(i) => serde_json::Value::from(*i),
-            Cell::Num(f) => serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, serde_json::Value::Number),
+            Cell::Num(f) => serde_json::Number::from_f64(*f)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number),
             Cell::Bool(b) => serde_json::Value::Bool(*b),
         }
     }
@@ -91,8 +92,12 @@ impl Table {
                 let mut out = std::io::BufWriter::new(out);
                 out.write_all(b"[")?;
                 for (i, row) in self.rows.iter().enumerate() {
-                    let object: serde_json::Map<String, serde_json::Value> =
-                        self.columns.iter().cloned().zip(row.iter().map(Cell::json)).collect();
+                    let object: serde_json::Map<String, serde_json::Value> = self
+                        .columns
+                        .iter()
+                        .cloned()
+                        .zip(row.iter().map(Cell::json))
+                        .collect();
                     out.write_all(if i == 0 { b"\n  " } else { b",\n  " })?;
                     serde_json::to_writer(&mut out, &object).map_err(std::io::Error::other)?;
                 }
@@ -112,14 +117,23 @@ mod tests {
     fn writes_csv_and_json_with_shortest_numbers() {
         let table = Table {
             columns: vec!["a".into(), "b".into(), "c".into()],
-            rows: vec![vec![Cell::Num(0.1), Cell::Num(f64::NAN), Cell::Empty], vec![Cell::Int(3), Cell::Text("x,y".into()), Cell::Bool(true)]],
+            rows: vec![
+                vec![Cell::Num(0.1), Cell::Num(f64::NAN), Cell::Empty],
+                vec![Cell::Int(3), Cell::Text("x,y".into()), Cell::Bool(true)],
+            ],
         };
         let mut csv = Vec::new();
         table.write(TableFormat::Csv, &mut csv).unwrap();
-        assert_eq!(String::from_utf8(csv).unwrap(), "a,b,c\n0.1,NaN,\n3,\"x,y\",true\n");
+        assert_eq!(
+            String::from_utf8(csv).unwrap(),
+            "a,b,c\n0.1,NaN,\n3,\"x,y\",true\n"
+        );
         let mut json = Vec::new();
         table.write(TableFormat::Json, &mut json).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
-        assert_eq!(v, serde_json::json!([{"a": 0.1, "b": null, "c": null}, {"a": 3, "b": "x,y", "c": true}]));
+        assert_eq!(
+            v,
+            serde_json::json!([{"a": 0.1, "b": null, "c": null}, {"a": 3, "b": "x,y", "c": true}])
+        );
     }
 }

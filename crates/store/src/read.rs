@@ -182,7 +182,11 @@ impl Store {
     /// Curve points of one sweep (or all), ordered by trial, name and step. Where a resumed
     /// trial reported the same step twice, the later attempt's value wins.
     pub async fn curves(&self, sweep_id: Option<i64>) -> Result<Vec<CurveRow>, StoreError> {
-        let filter = if sweep_id.is_some() { "WHERE t.sweep_id = ?" } else { "" };
+        let filter = if sweep_id.is_some() {
+            "WHERE t.sweep_id = ?"
+        } else {
+            ""
+        };
         let sql = format!(
             "SELECT c.trial_id, c.step, c.name, c.value FROM curves c JOIN trials t ON t.id = c.trial_id {filter} \
              ORDER BY t.sweep_id, t.ordinal, c.name, c.step, c.attempt, c.rowid"
@@ -199,7 +203,12 @@ impl Store {
                     continue;
                 }
             }
-            out.push(CurveRow { trial_id, step, name, value });
+            out.push(CurveRow {
+                trial_id,
+                step,
+                name,
+                value,
+            });
         }
         Ok(out)
     }

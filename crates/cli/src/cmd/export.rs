@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use sweep_report::{aggregate_table, curves_table, filter_rows, trials_table, Condition, TableFormat};
+use sweep_report::{
+    aggregate_table, curves_table, filter_rows, trials_table, Condition, TableFormat,
+};
 use sweep_store::Store;
 
 use crate::exit_codes;

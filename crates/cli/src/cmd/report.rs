@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use sweep_report::pareto::Objective;
 use sweep_report::html::html_page;
+use sweep_report::pareto::Objective;
 use sweep_report::plot::plot_svg;
 use sweep_report::{filter_rows, front_report, render, Condition, Format};
 use sweep_store::Store;
@@ -117,17 +117,25 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
         FormatArg::Latex => Format::Latex,
     };
     if let Some(param) = &args.color_by {
-        if !report.ranked.iter().any(|r| r.config.params.contains_key(param)) {
+        if !report
+            .ranked
+            .iter()
+            .any(|r| r.config.params.contains_key(param))
+        {
             bail!("--color-by {param}: no configuration has that parameter");
         }
     }
     if args.plot.is_some() || args.html.is_some() {
         let svg = plot_svg(&report, args.color_by.as_deref())?;
         if let Some(path) = &args.plot {
-            std::fs::write(path, &svg).with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::write(path, &svg)
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
         if let Some(path) = &args.html {
-            let title = format!("sweep report: {}", args.name.as_deref().unwrap_or("all sweeps"));
+            let title = format!(
+                "sweep report: {}",
+                args.name.as_deref().unwrap_or("all sweeps")
+            );
             std::fs::write(path, html_page(&report, &svg, &title))
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
