@@ -2,8 +2,9 @@
 //! (by default `seed`) form one configuration, summarised by mean, standard deviation, n and a
 //! 95% confidence interval per metric.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
+use sweep_core::value::params_to_json;
 use sweep_core::Params;
 use sweep_store::{TrialRow, TrialStatus};
 
@@ -79,54 +80,86 @@ pub struct Configuration {
 /// Groups completed trials into configurations, in first-seen order. With `replicate` =
 /// `None` every trial is its own configuration.
 pub fn configurations(rows: &[TrialRow], replicate: Option<&str>) -> Vec<Configuration> {
-    let mut order: Vec<(String, Params)> = Vec::new();
-    let mut members: BTreeMap<(String, String), Vec<&TrialRow>> = BTreeMap::new();
-    for row in rows.iter().filter(|r| r.status == TrialStatus::Completed) {
-        let mut params = row.params.clone();
-        if let Some(rep) = replicate {
-            params.remove(rep);
-        } else {
-            params.insert(
-                "trial_id".into(),
-                sweep_core::ParamValue::Str(row.id.clone()),
-            );
-        }
-        let key = (
-            row.sweep.clone(),
-            sweep_core::value::params_to_json(&params),
-        );
-        let group = members.entry(key).or_default();
-        if group.is_empty() {
-            order.push((row.sweep.clone(), params));
-        }
-        group.push(row);
+    let mut agg = Aggregator::new(replicate);
+    for row in rows {
+        agg.add(row);
     }
-    order
-        .into_iter()
-        .map(|(sweep, mut params)| {
-            let group = &members[&(sweep.clone(), sweep_core::value::params_to_json(&params))];
-            if replicate.is_none() {
-                params.remove("trial_id");
+    agg.finish()
+}
+
+/// Builds configurations from trials handed over one at a time. Keeps one value per trial
+/// and metric (8 bytes each), not the trials themselves.
+pub struct Aggregator {
+    replicate: Option<String>,
+    index: HashMap<(String, String), usize>,
+    groups: Vec<Group>,
+}
+
+struct Group {
+    sweep: String,
+    params: Params,
+    trials: Vec<String>,
+    values: BTreeMap<String, Vec<f64>>,
+}
+
+impl Aggregator {
+    /// Groups over `replicate` (e.g. `seed`), or not at all.
+    pub fn new(replicate: Option<&str>) -> Aggregator {
+        Aggregator {
+            replicate: replicate.map(String::from),
+            index: HashMap::new(),
+            groups: Vec::new(),
+        }
+    }
+
+    /// Adds a trial; anything but a completed one is ignored.
+    pub fn add(&mut self, row: &TrialRow) {
+        if row.status != TrialStatus::Completed {
+            return;
+        }
+        let mut params = row.params.clone();
+        let key = match &self.replicate {
+            Some(rep) => {
+                params.remove(rep);
+                (row.sweep.clone(), params_to_json(&params))
             }
-            let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-            for row in group {
-                for (name, value) in &row.metrics {
-                    if let Some(v) = value.filter(|v| v.is_finite()) {
-                        values.entry(name.clone()).or_default().push(v);
-                    }
-                }
+            None => (row.sweep.clone(), row.id.clone()),
+        };
+        let next = self.groups.len();
+        let at = *self.index.entry(key).or_insert(next);
+        if at == next {
+            self.groups.push(Group {
+                sweep: row.sweep.clone(),
+                params,
+                trials: Vec::new(),
+                values: BTreeMap::new(),
+            });
+        }
+        let group = &mut self.groups[at];
+        group.trials.push(row.id.clone());
+        for (name, value) in &row.metrics {
+            if let Some(v) = value.filter(|v| v.is_finite()) {
+                group.values.entry(name.clone()).or_default().push(v);
             }
-            Configuration {
-                trials: group.iter().map(|r| r.id.clone()).collect(),
-                stats: values
+        }
+    }
+
+    /// The configurations, in the order their first trial was added.
+    pub fn finish(self) -> Vec<Configuration> {
+        self.groups
+            .into_iter()
+            .map(|g| Configuration {
+                stats: g
+                    .values
                     .iter()
                     .filter_map(|(k, v)| Some((k.clone(), Stat::of(v)?)))
                     .collect(),
-                sweep,
-                params,
-            }
-        })
-        .collect()
+                sweep: g.sweep,
+                params: g.params,
+                trials: g.trials,
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

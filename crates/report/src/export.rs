@@ -11,7 +11,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use sweep_store::{CurveRow, TrialRow};
 
-use crate::aggregate::configurations;
+use crate::aggregate::Configuration;
 use crate::table::{Cell, Table};
 
 /// A failed export.
@@ -37,57 +37,69 @@ pub const BASE_COLUMNS: [&str; 8] = [
     "gpu",
 ];
 
-/// One row per trial.
-pub fn trials_table(rows: &[TrialRow]) -> Table {
-    let params: BTreeSet<&str> = rows
-        .iter()
-        .flat_map(|r| r.params.keys().map(String::as_str))
-        .collect();
-    let metrics: BTreeSet<&str> = rows
-        .iter()
-        .flat_map(|r| r.metrics.keys().map(String::as_str))
-        .collect();
-    let columns = BASE_COLUMNS
+/// The per-trial columns for the given parameter and metric names (each sorted).
+pub fn trial_columns(params: &[String], metrics: &[String]) -> Vec<String> {
+    BASE_COLUMNS
         .iter()
         .map(|c| c.to_string())
         .chain(params.iter().map(|p| format!("param_{p}")))
         .chain(metrics.iter().map(|m| format!("metric_{m}")))
-        .collect();
-    let rows = rows
-        .iter()
-        .map(|row| {
-            let mut cells = vec![
-                Cell::Text(row.id.clone()),
-                Cell::Text(row.sweep.clone()),
-                Cell::Text(row.status.as_str().to_string()),
-                Cell::Int(row.attempts as i64),
-                row.started_at
-                    .map_or(Cell::Empty, |t| Cell::Text(rfc3339(t))),
-                row.finished_at
-                    .map_or(Cell::Empty, |t| Cell::Text(rfc3339(t))),
-                row.duration_s().map_or(Cell::Empty, Cell::Num),
-                row.gpu.clone().map_or(Cell::Empty, Cell::Text),
-            ];
-            cells.extend(
-                params
-                    .iter()
-                    .map(|p| row.params.get(*p).map_or(Cell::Empty, Cell::from)),
-            );
-            cells.extend(metrics.iter().map(|m| match row.metrics.get(*m) {
-                Some(Some(v)) => Cell::Num(*v),
-                Some(None) => Cell::Num(f64::NAN),
-                None => Cell::Empty,
-            }));
-            cells
-        })
-        .collect();
-    Table { columns, rows }
+        .collect()
 }
 
-/// One row per configuration (completed trials grouped over `replicate`), with
+/// One trial's cells, matching [`trial_columns`].
+pub fn trial_cells(row: &TrialRow, params: &[String], metrics: &[String]) -> Vec<Cell> {
+    let mut cells = vec![
+        Cell::Text(row.id.clone()),
+        Cell::Text(row.sweep.clone()),
+        Cell::Text(row.status.as_str().to_string()),
+        Cell::Int(row.attempts as i64),
+        row.started_at
+            .map_or(Cell::Empty, |t| Cell::Text(rfc3339(t))),
+        row.finished_at
+            .map_or(Cell::Empty, |t| Cell::Text(rfc3339(t))),
+        row.duration_s().map_or(Cell::Empty, Cell::Num),
+        row.gpu.clone().map_or(Cell::Empty, Cell::Text),
+    ];
+    cells.extend(
+        params
+            .iter()
+            .map(|p| row.params.get(p).map_or(Cell::Empty, Cell::from)),
+    );
+    cells.extend(metrics.iter().map(|m| match row.metrics.get(m) {
+        Some(Some(v)) => Cell::Num(*v),
+        Some(None) => Cell::Num(f64::NAN),
+        None => Cell::Empty,
+    }));
+    cells
+}
+
+/// One row per trial, for rows already in memory.
+pub fn trials_table(rows: &[TrialRow]) -> Table {
+    let params: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.params.keys().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let metrics: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.metrics.keys().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    Table {
+        columns: trial_columns(&params, &metrics),
+        rows: rows
+            .iter()
+            .map(|r| trial_cells(r, &params, &metrics))
+            .collect(),
+    }
+}
+
+/// One row per configuration (see [`crate::aggregate::Aggregator`]), with
 /// `<metric>_mean`, `_std`, `_n` and `_ci95`.
-pub fn aggregate_table(rows: &[TrialRow], replicate: &str) -> Table {
-    let configs = configurations(rows, Some(replicate));
+pub fn aggregate_table(configs: &[Configuration]) -> Table {
     let params: BTreeSet<&str> = configs
         .iter()
         .flat_map(|c| c.params.keys().map(String::as_str))

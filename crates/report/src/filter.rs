@@ -143,43 +143,50 @@ impl Condition {
     }
 }
 
-/// Keeps the rows that satisfy every condition.
-pub fn filter_rows(
-    rows: Vec<TrialRow>,
-    conditions: &[Condition],
-) -> Result<Vec<TrialRow>, FilterError> {
-    let mut kinds = Vec::with_capacity(conditions.len());
-    for c in conditions {
-        let is_param = rows.iter().any(|r| r.params.contains_key(&c.name));
-        let is_metric = rows.iter().any(|r| r.metrics.contains_key(&c.name));
-        if !is_param && !is_metric {
-            let mut known: Vec<&str> = rows
-                .iter()
-                .flat_map(|r| r.params.keys().chain(r.metrics.keys()).map(String::as_str))
-                .collect();
-            known.sort();
-            known.dedup();
-            return Err(FilterError::UnknownName {
-                filter: c.to_string(),
-                name: c.name.clone(),
-                known: if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                },
-            });
+/// Conditions checked against the names a store holds, ready to test trials one at a time.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    conditions: Vec<(Condition, bool)>,
+}
+
+impl Filter {
+    /// Resolves each condition's name to a parameter (preferred) or a metric.
+    pub fn new(
+        conditions: &[Condition],
+        params: &[String],
+        metrics: &[String],
+    ) -> Result<Filter, FilterError> {
+        let mut resolved = Vec::with_capacity(conditions.len());
+        for c in conditions {
+            let is_param = params.contains(&c.name);
+            if !is_param && !metrics.contains(&c.name) {
+                let mut known: Vec<&str> =
+                    params.iter().chain(metrics).map(String::as_str).collect();
+                known.sort();
+                known.dedup();
+                return Err(FilterError::UnknownName {
+                    filter: c.to_string(),
+                    name: c.name.clone(),
+                    known: if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    },
+                });
+            }
+            resolved.push((c.clone(), is_param));
         }
-        kinds.push(is_param);
-    }
-    Ok(rows
-        .into_iter()
-        .filter(|r| {
-            conditions
-                .iter()
-                .zip(&kinds)
-                .all(|(c, is_param)| c.holds(r, *is_param))
+        Ok(Filter {
+            conditions: resolved,
         })
-        .collect())
+    }
+
+    /// Whether a trial satisfies every condition.
+    pub fn keep(&self, row: &TrialRow) -> bool {
+        self.conditions
+            .iter()
+            .all(|(c, is_param)| c.holds(row, *is_param))
+    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! The Pareto report: configurations ranked by non-dominated sorting on their mean metrics,
 //! with what was left out and why, and the front's hypervolume.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sweep_store::{TrialRow, TrialStatus};
 
-use crate::aggregate::{configurations, Configuration};
+use crate::aggregate::{Aggregator, Configuration};
 use crate::pareto::{front_ranks, hypervolume, Objective};
 
 /// One ranked configuration.
@@ -33,130 +33,156 @@ pub struct FrontReport {
     pub hypervolume: Option<(f64, Vec<f64>)>,
 }
 
-/// Ranks the trials of `rows`. `replicate` groups trials into configurations (None: one per
-/// trial). `reference` is the hypervolume reference point in the objectives' own units
-/// (default: the worst observed value of each objective).
+/// Ranks the trials of `rows` (see [`FrontBuilder`] for trials streamed from the store).
 pub fn front_report(
     rows: &[TrialRow],
     objectives: &[Objective],
     replicate: Option<&str>,
     reference: Option<&[f64]>,
 ) -> FrontReport {
-    let mut excluded: BTreeMap<String, usize> = BTreeMap::new();
-    let mut usable: Vec<TrialRow> = Vec::new();
+    let mut builder = FrontBuilder::new(objectives, replicate);
     for row in rows {
-        if row.status != TrialStatus::Completed {
-            *excluded
-                .entry(format!("not completed ({})", row.status.as_str()))
-                .or_default() += 1;
-            continue;
-        }
-        let problem = objectives
-            .iter()
-            .find_map(|o| match row.metrics.get(&o.metric) {
-                None => Some(format!("no `{}` metric", o.metric)),
-                Some(None) => Some(format!("non-finite `{}`", o.metric)),
-                Some(Some(v)) if !v.is_finite() => Some(format!("non-finite `{}`", o.metric)),
-                Some(Some(_)) => None,
-            });
-        match problem {
-            Some(p) => *excluded.entry(p).or_default() += 1,
-            None => usable.push(row.clone()),
-        }
+        builder.add(row);
     }
-    let configs = configurations(&usable, replicate);
-    let points: Vec<Vec<f64>> = configs
-        .iter()
-        .map(|c| {
-            objectives
-                .iter()
-                .map(|o| o.oriented(c.stats[&o.metric].mean))
-                .collect()
-        })
-        .collect();
-    let ranks = front_ranks(&points);
-    let shares = replicate_shares(&usable, objectives, replicate);
-    let mut ranked: Vec<Ranked> = configs
-        .into_iter()
-        .zip(&ranks)
-        .map(|(config, &rank)| {
-            let on_front = config
-                .trials
-                .iter()
-                .filter(|t| shares.get(*t).copied().unwrap_or(false))
-                .count();
-            let n = config.trials.len();
-            Ranked {
-                config,
-                rank,
-                front_share: (on_front, n),
-            }
-        })
-        .collect();
-    ranked.sort_by_key(|r| r.rank);
-
-    let hypervolume = (!points.is_empty()).then(|| {
-        let reference: Vec<f64> = match reference {
-            Some(r) => r.to_vec(),
-            None => (0..objectives.len())
-                .map(|i| {
-                    let worst = points
-                        .iter()
-                        .map(|p| p[i])
-                        .fold(f64::NEG_INFINITY, f64::max);
-                    objectives[i].oriented(worst)
-                })
-                .collect(),
-        };
-        let oriented_ref: Vec<f64> = objectives
-            .iter()
-            .zip(&reference)
-            .map(|(o, r)| o.oriented(*r))
-            .collect();
-        let front: Vec<Vec<f64>> = points
-            .iter()
-            .zip(&ranks)
-            .filter(|(_, r)| **r == 1)
-            .map(|(p, _)| p.clone())
-            .collect();
-        (hypervolume(&front, &oriented_ref), reference)
-    });
-    FrontReport {
-        objectives: objectives.to_vec(),
-        ranked,
-        excluded,
-        hypervolume,
-    }
+    builder.finish(reference)
 }
 
-/// For each trial, whether it is non-dominated among the trials sharing its replicate value.
-fn replicate_shares(
-    rows: &[TrialRow],
-    objectives: &[Objective],
-    replicate: Option<&str>,
-) -> BTreeMap<String, bool> {
-    let mut groups: BTreeMap<String, Vec<&TrialRow>> = BTreeMap::new();
-    for row in rows {
-        let key = replicate
-            .and_then(|r| row.params.get(r))
-            .map(|v| format!("{}\0{v}", row.sweep))
-            .unwrap_or_else(|| row.sweep.clone());
-        groups.entry(key).or_default().push(row);
+/// Builds a [`FrontReport`] from trials handed over one at a time.
+pub struct FrontBuilder {
+    objectives: Vec<Objective>,
+    replicate: Option<String>,
+    excluded: BTreeMap<String, usize>,
+    aggregator: Aggregator,
+    /// Trials by replicate group, with their oriented objective values.
+    replicates: HashMap<String, Vec<(String, Vec<f64>)>>,
+}
+
+impl FrontBuilder {
+    /// A report on `objectives`, grouping configurations over `replicate` (None: per trial).
+    pub fn new(objectives: &[Objective], replicate: Option<&str>) -> FrontBuilder {
+        FrontBuilder {
+            objectives: objectives.to_vec(),
+            replicate: replicate.map(String::from),
+            excluded: BTreeMap::new(),
+            aggregator: Aggregator::new(replicate),
+            replicates: HashMap::new(),
+        }
     }
-    let mut out = BTreeMap::new();
-    for group in groups.values() {
-        let points: Vec<Vec<f64>> = group
+
+    /// Adds a trial, or counts why it cannot be ranked.
+    pub fn add(&mut self, row: &TrialRow) {
+        if row.status != TrialStatus::Completed {
+            *self
+                .excluded
+                .entry(format!("not completed ({})", row.status.as_str()))
+                .or_default() += 1;
+            return;
+        }
+        let mut point = Vec::with_capacity(self.objectives.len());
+        for o in &self.objectives {
+            match row.metrics.get(&o.metric) {
+                Some(Some(v)) if v.is_finite() => point.push(o.oriented(*v)),
+                None => {
+                    *self
+                        .excluded
+                        .entry(format!("no `{}` metric", o.metric))
+                        .or_default() += 1;
+                    return;
+                }
+                Some(_) => {
+                    *self
+                        .excluded
+                        .entry(format!("non-finite `{}`", o.metric))
+                        .or_default() += 1;
+                    return;
+                }
+            }
+        }
+        self.aggregator.add(row);
+        let group = match self.replicate.as_deref().and_then(|r| row.params.get(r)) {
+            Some(v) => format!("{}\0{v}", row.sweep),
+            None => row.sweep.clone(),
+        };
+        self.replicates
+            .entry(group)
+            .or_default()
+            .push((row.id.clone(), point));
+    }
+
+    /// Ranks the configurations. `reference` is the hypervolume reference point in the
+    /// objectives' own units (default: the worst observed value of each objective).
+    pub fn finish(self, reference: Option<&[f64]>) -> FrontReport {
+        let objectives = self.objectives;
+        let configs = self.aggregator.finish();
+        let points: Vec<Vec<f64>> = configs
             .iter()
-            .map(|r| {
+            .map(|c| {
                 objectives
                     .iter()
-                    .map(|o| o.oriented(r.metrics[&o.metric].unwrap_or(f64::NAN)))
+                    .map(|o| o.oriented(c.stats[&o.metric].mean))
                     .collect()
             })
             .collect();
-        for (row, rank) in group.iter().zip(front_ranks(&points)) {
-            out.insert(row.id.clone(), rank == 1);
+        let ranks = front_ranks(&points);
+        let mut on_front: HashSet<String> = HashSet::new();
+        for group in self.replicates.into_values() {
+            let (ids, pts): (Vec<String>, Vec<Vec<f64>>) = group.into_iter().unzip();
+            for (id, rank) in ids.into_iter().zip(front_ranks(&pts)) {
+                if rank == 1 {
+                    on_front.insert(id);
+                }
+            }
+        }
+        let mut ranked: Vec<Ranked> = configs
+            .into_iter()
+            .zip(&ranks)
+            .map(|(config, &rank)| {
+                let share = config
+                    .trials
+                    .iter()
+                    .filter(|t| on_front.contains(*t))
+                    .count();
+                let n = config.trials.len();
+                Ranked {
+                    config,
+                    rank,
+                    front_share: (share, n),
+                }
+            })
+            .collect();
+        ranked.sort_by_key(|r| r.rank);
+
+        let hypervolume = (!points.is_empty()).then(|| {
+            let reference: Vec<f64> = match reference {
+                Some(r) => r.to_vec(),
+                None => (0..objectives.len())
+                    .map(|i| {
+                        let worst = points
+                            .iter()
+                            .map(|p| p[i])
+                            .fold(f64::NEG_INFINITY, f64::max);
+                        objectives[i].oriented(worst)
+                    })
+                    .collect(),
+            };
+            let oriented_ref: Vec<f64> = objectives
+                .iter()
+                .zip(&reference)
+                .map(|(o, r)| o.oriented(*r))
+                .collect();
+            let front: Vec<Vec<f64>> = points
+                .iter()
+                .zip(&ranks)
+                .filter(|(_, r)| **r == 1)
+                .map(|(p, _)| p.clone())
+                .collect();
+            (hypervolume(&front, &oriented_ref), reference)
+        });
+        FrontReport {
+            objectives,
+            ranked,
+            excluded: self.excluded,
+            hypervolume,
         }
     }
-    out
 }

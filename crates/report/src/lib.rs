@@ -12,9 +12,12 @@ pub mod render;
 pub mod status;
 pub mod table;
 
-pub use export::{aggregate_table, curves_table, trials_table, ExportError};
-pub use filter::{filter_rows, Condition};
-pub use front::{front_report, FrontReport};
+pub use aggregate::Aggregator;
+pub use export::{
+    aggregate_table, curves_table, trial_cells, trial_columns, trials_table, ExportError,
+};
+pub use filter::{Condition, Filter};
+pub use front::{front_report, FrontBuilder, FrontReport};
 pub use render::{render, Format};
 pub use status::status_table;
-pub use table::{Table, TableFormat};
+pub use table::{Table, TableFormat, TableWriter};

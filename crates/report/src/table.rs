@@ -79,28 +79,71 @@ pub enum TableFormat {
 impl Table {
     /// Writes the table.
     pub fn write(&self, format: TableFormat, out: impl Write) -> Result<(), ExportError> {
-        match format {
+        let mut w = TableWriter::new(format, self.columns.clone(), out)?;
+        for row in &self.rows {
+            w.row(row)?;
+        }
+        w.finish()
+    }
+}
+
+/// Writes a table row by row, so an export of millions of trials needs no more memory than
+/// one row.
+pub struct TableWriter<W: Write> {
+    columns: Vec<String>,
+    sink: Sink<W>,
+}
+
+enum Sink<W: Write> {
+    Csv(csv::Writer<W>),
+    Json {
+        out: std::io::BufWriter<W>,
+        rows: usize,
+    },
+}
+
+impl<W: Write> TableWriter<W> {
+    /// Starts the output (the CSV header, or the opening bracket).
+    pub fn new(format: TableFormat, columns: Vec<String>, out: W) -> Result<Self, ExportError> {
+        let sink = match format {
             TableFormat::Csv => {
                 let mut w = csv::Writer::from_writer(out);
-                w.write_record(&self.columns)?;
-                for row in &self.rows {
-                    w.write_record(row.iter().map(Cell::csv))?;
-                }
-                w.flush()?;
+                w.write_record(&columns)?;
+                Sink::Csv(w)
             }
             TableFormat::Json => {
                 let mut out = std::io::BufWriter::new(out);
                 out.write_all(b"[")?;
-                for (i, row) in self.rows.iter().enumerate() {
-                    let object: serde_json::Map<String, serde_json::Value> = self
-                        .columns
-                        .iter()
-                        .cloned()
-                        .zip(row.iter().map(Cell::json))
-                        .collect();
-                    out.write_all(if i == 0 { b"\n  " } else { b",\n  " })?;
-                    serde_json::to_writer(&mut out, &object).map_err(std::io::Error::other)?;
-                }
+                Sink::Json { out, rows: 0 }
+            }
+        };
+        Ok(TableWriter { columns, sink })
+    }
+
+    /// Writes one row (one cell per column).
+    pub fn row(&mut self, cells: &[Cell]) -> Result<(), ExportError> {
+        match &mut self.sink {
+            Sink::Csv(w) => w.write_record(cells.iter().map(Cell::csv))?,
+            Sink::Json { out, rows } => {
+                let object: serde_json::Map<String, serde_json::Value> = self
+                    .columns
+                    .iter()
+                    .cloned()
+                    .zip(cells.iter().map(Cell::json))
+                    .collect();
+                out.write_all(if *rows == 0 { b"\n  " } else { b",\n  " })?;
+                serde_json::to_writer(&mut *out, &object).map_err(std::io::Error::other)?;
+                *rows += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the output and flushes it.
+    pub fn finish(self) -> Result<(), ExportError> {
+        match self.sink {
+            Sink::Csv(mut w) => w.flush()?,
+            Sink::Json { mut out, .. } => {
                 out.write_all(b"\n]\n")?;
                 out.flush()?;
             }

@@ -79,14 +79,34 @@ impl Store {
     /// Every trial of one sweep (or of all sweeps), in sweep then expansion order, with
     /// metrics. Points dropped from a sweep's grid are included only if they completed.
     pub async fn trial_rows(&self, sweep_id: Option<i64>) -> Result<Vec<TrialRow>, StoreError> {
+        let mut rows = Vec::new();
+        self.for_each_trial(sweep_id, |row| {
+            rows.push(row);
+            true
+        })
+        .await?;
+        Ok(rows)
+    }
+
+    /// Like [`Store::trial_rows`], but hands the trials to `visit` one at a time, so a sweep of
+    /// millions of trials is never held in memory. `visit` returns false to stop early.
+    pub async fn for_each_trial(
+        &self,
+        sweep_id: Option<i64>,
+        mut visit: impl FnMut(TrialRow) -> bool,
+    ) -> Result<(), StoreError> {
+        use futures_util::TryStreamExt;
         let filter = if sweep_id.is_some() {
             "AND t.sweep_id = ?"
         } else {
             ""
         };
+        // One row per trial, metrics folded into a JSON object by SQLite: row transfer is the
+        // cost that dominates reading large sweeps.
         let sql = format!(
             "SELECT t.id, s.name AS sweep, t.ordinal, t.params, t.status, t.attempts, t.started_at, \
-                    t.finished_at, t.gpu, t.error, t.completed_by \
+                    t.finished_at, t.gpu, t.error, t.completed_by, \
+                    (SELECT json_group_object(r.name, r.value) FROM results r WHERE r.trial_id = t.id) AS metrics \
              FROM trials t JOIN sweeps s ON s.id = t.sweep_id \
              WHERE (t.active = 1 OR t.status = 'completed') {filter} ORDER BY t.sweep_id, t.ordinal"
         );
@@ -94,51 +114,67 @@ impl Store {
         if let Some(id) = sweep_id {
             query = query.bind(id);
         }
-        let rows = query.fetch_all(&self.pool).await?;
-        let mut metrics = self.metrics(sweep_id).await?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.get("id");
-                let params = params_from_json(r.get("params"))
-                    .map_err(|e| StoreError::Corrupt(format!("trial {id}: {e}")))?;
-                let status: String = r.get("status");
-                Ok(TrialRow {
-                    metrics: metrics.remove(&id).unwrap_or_default(),
-                    sweep: r.get("sweep"),
-                    ordinal: r.get("ordinal"),
-                    params,
-                    status: TrialStatus::parse(&status).ok_or_else(|| {
-                        StoreError::Corrupt(format!("trial {id}: status {status:?}"))
-                    })?,
-                    attempts: r.get::<i64, _>("attempts") as u32,
-                    started_at: r.get("started_at"),
-                    finished_at: r.get("finished_at"),
-                    gpu: r.get("gpu"),
-                    error: r.get("error"),
-                    completed_by: r.get("completed_by"),
-                    id,
-                })
-            })
-            .collect()
+        let mut stream = query.fetch(&self.pool);
+        while let Some(r) = stream.try_next().await? {
+            let id: String = r.get("id");
+            let corrupt = |what: &str| StoreError::Corrupt(format!("trial {id}: {what}"));
+            let params = params_from_json(r.get("params")).map_err(|e| corrupt(&e.to_string()))?;
+            let metrics: BTreeMap<String, Option<f64>> = match r.get::<Option<&str>, _>("metrics") {
+                Some(text) => serde_json::from_str(text).map_err(|e| corrupt(&e.to_string()))?,
+                None => BTreeMap::new(),
+            };
+            let status: &str = r.get("status");
+            let row = TrialRow {
+                metrics,
+                sweep: r.get("sweep"),
+                ordinal: r.get("ordinal"),
+                params,
+                status: TrialStatus::parse(status)
+                    .ok_or_else(|| corrupt(&format!("status {status:?}")))?,
+                attempts: r.get::<i64, _>("attempts") as u32,
+                started_at: r.get("started_at"),
+                finished_at: r.get("finished_at"),
+                gpu: r.get("gpu"),
+                error: r.get("error"),
+                completed_by: r.get("completed_by"),
+                id,
+            };
+            if !visit(row) {
+                break;
+            }
+        }
+        Ok(())
     }
 
-    async fn metrics(
-        &self,
-        sweep_id: Option<i64>,
-    ) -> Result<BTreeMap<String, BTreeMap<String, Option<f64>>>, StoreError> {
-        let sql = match sweep_id {
-            Some(_) => "SELECT r.trial_id, r.name, r.value FROM results r JOIN trials t ON t.id = r.trial_id WHERE t.sweep_id = ?",
-            None => "SELECT trial_id, name, value FROM results",
+    /// Names of all swept parameters of one sweep (or all), sorted.
+    pub async fn param_names(&self, sweep_id: Option<i64>) -> Result<Vec<String>, StoreError> {
+        let filter = if sweep_id.is_some() {
+            "AND t.sweep_id = ?"
+        } else {
+            ""
         };
-        let mut query = sqlx::query_as::<_, (String, String, Option<f64>)>(sql);
+        let sql = format!(
+            "SELECT DISTINCT j.key FROM trials t, json_each(t.params) j \
+             WHERE (t.active = 1 OR t.status = 'completed') {filter} ORDER BY j.key"
+        );
+        let mut query = sqlx::query_scalar(&sql);
         if let Some(id) = sweep_id {
             query = query.bind(id);
         }
-        let mut out: BTreeMap<String, BTreeMap<String, Option<f64>>> = BTreeMap::new();
-        for (trial, name, value) in query.fetch_all(&self.pool).await? {
-            out.entry(trial).or_default().insert(name, value);
+        Ok(query.fetch_all(&self.pool).await?)
+    }
+
+    /// Names of all reported metrics of one sweep (or all), sorted.
+    pub async fn metric_names(&self, sweep_id: Option<i64>) -> Result<Vec<String>, StoreError> {
+        let sql = match sweep_id {
+            Some(_) => "SELECT DISTINCT r.name FROM results r JOIN trials t ON t.id = r.trial_id WHERE t.sweep_id = ? ORDER BY r.name",
+            None => "SELECT DISTINCT name FROM results ORDER BY name",
+        };
+        let mut query = sqlx::query_scalar(sql);
+        if let Some(id) = sweep_id {
+            query = query.bind(id);
         }
-        Ok(out)
+        Ok(query.fetch_all(&self.pool).await?)
     }
 
     /// The stored stderr tail and reason of every attempt of a trial, oldest first.

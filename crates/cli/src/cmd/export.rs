@@ -1,5 +1,6 @@
 //! `sweep export`: trials, configurations or curves as CSV or JSON.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -7,7 +8,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use sweep_report::{
-    aggregate_table, curves_table, filter_rows, trials_table, Condition, TableFormat,
+    aggregate_table, curves_table, trial_cells, trial_columns, Aggregator, Condition, Filter,
+    TableFormat, TableWriter,
 };
 use sweep_store::Store;
 
@@ -65,25 +67,66 @@ pub async fn run(db: &str, args: ExportArgs) -> anyhow::Result<i32> {
         Some(name) => Some(store.sweep(name).await?.id),
         None => None,
     };
-    let rows = filter_rows(store.trial_rows(sweep_id).await?, &args.filters)?;
-    let table = if args.curves {
-        let kept: std::collections::HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-        let mut points = store.curves(sweep_id).await?;
-        points.retain(|p| kept.contains(p.trial_id.as_str()));
-        curves_table(&points)
-    } else {
-        if args.aggregate {
-            aggregate_table(&rows, &args.replicate)
-        } else {
-            trials_table(&rows)
-        }
-    };
-    store.close().await;
+    let filter = Filter::new(
+        &args.filters,
+        &store.param_names(sweep_id).await?,
+        &store.metric_names(sweep_id).await?,
+    )?;
     let out: Box<dyn Write> = if path.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())
     } else {
         Box::new(File::create(&path).with_context(|| format!("cannot create {}", path.display()))?)
     };
-    table.write(format, BufWriter::new(out))?;
+    let out = BufWriter::new(out);
+    if args.curves {
+        let mut kept = HashSet::new();
+        store
+            .for_each_trial(sweep_id, |row| {
+                if filter.keep(&row) {
+                    kept.insert(row.id);
+                }
+                true
+            })
+            .await?;
+        let mut points = store.curves(sweep_id).await?;
+        points.retain(|p| kept.contains(&p.trial_id));
+        curves_table(&points).write(format, out)?;
+    } else if args.aggregate {
+        let mut aggregator = Aggregator::new(Some(&args.replicate));
+        store
+            .for_each_trial(sweep_id, |row| {
+                if filter.keep(&row) {
+                    aggregator.add(&row);
+                }
+                true
+            })
+            .await?;
+        aggregate_table(&aggregator.finish()).write(format, out)?;
+    } else {
+        // Streamed: one trial in memory at a time.
+        let params = store.param_names(sweep_id).await?;
+        let metrics = store.metric_names(sweep_id).await?;
+        let mut writer = TableWriter::new(format, trial_columns(&params, &metrics), out)?;
+        let mut failure = None;
+        store
+            .for_each_trial(sweep_id, |row| {
+                if !filter.keep(&row) {
+                    return true;
+                }
+                match writer.row(&trial_cells(&row, &params, &metrics)) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        failure = Some(e);
+                        false
+                    }
+                }
+            })
+            .await?;
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        writer.finish()?;
+    }
+    store.close().await;
     Ok(exit_codes::OK)
 }

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use sweep_report::html::html_page;
 use sweep_report::pareto::Objective;
 use sweep_report::plot::plot_svg;
-use sweep_report::{filter_rows, front_report, render, Condition, Format};
+use sweep_report::{render, Condition, Filter, Format, FrontBuilder};
 use sweep_store::Store;
 
 use crate::exit_codes;
@@ -78,15 +78,21 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
         Some(name) => Some(store.sweep(name).await?.id),
         None => None,
     };
-    let rows = filter_rows(store.trial_rows(sweep_id).await?, &args.filters)?;
-    store.close().await;
+    let params = store.param_names(sweep_id).await?;
+    let metrics = store.metric_names(sweep_id).await?;
+    let filter = Filter::new(&args.filters, &params, &metrics)?;
     let replicate = (!args.per_trial).then_some(args.replicate.as_str());
-    let report = front_report(
-        &rows,
-        &args.objectives,
-        replicate,
-        args.reference.as_deref(),
-    );
+    let mut builder = FrontBuilder::new(&args.objectives, replicate);
+    store
+        .for_each_trial(sweep_id, |row| {
+            if filter.keep(&row) {
+                builder.add(&row);
+            }
+            true
+        })
+        .await?;
+    store.close().await;
+    let report = builder.finish(args.reference.as_deref());
     if report.ranked.is_empty() {
         let why: Vec<String> = report
             .excluded

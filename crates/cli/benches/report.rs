@@ -1,0 +1,130 @@
+//! `sweep report --pareto` and `sweep export --csv` over a store of 10^6 completed trials:
+//! wall time and peak memory of the real binary. See docs/performance.md.
+//!
+//! `cargo build --release && cargo bench -p sweep --bench report` (BENCH_TRIALS to resize).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::sqlite::SqliteConnectOptions;
+use sweep_core::{expand, Grid};
+use sweep_store::Store;
+
+fn sweep_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("bench path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("sweep")
+}
+
+/// Runs the command, returning wall time and peak resident memory (VmHWM, polled).
+fn measure(cmd: &mut Command) -> (Duration, u64) {
+    let start = Instant::now();
+    let mut child = cmd.stdout(Stdio::null()).spawn().expect("spawn");
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0;
+    loop {
+        if let Ok(status) = std::fs::read_to_string(&status_path) {
+            if let Some(kb) = status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                peak_kb = peak_kb.max(kb);
+            }
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "{cmd:?} failed");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (start.elapsed(), peak_kb)
+}
+
+fn main() {
+    let n: u64 = std::env::var("BENCH_TRIALS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let bin = sweep_binary();
+    assert!(
+        bin.exists(),
+        "build the binary first: cargo build --release"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("big.db");
+    let configs = (n / 100).max(1);
+    let grid = Grid::parse(
+        Path::new("big.toml"),
+        &format!(
+            "[sweep]\nname = \"big\"\ncommand = [\"true\"]\n[grid]\nlearning_rate = {{ log = [1e-6, 1e-1], num = {configs} }}\nseed = {{ lin = [0, 99], num = 100 }}\n"
+        ),
+    )
+    .expect("grid");
+    let trials = expand(&grid).trials;
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let setup = Instant::now();
+    runtime.block_on(async {
+        let store = Store::open(db.to_str().unwrap()).await.expect("open");
+        let sweep = store.register_sweep(&grid, "/tmp").await.expect("sweep");
+        store.register_trials(&sweep, &trials).await.expect("register");
+        store.close().await;
+        // Completed trials with two metrics that are deterministic functions of the ordinal.
+        let pool = sqlx::SqlitePool::connect_with(SqliteConnectOptions::new().filename(&db)).await.expect("pool");
+        for sql in [
+            "UPDATE trials SET status = 'completed', attempts = 1, started_at = 1767225600000 + ordinal, finished_at = 1767225600000 + ordinal + 60000",
+            "INSERT INTO results (trial_id, name, value) SELECT id, 'unsafe_rate', ((ordinal * 7919) % 1000) / 1000.0 FROM trials",
+            "INSERT INTO results (trial_id, name, value) SELECT id, 'utility', ((ordinal * 104729) % 997) / 997.0 FROM trials",
+        ] {
+            sqlx::query(sql).execute(&pool).await.expect("fill");
+        }
+        pool.close().await;
+    });
+    println!(
+        "store of {} completed trials built in {:.1} s",
+        trials.len(),
+        setup.elapsed().as_secs_f64()
+    );
+
+    if let Ok(keep) = std::env::var("BENCH_KEEP_DB") {
+        std::fs::copy(&db, &keep).expect("copy the store");
+    }
+    let db_arg = db.to_str().unwrap();
+    for (label, args) in [
+        (
+            "report --pareto",
+            vec!["--db", db_arg, "report", "--pareto"],
+        ),
+        (
+            "report --pareto --per-trial",
+            vec!["--db", db_arg, "report", "--pareto", "--per-trial"],
+        ),
+        (
+            "export --csv",
+            vec![
+                "--db",
+                db_arg,
+                "export",
+                "--csv",
+                dir.path().join("out.csv").to_str().unwrap(),
+            ],
+        ),
+    ] {
+        let runs: Vec<(Duration, u64)> = (0..3)
+            .map(|_| measure(Command::new(&bin).args(&args)))
+            .collect();
+        let mut times: Vec<Duration> = runs.iter().map(|r| r.0).collect();
+        times.sort();
+        let peak = runs.iter().map(|r| r.1).max().unwrap_or(0);
+        println!(
+            "{label} over {} trials: median {:.2} s, peak RSS {:.0} MiB (3 runs)",
+            trials.len(),
+            times[1].as_secs_f64(),
+            peak as f64 / 1024.0
+        );
+    }
+}
