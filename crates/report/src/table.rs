@@ -95,7 +95,7 @@ pub struct TableWriter<W: Write> {
 }
 
 enum Sink<W: Write> {
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
     Json {
         out: std::io::BufWriter<W>,
         rows: usize,
@@ -109,7 +109,7 @@ impl<W: Write> TableWriter<W> {
             TableFormat::Csv => {
                 let mut w = csv::Writer::from_writer(out);
                 w.write_record(&columns)?;
-                Sink::Csv(w)
+                Sink::Csv(Box::new(w))
             }
             TableFormat::Json => {
                 let mut out = std::io::BufWriter::new(out);
