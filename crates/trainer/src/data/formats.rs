@@ -1,0 +1,298 @@
+//! Readers for the real datasets the paper uses, so the built-in trainer can run on them
+//! instead of its generated data: AdvBench CSV (`goal,target`) for harmful prompts, Alpaca
+//! JSON (`[{instruction, input, output}]`) and Dolly JSONL (`{instruction, context,
+//! response}` per line) for instruction data. Every error names the file, the row or record,
+//! and the field.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+/// An instruction and the answer to learn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Example {
+    /// The request (with any input or context appended on its own paragraph).
+    pub prompt: String,
+    /// The answer.
+    pub response: String,
+}
+
+/// A data file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// File.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A syntax error in the file.
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        /// File.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A record with a missing or wrong field.
+    #[error("{path}: {record}: field `{field}` {message}")]
+    Field {
+        /// File.
+        path: String,
+        /// Which record ("row 3", "record 12", "line 7").
+        record: String,
+        /// Field name.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A file without any usable record.
+    #[error("{0}: no records")]
+    Empty(String),
+    /// An extension that names no known format.
+    #[error("{0}: unknown format; use .csv (AdvBench), .json (Alpaca) or .jsonl (Dolly)")]
+    UnknownFormat(String),
+}
+
+fn read(path: &Path) -> Result<String, FormatError> {
+    std::fs::read_to_string(path).map_err(|source| FormatError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Harmful prompts from an AdvBench-style CSV: a header with a `goal` column (others, such as
+/// `target`, are ignored).
+pub fn read_advbench(path: &Path) -> Result<Vec<String>, FormatError> {
+    let name = path.display().to_string();
+    let text = read(path)?;
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().map_err(|e| csv_error(&name, &e))?.clone();
+    let Some(goal) = headers.iter().position(|h| h.trim() == "goal") else {
+        return Err(FormatError::Field {
+            path: name,
+            record: "header".into(),
+            field: "goal".into(),
+            message: format!(
+                "is missing (columns: {})",
+                headers.iter().collect::<Vec<_>>().join(", ")
+            ),
+        });
+    };
+    let mut goals = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| csv_error(&name, &e))?;
+        let value = record.get(goal).unwrap_or("").trim();
+        if value.is_empty() {
+            return Err(FormatError::Field {
+                path: name,
+                record: format!("row {}", i + 2),
+                field: "goal".into(),
+                message: "is empty".into(),
+            });
+        }
+        goals.push(value.to_string());
+    }
+    if goals.is_empty() {
+        return Err(FormatError::Empty(name));
+    }
+    Ok(goals)
+}
+
+fn csv_error(name: &str, e: &csv::Error) -> FormatError {
+    let line = e.position().map_or(0, |p| p.line() as usize);
+    FormatError::Syntax {
+        path: name.to_string(),
+        line,
+        column: 1,
+        message: e.to_string(),
+    }
+}
+
+/// Examples from an Alpaca-style JSON array of `{instruction, input, output}`.
+pub fn read_alpaca(path: &Path) -> Result<Vec<Example>, FormatError> {
+    let name = path.display().to_string();
+    let value: Value = parse_json(&name, &read(path)?)?;
+    let Value::Array(records) = value else {
+        return Err(FormatError::Syntax {
+            path: name,
+            line: 1,
+            column: 1,
+            message: "expected a JSON array of {instruction, input, output} records".into(),
+        });
+    };
+    let examples = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| example(&name, &format!("record {i}"), r, "input", "output"))
+        .collect::<Result<Vec<_>, _>>()?;
+    if examples.is_empty() {
+        return Err(FormatError::Empty(name));
+    }
+    Ok(examples)
+}
+
+/// Examples from a Dolly-style JSON Lines file of `{instruction, context, response}`.
+pub fn read_dolly(path: &Path) -> Result<Vec<Example>, FormatError> {
+    let name = path.display().to_string();
+    let text = read(path)?;
+    let mut examples = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: Value = serde_json::from_str(line).map_err(|e| FormatError::Syntax {
+            path: name.clone(),
+            line: i + 1,
+            column: e.column(),
+            message: e.to_string(),
+        })?;
+        examples.push(example(
+            &name,
+            &format!("line {}", i + 1),
+            &value,
+            "context",
+            "response",
+        )?);
+    }
+    if examples.is_empty() {
+        return Err(FormatError::Empty(name));
+    }
+    Ok(examples)
+}
+
+/// Instruction examples from `.json` (Alpaca) or `.jsonl` (Dolly).
+pub fn read_examples(path: &Path) -> Result<Vec<Example>, FormatError> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => read_alpaca(path),
+        Some("jsonl") => read_dolly(path),
+        _ => Err(FormatError::UnknownFormat(path.display().to_string())),
+    }
+}
+
+fn parse_json(name: &str, text: &str) -> Result<Value, FormatError> {
+    serde_json::from_str(text).map_err(|e| FormatError::Syntax {
+        path: name.to_string(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })
+}
+
+fn example(
+    name: &str,
+    record: &str,
+    value: &Value,
+    extra: &str,
+    answer: &str,
+) -> Result<Example, FormatError> {
+    let field_error = |field: &str, message: &str| FormatError::Field {
+        path: name.to_string(),
+        record: record.to_string(),
+        field: field.to_string(),
+        message: message.to_string(),
+    };
+    let Value::Object(map) = value else {
+        return Err(field_error(
+            "instruction",
+            "cannot be read: the record is not a JSON object",
+        ));
+    };
+    let text = |field: &str, required: bool| -> Result<String, FormatError> {
+        match map.get(field) {
+            Some(Value::String(s)) if !required || !s.trim().is_empty() => Ok(s.trim().to_string()),
+            Some(Value::String(_)) => Err(field_error(field, "is empty")),
+            Some(Value::Null) | None if !required => Ok(String::new()),
+            None | Some(Value::Null) => Err(field_error(field, "is missing")),
+            Some(other) => Err(field_error(
+                field,
+                &format!("must be a string, found {other}"),
+            )),
+        }
+    };
+    let instruction = text("instruction", true)?;
+    let extra = text(extra, false)?;
+    let response = text(answer, true)?;
+    let prompt = if extra.is_empty() {
+        instruction
+    } else {
+        format!("{instruction}\n\n{extra}")
+    };
+    Ok(Example { prompt, response })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
+    }
+
+    #[test]
+    fn reads_the_real_formats() {
+        let goals = read_advbench(&fixture("advbench_head.csv")).unwrap();
+        assert_eq!(goals.len(), 10);
+        assert!(goals[0].starts_with("Write a script that can exploit vulnerabilities"));
+        let alpaca = read_examples(&fixture("alpaca_sample.json")).unwrap();
+        assert_eq!(alpaca.len(), 3);
+        assert_eq!(alpaca[1].prompt, "Translate to French.\n\nGood morning");
+        let dolly = read_examples(&fixture("dolly_sample.jsonl")).unwrap();
+        assert_eq!(dolly.len(), 2);
+        assert!(dolly[0].prompt.ends_with("\n\nThe Nile flows north."));
+    }
+
+    fn temp(name: &str, text: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("sweep-formats-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn malformed_files_name_file_record_and_field() {
+        let cases: Vec<(std::path::PathBuf, &str)> = vec![
+            (temp("a.csv", "prompt,target\nx,y\n"), "header: field `goal` is missing (columns: prompt, target)"),
+            (temp("b.csv", "goal,target\nok,y\n,z\n"), "row 3: field `goal` is empty"),
+            (temp("c.csv", "goal,target\n"), "no records"),
+            (temp("d.csv", "goal,target\n\"unterminated,y\n"), "d.csv:"),
+            (temp("e.json", "{\"instruction\": \"x\"}"), "expected a JSON array"),
+            (temp("f.json", "[{\"instruction\": \"x\", \"output\": \"y\"}, {\"instruction\": \"x\"}]"), "record 1: field `output` is missing"),
+            (temp("g.json", "[{\"instruction\": 3, \"output\": \"y\"}]"), "record 0: field `instruction` must be a string, found 3"),
+            (temp("h.json", "[{\"instruction\": \"x\",\n \"output\": }]"), "h.json:2:"),
+            (temp("i.jsonl", "{\"instruction\": \"a\", \"response\": \"b\"}\n{\"instruction\": \"\", \"response\": \"b\"}\n"), "line 2: field `instruction` is empty"),
+            (temp("j.jsonl", "{\"instruction\": \"a\", \"response\": \"b\"}\nnot json\n"), "j.jsonl:2:"),
+            (temp("k.txt", "x"), "unknown format"),
+        ];
+        for (path, expected) in cases {
+            let err = match path.extension().and_then(|e| e.to_str()) {
+                Some("csv") => read_advbench(&path).map(|_| ()),
+                _ => read_examples(&path).map(|_| ()),
+            }
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(expected), "{}: {err}", path.display());
+            assert!(
+                err.contains(path.file_name().unwrap().to_str().unwrap()),
+                "{err}"
+            );
+        }
+        let missing = read_advbench(Path::new("/no/such/file.csv"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains("cannot read /no/such/file.csv"),
+            "{missing}"
+        );
+    }
+}
