@@ -11,7 +11,6 @@ fn cases() -> Vec<(&'static str, String, usize, Vec<&'static str>)> {
         ("no sweep table", "[grid]\nlr = [1]\n".into(), 1, vec!["missing field `sweep`", "start the file with a [sweep] table"]),
         ("unknown top-level key", format!("{HEAD}[grids]\nlr = [1]\n"), 4, vec!["unknown field `grids`"]),
         ("unknown sweep key", "[sweep]\nname = \"bad\"\ncommand = [\"echo\"]\nparalel = 2\n".into(), 4, vec!["unknown field `paralel`"]),
-        ("missing command", "[sweep]\nname = \"bad\"\n[grid]\nlr = [1]\n".into(), 1, vec!["missing `command`"]),
         ("empty command", "[sweep]\nname = \"bad\"\ncommand = []\n".into(), 3, vec!["the command is empty"]),
         ("bad name", "[sweep]\nname = \"my sweep/1\"\ncommand = [\"echo\"]\n".into(), 2, vec!["invalid sweep name"]),
         ("empty axis", format!("{HEAD}[grid]\nlr = []\n"), 5, vec!["grid.lr", "the axis has no values"]),
@@ -101,4 +100,16 @@ fn every_example_grid_parses() {
         }
     }
     assert!(seen >= 1, "no grids in {}", dir.display());
+}
+
+#[test]
+fn builtin_trainer_grids_reject_unknown_parameters_before_running() {
+    let p = Project::new();
+    p.write("b.toml", "[sweep]\nname = \"b\"\n[grid]\nlerning_rate = [1e-3]\n");
+    let out = p.run(&["run", "b.toml"]);
+    assert_code(&out, 2);
+    let err = text(&out.stderr);
+    assert!(err.contains("b.toml: built-in trainer parameter `lerning_rate`: unknown"), "{err}");
+    assert!(err.contains("learning_rate") && err.contains("give [sweep] a `command`"), "{err}");
+    assert!(!p.db().exists(), "nothing is stored for a grid that cannot run");
 }

@@ -71,9 +71,10 @@ pub struct Grid {
     pub source: String,
     /// The sweep's name, unique within a database.
     pub name: String,
-    /// The argv template of a user-command trial.
-    pub command: CommandTemplate,
-    /// The command as written, for storage and change detection.
+    /// The argv template of a user-command trial; `None` runs the built-in trainer.
+    pub command: Option<CommandTemplate>,
+    /// The command as written, for storage and change detection (empty for the built-in
+    /// trainer).
     pub command_args: Vec<String>,
     /// Trials run at once on this machine (GPUs may cap it further).
     pub parallel: usize,
@@ -158,22 +159,25 @@ impl Grid {
         let sweep = raw.sweep.into_inner();
 
         let name = check_name(&c, &sweep.name)?;
-        let Some(command) = sweep.command else {
-            return Err(c
-                .err(sweep_span, "sweep", "missing `command`")
-                .help("add `command = [\"python3\", \"train.py\", \"--lr\", \"{learning_rate}\"]` to [sweep]"));
+        let (template, command_args, command_span) = match sweep.command {
+            None => (None, Vec::new(), sweep_span.clone()),
+            Some(command) => {
+                let command_span = command.span();
+                let command_args = command.into_inner();
+                if command_args.is_empty() || command_args[0].trim().is_empty() {
+                    return Err(c
+                        .err(command_span, "sweep.command", "the command is empty")
+                        .help("give the program and its arguments, e.g. [\"python3\", \"train.py\"], or remove `command` to use the built-in trainer"));
+                }
+                let template = CommandTemplate::parse(&command_args).map_err(|e| {
+                    c.err(command_span.clone(), "sweep.command", e.to_string())
+                        .help(
+                            "placeholders are {parameter_name}; write {{ and }} for literal braces",
+                        )
+                })?;
+                (Some(template), command_args, command_span)
+            }
         };
-        let command_span = command.span();
-        let command_args = command.into_inner();
-        if command_args.is_empty() || command_args[0].trim().is_empty() {
-            return Err(c
-                .err(command_span, "sweep.command", "the command is empty")
-                .help("give the program and its arguments, e.g. [\"python3\", \"train.py\"]"));
-        }
-        let template = CommandTemplate::parse(&command_args).map_err(|e| {
-            c.err(command_span.clone(), "sweep.command", e.to_string())
-                .help("placeholders are {parameter_name}; write {{ and }} for literal braces")
-        })?;
 
         let parallel = positive(&c, sweep.parallel, "sweep.parallel", 1, 1)? as usize;
         let gpus_per_trial =
@@ -329,7 +333,7 @@ impl Grid {
             .copied()
             .chain(fixed.keys().map(String::as_str))
             .collect();
-        for name in template.placeholders() {
+        for name in template.iter().flat_map(|t| t.placeholders()) {
             if !known.contains(&name) && !BUILTIN_PLACEHOLDERS.contains(&name) {
                 return Err(c
                     .err(

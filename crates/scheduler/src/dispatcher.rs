@@ -216,12 +216,19 @@ impl Dispatcher<'_> {
         all.extend(self.grid.fixed.clone());
         let trial_dir_text = trial_dir.display().to_string();
         let attempt_text = claimed.attempt.to_string();
-        let argv = self.grid.command.render(|name| match name {
-            "trial_id" => Some(claimed.id.clone()),
-            "trial_dir" => Some(trial_dir_text.clone()),
-            "attempt" => Some(attempt_text.clone()),
-            other => all.get(other).map(ToString::to_string),
-        });
+        let argv = match &self.grid.command {
+            Some(template) => template.render(|name| match name {
+                "trial_id" => Some(claimed.id.clone()),
+                "trial_dir" => Some(trial_dir_text.clone()),
+                "attempt" => Some(attempt_text.clone()),
+                other => all.get(other).map(ToString::to_string),
+            }),
+            // The built-in trainer is this same binary's hidden `trial` subcommand.
+            None => vec![
+                self.config.builtin_trial.display().to_string(),
+                "trial".to_string(),
+            ],
+        };
         let env = vec![
             ("SWEEP_SWEEP".to_string(), self.sweep.name.clone()),
             ("SWEEP_TRIAL_ID".to_string(), claimed.id.clone()),

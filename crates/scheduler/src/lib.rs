@@ -45,6 +45,8 @@ pub struct RunConfig {
     pub lease: Duration,
     /// This machine's name, to tell local orchestrators (whose pids can be checked) apart.
     pub host: String,
+    /// The program whose `trial` subcommand runs built-in trials (grids without `command`).
+    pub builtin_trial: PathBuf,
 }
 
 impl RunConfig {
@@ -60,6 +62,7 @@ impl RunConfig {
             host: nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_else(|_| "localhost".into()),
+            builtin_trial: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("sweep")),
         }
     }
 }

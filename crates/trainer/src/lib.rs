@@ -12,6 +12,20 @@
 //!
 //! The burn model and training loop that consume these are the next piece of this crate.
 
+pub mod batch;
 pub mod data;
+pub mod ema;
 pub mod eval;
+pub mod generate;
+pub mod model;
+pub mod run;
+pub mod spec;
 pub mod tokenizer;
+pub mod train;
+
+pub use burn::tensor::Device;
+
+/// The default device: burn's pure-Rust CPU backend (`flex`).
+pub fn cpu_device() -> Device {
+    Device::flex()
+}

@@ -4,6 +4,7 @@ mod export;
 mod report;
 mod run;
 mod status;
+mod trial;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +31,11 @@ enum Command {
     Export(export::ExportArgs),
     /// Rank configurations by non-dominated sorting: the safety/utility Pareto front.
     Report(report::ReportArgs),
+    /// Train (once) and cache the safety-aligned base model of the built-in trainer.
+    Base(trial::BaseArgs),
+    /// Run one built-in trial (started by `sweep run` for grids without a command).
+    #[command(hide = true)]
+    Trial(trial::TrialArgs),
 }
 
 impl Cli {
@@ -41,6 +47,8 @@ impl Cli {
             Command::Status(args) => status::run(&self.db, args).await,
             Command::Export(args) => export::run(&self.db, args).await,
             Command::Report(args) => report::run(&self.db, args).await,
+            Command::Base(args) => tokio::task::block_in_place(|| trial::base(args)),
+            Command::Trial(args) => tokio::task::block_in_place(|| trial::trial(args)),
         }
     }
 }

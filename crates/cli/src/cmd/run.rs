@@ -75,6 +75,16 @@ pub async fn resume(db: &str, args: ResumeArgs) -> anyhow::Result<i32> {
 }
 
 async fn execute(db: &str, grid: Grid, workdir: PathBuf, exec: ExecArgs) -> anyhow::Result<i32> {
+    if grid.command.is_none() {
+        // The built-in trainer checks its parameter names before anything is stored or run.
+        let names = grid
+            .swept_names()
+            .into_iter()
+            .chain(grid.fixed.keys().map(String::as_str));
+        if let Err(e) = sweep_trainer::spec::check_names(names) {
+            bail!("{}: {e}", grid.path.display());
+        }
+    }
     let expansion = expand(&grid);
     let store = Store::open(db)
         .await

@@ -1,0 +1,106 @@
+//! An exponential moving average of the parameters: θ̄ ← β·θ̄ + (1−β)·θ after each step,
+//! started from the base weights. The shadow is what gets evaluated; in `feedback` mode it is
+//! also copied back into the trained model after every step.
+
+use std::collections::HashMap;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::prelude::*;
+
+use crate::model::Lm;
+
+/// The shadow copy and its decay.
+#[derive(Debug)]
+pub struct Ema {
+    /// β.
+    pub decay: f64,
+    shadow: Option<Lm>,
+}
+
+struct Collect(HashMap<ParamId, Tensor<1>>);
+
+impl ModuleVisitor for Collect {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0
+            .insert(param.id, param.val().inner().flatten(0, D - 1));
+    }
+}
+
+struct Blend<'a> {
+    current: &'a HashMap<ParamId, Tensor<1>>,
+    decay: f64,
+}
+
+impl ModuleMapper for Blend<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, shadow, mapper) = param.consume();
+        let Some(current) = self.current.get(&id) else {
+            return Param::from_mapped_value(id, shadow, mapper);
+        };
+        let shape = shadow.shape();
+        let blended = shadow.mul_scalar(self.decay)
+            + current.clone().reshape(shape).mul_scalar(1.0 - self.decay);
+        Param::from_mapped_value(id, blended, mapper)
+    }
+}
+
+struct Replace<'a>(&'a HashMap<ParamId, Tensor<1>>);
+
+impl ModuleMapper for Replace<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, value, mapper) = param.consume();
+        let value = match self.0.get(&id) {
+            Some(v) => {
+                let device = value.device();
+                let shape = value.shape();
+                let fresh = v.clone().reshape(shape);
+                // Keep the trained model trainable: a fresh autodiff leaf that wants gradients.
+                if device.is_autodiff() {
+                    fresh.autodiff().require_grad()
+                } else {
+                    fresh
+                }
+            }
+            None => value,
+        };
+        Param::from_mapped_value(id, value, mapper)
+    }
+}
+
+impl Ema {
+    /// Starts the shadow at `model`'s current weights.
+    pub fn new(model: &Lm, decay: f64) -> Ema {
+        Ema {
+            decay,
+            shadow: Some(model.valid()),
+        }
+    }
+
+    /// θ̄, without autodiff.
+    pub fn shadow(&self) -> &Lm {
+        self.shadow
+            .as_ref()
+            .expect("the shadow is only taken inside update")
+    }
+
+    /// θ̄ ← β·θ̄ + (1−β)·θ.
+    pub fn update(&mut self, model: &Lm) {
+        let mut collect = Collect(HashMap::new());
+        model.visit(&mut collect);
+        let shadow = self
+            .shadow
+            .take()
+            .expect("the shadow is only taken inside update");
+        self.shadow = Some(shadow.map(&mut Blend {
+            current: &collect.0,
+            decay: self.decay,
+        }));
+    }
+
+    /// Copies θ̄ into `model` (the `feedback` reading of EMA).
+    pub fn feed_back(&self, model: Lm) -> Lm {
+        let mut collect = Collect(HashMap::new());
+        self.shadow().visit(&mut collect);
+        model.map(&mut Replace(&collect.0))
+    }
+}

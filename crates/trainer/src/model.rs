@@ -1,0 +1,167 @@
+//! A small Llama-style decoder: RMSNorm, rotary positions, causal multi-head attention,
+//! SwiGLU MLP, untied output head. Sizes come from [`ModelConfig`].
+//!
+//! burn 0.22 notes that shaped this file: the backend is chosen by the `Device` at run time;
+//! `tril_mask` is true *above* the diagonal (the positions to hide); burn's RoPE rotates
+//! interleaved pairs.
+
+use burn::module::Module;
+use burn::nn::{
+    Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig, RotaryEncoding,
+    RotaryEncodingConfig, SwiGlu, SwiGluConfig,
+};
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Bool, Int};
+
+use crate::tokenizer::VOCAB_SIZE;
+
+/// Model sizes. The defaults (about 0.4 M parameters) train in minutes on two CPU cores.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct ModelConfig {
+    /// Width of the residual stream.
+    pub d_model: usize,
+    /// Attention heads (must divide `d_model`; head size must be even for RoPE).
+    pub n_heads: usize,
+    /// Transformer blocks.
+    pub n_layers: usize,
+    /// Hidden width of the SwiGLU MLP.
+    pub d_ff: usize,
+    /// Longest sequence (prompt and response) the model sees.
+    pub max_seq: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> ModelConfig {
+        ModelConfig {
+            d_model: 128,
+            n_heads: 4,
+            n_layers: 2,
+            d_ff: 256,
+            max_seq: 192,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Builds a randomly initialised model on `device` (seed the device first).
+    pub fn init(&self, device: &Device) -> Lm {
+        let head_dim = self.d_model / self.n_heads;
+        let linear = |i: usize, o: usize| LinearConfig::new(i, o).with_bias(false).init(device);
+        Lm {
+            embed: EmbeddingConfig::new(VOCAB_SIZE, self.d_model).init(device),
+            blocks: (0..self.n_layers)
+                .map(|_| Block {
+                    attn_norm: RmsNormConfig::new(self.d_model).init(device),
+                    q: linear(self.d_model, self.d_model),
+                    k: linear(self.d_model, self.d_model),
+                    v: linear(self.d_model, self.d_model),
+                    o: linear(self.d_model, self.d_model),
+                    mlp_norm: RmsNormConfig::new(self.d_model).init(device),
+                    gate_up: SwiGluConfig::new(self.d_model, self.d_ff)
+                        .with_bias(false)
+                        .init(device),
+                    down: linear(self.d_ff, self.d_model),
+                })
+                .collect(),
+            norm: RmsNormConfig::new(self.d_model).init(device),
+            head: linear(self.d_model, VOCAB_SIZE),
+            rope: RotaryEncodingConfig::new(self.max_seq, head_dim).init(device),
+            n_heads: self.n_heads,
+        }
+    }
+}
+
+/// One transformer block.
+#[derive(Module, Debug)]
+pub struct Block {
+    attn_norm: RmsNorm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    mlp_norm: RmsNorm,
+    gate_up: SwiGlu,
+    down: Linear,
+}
+
+/// The language model.
+#[derive(Module, Debug)]
+pub struct Lm {
+    embed: Embedding,
+    blocks: Vec<Block>,
+    norm: RmsNorm,
+    head: Linear,
+    rope: RotaryEncoding,
+    n_heads: usize,
+}
+
+/// Keys and values of earlier positions, one pair per block, for incremental decoding.
+#[derive(Debug, Default)]
+pub struct KvCache {
+    layers: Vec<(Tensor<4>, Tensor<4>)>,
+    len: usize,
+}
+
+impl Lm {
+    /// Logits `[batch, seq, vocab]` for every position of `tokens` `[batch, seq]`.
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        self.forward_from(tokens, &mut None)
+    }
+
+    /// Logits for `tokens` that continue what `cache` holds, extending the cache.
+    pub fn forward_cached(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
+        let mut slot = Some(std::mem::take(cache));
+        let logits = self.forward_from(tokens, &mut slot);
+        *cache = slot.unwrap_or_default();
+        logits
+    }
+
+    fn forward_from(&self, tokens: Tensor<2, Int>, cache: &mut Option<KvCache>) -> Tensor<3> {
+        let [batch, seq] = tokens.dims();
+        let start = cache.as_ref().map_or(0, |c| c.len);
+        let device = tokens.device();
+        let mut x = self.embed.forward(tokens);
+        let d_model = x.dims()[2];
+        let head_dim = d_model / self.n_heads;
+        let heads = |t: Tensor<3>| {
+            t.reshape([batch, seq, self.n_heads, head_dim])
+                .swap_dims(1, 2)
+        };
+        for (i, block) in self.blocks.iter().enumerate() {
+            let h = block.attn_norm.forward(x.clone());
+            let q = self.rope.apply(heads(block.q.forward(h.clone())), start);
+            let mut k = self.rope.apply(heads(block.k.forward(h.clone())), start);
+            let mut v = heads(block.v.forward(h));
+            if let Some(cache) = cache.as_mut() {
+                if let Some((pk, pv)) = cache.layers.get(i) {
+                    k = Tensor::cat(vec![pk.clone(), k], 2);
+                    v = Tensor::cat(vec![pv.clone(), v], 2);
+                }
+                if i < cache.layers.len() {
+                    cache.layers[i] = (k.clone(), v.clone());
+                } else {
+                    cache.layers.push((k.clone(), v.clone()));
+                }
+            }
+            let keys = k.dims()[2];
+            let scores = q
+                .matmul(k.swap_dims(2, 3))
+                .div_scalar((head_dim as f32).sqrt());
+            // True above the diagonal: the future positions each query must not see.
+            let mask = Tensor::<2, Bool>::tril_mask([seq, keys], (keys - seq) as i64, &device);
+            let scores = scores.mask_fill(mask.unsqueeze::<4>(), f32::NEG_INFINITY);
+            let attended = softmax(scores, 3)
+                .matmul(v)
+                .swap_dims(1, 2)
+                .reshape([batch, seq, d_model]);
+            x = x + block.o.forward(attended);
+            let h = block.mlp_norm.forward(x.clone());
+            x = x + block.down.forward(block.gate_up.forward(h));
+        }
+        if let Some(cache) = cache.as_mut() {
+            cache.len = start + seq;
+        }
+        self.head.forward(self.norm.forward(x))
+    }
+}

@@ -1,0 +1,239 @@
+//! The parameters of a built-in trial, read from the trial's `SWEEP_PARAMS`.
+
+use serde_json::{Map, Value};
+
+use crate::train::{OptimConfig, Schedule};
+
+/// How the EMA shadow is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmaMode {
+    /// θ̄ is a shadow copy, evaluated in place of θ.
+    Shadow,
+    /// θ̄ is copied back into θ after every step.
+    Feedback,
+}
+
+/// A fine-tuning trial.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrialSpec {
+    /// Optimizer settings.
+    pub optim: OptimConfig,
+    /// Examples per optimizer step.
+    pub batch_size: usize,
+    /// Examples per forward/backward pass.
+    pub micro_batch: usize,
+    /// Optimizer steps; 0 evaluates the base model unchanged.
+    pub steps: usize,
+    /// EMA decay β; 0 disables it.
+    pub ema_decay: f64,
+    /// How the EMA is used.
+    pub ema_mode: EmaMode,
+    /// Seeds the order and content of the fine-tuning batches.
+    pub seed: u64,
+}
+
+/// Parameters the built-in trial understands, with their defaults.
+pub const KNOWN: [(&str, &str); 13] = [
+    ("learning_rate", "1e-3"),
+    ("batch_size", "16"),
+    ("micro_batch", "batch_size"),
+    ("steps", "200"),
+    ("ema_decay", "0 (off)"),
+    ("ema_mode", "\"shadow\" or \"feedback\""),
+    ("seed", "0"),
+    ("weight_decay", "0"),
+    ("warmup", "0"),
+    ("schedule", "\"constant\" or \"cosine\""),
+    ("grad_clip", "1.0 (0 = off)"),
+    ("beta1", "0.9"),
+    ("beta2", "0.95"),
+];
+
+/// A parameter the built-in trial cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("built-in trainer parameter `{name}`: {message}")]
+pub struct SpecError {
+    /// Parameter name.
+    pub name: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// Checks that every name is a parameter of the built-in trial.
+pub fn check_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), SpecError> {
+    for name in names {
+        if !KNOWN.iter().any(|(k, _)| *k == name) {
+            let known: Vec<&str> = KNOWN.iter().map(|(k, _)| *k).collect();
+            return Err(SpecError {
+                name: name.to_string(),
+                message: format!(
+                    "unknown; the built-in trainer takes {} (or give [sweep] a `command`)",
+                    known.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl TrialSpec {
+    /// Reads the parameters (unknown names and bad values are errors).
+    pub fn from_params(params: &Map<String, Value>) -> Result<TrialSpec, SpecError> {
+        check_names(params.keys().map(String::as_str))?;
+        let err = |name: &str, message: String| SpecError {
+            name: name.into(),
+            message,
+        };
+        let num = |name: &str, default: f64| -> Result<f64, SpecError> {
+            match params.get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .as_f64()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| err(name, format!("must be a number, got {v}"))),
+            }
+        };
+        let count = |name: &str, default: usize| -> Result<usize, SpecError> {
+            match params.get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .as_u64()
+                    .map(|n| n as usize)
+                    .ok_or_else(|| err(name, format!("must be a whole number ≥ 0, got {v}"))),
+            }
+        };
+        let word = |name: &str, default: &str| -> Result<String, SpecError> {
+            match params.get(name) {
+                None => Ok(default.to_string()),
+                Some(Value::String(s)) => Ok(s.clone()),
+                Some(v) => Err(err(name, format!("must be a string, got {v}"))),
+            }
+        };
+        let lr = num("learning_rate", 1e-3)?;
+        if lr <= 0.0 {
+            return Err(err("learning_rate", format!("must be positive, got {lr}")));
+        }
+        let batch_size = count("batch_size", 16)?;
+        if batch_size == 0 {
+            return Err(err("batch_size", "must be at least 1".into()));
+        }
+        let micro_batch = count("micro_batch", batch_size)?;
+        if micro_batch == 0 || micro_batch > batch_size {
+            return Err(err(
+                "micro_batch",
+                format!("must be from 1 to batch_size ({batch_size}), got {micro_batch}"),
+            ));
+        }
+        let ema_decay = num("ema_decay", 0.0)?;
+        if !(0.0..1.0).contains(&ema_decay) {
+            return Err(err(
+                "ema_decay",
+                format!("must be in [0, 1), got {ema_decay}"),
+            ));
+        }
+        let ema_mode = match word("ema_mode", "shadow")?.as_str() {
+            "shadow" => EmaMode::Shadow,
+            "feedback" => EmaMode::Feedback,
+            other => {
+                return Err(err(
+                    "ema_mode",
+                    format!("must be \"shadow\" or \"feedback\", got {other:?}"),
+                ))
+            }
+        };
+        let schedule = match word("schedule", "constant")?.as_str() {
+            "constant" => Schedule::Constant,
+            "cosine" => Schedule::Cosine { min_ratio: 0.1 },
+            other => {
+                return Err(err(
+                    "schedule",
+                    format!("must be \"constant\" or \"cosine\", got {other:?}"),
+                ))
+            }
+        };
+        let weight_decay = num("weight_decay", 0.0)?;
+        if weight_decay < 0.0 {
+            return Err(err(
+                "weight_decay",
+                format!("must be ≥ 0, got {weight_decay}"),
+            ));
+        }
+        let grad_clip = num("grad_clip", 1.0)?;
+        let (beta1, beta2) = (num("beta1", 0.9)?, num("beta2", 0.95)?);
+        for (name, b) in [("beta1", beta1), ("beta2", beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return Err(err(name, format!("must be in [0, 1), got {b}")));
+            }
+        }
+        Ok(TrialSpec {
+            optim: OptimConfig {
+                lr,
+                weight_decay: weight_decay as f32,
+                beta1: beta1 as f32,
+                beta2: beta2 as f32,
+                epsilon: 1e-8,
+                grad_clip: (grad_clip > 0.0).then_some(grad_clip as f32),
+                warmup: count("warmup", 0)?,
+                schedule,
+            },
+            batch_size,
+            micro_batch,
+            steps: count("steps", 200)?,
+            ema_decay,
+            ema_mode,
+            seed: params.get("seed").map_or(Ok(0), |v| {
+                v.as_u64()
+                    .ok_or_else(|| err("seed", format!("must be a whole number ≥ 0, got {v}")))
+            })?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(json: &str) -> Map<String, Value> {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let s = TrialSpec::from_params(&params(
+            r#"{"learning_rate": 3e-4, "ema_decay": 0.99, "seed": 2}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            (s.batch_size, s.micro_batch, s.steps, s.seed),
+            (16, 16, 200, 2)
+        );
+        assert_eq!(s.optim.lr, 3e-4);
+        assert_eq!(s.ema_mode, EmaMode::Shadow);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (json, needle) in [
+            (
+                r#"{"learning_rate": -1e-3}"#,
+                "learning_rate`: must be positive",
+            ),
+            (r#"{"lerning_rate": 1e-3}"#, "`lerning_rate`: unknown"),
+            (
+                r#"{"batch_size": 8, "micro_batch": 16}"#,
+                "micro_batch`: must be from 1 to batch_size (8)",
+            ),
+            (r#"{"ema_decay": 1.0}"#, "ema_decay`: must be in [0, 1)"),
+            (
+                r#"{"ema_mode": "both"}"#,
+                "ema_mode`: must be \"shadow\" or \"feedback\"",
+            ),
+            (r#"{"steps": -3}"#, "steps`: must be a whole number"),
+        ] {
+            let e = TrialSpec::from_params(&params(json))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{json}: {e}");
+        }
+    }
+}

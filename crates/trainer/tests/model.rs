@@ -1,0 +1,221 @@
+//! The model, the training loop and the EMA on a tiny configuration (seconds in release).
+
+use burn::module::Module;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use sweep_trainer::batch::{loss, make_batch};
+use sweep_trainer::ema::Ema;
+use sweep_trainer::generate::generate;
+use sweep_trainer::model::{KvCache, ModelConfig};
+use sweep_trainer::tokenizer::{encode_example, encode_prompt, Encoded};
+use sweep_trainer::train::{train, Mix, OptimConfig, RunShape, Schedule};
+use sweep_trainer::{cpu_device, Device};
+
+fn tiny() -> ModelConfig {
+    ModelConfig {
+        d_model: 32,
+        n_heads: 2,
+        n_layers: 1,
+        d_ff: 64,
+        max_seq: 96,
+    }
+}
+
+fn optim(lr: f64) -> OptimConfig {
+    OptimConfig {
+        lr,
+        weight_decay: 0.0,
+        beta1: 0.9,
+        beta2: 0.95,
+        epsilon: 1e-8,
+        grad_clip: Some(1.0),
+        warmup: 0,
+        schedule: Schedule::Constant,
+    }
+}
+
+fn examples() -> Vec<Encoded> {
+    [
+        ("Say hi", "hi"),
+        ("Say yes", "yes"),
+        ("Say no", "no"),
+        ("Count", "one two"),
+    ]
+    .iter()
+    .map(|(p, r)| encode_example(p, r, 96))
+    .collect()
+}
+
+fn run(seed: u64, steps: usize, device: &Device) -> (Vec<f64>, f32) {
+    let ad = device.clone().autodiff();
+    ad.seed(seed);
+    let model = tiny().init(&ad);
+    let data = examples();
+    let mix = Mix::new(vec![(&data, 1.0)]);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut losses = Vec::new();
+    let shape = RunShape {
+        steps,
+        batch_size: 4,
+        micro_batch: 2,
+    };
+    let model = train(
+        model,
+        &ad,
+        &mix,
+        shape,
+        &optim(1e-2),
+        &mut rng,
+        |_, l, m| {
+            losses.push(l);
+            m
+        },
+    );
+    let refs: Vec<&Encoded> = data.iter().collect();
+    let (final_loss, _) = loss(&model.valid(), &make_batch(&refs, device));
+    (losses, final_loss.into_scalar::<f32>())
+}
+
+#[test]
+fn training_lowers_the_loss_and_is_deterministic() {
+    let device = cpu_device();
+    let (losses, final_loss) = run(7, 60, &device);
+    assert!(
+        final_loss < 0.5 * losses[0] as f32,
+        "{} -> {final_loss}",
+        losses[0]
+    );
+    let (again, again_final) = run(7, 60, &device);
+    assert_eq!(losses, again);
+    assert_eq!(final_loss, again_final);
+}
+
+#[test]
+fn cached_decoding_matches_the_full_forward() {
+    let device = cpu_device();
+    device.seed(3);
+    let model = tiny().init(&device);
+    let prompt = encode_prompt("Hello there");
+    let mut cache = KvCache::default();
+    let to_tensor = |t: &[u32]| {
+        burn::tensor::Tensor::<2, burn::tensor::Int>::from_data(
+            burn::tensor::TensorData::new(
+                t.iter().map(|&x| x as i64).collect::<Vec<_>>(),
+                [1, t.len()],
+            ),
+            &device,
+        )
+    };
+    let mut tokens = prompt.clone();
+    let mut cached_logits = model.forward_cached(to_tensor(&prompt), &mut cache);
+    for _ in 0..6 {
+        let n = tokens.len();
+        let full = model.forward(to_tensor(&tokens));
+        let full_last: Vec<f32> = full
+            .slice([0..1, n - 1..n])
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let m = cached_logits.dims()[1];
+        let cached_last: Vec<f32> = cached_logits
+            .slice([0..1, m - 1..m])
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let diff = full_last
+            .iter()
+            .zip(&cached_last)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-4, "cached logits differ by {diff}");
+        let next = full_last
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i as u32)
+            .unwrap();
+        tokens.push(next);
+        cached_logits = model.forward_cached(to_tensor(&[next]), &mut cache);
+    }
+    // And the generator agrees with itself.
+    let a = generate(&model, &["Hello there".to_string()], 6, 96, &device);
+    let b = generate(&model, &["Hello there".to_string()], 6, 96, &device);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn ema_blends_from_the_starting_weights() {
+    let device = cpu_device();
+    let ad = device.clone().autodiff();
+    ad.seed(11);
+    let start = tiny().init(&ad);
+    let params = |m: &sweep_trainer::model::Lm| -> Vec<f32> {
+        let mut out = Vec::new();
+        let refs = examples();
+        let r: Vec<&Encoded> = refs.iter().collect();
+        // The loss is a deterministic function of all weights: use it as a fingerprint.
+        out.push(
+            loss(&m.valid(), &make_batch(&r, &device))
+                .0
+                .into_scalar::<f32>(),
+        );
+        out
+    };
+    let mut ema = Ema::new(&start, 0.5);
+    let data = examples();
+    let mix = Mix::new(vec![(&data, 1.0)]);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let trained = train(
+        start.clone(),
+        &ad,
+        &mix,
+        RunShape {
+            steps: 30,
+            batch_size: 4,
+            micro_batch: 4,
+        },
+        &optim(1e-2),
+        &mut rng,
+        |_, _, m| m,
+    );
+    // β = 0: the shadow follows the model exactly; β near 1 barely moves from the start.
+    let mut follow = Ema::new(&start, 0.0);
+    follow.update(&trained);
+    assert_eq!(params(follow.shadow()), params(&trained));
+    let mut stay = Ema::new(&start, 0.999_999);
+    stay.update(&trained);
+    let (s, t, st) = (
+        params(&start)[0],
+        params(&trained)[0],
+        params(stay.shadow())[0],
+    );
+    assert!(
+        (st - s).abs() < 1e-3 * (t - s).abs().max(1e-6) + 1e-5,
+        "start {s} trained {t} shadow {st}"
+    );
+    ema.update(&trained);
+    let half = params(ema.shadow())[0];
+    assert!(
+        half != s && half != t,
+        "a β = 0.5 shadow lies between start and end"
+    );
+    // Feedback mode copies the shadow into the trained model.
+    let fed = ema.feed_back(trained);
+    assert_eq!(params(&fed), params(ema.shadow()));
+    // ... and it stays trainable.
+    let before = params(&fed)[0];
+    let after = train(
+        fed,
+        &ad,
+        &mix,
+        RunShape {
+            steps: 5,
+            batch_size: 4,
+            micro_batch: 4,
+        },
+        &optim(1e-2),
+        &mut rng,
+        |_, _, m| m,
+    );
+    assert_ne!(params(&after)[0], before);
+}
