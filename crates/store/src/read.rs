@@ -24,6 +24,20 @@ impl Counts {
     }
 }
 
+impl std::fmt::Display for Counts {
+    /// `0 pending, 1 running, 5 completed, 0 failed, 0 interrupted`: every state, always in
+    /// the same order, so the line reads the same in logs and scripts.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, status) in TrialStatus::ALL.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{} {}", self.get(*status), status.as_str())?;
+        }
+        Ok(())
+    }
+}
+
 /// One trial with everything `status` and exports show.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrialRow {

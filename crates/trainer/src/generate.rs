@@ -34,11 +34,7 @@ pub fn generate(
                     &mut cache,
                 );
                 let last = logits.slice([0..1, n - 1..n]).reshape([-1]);
-                let next = last
-                    .argmax(0)
-                    .into_data()
-                    .try_to_vec::<i64>()
-                    .map_or(EOS as i64, |v| v[0]) as u32;
+                let next = last.argmax(0).into_scalar::<i64>() as u32;
                 if next == EOS {
                     ended = true;
                     break;

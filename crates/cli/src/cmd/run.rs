@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use sweep_core::{expand, Grid};
 use sweep_scheduler::{run_sweep, GpuRequest, RunConfig, Stop};
-use sweep_store::{Store, SweepRecord, TrialStatus};
+use sweep_store::{Store, TrialStatus};
 use tokio::sync::watch;
 
 use crate::exit_codes;
@@ -124,13 +124,8 @@ async fn execute(db: &str, grid: Grid, workdir: PathBuf, exec: ExecArgs) -> anyh
     drop(reporter);
 
     let counts = store.counts(sweep.id).await?;
-    let line = TrialStatus::ALL
-        .iter()
-        .map(|s| format!("{} {}", counts.get(*s), s.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
     store.close().await;
-    eprintln!("sweep {}: {line}", sweep_label(&sweep));
+    eprintln!("sweep {}: {counts}", sweep.name);
     if summary.stopped {
         eprintln!("stopped; run the same command again to resume");
         return Ok(exit_codes::INTERRUPTED);
@@ -143,10 +138,6 @@ async fn execute(db: &str, grid: Grid, workdir: PathBuf, exec: ExecArgs) -> anyh
         return Ok(exit_codes::TRIALS_FAILED);
     }
     Ok(exit_codes::OK)
-}
-
-fn sweep_label(sweep: &SweepRecord) -> &str {
-    &sweep.name
 }
 
 fn resolve_gpus(grid: &Grid, flag: &str) -> anyhow::Result<Vec<String>> {

@@ -2,7 +2,7 @@
 
 use clap::Args;
 use sweep_report::status_table;
-use sweep_store::{Store, TrialStatus};
+use sweep_store::Store;
 
 use crate::exit_codes;
 
@@ -27,12 +27,7 @@ pub async fn run(db: &str, args: StatusArgs) -> anyhow::Result<i32> {
     }
     for sweep in sweeps {
         let counts = store.counts(sweep.id).await?;
-        let line = TrialStatus::ALL
-            .iter()
-            .map(|s| format!("{} {}", counts.get(*s), s.as_str()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        println!("sweep {} ({} trials): {line}", sweep.name, counts.total());
+        println!("sweep {} ({} trials): {counts}", sweep.name, counts.total());
         if !args.summary {
             let rows = store.trial_rows(Some(sweep.id)).await?;
             println!("{}", status_table(&rows));
