@@ -105,11 +105,23 @@ fn every_example_grid_parses() {
 #[test]
 fn builtin_trainer_grids_reject_unknown_parameters_before_running() {
     let p = Project::new();
-    p.write("b.toml", "[sweep]\nname = \"b\"\n[grid]\nlerning_rate = [1e-3]\n");
+    p.write(
+        "b.toml",
+        "[sweep]\nname = \"b\"\n[grid]\nlerning_rate = [1e-3]\n",
+    );
     let out = p.run(&["run", "b.toml"]);
     assert_code(&out, 2);
     let err = text(&out.stderr);
-    assert!(err.contains("b.toml: built-in trainer parameter `lerning_rate`: unknown"), "{err}");
-    assert!(err.contains("learning_rate") && err.contains("give [sweep] a `command`"), "{err}");
-    assert!(!p.db().exists(), "nothing is stored for a grid that cannot run");
+    assert!(
+        err.contains("b.toml: built-in trainer parameter `lerning_rate`: unknown"),
+        "{err}"
+    );
+    assert!(
+        err.contains("learning_rate") && err.contains("give [sweep] a `command`"),
+        "{err}"
+    );
+    assert!(
+        !p.db().exists(),
+        "nothing is stored for a grid that cannot run"
+    );
 }
