@@ -77,16 +77,6 @@ pub struct Configuration {
     pub stats: BTreeMap<String, Stat>,
 }
 
-/// Groups completed trials into configurations, in first-seen order. With `replicate` =
-/// `None` every trial is its own configuration.
-pub fn configurations(rows: &[TrialRow], replicate: Option<&str>) -> Vec<Configuration> {
-    let mut agg = Aggregator::new(replicate);
-    for row in rows {
-        agg.add(row);
-    }
-    agg.finish()
-}
-
 /// Builds configurations from trials handed over one at a time. Keeps one value per trial
 /// and metric (8 bytes each), not the trials themselves.
 pub struct Aggregator {

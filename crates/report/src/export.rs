@@ -74,29 +74,6 @@ pub fn trial_cells(row: &TrialRow, params: &[String], metrics: &[String]) -> Vec
     cells
 }
 
-/// One row per trial, for rows already in memory.
-pub fn trials_table(rows: &[TrialRow]) -> Table {
-    let params: Vec<String> = rows
-        .iter()
-        .flat_map(|r| r.params.keys().cloned())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let metrics: Vec<String> = rows
-        .iter()
-        .flat_map(|r| r.metrics.keys().cloned())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    Table {
-        columns: trial_columns(&params, &metrics),
-        rows: rows
-            .iter()
-            .map(|r| trial_cells(r, &params, &metrics))
-            .collect(),
-    }
-}
-
 /// One row per configuration (see [`crate::aggregate::Aggregator`]), with
 /// `<metric>_mean`, `_std`, `_n` and `_ci95`.
 pub fn aggregate_table(configs: &[Configuration]) -> Table {

@@ -33,20 +33,6 @@ pub struct FrontReport {
     pub hypervolume: Option<(f64, Vec<f64>)>,
 }
 
-/// Ranks the trials of `rows` (see [`FrontBuilder`] for trials streamed from the store).
-pub fn front_report(
-    rows: &[TrialRow],
-    objectives: &[Objective],
-    replicate: Option<&str>,
-    reference: Option<&[f64]>,
-) -> FrontReport {
-    let mut builder = FrontBuilder::new(objectives, replicate);
-    for row in rows {
-        builder.add(row);
-    }
-    builder.finish(reference)
-}
-
 /// Builds a [`FrontReport`] from trials handed over one at a time.
 pub struct FrontBuilder {
     objectives: Vec<Objective>,

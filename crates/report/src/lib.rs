@@ -13,11 +13,9 @@ pub mod status;
 pub mod table;
 
 pub use aggregate::Aggregator;
-pub use export::{
-    aggregate_table, curves_table, trial_cells, trial_columns, trials_table, ExportError,
-};
+pub use export::{aggregate_table, curves_table, trial_cells, trial_columns, ExportError};
 pub use filter::{Condition, Filter};
-pub use front::{front_report, FrontBuilder, FrontReport};
+pub use front::{FrontBuilder, FrontReport};
 pub use render::{render, Format};
 pub use status::status_table;
 pub use table::{Table, TableFormat, TableWriter};
