@@ -20,6 +20,17 @@ pub struct Ranked {
     pub front_share: (usize, usize),
 }
 
+impl Ranked {
+    /// A parameter's value as text, empty when the configuration does not have it.
+    pub fn param_text(&self, name: &str) -> String {
+        self.config
+            .params
+            .get(name)
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    }
+}
+
 /// The whole report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FrontReport {

@@ -30,12 +30,7 @@ pub fn html_page(report: &FrontReport, svg: &str, title: &str) -> String {
             r.rank, r.rank, r.front_share.0, r.front_share.1
         );
         for p in &params {
-            let v = r
-                .config
-                .params
-                .get(p)
-                .map(|v| v.to_string())
-                .unwrap_or_default();
+            let v = r.param_text(p);
             let _ = write!(rows, "<td data-v=\"{}\">{}</td>", escape(&v), escape(&v));
         }
         for o in &report.objectives {

@@ -90,13 +90,7 @@ pub fn render(
                     format!("{}/{}", r.front_share.0, r.front_share.1),
                     r.config.trials.len().to_string(),
                 ];
-                rec.extend(params.iter().map(|p| {
-                    r.config
-                        .params
-                        .get(p)
-                        .map(|v| v.to_string())
-                        .unwrap_or_default()
-                }));
+                rec.extend(params.iter().map(|p| r.param_text(p)));
                 for o in &report.objectives {
                     let s = r.config.stats[&o.metric];
                     rec.extend([
@@ -123,13 +117,7 @@ pub fn render(
                         format!("{}/{}", r.front_share.0, r.front_share.1),
                         r.config.trials.len().to_string(),
                     ];
-                    cells.extend(params.iter().map(|p| {
-                        r.config
-                            .params
-                            .get(p)
-                            .map(|v| v.to_string())
-                            .unwrap_or_default()
-                    }));
+                    cells.extend(params.iter().map(|p| r.param_text(p)));
                     cells.extend(report.objectives.iter().map(|o| {
                         let s = r.config.stats[&o.metric];
                         if s.n > 1 {
@@ -220,15 +208,7 @@ fn latex(
             }
         };
         let mut cells = vec![bold(r.rank.to_string())];
-        cells.extend(params.iter().map(|p| {
-            bold(tex_escape(
-                &r.config
-                    .params
-                    .get(p)
-                    .map(|v| v.to_string())
-                    .unwrap_or_default(),
-            ))
-        }));
+        cells.extend(params.iter().map(|p| bold(tex_escape(&r.param_text(p)))));
         cells.extend(report.objectives.iter().map(|o| {
             let s = r.config.stats[&o.metric];
             let text = if s.n > 1 {
