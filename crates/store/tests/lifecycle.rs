@@ -1,0 +1,170 @@
+//! A trial's life in the store: claims are exclusive, failures retry then fail, dead
+//! runners' trials come back as interrupted.
+
+use std::path::Path;
+
+use sweep_core::{expand, Grid};
+use sweep_store::{now_ms, AttemptEnd, Outcome, Store, SweepRecord, TrialStatus};
+
+async fn store_with(n: usize) -> (tempfile::TempDir, Store, SweepRecord) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let text = format!(
+        "[sweep]\nname = \"t\"\ncommand = [\"true\"]\n[grid]\nx = [{}]\n",
+        (1..=n)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let grid = Grid::parse(Path::new("t.toml"), &text).unwrap();
+    let sweep = store.register_sweep(&grid, "/tmp").await.unwrap();
+    store
+        .register_trials(&sweep, &expand(&grid).trials)
+        .await
+        .unwrap();
+    (dir, store, sweep)
+}
+
+fn failed(reason: &str) -> AttemptEnd {
+    AttemptEnd {
+        outcome: Outcome::Failed,
+        exit_code: Some(1),
+        signal: None,
+        reason: Some(reason.into()),
+        stderr_tail: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn concurrent_claims_never_hand_out_a_trial_twice() {
+    let (_dir, store, sweep) = store_with(40).await;
+    let a = store.register_runner("h", 1).await.unwrap();
+    let b = store.register_runner("h", 2).await.unwrap();
+    let claim_all = |runner: String| {
+        let store = store.clone();
+        async move {
+            let mut got = Vec::new();
+            while let Some(c) = store.claim(sweep.id, &runner, 2, None).await.unwrap() {
+                got.push(c.id);
+            }
+            got
+        }
+    };
+    let (x, y) = tokio::join!(claim_all(a.id.clone()), claim_all(b.id.clone()));
+    let mut all: Vec<String> = x.into_iter().chain(y).collect();
+    assert_eq!(all.len(), 40);
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 40);
+    assert_eq!(
+        store
+            .counts(sweep.id)
+            .await
+            .unwrap()
+            .get(TrialStatus::Running),
+        40
+    );
+}
+
+#[tokio::test]
+async fn failures_retry_after_backoff_then_fail() {
+    let (_dir, store, sweep) = store_with(1).await;
+    let r = store.register_runner("h", 1).await.unwrap();
+    let c = store
+        .claim(sweep.id, &r.id, 2, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let later = now_ms() + 60_000;
+    let s = store
+        .end_unsuccessful(&c.id, &r.id, c.attempt, &failed("exit 1"), later, 2, true)
+        .await
+        .unwrap();
+    assert_eq!(s, Some(TrialStatus::Pending));
+    // Backing off: nothing to claim yet, but the queue knows when.
+    assert!(store
+        .claim(sweep.id, &r.id, 2, None)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store.queue_state(sweep.id, 2).await.unwrap(),
+        (1, Some(later))
+    );
+    let s = store
+        .end_unsuccessful(&c.id, &r.id, c.attempt, &failed("late"), 0, 2, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        s, None,
+        "an attempt the runner no longer holds changes nothing"
+    );
+
+    let (_dir2, store, sweep) = store_with(1).await;
+    let r = store.register_runner("h", 1).await.unwrap();
+    for expected in [TrialStatus::Pending, TrialStatus::Failed] {
+        let c = store
+            .claim(sweep.id, &r.id, 2, None)
+            .await
+            .unwrap()
+            .unwrap();
+        let s = store
+            .end_unsuccessful(&c.id, &r.id, c.attempt, &failed("exit 1"), 0, 2, true)
+            .await
+            .unwrap();
+        assert_eq!(s, Some(expected));
+    }
+    assert!(store
+        .claim(sweep.id, &r.id, 2, None)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(store.reset_failed(sweep.id).await.unwrap(), 1);
+    let c = store
+        .claim(sweep.id, &r.id, 2, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.attempt, 3);
+}
+
+#[tokio::test]
+async fn a_dead_runners_trials_come_back_interrupted() {
+    let (_dir, store, sweep) = store_with(2).await;
+    let dead = store.register_runner("h", 1).await.unwrap();
+    let c = store
+        .claim(sweep.id, &dead.id, 2, Some("0"))
+        .await
+        .unwrap()
+        .unwrap();
+    store.set_pid(&c.id, 4242).await.unwrap();
+    let orphans = store.reclaim(&dead, "gone").await.unwrap();
+    assert_eq!(orphans.len(), 1);
+    assert_eq!(
+        (orphans[0].trial_id.as_str(), orphans[0].pid),
+        (c.id.as_str(), Some(4242))
+    );
+    assert!(
+        store.reclaim(&dead, "gone").await.unwrap().is_empty(),
+        "taken back once"
+    );
+    assert!(!store
+        .live_runners()
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.id == dead.id));
+    let alive = store.register_runner("h", 2).await.unwrap();
+    let again = store
+        .claim(sweep.id, &alive.id, 2, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (again.id, again.attempt),
+        (c.id, 2),
+        "the interrupted trial runs first, as a resume"
+    );
+}
