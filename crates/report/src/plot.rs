@@ -55,30 +55,8 @@ pub fn plot_svg(report: &FrontReport, color_by: Option<&str>) -> Result<String, 
             (sx.mean, sy.mean, sx.std, sy.std, r.rank, group)
         })
         .collect();
-    let span = |lo: f64, hi: f64| {
-        let pad = ((hi - lo) * 0.08).max(1e-9);
-        (lo - pad)..(hi + pad)
-    };
-    let x_range = span(
-        points
-            .iter()
-            .map(|p| p.0 - p.2)
-            .fold(f64::INFINITY, f64::min),
-        points
-            .iter()
-            .map(|p| p.0 + p.2)
-            .fold(f64::NEG_INFINITY, f64::max),
-    );
-    let y_range = span(
-        points
-            .iter()
-            .map(|p| p.1 - p.3)
-            .fold(f64::INFINITY, f64::min),
-        points
-            .iter()
-            .map(|p| p.1 + p.3)
-            .fold(f64::NEG_INFINITY, f64::max),
-    );
+    let x_range = padded_range(points.iter().map(|p| (p.0, p.2)));
+    let y_range = padded_range(points.iter().map(|p| (p.1, p.3)));
     let label = |o: &crate::pareto::Objective| {
         format!(
             "{} ({} is better)",
@@ -176,6 +154,16 @@ pub fn plot_svg(report: &FrontReport, color_by: Option<&str>) -> Result<String, 
         root.present().map_err(|e| draw(&e))?;
     }
     Ok(svg)
+}
+
+/// The span of `mean ± std` over all points, padded by 8% on each side.
+fn padded_range(values: impl Iterator<Item = (f64, f64)>) -> std::ops::Range<f64> {
+    let (lo, hi) = values.fold(
+        (f64::INFINITY, f64::NEG_INFINITY),
+        |(lo, hi), (mean, std)| (lo.min(mean - std), hi.max(mean + std)),
+    );
+    let pad = ((hi - lo) * 0.08).max(1e-9);
+    (lo - pad)..(hi + pad)
 }
 
 /// Writes the SVG to `path`.

@@ -190,29 +190,6 @@ impl Store {
         }
         Ok(query.fetch_all(&self.pool).await?)
     }
-
-    /// The stored stderr tail and reason of every attempt of a trial, oldest first.
-    pub async fn attempt_log(
-        &self,
-        trial_id: &str,
-    ) -> Result<Vec<(u32, Option<String>, Option<String>)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT attempt, outcome, reason FROM attempts WHERE trial_id = ? ORDER BY attempt",
-        )
-        .bind(trial_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get::<i64, _>("attempt") as u32,
-                    r.get("outcome"),
-                    r.get("reason"),
-                )
-            })
-            .collect())
-    }
 }
 
 /// One point of a stored curve.
