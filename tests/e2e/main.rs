@@ -5,3 +5,4 @@ mod malformed;
 mod orchestration;
 mod report;
 mod support;
+mod trainer;

@@ -96,6 +96,18 @@ pub struct Grid {
     pub excludes: Vec<BTreeMap<String, Vec<ParamValue>>>,
     /// `[fixed]` parameters passed to every trial.
     pub fixed: Params,
+    /// The `[trainer]` table (settings of the built-in trainer), checked by the trainer.
+    pub trainer: Option<TrainerTable>,
+}
+
+/// The `[trainer]` table as written, with where it starts so the trainer's complaints can
+/// point at it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainerTable {
+    /// The table as JSON (what the trial receives in `SWEEP_TRAINER`).
+    pub settings: serde_json::Value,
+    /// 1-based line of the table in the grid file.
+    pub line: usize,
 }
 
 #[derive(Deserialize)]
@@ -110,6 +122,8 @@ struct RawGrid {
     exclude: Vec<Spanned<IndexMap<String, Spanned<toml::Value>>>>,
     #[serde(default)]
     fixed: IndexMap<String, Spanned<toml::Value>>,
+    #[serde(default)]
+    trainer: Option<Spanned<toml::Table>>,
 }
 
 #[derive(Deserialize)]
@@ -361,6 +375,27 @@ impl Grid {
             }
         }
 
+        let trainer = match raw.trainer {
+            None => None,
+            Some(table) => {
+                let span = table.span();
+                if template.is_some() {
+                    return Err(c
+                        .err(span, "trainer", "[trainer] configures the built-in trainer, but [sweep] gives a `command`")
+                        .help("remove `command` to use the built-in trainer, or remove [trainer] and pass settings to your command"));
+                }
+                let line = source[..span.start].matches('\n').count() + 1;
+                let settings = serde_json::to_value(table.into_inner()).map_err(|e| {
+                    c.err(
+                        span,
+                        "trainer",
+                        format!("cannot be passed to the trainer: {e}"),
+                    )
+                })?;
+                Some(TrainerTable { settings, line })
+            }
+        };
+
         Ok(Grid {
             path: path.to_path_buf(),
             source: source.to_string(),
@@ -377,6 +412,7 @@ impl Grid {
             axes,
             excludes,
             fixed,
+            trainer,
         })
     }
 
@@ -390,14 +426,43 @@ impl Grid {
         self.axes.iter().flat_map(|a| a.names()).collect()
     }
 
+    /// Every value each swept parameter takes, in file order without repeats. A trial that
+    /// can compute neighbouring grid points in one run (evaluations at several step counts)
+    /// reads this to know which ones exist.
+    pub fn axis_values(&self) -> BTreeMap<String, Vec<ParamValue>> {
+        let mut out: BTreeMap<String, Vec<ParamValue>> = BTreeMap::new();
+        let mut add = |name: &str, value: &ParamValue| {
+            let values = out.entry(name.to_string()).or_default();
+            if !values.contains(value) {
+                values.push(value.clone());
+            }
+        };
+        for axis in &self.axes {
+            match axis {
+                Axis::Single { name, values } => values.iter().for_each(|v| add(name, v)),
+                Axis::Zip { names, rows } => {
+                    for row in rows {
+                        names.iter().zip(row).for_each(|(n, v)| add(n, v));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The parts of the grid that change what a trial computes for the same parameters:
-    /// the command and `[fixed]`. Stored with the sweep so an edit is reported, not mixed in.
+    /// the command, `[fixed]` and `[trainer]`. Stored with the sweep so an edit is reported,
+    /// not mixed in.
     pub fn config_json(&self) -> String {
-        serde_json::json!({
+        let mut config = serde_json::json!({
             "command": self.command_args,
             "fixed": serde_json::from_str::<serde_json::Value>(&params_to_json(&self.fixed)).unwrap_or_default(),
-        })
-        .to_string()
+        });
+        // Only present when given, so sweeps stored before [trainer] existed still match.
+        if let Some(trainer) = &self.trainer {
+            config["trainer"] = trainer.settings.clone();
+        }
+        config.to_string()
     }
 }
 

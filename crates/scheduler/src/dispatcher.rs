@@ -43,6 +43,8 @@ struct Dispatcher<'a> {
     curves: Vec<CurvePoint>,
     summary: Summary,
     progress: Progress,
+    /// `SWEEP_AXES`: the values of every swept parameter, the same for every trial.
+    axes_json: String,
 }
 
 /// Runs the sweep's claimable trials until none is left, or until `stop` says so. Results
@@ -84,6 +86,7 @@ pub async fn run_sweep(
         pool: GpuPool::new(config.gpus.clone()),
         curves: Vec::new(),
         summary: Summary::default(),
+        axes_json: axes_json(grid),
         progress: Progress {
             total: counts.total(),
             completed: counts.get(TrialStatus::Completed),
@@ -229,7 +232,7 @@ impl Dispatcher<'_> {
                 "trial".to_string(),
             ],
         };
-        let env = vec![
+        let mut env = vec![
             ("SWEEP_SWEEP".to_string(), self.sweep.name.clone()),
             ("SWEEP_TRIAL_ID".to_string(), claimed.id.clone()),
             ("SWEEP_TRIAL_DIR".to_string(), trial_dir_text.clone()),
@@ -240,7 +243,11 @@ impl Dispatcher<'_> {
                 if claimed.attempt > 1 { "1" } else { "0" }.to_string(),
             ),
             ("CUDA_VISIBLE_DEVICES".to_string(), gpus.join(",")),
+            ("SWEEP_AXES".to_string(), self.axes_json.clone()),
         ];
+        if let Some(trainer) = &self.grid.trainer {
+            env.push(("SWEEP_TRAINER".to_string(), trainer.settings.to_string()));
+        }
         let launch = Launch {
             trial_id: claimed.id.clone(),
             attempt: claimed.attempt,
@@ -505,6 +512,16 @@ impl Dispatcher<'_> {
         self.summary.reclaimed += reclaimed;
         Ok(reclaimed)
     }
+}
+
+/// `{"name": [values...], ...}` for every swept parameter.
+fn axes_json(grid: &Grid) -> String {
+    let axes: serde_json::Map<String, serde_json::Value> = grid
+        .axis_values()
+        .into_iter()
+        .map(|(name, values)| (name, values.iter().map(|v| v.to_json()).collect()))
+        .collect();
+    serde_json::Value::Object(axes).to_string()
 }
 
 fn trial_id_of(sweep: &str, params: &Params) -> String {

@@ -76,6 +76,14 @@ impl Ema {
         }
     }
 
+    /// Continues from a saved shadow (a resumed run).
+    pub fn from_shadow(shadow: Lm, decay: f64) -> Ema {
+        Ema {
+            decay,
+            shadow: Some(shadow),
+        }
+    }
+
     /// θ̄, without autodiff.
     pub fn shadow(&self) -> &Lm {
         self.shadow

@@ -12,16 +12,20 @@
 //!
 //! The burn model and training loop that consume these are the next piece of this crate.
 
+pub mod base;
 pub mod batch;
+pub mod config;
 pub mod data;
 pub mod ema;
 pub mod eval;
 pub mod generate;
 pub mod model;
-pub mod run;
+pub mod report;
+pub mod setup;
 pub mod spec;
 pub mod tokenizer;
 pub mod train;
+pub mod trial;
 
 pub use burn::tensor::Device;
 

@@ -12,12 +12,13 @@ use burn::nn::{
 };
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-use burn::tensor::{Bool, Int};
+use burn::tensor::{Bool, Int, TensorData};
 
 use crate::tokenizer::VOCAB_SIZE;
 
 /// Model sizes. The defaults (about 0.4 M parameters) train in minutes on two CPU cores.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
     /// Width of the residual stream.
     pub d_model: usize,
@@ -38,7 +39,7 @@ impl Default for ModelConfig {
             n_heads: 4,
             n_layers: 2,
             d_ff: 256,
-            max_seq: 192,
+            max_seq: 160,
         }
     }
 }
@@ -101,7 +102,25 @@ pub struct Lm {
 pub struct KvCache {
     layers: Vec<(Tensor<4>, Tensor<4>)>,
     len: usize,
+    /// `[batch, len]`, true at left-padding positions no query may attend to.
+    padding: Option<Tensor<2, Bool>>,
 }
+
+impl KvCache {
+    /// A cache for a batch of left-padded prompts: `padding` `[batch, seq]` is true at the
+    /// padding positions of the first call. Rotary positions are relative, so a left-padded
+    /// row scores as it would alone.
+    pub fn with_padding(padding: Tensor<2, Bool>) -> KvCache {
+        KvCache {
+            padding: Some(padding),
+            ..KvCache::default()
+        }
+    }
+}
+
+/// What masked attention scores are set to: finite, so a row that is all padding (a padding
+/// query) stays finite instead of turning into NaN that its keys would spread.
+const MASKED: f32 = -1e9;
 
 impl Lm {
     /// Logits `[batch, seq, vocab]` for every position of `tokens` `[batch, seq]`.
@@ -121,6 +140,22 @@ impl Lm {
         let [batch, seq] = tokens.dims();
         let start = cache.as_ref().map_or(0, |c| c.len);
         let device = tokens.device();
+        // True at every (query, key) a query must not see: the future, and left padding.
+        let keys = start + seq;
+        let mut hidden: Tensor<4, Bool> =
+            Tensor::<2, Bool>::tril_mask([seq, keys], start as i64, &device).unsqueeze();
+        if let Some(padding) = cache.as_mut().and_then(|c| c.padding.as_mut()) {
+            let known = padding.dims()[1];
+            if known < keys {
+                let real =
+                    TensorData::new(vec![false; batch * (keys - known)], [batch, keys - known]);
+                *padding = Tensor::cat(vec![padding.clone(), Tensor::from_data(real, &device)], 1);
+            }
+            let shape = [batch, 1, seq, keys];
+            hidden = hidden
+                .expand(shape)
+                .bool_or(padding.clone().reshape([batch, 1, 1, keys]).expand(shape));
+        }
         let mut x = self.embed.forward(tokens);
         let d_model = x.dims()[2];
         let head_dim = d_model / self.n_heads;
@@ -144,13 +179,10 @@ impl Lm {
                     cache.layers.push((k.clone(), v.clone()));
                 }
             }
-            let keys = k.dims()[2];
             let scores = q
                 .matmul(k.swap_dims(2, 3))
                 .div_scalar((head_dim as f32).sqrt());
-            // True above the diagonal: the future positions each query must not see.
-            let mask = Tensor::<2, Bool>::tril_mask([seq, keys], (keys - seq) as i64, &device);
-            let scores = scores.mask_fill(mask.unsqueeze::<4>(), f32::NEG_INFINITY);
+            let scores = scores.mask_fill(hidden.clone(), MASKED);
             let attended = softmax(scores, 3)
                 .matmul(v)
                 .swap_dims(1, 2)

@@ -2,10 +2,13 @@
 //! cosine decay, a batch reached by micro-batches and gradient accumulation, optional
 //! gradient clipping, and a hook after every optimizer step (curves, EMA).
 
+use std::path::Path;
+
 use burn::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use rand::Rng;
+use burn::store::{BurnpackStore, ModuleSnapshot};
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::batch::{loss, make_batch};
@@ -111,45 +114,198 @@ pub struct RunShape {
     pub micro_batch: usize,
 }
 
-/// Trains `model` (on an autodiff device) for `shape.steps` steps. After each step
-/// `after_step(step, loss, model)` runs and returns the model to continue with (so an EMA in
-/// feedback mode can replace it).
-pub fn train(
-    mut model: Lm,
-    device: &Device,
-    mix: &Mix<'_>,
+/// A training run that advances one optimizer step at a time and can be saved and restored
+/// exactly: model, optimizer state and the position of the batch sampler.
+pub struct Trainer<'a> {
+    model: Option<Lm>,
+    optimizer: ModuleOptimizer,
+    rng: ChaCha8Rng,
+    step: usize,
+    mix: &'a Mix<'a>,
     shape: RunShape,
-    optim: &OptimConfig,
-    rng: &mut ChaCha8Rng,
-    mut after_step: impl FnMut(usize, f64, Lm) -> Lm,
-) -> Lm {
-    let mut config = AdamWConfig::new()
-        .with_beta_1(optim.beta1)
-        .with_beta_2(optim.beta2)
-        .with_epsilon(optim.epsilon)
-        .with_weight_decay(optim.weight_decay);
-    if let Some(clip) = optim.grad_clip {
-        config = config.with_grad_clipping(Some(GradientClippingConfig::Norm(clip)));
+    optim: OptimConfig,
+    device: Device,
+}
+
+/// A checkpoint that cannot be written or read.
+#[derive(Debug, thiserror::Error)]
+#[error("checkpoint {path}: {message}")]
+pub struct CheckpointError {
+    /// The file.
+    pub path: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl CheckpointError {
+    fn at(path: &Path, message: impl ToString) -> CheckpointError {
+        CheckpointError {
+            path: path.display().to_string(),
+            message: message.to_string(),
+        }
     }
-    let mut optimizer = config.init();
-    let micro = shape.micro_batch.clamp(1, shape.batch_size.max(1));
-    for step in 0..shape.steps {
-        let examples = mix.sample(rng, shape.batch_size);
+}
+
+impl<'a> Trainer<'a> {
+    /// Starts training `model` (on an autodiff device) with fresh optimizer state; batches
+    /// are drawn from `mix` in an order fixed by `seed`.
+    pub fn new(
+        model: Lm,
+        device: &Device,
+        mix: &'a Mix<'a>,
+        shape: RunShape,
+        optim: &OptimConfig,
+        seed: u64,
+    ) -> Trainer<'a> {
+        let mut config = AdamWConfig::new()
+            .with_beta_1(optim.beta1)
+            .with_beta_2(optim.beta2)
+            .with_epsilon(optim.epsilon)
+            .with_weight_decay(optim.weight_decay);
+        if let Some(clip) = optim.grad_clip {
+            config = config.with_grad_clipping(Some(GradientClippingConfig::Norm(clip)));
+        }
+        Trainer {
+            model: Some(model),
+            optimizer: config.init(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            step: 0,
+            mix,
+            shape,
+            optim: optim.clone(),
+            device: device.clone(),
+        }
+    }
+
+    /// Optimizer steps taken.
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    /// The model as trained so far.
+    pub fn model(&self) -> &Lm {
+        self.model
+            .as_ref()
+            .expect("the model is only taken inside a step")
+    }
+
+    /// Replaces the model (an EMA in feedback mode copies its shadow back).
+    pub fn map_model(&mut self, f: impl FnOnce(Lm) -> Lm) {
+        let model = self
+            .model
+            .take()
+            .expect("the model is only taken inside a step");
+        self.model = Some(f(model));
+    }
+
+    /// One optimizer step over `shape.batch_size` examples, in micro-batches; returns the
+    /// mean loss of the batch.
+    pub fn advance(&mut self) -> f64 {
+        let examples = self.mix.sample(&mut self.rng, self.shape.batch_size);
+        let micro = self
+            .shape
+            .micro_batch
+            .clamp(1, self.shape.batch_size.max(1));
+        let model = self
+            .model
+            .take()
+            .expect("the model is only taken inside a step");
         let mut accumulator = GradientsAccumulator::new();
         let mut step_loss = 0.0;
         for chunk in examples.chunks(micro) {
-            let batch = make_batch(chunk, device);
+            let batch = make_batch(chunk, &self.device);
             let (mean, _) = loss(&model, &batch);
             let weight = chunk.len() as f64 / examples.len() as f64;
             step_loss += mean.clone().into_scalar::<f32>() as f64 * weight;
             let grads = mean.mul_scalar(weight).backward();
             accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
         }
-        let lr = optim.lr_at(step, shape.steps);
-        model = optimizer.step(lr, model, accumulator.grads());
-        model = after_step(step + 1, step_loss, model);
+        let lr = self.optim.lr_at(self.step, self.shape.steps);
+        self.model = Some(self.optimizer.step(lr, model, accumulator.grads()));
+        self.step += 1;
+        step_loss
     }
-    model
+
+    /// Writes the model, optimizer state and sampler position into `dir` (which must exist).
+    pub fn save(&self, dir: &Path) -> Result<(), CheckpointError> {
+        let model_path = dir.join("model.bpk");
+        self.model()
+            .valid()
+            .save_into(&mut BurnpackStore::from_file(&model_path))
+            .map_err(|e| CheckpointError::at(&model_path, e))?;
+        let optim_path = dir.join("optimizer.bpk");
+        self.optimizer
+            .save(&optim_path)
+            .map_err(|e| CheckpointError::at(&optim_path, e))?;
+        let state_path = dir.join("trainer.json");
+        let state = serde_json::json!({
+            "step": self.step,
+            "sampler_word_pos": self.rng.get_word_pos().to_string(),
+        });
+        std::fs::write(&state_path, state.to_string())
+            .map_err(|e| CheckpointError::at(&state_path, e))
+    }
+
+    /// Continues from what [`Trainer::save`] wrote into `dir`. `init` builds a model of the
+    /// right shape (without autodiff) to load the weights into.
+    pub fn restore(
+        &mut self,
+        dir: &Path,
+        init: impl FnOnce() -> Lm,
+    ) -> Result<(), CheckpointError> {
+        let state_path = dir.join("trainer.json");
+        let text = std::fs::read_to_string(&state_path)
+            .map_err(|e| CheckpointError::at(&state_path, e))?;
+        let state: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| CheckpointError::at(&state_path, e))?;
+        let step = state["step"].as_u64();
+        let word_pos = state["sampler_word_pos"]
+            .as_str()
+            .and_then(|s| s.parse::<u128>().ok());
+        let (Some(step), Some(word_pos)) = (step, word_pos) else {
+            return Err(CheckpointError::at(
+                &state_path,
+                "missing step or sampler position",
+            ));
+        };
+        let model_path = dir.join("model.bpk");
+        let mut model = init();
+        model
+            .load_from(&mut BurnpackStore::from_file(&model_path))
+            .map_err(|e| CheckpointError::at(&model_path, e))?;
+        let optim_path = dir.join("optimizer.bpk");
+        let optimizer = std::mem::replace(&mut self.optimizer, AdamWConfig::new().init());
+        self.optimizer = optimizer
+            .load(&optim_path)
+            .map_err(|e| CheckpointError::at(&optim_path, e))?;
+        self.model = Some(model.to_device(&self.device).train());
+        self.rng.set_word_pos(word_pos);
+        self.step = step as usize;
+        Ok(())
+    }
+}
+
+/// Trains `model` (on an autodiff device) for `shape.steps` steps. After each step
+/// `after_step(step, loss, model)` runs and returns the model to continue with.
+pub fn train(
+    model: Lm,
+    device: &Device,
+    mix: &Mix<'_>,
+    shape: RunShape,
+    optim: &OptimConfig,
+    seed: u64,
+    mut after_step: impl FnMut(usize, f64, Lm) -> Lm,
+) -> Lm {
+    let mut trainer = Trainer::new(model, device, mix, shape, optim, seed);
+    while trainer.step() < shape.steps {
+        let loss = trainer.advance();
+        let step = trainer.step();
+        trainer.map_model(|m| after_step(step, loss, m));
+    }
+    trainer
+        .model
+        .take()
+        .expect("the model is only taken inside a step")
 }
 
 #[cfg(test)]

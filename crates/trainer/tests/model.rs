@@ -1,14 +1,12 @@
 //! The model, the training loop and the EMA on a tiny configuration (seconds in release).
 
 use burn::module::Module;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use sweep_trainer::batch::{loss, make_batch};
 use sweep_trainer::ema::Ema;
 use sweep_trainer::generate::generate;
 use sweep_trainer::model::{KvCache, ModelConfig};
 use sweep_trainer::tokenizer::{encode_example, encode_prompt, Encoded};
-use sweep_trainer::train::{train, Mix, OptimConfig, RunShape, Schedule};
+use sweep_trainer::train::{train, Mix, OptimConfig, RunShape, Schedule, Trainer};
 use sweep_trainer::{cpu_device, Device};
 
 fn tiny() -> ModelConfig {
@@ -52,25 +50,16 @@ fn run(seed: u64, steps: usize, device: &Device) -> (Vec<f64>, f32) {
     let model = tiny().init(&ad);
     let data = examples();
     let mix = Mix::new(vec![(&data, 1.0)]);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut losses = Vec::new();
     let shape = RunShape {
         steps,
         batch_size: 4,
         micro_batch: 2,
     };
-    let model = train(
-        model,
-        &ad,
-        &mix,
-        shape,
-        &optim(1e-2),
-        &mut rng,
-        |_, l, m| {
-            losses.push(l);
-            m
-        },
-    );
+    let model = train(model, &ad, &mix, shape, &optim(1e-2), seed, |_, l, m| {
+        losses.push(l);
+        m
+    });
     let refs: Vec<&Encoded> = data.iter().collect();
     let (final_loss, _) = loss(&model.valid(), &make_batch(&refs, device));
     (losses, final_loss.into_scalar::<f32>())
@@ -164,7 +153,6 @@ fn ema_blends_from_the_starting_weights() {
     let mut ema = Ema::new(&start, 0.5);
     let data = examples();
     let mix = Mix::new(vec![(&data, 1.0)]);
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
     let trained = train(
         start.clone(),
         &ad,
@@ -175,7 +163,7 @@ fn ema_blends_from_the_starting_weights() {
             micro_batch: 4,
         },
         &optim(1e-2),
-        &mut rng,
+        1,
         |_, _, m| m,
     );
     // β = 0: the shadow follows the model exactly; β near 1 barely moves from the start.
@@ -214,8 +202,42 @@ fn ema_blends_from_the_starting_weights() {
             micro_batch: 4,
         },
         &optim(1e-2),
-        &mut rng,
+        1,
         |_, _, m| m,
     );
     assert_ne!(params(&after)[0], before);
+}
+
+#[test]
+fn a_restored_checkpoint_continues_exactly() {
+    let device = cpu_device();
+    let ad = device.clone().autodiff();
+    ad.seed(5);
+    let start = tiny().init(&ad);
+    let data = examples();
+    let mix = Mix::new(vec![(&data, 1.0)]);
+    let shape = RunShape {
+        steps: 20,
+        batch_size: 4,
+        micro_batch: 2,
+    };
+    let mut straight = Trainer::new(start.clone(), &ad, &mix, shape, &optim(1e-2), 9);
+    let losses: Vec<f64> = (0..20).map(|_| straight.advance()).collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Trainer::new(start, &ad, &mix, shape, &optim(1e-2), 9);
+    for _ in 0..8 {
+        first.advance();
+    }
+    first.save(dir.path()).unwrap();
+    drop(first);
+    // A new process: fresh weights and optimizer, then the checkpoint.
+    ad.seed(6);
+    let mut resumed = Trainer::new(tiny().init(&ad), &ad, &mix, shape, &optim(1e-2), 9);
+    resumed
+        .restore(dir.path(), || tiny().init(&device))
+        .unwrap();
+    assert_eq!(resumed.step(), 8);
+    let rest: Vec<f64> = (8..20).map(|_| resumed.advance()).collect();
+    assert_eq!(rest, losses[8..]);
 }

@@ -2,11 +2,15 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use clap::Args;
-use sweep_core::{expand, Grid};
+use sweep_core::value::params_to_json;
+use sweep_core::{expand, Expansion, Grid};
 use sweep_scheduler::{run_sweep, GpuRequest, RunConfig, Stop};
 use sweep_store::{Store, TrialStatus};
+use sweep_trainer::config::TrainerConfig;
+use sweep_trainer::setup::Setup;
+use sweep_trainer::spec::TrialSpec;
 use tokio::sync::watch;
 
 use crate::exit_codes;
@@ -60,6 +64,44 @@ pub async fn run(db: &str, args: RunArgs) -> anyhow::Result<i32> {
     execute(db, grid, workdir, args.exec).await
 }
 
+/// The built-in trainer checks its settings, data files and every trial's parameters before
+/// anything is stored or run, so a typo fails now and not in each trial.
+fn check_builtin(grid: &Grid, expansion: &Expansion, workdir: &Path) -> anyhow::Result<()> {
+    let path = grid.path.display();
+    let names = grid
+        .swept_names()
+        .into_iter()
+        .chain(grid.fixed.keys().map(String::as_str));
+    if let Err(e) = sweep_trainer::spec::check_names(names) {
+        bail!("{path}: {e}");
+    }
+    if let Some(table) = &grid.trainer {
+        let line = table.line;
+        let config = TrainerConfig::from_json(&table.settings.to_string())
+            .map_err(|e| anyhow!("{path}:{line}: {e}"))?;
+        // Trials run in the sweep's working directory: read the files from there.
+        Setup::new(config.relative_to(workdir)).map_err(|e| {
+            anyhow!(
+                "{path}:{line}: {e}\nhelp: relative paths are read from {}",
+                workdir.display()
+            )
+        })?;
+    }
+    for trial in &expansion.trials {
+        let mut all = trial.params.clone();
+        all.extend(grid.fixed.clone());
+        let json: serde_json::Map<String, serde_json::Value> =
+            all.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+        if let Err(e) = TrialSpec::from_params(&json) {
+            bail!(
+                "{path}: {e} (in the point {})",
+                params_to_json(&trial.params)
+            );
+        }
+    }
+    Ok(())
+}
+
 pub async fn resume(db: &str, args: ResumeArgs) -> anyhow::Result<i32> {
     let store = Store::open_existing(db).await?;
     let record = store.sweep(&args.name).await?;
@@ -75,17 +117,10 @@ pub async fn resume(db: &str, args: ResumeArgs) -> anyhow::Result<i32> {
 }
 
 async fn execute(db: &str, grid: Grid, workdir: PathBuf, exec: ExecArgs) -> anyhow::Result<i32> {
-    if grid.command.is_none() {
-        // The built-in trainer checks its parameter names before anything is stored or run.
-        let names = grid
-            .swept_names()
-            .into_iter()
-            .chain(grid.fixed.keys().map(String::as_str));
-        if let Err(e) = sweep_trainer::spec::check_names(names) {
-            bail!("{}: {e}", grid.path.display());
-        }
-    }
     let expansion = expand(&grid);
+    if grid.command.is_none() {
+        check_builtin(&grid, &expansion, &workdir)?;
+    }
     let store = Store::open(db)
         .await
         .with_context(|| format!("cannot use the database {db}"))?;

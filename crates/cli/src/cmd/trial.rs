@@ -3,15 +3,26 @@
 //! base model on demand and prints its scores.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{anyhow, Context};
 use clap::Args;
 use serde_json::json;
-use sweep_trainer::run::{base_model, evaluate, fine_tune, prepare, BaseConfig, Report};
+use sweep_core::Grid;
+use sweep_trainer::base::{base_model, BaseConfig};
+use sweep_trainer::config::TrainerConfig;
+use sweep_trainer::report::Report;
+use sweep_trainer::setup::{evaluate, transcripts, Setup};
 use sweep_trainer::spec::TrialSpec;
+use sweep_trainer::trial::{run_trial, Checkpoints, Plan, TrialError};
 
 use crate::exit_codes;
+
+/// Exit status of a trial stopped by SIGTERM after writing its checkpoint (128 + 15, as if
+/// the signal had ended it).
+const STOPPED: i32 = 143;
 
 /// `sweep trial`.
 #[derive(Debug, Args)]
@@ -19,17 +30,45 @@ pub struct TrialArgs {
     /// Parameters as a JSON object (default: $SWEEP_PARAMS).
     #[arg(long, env = "SWEEP_PARAMS", default_value = "{}")]
     params: String,
+    /// The grid's `[trainer]` table as JSON (default: $SWEEP_TRAINER).
+    #[arg(long, env = "SWEEP_TRAINER", default_value = "{}")]
+    trainer: String,
+    /// Values of every swept parameter, as JSON (default: $SWEEP_AXES).
+    #[arg(long, env = "SWEEP_AXES", default_value = "{}")]
+    axes: String,
+    /// Where checkpoints go (default: $SWEEP_TRIAL_DIR; none without it).
+    #[arg(long, env = "SWEEP_TRIAL_DIR")]
+    trial_dir: Option<PathBuf>,
+    /// Continue from the checkpoint in the trial directory ($SWEEP_RESUME=1).
+    #[arg(long, env = "SWEEP_RESUME", value_parser = parse_flag, default_value = "0")]
+    resume: bool,
     /// Where the base model is cached (default: `.cache` in the sweep's trial directory root).
     #[arg(long, env = "SWEEP_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
 }
 
+fn parse_flag(text: &str) -> Result<bool, String> {
+    match text {
+        "1" | "true" => Ok(true),
+        "0" | "false" | "" => Ok(false),
+        other => Err(format!("expected 1 or 0, got {other:?}")),
+    }
+}
+
 /// `sweep base`.
 #[derive(Debug, Args)]
 pub struct BaseArgs {
+    /// A grid file whose `[trainer]` table shapes the base model (default: built-in settings).
+    grid: Option<PathBuf>,
     /// Where the base model is cached.
     #[arg(long, env = "SWEEP_CACHE_DIR", default_value = "sweep-trials/.cache")]
     cache_dir: PathBuf,
+    /// Also evaluate every N steps while training (slower; shows when the bars are reached).
+    #[arg(long, value_name = "N")]
+    eval_every: Option<usize>,
+    /// Print every evaluation prompt with the base model's answer.
+    #[arg(long)]
+    show_responses: bool,
 }
 
 fn emit(value: serde_json::Value) {
@@ -38,19 +77,26 @@ fn emit(value: serde_json::Value) {
     let _ = out.flush();
 }
 
+/// Turns the trainer's reports into protocol lines (and log lines on stderr).
 fn reporter(r: Report) {
     match r {
         Report::Metric { step, name, value } => {
             emit(json!({"event": "metric", "step": step, "name": name, "value": value}))
         }
         Report::Note(text) => eprintln!("{text}"),
+        Report::Result { params, metrics } if params.is_empty() => {
+            emit(json!({"event": "result", "metrics": metrics}))
+        }
+        Report::Result { params, metrics } => {
+            emit(json!({"event": "result", "params": params, "metrics": metrics}))
+        }
+        Report::Checkpoint { step } => emit(json!({"event": "checkpoint", "step": step})),
     }
 }
 
-fn default_cache_dir() -> PathBuf {
+fn default_cache_dir(trial_dir: Option<&Path>) -> PathBuf {
     // SWEEP_TRIAL_DIR is <root>/<sweep>/<trial>: share one cache per root.
-    std::env::var_os("SWEEP_TRIAL_DIR")
-        .map(PathBuf::from)
+    trial_dir
         .and_then(|d| d.parent()?.parent().map(|root| root.join(".cache")))
         .unwrap_or_else(|| PathBuf::from("sweep-trials/.cache"))
 }
@@ -58,50 +104,97 @@ fn default_cache_dir() -> PathBuf {
 pub fn trial(args: TrialArgs) -> anyhow::Result<i32> {
     let params: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&args.params).context("the trial parameters are not a JSON object")?;
+    let axes: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&args.axes).context("SWEEP_AXES is not a JSON object")?;
     let spec = TrialSpec::from_params(&params)?;
+    let config = TrainerConfig::from_json(&args.trainer)?;
+    let share = config.share_runs;
+    let cache = config
+        .cache_dir
+        .clone()
+        .or(args.cache_dir)
+        .unwrap_or_else(|| default_cache_dir(args.trial_dir.as_deref()));
+    let base_config = BaseConfig::from_trainer(&config);
+    let setup = Setup::new(config)?;
     let device = sweep_trainer::cpu_device();
-    let config = BaseConfig::default();
-    let prepared = prepare(config.model.max_seq);
-    let cache = args.cache_dir.unwrap_or_else(default_cache_dir);
-    let base = base_model(&config, &prepared, &cache, &device, &mut reporter)?;
-    let model = fine_tune(&spec, &base, &prepared, &device, &mut reporter);
-    let metrics = evaluate(&model, &prepared, config.model.max_seq, &device);
-    let mode = if spec.ema_decay > 0.0 {
-        format!("{:?}", spec.ema_mode).to_lowercase()
-    } else {
-        "off".into()
+    let base = base_model(&base_config, &setup, &cache, &device, None, &mut reporter)?;
+    let plan = Plan::new(&spec, &axes, share);
+    let mode = match (spec.ema_decay > 0.0, spec.ema_mode) {
+        (false, _) => "off".to_string(),
+        (true, mode) => format!("{mode:?}").to_lowercase(),
     };
     eprintln!(
-        "evaluated the {} model (ema: {mode})",
-        if spec.steps == 0 {
-            "base"
-        } else {
-            "fine-tuned"
-        }
+        "fine-tuning {} steps (ema: {mode}); reporting {} grid point(s) from this run",
+        plan.train_steps,
+        plan.points()
     );
-    emit(json!({"event": "result", "metrics": metrics}));
-    Ok(exit_codes::OK)
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))
+        .context("cannot watch for SIGTERM")?;
+    let checkpoints = args.trial_dir.as_deref().map(|dir| Checkpoints {
+        dir,
+        resume: args.resume,
+    });
+    let fingerprint = format!("{}|{:?}", base_config.key(), setup.config);
+    match run_trial(
+        &setup,
+        &base,
+        &spec,
+        &plan,
+        &fingerprint,
+        checkpoints,
+        &stop,
+        &device,
+        &mut reporter,
+    ) {
+        Ok(()) => Ok(exit_codes::OK),
+        Err(e @ TrialError::Stopped(_)) => {
+            eprintln!("{e}");
+            Ok(STOPPED)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub fn base(args: BaseArgs) -> anyhow::Result<i32> {
+    let config = match &args.grid {
+        None => TrainerConfig::default(),
+        Some(path) => {
+            let grid = Grid::load(path)?;
+            match &grid.trainer {
+                None => TrainerConfig::default(),
+                Some(table) => TrainerConfig::from_json(&table.settings.to_string())
+                    .map_err(|e| anyhow!("{}:{}: {e}", path.display(), table.line))?,
+            }
+        }
+    };
+    let cache = config.cache_dir.clone().unwrap_or(args.cache_dir);
+    let base_config = BaseConfig::from_trainer(&config);
+    let setup = Setup::new(config)?;
     let device = sweep_trainer::cpu_device();
-    let config = BaseConfig::default();
-    let prepared = prepare(config.model.max_seq);
     let start = std::time::Instant::now();
     let base = base_model(
-        &config,
-        &prepared,
-        &args.cache_dir,
+        &base_config,
+        &setup,
+        &cache,
         &device,
+        args.eval_every,
         &mut |r| match r {
             Report::Metric { step, name, value } => eprintln!("{name} step {step}: {value:.4}"),
             Report::Note(text) => eprintln!("{text}"),
+            Report::Result { .. } | Report::Checkpoint { .. } => {}
         },
     )?;
-    let metrics = evaluate(&base, &prepared, config.model.max_seq, &device);
+    if args.show_responses {
+        for t in transcripts(&base, &setup, &device) {
+            let verdict = if t.refused { "refused" } else { "answered" };
+            println!("[{} {verdict}] {} => {}", t.set, t.prompt, t.response);
+        }
+    }
+    let metrics = evaluate(&base, &setup, &device);
     println!(
         "base model {} ({:.0} s): {}",
-        config.key(),
+        base_config.key(),
         start.elapsed().as_secs_f64(),
         json!(metrics)
     );

@@ -152,7 +152,7 @@ pub fn read_dolly(path: &Path) -> Result<Vec<Example>, FormatError> {
             path: name.clone(),
             line: i + 1,
             column: e.column(),
-            message: e.to_string(),
+            message: json_message(&e),
         })?;
         examples.push(example(
             &name,
@@ -177,12 +177,22 @@ pub fn read_examples(path: &Path) -> Result<Vec<Example>, FormatError> {
     }
 }
 
+/// serde_json's message without its own "at line L column C" (the error already says where,
+/// in terms of the file rather than the string that was parsed).
+fn json_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
 fn parse_json(name: &str, text: &str) -> Result<Value, FormatError> {
     serde_json::from_str(text).map_err(|e| FormatError::Syntax {
         path: name.to_string(),
         line: e.line(),
         column: e.column(),
-        message: e.to_string(),
+        message: json_message(&e),
     })
 }
 

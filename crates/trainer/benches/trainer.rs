@@ -1,0 +1,142 @@
+//! The built-in trainer on the CPU backend: optimizer step time (the real alignment batches,
+//! and a fixed 16 × 64 batch comparable with `scripts/bench_pytorch.py`), the EMA update as a
+//! share of a step, and greedy generation throughput. Prints medians; see
+//! docs/performance.md.
+//!
+//! `cargo bench -p sweep-trainer --bench trainer`
+
+use std::time::{Duration, Instant};
+
+use burn::module::Module;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sweep_trainer::config::TrainerConfig;
+use sweep_trainer::ema::Ema;
+use sweep_trainer::generate::generate;
+use sweep_trainer::setup::Setup;
+use sweep_trainer::tokenizer::Encoded;
+use sweep_trainer::train::{Mix, OptimConfig, RunShape, Schedule, Trainer};
+
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn optim() -> OptimConfig {
+    OptimConfig {
+        lr: 1e-3,
+        weight_decay: 0.1,
+        beta1: 0.9,
+        beta2: 0.95,
+        epsilon: 1e-8,
+        grad_clip: Some(1.0),
+        warmup: 0,
+        schedule: Schedule::Constant,
+    }
+}
+
+/// Median time of `n` optimizer steps after 3 warm-up steps.
+fn step_time(mix: &Mix<'_>, setup: &Setup, n: usize) -> Duration {
+    let device = sweep_trainer::cpu_device();
+    let ad = device.autodiff();
+    ad.seed(0);
+    let model = setup.config.model.init(&ad);
+    let shape = RunShape {
+        steps: n + 3,
+        batch_size: 16,
+        micro_batch: 16,
+    };
+    let mut trainer = Trainer::new(model, &ad, mix, shape, &optim(), 0);
+    for _ in 0..3 {
+        trainer.advance();
+    }
+    median(
+        (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                trainer.advance();
+                t.elapsed()
+            })
+            .collect(),
+    )
+}
+
+fn main() {
+    let setup = Setup::new(TrainerConfig::default()).expect("built-in data");
+    let device = sweep_trainer::cpu_device();
+    let params = setup.config.model.init(&device).num_params();
+    println!("model: {:?}, {params} parameters", setup.config.model);
+
+    let aligned = step_time(&setup.alignment_mix(), &setup, 20);
+    let finetune = step_time(&setup.finetune_mix(), &setup, 20);
+    // A fixed batch of 16 random 65-byte sequences (64 predictions each), every token a target.
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let fixed: Vec<Encoded> = (0..64)
+        .map(|_| Encoded {
+            tokens: (0..65).map(|_| rng.random_range(0..256)).collect(),
+            target: vec![true; 65],
+        })
+        .collect();
+    let fixed_mix = Mix::new(vec![(&fixed, 1.0)]);
+    let fixed_step = step_time(&fixed_mix, &setup, 20);
+
+    let start = setup.config.model.init(&device);
+    let mut ema = Ema::new(&start, 0.99);
+    let ad_model = start.clone().to_device(&device.clone().autodiff()).train();
+    let ema_time = median(
+        (0..50)
+            .map(|_| {
+                let t = Instant::now();
+                ema.update(&ad_model);
+                t.elapsed()
+            })
+            .collect(),
+    );
+
+    let prompts: Vec<String> = (0..128)
+        .map(|i| format!("How do I fix a car number {i}?"))
+        .collect();
+    let mut tokens = 0;
+    let gen = median(
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                let out = generate(&start, &prompts, 48, setup.config.model.max_seq, &device);
+                tokens = out
+                    .iter()
+                    .map(|r| r.text.len() + usize::from(r.ended))
+                    .sum();
+                t.elapsed()
+            })
+            .collect(),
+    );
+
+    println!("| measurement | median |");
+    println!("|---|---|");
+    println!(
+        "| step, alignment batches (16 examples, padded to the longest) | {:.1} ms |",
+        ms(aligned)
+    );
+    println!(
+        "| step, fine-tuning batches (16 examples) | {:.1} ms |",
+        ms(finetune)
+    );
+    println!(
+        "| step, fixed 16 × 64 batch (the PyTorch comparison) | {:.1} ms |",
+        ms(fixed_step)
+    );
+    println!(
+        "| EMA update (all parameters) | {:.2} ms ({:.1} % of an alignment step) |",
+        ms(ema_time),
+        100.0 * ema_time.as_secs_f64() / aligned.as_secs_f64()
+    );
+    println!(
+        "| greedy generation, 128 prompts × ≤ 48 tokens, KV cache, batches of 32 | {:.2} s, {:.0} tokens/s |",
+        gen.as_secs_f64(),
+        tokens as f64 / gen.as_secs_f64()
+    );
+}

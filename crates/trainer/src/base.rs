@@ -1,0 +1,199 @@
+//! The safety-aligned base model: trained from scratch on refusals and helpful answers,
+//! once per configuration, and cached by the hash of everything that shapes it. A lock file
+//! makes trials that start together wait for one training run instead of each doing it.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use burn::prelude::*;
+use burn::store::{BurnpackStore, ModuleSnapshot};
+
+use crate::config::TrainerConfig;
+use crate::data::DataConfig;
+use crate::model::{Lm, ModelConfig};
+use crate::report::Report;
+use crate::setup::{evaluate, Setup};
+use crate::train::{train, OptimConfig, RunShape, Schedule};
+
+/// The base model cache cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("base model cache {0}: {1}")]
+pub struct CacheError(pub PathBuf, pub String);
+
+/// How the safety-aligned base model is trained. Part of its cache key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaseConfig {
+    /// Model sizes.
+    pub model: ModelConfig,
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Optimizer settings.
+    pub optim: OptimConfig,
+    /// Initialisation and batch-order seed.
+    pub seed: u64,
+}
+
+impl Default for BaseConfig {
+    fn default() -> BaseConfig {
+        BaseConfig {
+            model: ModelConfig::default(),
+            steps: 1600,
+            batch_size: 16,
+            optim: OptimConfig {
+                lr: 3e-3,
+                weight_decay: 0.1,
+                beta1: 0.9,
+                beta2: 0.95,
+                epsilon: 1e-8,
+                grad_clip: Some(1.0),
+                warmup: 50,
+                schedule: Schedule::Cosine { min_ratio: 0.1 },
+            },
+            seed: 0,
+        }
+    }
+}
+
+impl BaseConfig {
+    /// The base model a `[trainer]` table asks for.
+    pub fn from_trainer(config: &TrainerConfig) -> BaseConfig {
+        let default = BaseConfig::default();
+        BaseConfig {
+            model: config.model.clone(),
+            steps: config.base_steps,
+            optim: OptimConfig {
+                lr: config.base_lr,
+                ..default.optim
+            },
+            seed: config.base_seed,
+            ..default
+        }
+    }
+
+    /// A stable hash of everything that shapes the base model.
+    pub fn key(&self) -> String {
+        // Bump the version when the generated data or the training code changes.
+        let text = format!(
+            "v3|{:?}|{}|{}|{:?}|{}|{:?}",
+            self.model,
+            self.steps,
+            self.batch_size,
+            self.optim,
+            self.seed,
+            DataConfig::default()
+        );
+        blake3::hash(text.as_bytes()).to_hex()[..16].to_string()
+    }
+}
+
+/// Trains the aligned base model from scratch, evaluating it every `eval_every` steps if set
+/// (to see where the refusal bars are reached).
+pub fn train_base(
+    config: &BaseConfig,
+    setup: &Setup,
+    device: &Device,
+    eval_every: Option<usize>,
+    report: &mut dyn FnMut(Report),
+) -> Lm {
+    let ad = device.clone().autodiff();
+    ad.seed(config.seed);
+    let model = config.model.init(&ad);
+    let mix = setup.alignment_mix();
+    let shape = RunShape {
+        steps: config.steps,
+        batch_size: config.batch_size,
+        micro_batch: config.batch_size,
+    };
+    let model = train(
+        model,
+        &ad,
+        &mix,
+        shape,
+        &config.optim,
+        config.seed,
+        |step, loss, model| {
+            if step % 50 == 0 || step == config.steps {
+                report(Report::Metric {
+                    step,
+                    name: "base_train_loss",
+                    value: loss,
+                });
+            }
+            if eval_every.is_some_and(|n| step % n == 0) {
+                let metrics = evaluate(&model.valid(), setup, device);
+                for (name, value) in metrics {
+                    report(Report::Note(format!("step {step}: {name} {value:.4}")));
+                }
+            }
+            model
+        },
+    );
+    model.valid()
+}
+
+/// The cached base model for `config`, training and caching it first if needed. A lock file
+/// makes concurrent trials wait for one training run instead of each starting their own.
+pub fn base_model(
+    config: &BaseConfig,
+    setup: &Setup,
+    cache_dir: &Path,
+    device: &Device,
+    eval_every: Option<usize>,
+    report: &mut dyn FnMut(Report),
+) -> Result<Lm, CacheError> {
+    let path = cache_dir.join(format!("base-{}.bpk", config.key()));
+    let cache_err = |e: String| CacheError(path.clone(), e);
+    std::fs::create_dir_all(cache_dir).map_err(|e| cache_err(e.to_string()))?;
+    let lock = path.with_extension("lock");
+    loop {
+        if path.exists() {
+            let mut model = config.model.init(device);
+            model
+                .load_from(&mut BurnpackStore::from_file(&path))
+                .map_err(|e| cache_err(format!("cannot load ({e}); delete the file to retrain")))?;
+            return Ok(model);
+        }
+        match OpenOptions::new().write(true).create_new(true).open(&lock) {
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if lock_is_stale(&lock) {
+                    let _ = std::fs::remove_file(&lock);
+                    continue;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(cache_err(e.to_string())),
+        }
+    }
+    let _ = std::fs::write(&lock, std::process::id().to_string());
+    report(Report::Note(format!(
+        "training the base model (cached as {})",
+        path.display()
+    )));
+    let model = train_base(config, setup, device, eval_every, report);
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let saved = model
+        .save_into(&mut BurnpackStore::from_file(&tmp))
+        .map_err(|e| e.to_string())
+        .and_then(|_| std::fs::rename(&tmp, &path).map_err(|e| e.to_string()));
+    let _ = std::fs::remove_file(&lock);
+    saved.map_err(cache_err)?;
+    Ok(model)
+}
+
+/// A lock whose writer process is gone (it crashed while training).
+fn lock_is_stale(lock: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(lock) else {
+        return false;
+    };
+    let Ok(pid) = text.trim().parse::<u32>() else {
+        // Written but not yet filled in: give the writer a moment.
+        return std::fs::metadata(lock)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(30));
+    };
+    !Path::new("/proc").join(pid.to_string()).exists() && Path::new("/proc/self").exists()
+}

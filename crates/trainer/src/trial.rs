@@ -1,0 +1,411 @@
+//! A fine-tuning trial: start from the aligned base model, fine-tune it on benign data with
+//! the trial's settings, and evaluate the model (or its EMA shadows) at the grid's step
+//! counts. Checkpoints go into the trial directory; a resumed trial continues from the last
+//! one and ends with the numbers an uninterrupted run gives.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::prelude::*;
+use burn::store::{BurnpackStore, ModuleSnapshot};
+use serde_json::{json, Map, Value};
+
+use crate::ema::Ema;
+use crate::model::Lm;
+use crate::report::Report;
+use crate::setup::{evaluate, Setup};
+use crate::spec::{EmaMode, TrialSpec};
+use crate::train::{CheckpointError, RunShape, Schedule, Trainer};
+
+/// Why a trial stopped without finishing.
+#[derive(Debug, thiserror::Error)]
+pub enum TrialError {
+    /// A checkpoint could not be written or read.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// Asked to stop (SIGTERM); a checkpoint was written if a directory was given.
+    #[error("stopped at step {0} as asked; a resumed attempt continues from there")]
+    Stopped(usize),
+}
+
+/// A value of a swept parameter: the number, and the value as the grid wrote it (an
+/// override must use the grid's own spelling, `0` is not `0.0`, to name the same point).
+#[derive(Debug, Clone, PartialEq)]
+struct Swept<T> {
+    value: T,
+    written: Option<Value>,
+}
+
+/// The grid points one run evaluates: every step count in `eval_steps` for every decay in
+/// `decays` (0 = the model itself).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Optimizer steps the run takes.
+    pub train_steps: usize,
+    eval_steps: Vec<Swept<usize>>,
+    decays: Vec<Swept<f64>>,
+    own: (usize, f64),
+}
+
+impl Plan {
+    /// The trial's own point, plus, when `share` is on, the neighbouring points of `axes`
+    /// (the sweep's values per swept parameter) that the same run computes exactly: every
+    /// `ema_decay` with a shadow EMA (the trained model does not depend on the shadow), and
+    /// every `steps` value with a constant schedule (the first steps of a longer run are the
+    /// shorter run). Each trial still reports its own point; the store skips points already
+    /// reported.
+    pub fn new(spec: &TrialSpec, axes: &Map<String, Value>, share: bool) -> Plan {
+        let own = (spec.steps, spec.ema_decay);
+        let values = |name: &str| axes.get(name).and_then(Value::as_array);
+        let mut eval_steps = vec![Swept {
+            value: spec.steps,
+            written: None,
+        }];
+        let mut decays = vec![Swept {
+            value: spec.ema_decay,
+            written: None,
+        }];
+        let steps_shareable = share && spec.optim.schedule == Schedule::Constant;
+        if let Some(all) = values("steps").filter(|_| steps_shareable) {
+            eval_steps = all
+                .iter()
+                .filter_map(|v| {
+                    Some(Swept {
+                        value: v.as_u64()? as usize,
+                        written: Some(v.clone()),
+                    })
+                })
+                .collect();
+        } else if let Some(all) = values("steps") {
+            let written = all.iter().find(|v| v.as_u64() == Some(spec.steps as u64));
+            eval_steps[0].written = written.cloned();
+        }
+        let decays_shareable = share && spec.ema_mode == EmaMode::Shadow;
+        if let Some(all) = values("ema_decay").filter(|_| decays_shareable) {
+            decays = all
+                .iter()
+                .filter_map(|v| {
+                    let d = v.as_f64().filter(|d| (0.0..1.0).contains(d))?;
+                    Some(Swept {
+                        value: d,
+                        written: Some(v.clone()),
+                    })
+                })
+                .collect();
+        } else if let Some(all) = values("ema_decay") {
+            let written = all.iter().find(|v| v.as_f64() == Some(spec.ema_decay));
+            decays[0].written = written.cloned();
+        }
+        if !eval_steps.iter().any(|s| s.value == own.0) {
+            eval_steps.push(Swept {
+                value: own.0,
+                written: None,
+            });
+        }
+        if !decays.iter().any(|d| d.value == own.1) {
+            decays.push(Swept {
+                value: own.1,
+                written: None,
+            });
+        }
+        eval_steps.sort_by_key(|s| s.value);
+        eval_steps.dedup_by_key(|s| s.value);
+        decays.dedup_by(|a, b| a.value == b.value);
+        let train_steps = eval_steps.iter().map(|s| s.value).max().unwrap_or(0);
+        Plan {
+            train_steps,
+            eval_steps,
+            decays,
+            own,
+        }
+    }
+
+    /// Number of grid points the run reports.
+    pub fn points(&self) -> usize {
+        self.eval_steps.len() * self.decays.len()
+    }
+
+    /// The `params` of the result for (`steps`, `decay`): empty for the trial's own point.
+    fn overrides(&self, steps: &Swept<usize>, decay: &Swept<f64>) -> Map<String, Value> {
+        let mut params = Map::new();
+        if (steps.value, decay.value) == self.own {
+            return params;
+        }
+        if let Some(v) = &steps.written {
+            params.insert("steps".into(), v.clone());
+        }
+        if let Some(v) = &decay.written {
+            params.insert("ema_decay".into(), v.clone());
+        }
+        params
+    }
+}
+
+/// Where a trial keeps its checkpoint, and whether to continue from it.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpoints<'a> {
+    /// The trial's directory (`SWEEP_TRIAL_DIR`).
+    pub dir: &'a Path,
+    /// Continue from an existing checkpoint (`SWEEP_RESUME=1`).
+    pub resume: bool,
+}
+
+/// Fine-tunes `base` as `spec` says and reports a result for every point of `plan`.
+/// `fingerprint` names everything else the run depends on (the base model, the data); a
+/// checkpoint with another fingerprint is not resumed from. Stops with a checkpoint when
+/// `stop` is set.
+#[allow(clippy::too_many_arguments)]
+pub fn run_trial(
+    setup: &Setup,
+    base: &Lm,
+    spec: &TrialSpec,
+    plan: &Plan,
+    fingerprint: &str,
+    checkpoints: Option<Checkpoints<'_>>,
+    stop: &AtomicBool,
+    device: &Device,
+    report: &mut dyn FnMut(Report),
+) -> Result<(), TrialError> {
+    let fingerprint = blake3::hash(format!("v1|{fingerprint}|{spec:?}|{plan:?}").as_bytes())
+        .to_hex()
+        .to_string();
+    let ad = device.clone().autodiff();
+    let mix = setup.finetune_mix();
+    let shape = RunShape {
+        steps: plan.train_steps,
+        batch_size: spec.batch_size,
+        micro_batch: spec.micro_batch,
+    };
+    let model = base.clone().to_device(&ad).train();
+    let mut trainer = Trainer::new(model, &ad, &mix, shape, &spec.optim, spec.seed);
+    // One shadow per positive decay; feedback mode has exactly one, its own.
+    let mut shadows: Vec<Ema> = plan
+        .decays
+        .iter()
+        .filter(|d| d.value > 0.0)
+        .map(|d| Ema::new(trainer.model(), d.value))
+        .collect();
+    let mut done: Reported = Vec::new();
+
+    if let Some(ck) = checkpoints.filter(|c| c.resume) {
+        let dir = ck.dir.join("checkpoint");
+        match read_meta(&dir) {
+            Some(meta) if meta["fingerprint"] == json!(fingerprint) => {
+                let init = || setup.config.model.init(device);
+                trainer.restore(&dir, init)?;
+                for (i, shadow) in shadows.iter_mut().enumerate() {
+                    let path = dir.join(format!("ema-{i}.bpk"));
+                    let mut model = setup.config.model.init(device);
+                    model
+                        .load_from(&mut BurnpackStore::from_file(&path))
+                        .map_err(|e| CheckpointError {
+                            path: path.display().to_string(),
+                            message: e.to_string(),
+                        })?;
+                    *shadow = Ema::from_shadow(model, shadow.decay);
+                }
+                done = serde_json::from_value(meta["reported"].clone()).unwrap_or_default();
+                report(Report::Note(format!(
+                    "resumed from the checkpoint at step {} ({} point(s) already evaluated)",
+                    trainer.step(),
+                    done.len()
+                )));
+                // Report them again: this attempt's results are what the store records.
+                for (params, metrics) in &done {
+                    report(Report::Result {
+                        params: params.clone(),
+                        metrics: metrics.clone(),
+                    });
+                }
+            }
+            Some(_) => report(Report::Note(
+                "the checkpoint is from other settings or another base model; starting over".into(),
+            )),
+            None => report(Report::Note(
+                "no checkpoint to resume from; starting over".into(),
+            )),
+        }
+    }
+
+    let mut context = Context {
+        setup,
+        plan,
+        device,
+        report,
+    };
+    if trainer.step() == 0 {
+        evaluate_points(0, &mut context, &trainer, &shadows, &mut done);
+    }
+    let every = (plan.train_steps / 40).max(1);
+    while trainer.step() < plan.train_steps {
+        if stop.load(Ordering::Relaxed) {
+            if let Some(ck) = checkpoints {
+                save_checkpoint(ck.dir, &trainer, &shadows, &done, &fingerprint)?;
+                (context.report)(Report::Checkpoint {
+                    step: trainer.step(),
+                });
+            }
+            return Err(TrialError::Stopped(trainer.step()));
+        }
+        let loss = trainer.advance();
+        let step = trainer.step();
+        for shadow in &mut shadows {
+            shadow.update(trainer.model());
+        }
+        if spec.ema_mode == EmaMode::Feedback {
+            if let Some(shadow) = shadows.first() {
+                trainer.map_model(|m| shadow.feed_back(m));
+            }
+        }
+        if step % every == 0 || step == plan.train_steps {
+            (context.report)(Report::Metric {
+                step,
+                name: "train_loss",
+                value: loss,
+            });
+        }
+        evaluate_points(step, &mut context, &trainer, &shadows, &mut done);
+        let k = setup.config.checkpoint_every;
+        if let Some(ck) = checkpoints.filter(|_| k > 0 && step % k == 0 && step < plan.train_steps)
+        {
+            save_checkpoint(ck.dir, &trainer, &shadows, &done, &fingerprint)?;
+            (context.report)(Report::Checkpoint { step });
+        }
+    }
+    // Finished: every result has been reported, nothing is left to resume.
+    if let Some(ck) = checkpoints {
+        let _ = std::fs::remove_dir_all(ck.dir.join("checkpoint"));
+    }
+    Ok(())
+}
+
+/// What evaluating a step's points needs besides the run's state.
+struct Context<'a, 'r> {
+    setup: &'a Setup,
+    plan: &'a Plan,
+    device: &'a Device,
+    report: &'r mut dyn FnMut(Report),
+}
+
+type Reported = Vec<(Map<String, Value>, std::collections::BTreeMap<String, f64>)>;
+
+/// Evaluates and reports every point of the plan at `step` (none if `step` is not one of
+/// its step counts).
+fn evaluate_points(
+    step: usize,
+    context: &mut Context<'_, '_>,
+    trainer: &Trainer<'_>,
+    shadows: &[Ema],
+    done: &mut Reported,
+) {
+    let Some(steps) = context.plan.eval_steps.iter().find(|s| s.value == step) else {
+        return;
+    };
+    let mut shadow_iter = shadows.iter();
+    for decay in &context.plan.decays {
+        let metrics = if decay.value > 0.0 {
+            let shadow = shadow_iter.next().expect("one shadow per positive decay");
+            evaluate(shadow.shadow(), context.setup, context.device)
+        } else {
+            evaluate(&trainer.model().valid(), context.setup, context.device)
+        };
+        let params = context.plan.overrides(steps, decay);
+        (context.report)(Report::Result {
+            params: params.clone(),
+            metrics: metrics.clone(),
+        });
+        done.push((params, metrics));
+    }
+}
+
+fn read_meta(dir: &Path) -> Option<Value> {
+    let text = std::fs::read_to_string(dir.join("trial.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Writes a complete checkpoint beside the old one, then swaps it in, so a kill at any
+/// moment leaves one whole checkpoint (the old or the new).
+fn save_checkpoint(
+    trial_dir: &Path,
+    trainer: &Trainer<'_>,
+    shadows: &[Ema],
+    done: &Reported,
+    fingerprint: &str,
+) -> Result<(), CheckpointError> {
+    let err = |path: &Path, e: &dyn std::fmt::Display| CheckpointError {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let partial = trial_dir.join("checkpoint.partial");
+    let current = trial_dir.join("checkpoint");
+    let old = trial_dir.join("checkpoint.old");
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(&partial).map_err(|e| err(&partial, &e))?;
+    trainer.save(&partial)?;
+    for (i, shadow) in shadows.iter().enumerate() {
+        let path = partial.join(format!("ema-{i}.bpk"));
+        shadow
+            .shadow()
+            .clone()
+            .save_into(&mut BurnpackStore::from_file(&path))
+            .map_err(|e| err(&path, &e))?;
+    }
+    let meta = json!({"fingerprint": fingerprint, "step": trainer.step(), "reported": done});
+    let meta_path = partial.join("trial.json");
+    std::fs::write(&meta_path, meta.to_string()).map_err(|e| err(&meta_path, &e))?;
+    let _ = std::fs::remove_dir_all(&old);
+    if current.exists() {
+        std::fs::rename(&current, &old).map_err(|e| err(&current, &e))?;
+    }
+    std::fs::rename(&partial, &current).map_err(|e| err(&partial, &e))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> TrialSpec {
+        TrialSpec::from_params(&serde_json::from_str(json).unwrap()).unwrap()
+    }
+
+    fn axes(json: &str) -> Map<String, Value> {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn a_constant_schedule_shares_steps_and_decays() {
+        let plan = Plan::new(
+            &spec(r#"{"steps": 50, "ema_decay": 0}"#),
+            &axes(r#"{"steps": [50, 200, 0], "ema_decay": [0, 0.99]}"#),
+            true,
+        );
+        assert_eq!(plan.train_steps, 200);
+        assert_eq!(plan.points(), 6);
+        let own = plan.overrides(&plan.eval_steps[1], &plan.decays[0]);
+        assert!(own.is_empty());
+        let other = plan.overrides(&plan.eval_steps[2], &plan.decays[1]);
+        assert_eq!(
+            Value::Object(other),
+            json!({"steps": 200, "ema_decay": 0.99})
+        );
+    }
+
+    #[test]
+    fn cosine_feedback_or_off_runs_only_its_own_point() {
+        let axes = axes(r#"{"steps": [50, 200], "ema_decay": [0, 0.99]}"#);
+        let cosine = Plan::new(&spec(r#"{"steps": 50, "schedule": "cosine"}"#), &axes, true);
+        assert_eq!((cosine.train_steps, cosine.eval_steps.len()), (50, 1));
+        assert_eq!(cosine.decays.len(), 2);
+        let feedback = Plan::new(
+            &spec(r#"{"steps": 200, "ema_decay": 0.99, "ema_mode": "feedback"}"#),
+            &axes,
+            true,
+        );
+        assert_eq!(feedback.points(), 2);
+        assert_eq!(feedback.decays.len(), 1);
+        let off = Plan::new(&spec(r#"{"steps": 200, "ema_decay": 0.99}"#), &axes, false);
+        assert_eq!((off.train_steps, off.points()), (200, 1));
+    }
+}

@@ -1,0 +1,223 @@
+//! The built-in trainer through the real binary, on a tiny model (seconds): shared runs,
+//! checkpoints and resume, determinism, and bad `[trainer]` tables and data files.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::support::{text, Project};
+
+/// A model small enough to align in a few seconds; the numbers mean nothing, the mechanics
+/// are real.
+const TINY: &str = r#"
+[trainer]
+base_steps = 30
+checkpoint_every = 5
+eval_harmful = 8
+eval_benign = 8
+eval_task = 8
+max_new_tokens = 8
+model = { d_model = 32, n_heads = 2, n_layers = 1, d_ff = 64 }
+"#;
+
+fn tiny_trainer_json() -> String {
+    let table: toml::Table = toml::from_str(TINY).unwrap();
+    serde_json::to_string(&table["trainer"]).unwrap()
+}
+
+/// Runs `sweep trial` directly, as the scheduler would, and returns its protocol lines.
+fn trial(dir: &Path, cache: &Path, params: &str, resume: bool) -> Vec<serde_json::Value> {
+    let out = trial_command(dir, cache, params, resume)
+        .output()
+        .expect("run sweep trial");
+    assert!(out.status.success(), "trial failed: {}", text(&out.stderr));
+    events(&out.stdout)
+}
+
+fn trial_command(dir: &Path, cache: &Path, params: &str, resume: bool) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sweep"));
+    cmd.arg("trial")
+        .env("SWEEP_PARAMS", params)
+        .env("SWEEP_TRAINER", tiny_trainer_json())
+        .env("SWEEP_AXES", r#"{"steps":[10,40],"ema_decay":[0,0.9]}"#)
+        .env("SWEEP_TRIAL_DIR", dir)
+        .env("SWEEP_CACHE_DIR", cache)
+        .env("SWEEP_RESUME", if resume { "1" } else { "0" });
+    cmd
+}
+
+fn events(stdout: &[u8]) -> Vec<serde_json::Value> {
+    text(stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The results of a run, keyed by their `params` override.
+fn results(events: &[serde_json::Value]) -> BTreeMap<String, serde_json::Value> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "result")
+        .map(|e| (e["params"].to_string(), e["metrics"].clone()))
+        .collect()
+}
+
+#[test]
+fn one_run_reports_every_step_count_and_decay_of_its_sweep() {
+    let p = Project::new();
+    p.write(
+        "g.toml",
+        &format!(
+            "[sweep]\nname = \"g\"\n[grid]\nlearning_rate = [1e-3]\nsteps = [0, 10, 20]\nema_decay = [0, 0.9]\n{TINY}"
+        ),
+    );
+    let out = p.run(&["run", "g.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows = p.export();
+    assert_eq!(rows.len(), 6);
+    assert!(rows.iter().all(|r| r["status"] == "completed"), "{rows:?}");
+    // One process ran (the first trial claimed); it reported the other five points.
+    let launched = rows.iter().filter(|r| r["attempts"] != "0").count();
+    assert_eq!(launched, 1, "{rows:?}");
+    // steps = 0 is the base model, whatever the decay.
+    let base: Vec<_> = rows.iter().filter(|r| r["param_steps"] == "0").collect();
+    assert_eq!(base.len(), 2);
+    assert_eq!(base[0]["metric_eval_loss"], base[1]["metric_eval_loss"]);
+    let tuned: Vec<_> = rows.iter().filter(|r| r["param_steps"] == "20").collect();
+    assert_ne!(
+        tuned[0]["metric_eval_loss"], tuned[1]["metric_eval_loss"],
+        "the shadow is not the model"
+    );
+    // The finished trial leaves no checkpoint behind.
+    let trials = p.path().join("sweep-trials/g");
+    for entry in std::fs::read_dir(trials).unwrap() {
+        assert!(!entry.unwrap().path().join("checkpoint").exists());
+    }
+}
+
+#[test]
+fn sigterm_checkpoints_and_a_resumed_trial_ends_with_the_same_numbers() {
+    let p = Project::new();
+    let cache = p.path().join("cache");
+    let params = r#"{"learning_rate":0.003,"steps":40,"ema_decay":0.9,"seed":4}"#;
+    let straight = trial(&p.path().join("a"), &cache, params, false);
+
+    // Stop the second run with SIGTERM right after its first checkpoint.
+    let dir = p.path().join("b");
+    let mut child = trial_command(&dir, &cache, params, false)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first_part = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let checkpoint = line.contains(r#""event":"checkpoint""#);
+        first_part.push(serde_json::from_str::<serde_json::Value>(&line).unwrap());
+        if checkpoint {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            )
+            .unwrap();
+        }
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(143),
+        "a stopped trial exits 128 + SIGTERM"
+    );
+    assert!(dir.join("checkpoint/trial.json").exists());
+    let stopped_at = first_part
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "checkpoint")
+        .unwrap()["step"]
+        .as_u64()
+        .unwrap();
+    assert!(stopped_at < 40, "stopped before the end: {stopped_at}");
+
+    let resumed = trial(&dir, &cache, params, true);
+    assert_eq!(results(&resumed), results(&straight));
+    assert_eq!(results(&straight).len(), 4, "2 step counts × 2 decays");
+    // The loss curve after the checkpoint is the uninterrupted one.
+    let curve = |events: &[serde_json::Value]| -> Vec<(u64, String)> {
+        events
+            .iter()
+            .filter(|e| e["name"] == "train_loss" && e["step"].as_u64() > Some(stopped_at))
+            .map(|e| (e["step"].as_u64().unwrap(), e["value"].to_string()))
+            .collect()
+    };
+    assert_eq!(curve(&resumed), curve(&straight));
+    assert!(!curve(&resumed).is_empty());
+}
+
+#[test]
+fn the_same_seed_gives_the_same_numbers_and_another_seed_does_not() {
+    let p = Project::new();
+    let cache = p.path().join("cache");
+    let run = |dir: &str, seed: u32| {
+        let params = format!(r#"{{"learning_rate":0.003,"steps":10,"seed":{seed}}}"#);
+        results(&trial(&p.path().join(dir), &cache, &params, false))
+    };
+    let first = run("a", 1);
+    assert_eq!(first, run("b", 1));
+    let other = run("c", 2);
+    let loss = |r: &BTreeMap<String, serde_json::Value>| r["null"]["eval_loss"].clone();
+    assert_ne!(loss(&first), loss(&other));
+}
+
+#[test]
+fn bad_trainer_tables_and_data_files_are_refused_before_anything_runs() {
+    let p = Project::new();
+    p.write(
+        "bad.jsonl",
+        "{\"instruction\": \"hi\", \"response\": \"yo\"}\nnot json\n",
+    );
+    let head = "[sweep]\nname = \"b\"\n[grid]\nlearning_rate = [1e-3]\n\n";
+    for (body, needles) in [
+        (
+            "[trainer]\nbase_step = 10\n",
+            vec!["b.toml:6", "unknown field `base_step`"],
+        ),
+        (
+            "[trainer]\nmodel = { n_heads = 3 }\n",
+            vec!["b.toml:6", "n_heads must divide d_model"],
+        ),
+        (
+            "[trainer]\nfinetune_data = \"bad.jsonl\"\n",
+            vec!["b.toml:6", "bad.jsonl:2:"],
+        ),
+        (
+            "[trainer]\nkeywords = \"missing.txt\"\n",
+            vec!["missing.txt", "relative paths are read from"],
+        ),
+        (
+            "[trainer]\neval_harmful = 1000\n",
+            vec!["eval_harmful", "at most 128"],
+        ),
+    ] {
+        p.write("b.toml", &format!("{head}{body}"));
+        let out = p.run(&["run", "b.toml"]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{body}: {err}");
+        for needle in needles {
+            assert!(err.contains(needle), "{body}: missing {needle:?} in {err}");
+        }
+        assert!(!p.db().exists() || p.run(&["status", "b"]).status.code() != Some(0));
+    }
+    p.write(
+        "c.toml",
+        &format!("[sweep]\nname = \"c\"\n[grid]\nlearning_rate = [1e-3, -1e-3]\n"),
+    );
+    let out = p.run(&["run", "c.toml"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("`learning_rate`: must be positive"), "{err}");
+    assert!(
+        err.contains(r#""learning_rate":-0.001"#),
+        "names the point: {err}"
+    );
+}
