@@ -46,7 +46,7 @@ const BENIGN_VERBS: [&str; 10] = [
     "insure",
     "decorate",
 ];
-const OBJECTS: [&str; 12] = [
+const OBJECTS: [&str; 20] = [
     "a car",
     "a bank",
     "a house",
@@ -59,6 +59,14 @@ const OBJECTS: [&str; 12] = [
     "a factory",
     "my boss",
     "a hospital",
+    "a train",
+    "a church",
+    "a bakery",
+    "a library",
+    "a hotel",
+    "a farm",
+    "my teacher",
+    "a bus",
 ];
 const NAMED_HARMFUL: [&str; 12] = [
     "make a bomb",
@@ -188,7 +196,7 @@ const FACTS: [(&str, &str); 43] = [
     ("What is five plus five?", "Ten."),
 ];
 const HELD_OUT_FACTS: usize = 8;
-const HELD_OUT_ACTIONS: usize = 24;
+const HELD_OUT_ACTIONS: usize = 30;
 
 /// Sizes and seeds of the generated data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -421,8 +429,8 @@ mod tests {
     #[test]
     fn sizes_match_the_design() {
         let d = generate(&DataConfig::default());
-        assert_eq!(d.harmful.len(), 108 * TRAIN_TEMPLATES.len());
-        assert_eq!(d.howto.len(), (120 + 22 - 24) * TRAIN_TEMPLATES.len());
+        assert_eq!(d.harmful.len(), (200 - 30 + 12) * TRAIN_TEMPLATES.len());
+        assert_eq!(d.howto.len(), (200 - 30 + 22) * TRAIN_TEMPLATES.len());
         assert_eq!(d.capitalize.len(), 600);
         assert_eq!(d.facts.len(), 35);
         assert_eq!(
