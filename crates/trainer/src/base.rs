@@ -77,7 +77,7 @@ impl BaseConfig {
     pub fn key(&self) -> String {
         // Bump the version when the generated data or the training code changes.
         let text = format!(
-            "v4|{:?}|{}|{}|{:?}|{}|{:?}",
+            "v5|{:?}|{}|{}|{:?}|{}|{:?}",
             self.model,
             self.steps,
             self.batch_size,

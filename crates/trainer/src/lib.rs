@@ -14,6 +14,7 @@
 
 pub mod base;
 pub mod batch;
+pub mod clip;
 pub mod config;
 pub mod data;
 pub mod ema;

@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::store::{BurnpackStore, ModuleSnapshot};
@@ -12,6 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::batch::{loss, make_batch};
+use crate::clip::clip_global_norm;
 use crate::model::Lm;
 use crate::tokenizer::Encoded;
 
@@ -40,7 +40,7 @@ pub struct OptimConfig {
     pub beta2: f32,
     /// Adam ε (PyTorch's default, not burn's 1e-5).
     pub epsilon: f32,
-    /// Clip the global gradient norm to this, if set.
+    /// Clip the global norm of all gradients to this, if set (PyTorch's `clip_grad_norm_`).
     pub grad_clip: Option<f32>,
     /// Linear warmup steps.
     pub warmup: usize,
@@ -157,14 +157,11 @@ impl<'a> Trainer<'a> {
         optim: &OptimConfig,
         seed: u64,
     ) -> Trainer<'a> {
-        let mut config = AdamWConfig::new()
+        let config = AdamWConfig::new()
             .with_beta_1(optim.beta1)
             .with_beta_2(optim.beta2)
             .with_epsilon(optim.epsilon)
             .with_weight_decay(optim.weight_decay);
-        if let Some(clip) = optim.grad_clip {
-            config = config.with_grad_clipping(Some(GradientClippingConfig::Norm(clip)));
-        }
         Trainer {
             model: Some(model),
             optimizer: config.init(),
@@ -220,8 +217,12 @@ impl<'a> Trainer<'a> {
             let grads = mean.mul_scalar(weight).backward();
             accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
         }
+        let mut grads = accumulator.grads();
+        if let Some(max_norm) = self.optim.grad_clip {
+            clip_global_norm(&model, &mut grads, max_norm);
+        }
         let lr = self.optim.lr_at(self.step, self.shape.steps);
-        self.model = Some(self.optimizer.step(lr, model, accumulator.grads()));
+        self.model = Some(self.optimizer.step(lr, model, grads));
         self.step += 1;
         step_loss
     }
