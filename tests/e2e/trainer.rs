@@ -221,3 +221,49 @@ fn bad_trainer_tables_and_data_files_are_refused_before_anything_runs() {
         "names the point: {err}"
     );
 }
+
+/// The libtorch backend gives the numbers flex gives, from the same base weights (the two
+/// backends draw different random initialisations, so the base model is trained once and
+/// shared through the cache; the fine-tuning sampler is the same on both).
+#[cfg(feature = "tch")]
+#[test]
+fn tch_matches_flex_from_the_same_base_weights() {
+    let p = Project::new();
+    let cache = p.path().join("cache");
+    let params = r#"{"learning_rate":0.003,"steps":20,"ema_decay":0.9,"seed":3}"#;
+    let run = |dir: &str, backend: &str| {
+        let trainer = tiny_trainer_json().replacen('{', &format!(r#"{{"backend":"{backend}","#), 1);
+        let out = trial_command(&p.path().join(dir), &cache, params, false)
+            .env("SWEEP_TRAINER", trainer)
+            .env("SWEEP_AXES", "{}")
+            .env_remove("CUDA_VISIBLE_DEVICES")
+            .output()
+            .expect("run sweep trial");
+        assert!(out.status.success(), "{backend}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(&format!("device: {backend} cpu")));
+        results(&events(&out.stdout))
+    };
+    let flex = run("flex", "flex");
+    let tch = run("tch", "tch");
+    let (f, t) = (&flex["null"], &tch["null"]);
+    assert_eq!(
+        t["on_gpu"], 0.0,
+        "no GPU leased: on the CPU, and it says so"
+    );
+    let (fl, tl) = (
+        f["eval_loss"].as_f64().unwrap(),
+        t["eval_loss"].as_f64().unwrap(),
+    );
+    assert!(
+        (fl - tl).abs() <= 1e-3 * fl.abs(),
+        "eval_loss flex {fl} vs tch {tl}"
+    );
+    for metric in ["unsafe_rate", "over_refusal_rate", "utility"] {
+        let (a, b) = (f[metric].as_f64().unwrap(), t[metric].as_f64().unwrap());
+        // Greedy decoding may flip one answer of eight on a near-tie.
+        assert!(
+            (a - b).abs() <= 0.125 + 1e-9,
+            "{metric}: flex {a} vs tch {b}"
+        );
+    }
+}

@@ -13,7 +13,7 @@ use crate::config::TrainerConfig;
 use crate::data::DataConfig;
 use crate::model::{Lm, ModelConfig};
 use crate::report::Report;
-use crate::setup::{evaluate, Setup};
+use crate::setup::{evaluate, validation_error, Setup};
 use crate::train::{train, OptimConfig, RunShape, Schedule};
 
 /// The base model cache cannot be used.
@@ -40,7 +40,7 @@ impl Default for BaseConfig {
     fn default() -> BaseConfig {
         BaseConfig {
             model: ModelConfig::default(),
-            steps: 1600,
+            steps: 2000,
             batch_size: 16,
             optim: OptimConfig {
                 lr: 3e-3,
@@ -77,7 +77,7 @@ impl BaseConfig {
     pub fn key(&self) -> String {
         // Bump the version when the generated data or the training code changes.
         let text = format!(
-            "v5|{:?}|{}|{}|{:?}|{}|{:?}",
+            "v8|{:?}|{}|{}|{:?}|{}|{:?}",
             self.model,
             self.steps,
             self.batch_size,
@@ -107,6 +107,10 @@ pub fn train_base(
         batch_size: config.batch_size,
         micro_batch: config.batch_size,
     };
+    // Checkpoint-to-checkpoint noise in refusals is large at this size, so the second half
+    // of the run is validated every `SELECT_EVERY` steps on held-out prompts disjoint from
+    // the evaluation set, and the best checkpoint is kept.
+    let mut best: Option<(f64, usize, Lm)> = None;
     let model = train(
         model,
         &ad,
@@ -115,6 +119,15 @@ pub fn train_base(
         &config.optim,
         config.seed,
         |step, loss, model| {
+            if step * 2 >= config.steps && (step % SELECT_EVERY == 0 || step == config.steps) {
+                let (u, o) = validation_error(&model.valid(), setup, device);
+                report(Report::Note(format!(
+                    "step {step}: validation unsafe {u:.4}, over-refusal {o:.4}"
+                )));
+                if best.as_ref().is_none_or(|(e, _, _)| u + o < *e) {
+                    best = Some((u + o, step, model.valid()));
+                }
+            }
             if step % 50 == 0 || step == config.steps {
                 report(Report::Metric {
                     step,
@@ -131,8 +144,17 @@ pub fn train_base(
             model
         },
     );
-    model.valid()
+    match best {
+        Some((_, step, best)) => {
+            report(Report::Note(format!("kept the checkpoint of step {step}")));
+            best
+        }
+        None => model.valid(),
+    }
 }
+
+/// Steps between validations of the base model's checkpoints (second half of its run).
+const SELECT_EVERY: usize = 100;
 
 /// The cached base model for `config`, training and caching it first if needed. A lock file
 /// makes concurrent trials wait for one training run instead of each starting their own.

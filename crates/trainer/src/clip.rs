@@ -84,16 +84,25 @@ mod tests {
         let mut grads = grads_of();
         let before = grads_of();
         let norm = clip_global_norm(&model, &mut grads, 0.01);
-        assert!(norm > 0.01, "the test needs a norm over the threshold: {norm}");
+        assert!(
+            norm > 0.01,
+            "the test needs a norm over the threshold: {norm}"
+        );
         let after = clip_global_norm(&model, &mut grads, f32::MAX);
-        assert!((after - 0.01).abs() < 1e-4, "clipped to the threshold: {after}");
+        assert!(
+            (after - 0.01).abs() < 1e-4,
+            "clipped to the threshold: {after}"
+        );
         // Same direction: every tensor scaled by the same factor.
         let mut ratios = Vec::new();
         struct Ratio<'a>(&'a GradientsParams, &'a GradientsParams, &'a mut Vec<f32>);
         impl ModuleVisitor for Ratio<'_> {
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
                 if let (Some(a), Some(b)) = (self.0.get::<D>(param.id), self.1.get::<D>(param.id)) {
-                    let (a, b) = (a.abs().sum().into_scalar::<f32>(), b.abs().sum().into_scalar::<f32>());
+                    let (a, b) = (
+                        a.abs().sum().into_scalar::<f32>(),
+                        b.abs().sum().into_scalar::<f32>(),
+                    );
                     if b > 0.0 {
                         self.2.push(a / b);
                     }
@@ -102,6 +111,9 @@ mod tests {
         }
         model.visit(&mut Ratio(&grads, &before, &mut ratios));
         let first = ratios[0];
-        assert!(ratios.iter().all(|r| (r - first).abs() < 1e-4 * first), "{ratios:?}");
+        assert!(
+            ratios.iter().all(|r| (r - first).abs() < 1e-4 * first),
+            "{ratios:?}"
+        );
     }
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::data::{read_advbench, read_examples, Example, FormatError};
+use crate::device::Backend;
 use crate::eval::{Keywords, KeywordsError};
 use crate::model::ModelConfig;
 
@@ -14,6 +15,8 @@ use crate::model::ModelConfig;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainerConfig {
+    /// The burn backend: `flex` (CPU, built in) or `tch` (libtorch; `--features tch`).
+    pub backend: Backend,
     /// Model sizes (`[trainer.model]`).
     pub model: ModelConfig,
     /// Optimizer steps of the base model's safety alignment.
@@ -51,8 +54,9 @@ pub struct TrainerConfig {
 impl Default for TrainerConfig {
     fn default() -> TrainerConfig {
         TrainerConfig {
+            backend: Backend::Flex,
             model: ModelConfig::default(),
-            base_steps: 1600,
+            base_steps: 2000,
             base_lr: 3e-3,
             base_seed: 0,
             cache_dir: None,
@@ -130,6 +134,10 @@ impl TrainerConfig {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
+        self.backend.check_built().map_err(|e| ConfigError::Value {
+            key: "backend",
+            message: e.to_string(),
+        })?;
         let bad = |key, message: &str| {
             Err(ConfigError::Value {
                 key,

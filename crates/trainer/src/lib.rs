@@ -17,6 +17,7 @@ pub mod batch;
 pub mod clip;
 pub mod config;
 pub mod data;
+pub mod device;
 pub mod ema;
 pub mod eval;
 pub mod generate;

@@ -32,11 +32,13 @@ pub struct Setup {
     harmful: Vec<Encoded>,
     howto: Vec<Encoded>,
     facts: Vec<Encoded>,
-    capitalize: Vec<Encoded>,
+    shout: Vec<Encoded>,
     /// Fine-tuning pools with their weights.
     finetune: Vec<(Vec<Encoded>, f64)>,
     eval_harmful: Vec<String>,
     eval_benign: Vec<String>,
+    validation_harmful: Vec<String>,
+    validation_benign: Vec<String>,
     /// Held-out task prompts and answers, scored by exact match (`utility`); empty when the
     /// fine-tuning data comes from a file.
     eval_task: Vec<Example>,
@@ -94,14 +96,20 @@ impl Setup {
             None => data.eval_harmful[..config.eval_harmful].to_vec(),
         };
         let eval_benign = data.eval_benign[..config.eval_benign].to_vec();
+        let (validation_harmful, validation_benign) = (
+            data.validation_harmful.clone(),
+            data.validation_benign.clone(),
+        );
         Ok(Setup {
             harmful: enc(&data.harmful),
-            capitalize: enc(&data.capitalize),
+            shout: enc(&data.shout),
             howto,
             facts,
             finetune,
             eval_harmful,
             eval_benign,
+            validation_harmful,
+            validation_benign,
             eval_task,
             eval_loss,
             keywords: files.keywords,
@@ -116,7 +124,7 @@ impl Setup {
             (&self.harmful, 0.35),
             (&self.howto, 0.40),
             (&self.facts, 0.15),
-            (&self.capitalize, 0.10),
+            (&self.shout, 0.10),
         ])
     }
 
@@ -161,10 +169,23 @@ pub fn evaluate(model: &Lm, setup: &Setup, device: &Device) -> BTreeMap<String, 
     metrics
 }
 
+/// How far `model` is from the refusal bars on the validation prompts (never the evaluation
+/// ones): its unsafe rate plus its over-refusal rate. Lower is better.
+pub fn validation_error(model: &Lm, setup: &Setup, device: &Device) -> (f64, f64) {
+    let max_seq = setup.config.model.max_seq;
+    let max_new = setup.config.max_new_tokens;
+    let harmful = generate(model, &setup.validation_harmful, max_new, max_seq, device);
+    let benign = generate(model, &setup.validation_benign, max_new, max_seq, device);
+    let unsafe_rate = safety(&harmful, &setup.keywords).map_or(1.0, |s| s.unsafe_rate);
+    let over = over_refusal(&benign, &setup.keywords).unwrap_or(1.0);
+    (unsafe_rate, over)
+}
+
 /// One evaluation prompt and what the model answered, for reading by eye.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transcript {
-    /// `harmful` or `benign`.
+    /// `harmful`, `benign`, `task` (the fine-tuning task) or `skill` (the same items asked
+    /// as the base model learned them).
     pub set: &'static str,
     /// The prompt.
     pub prompt: String,
@@ -178,9 +199,16 @@ pub struct Transcript {
 pub fn transcripts(model: &Lm, setup: &Setup, device: &Device) -> Vec<Transcript> {
     let max_seq = setup.config.model.max_seq;
     let max_new = setup.config.max_new_tokens;
+    let task: Vec<String> = setup.eval_task.iter().map(|e| e.prompt.clone()).collect();
+    let shout: Vec<String> = task
+        .iter()
+        .map(|p| p.replacen("Uppercase:", "Shout:", 1))
+        .collect();
     [
         ("harmful", &setup.eval_harmful),
         ("benign", &setup.eval_benign),
+        ("task", &task),
+        ("skill", &shout),
     ]
     .into_iter()
     .flat_map(|(set, prompts)| {

@@ -13,6 +13,7 @@ use serde_json::json;
 use sweep_core::Grid;
 use sweep_trainer::base::{base_model, BaseConfig};
 use sweep_trainer::config::TrainerConfig;
+use sweep_trainer::device::Backend;
 use sweep_trainer::report::Report;
 use sweep_trainer::setup::{evaluate, transcripts, Setup};
 use sweep_trainer::spec::TrialSpec;
@@ -115,8 +116,12 @@ pub fn trial(args: TrialArgs) -> anyhow::Result<i32> {
         .or(args.cache_dir)
         .unwrap_or_else(|| default_cache_dir(args.trial_dir.as_deref()));
     let base_config = BaseConfig::from_trainer(&config);
+    let backend = config.backend;
     let setup = Setup::new(config)?;
-    let device = sweep_trainer::cpu_device();
+    let cuda_visible = std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default();
+    let selected = backend.select(&cuda_visible)?;
+    eprintln!("device: {}", selected.name);
+    let device = selected.device.clone();
     let base = base_model(&base_config, &setup, &cache, &device, None, &mut reporter)?;
     let plan = Plan::new(&spec, &axes, share);
     let mode = match (spec.ema_decay > 0.0, spec.ema_mode) {
@@ -131,6 +136,21 @@ pub fn trial(args: TrialArgs) -> anyhow::Result<i32> {
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))
         .context("cannot watch for SIGTERM")?;
+    // On libtorch, every result says whether it was computed on a GPU, so a CPU fallback on
+    // a GPU machine shows in `sweep status` and in exports.
+    let on_gpu = (backend == Backend::Tch).then_some(if selected.gpu { 1.0 } else { 0.0 });
+    let mut reporter = |r: Report| match r {
+        Report::Result {
+            params,
+            mut metrics,
+        } => {
+            if let Some(flag) = on_gpu {
+                metrics.insert("on_gpu".into(), flag);
+            }
+            reporter(Report::Result { params, metrics })
+        }
+        other => reporter(other),
+    };
     let checkpoints = args.trial_dir.as_deref().map(|dir| Checkpoints {
         dir,
         resume: args.resume,
@@ -170,8 +190,11 @@ pub fn base(args: BaseArgs) -> anyhow::Result<i32> {
     };
     let cache = config.cache_dir.clone().unwrap_or(args.cache_dir);
     let base_config = BaseConfig::from_trainer(&config);
+    let backend = config.backend;
     let setup = Setup::new(config)?;
-    let device = sweep_trainer::cpu_device();
+    let selected = backend.select(&std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default())?;
+    eprintln!("device: {}", selected.name);
+    let device = selected.device;
     let start = std::time::Instant::now();
     let base = base_model(
         &base_config,
