@@ -3,7 +3,8 @@
 //! share of a step, and greedy generation throughput. Prints medians; see
 //! docs/performance.md.
 //!
-//! `cargo bench -p sweep-trainer --bench trainer`
+//! `cargo bench -p sweep-trainer --bench trainer`; with `--features tch` and
+//! `SWEEP_BENCH_BACKEND=tch` the same on libtorch (CPU).
 
 use std::time::{Duration, Instant};
 
@@ -11,11 +12,22 @@ use burn::module::Module;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sweep_trainer::config::TrainerConfig;
+use sweep_trainer::device::Backend;
 use sweep_trainer::ema::Ema;
 use sweep_trainer::generate::generate;
 use sweep_trainer::setup::Setup;
 use sweep_trainer::tokenizer::Encoded;
 use sweep_trainer::train::{Mix, OptimConfig, RunShape, Schedule, Trainer};
+
+/// The backend under test: `SWEEP_BENCH_BACKEND` (`flex` by default, or `tch`).
+fn device() -> sweep_trainer::Device {
+    let name = std::env::var("SWEEP_BENCH_BACKEND").unwrap_or_else(|_| "flex".into());
+    let backend: Backend = serde_json::from_value(serde_json::Value::String(name.clone()))
+        .unwrap_or_else(|_| panic!("SWEEP_BENCH_BACKEND: flex or tch, not {name}"));
+    let selected = backend.select("").expect("backend built in");
+    println!("device: {}", selected.name);
+    selected.device
+}
 
 fn median(mut xs: Vec<Duration>) -> Duration {
     xs.sort();
@@ -41,7 +53,7 @@ fn optim() -> OptimConfig {
 
 /// Median time of `n` optimizer steps after 3 warm-up steps.
 fn step_time(mix: &Mix<'_>, setup: &Setup, n: usize) -> Duration {
-    let device = sweep_trainer::cpu_device();
+    let device = device();
     let ad = device.autodiff();
     ad.seed(0);
     let model = setup.config.model.init(&ad);
@@ -67,7 +79,7 @@ fn step_time(mix: &Mix<'_>, setup: &Setup, n: usize) -> Duration {
 
 fn main() {
     let setup = Setup::new(TrainerConfig::default()).expect("built-in data");
-    let device = sweep_trainer::cpu_device();
+    let device = device();
     let params = setup.config.model.init(&device).num_params();
     println!("model: {:?}, {params} parameters", setup.config.model);
 

@@ -1,16 +1,16 @@
-//! The built-in trial's data and evaluation: what the model reads and how its answers are
-//! scored.
+//! The built-in trial: a miniature of the paper's setting that runs anywhere, on burn.
 //!
-//! - [`tokenizer`]: bytes plus end-of-sequence and padding, and the chat template
-//!   (`### Instruction:` / `### Response:`) with the loss on response tokens only.
-//! - [`data`]: the miniature of the paper's setting made by code, deterministic and with no
-//!   download (harmful requests with refusals, benign requests with helpful answers, a benign
-//!   fine-tuning task with a held-out split, held-out harmful prompts), and readers for the real
-//!   formats (AdvBench CSV, Alpaca JSON, Dolly JSONL).
-//! - [`eval`]: keyword-matching safety (the 29-string GCG list, case-sensitive substrings, as in
-//!   the paper), degenerate-output detection and exact-match utility.
-//!
-//! The burn model and training loop that consume these are the next piece of this crate.
+//! Data flows through these modules in order:
+//! - [`config`]: the grid's `[trainer]` table; [`device`]: which backend runs it.
+//! - [`data`] and [`tokenizer`]: harmful and benign requests, a fine-tuning task and its skill,
+//!   made by code (or read from AdvBench/Alpaca/Dolly files), in the chat template;
+//!   [`setup`] tokenises them into training pools and evaluation sets.
+//! - [`model`] (a small Llama-style decoder), [`batch`] (masked loss), [`train`] (AdamW,
+//!   schedules, micro-batches, [`clip`]ping, resumable [`train::Trainer`]) and [`ema`].
+//! - [`base`]: the safety-aligned base model, trained once and cached by config hash.
+//! - [`trial`]: a fine-tuning trial with checkpoints, reporting every grid point its run
+//!   computes; [`generate`] and [`eval`] score it (GCG keywords, degenerate answers, exact
+//!   match); [`report`] is what it says as it runs.
 
 pub mod base;
 pub mod batch;
