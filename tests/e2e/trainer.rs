@@ -210,7 +210,7 @@ fn bad_trainer_tables_and_data_files_are_refused_before_anything_runs() {
     }
     p.write(
         "c.toml",
-        &format!("[sweep]\nname = \"c\"\n[grid]\nlearning_rate = [1e-3, -1e-3]\n"),
+        "[sweep]\nname = \"c\"\n[grid]\nlearning_rate = [1e-3, -1e-3]\n",
     );
     let out = p.run(&["run", "c.toml"]);
     let err = text(&out.stderr);

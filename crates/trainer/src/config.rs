@@ -148,7 +148,7 @@ impl TrainerConfig {
         if m.d_model == 0 || m.n_heads == 0 || m.n_layers == 0 || m.d_ff == 0 {
             return bad("model", "sizes must be positive");
         }
-        if m.d_model % m.n_heads != 0 || (m.d_model / m.n_heads) % 2 != 0 {
+        if !m.d_model.is_multiple_of(m.n_heads) || !(m.d_model / m.n_heads).is_multiple_of(2) {
             return bad(
                 "model",
                 "n_heads must divide d_model into an even head size (rotary positions rotate pairs)",

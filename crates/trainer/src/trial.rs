@@ -257,7 +257,7 @@ pub fn run_trial(
                 trainer.map_model(|m| shadow.feed_back(m));
             }
         }
-        if step % every == 0 || step == plan.train_steps {
+        if step.is_multiple_of(every) || step == plan.train_steps {
             (context.report)(Report::Metric {
                 step,
                 name: "train_loss",
@@ -266,7 +266,8 @@ pub fn run_trial(
         }
         evaluate_points(step, &mut context, &trainer, &shadows, &mut done);
         let k = setup.config.checkpoint_every;
-        if let Some(ck) = checkpoints.filter(|_| k > 0 && step % k == 0 && step < plan.train_steps)
+        if let Some(ck) =
+            checkpoints.filter(|_| k > 0 && step.is_multiple_of(k) && step < plan.train_steps)
         {
             save_checkpoint(ck.dir, &trainer, &shadows, &done, &fingerprint)?;
             (context.report)(Report::Checkpoint { step });
