@@ -103,9 +103,14 @@ def median_ms(fn, warmup, runs):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    dev = torch.device(args.device)
+    if dev.type == "cuda":
+        torch.set_default_device(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     model = Lm()
     params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
@@ -119,6 +124,7 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        sync()
 
     step_ms = median_ms(step, 3, 20)
     shadow = [p.detach().clone() for p in model.parameters()]
@@ -147,7 +153,7 @@ def main():
     produced = generate()
     gen_s = time.perf_counter() - t
 
-    print(f"model: {params} parameters, torch {torch.__version__}, {args.threads} threads")
+    print(f"model: {params} parameters, torch {torch.__version__}, {args.threads} threads, {dev}")
     print("| measurement | median |")
     print("|---|---|")
     print(f"| step, fixed 16 x 64 batch | {step_ms:.1f} ms |")

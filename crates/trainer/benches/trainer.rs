@@ -19,12 +19,14 @@ use sweep_trainer::setup::Setup;
 use sweep_trainer::tokenizer::Encoded;
 use sweep_trainer::train::{Mix, OptimConfig, RunShape, Schedule, Trainer};
 
-/// The backend under test: `SWEEP_BENCH_BACKEND` (`flex` by default, or `tch`).
+/// The backend under test: `SWEEP_BENCH_BACKEND` (`flex` by default, or `tch`), on the GPU
+/// `SWEEP_BENCH_GPU` names (tch only; the CPU without it).
 fn device() -> sweep_trainer::Device {
     let name = std::env::var("SWEEP_BENCH_BACKEND").unwrap_or_else(|_| "flex".into());
     let backend: Backend = serde_json::from_value(serde_json::Value::String(name.clone()))
         .unwrap_or_else(|_| panic!("SWEEP_BENCH_BACKEND: flex or tch, not {name}"));
-    let selected = backend.select("").expect("backend built in");
+    let gpu = std::env::var("SWEEP_BENCH_GPU").unwrap_or_default();
+    let selected = backend.select(&gpu).expect("backend built in");
     println!("device: {}", selected.name);
     selected.device
 }

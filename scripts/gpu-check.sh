@@ -1,0 +1,61 @@
+#!/bin/sh
+# On a machine with NVIDIA GPUs: build (or take) the libtorch binary, run a small built-in
+# sweep across all GPUs, and print the GPUs' busy share during it and the training step time
+# of burn-tch against PyTorch eager on the same GPU. Prepared for a short lease of a GPU
+# machine; needs nvidia-smi, python3 and Rust. Usage: scripts/gpu-check.sh [SWEEP_BINARY]
+set -eu
+cd "$(dirname "$0")/.."
+
+scripts/libtorch-env
+. .venv-torch/sweep-tch.env
+bin=${1:-}
+if [ -z "$bin" ]; then
+    cargo build --release --features tch
+    bin=$CARGO_TARGET_DIR/release/sweep
+fi
+bin=$(realpath "$bin")
+gpus=$(nvidia-smi --query-gpu=index --format=csv,noheader | wc -l)
+echo "== $gpus GPU(s): $(nvidia-smi --query-gpu=name --format=csv,noheader | sort | uniq -c | tr -s ' ')"
+
+work=$(mktemp -d)
+cat > "$work/gpu.toml" <<GRID
+[sweep]
+name = "gpu-check"
+gpus_per_trial = 1
+parallel = $gpus
+max_attempts = 1
+
+[grid]
+learning_rate = [3e-4, 1e-3, 3e-3]
+seed = [0, 1, 2]
+steps = [100]
+
+[trainer]
+backend = "tch"
+base_steps = 400
+eval_harmful = 64
+eval_benign = 48
+eval_task = 50
+GRID
+
+# The GPUs' busy share, sampled every second while the sweep runs.
+nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -l 1 > "$work/busy.txt" &
+sampler=$!
+start=$(date +%s)
+(cd "$work" && "$bin" run gpu.toml --gpus auto) || status=$?
+kill "$sampler" 2>/dev/null || true
+echo "== sweep: $(( $(date +%s) - start )) s, exit ${status:-0}"
+(cd "$work" && "$bin" status gpu-check | head -15)
+awk '{ s += $1; n++ } END { if (n) printf "== GPU busy share during the sweep: %.0f %% (%d samples)\n", s / n, n }' "$work/busy.txt"
+(cd "$work" && "$bin" export gpu-check --csv "$work/trials.csv")
+python3 - "$work/trials.csv" <<'PY'
+import csv, sys
+rows = [r for r in csv.DictReader(open(sys.argv[1])) if r["status"] == "completed"]
+on_gpu = [r for r in rows if r.get("metric_on_gpu") in ("1", "1.0")]
+print(f"== {len(on_gpu)} of {len(rows)} completed trials computed on a GPU (on_gpu = 1)")
+PY
+
+echo "== step time on GPU 0, burn-tch:"
+SWEEP_BENCH_BACKEND=tch SWEEP_BENCH_GPU=0 cargo bench -p sweep-trainer --features tch --bench trainer | grep -E '^\| step, fixed|device'
+echo "== step time on GPU 0, PyTorch eager:"
+.venv-torch/bin/python -W ignore scripts/bench_pytorch.py --device cuda | grep -E '^\| step, fixed|model'
