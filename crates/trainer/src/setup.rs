@@ -18,9 +18,6 @@ use crate::model::Lm;
 use crate::tokenizer::{encode_example, Encoded};
 use crate::train::Mix;
 
-/// Largest evaluation sets the generated data holds.
-pub const MAX_EVAL: (usize, usize, usize) = (128, 96, 100);
-
 /// Examples scored for `eval_loss` on fine-tuning data from a file, at most.
 const MAX_LOSS_EXAMPLES: usize = 256;
 
@@ -49,11 +46,12 @@ pub struct Setup {
 impl Setup {
     /// Generates the built-in data and reads the files `config` names.
     pub fn new(config: TrainerConfig) -> Result<Setup, ConfigError> {
-        let (h, b, t) = MAX_EVAL;
+        // The generated data holds evaluation sets of these sizes; a config picks a prefix.
+        let built_in = DataConfig::default();
         for (key, n, max) in [
-            ("eval_harmful", config.eval_harmful, h),
-            ("eval_benign", config.eval_benign, b),
-            ("eval_task", config.eval_task, t),
+            ("eval_harmful", config.eval_harmful, built_in.eval_harmful),
+            ("eval_benign", config.eval_benign, built_in.eval_benign),
+            ("eval_task", config.eval_task, built_in.eval_task),
         ] {
             if n > max && !(key == "eval_harmful" && config.harmful_prompts.is_some()) {
                 return Err(ConfigError::Value {
@@ -63,7 +61,7 @@ impl Setup {
             }
         }
         let files = config.read_files()?;
-        let data = generate_data(&DataConfig::default());
+        let data = generate_data(&built_in);
         let max_seq = config.model.max_seq;
         let enc = |v: &[Example]| -> Vec<Encoded> {
             v.iter()
