@@ -138,7 +138,8 @@ pub struct CheckpointError {
 }
 
 impl CheckpointError {
-    fn at(path: &Path, message: impl ToString) -> CheckpointError {
+    /// The error for `path`.
+    pub(crate) fn at(path: &Path, message: impl ToString) -> CheckpointError {
         CheckpointError {
             path: path.display().to_string(),
             message: message.to_string(),

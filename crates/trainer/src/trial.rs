@@ -198,10 +198,7 @@ pub fn run_trial(
                     let mut model = setup.config.model.init(device);
                     model
                         .load_from(&mut BurnpackStore::from_file(&path))
-                        .map_err(|e| CheckpointError {
-                            path: path.display().to_string(),
-                            message: e.to_string(),
-                        })?;
+                        .map_err(|e| CheckpointError::at(&path, e))?;
                     *shadow = Ema::from_shadow(model, shadow.decay);
                 }
                 done = serde_json::from_value(meta["reported"].clone()).unwrap_or_default();
@@ -333,10 +330,7 @@ fn save_checkpoint(
     done: &Reported,
     fingerprint: &str,
 ) -> Result<(), CheckpointError> {
-    let err = |path: &Path, e: &dyn std::fmt::Display| CheckpointError {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    };
+    let err = |path: &Path, e: &dyn std::fmt::Display| CheckpointError::at(path, e);
     let partial = trial_dir.join("checkpoint.partial");
     let current = trial_dir.join("checkpoint");
     let old = trial_dir.join("checkpoint.old");
