@@ -168,6 +168,50 @@ echo "{\"event\":\"result\",\"metrics\":{\"attempt\":$SWEEP_ATTEMPT,\"resume\":$
 }
 
 #[test]
+fn an_out_of_memory_trial_is_recorded_as_such_and_retried_with_a_split_micro_batch() {
+    let p = Project::new();
+    // Runs out of memory unless each micro-batch is split in at least `need` parts, the way
+    // PyTorch reports it; records the split it finally ran with.
+    p.write(
+        "oom.sh",
+        r#"#!/bin/sh
+if [ "$SWEEP_MICRO_BATCH_SPLIT" -lt "$1" ]; then
+  echo "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB" >&2
+  exit 1
+fi
+echo "{\"event\":\"result\",\"metrics\":{\"split\":$SWEEP_MICRO_BATCH_SPLIT}}"
+"#,
+    );
+    p.write(
+        "g.toml",
+        "[sweep]\nname = \"oom\"\ncommand = [\"sh\", \"oom.sh\", \"{need}\"]\nmax_attempts = 3\nbackoff = \"10ms\"\n\
+         [grid]\nneed = [1, 2, 4, 8]\n",
+    );
+    let out = p.run(&["run", "g.toml"]);
+    assert_code(&out, 1);
+    let rows = p.export();
+    let by_need: BTreeMap<&str, _> = rows.iter().map(|r| (r["param_need"].as_str(), r)).collect();
+    for (need, attempts, oom) in [("1", "1", "0"), ("2", "2", "1"), ("4", "3", "2")] {
+        let row = by_need[need];
+        assert_eq!(row["status"], "completed", "need {need}");
+        assert_eq!(row["attempts"], attempts, "need {need}");
+        assert_eq!(row["out_of_memory"], oom, "need {need}");
+        assert_eq!(row["metric_split"], format!("{need}.0"));
+    }
+    // Three attempts (splits 1, 2, 4) are not enough for 8: failed, and said why.
+    assert_eq!(by_need["8"]["status"], "failed");
+    assert_eq!(by_need["8"]["out_of_memory"], "3");
+    let status = text(&p.run(&["status", "oom"]).stdout);
+    assert!(status.contains("3 (2 OOM)"), "{status}");
+    assert!(status.contains("ran out of GPU memory"), "{status}");
+    let outcomes: Vec<String> = p.sqlite(
+        "SELECT outcome FROM attempts a JOIN trials t ON t.id = a.trial_id \
+         WHERE t.params LIKE '%\"need\":4%' ORDER BY attempt",
+    );
+    assert_eq!(outcomes, ["out_of_memory", "out_of_memory", "completed"]);
+}
+
+#[test]
 fn a_hanging_trial_is_killed_by_its_timeout() {
     let p = Project::new();
     p.write("hang.sh", "#!/bin/sh\ntrap '' TERM\nsleep 60\n");

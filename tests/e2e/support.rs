@@ -68,6 +68,26 @@ impl Project {
             .collect()
     }
 
+    /// The first column of a query on the project's database, as text.
+    pub fn sqlite(&self, sql: &str) -> Vec<String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        runtime.block_on(async {
+            let url = format!("sqlite://{}?mode=ro", self.db().display());
+            let pool = sqlx::SqlitePool::connect(&url)
+                .await
+                .expect("open database");
+            let rows = sqlx::query_scalar(sql)
+                .fetch_all(&pool)
+                .await
+                .expect("query");
+            pool.close().await;
+            rows
+        })
+    }
+
     /// Lines of a file the trials append to (empty if absent).
     pub fn lines(&self, name: &str) -> Vec<String> {
         std::fs::read_to_string(self.path().join(name))

@@ -169,6 +169,34 @@ fn the_same_seed_gives_the_same_numbers_and_another_seed_does_not() {
     assert_ne!(loss(&first), loss(&other));
 }
 
+/// After an out-of-memory attempt the scheduler asks for a split micro-batch: the trial
+/// accumulates more, smaller passes to the same effective batch, so it computes the same
+/// numbers up to rounding, and says in its result that it did.
+#[test]
+fn a_split_micro_batch_gives_the_same_numbers_and_is_recorded() {
+    let p = Project::new();
+    let cache = p.path().join("cache");
+    let params = r#"{"learning_rate":0.003,"steps":10,"batch_size":8,"seed":1}"#;
+    let run = |dir: &str, split: &str| {
+        let out = trial_command(&p.path().join(dir), &cache, params, false)
+            .env("SWEEP_AXES", "{}")
+            .env("SWEEP_MICRO_BATCH_SPLIT", split)
+            .output()
+            .expect("run sweep trial");
+        assert!(out.status.success(), "split {split}: {}", text(&out.stderr));
+        results(&events(&out.stdout))["null"].clone()
+    };
+    let whole = run("whole", "1");
+    let split = run("split", "4");
+    assert_eq!(split["micro_batch_split"], 4.0);
+    assert!(whole.get("micro_batch_split").is_none(), "{whole}");
+    let (a, b) = (
+        whole["eval_loss"].as_f64().unwrap(),
+        split["eval_loss"].as_f64().unwrap(),
+    );
+    assert!((a - b).abs() <= 1e-4 * a, "eval_loss {a} vs {b}");
+}
+
 #[test]
 fn bad_trainer_tables_and_data_files_are_refused_before_anything_runs() {
     let p = Project::new();

@@ -1,8 +1,8 @@
 //! Exports are views of stored results: one row per trial (tidy), one per configuration
 //! (aggregated over replicates), or one per curve point (long form).
 //!
-//! Trial columns are `trial_id, sweep, status, attempts, started_at, finished_at, duration_s,
-//! gpu`, then `param_<name>` and `metric_<name>`, each group sorted by name, so the column
+//! Trial columns are `trial_id, sweep, status, attempts, out_of_memory, started_at, finished_at,
+//! duration_s, gpu`, then `param_<name>` and `metric_<name>`, each group sorted by name, so the column
 //! order is the same on every run. Missing values are empty; a metric the trial reported as
 //! non-finite is `NaN` in CSV and `null` in JSON.
 
@@ -26,11 +26,12 @@ pub enum ExportError {
 }
 
 /// The fixed leading columns of the per-trial export.
-pub const BASE_COLUMNS: [&str; 8] = [
+pub const BASE_COLUMNS: [&str; 9] = [
     "trial_id",
     "sweep",
     "status",
     "attempts",
+    "out_of_memory",
     "started_at",
     "finished_at",
     "duration_s",
@@ -54,6 +55,7 @@ pub fn trial_cells(row: &TrialRow, params: &[String], metrics: &[String]) -> Vec
         Cell::Text(row.sweep.clone()),
         Cell::Text(row.status.as_str().to_string()),
         Cell::Int(row.attempts as i64),
+        Cell::Int(row.out_of_memory as i64),
         row.started_at
             .map_or(Cell::Empty, |t| Cell::Text(rfc3339(t))),
         row.finished_at

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use sweep_core::value::format_float;
 use sweep_store::TrialRow;
 
-/// A plain-text table: trial, state, attempts, duration, GPU, parameters, metrics, and the
+/// A plain-text table: trial, state, attempts (and how many ran out of GPU memory), duration, GPU, parameters, metrics, and the
 /// last error of trials that have one.
 pub fn status_table(rows: &[TrialRow]) -> String {
     let header = [
@@ -32,7 +32,10 @@ pub fn status_table(rows: &[TrialRow]) -> String {
             [
                 r.id.clone(),
                 r.status.as_str().to_string(),
-                r.attempts.to_string(),
+                match r.out_of_memory {
+                    0 => r.attempts.to_string(),
+                    oom => format!("{} ({oom} OOM)", r.attempts),
+                },
                 r.duration_s()
                     .map(|d| format!("{d:.1}s"))
                     .unwrap_or_else(|| "-".into()),

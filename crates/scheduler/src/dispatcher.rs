@@ -15,6 +15,7 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::attempt::{self, Launch, Message, Report};
 use crate::gpus::GpuPool;
+use crate::oom;
 use crate::process::{self, signal_name};
 use crate::{Progress, Reporter, RunConfig, SchedulerError, Stop, Summary};
 
@@ -244,6 +245,10 @@ impl Dispatcher<'_> {
             ),
             ("CUDA_VISIBLE_DEVICES".to_string(), gpus.join(",")),
             ("SWEEP_AXES".to_string(), self.axes_json.clone()),
+            (
+                oom::SPLIT_VAR.to_string(),
+                oom::split_after(claimed.out_of_memory).to_string(),
+            ),
         ];
         if let Some(trainer) = &self.grid.trainer {
             env.push(("SWEEP_TRAINER".to_string(), trainer.settings.to_string()));
@@ -545,6 +550,15 @@ fn classify(report: &Report, has_result: bool, grid: &Grid) -> (Outcome, Option<
             "exited 0 without a result event (print {\"event\":\"result\",\"metrics\":{...}} before exiting)".to_string()
         }
         (Some(0), _) => return (Outcome::Completed, None),
+        _ if oom::is_out_of_memory(&report.stderr_tail) => {
+            return (
+                Outcome::OutOfMemory,
+                Some(format!(
+                    "ran out of GPU memory (a retry splits each micro-batch further: {})",
+                    oom::SPLIT_VAR
+                )),
+            )
+        }
         (Some(code), _) => format!("exited with code {code}"),
         (None, Some(sig)) => format!("killed by {}", signal_name(sig)),
         (None, None) => "ended without an exit status".to_string(),

@@ -8,6 +8,7 @@
 mod attempt;
 mod dispatcher;
 mod gpus;
+mod oom;
 mod process;
 
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 pub use dispatcher::run_sweep;
 pub use gpus::{parse_nvidia_smi, GpuPool, GpuRequest};
+pub use oom::SPLIT_VAR;
 pub use process::alive;
 
 /// What the user asked the sweep to do, as the dispatcher and attempts see it.

@@ -53,6 +53,8 @@ pub struct TrialRow {
     pub status: TrialStatus,
     /// Launches so far.
     pub attempts: u32,
+    /// Of those, the ones that ran out of GPU memory.
+    pub out_of_memory: u32,
     /// Start of the last attempt (Unix ms).
     pub started_at: Option<i64>,
     /// End of the last attempt (Unix ms).
@@ -118,7 +120,7 @@ impl Store {
         // One row per trial, metrics folded into a JSON object by SQLite: row transfer is the
         // cost that dominates reading large sweeps.
         let sql = format!(
-            "SELECT t.id, s.name AS sweep, t.ordinal, t.params, t.status, t.attempts, t.started_at, \
+            "SELECT t.id, s.name AS sweep, t.ordinal, t.params, t.status, t.attempts, t.out_of_memory, t.started_at, \
                     t.finished_at, t.gpu, t.error, t.completed_by, \
                     (SELECT json_group_object(r.name, r.value) FROM results r WHERE r.trial_id = t.id) AS metrics \
              FROM trials t JOIN sweeps s ON s.id = t.sweep_id \
@@ -146,6 +148,7 @@ impl Store {
                 status: TrialStatus::parse(status)
                     .ok_or_else(|| corrupt(&format!("status {status:?}")))?,
                 attempts: r.get::<i64, _>("attempts") as u32,
+                out_of_memory: r.get::<i64, _>("out_of_memory") as u32,
                 started_at: r.get("started_at"),
                 finished_at: r.get("finished_at"),
                 gpu: r.get("gpu"),

@@ -19,6 +19,8 @@ pub struct Claimed {
     pub attempt: u32,
     /// Last checkpoint a previous attempt announced.
     pub checkpoint_step: Option<i64>,
+    /// Earlier attempts that ran out of GPU memory: each halves the next one's micro-batch.
+    pub out_of_memory: u32,
 }
 
 /// One point of a curve.
@@ -47,6 +49,8 @@ pub enum Outcome {
     TimedOut,
     /// Stopped by the user (Ctrl-C / SIGTERM to the orchestrator).
     Interrupted,
+    /// Failed because the GPU ran out of memory (a retry splits the micro-batch).
+    OutOfMemory,
 }
 
 impl Outcome {
@@ -57,6 +61,7 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::TimedOut => "timed_out",
             Outcome::Interrupted => "interrupted",
+            Outcome::OutOfMemory => "out_of_memory",
         }
     }
 }
@@ -103,7 +108,7 @@ impl Store {
             "UPDATE trials SET status = 'running', owner = ?4, attempts = attempts + 1, \
              started_at = ?2, finished_at = NULL, gpu = ?5, pid = NULL, error = NULL \
              WHERE id = ({NEXT_CLAIMABLE}) \
-             RETURNING id, params, attempts, checkpoint_step"
+             RETURNING id, params, attempts, checkpoint_step, out_of_memory"
         );
         let row = sqlx::query(&sql)
             .bind(sweep_id)
@@ -134,6 +139,7 @@ impl Store {
             params,
             attempt,
             checkpoint_step: row.get("checkpoint_step"),
+            out_of_memory: row.get::<i64, _>("out_of_memory") as u32,
         }))
     }
 
@@ -292,7 +298,8 @@ impl Store {
                 "UPDATE trials SET \
                  failures = CASE WHEN ?1 THEN failures + 1 ELSE MAX(failures + 1, ?2) END, \
                  status = CASE WHEN ?1 AND failures + 1 < ?2 THEN 'pending' ELSE 'failed' END, \
-                 not_before = ?3, owner = NULL, pid = NULL, finished_at = ?4, error = ?5 \
+                 not_before = ?3, owner = NULL, pid = NULL, finished_at = ?4, error = ?5, \
+                 out_of_memory = out_of_memory + ?8 \
                  WHERE id = ?6 AND owner = ?7 AND status = 'running' RETURNING status",
             )
             .bind(retryable)
@@ -302,6 +309,7 @@ impl Store {
             .bind(&end.reason)
             .bind(trial_id)
             .bind(runner_id)
+            .bind(end.outcome == Outcome::OutOfMemory)
             .fetch_optional(&mut *tx)
             .await?
         };

@@ -31,6 +31,13 @@ pub struct Encoded {
     pub target: Vec<bool>,
 }
 
+impl Encoded {
+    /// How many of its tokens the loss predicts (the first token is never predicted).
+    pub fn predicted(&self) -> usize {
+        self.target.iter().skip(1).filter(|&&t| t).count()
+    }
+}
+
 /// Encodes a prompt/response pair, truncated to `max_len` tokens (the prompt is kept; the
 /// response is cut, losing its EOS if it does not fit).
 pub fn encode_example(prompt: &str, response: &str, max_len: usize) -> Encoded {

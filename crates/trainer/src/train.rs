@@ -209,15 +209,25 @@ impl<'a> Trainer<'a> {
             .take()
             .expect("the model is only taken inside a step");
         let mut accumulator = GradientsAccumulator::new();
-        let mut step_loss = 0.0;
+        // The batch loss is the mean over all its predicted tokens: each micro-batch's mean
+        // weighs by its share of them, so splitting a batch changes only rounding.
+        let batch_tokens = examples.iter().map(|e| e.predicted()).sum::<usize>().max(1);
+        let mut step_loss = None;
         for chunk in examples.chunks(micro) {
             let batch = make_batch(chunk, &self.device);
             let (mean, _) = loss(&model, &batch);
-            let weight = chunk.len() as f64 / examples.len() as f64;
-            step_loss += mean.clone().into_scalar::<f32>() as f64 * weight;
-            let grads = mean.mul_scalar(weight).backward();
+            let tokens = chunk.iter().map(|e| e.predicted()).sum::<usize>();
+            let part = mean.mul_scalar(tokens as f64 / batch_tokens as f64);
+            // Summed on the device: one host sync per step, not one per micro-batch.
+            let detached = part.clone().inner();
+            step_loss = Some(match step_loss {
+                None => detached,
+                Some(sum) => sum + detached,
+            });
+            let grads = part.backward();
             accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
         }
+        let step_loss = step_loss.map_or(0.0, |l| l.into_scalar::<f32>() as f64);
         let mut grads = accumulator.grads();
         if let Some(max_norm) = self.optim.grad_clip {
             clip_global_norm(&model, &mut grads, max_norm);

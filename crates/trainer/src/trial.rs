@@ -166,7 +166,13 @@ pub fn run_trial(
     device: &Device,
     report: &mut dyn FnMut(Report),
 ) -> Result<(), TrialError> {
-    let fingerprint = blake3::hash(format!("v1|{fingerprint}|{spec:?}|{plan:?}").as_bytes())
+    // Micro-batching changes only rounding, not what is computed: a checkpoint written before
+    // an out-of-memory retry (which splits the micro-batch) is resumed with the smaller one.
+    let computed = TrialSpec {
+        micro_batch: 0,
+        ..spec.clone()
+    };
+    let fingerprint = blake3::hash(format!("v1|{fingerprint}|{computed:?}|{plan:?}").as_bytes())
         .to_hex()
         .to_string();
     let ad = device.clone().autodiff();

@@ -46,6 +46,11 @@ pub struct TrialArgs {
     /// Where the base model is cached (default: `.cache` in the sweep's trial directory root).
     #[arg(long, env = "SWEEP_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Split each micro-batch into this many parts (set by the scheduler after an attempt ran
+    /// out of GPU memory; the effective batch is unchanged).
+    #[arg(long, env = sweep_scheduler::SPLIT_VAR, default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    micro_batch_split: u32,
 }
 
 fn parse_flag(text: &str) -> Result<bool, String> {
@@ -107,7 +112,9 @@ pub fn trial(args: TrialArgs) -> anyhow::Result<i32> {
         serde_json::from_str(&args.params).context("the trial parameters are not a JSON object")?;
     let axes: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&args.axes).context("SWEEP_AXES is not a JSON object")?;
-    let spec = TrialSpec::from_params(&params)?;
+    let mut spec = TrialSpec::from_params(&params)?;
+    let split = args.micro_batch_split as usize;
+    spec.micro_batch = spec.micro_batch.div_ceil(split).max(1);
     let config = TrainerConfig::from_json(&args.trainer)?;
     let share = config.share_runs;
     let cache = config
@@ -139,6 +146,12 @@ pub fn trial(args: TrialArgs) -> anyhow::Result<i32> {
     // On libtorch, every result says whether it was computed on a GPU, so a CPU fallback on
     // a GPU machine shows in `sweep status` and in exports.
     let on_gpu = (backend == Backend::Tch).then_some(if selected.gpu { 1.0 } else { 0.0 });
+    if split > 1 {
+        eprintln!(
+            "an earlier attempt ran out of GPU memory: micro-batch {} ({split}x the accumulation)",
+            spec.micro_batch
+        );
+    }
     let mut reporter = |r: Report| match r {
         Report::Result {
             params,
@@ -146,6 +159,10 @@ pub fn trial(args: TrialArgs) -> anyhow::Result<i32> {
         } => {
             if let Some(flag) = on_gpu {
                 metrics.insert("on_gpu".into(), flag);
+            }
+            // An out-of-memory retry is part of the record of how a result was computed.
+            if split > 1 {
+                metrics.insert("micro_batch_split".into(), split as f64);
             }
             reporter(Report::Result { params, metrics })
         }
