@@ -2,7 +2,7 @@
 
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Int, TensorData};
+use burn::tensor::{FloatDType, Int, TensorData};
 
 use crate::model::Lm;
 use crate::tokenizer::{Encoded, PAD};
@@ -46,7 +46,8 @@ pub fn make_batch(examples: &[&Encoded], device: &Device) -> Batch {
 
 /// Mean cross-entropy over the masked positions, and the number of such positions.
 pub fn loss(model: &Lm, batch: &Batch) -> (Tensor<1>, Tensor<1>) {
-    let logits = model.forward(batch.inputs.clone());
+    // The softmax and the loss in fp32 whatever the model computes in (as autocast does).
+    let logits = model.forward(batch.inputs.clone()).cast(FloatDType::F32);
     let log_probs = log_softmax(logits, 2);
     let picked: Tensor<2> = log_probs
         .gather(2, batch.targets.clone().unsqueeze_dim(2))

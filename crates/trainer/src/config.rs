@@ -10,6 +10,7 @@ use crate::data::{read_advbench, read_examples, Example, FormatError};
 use crate::device::Backend;
 use crate::eval::{Keywords, KeywordsError};
 use crate::model::ModelConfig;
+use crate::precision::Precision;
 
 /// The `[trainer]` table.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -17,6 +18,8 @@ use crate::model::ModelConfig;
 pub struct TrainerConfig {
     /// The burn backend: `flex` (CPU, built in) or `tch` (libtorch; `--features tch`).
     pub backend: Backend,
+    /// `bf16`: fine-tune in bf16 with fp32 weights on a GPU (fp32 on the CPU).
+    pub precision: Precision,
     /// Model sizes (`[trainer.model]`).
     pub model: ModelConfig,
     /// Optimizer steps of the base model's safety alignment.
@@ -55,6 +58,7 @@ impl Default for TrainerConfig {
     fn default() -> TrainerConfig {
         TrainerConfig {
             backend: Backend::Flex,
+            precision: Precision::Fp32,
             model: ModelConfig::default(),
             base_steps: 2000,
             base_lr: 3e-3,

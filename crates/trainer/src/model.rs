@@ -12,13 +12,14 @@ use burn::nn::{
 };
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-use burn::tensor::{Bool, Int, TensorData};
+use burn::tensor::{Bool, DType, Int, TensorData};
 
 use crate::tokenizer::VOCAB_SIZE;
 
-/// Model sizes. The defaults (about 0.4 M parameters) train in minutes on two CPU cores.
+/// Model sizes. The defaults (the `small` preset, about 0.4 M parameters) train in minutes on
+/// two CPU cores; [`crate::sizes::Preset`] names bigger ones for GPUs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(from = "crate::sizes::ModelTable")]
 pub struct ModelConfig {
     /// Width of the residual stream.
     pub d_model: usize,
@@ -34,17 +35,19 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> ModelConfig {
-        ModelConfig {
-            d_model: 128,
-            n_heads: 4,
-            n_layers: 2,
-            d_ff: 256,
-            max_seq: 160,
-        }
+        crate::sizes::Preset::Small.config()
     }
 }
 
 impl ModelConfig {
+    /// Trainable parameters: the byte embedding, per block four attention projections, the
+    /// SwiGLU MLP (gate, up, down) and two norms, then the final norm and the output head.
+    pub fn num_params(&self) -> usize {
+        let (d, ff) = (self.d_model, self.d_ff);
+        let block = 4 * d * d + 3 * d * ff + 2 * d;
+        2 * VOCAB_SIZE * d + self.n_layers * block + d
+    }
+
     /// Builds a randomly initialised model on `device` (seed the device first).
     pub fn init(&self, device: &Device) -> Lm {
         let head_dim = self.d_model / self.n_heads;
@@ -133,15 +136,16 @@ struct Rope {
 }
 
 impl Rope {
-    /// The angles of positions `start..start + seq`.
-    fn new(encoding: &RotaryEncoding, start: usize, seq: usize) -> Rope {
+    /// The angles of positions `start..start + seq`, in `dtype`.
+    fn new(encoding: &RotaryEncoding, start: usize, seq: usize, dtype: DType) -> Rope {
         let [_, head_dim, _] = encoding.freq_complex.dims();
-        let angles = encoding.freq_complex.clone().slice([start..start + seq]);
+        let angles = encoding.freq_complex.clone().narrow(0, start, seq);
         let part = |i: usize| {
             angles
                 .clone()
                 .narrow(2, i, 1)
                 .reshape([1, 1, seq, head_dim])
+                .cast(dtype)
         };
         Rope {
             cos: part(0),
@@ -160,6 +164,11 @@ impl Rope {
 }
 
 impl Lm {
+    /// The dtype the weights are stored in (all share it).
+    pub fn head_weight_dtype(&self) -> DType {
+        self.head.weight.val().dtype()
+    }
+
     /// Logits `[batch, seq, vocab]` for every position of `tokens` `[batch, seq]`.
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
         self.forward_from(tokens, &mut None)
@@ -195,15 +204,19 @@ impl Lm {
         }
         // Added to the scores rather than filled in: the same softmax (a masked score is
         // -1e9 either way, to f32 precision), and its gradient needs no second masking.
-        let hidden: Tensor<4> = Tensor::zeros(hidden.dims(), &device).mask_fill(hidden, MASKED);
         let mut x = self.embed.forward(tokens);
+        // Everything computed here follows the weights' dtype (bf16 in mixed precision).
+        let dtype = x.dtype();
+        let hidden = Tensor::<4>::zeros(hidden.dims(), &device)
+            .mask_fill(hidden, MASKED)
+            .cast(dtype);
         let d_model = x.dims()[2];
         let head_dim = d_model / self.n_heads;
         let heads = |t: Tensor<3>| {
             t.reshape([batch, seq, self.n_heads, head_dim])
                 .swap_dims(1, 2)
         };
-        let rope = Rope::new(&self.rope, start, seq);
+        let rope = Rope::new(&self.rope, start, seq, dtype);
         for (i, block) in self.blocks.iter().enumerate() {
             let h = block.attn_norm.forward(x.clone());
             let q = rope.apply(heads(block.q.forward(h.clone())));
@@ -253,11 +266,11 @@ mod tests {
         let encoding = RotaryEncodingConfig::new(32, 8).init(&device);
         let x: Tensor<4> = Tensor::random([2, 3, 5, 8], Distribution::Normal(0.0, 1.0), &device);
         for start in [0, 4] {
-            let ours = Rope::new(&encoding, start, 5).apply(x.clone());
+            let ours = Rope::new(&encoding, start, 5, DType::F32).apply(x.clone());
             let burns = encoding.apply(x.clone(), start);
             assert_eq!(
-                ours.into_data().to_vec::<f32>().unwrap(),
-                burns.into_data().to_vec::<f32>().unwrap(),
+                ours.into_data().try_to_vec::<f32>().unwrap(),
+                burns.into_data().try_to_vec::<f32>().unwrap(),
                 "start {start}"
             );
         }

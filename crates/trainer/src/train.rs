@@ -7,12 +7,14 @@ use std::path::Path;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::tensor::FloatDType;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::batch::{loss, make_batch};
 use crate::clip::clip_global_norm;
 use crate::model::Lm;
+use crate::precision::{compute_copy, grads_to_f32};
 use crate::tokenizer::Encoded;
 
 /// How the learning rate moves over the run.
@@ -125,6 +127,8 @@ pub struct Trainer<'a> {
     shape: RunShape,
     optim: OptimConfig,
     device: Device,
+    /// The dtype of the forward and backward passes when not the weights' fp32.
+    compute: Option<FloatDType>,
 }
 
 /// A checkpoint that cannot be written or read.
@@ -172,7 +176,15 @@ impl<'a> Trainer<'a> {
             shape,
             optim: optim.clone(),
             device: device.clone(),
+            compute: None,
         }
+    }
+
+    /// Runs the forward and backward passes in `dtype` (bf16) on a copy of the fp32 weights,
+    /// which the optimizer keeps updating in fp32 (see [`crate::precision`]); `None`: fp32.
+    pub fn computing_in(mut self, dtype: Option<FloatDType>) -> Trainer<'a> {
+        self.compute = dtype;
+        self
     }
 
     /// Optimizer steps taken.
@@ -213,9 +225,11 @@ impl<'a> Trainer<'a> {
         // weighs by its share of them, so splitting a batch changes only rounding.
         let batch_tokens = examples.iter().map(|e| e.predicted()).sum::<usize>().max(1);
         let mut step_loss = None;
+        let working = self.compute.map(|dtype| compute_copy(&model, dtype));
+        let forward = working.as_ref().unwrap_or(&model);
         for chunk in examples.chunks(micro) {
             let batch = make_batch(chunk, &self.device);
-            let (mean, _) = loss(&model, &batch);
+            let (mean, _) = loss(forward, &batch);
             let tokens = chunk.iter().map(|e| e.predicted()).sum::<usize>();
             let part = mean.mul_scalar(tokens as f64 / batch_tokens as f64);
             // Summed on the device: one host sync per step, not one per micro-batch.
@@ -224,8 +238,12 @@ impl<'a> Trainer<'a> {
                 None => detached,
                 Some(sum) => sum + detached,
             });
-            let grads = part.backward();
-            accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
+            let grads = GradientsParams::from_grads(part.backward(), forward);
+            let grads = match working {
+                Some(_) => grads_to_f32(&model, grads),
+                None => grads,
+            };
+            accumulator.accumulate(&model, grads);
         }
         let step_loss = step_loss.map_or(0.0, |l| l.into_scalar::<f32>() as f64);
         let mut grads = accumulator.grads();
@@ -322,6 +340,8 @@ pub fn train(
 
 #[cfg(test)]
 mod tests {
+    use burn::tensor::DType;
+
     use super::*;
 
     #[test]
@@ -346,5 +366,75 @@ mod tests {
             ..o
         };
         assert_eq!(c.lr_at(50, 100), 1.0);
+    }
+
+    /// Trains a small model on one repeated example, in fp32 or with `compute`; returns the
+    /// loss of every step and the dtype of the trained weights.
+    fn overfit(device: &Device, compute: Option<FloatDType>) -> (Vec<f64>, DType) {
+        let ad = device.clone().autodiff();
+        ad.seed(3);
+        let config = crate::model::ModelConfig {
+            d_model: 32,
+            n_heads: 2,
+            n_layers: 1,
+            d_ff: 64,
+            max_seq: 64,
+        };
+        let example = crate::tokenizer::encode_example("Say hi", "hi there", 64);
+        let pool = vec![example];
+        let mix = Mix::new(vec![(&pool, 1.0)]);
+        let shape = RunShape {
+            steps: 30,
+            batch_size: 4,
+            micro_batch: 4,
+        };
+        let optim = OptimConfig {
+            lr: 1e-2,
+            weight_decay: 0.0,
+            beta1: 0.9,
+            beta2: 0.95,
+            epsilon: 1e-8,
+            grad_clip: Some(1.0),
+            warmup: 0,
+            schedule: Schedule::Constant,
+        };
+        let mut trainer =
+            Trainer::new(config.init(&ad), &ad, &mix, shape, &optim, 0).computing_in(compute);
+        let losses = (0..30).map(|_| trainer.advance()).collect();
+        let dtype = trainer.model().head_weight_dtype();
+        (losses, dtype)
+    }
+
+    /// Mixed precision learns as fp32 does, and the weights it updates stay fp32.
+    fn bf16_compute_learns_with_fp32_weights(device: &Device) {
+        let (fp32, fp32_weights) = overfit(device, None);
+        let (bf16, bf16_weights) = overfit(device, Some(FloatDType::BF16));
+        assert_eq!(fp32_weights, DType::F32);
+        assert_eq!(bf16_weights, DType::F32);
+        assert_ne!(fp32, bf16, "bf16 compute rounds differently");
+        let (first, last) = (bf16[0], bf16[bf16.len() - 1]);
+        assert!(last < first * 0.3, "bf16 loss {first} -> {last}");
+        // The first step sees the same weights: the losses agree to bf16 precision.
+        assert!(
+            (fp32[0] - bf16[0]).abs() < 0.02 * fp32[0],
+            "{fp32:?} vs {bf16:?}"
+        );
+        let fp32_last = fp32[fp32.len() - 1];
+        assert!(
+            (last - fp32_last).abs() < 0.05 + 0.5 * fp32_last,
+            "{fp32:?} vs {bf16:?}"
+        );
+    }
+
+    #[test]
+    fn bf16_compute_learns_with_fp32_weights_on_flex() {
+        bf16_compute_learns_with_fp32_weights(&Device::flex());
+    }
+
+    #[cfg(feature = "tch")]
+    #[test]
+    #[allow(deprecated)] // burn-tch is deprecated upstream
+    fn bf16_compute_learns_with_fp32_weights_on_libtorch() {
+        bf16_compute_learns_with_fp32_weights(&Device::libtorch());
     }
 }

@@ -10,6 +10,7 @@ use burn::prelude::*;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use serde_json::{json, Map, Value};
 
+use crate::device::Selected;
 use crate::ema::Ema;
 use crate::model::Lm;
 use crate::report::Report;
@@ -153,7 +154,7 @@ pub struct Checkpoints<'a> {
 /// Fine-tunes `base` as `spec` says and reports a result for every point of `plan`.
 /// `fingerprint` names everything else the run depends on (the base model, the data); a
 /// checkpoint with another fingerprint is not resumed from. Stops with a checkpoint when
-/// `stop` is set.
+/// `stop` is set. On a GPU, `[trainer] precision` decides the fine-tuning's compute dtype.
 #[allow(clippy::too_many_arguments)]
 pub fn run_trial(
     setup: &Setup,
@@ -163,9 +164,10 @@ pub fn run_trial(
     fingerprint: &str,
     checkpoints: Option<Checkpoints<'_>>,
     stop: &AtomicBool,
-    device: &Device,
+    selected: &Selected,
     report: &mut dyn FnMut(Report),
 ) -> Result<(), TrialError> {
+    let device = &selected.device;
     // Micro-batching changes only rounding, not what is computed: a checkpoint written before
     // an out-of-memory retry (which splits the micro-batch) is resumed with the smaller one.
     let computed = TrialSpec {
@@ -183,7 +185,9 @@ pub fn run_trial(
         micro_batch: spec.micro_batch,
     };
     let model = base.clone().to_device(&ad).train();
-    let mut trainer = Trainer::new(model, &ad, &mix, shape, &spec.optim, spec.seed);
+    let compute = setup.config.precision.compute_dtype(selected.gpu);
+    let mut trainer =
+        Trainer::new(model, &ad, &mix, shape, &spec.optim, spec.seed).computing_in(compute);
     // One shadow per positive decay; feedback mode has exactly one, its own.
     let mut shadows: Vec<Ema> = plan
         .decays

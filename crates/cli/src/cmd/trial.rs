@@ -14,6 +14,7 @@ use sweep_core::Grid;
 use sweep_trainer::base::{base_model, BaseConfig};
 use sweep_trainer::config::TrainerConfig;
 use sweep_trainer::device::Backend;
+use sweep_trainer::precision::Precision;
 use sweep_trainer::report::Report;
 use sweep_trainer::setup::{evaluate, transcripts, Setup};
 use sweep_trainer::spec::TrialSpec;
@@ -146,6 +147,23 @@ pub fn trial(args: TrialArgs) -> anyhow::Result<i32> {
     // On libtorch, every result says whether it was computed on a GPU, so a CPU fallback on
     // a GPU machine shows in `sweep status` and in exports.
     let on_gpu = (backend == Backend::Tch).then_some(if selected.gpu { 1.0 } else { 0.0 });
+    // `precision = "bf16"` says in every result whether it took effect (a GPU) or not.
+    let bf16 = (setup.config.precision == Precision::Bf16).then(|| {
+        let used = setup.config.precision.compute_dtype(selected.gpu).is_some();
+        eprintln!(
+            "precision: {}",
+            if used {
+                "bf16 compute, fp32 weights and optimizer state"
+            } else {
+                "fp32 (bf16 applies on a GPU only)"
+            }
+        );
+        if used {
+            1.0
+        } else {
+            0.0
+        }
+    });
     if split > 1 {
         eprintln!(
             "an earlier attempt ran out of GPU memory: micro-batch {} ({split}x the accumulation)",
@@ -159,6 +177,9 @@ pub fn trial(args: TrialArgs) -> anyhow::Result<i32> {
         } => {
             if let Some(flag) = on_gpu {
                 metrics.insert("on_gpu".into(), flag);
+            }
+            if let Some(flag) = bf16 {
+                metrics.insert("bf16".into(), flag);
             }
             // An out-of-memory retry is part of the record of how a result was computed.
             if split > 1 {
@@ -181,7 +202,7 @@ pub fn trial(args: TrialArgs) -> anyhow::Result<i32> {
         &fingerprint,
         checkpoints,
         &stop,
-        &device,
+        &selected,
         &mut reporter,
     ) {
         Ok(()) => Ok(exit_codes::OK),
