@@ -1,8 +1,9 @@
 #!/bin/sh
 # On a machine with NVIDIA GPUs: build (or take) the libtorch binary, run a small built-in
 # sweep across all GPUs, and print the GPUs' busy share during it and the training step time
-# of burn-tch against PyTorch eager on the same GPU. Prepared for a short lease of a GPU
-# machine; needs nvidia-smi, python3 and Rust. Usage: scripts/gpu-check.sh [SWEEP_BINARY]
+# of burn-tch against PyTorch eager on the same GPU; then a bf16 sweep of the `medium` preset.
+# Prepared for a short lease of a GPU machine; needs nvidia-smi, python3 and Rust.
+# Usage: scripts/gpu-check.sh [SWEEP_BINARY]
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -10,8 +11,8 @@ scripts/libtorch-env
 . .venv-torch/sweep-tch.env
 bin=${1:-}
 if [ -z "$bin" ]; then
-    cargo build --release --features tch
-    bin=$CARGO_TARGET_DIR/release/sweep
+    cargo build --release --workspace --features sweep/tch
+    bin=target/release/sweep
 fi
 bin=$(realpath "$bin")
 gpus=$(nvidia-smi --query-gpu=index --format=csv,noheader | wc -l)
@@ -56,6 +57,33 @@ print(f"== {len(on_gpu)} of {len(rows)} completed trials computed on a GPU (on_g
 PY
 
 echo "== step time on GPU 0, burn-tch:"
-SWEEP_BENCH_BACKEND=tch SWEEP_BENCH_GPU=0 cargo bench -p sweep-trainer --features tch --bench trainer | grep -E '^\| step, fixed|device'
+SWEEP_BENCH_BACKEND=tch SWEEP_BENCH_GPU=0 cargo bench --workspace --features sweep/tch --bench trainer | grep -E '^\| step, fixed|device'
 echo "== step time on GPU 0, PyTorch eager:"
 .venv-torch/bin/python -W ignore scripts/bench_pytorch.py --device cuda | grep -E '^\| step, fixed|model'
+
+echo "== bf16, medium preset (27.6 M parameters): 3 trials"
+cat > "$work/bf16.toml" <<GRID
+[sweep]
+name = "gpu-check-bf16"
+gpus_per_trial = 1
+parallel = $gpus
+max_attempts = 2
+
+[grid]
+learning_rate = [1e-4, 3e-4, 1e-3]
+steps = [100]
+
+[trainer]
+backend = "tch"
+precision = "bf16"
+model = { preset = "medium" }
+base_steps = 400
+base_lr = 1e-3
+eval_harmful = 64
+eval_benign = 48
+eval_task = 50
+GRID
+start=$(date +%s)
+(cd "$work" && "$bin" run bf16.toml --gpus auto) || status=$?
+echo "== bf16 sweep: $(( $(date +%s) - start )) s, exit ${status:-0}"
+(cd "$work" && "$bin" status gpu-check-bf16 | head -8)

@@ -78,7 +78,7 @@ fn product_zip_and_exclude_give_exactly_the_expected_trials() {
     let header = text(&out.stdout).lines().next().unwrap().to_string();
     assert_eq!(
         header,
-        "trial_id,sweep,status,attempts,started_at,finished_at,duration_s,gpu,param_accum,param_bs,param_lr,param_seed,metric_score"
+        "trial_id,sweep,status,attempts,out_of_memory,started_at,finished_at,duration_s,gpu,param_accum,param_bs,param_lr,param_seed,metric_score"
     );
     // Re-running a finished sweep runs nothing.
     let before = p.lines("runs.log").len();

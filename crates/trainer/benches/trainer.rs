@@ -3,8 +3,9 @@
 //! share of a step, and greedy generation throughput. Prints medians; see
 //! docs/performance.md.
 //!
-//! `cargo bench -p sweep-trainer --bench trainer`; with `--features tch` and
-//! `SWEEP_BENCH_BACKEND=tch` the same on libtorch (CPU).
+//! `cargo bench -p sweep-trainer --bench trainer`; after `. .venv-torch/sweep-tch.env`,
+//! `SWEEP_BENCH_BACKEND=tch cargo bench --workspace --features sweep/tch --bench trainer` the
+//! same on libtorch (CPU, or GPU `SWEEP_BENCH_GPU`).
 
 use std::time::{Duration, Instant};
 

@@ -165,7 +165,7 @@ impl Rope {
 
 impl Lm {
     /// The dtype the weights are stored in (all share it).
-    pub fn head_weight_dtype(&self) -> DType {
+    pub fn weights_dtype(&self) -> DType {
         self.head.weight.val().dtype()
     }
 

@@ -401,7 +401,7 @@ mod tests {
         let mut trainer =
             Trainer::new(config.init(&ad), &ad, &mix, shape, &optim, 0).computing_in(compute);
         let losses = (0..30).map(|_| trainer.advance()).collect();
-        let dtype = trainer.model().head_weight_dtype();
+        let dtype = trainer.model().weights_dtype();
         (losses, dtype)
     }
 
