@@ -197,6 +197,37 @@ fn a_split_micro_batch_gives_the_same_numbers_and_is_recorded() {
     assert!((a - b).abs() <= 1e-4 * a, "eval_loss {a} vs {b}");
 }
 
+/// bf16 is for GPUs: on the CPU the trial runs fp32, says so, and records `bf16 = 0`, with
+/// the numbers of an fp32 run.
+#[test]
+fn bf16_on_the_cpu_runs_fp32_and_says_so() {
+    let p = Project::new();
+    let cache = p.path().join("cache");
+    let params = r#"{"learning_rate":0.003,"steps":10,"seed":1}"#;
+    let run = |dir: &str, trainer: String| {
+        let out = trial_command(&p.path().join(dir), &cache, params, false)
+            .env("SWEEP_TRAINER", trainer)
+            .env("SWEEP_AXES", "{}")
+            .output()
+            .expect("run sweep trial");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        (
+            results(&events(&out.stdout))["null"].clone(),
+            text(&out.stderr),
+        )
+    };
+    let (fp32, _) = run("fp32", tiny_trainer_json());
+    let bf16_table = tiny_trainer_json().replacen('{', r#"{"precision":"bf16","#, 1);
+    let (bf16, log) = run("bf16", bf16_table);
+    assert!(
+        log.contains("precision: fp32 (bf16 applies on a GPU only)"),
+        "{log}"
+    );
+    assert_eq!(bf16["bf16"], 0.0);
+    assert!(fp32.get("bf16").is_none(), "{fp32}");
+    assert_eq!(bf16["eval_loss"], fp32["eval_loss"]);
+}
+
 #[test]
 fn bad_trainer_tables_and_data_files_are_refused_before_anything_runs() {
     let p = Project::new();
