@@ -6,6 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use serde_json::Value;
+
 use crate::support::{text, Project};
 
 /// A model small enough to align in a few seconds; the numbers mean nothing, the mechanics
@@ -45,6 +47,21 @@ fn trial_command(dir: &Path, cache: &Path, params: &str, resume: bool) -> Comman
         .env("SWEEP_CACHE_DIR", cache)
         .env("SWEEP_RESUME", if resume { "1" } else { "0" });
     cmd
+}
+
+/// Runs one trial that reports only its own point (`SWEEP_AXES` empty, no GPU leased) with
+/// `env` on top; returns its result's metrics and its log.
+fn single(dir: &Path, cache: &Path, params: &str, env: &[(&str, &str)]) -> (Value, String) {
+    let mut cmd = trial_command(dir, cache, params, false);
+    cmd.env("SWEEP_AXES", "{}")
+        .env_remove("CUDA_VISIBLE_DEVICES");
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    let out = cmd.output().expect("run sweep trial");
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "{env:?}: {log}");
+    (results(&events(&out.stdout))["null"].clone(), log)
 }
 
 fn events(stdout: &[u8]) -> Vec<serde_json::Value> {
@@ -178,13 +195,13 @@ fn a_split_micro_batch_gives_the_same_numbers_and_is_recorded() {
     let cache = p.path().join("cache");
     let params = r#"{"learning_rate":0.003,"steps":10,"batch_size":8,"seed":1}"#;
     let run = |dir: &str, split: &str| {
-        let out = trial_command(&p.path().join(dir), &cache, params, false)
-            .env("SWEEP_AXES", "{}")
-            .env("SWEEP_MICRO_BATCH_SPLIT", split)
-            .output()
-            .expect("run sweep trial");
-        assert!(out.status.success(), "split {split}: {}", text(&out.stderr));
-        results(&events(&out.stdout))["null"].clone()
+        single(
+            &p.path().join(dir),
+            &cache,
+            params,
+            &[("SWEEP_MICRO_BATCH_SPLIT", split)],
+        )
+        .0
     };
     let whole = run("whole", "1");
     let split = run("split", "4");
@@ -205,15 +222,11 @@ fn bf16_on_the_cpu_runs_fp32_and_says_so() {
     let cache = p.path().join("cache");
     let params = r#"{"learning_rate":0.003,"steps":10,"seed":1}"#;
     let run = |dir: &str, trainer: String| {
-        let out = trial_command(&p.path().join(dir), &cache, params, false)
-            .env("SWEEP_TRAINER", trainer)
-            .env("SWEEP_AXES", "{}")
-            .output()
-            .expect("run sweep trial");
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        (
-            results(&events(&out.stdout))["null"].clone(),
-            text(&out.stderr),
+        single(
+            &p.path().join(dir),
+            &cache,
+            params,
+            &[("SWEEP_TRAINER", &trainer)],
         )
     };
     let (fp32, _) = run("fp32", tiny_trainer_json());
@@ -292,19 +305,16 @@ fn tch_matches_flex_from_the_same_base_weights() {
     let params = r#"{"learning_rate":0.003,"steps":20,"ema_decay":0.9,"seed":3}"#;
     let run = |dir: &str, backend: &str| {
         let trainer = tiny_trainer_json().replacen('{', &format!(r#"{{"backend":"{backend}","#), 1);
-        let out = trial_command(&p.path().join(dir), &cache, params, false)
-            .env("SWEEP_TRAINER", trainer)
-            .env("SWEEP_AXES", "{}")
-            .env_remove("CUDA_VISIBLE_DEVICES")
-            .output()
-            .expect("run sweep trial");
-        assert!(out.status.success(), "{backend}: {}", text(&out.stderr));
-        assert!(text(&out.stderr).contains(&format!("device: {backend} cpu")));
-        results(&events(&out.stdout))
+        let (metrics, log) = single(
+            &p.path().join(dir),
+            &cache,
+            params,
+            &[("SWEEP_TRAINER", &trainer)],
+        );
+        assert!(log.contains(&format!("device: {backend} cpu")), "{log}");
+        metrics
     };
-    let flex = run("flex", "flex");
-    let tch = run("tch", "tch");
-    let (f, t) = (&flex["null"], &tch["null"]);
+    let (f, t) = (&run("flex", "flex"), &run("tch", "tch"));
     assert_eq!(
         t["on_gpu"], 0.0,
         "no GPU leased: on the CPU, and it says so"

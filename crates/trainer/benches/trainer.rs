@@ -18,7 +18,7 @@ use sweep_trainer::ema::Ema;
 use sweep_trainer::generate::generate;
 use sweep_trainer::setup::Setup;
 use sweep_trainer::tokenizer::Encoded;
-use sweep_trainer::train::{Mix, OptimConfig, RunShape, Schedule, Trainer};
+use sweep_trainer::train::{Mix, OptimConfig, RunShape, Trainer};
 
 /// The backend under test: `SWEEP_BENCH_BACKEND` (`flex` by default, or `tch`), on the GPU
 /// `SWEEP_BENCH_GPU` names (tch only; the CPU without it).
@@ -43,14 +43,8 @@ fn ms(d: Duration) -> f64 {
 
 fn optim() -> OptimConfig {
     OptimConfig {
-        lr: 1e-3,
         weight_decay: 0.1,
-        beta1: 0.9,
-        beta2: 0.95,
-        epsilon: 1e-8,
-        grad_clip: Some(1.0),
-        warmup: 0,
-        schedule: Schedule::Constant,
+        ..OptimConfig::default()
     }
 }
 

@@ -50,6 +50,23 @@ pub struct OptimConfig {
     pub schedule: Schedule,
 }
 
+impl Default for OptimConfig {
+    /// The built-in trial's defaults (see [`crate::spec::KNOWN`]): lr 1e-3, no weight decay,
+    /// β 0.9 / 0.95, ε 1e-8, global-norm clip 1.0, constant rate without warmup.
+    fn default() -> OptimConfig {
+        OptimConfig {
+            lr: 1e-3,
+            weight_decay: 0.0,
+            beta1: 0.9,
+            beta2: 0.95,
+            epsilon: 1e-8,
+            grad_clip: Some(1.0),
+            warmup: 0,
+            schedule: Schedule::Constant,
+        }
+    }
+}
+
 impl OptimConfig {
     /// The learning rate of optimizer step `step` (0-based) out of `total`.
     pub fn lr_at(&self, step: usize, total: usize) -> f64 {
@@ -390,13 +407,7 @@ mod tests {
         };
         let optim = OptimConfig {
             lr: 1e-2,
-            weight_decay: 0.0,
-            beta1: 0.9,
-            beta2: 0.95,
-            epsilon: 1e-8,
-            grad_clip: Some(1.0),
-            warmup: 0,
-            schedule: Schedule::Constant,
+            ..OptimConfig::default()
         };
         let mut trainer =
             Trainer::new(config.init(&ad), &ad, &mix, shape, &optim, 0).computing_in(compute);

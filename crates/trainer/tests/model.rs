@@ -6,7 +6,7 @@ use sweep_trainer::ema::Ema;
 use sweep_trainer::generate::generate;
 use sweep_trainer::model::{KvCache, ModelConfig};
 use sweep_trainer::tokenizer::{encode_example, encode_prompt, Encoded};
-use sweep_trainer::train::{train, Mix, OptimConfig, RunShape, Schedule, Trainer};
+use sweep_trainer::train::{train, Mix, OptimConfig, RunShape, Trainer};
 use sweep_trainer::{cpu_device, Device};
 
 fn tiny() -> ModelConfig {
@@ -22,13 +22,7 @@ fn tiny() -> ModelConfig {
 fn optim(lr: f64) -> OptimConfig {
     OptimConfig {
         lr,
-        weight_decay: 0.0,
-        beta1: 0.9,
-        beta2: 0.95,
-        epsilon: 1e-8,
-        grad_clip: Some(1.0),
-        warmup: 0,
-        schedule: Schedule::Constant,
+        ..OptimConfig::default()
     }
 }
 
