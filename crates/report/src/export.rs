@@ -2,8 +2,8 @@
 //! (aggregated over replicates), or one per curve point (long form).
 //!
 //! Trial columns are `trial_id, sweep, status, attempts, out_of_memory, started_at, finished_at,
-//! duration_s, gpu`, then `param_<name>` and `metric_<name>`, each group sorted by name, so the column
-//! order is the same on every run. Missing values are empty; a metric the trial reported as
+//! duration_s, gpu`, then `param_<name>` and `metric_<name>`, each group sorted by name, so the
+//! column order is the same on every run. Missing values are empty; a metric the trial reported as
 //! non-finite is `NaN` in CSV and `null` in JSON.
 
 use std::collections::BTreeSet;

@@ -5,8 +5,8 @@ use std::fmt::Write;
 use sweep_core::value::format_float;
 use sweep_store::TrialRow;
 
-/// A plain-text table: trial, state, attempts (and how many ran out of GPU memory), duration, GPU, parameters, metrics, and the
-/// last error of trials that have one.
+/// A plain-text table: trial, state, attempts (and how many ran out of GPU memory), duration,
+/// GPU, parameters, metrics, and the last error of trials that have one.
 pub fn status_table(rows: &[TrialRow]) -> String {
     let header = [
         "TRIAL", "STATE", "ATT", "DURATION", "GPU", "PARAMS", "METRICS",

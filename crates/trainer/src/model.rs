@@ -202,12 +202,12 @@ impl Lm {
                 .expand(shape)
                 .bool_or(padding.clone().reshape([batch, 1, 1, keys]).expand(shape));
         }
-        // Added to the scores rather than filled in: the same softmax (a masked score is
-        // -1e9 either way, to f32 precision), and its gradient needs no second masking.
         let mut x = self.embed.forward(tokens);
         // Everything computed here follows the weights' dtype (bf16 in mixed precision).
         let dtype = x.dtype();
-        let hidden = Tensor::<4>::zeros(hidden.dims(), &device)
+        // Added to the scores rather than filled in: the same softmax (a masked score is
+        // -1e9 either way, to f32 precision), and its gradient needs no second masking.
+        let mask_bias = Tensor::<4>::zeros(hidden.dims(), &device)
             .mask_fill(hidden, MASKED)
             .cast(dtype);
         let d_model = x.dims()[2];
@@ -236,7 +236,7 @@ impl Lm {
             let scores = q
                 .matmul(k.swap_dims(2, 3))
                 .div_scalar((head_dim as f32).sqrt());
-            let scores = scores + hidden.clone();
+            let scores = scores + mask_bias.clone();
             let attended = softmax(scores, 3)
                 .matmul(v)
                 .swap_dims(1, 2)

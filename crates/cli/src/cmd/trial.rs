@@ -115,7 +115,7 @@ pub fn trial(args: TrialArgs) -> anyhow::Result<i32> {
         serde_json::from_str(&args.axes).context("SWEEP_AXES is not a JSON object")?;
     let mut spec = TrialSpec::from_params(&params)?;
     let split = args.micro_batch_split as usize;
-    spec.micro_batch = spec.micro_batch.div_ceil(split).max(1);
+    spec.micro_batch = spec.micro_batch.div_ceil(split);
     let config = TrainerConfig::from_json(&args.trainer)?;
     let share = config.share_runs;
     let cache = config
