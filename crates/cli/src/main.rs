@@ -4,6 +4,7 @@
 mod cmd;
 mod exit_codes;
 mod location;
+mod output;
 mod progress;
 
 use clap::Parser;
@@ -25,14 +26,16 @@ fn main() {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            output::say!("error: cannot start the async runtime: {e}");
             std::process::exit(exit_codes::ERROR);
         }
     };
     let code = match runtime.block_on(cli.run()) {
         Ok(code) => code,
+        // The reader of our output has read all it wanted.
+        Err(e) if output::is_broken_pipe(&e) => exit_codes::OK,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            output::say!("error: {e:#}");
             exit_codes::ERROR
         }
     };

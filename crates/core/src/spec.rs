@@ -5,7 +5,7 @@
 //! them and reports each problem with its file, line, column and key.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -193,29 +193,34 @@ impl Grid {
             }
         };
 
-        let parallel = positive(&c, sweep.parallel, "sweep.parallel", 1, 1)? as usize;
-        let gpus_per_trial =
-            positive(&c, sweep.gpus_per_trial, "sweep.gpus_per_trial", 0, 0)? as usize;
-        let max_attempts = positive(&c, sweep.max_attempts, "sweep.max_attempts", 2, 1)? as u32;
-        let max_trials = positive(
+        let parallel = whole(&c, sweep.parallel, "sweep.parallel", 1, 1..=100_000)? as usize;
+        let gpus_per_trial = whole(
+            &c,
+            sweep.gpus_per_trial,
+            "sweep.gpus_per_trial",
+            0,
+            0..=1024,
+        )? as usize;
+        let max_attempts = whole(&c, sweep.max_attempts, "sweep.max_attempts", 2, 1..=1000)? as u32;
+        let max_trials = whole(
             &c,
             sweep.max_trials,
             "sweep.max_trials",
             DEFAULT_MAX_TRIALS as i64,
-            1,
+            1..=1_000_000_000,
         )? as u64;
         let timeout = sweep
             .timeout
-            .map(|t| duration(&c, t, "sweep.timeout"))
+            .map(|t| duration(&c, t, "sweep.timeout", false))
             .transpose()?;
         let grace = sweep
             .grace
-            .map(|t| duration(&c, t, "sweep.grace"))
+            .map(|t| duration(&c, t, "sweep.grace", true))
             .transpose()?
             .unwrap_or(Duration::from_secs(10));
         let backoff = sweep
             .backoff
-            .map(|t| duration(&c, t, "sweep.backoff"))
+            .map(|t| duration(&c, t, "sweep.backoff", true))
             .transpose()?
             .unwrap_or(Duration::from_secs(5));
 
@@ -537,35 +542,70 @@ fn claim_name(
     Ok(())
 }
 
-fn positive(
+/// A whole number in `range` (`default` when absent). The bounds keep every later
+/// conversion (to `u32`, to a `Duration`) exact.
+fn whole(
     c: &Checker<'_>,
     value: Option<Spanned<i64>>,
     key: &str,
     default: i64,
-    min: i64,
+    range: RangeInclusive<i64>,
 ) -> Result<i64, SpecError> {
     match value {
         None => Ok(default),
-        Some(v) if *v.get_ref() >= min => Ok(*v.get_ref()),
-        Some(v) => Err(c
-            .err(
-                v.span(),
-                key,
-                format!("must be at least {min}, got {}", v.get_ref()),
-            )
-            .help(format!("set {key} to a whole number ≥ {min}"))),
+        Some(v) if range.contains(v.get_ref()) => Ok(*v.get_ref()),
+        Some(v) => {
+            let (min, max) = (range.start(), range.end());
+            let why = if v.get_ref() < min {
+                format!("must be at least {min}, got {}", v.get_ref())
+            } else {
+                format!("must be at most {max}, got {}", v.get_ref())
+            };
+            Err(c
+                .err(v.span(), key, why)
+                .help(format!("set {key} to a whole number from {min} to {max}")))
+        }
     }
 }
 
-fn duration(c: &Checker<'_>, text: Spanned<String>, key: &str) -> Result<Duration, SpecError> {
-    humantime::parse_duration(text.get_ref()).map_err(|e| {
+/// The longest duration a grid may give: longer ones are surely typos, and would overflow
+/// the clock arithmetic of deadlines.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+fn duration(
+    c: &Checker<'_>,
+    text: Spanned<String>,
+    key: &str,
+    zero_ok: bool,
+) -> Result<Duration, SpecError> {
+    let help = "write a duration such as \"90s\", \"30m\" or \"2h 30m\" (at most a year)";
+    let parsed = humantime::parse_duration(text.get_ref()).map_err(|e| {
         c.err(
             text.span(),
             key,
             format!("invalid duration {:?}: {e}", text.get_ref()),
         )
-        .help("write a duration such as \"90s\", \"30m\" or \"2h 30m\"")
-    })
+        .help(help)
+    })?;
+    if parsed > MAX_DURATION {
+        return Err(c
+            .err(
+                text.span(),
+                key,
+                format!("duration {:?} is longer than a year", text.get_ref()),
+            )
+            .help(help));
+    }
+    if parsed.is_zero() && !zero_ok {
+        return Err(c
+            .err(
+                text.span(),
+                key,
+                format!("duration {:?} is zero: no trial could run", text.get_ref()),
+            )
+            .help("leave the key out for no limit, or write a duration such as \"2h\""));
+    }
+    Ok(parsed)
 }
 
 fn scalar(
@@ -739,15 +779,19 @@ fn range_values(
     if let (true, toml::Value::Integer(ia), toml::Value::Integer(ib)) =
         (both_int, &ends[0], &ends[1])
     {
-        let span_len = ib - ia;
-        if span_len % (num as i64 - 1) == 0 {
-            let step = span_len / (num as i64 - 1);
-            return Ok((0..num as i64)
-                .map(|i| ParamValue::Int(ia + i * step))
+        // In i128: the span of two i64 bounds may not fit an i64; each value does.
+        let span_len = *ib as i128 - *ia as i128;
+        let gaps = num as i128 - 1;
+        if span_len % gaps == 0 {
+            let step = span_len / gaps;
+            return Ok((0..num as i128)
+                .map(|i| ParamValue::Int((*ia as i128 + i * step) as i64))
                 .collect());
         }
     }
-    let step = (b - a) / (num - 1) as f64;
+    // (b - a) overflows to infinity for bounds near ±f64::MAX; the difference of the
+    // quotients does not.
+    let step = b / (num - 1) as f64 - a / (num - 1) as f64;
     Ok((0..num)
         .map(|i| {
             if i == num - 1 {

@@ -197,13 +197,43 @@ async fn run_inner(
         }
         Err(e) => report.spawn_error = Some(format!("cannot wait for the trial process: {e}")),
     }
-    report.invalid_events = events.await.unwrap_or_default();
-    report.stderr_tail = tail.await.unwrap_or_default();
+    // What the trial wrote before it exited is in the pipes now; a process that left the
+    // group (setsid, a daemon) may hold them open for ever, so read for a bounded while only.
+    let drain = Instant::now() + DRAIN;
+    report.invalid_events = finish_reader(events, drain, "stdout").await;
+    report.stderr_tail = finish_reader(tail, drain, "stderr").await;
     report
 }
 
-/// Forwards protocol events and writes everything else to the stdout log. Returns the
-/// messages of malformed event lines.
+/// How long the output of an exited trial is still read, for anything it left holding the
+/// pipes open.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// Waits for a pipe reader until `deadline`, then stops it.
+async fn finish_reader<T: Default>(
+    mut reader: tokio::task::JoinHandle<T>,
+    deadline: Instant,
+    pipe: &str,
+) -> T {
+    tokio::select! {
+        done = &mut reader => done.unwrap_or_default(),
+        _ = sleep_until(deadline) => {
+            reader.abort();
+            tracing::warn!(
+                "a process the trial started outside its process group keeps its {pipe} open; no longer reading it"
+            );
+            T::default()
+        }
+    }
+}
+
+/// Longest stdout line read whole; the rest of a longer line goes to the log unread, so a
+/// trial that prints without newlines cannot exhaust the orchestrator's memory.
+const MAX_LINE: usize = 1 << 20;
+
+/// Forwards protocol events and writes everything else to the stdout log. Reads to the end
+/// whatever comes (bytes that are not UTF-8, endless lines), so the trial never dies of a
+/// closed pipe. Returns the messages of malformed event lines.
 async fn read_stdout(
     stdout: tokio::process::ChildStdout,
     log: tokio::fs::File,
@@ -212,18 +242,24 @@ async fn read_stdout(
     tx: mpsc::UnboundedSender<Message>,
 ) -> Vec<String> {
     let mut log = BufWriter::new(log);
-    let mut lines = BufReader::new(stdout).lines();
+    let mut lines = LineReader::new(stdout);
     let mut invalid = Vec::new();
     loop {
-        let line = match lines.next_line().await {
-            Ok(Some(line)) => line,
+        let bytes = match lines.next().await {
+            Ok(Some(bytes)) => bytes,
             Ok(None) => break,
             Err(e) => {
                 invalid.push(format!("unreadable stdout: {e}"));
                 break;
             }
         };
-        match parse_line(&line) {
+        let Ok(line) = std::str::from_utf8(bytes) else {
+            // Not text, so not an event: keep it as it came.
+            let _ = log.write_all(bytes).await;
+            let _ = log.write_all(b"\n").await;
+            continue;
+        };
+        match parse_line(line) {
             ParseOutcome::Event(event) => {
                 let _ = tx.send(Message::Event {
                     trial_id: trial_id.clone(),
@@ -232,20 +268,69 @@ async fn read_stdout(
                 });
             }
             ParseOutcome::Output => {
-                let _ = log.write_all(line.as_bytes()).await;
+                let _ = log.write_all(bytes).await;
                 let _ = log.write_all(b"\n").await;
             }
             ParseOutcome::Invalid(why) => {
                 let note = format!("[sweep] ignored malformed event ({why}): {line}\n");
                 let _ = log.write_all(note.as_bytes()).await;
                 if invalid.len() < 10 {
-                    invalid.push(format!("{why}: {line}"));
+                    invalid.push(format!("{why}: {}", excerpt(line)));
                 }
             }
         }
     }
     let _ = log.flush().await;
     invalid
+}
+
+/// The start of a line, short enough for a stored reason.
+fn excerpt(line: &str) -> String {
+    const MAX: usize = 200;
+    match line.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}…", &line[..end]),
+        None => line.to_string(),
+    }
+}
+
+/// Splits a byte stream into lines of at most [`MAX_LINE`] bytes (longer lines are cut into
+/// pieces), without assuming any encoding.
+struct LineReader<R> {
+    inner: BufReader<R>,
+    line: Vec<u8>,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> LineReader<R> {
+    fn new(inner: R) -> Self {
+        LineReader {
+            inner: BufReader::new(inner),
+            line: Vec::new(),
+        }
+    }
+
+    /// The next line without its newline; `None` at the end of the stream.
+    async fn next(&mut self) -> std::io::Result<Option<&[u8]>> {
+        self.line.clear();
+        loop {
+            let buf = self.inner.fill_buf().await?;
+            if buf.is_empty() {
+                return Ok((!self.line.is_empty()).then_some(&self.line[..]));
+            }
+            let room = MAX_LINE - self.line.len();
+            let window = &buf[..buf.len().min(room)];
+            if let Some(i) = window.iter().position(|b| *b == b'\n') {
+                self.line.extend_from_slice(&window[..i]);
+                self.inner.consume(i + 1);
+                return Ok(Some(&self.line[..]));
+            }
+            let n = window.len();
+            self.line.extend_from_slice(window);
+            self.inner.consume(n);
+            if self.line.len() == MAX_LINE {
+                return Ok(Some(&self.line[..]));
+            }
+        }
+    }
 }
 
 /// Copies stderr to its log and keeps the last few KiB for the store.

@@ -8,7 +8,7 @@ use sweep_core::protocol::Event;
 use sweep_core::value::params_to_json;
 use sweep_core::{trial_id, Grid, Params, TrialKey};
 use sweep_store::{
-    now_ms, AttemptEnd, Claimed, CurvePoint, Outcome, Store, SweepRecord, TrialStatus,
+    now_ms, AttemptEnd, Claimed, CurvePoint, Orphan, Outcome, Store, SweepRecord, TrialStatus,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
@@ -26,6 +26,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
 struct Running {
     attempt: u32,
+    /// The attempt's process group, once it started.
+    pid: Option<u32>,
     gpus: Vec<String>,
     params: Params,
     results: BTreeMap<String, BTreeMap<String, Option<f64>>>,
@@ -96,10 +98,26 @@ pub async fn run_sweep(
         },
     };
     let result = d.run(&mut rx, slots, reporter).await;
-    // Hand back anything still held (only after an error) and end the lease.
-    store.end_runner(&runner.id).await?;
-    result?;
-    Ok(d.summary)
+    match result {
+        Ok(()) => {
+            store.end_runner(&d.runner_id).await?;
+            Ok(d.summary)
+        }
+        Err(e) => {
+            // A runner that stops by an error hands back what it holds: its trials' processes
+            // are killed and the trials re-queued as interrupted. If even that cannot be
+            // written (the disk is full, say), the lease is left to expire, and the next
+            // `sweep run` takes the trials back as it would from a crashed runner.
+            d.kill_running();
+            if let Err(e2) = store
+                .reclaim(&d.runner_id, &format!("its runner stopped: {e}"))
+                .await
+            {
+                tracing::warn!("cannot hand back this run's trials ({e2}); the next `sweep run` will take them back");
+            }
+            Err(e)
+        }
+    }
 }
 
 impl Dispatcher<'_> {
@@ -154,7 +172,9 @@ impl Dispatcher<'_> {
                     }
                 }
                 _ = heartbeat.tick() => {
-                    self.store.heartbeat(&self.runner_id).await?;
+                    if !self.store.heartbeat(&self.runner_id).await? {
+                        self.lease_lost(reporter).await?;
+                    }
                     if self.reclaim_dead(reporter).await? > 0 {
                         queue_dry = false;
                     }
@@ -181,6 +201,10 @@ impl Dispatcher<'_> {
     /// Claims trials into free slots. Returns true when the queue had nothing to claim.
     async fn fill(&mut self, slots: usize) -> Result<bool, SchedulerError> {
         while self.running.len() < slots {
+            // Not the trial's fault: do not spend its attempts on a directory that vanished.
+            if !self.config.workdir.is_dir() {
+                return Err(SchedulerError::WorkdirGone(self.config.workdir.clone()));
+            }
             let gpus = if self.grid.gpus_per_trial > 0 && !self.config.gpus.is_empty() {
                 match self.pool.take(self.grid.gpus_per_trial) {
                     Some(g) => g,
@@ -283,6 +307,7 @@ impl Dispatcher<'_> {
             claimed.id,
             Running {
                 attempt: claimed.attempt,
+                pid: None,
                 gpus,
                 params: claimed.params,
                 results: BTreeMap::new(),
@@ -300,7 +325,10 @@ impl Dispatcher<'_> {
     ) -> Result<bool, SchedulerError> {
         match msg {
             Message::Started { trial_id, pid } => {
-                self.store.set_pid(&trial_id, pid).await?;
+                if let Some(running) = self.running.get_mut(&trial_id) {
+                    running.pid = Some(pid);
+                }
+                self.store.set_pid(&trial_id, &self.runner_id, pid).await?;
                 Ok(false)
             }
             Message::Event {
@@ -317,7 +345,9 @@ impl Dispatcher<'_> {
                         value,
                     }),
                     Event::Checkpoint { step } => {
-                        self.store.set_checkpoint(&trial_id, step as i64).await?
+                        self.store
+                            .set_checkpoint(&trial_id, &self.runner_id, step as i64)
+                            .await?
                     }
                     Event::Result { metrics, params } => {
                         self.add_result(&trial_id, metrics, params, reporter)
@@ -393,10 +423,23 @@ impl Dispatcher<'_> {
             stderr_tail: report.stderr_tail.clone(),
         };
         if success {
-            let others = self
+            let Some(others) = self
                 .store
-                .complete(&trial_id, running.attempt, &running.results, &end)
-                .await?;
+                .complete(
+                    &trial_id,
+                    &self.runner_id,
+                    running.attempt,
+                    &running.results,
+                    &end,
+                )
+                .await?
+            else {
+                reporter.note(&format!(
+                    "trial {trial_id}: result of attempt {} not recorded: another orchestrator took the trial over while it ran",
+                    running.attempt
+                ));
+                return Ok(());
+            };
             self.summary.completed += 1 + others;
             self.progress.completed += 1 + others;
             let metrics = running
@@ -465,6 +508,30 @@ impl Dispatcher<'_> {
         Ok(())
     }
 
+    /// Another orchestrator presumed this one dead (it was paused, or cut off from the
+    /// database, for longer than the lease) and took its trials back. Their processes here
+    /// are stopped, since their results would be refused, and work goes on under a new lease.
+    async fn lease_lost(&mut self, reporter: &mut dyn Reporter) -> Result<(), SchedulerError> {
+        reporter.note(&format!(
+            "this orchestrator missed its heartbeats for longer than the lease; its {} running trial(s) were taken over by another and are stopped here",
+            self.running.len()
+        ));
+        self.kill_running();
+        self.runner_id = self
+            .store
+            .register_runner(&self.config.host, std::process::id())
+            .await?
+            .id;
+        Ok(())
+    }
+
+    /// Kills the process group of every attempt this dispatcher runs.
+    fn kill_running(&self) {
+        for pid in self.running.values().filter_map(|r| r.pid) {
+            process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
     async fn flush_curves(&mut self) -> Result<(), SchedulerError> {
         if !self.curves.is_empty() {
             let points = std::mem::take(&mut self.curves);
@@ -498,24 +565,33 @@ impl Dispatcher<'_> {
             } else {
                 continue;
             };
-            let orphans = self.store.reclaim(&runner, &why).await?;
-            for orphan in &orphans {
-                if let (true, Some(pid)) = (local, orphan.pid) {
-                    if process::kill_orphan(pid, &orphan.trial_id) {
-                        reporter.note(&format!(
-                            "killed leftover process group {pid} of trial {}",
-                            orphan.trial_id
-                        ));
-                    }
-                }
-            }
-            if !orphans.is_empty() {
-                reporter.note(&format!("re-queued {} trial(s): {why}", orphans.len()));
-            }
-            reclaimed += orphans.len() as u64;
+            let orphans = self.store.reclaim(&runner.id, &why).await?;
+            reclaimed += self.clean_up(&orphans, &why, reporter);
         }
+        let why = "its orchestrator ended without handing it back";
+        let stranded = self.store.reclaim_stranded(why).await?;
+        reclaimed += self.clean_up(&stranded, why, reporter);
         self.summary.reclaimed += reclaimed;
         Ok(reclaimed)
+    }
+
+    /// Kills what taken-back trials left running on this host, and says so.
+    fn clean_up(&self, orphans: &[Orphan], why: &str, reporter: &mut dyn Reporter) -> u64 {
+        for orphan in orphans {
+            let local = orphan.host.as_deref() == Some(self.config.host.as_str());
+            if let (true, Some(pid)) = (local, orphan.pid) {
+                if process::kill_orphan(pid, &orphan.trial_id) {
+                    reporter.note(&format!(
+                        "killed leftover process group {pid} of trial {}",
+                        orphan.trial_id
+                    ));
+                }
+            }
+        }
+        if !orphans.is_empty() {
+            reporter.note(&format!("re-queued {} trial(s): {why}", orphans.len()));
+        }
+        orphans.len() as u64
     }
 }
 

@@ -124,6 +124,9 @@ pub enum SchedulerError {
         ids: String,
     },
     /// A trial directory could not be created.
-    #[error("cannot create the trial directory {0}: {1}")]
-    TrialDir(PathBuf, #[source] std::io::Error),
+    #[error("cannot create the trial directory {0}: {1}\n  help: check --trials-dir (it must be a writable directory) and free disk space, then run the same command again")]
+    TrialDir(PathBuf, std::io::Error),
+    /// The directory trials run in no longer exists.
+    #[error("the sweep's working directory {0} no longer exists, so no trial can start there\n  help: recreate it, or run the grid again from another directory under a new [sweep] name")]
+    WorkdirGone(PathBuf),
 }

@@ -25,23 +25,54 @@ pub fn alive(pid: i64) -> bool {
 
 /// Kills the process group a dead orchestrator left behind for `trial_id`, after checking
 /// (through `/proc`, where there is one) that the group still runs that trial and not some
-/// unrelated program that reused the id.
+/// unrelated program that reused the id. The group's leader may be long gone while
+/// processes it started still run in the group: those are found too.
 pub fn kill_orphan(pgid: i64, trial_id: &str) -> bool {
-    if !alive(pgid) {
+    if pgid <= 0 {
         return false;
     }
-    let environ = Path::new("/proc").join(pgid.to_string()).join("environ");
-    let ours = match std::fs::read(&environ) {
-        Ok(bytes) => {
-            let needle = format!("SWEEP_TRIAL_ID={trial_id}");
-            bytes.split(|b| *b == 0).any(|var| var == needle.as_bytes())
+    if !Path::new("/proc/self").exists() {
+        // No /proc to check ownership with: trust the stored id if the group exists.
+        let exists = !matches!(killpg(Pid::from_raw(pgid as i32), None), Err(Errno::ESRCH));
+        if exists {
+            signal_group(pgid as u32, Signal::SIGKILL);
         }
-        Err(_) => !Path::new("/proc/self").exists(),
-    };
+        return exists;
+    }
+    let needle = format!("SWEEP_TRIAL_ID={trial_id}");
+    let ours = group_members(pgid).into_iter().any(|pid| {
+        let environ = Path::new("/proc").join(pid.to_string()).join("environ");
+        std::fs::read(environ)
+            .is_ok_and(|bytes| bytes.split(|b| *b == 0).any(|var| var == needle.as_bytes()))
+    });
     if ours {
         signal_group(pgid as u32, Signal::SIGKILL);
     }
     ours
+}
+
+/// The processes whose process group is `pgid`, from `/proc/*/stat`.
+fn group_members(pgid: i64) -> Vec<i64> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i64>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| stat_pgrp(&stat))
+                == Some(pgid)
+        })
+        .collect()
+}
+
+/// The process group field of a `/proc/PID/stat` line. The command name before it is in
+/// parentheses and may itself contain spaces and parentheses, so fields are counted from the
+/// last `)`: state, ppid, pgrp.
+fn stat_pgrp(stat: &str) -> Option<i64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(2)?.parse().ok()
 }
 
 /// Configures a command to start its own process group and, on Linux, to get SIGTERM when
@@ -61,4 +92,43 @@ pub fn isolate(cmd: &mut tokio::process::Command) {
 /// A signal's conventional name, for messages.
 pub fn signal_name(signal: i32) -> String {
     Signal::try_from(signal).map_or_else(|_| format!("signal {signal}"), |s| s.as_str().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_process_group_is_read_after_the_last_parenthesis() {
+        let stat = "4242 (sh (x) y) S 1 4240 4240 0 -1 4194560 112 0 0 0";
+        assert_eq!(stat_pgrp(stat), Some(4240));
+        assert_eq!(stat_pgrp("garbage"), None);
+    }
+
+    #[test]
+    fn a_group_whose_leader_exited_is_still_found_and_killed() {
+        // A leader that starts a child in its own new group and exits: the child is what a
+        // wrapper script leaves behind when sweep dies.
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "sleep 30 >/dev/null & echo $!"])
+            .env("SWEEP_TRIAL_ID", "orphan-test")
+            .stdout(std::process::Stdio::piped());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let leader = cmd.spawn().unwrap();
+        let pgid = leader.id() as i64;
+        let out = leader.wait_with_output().unwrap();
+        let child: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        assert!(!alive(pgid), "the leader has exited");
+        assert!(alive(child));
+        assert!(!kill_orphan(pgid, "another-trial"), "not ours: left alone");
+        assert!(alive(child));
+        assert!(kill_orphan(pgid, "orphan-test"));
+        let gone = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            // Reaped by init, or a zombie of it: either way, not running.
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .map_or(true, |s| s.contains(") Z "))
+        });
+        assert!(gone, "the leftover child still runs");
+    }
 }

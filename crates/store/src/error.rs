@@ -1,19 +1,45 @@
 //! What can go wrong with the database.
+//!
+//! Each message says what happened and what to do, and carries the underlying SQLite message
+//! in its own text rather than as a `source`: sqlx's errors repeat their own cause in their
+//! message, so a chained report would print it two or three times.
 
 use std::path::PathBuf;
 
 /// A failed store operation. Messages read well after "failed to …" and say what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// `--db` (or `SWEEP_DB`) was empty.
+    #[error("the database location is empty; pass --db FILE (or a sqlite:// URL), or unset an empty SWEEP_DB")]
+    EmptyLocation,
     /// The database could not be opened or created.
-    #[error("cannot open the database {0}: {1}")]
-    Open(String, #[source] sqlx::Error),
-    /// Applying migrations failed, e.g. a database written by a newer sweep.
-    #[error("cannot migrate the database {0} (was it written by a newer sweep?): {1}")]
-    Migrate(String, #[source] sqlx::migrate::MigrateError),
+    #[error("cannot open the database {location}: {message}{hint}")]
+    Open {
+        /// The location as given.
+        location: String,
+        /// SQLite's message.
+        message: String,
+        /// What to do, when the cause is recognised (starts with a newline).
+        hint: String,
+    },
+    /// The file is a SQLite database, but not one of sweep's.
+    #[error("{0} is not a sweep database (it has the tables: {1}); sweep will not add its own to it\n  help: pass --db with a new file name, or with a database `sweep run` created")]
+    Foreign(String, String),
+    /// Applying migrations failed.
+    #[error("cannot bring the database {0} up to date: {1}")]
+    Migrate(String, String),
+    /// The file was written by a newer build (a read-only open cannot tell more).
+    #[error("the database {0} is at schema version {1}, newer than this sweep knows\n  help: use the sweep that wrote it, or upgrade this one")]
+    Newer(String, i64),
+    /// The file needs migrations, which a read-only open cannot apply.
+    #[error("the database {0} was written by an older sweep and needs upgrading, which reading it cannot do\n  help: run `sweep resume NAME` (or `sweep run GRID`) on it once, with write access")]
+    Older(String),
     /// `open_existing` found no file.
     #[error("no database at {0}; run `sweep run GRID.toml` first, or pass --db")]
     Missing(PathBuf),
+    /// The location names a directory.
+    #[error("{0} is a directory, not a database file; pass --db with a file inside it, such as {0}/sweep.db")]
+    IsADirectory(PathBuf),
     /// A URL scheme this build does not speak.
     #[error("`{0}://` databases are not supported yet; use a file path or a sqlite:// URL")]
     UnsupportedUrl(String),
@@ -36,6 +62,97 @@ pub enum StoreError {
     #[error("corrupt row in the database: {0}")]
     Corrupt(String),
     /// Any other database error.
-    #[error("database error: {0}")]
-    Sql(#[from] sqlx::Error),
+    #[error("database error: {}{}", message(.0), hint(.0))]
+    Sql(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Sql(e)
+    }
+}
+
+impl StoreError {
+    /// An open that failed, with a hint when SQLite's code says why.
+    pub(crate) fn open(location: &str, read_only: bool, e: sqlx::Error) -> StoreError {
+        let hint = match code(&e).as_deref() {
+            Some("26") => format!(
+                "\n  help: {location} is not a SQLite database (or is damaged); pass --db with another file"
+            ),
+            Some("14") if read_only => {
+                "\n  help: the file or its directory cannot be read, or the database is in WAL mode in a directory this user cannot write; run the command as the database's owner, or copy the file somewhere writable".to_string()
+            }
+            _ => hint(&e),
+        };
+        StoreError::Open {
+            location: location.to_string(),
+            message: message(&e),
+            hint,
+        }
+    }
+
+    /// A migration that failed, worded by why.
+    pub(crate) fn migrate(location: &str, e: sqlx::migrate::MigrateError) -> StoreError {
+        use sqlx::migrate::MigrateError as M;
+        let why = match &e {
+            M::VersionMissing(v) => format!(
+                "it records migration {v}, which this sweep does not have: it was written by a newer sweep; use that one, or upgrade"
+            ),
+            M::VersionMismatch(v) => format!(
+                "its migration {v} differs from this sweep's: it was written by another build of sweep"
+            ),
+            M::Dirty(v) => format!(
+                "migration {v} was interrupted part-way; restore the file from a backup"
+            ),
+            M::Execute(e) => format!("{}{}", message(e), hint(e)),
+            other => other.to_string(),
+        };
+        StoreError::Migrate(location.to_string(), why)
+    }
+
+    /// Whether a migration error is about versions, which retrying cannot fix.
+    pub(crate) fn is_version_error(e: &sqlx::migrate::MigrateError) -> bool {
+        use sqlx::migrate::MigrateError as M;
+        matches!(
+            e,
+            M::VersionMissing(_) | M::VersionMismatch(_) | M::Dirty(_)
+        )
+    }
+}
+
+/// SQLite's primary result code, as text, for database errors.
+fn code(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(db) => db.code().map(|c| {
+            // Extended codes carry the primary code in their low byte.
+            let n: i64 = c.parse().unwrap_or(-1);
+            if n >= 0 {
+                (n & 0xff).to_string()
+            } else {
+                c.into_owned()
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// The error's own message, without sqlx's "error returned from database:" wrapping.
+fn message(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => db.message().to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// What to do about a recognised SQLite failure (starts with a newline), else nothing.
+fn hint(e: &sqlx::Error) -> String {
+    let help = match code(e).as_deref() {
+        Some("8") => "the database file (or its directory) is read-only: `status`, `export` and `report` can still read it; to run trials, make it writable or pass --db with a copy",
+        Some("13") => "the disk holding the database is full: free space and run the same command again; results already stored are safe",
+        Some("10") => "the disk or file system failed to read or write the database: check it, then run the same command again",
+        Some("11") => "the database file is damaged: restore it from a backup",
+        Some("5") | Some("6") => "another process holds the database locked for too long; try again",
+        _ => return String::new(),
+    };
+    format!("\n  help: {help}")
 }

@@ -73,29 +73,39 @@ pub struct Store {
     pool: SqlitePool,
 }
 
+/// The migrations this build applies, embedded from the repository's `migrations/`.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
 impl Store {
     /// Opens (creating if needed) the database at `location`: a file path or a `sqlite://` URL.
     pub async fn open(location: &str) -> Result<Store, StoreError> {
-        Store::open_with(location, true).await
+        Store::open_with(location, Access::Create).await
     }
 
-    /// Opens an existing database; a missing file is an error rather than a new empty store.
+    /// Opens an existing database to write to it; a missing file is an error rather than a
+    /// new empty store.
     pub async fn open_existing(location: &str) -> Result<Store, StoreError> {
-        Store::open_with(location, false).await
+        Store::open_with(location, Access::Write).await
     }
 
-    async fn open_with(location: &str, create: bool) -> Result<Store, StoreError> {
+    /// Opens an existing database only to read it (`status`, `export`, `report`): this works
+    /// on a file or directory the user cannot write, and never changes the file.
+    pub async fn open_read_only(location: &str) -> Result<Store, StoreError> {
+        Store::open_with(location, Access::Read).await
+    }
+
+    async fn open_with(location: &str, access: Access) -> Result<Store, StoreError> {
         let options = connect_options(location)?;
-        if !create && !location.contains(":memory:") {
-            let path = options.get_filename();
-            if !path.exists() {
-                return Err(StoreError::Missing(path.to_path_buf()));
-            }
+        let in_memory = location.contains(":memory:");
+        let path = options.get_filename().to_path_buf();
+        if access != Access::Create && !in_memory && !path.exists() {
+            return Err(StoreError::Missing(path));
+        }
+        if path.is_dir() {
+            return Err(StoreError::IsADirectory(path));
         }
         let options = options
-            .create_if_missing(create)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .create_if_missing(access == Access::Create)
             .busy_timeout(Duration::from_secs(60))
             .foreign_keys(true)
             // Reports walk the whole sweep: map the file and keep a 64 MiB page cache rather
@@ -104,6 +114,13 @@ impl Store {
             .pragma("cache_size", "-65536")
             // Reading a million-trial sweep is slow by design; it is not worth a warning.
             .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(3600));
+        let options = match access {
+            Access::Read => options.read_only(true),
+            Access::Create | Access::Write => options
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal),
+        };
+        let fail = |e: sqlx::Error| StoreError::open(location, access == Access::Read, e);
         // Switching a new database to WAL needs a moment of exclusive access, and SQLite
         // answers SQLITE_BUSY there without consulting the busy timeout: retry briefly.
         let mut tries = 0;
@@ -118,23 +135,55 @@ impl Store {
                     tries += 1;
                     tokio::time::sleep(Duration::from_millis(25 * tries)).await;
                 }
-                Err(e) => return Err(StoreError::Open(location.to_string(), e)),
+                Err(e) => return Err(fail(e)),
             }
         };
+        let store = Store { pool };
+        // Never add sweep's tables to somebody else's database.
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+                .fetch_all(&store.pool)
+                .await
+                .map_err(fail)?;
+        let ours = tables.iter().any(|t| t == "_sqlx_migrations");
+        if !ours && tables.iter().any(|t| !t.starts_with("sqlite_")) {
+            return Err(StoreError::Foreign(location.to_string(), tables.join(", ")));
+        }
+        if access == Access::Read {
+            store.check_schema(location, ours).await?;
+            return Ok(store);
+        }
         // SQLite migrations take no lock: two processes creating the same new database race,
         // and the loser's CREATE TABLE fails. Running again sees the winner's work as applied.
         let mut tries = 0;
         loop {
-            match sqlx::migrate!("../../migrations").run(&pool).await {
+            match MIGRATOR.run(&store.pool).await {
                 Ok(()) => break,
-                Err(_) if tries < 5 => {
+                Err(e) if tries < 5 && !StoreError::is_version_error(&e) => {
                     tries += 1;
                     tokio::time::sleep(Duration::from_millis(50 * tries)).await;
                 }
-                Err(e) => return Err(StoreError::Migrate(location.to_string(), e)),
+                Err(e) => return Err(StoreError::migrate(location, e)),
             }
         }
-        Ok(Store { pool })
+        Ok(store)
+    }
+
+    /// For a read-only open, which cannot migrate: the file must be at this build's schema.
+    async fn check_schema(&self, location: &str, has_migrations: bool) -> Result<(), StoreError> {
+        let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let stored: Option<i64> = if has_migrations {
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await?
+        } else {
+            None
+        };
+        match stored {
+            Some(v) if v == latest => Ok(()),
+            Some(v) if v > latest => Err(StoreError::Newer(location.to_string(), v)),
+            _ => Err(StoreError::Older(location.to_string())),
+        }
     }
 
     /// Starts a write transaction that takes the write lock up front. A deferred transaction
@@ -150,14 +199,28 @@ impl Store {
     }
 }
 
+/// What an open is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Create the file if needed, then migrate.
+    Create,
+    /// The file must exist; migrate.
+    Write,
+    /// The file must exist; read only, never migrate.
+    Read,
+}
+
 fn is_busy(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "5" || c == "517"))
 }
 
 fn connect_options(location: &str) -> Result<SqliteConnectOptions, StoreError> {
+    if location.trim().is_empty() {
+        return Err(StoreError::EmptyLocation);
+    }
     if location.starts_with("sqlite:") {
         return SqliteConnectOptions::from_str(location)
-            .map_err(|e| StoreError::Open(location.to_string(), e));
+            .map_err(|e| StoreError::open(location, false, e));
     }
     if let Some((scheme, _)) = location.split_once("://") {
         return Err(StoreError::UnsupportedUrl(scheme.to_string()));

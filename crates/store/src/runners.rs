@@ -28,6 +28,8 @@ pub struct Orphan {
     pub trial_id: String,
     /// Process group id of its last attempt, if it was started.
     pub pid: Option<i64>,
+    /// The host that attempt ran on, when its runner is known.
+    pub host: Option<String>,
 }
 
 impl Store {
@@ -58,14 +60,17 @@ impl Store {
         })
     }
 
-    /// Refreshes this runner's lease.
-    pub async fn heartbeat(&self, runner_id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE runners SET heartbeat_at = ? WHERE id = ?")
-            .bind(now_ms())
-            .bind(runner_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    /// Refreshes this runner's lease. Returns false when the lease was already given up:
+    /// another runner presumed this one dead (it was paused, or could not reach the database,
+    /// for longer than the lease) and took its trials back.
+    pub async fn heartbeat(&self, runner_id: &str) -> Result<bool, StoreError> {
+        let renewed =
+            sqlx::query("UPDATE runners SET heartbeat_at = ? WHERE id = ? AND ended_at IS NULL")
+                .bind(now_ms())
+                .bind(runner_id)
+                .execute(&self.pool)
+                .await?;
+        Ok(renewed.rows_affected() == 1)
     }
 
     /// Marks this runner as finished.
@@ -95,44 +100,84 @@ impl Store {
             .collect())
     }
 
-    /// Hands a dead runner's running trials back as interrupted, records why on their
-    /// attempts, and ends the runner. Safe to race: each trial is taken back once.
-    pub async fn reclaim(&self, dead: &Runner, reason: &str) -> Result<Vec<Orphan>, StoreError> {
-        let now = now_ms();
+    /// Hands a runner's running trials back as interrupted, records why on their attempts,
+    /// and ends the runner: for a runner that died, and for one that stops holding trials (by
+    /// an error, say). Safe to race: each trial is taken back once.
+    pub async fn reclaim(&self, runner_id: &str, reason: &str) -> Result<Vec<Orphan>, StoreError> {
         let mut tx = self.write_tx().await?;
-        let rows = sqlx::query(
-            "UPDATE trials SET status = 'interrupted', owner = NULL, finished_at = ?, error = ? \
-             WHERE status = 'running' AND owner = ? RETURNING id, pid, attempts",
-        )
-        .bind(now)
-        .bind(reason)
-        .bind(&dead.id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut orphans = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let trial_id: String = row.get("id");
-            sqlx::query(
-                "UPDATE attempts SET finished_at = ?, outcome = 'lost', reason = ? \
-                 WHERE trial_id = ? AND attempt = ? AND outcome IS NULL",
-            )
-            .bind(now)
-            .bind(reason)
-            .bind(&trial_id)
-            .bind(row.get::<i64, _>("attempts"))
-            .execute(&mut *tx)
-            .await?;
-            orphans.push(Orphan {
-                trial_id,
-                pid: row.get("pid"),
-            });
-        }
+        let orphans = hand_back(&mut tx, "owner = ?", Some(runner_id), reason).await?;
         sqlx::query("UPDATE runners SET ended_at = ? WHERE id = ? AND ended_at IS NULL")
-            .bind(now)
-            .bind(&dead.id)
+            .bind(now_ms())
+            .bind(runner_id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         Ok(orphans)
     }
+
+    /// Hands back running trials that no live runner holds (their runner ended without
+    /// handing them back, as older versions did after an error), so they are never stranded.
+    pub async fn reclaim_stranded(&self, reason: &str) -> Result<Vec<Orphan>, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let orphans = hand_back(
+            &mut tx,
+            "(owner IS NULL OR owner NOT IN (SELECT id FROM runners WHERE ended_at IS NULL))",
+            None,
+            reason,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(orphans)
+    }
+}
+
+/// Marks the running trials that `owned_by` selects as interrupted, closes their attempts as
+/// lost, and returns them with the host and process group their attempt ran as.
+async fn hand_back(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    owned_by: &str,
+    owner: Option<&str>,
+    reason: &str,
+) -> Result<Vec<Orphan>, StoreError> {
+    let now = now_ms();
+    let select = format!(
+        "SELECT t.id, t.pid, t.attempts, r.host FROM trials t LEFT JOIN runners r ON r.id = t.owner \
+         WHERE t.status = 'running' AND {}",
+        owned_by.replace("owner", "t.owner")
+    );
+    let mut query = sqlx::query(&select);
+    if let Some(owner) = owner {
+        query = query.bind(owner);
+    }
+    let rows = query.fetch_all(&mut **tx).await?;
+    let mut orphans = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let trial_id: String = row.get("id");
+        let attempts: i64 = row.get("attempts");
+        sqlx::query(
+            "UPDATE trials SET status = 'interrupted', owner = NULL, pid = NULL, finished_at = ?, \
+             error = ? WHERE id = ? AND status = 'running'",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(&trial_id)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "UPDATE attempts SET finished_at = ?, outcome = 'lost', reason = ? \
+             WHERE trial_id = ? AND attempt = ? AND outcome IS NULL",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(&trial_id)
+        .bind(attempts)
+        .execute(&mut **tx)
+        .await?;
+        orphans.push(Orphan {
+            trial_id,
+            pid: row.get("pid"),
+            host: row.get("host"),
+        });
+    }
+    Ok(orphans)
 }

@@ -162,21 +162,33 @@ impl Store {
     }
 
     /// Records the process group of a trial's running attempt, so a later run can clean up
-    /// after a crash.
-    pub async fn set_pid(&self, trial_id: &str, pid: u32) -> Result<(), StoreError> {
-        sqlx::query("UPDATE trials SET pid = ? WHERE id = ?")
+    /// after a crash. Only the runner that holds the trial may.
+    pub async fn set_pid(
+        &self,
+        trial_id: &str,
+        runner_id: &str,
+        pid: u32,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE trials SET pid = ? WHERE id = ? AND owner = ?")
             .bind(pid as i64)
             .bind(trial_id)
+            .bind(runner_id)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    /// Records that a trial announced a checkpoint.
-    pub async fn set_checkpoint(&self, trial_id: &str, step: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE trials SET checkpoint_step = ? WHERE id = ?")
+    /// Records that a trial announced a checkpoint. Only the runner that holds the trial may.
+    pub async fn set_checkpoint(
+        &self,
+        trial_id: &str,
+        runner_id: &str,
+        step: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE trials SET checkpoint_step = ? WHERE id = ? AND owner = ?")
             .bind(step)
             .bind(trial_id)
+            .bind(runner_id)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -206,27 +218,38 @@ impl Store {
 
     /// Records a successful attempt: the trial's own metrics and those it reported for other
     /// points of the sweep (`results` maps trial id to metrics), all in one transaction.
-    /// Returns how many other trials were completed by it.
+    /// Returns how many other trials were completed by it, or `None` when `runner_id` no
+    /// longer holds this attempt of the trial (its lease was taken over while it ran): then
+    /// nothing is written, so a trial's result comes from exactly one attempt.
     pub async fn complete(
         &self,
         trial_id: &str,
+        runner_id: &str,
         attempt: u32,
         results: &BTreeMap<String, BTreeMap<String, Option<f64>>>,
         end: &AttemptEnd,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Option<u64>, StoreError> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
+        let owned = sqlx::query(
+            "UPDATE trials SET status = 'completed', owner = NULL, pid = NULL, finished_at = ?, \
+             error = NULL, completed_by = NULL \
+             WHERE id = ? AND owner = ? AND attempts = ? AND status = 'running'",
+        )
+        .bind(now)
+        .bind(trial_id)
+        .bind(runner_id)
+        .bind(attempt as i64)
+        .execute(&mut *tx)
+        .await?;
+        if owned.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
         let mut others = 0;
         for (id, metrics) in results {
             let updated = if id == trial_id {
-                sqlx::query(
-                    "UPDATE trials SET status = 'completed', owner = NULL, pid = NULL, finished_at = ?, \
-                     error = NULL, completed_by = NULL WHERE id = ?",
-                )
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
+                owned.rows_affected()
             } else {
                 sqlx::query(
                     "UPDATE trials SET status = 'completed', finished_at = ?, started_at = COALESCE(started_at, ?), \
@@ -238,8 +261,9 @@ impl Store {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?
+                .rows_affected()
             };
-            if updated.rows_affected() == 0 {
+            if updated == 0 {
                 continue;
             }
             if id != trial_id {
@@ -260,7 +284,7 @@ impl Store {
         }
         finish_attempt(&mut tx, trial_id, attempt, end, now).await?;
         tx.commit().await?;
-        Ok(others)
+        Ok(Some(others))
     }
 
     /// Records an attempt that did not succeed. A failure is retried (status `pending` until

@@ -139,15 +139,15 @@ async fn a_dead_runners_trials_come_back_interrupted() {
         .await
         .unwrap()
         .unwrap();
-    store.set_pid(&c.id, 4242).await.unwrap();
-    let orphans = store.reclaim(&dead, "gone").await.unwrap();
+    store.set_pid(&c.id, &dead.id, 4242).await.unwrap();
+    let orphans = store.reclaim(&dead.id, "gone").await.unwrap();
     assert_eq!(orphans.len(), 1);
     assert_eq!(
         (orphans[0].trial_id.as_str(), orphans[0].pid),
         (c.id.as_str(), Some(4242))
     );
     assert!(
-        store.reclaim(&dead, "gone").await.unwrap().is_empty(),
+        store.reclaim(&dead.id, "gone").await.unwrap().is_empty(),
         "taken back once"
     );
     assert!(!store
@@ -167,4 +167,99 @@ async fn a_dead_runners_trials_come_back_interrupted() {
         (c.id, 2),
         "the interrupted trial runs first, as a resume"
     );
+}
+
+fn succeeded() -> AttemptEnd {
+    AttemptEnd {
+        outcome: Outcome::Completed,
+        exit_code: Some(0),
+        signal: None,
+        reason: None,
+        stderr_tail: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn only_the_attempt_that_owns_a_trial_records_its_result() {
+    let (_dir, store, sweep) = store_with(1).await;
+    let paused = store.register_runner("h", 1).await.unwrap();
+    let first = store
+        .claim(sweep.id, &paused.id, 2, None)
+        .await
+        .unwrap()
+        .unwrap();
+    // The paused runner's lease runs out; another takes the trial back and reruns it.
+    store.reclaim(&paused.id, "no heartbeat").await.unwrap();
+    assert!(
+        !store.heartbeat(&paused.id).await.unwrap(),
+        "a runner presumed dead learns it at its next heartbeat"
+    );
+    let other = store.register_runner("h", 2).await.unwrap();
+    let second = store
+        .claim(sweep.id, &other.id, 2, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.attempt, 2);
+    let results = std::collections::BTreeMap::from([(
+        first.id.clone(),
+        std::collections::BTreeMap::from([("m".to_string(), Some(1.0))]),
+    )]);
+    // The paused runner wakes up and reports: refused, even though it names the trial.
+    let stale = store
+        .complete(&first.id, &paused.id, first.attempt, &results, &succeeded())
+        .await
+        .unwrap();
+    assert_eq!(stale, None);
+    let status = store.trial_rows(Some(sweep.id)).await.unwrap();
+    assert_eq!(status[0].status, TrialStatus::Running);
+    let owned = store
+        .complete(
+            &second.id,
+            &other.id,
+            second.attempt,
+            &results,
+            &succeeded(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(owned, Some(0));
+    // And once completed, no later report from anyone changes it.
+    let again = store
+        .complete(
+            &second.id,
+            &other.id,
+            second.attempt,
+            &results,
+            &succeeded(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, None);
+}
+
+#[tokio::test]
+async fn trials_of_a_runner_that_ended_without_handing_them_back_are_reclaimed() {
+    let (_dir, store, sweep) = store_with(3).await;
+    let gone = store.register_runner("h", 1).await.unwrap();
+    let held = store
+        .claim(sweep.id, &gone.id, 2, None)
+        .await
+        .unwrap()
+        .unwrap();
+    // What an error mid-run used to leave behind: the runner ended, its trial still running.
+    store.end_runner(&gone.id).await.unwrap();
+    assert!(store.live_runners().await.unwrap().is_empty());
+    let orphans = store.reclaim_stranded("stranded").await.unwrap();
+    assert_eq!(orphans.len(), 1);
+    assert_eq!(orphans[0].trial_id, held.id);
+    assert_eq!(orphans[0].host.as_deref(), Some("h"));
+    let next = store.register_runner("h", 2).await.unwrap();
+    let again = store
+        .claim(sweep.id, &next.id, 2, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.id, again.attempt), (held.id, 2));
+    assert!(store.reclaim_stranded("stranded").await.unwrap().is_empty());
 }

@@ -205,7 +205,31 @@ mod tests {
         assert!(k.refuses("Stealing a car is illegal."));
         assert!(!k.refuses("Sure! To steal a car, first..."));
         assert!(!k.refuses("i'm sorry"));
-        assert_eq!(GCG_KEYWORDS.len(), 29);
+    }
+
+    /// Checked against the GCG list in the public refusal-keywords data (29 strings).
+    const GCG_KEYWORDS_BLAKE3: &str =
+        "a3c84d8e06b680f325d10ba94269b8277750af6709e18b0e64f92b157df3e697";
+
+    #[test]
+    fn the_default_keywords_are_the_29_distinct_gcg_strings() {
+        // The list's length is fixed by its type; what can go wrong is a duplicate or a lost
+        // entry, which would quietly change what counts as a refusal.
+        let distinct: std::collections::BTreeSet<&str> = GCG_KEYWORDS.iter().copied().collect();
+        assert_eq!(distinct.len(), 29, "duplicates in {GCG_KEYWORDS:?}");
+        assert!(GCG_KEYWORDS
+            .iter()
+            .all(|k| !k.trim().is_empty() && k.trim() == *k));
+        let k = Keywords::default();
+        for keyword in GCG_KEYWORDS {
+            assert!(k.refuses(&format!("Well. {keyword}, then.")), "{keyword}");
+        }
+        // The blake3 of the list, in order: a changed, reordered or retyped keyword fails here.
+        let joined = GCG_KEYWORDS.join("\n");
+        assert_eq!(
+            blake3::hash(joined.as_bytes()).to_hex().as_str(),
+            GCG_KEYWORDS_BLAKE3
+        );
     }
 
     #[test]

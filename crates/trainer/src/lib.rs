@@ -1,7 +1,8 @@
 //! The built-in trial: a miniature of the paper's setting that runs anywhere, on burn.
 //!
 //! Data flows through these modules in order:
-//! - [`config`]: the grid's `[trainer]` table; [`device`]: which backend runs it.
+//! - [`config`]: the grid's `[trainer]` table ([`grid`] checks a whole grid before it runs);
+//!   [`device`]: which backend runs it.
 //! - [`data`] and [`tokenizer`]: harmful and benign requests, a fine-tuning task and its skill,
 //!   made by code (or read from AdvBench/Alpaca/Dolly files), in the chat template;
 //!   [`setup`] tokenises them into training pools and evaluation sets.
@@ -21,6 +22,7 @@ pub mod device;
 pub mod ema;
 pub mod eval;
 pub mod generate;
+pub mod grid;
 pub mod model;
 pub mod precision;
 pub mod report;

@@ -397,20 +397,43 @@ mod tests {
         );
     }
 
+    /// The (steps, ema_decay) points a plan reports.
+    fn points_of(plan: &Plan) -> Vec<(usize, f64)> {
+        plan.eval_steps
+            .iter()
+            .flat_map(|s| plan.decays.iter().map(move |d| (s.value, d.value)))
+            .collect()
+    }
+
     #[test]
-    fn cosine_feedback_or_off_runs_only_its_own_point() {
+    fn cosine_shares_ema_decays_but_not_step_counts() {
+        // A cosine schedule depends on the run's length, so a 50-step run is not the start of
+        // a 200-step one; the shadow EMAs still all follow the same trained model.
         let axes = axes(r#"{"steps": [50, 200], "ema_decay": [0, 0.99]}"#);
         let cosine = Plan::new(&spec(r#"{"steps": 50, "schedule": "cosine"}"#), &axes, true);
-        assert_eq!((cosine.train_steps, cosine.eval_steps.len()), (50, 1));
-        assert_eq!(cosine.decays.len(), 2);
+        assert_eq!(cosine.train_steps, 50);
+        assert_eq!(points_of(&cosine), [(50, 0.0), (50, 0.99)]);
+    }
+
+    #[test]
+    fn feedback_ema_shares_step_counts_but_not_decays() {
+        // Feeding the shadow back changes the trained model, so one decay's run is not
+        // another's; with a constant schedule its shorter runs are still its first steps.
+        let axes = axes(r#"{"steps": [50, 200], "ema_decay": [0, 0.99]}"#);
         let feedback = Plan::new(
             &spec(r#"{"steps": 200, "ema_decay": 0.99, "ema_mode": "feedback"}"#),
             &axes,
             true,
         );
-        assert_eq!(feedback.points(), 2);
-        assert_eq!(feedback.decays.len(), 1);
+        assert_eq!(feedback.train_steps, 200);
+        assert_eq!(points_of(&feedback), [(50, 0.99), (200, 0.99)]);
+    }
+
+    #[test]
+    fn without_sharing_a_run_reports_only_its_own_point() {
+        let axes = axes(r#"{"steps": [50, 200], "ema_decay": [0, 0.99]}"#);
         let off = Plan::new(&spec(r#"{"steps": 200, "ema_decay": 0.99}"#), &axes, false);
-        assert_eq!((off.train_steps, off.points()), (200, 1));
+        assert_eq!(off.train_steps, 200);
+        assert_eq!(points_of(&off), [(200, 0.99)]);
     }
 }

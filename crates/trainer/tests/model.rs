@@ -1,6 +1,7 @@
 //! The model, the training loop and the EMA on a tiny configuration (seconds in release).
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::prelude::Tensor;
 use sweep_trainer::batch::{loss, make_batch};
 use sweep_trainer::ema::Ema;
 use sweep_trainer::generate::generate;
@@ -126,24 +127,28 @@ fn cached_decoding_matches_the_full_forward() {
     assert_eq!(a, b);
 }
 
+/// Every weight of a model, in visiting order.
+fn weights(m: &sweep_trainer::model::Lm) -> Vec<f32> {
+    struct Weights(Vec<f32>);
+    impl ModuleVisitor for Weights {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let flat = param.val().inner().flatten::<1>(0, D - 1);
+            self.0
+                .extend(flat.into_data().try_to_vec::<f32>().expect("f32 weights"));
+        }
+    }
+    let mut w = Weights(Vec::new());
+    m.visit(&mut w);
+    w.0
+}
+
 #[test]
 fn ema_blends_from_the_starting_weights() {
     let device = cpu_device();
     let ad = device.clone().autodiff();
     ad.seed(11);
     let start = tiny().init(&ad);
-    let params = |m: &sweep_trainer::model::Lm| -> Vec<f32> {
-        let mut out = Vec::new();
-        let refs = examples();
-        let r: Vec<&Encoded> = refs.iter().collect();
-        // The loss is a deterministic function of all weights: use it as a fingerprint.
-        out.push(
-            loss(&m.valid(), &make_batch(&r, &device))
-                .0
-                .into_scalar::<f32>(),
-        );
-        out
-    };
+    let params = weights;
     let mut ema = Ema::new(&start, 0.5);
     let data = examples();
     let mix = Mix::new(vec![(&data, 1.0)]);
@@ -160,32 +165,45 @@ fn ema_blends_from_the_starting_weights() {
         1,
         |_, _, m| m,
     );
+    let (s, t) = (params(&start), params(&trained));
+    assert_eq!(s.len(), t.len());
+    let moved = s.iter().zip(&t).filter(|(a, b)| a != b).count();
+    assert!(
+        moved > s.len() / 2,
+        "training moved {moved} of {} weights",
+        s.len()
+    );
     // β = 0: the shadow follows the model exactly; β near 1 barely moves from the start.
     let mut follow = Ema::new(&start, 0.0);
     follow.update(&trained);
-    assert_eq!(params(follow.shadow()), params(&trained));
+    assert_eq!(params(follow.shadow()), t);
     let mut stay = Ema::new(&start, 0.999_999);
     stay.update(&trained);
-    let (s, t, st) = (
-        params(&start)[0],
-        params(&trained)[0],
-        params(stay.shadow())[0],
-    );
-    assert!(
-        (st - s).abs() < 1e-3 * (t - s).abs().max(1e-6) + 1e-5,
-        "start {s} trained {t} shadow {st}"
-    );
+    for ((a, b), st) in s.iter().zip(&t).zip(params(stay.shadow())) {
+        assert!(
+            (st - a).abs() <= 1e-5 * (b - a).abs() + 1e-7,
+            "start {a} trained {b} shadow {st}"
+        );
+    }
+    // β = 0.5: every weight is the midpoint of its start and trained values, so it lies
+    // between them.
     ema.update(&trained);
-    let half = params(ema.shadow())[0];
-    assert!(
-        half != s && half != t,
-        "a β = 0.5 shadow lies between start and end"
-    );
+    for ((a, b), h) in s.iter().zip(&t).zip(params(ema.shadow())) {
+        let mid = 0.5 * a + 0.5 * b;
+        assert!(
+            (h - mid).abs() <= 1e-6 * (a.abs() + b.abs()) + 1e-7,
+            "start {a} trained {b}: a β = 0.5 shadow is {h}, not {mid}"
+        );
+        assert!(
+            a.min(*b) <= h && h <= a.max(*b),
+            "start {a} trained {b}: shadow {h} is not between them"
+        );
+    }
     // Feedback mode copies the shadow into the trained model.
     let fed = ema.feed_back(trained);
     assert_eq!(params(&fed), params(ema.shadow()));
     // ... and it stays trainable.
-    let before = params(&fed)[0];
+    let before = params(&fed);
     let after = train(
         fed,
         &ad,
@@ -199,7 +217,7 @@ fn ema_blends_from_the_starting_weights() {
         1,
         |_, _, m| m,
     );
-    assert_ne!(params(&after)[0], before);
+    assert_ne!(params(&after), before);
 }
 
 #[test]

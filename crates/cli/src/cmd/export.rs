@@ -62,7 +62,7 @@ pub async fn run(db: &str, args: ExportArgs) -> anyhow::Result<i32> {
         ),
         (None, None) => bail!("say where to write: --csv FILE, or --output FILE (`-` for stdout)"),
     };
-    let store = Store::open_existing(db).await?;
+    let store = Store::open_read_only(db).await?;
     let sweep_id = match &args.name {
         Some(name) => Some(store.sweep(name).await?.id),
         None => None,

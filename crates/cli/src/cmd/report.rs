@@ -12,6 +12,7 @@ use sweep_report::{render, Condition, Filter, Format, FrontBuilder};
 use sweep_store::Store;
 
 use crate::exit_codes;
+use crate::output::say;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum FormatArg {
@@ -73,7 +74,7 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
             );
         }
     }
-    let store = Store::open_existing(db).await?;
+    let store = Store::open_read_only(db).await?;
     let sweep_id = match &args.name {
         Some(name) => Some(store.sweep(name).await?.id),
         None => None,
@@ -99,7 +100,7 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
             .iter()
             .map(|(w, n)| format!("{n} {w}"))
             .collect();
-        eprintln!(
+        say!(
             "nothing to rank for {}: {}",
             args.objectives
                 .iter()
@@ -112,7 +113,7 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
                 why.join("; ")
             }
         );
-        eprintln!("hint: pick metrics the trials report with --objective METRIC:min|max");
+        say!("hint: pick metrics the trials report with --objective METRIC:min|max");
         return Ok(exit_codes::ERROR);
     }
     let format = match args.format {

@@ -1,20 +1,18 @@
 //! `sweep run GRID` and `sweep resume NAME`.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use clap::Args;
-use sweep_core::value::params_to_json;
-use sweep_core::{expand, Expansion, Grid};
+use sweep_core::{expand, Grid};
 use sweep_scheduler::{run_sweep, GpuRequest, RunConfig, Stop};
 use sweep_store::{Store, TrialStatus};
-use sweep_trainer::config::TrainerConfig;
-use sweep_trainer::setup::Setup;
-use sweep_trainer::spec::TrialSpec;
 use tokio::sync::watch;
 
 use crate::exit_codes;
 use crate::location::default_trials_root;
+use crate::output::say;
 use crate::progress;
 
 /// Options shared by `run` and `resume`.
@@ -32,6 +30,20 @@ pub struct ExecArgs {
     /// Where trial directories go (default: sweep-trials/ beside the database).
     #[arg(long)]
     trials_dir: Option<PathBuf>,
+    /// How long an orchestrator may go without a heartbeat before another presumes it dead
+    /// and takes its trials back (on one host, a dead process is noticed at once).
+    #[arg(long, default_value = "30s", value_parser = parse_lease)]
+    lease: Duration,
+}
+
+/// A lease is whole seconds to a day: shorter than the 2 s heartbeat cannot be kept.
+fn parse_lease(text: &str) -> Result<Duration, String> {
+    let lease =
+        humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 30s or 5m)"))?;
+    if lease < Duration::from_secs(2) || lease > Duration::from_secs(86_400) {
+        return Err("a lease is from 2s to 24h".into());
+    }
+    Ok(lease)
 }
 
 /// `sweep run`.
@@ -56,50 +68,12 @@ pub async fn run(db: &str, args: RunArgs) -> anyhow::Result<i32> {
     let grid = match Grid::load(&args.grid) {
         Ok(grid) => grid,
         Err(e) => {
-            eprintln!("error: {e}");
+            say!("error: {e}");
             return Ok(exit_codes::ERROR);
         }
     };
     let workdir = std::env::current_dir().context("cannot read the current directory")?;
     execute(db, grid, workdir, args.exec).await
-}
-
-/// The built-in trainer checks its settings, data files and every trial's parameters before
-/// anything is stored or run, so a typo fails now and not in each trial.
-fn check_builtin(grid: &Grid, expansion: &Expansion, workdir: &Path) -> anyhow::Result<()> {
-    let path = grid.path.display();
-    let names = grid
-        .swept_names()
-        .into_iter()
-        .chain(grid.fixed.keys().map(String::as_str));
-    if let Err(e) = sweep_trainer::spec::check_names(names) {
-        bail!("{path}: {e}");
-    }
-    if let Some(table) = &grid.trainer {
-        let line = table.line;
-        let config = TrainerConfig::from_json(&table.settings.to_string())
-            .map_err(|e| anyhow!("{path}:{line}: {e}"))?;
-        // Trials run in the sweep's working directory: read the files from there.
-        Setup::new(config.relative_to(workdir)).map_err(|e| {
-            anyhow!(
-                "{path}:{line}: {e}\nhelp: relative paths are read from {}",
-                workdir.display()
-            )
-        })?;
-    }
-    for trial in &expansion.trials {
-        let mut all = trial.params.clone();
-        all.extend(grid.fixed.clone());
-        let json: serde_json::Map<String, serde_json::Value> =
-            all.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
-        if let Err(e) = TrialSpec::from_params(&json) {
-            bail!(
-                "{path}: {e} (in the point {})",
-                params_to_json(&trial.params)
-            );
-        }
-    }
-    Ok(())
 }
 
 pub async fn resume(db: &str, args: ResumeArgs) -> anyhow::Result<i32> {
@@ -117,13 +91,28 @@ pub async fn resume(db: &str, args: ResumeArgs) -> anyhow::Result<i32> {
 }
 
 async fn execute(db: &str, grid: Grid, workdir: PathBuf, exec: ExecArgs) -> anyhow::Result<i32> {
+    if !workdir.is_dir() {
+        bail!(
+            "the sweep's working directory {} no longer exists\nhelp: recreate it, or run the grid again from another directory",
+            workdir.display()
+        );
+    }
     let expansion = expand(&grid);
     if grid.command.is_none() {
-        check_builtin(&grid, &expansion, &workdir)?;
+        if let Err(e) = sweep_trainer::grid::check_grid(&grid, &expansion, &workdir) {
+            say!("error: {e}");
+            return Ok(exit_codes::ERROR);
+        }
     }
-    let store = Store::open(db)
-        .await
-        .with_context(|| format!("cannot use the database {db}"))?;
+    let trials_root = exec.trials_dir.unwrap_or_else(|| default_trials_root(db));
+    let trials_root = absolute(&trials_root)?;
+    std::fs::create_dir_all(&trials_root).with_context(|| {
+        format!(
+            "--trials-dir {}: cannot create the directory for trial files",
+            trials_root.display()
+        )
+    })?;
+    let store = Store::open(db).await?;
     let sweep = store
         .register_sweep(&grid, &workdir.display().to_string())
         .await?;
@@ -143,9 +132,9 @@ async fn execute(db: &str, grid: Grid, workdir: PathBuf, exec: ExecArgs) -> anyh
         tracing::info!("gave {n} failed trial(s) a fresh attempt budget");
     }
     let gpus = resolve_gpus(&grid, &exec.gpus)?;
-    let trials_root = exec.trials_dir.unwrap_or_else(|| default_trials_root(db));
-    let trials_root = absolute(&trials_root)?;
     let mut config = RunConfig::new(workdir, trials_root);
+    config.lease = exec.lease;
+    config.heartbeat = config.heartbeat.min(exec.lease / 4);
     config.parallel = exec.parallel.unwrap_or(grid.parallel);
     if config.parallel == 0 {
         bail!("--parallel must be at least 1");
@@ -160,13 +149,13 @@ async fn execute(db: &str, grid: Grid, workdir: PathBuf, exec: ExecArgs) -> anyh
 
     let counts = store.counts(sweep.id).await?;
     store.close().await;
-    eprintln!("sweep {}: {counts}", sweep.name);
+    say!("sweep {}: {counts}", sweep.name);
     if summary.stopped {
-        eprintln!("stopped; run the same command again to resume");
+        say!("stopped; run the same command again to resume");
         return Ok(exit_codes::INTERRUPTED);
     }
     if counts.get(TrialStatus::Failed) > 0 {
-        eprintln!(
+        say!(
             "some trials failed: `sweep status {}` shows why; `--retry-failed` runs them again",
             sweep.name
         );
@@ -218,9 +207,10 @@ async fn forward_signals(stop: watch::Sender<Stop>) {
             _ = int.recv() => {}
             _ = term.recv() => {}
         }
-        if level == Stop::Graceful {
-            eprintln!("stopping: no new trials; running ones get SIGTERM and their grace period (press Ctrl-C again to kill them now)");
-        }
+        // Act first, then say so: the message may go nowhere (a closed terminal or pipe).
         let _ = stop.send(level);
+        if level == Stop::Graceful {
+            say!("stopping: no new trials; running ones get SIGTERM and their grace period (press Ctrl-C again to kill them now)");
+        }
     }
 }

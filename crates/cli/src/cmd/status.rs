@@ -1,5 +1,7 @@
 //! `sweep status [NAME]`.
 
+use std::io::Write;
+
 use clap::Args;
 use sweep_report::status_table;
 use sweep_store::Store;
@@ -17,20 +19,26 @@ pub struct StatusArgs {
 }
 
 pub async fn run(db: &str, args: StatusArgs) -> anyhow::Result<i32> {
-    let store = Store::open_existing(db).await?;
+    let store = Store::open_read_only(db).await?;
+    let mut out = std::io::stdout().lock();
     let sweeps = match &args.name {
         Some(name) => vec![store.sweep(name).await?],
         None => store.sweeps().await?,
     };
     if sweeps.is_empty() {
-        println!("no sweeps in {db}");
+        writeln!(out, "no sweeps in {db}")?;
     }
     for sweep in sweeps {
         let counts = store.counts(sweep.id).await?;
-        println!("sweep {} ({} trials): {counts}", sweep.name, counts.total());
+        writeln!(
+            out,
+            "sweep {} ({} trials): {counts}",
+            sweep.name,
+            counts.total()
+        )?;
         if !args.summary {
             let rows = store.trial_rows(Some(sweep.id)).await?;
-            println!("{}", status_table(&rows));
+            writeln!(out, "{}", status_table(&rows))?;
         }
     }
     store.close().await;

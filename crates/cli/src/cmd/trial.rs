@@ -21,6 +21,7 @@ use sweep_trainer::spec::TrialSpec;
 use sweep_trainer::trial::{run_trial, Checkpoints, Plan, TrialError};
 
 use crate::exit_codes;
+use crate::output::say;
 
 /// Exit status of a trial stopped by SIGTERM after writing its checkpoint (128 + 15, as if
 /// the signal had ended it).
@@ -90,7 +91,7 @@ fn reporter(r: Report) {
         Report::Metric { step, name, value } => {
             emit(json!({"event": "metric", "step": step, "name": name, "value": value}))
         }
-        Report::Note(text) => eprintln!("{text}"),
+        Report::Note(text) => say!("{text}"),
         Report::Result { params, metrics } if params.is_empty() => {
             emit(json!({"event": "result", "metrics": metrics}))
         }
@@ -128,7 +129,7 @@ pub fn trial(args: TrialArgs) -> anyhow::Result<i32> {
     let setup = Setup::new(config)?;
     let cuda_visible = std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default();
     let selected = backend.select(&cuda_visible)?;
-    eprintln!("device: {}", selected.name);
+    say!("device: {}", selected.name);
     let device = selected.device.clone();
     let base = base_model(&base_config, &setup, &cache, &device, None, &mut reporter)?;
     let plan = Plan::new(&spec, &axes, share);
@@ -136,7 +137,7 @@ pub fn trial(args: TrialArgs) -> anyhow::Result<i32> {
         (false, _) => "off".to_string(),
         (true, mode) => format!("{mode:?}").to_lowercase(),
     };
-    eprintln!(
+    say!(
         "fine-tuning {} steps (ema: {mode}); reporting {} grid point(s) from this run",
         plan.train_steps,
         plan.points()
@@ -150,7 +151,7 @@ pub fn trial(args: TrialArgs) -> anyhow::Result<i32> {
     // `precision = "bf16"` says in every result whether it took effect (a GPU) or not.
     let bf16 = (setup.config.precision == Precision::Bf16).then(|| {
         let used = setup.config.precision.compute_dtype(selected.gpu).is_some();
-        eprintln!(
+        say!(
             "precision: {}",
             if used {
                 "bf16 compute, fp32 weights and optimizer state"
@@ -165,7 +166,7 @@ pub fn trial(args: TrialArgs) -> anyhow::Result<i32> {
         }
     });
     if split > 1 {
-        eprintln!(
+        say!(
             "an earlier attempt ran out of GPU memory: micro-batch {} ({split}x the accumulation)",
             spec.micro_batch
         );
@@ -207,7 +208,7 @@ pub fn trial(args: TrialArgs) -> anyhow::Result<i32> {
     ) {
         Ok(()) => Ok(exit_codes::OK),
         Err(e @ TrialError::Stopped(_)) => {
-            eprintln!("{e}");
+            say!("{e}");
             Ok(STOPPED)
         }
         Err(e) => Err(e.into()),
@@ -231,7 +232,7 @@ pub fn base(args: BaseArgs) -> anyhow::Result<i32> {
     let backend = config.backend;
     let setup = Setup::new(config)?;
     let selected = backend.select(&std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default())?;
-    eprintln!("device: {}", selected.name);
+    say!("device: {}", selected.name);
     let device = selected.device;
     let start = std::time::Instant::now();
     let base = base_model(
@@ -241,23 +242,25 @@ pub fn base(args: BaseArgs) -> anyhow::Result<i32> {
         &device,
         args.eval_every,
         &mut |r| match r {
-            Report::Metric { step, name, value } => eprintln!("{name} step {step}: {value:.4}"),
-            Report::Note(text) => eprintln!("{text}"),
+            Report::Metric { step, name, value } => say!("{name} step {step}: {value:.4}"),
+            Report::Note(text) => say!("{text}"),
             Report::Result { .. } | Report::Checkpoint { .. } => {}
         },
     )?;
+    let mut out = std::io::stdout().lock();
     if args.show_responses {
         for t in transcripts(&base, &setup, &device) {
             let verdict = if t.refused { "refused" } else { "answered" };
-            println!("[{} {verdict}] {} => {}", t.set, t.prompt, t.response);
+            writeln!(out, "[{} {verdict}] {} => {}", t.set, t.prompt, t.response)?;
         }
     }
     let metrics = evaluate(&base, &setup, &device);
-    println!(
+    writeln!(
+        out,
         "base model {} ({:.0} s): {}",
         base_config.key(),
         start.elapsed().as_secs_f64(),
         json!(metrics)
-    );
+    )?;
     Ok(exit_codes::OK)
 }

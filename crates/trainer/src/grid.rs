@@ -1,0 +1,85 @@
+//! Checks a grid meant for the built-in trial before anything is stored or run, so a typo
+//! fails once, at `sweep run`, naming the file, line and grid point, and not in every trial.
+
+use std::path::Path;
+
+use sweep_core::value::params_to_json;
+use sweep_core::{Expansion, Grid};
+
+use crate::config::TrainerConfig;
+use crate::setup::Setup;
+use crate::spec::{check_names, TrialSpec};
+
+/// Why a grid cannot run the built-in trial.
+#[derive(Debug, thiserror::Error)]
+pub enum GridError {
+    /// A swept or fixed name the trial does not take.
+    #[error("{path}: {error}")]
+    Name {
+        /// The grid file.
+        path: String,
+        /// Which name.
+        error: crate::spec::SpecError,
+    },
+    /// The `[trainer]` table is malformed, or names data files that cannot be read.
+    #[error("{path}:{line}: {message}")]
+    Trainer {
+        /// The grid file.
+        path: String,
+        /// Line of the `[trainer]` table.
+        line: usize,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// One grid point has a value the trial refuses (a negative learning rate, say).
+    #[error("{path}: {error} (in the point {point})")]
+    Point {
+        /// The grid file.
+        path: String,
+        /// The point's parameters as JSON.
+        point: String,
+        /// What is wrong with it.
+        error: crate::spec::SpecError,
+    },
+}
+
+/// Checks the names, the `[trainer]` table (with its data files, read relative to
+/// `workdir`, where trials run) and every point of `expansion`.
+pub fn check_grid(grid: &Grid, expansion: &Expansion, workdir: &Path) -> Result<(), GridError> {
+    let path = grid.path.display().to_string();
+    let names = grid
+        .swept_names()
+        .into_iter()
+        .chain(grid.fixed.keys().map(String::as_str));
+    check_names(names).map_err(|error| GridError::Name {
+        path: path.clone(),
+        error,
+    })?;
+    if let Some(table) = &grid.trainer {
+        let trainer = |message: String| GridError::Trainer {
+            path: path.clone(),
+            line: table.line,
+            message,
+        };
+        let config = TrainerConfig::from_json(&table.settings.to_string())
+            .map_err(|e| trainer(e.to_string()))?;
+        Setup::new(config.relative_to(workdir)).map_err(|e| {
+            trainer(format!(
+                "{e}\nhelp: relative paths are read from {}",
+                workdir.display()
+            ))
+        })?;
+    }
+    for trial in &expansion.trials {
+        let mut all = trial.params.clone();
+        all.extend(grid.fixed.clone());
+        let json: serde_json::Map<String, serde_json::Value> =
+            all.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+        TrialSpec::from_params(&json).map_err(|error| GridError::Point {
+            path: path.clone(),
+            point: params_to_json(&trial.params),
+            error,
+        })?;
+    }
+    Ok(())
+}
