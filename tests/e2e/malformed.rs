@@ -37,6 +37,11 @@ fn cases() -> Vec<(&'static str, String, usize, Vec<&'static str>)> {
         ("empty exclude", format!("{HEAD}[grid]\nlr = [1]\n[[exclude]]\n"), 6, vec!["would drop every trial"]),
         ("reserved name", format!("{HEAD}[grid]\nlr = [1]\ntrial_id = [1]\n"), 6, vec!["reserved"]),
         ("non-finite value", format!("{HEAD}[grid]\nlr = [nan]\n"), 5, vec!["not a finite number"]),
+        ("huge timeout", "[sweep]\nname = \"bad\"\ncommand = [\"echo\"]\ntimeout = \"500000000000years\"\n".into(), 4, vec!["sweep.timeout", "longer than a year"]),
+        ("huge grace", "[sweep]\nname = \"bad\"\ncommand = [\"echo\"]\ngrace = \"500000000000years\"\n".into(), 4, vec!["sweep.grace", "longer than a year"]),
+        ("zero timeout", "[sweep]\nname = \"bad\"\ncommand = [\"echo\"]\ntimeout = \"0s\"\n".into(), 4, vec!["sweep.timeout", "is zero", "leave the key out"]),
+        ("attempts over 32 bits", "[sweep]\nname = \"bad\"\ncommand = [\"echo\"]\nmax_attempts = 4294967297\n".into(), 4, vec!["sweep.max_attempts", "must be at most 1000, got 4294967297"]),
+        ("parallel over the cap", "[sweep]\nname = \"bad\"\ncommand = [\"echo\"]\nparallel = 9223372036854775807\n".into(), 4, vec!["sweep.parallel", "must be at most"]),
         ("array in fixed", format!("{HEAD}[grid]\nlr = [1]\n[fixed]\nlayers = [1, 2]\n"), 7, vec!["fixed.layers", "move the key to [grid]"]),
     ]
 }

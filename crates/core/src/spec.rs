@@ -854,6 +854,21 @@ mod tests {
     }
 
     #[test]
+    fn ranges_near_the_ends_of_the_number_line_do_not_wrap() {
+        let g = parse(&format!(
+            "{HEAD}[grid]\nlr = {{ lin = [-5000000000000000000, 5000000000000000000], num = 3 }}\nx = {{ lin = [-9223372036854775808, 9223372036854775807], num = 2 }}\ny = {{ lin = [-1.7e308, 1.7e308], num = 3 }}\n"
+        ))
+        .unwrap();
+        let values = g.axis_values();
+        assert_eq!(
+            values["lr"],
+            [-5_000_000_000_000_000_000, 0, 5_000_000_000_000_000_000].map(ParamValue::Int)
+        );
+        assert_eq!(values["x"], [i64::MIN, i64::MAX].map(ParamValue::Int));
+        assert_eq!(values["y"], [-1.7e308, 0.0, 1.7e308].map(ParamValue::Float));
+    }
+
+    #[test]
     fn defaults_are_sensible() {
         let g = parse(&format!("{HEAD}[grid]\nlr = [1]\n")).unwrap();
         assert_eq!((g.parallel, g.gpus_per_trial, g.max_attempts), (1, 0, 2));

@@ -135,6 +135,12 @@ impl Store {
                     tries += 1;
                     tokio::time::sleep(Duration::from_millis(25 * tries)).await;
                 }
+                // A WAL database whose directory this user cannot write (so SQLite cannot
+                // create its shared-memory file) opens only as immutable. That is exact when
+                // no write-ahead log exists: then every committed row is in the file itself.
+                Err(e) if access == Access::Read && is_read_only(&e) && !wal_exists(&path) => {
+                    return Store::open_immutable(location, options).await;
+                }
                 Err(e) => return Err(fail(e)),
             }
         };
@@ -166,6 +172,25 @@ impl Store {
                 Err(e) => return Err(StoreError::migrate(location, e)),
             }
         }
+        Ok(store)
+    }
+
+    async fn open_immutable(
+        location: &str,
+        options: SqliteConnectOptions,
+    ) -> Result<Store, StoreError> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.immutable(true))
+            .await
+            .map_err(|e| StoreError::open(location, true, e))?;
+        let store = Store { pool };
+        let ours: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sqlx_migrations')",
+        )
+        .fetch_one(&store.pool)
+        .await?;
+        store.check_schema(location, ours).await?;
         Ok(store)
     }
 
@@ -208,6 +233,17 @@ enum Access {
     Write,
     /// The file must exist; read only, never migrate.
     Read,
+}
+
+fn is_read_only(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().and_then(|c| c.parse::<i64>().ok()).is_some_and(|c| c & 0xff == 8))
+}
+
+/// Whether the database at `path` has a write-ahead log beside it.
+fn wal_exists(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    Path::new(&wal).exists()
 }
 
 fn is_busy(e: &sqlx::Error) -> bool {

@@ -104,6 +104,7 @@ async fn execute(db: &str, grid: Grid, workdir: PathBuf, exec: ExecArgs) -> anyh
             return Ok(exit_codes::ERROR);
         }
     }
+    let store = Store::open(db).await?;
     let trials_root = exec.trials_dir.unwrap_or_else(|| default_trials_root(db));
     let trials_root = absolute(&trials_root)?;
     std::fs::create_dir_all(&trials_root).with_context(|| {
@@ -112,7 +113,6 @@ async fn execute(db: &str, grid: Grid, workdir: PathBuf, exec: ExecArgs) -> anyh
             trials_root.display()
         )
     })?;
-    let store = Store::open(db).await?;
     let sweep = store
         .register_sweep(&grid, &workdir.display().to_string())
         .await?;

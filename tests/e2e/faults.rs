@@ -1,0 +1,453 @@
+//! What sweep promises under faults, one test per way it was seen to break: trials that
+//! leave processes behind or misbehave on their pipes, orchestrators that die, pause or hit
+//! errors, outputs nobody reads, and databases that are not what they seem.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::support::{assert_code, text, wait_for, Project};
+
+fn signal(child: &std::process::Child, sig: Signal) {
+    kill(Pid::from_raw(child.id() as i32), sig).unwrap();
+}
+
+/// Every process whose environment carries `SWEEP_SWEEP=<sweep>`: what a sweep left running.
+fn processes_of(sweep: &str) -> Vec<i32> {
+    let needle = format!("SWEEP_SWEEP={sweep}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let running = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| !s.contains(") Z "));
+            running
+                && std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
+        })
+        .collect()
+}
+
+/// A wrapper script that runs the real work as its child, as `python train.py` behind a shell
+/// script does: the work appends `start ID` and, 3 s later, `done ID` to `ledger`.
+const WRAPPER_SH: &str = r#"#!/bin/sh
+sh work.sh &
+wait
+"#;
+const WORK_SH: &str = r#"#!/bin/sh
+echo "start $SWEEP_TRIAL_ID" >> ledger
+sleep "${WORK:-3}"
+echo "done $SWEEP_TRIAL_ID" >> ledger
+echo "{\"event\":\"result\",\"metrics\":{\"attempt\":$SWEEP_ATTEMPT}}"
+"#;
+
+fn count(lines: &[String], word: &str) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for line in lines {
+        if let Some(id) = line.strip_prefix(word) {
+            *counts.entry(id.trim().to_string()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+#[test]
+fn a_restart_kills_what_a_dead_orchestrators_trials_left_running() {
+    let p = Project::new();
+    p.write("wrapper.sh", WRAPPER_SH);
+    p.write("work.sh", WORK_SH);
+    p.write(
+        "g.toml",
+        "[sweep]\nname = \"orphans\"\ncommand = [\"sh\", \"wrapper.sh\"]\nparallel = 2\n[grid]\nx = [1, 2]\n",
+    );
+    let mut first = p.sweep(&["run", "g.toml"]).spawn().unwrap();
+    assert!(wait_for(Duration::from_secs(20), || p.lines("ledger").len() >= 2));
+    signal(&first, Signal::SIGKILL);
+    first.wait().unwrap();
+    let again = p.run(&["run", "g.toml"]);
+    assert_code(&again, 0);
+    // The first run's work was killed when the second took its trials back: each trial's
+    // work finished exactly once, and nothing of the sweep is left running.
+    std::thread::sleep(Duration::from_secs(1));
+    let ledger = p.lines("ledger");
+    let done = count(&ledger, "done ");
+    assert_eq!(done.len(), 2, "{ledger:?}");
+    assert!(done.values().all(|n| *n == 1), "work ran twice: {ledger:?}");
+    assert_eq!(processes_of("orphans"), Vec::<i32>::new());
+    assert!(
+        text(&again.stderr).contains("killed leftover process group"),
+        "{}",
+        text(&again.stderr)
+    );
+}
+
+#[test]
+fn an_error_mid_run_hands_back_the_claimed_trials() {
+    let p = Project::new();
+    p.write(
+        "t.sh",
+        "#!/bin/sh\necho '{\"event\":\"result\",\"metrics\":{\"m\":1}}'\n",
+    );
+    p.write(
+        "g.toml",
+        "[sweep]\nname = \"stranded\"\ncommand = [\"sh\", \"t.sh\"]\nparallel = 2\n[grid]\nx = [1, 2, 3]\n",
+    );
+    // The sweep's trial directory cannot be made (a file is in its way): the run fails after
+    // it has claimed a trial.
+    std::fs::create_dir_all(p.path().join("sweep-trials")).unwrap();
+    p.write("sweep-trials/stranded", "in the way");
+    let failed = p.run(&["run", "g.toml"]);
+    assert_code(&failed, 2);
+    let err = text(&failed.stderr);
+    assert!(err.contains("cannot create the trial directory"), "{err}");
+    assert!(
+        p.sqlite("SELECT id FROM trials WHERE status = 'running'").is_empty(),
+        "claimed trials were left running"
+    );
+    std::fs::remove_file(p.path().join("sweep-trials/stranded")).unwrap();
+    let out = p.run(&["run", "g.toml"]);
+    assert_code(&out, 0);
+    let rows = p.export();
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r["status"] == "completed"), "{rows:?}");
+}
+
+#[test]
+fn bytes_that_are_not_utf8_on_stdout_are_logged_not_fatal() {
+    let p = Project::new();
+    p.write(
+        "t.sh",
+        "#!/bin/sh\nprintf 'caf\\351 \\377\\n'\nhead -c 3000000 /dev/zero | tr '\\0' 'x'\necho\necho '{\"event\":\"result\",\"metrics\":{\"m\":1}}'\n",
+    );
+    p.write(
+        "g.toml",
+        "[sweep]\nname = \"bytes\"\ncommand = [\"sh\", \"t.sh\"]\nmax_attempts = 1\n[grid]\nx = [1]\n",
+    );
+    let out = p.run(&["run", "g.toml"]);
+    assert_code(&out, 0);
+    let rows = p.export();
+    assert_eq!(
+        (rows[0]["status"].as_str(), rows[0]["metric_m"].as_str()),
+        ("completed", "1.0")
+    );
+    let log = std::fs::read(
+        p.path()
+            .join("sweep-trials/bytes")
+            .join(&rows[0]["trial_id"])
+            .join("logs/attempt-1.stdout.log"),
+    )
+    .unwrap();
+    assert!(log.starts_with(b"caf\xe9 \xff\n"), "the bytes are kept as written");
+    assert!(log.len() > 3_000_000, "a 3 MB line is logged whole");
+}
+
+#[test]
+fn a_detached_grandchild_holding_stdout_does_not_hang_the_sweep() {
+    let p = Project::new();
+    p.write(
+        "t.sh",
+        "#!/bin/sh\nsetsid sleep 60 &\necho $! > daemon.pid\necho '{\"event\":\"result\",\"metrics\":{\"m\":1}}'\n",
+    );
+    p.write(
+        "g.toml",
+        "[sweep]\nname = \"detached\"\ncommand = [\"sh\", \"t.sh\"]\n[grid]\nx = [1]\n",
+    );
+    let start = Instant::now();
+    let out = p.run(&["run", "g.toml"]);
+    let took = start.elapsed();
+    if let Ok(pid) = std::fs::read_to_string(p.path().join("daemon.pid")) {
+        let _ = kill(Pid::from_raw(pid.trim().parse().unwrap()), Signal::SIGKILL);
+    }
+    assert_code(&out, 0);
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert_eq!(p.export()[0]["status"], "completed");
+}
+
+#[test]
+fn a_paused_runners_late_result_is_not_recorded() {
+    let p = Project::new();
+    p.write(
+        "t.sh",
+        "#!/bin/sh\necho \"run $SWEEP_TRIAL_ID $SWEEP_ATTEMPT\" >> ledger\nsleep 1\necho \"{\\\"event\\\":\\\"result\\\",\\\"metrics\\\":{\\\"attempt\\\":$SWEEP_ATTEMPT}}\"\n",
+    );
+    p.write(
+        "g.toml",
+        "[sweep]\nname = \"paused\"\ncommand = [\"sh\", \"t.sh\"]\n[grid]\nx = [1]\n",
+    );
+    // Runner A starts the trial and is paused before the trial prints its result.
+    let mut a = p
+        .sweep(&["run", "g.toml"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(20), || !p
+        .lines("ledger")
+        .is_empty()));
+    signal(&a, Signal::SIGSTOP);
+    // Runner B, started once A's last heartbeat is older than B's lease, presumes A dead and
+    // runs the trial again; then A wakes up with its attempt's result.
+    std::thread::sleep(Duration::from_secs(3));
+    let b = p.run(&["run", "g.toml", "--lease", "2s"]);
+    assert_code(&b, 0);
+    signal(&a, Signal::SIGCONT);
+    let mut a_err = String::new();
+    a.stderr.take().unwrap().read_to_string(&mut a_err).unwrap();
+    let status = a.wait().unwrap();
+    assert!(!a_err.contains("panicked"), "{a_err}");
+    assert!(status.code().is_some(), "{a_err}");
+    let rows = p.export();
+    assert_eq!(rows[0]["status"], "completed");
+    assert_eq!(
+        rows[0]["metric_attempt"], "2.0",
+        "the result is the attempt that owns the trial, not the paused one's:\n{a_err}"
+    );
+}
+
+#[test]
+fn a_sweep_whose_output_pipe_closed_still_stops_on_ctrl_c() {
+    let p = Project::new();
+    p.write(
+        "t.sh",
+        "#!/bin/sh\necho start >> ledger\nsleep 60\necho '{\"event\":\"result\",\"metrics\":{\"m\":1}}'\n",
+    );
+    p.write(
+        "g.toml",
+        "[sweep]\nname = \"deadpipe\"\ncommand = [\"sh\", \"t.sh\"]\nparallel = 2\ngrace = \"1s\"\n[grid]\nx = [1, 2]\n",
+    );
+    let mut child = p
+        .sweep(&["run", "g.toml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The program that captured its output dies: nobody reads either pipe any more.
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    assert!(wait_for(Duration::from_secs(20), || p.lines("ledger").len() >= 2));
+    let sent = Instant::now();
+    signal(&child, Signal::SIGINT);
+    let stopped = wait_for(Duration::from_secs(15), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !stopped {
+        signal(&child, Signal::SIGKILL);
+    }
+    assert!(stopped, "no stop {:?} after Ctrl-C", sent.elapsed());
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let rows = p.export();
+    assert!(rows.iter().all(|r| r["status"] == "interrupted"), "{rows:?}");
+}
+
+#[test]
+fn status_into_a_closed_pipe_exits_quietly() {
+    let p = Project::new();
+    register(&p, "many", 3000, ".");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; '{}' --db '{}' status many | head -1",
+            env!("CARGO_BIN_EXE_sweep"),
+            p.db().display()
+        ))
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(text(&out.stdout).starts_with("sweep many (3000 trials)"));
+}
+
+/// Registers a sweep of `n` pending trials (`x` = 1..=n) whose working directory is `workdir`,
+/// through the store, without running anything.
+fn register(p: &Project, name: &str, n: usize, workdir: &str) {
+    let grid = format!(
+        "[sweep]\nname = \"{name}\"\ncommand = [\"sh\", \"t.sh\"]\n[grid]\nx = {{ lin = [1, {n}], num = {n} }}\n"
+    );
+    p.write("g.toml", &grid);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = sweep_store::Store::open(p.db().to_str().unwrap())
+            .await
+            .unwrap();
+        let grid = sweep_core::Grid::parse(&p.path().join("g.toml"), &grid).unwrap();
+        let sweep = store.register_sweep(&grid, workdir).await.unwrap();
+        store
+            .register_trials(&sweep, &sweep_core::expand(&grid).trials)
+            .await
+            .unwrap();
+        store.close().await;
+    });
+}
+
+#[test]
+fn a_vanished_working_directory_is_an_error_that_spends_no_attempts() {
+    let p = Project::new();
+    let gone = p.path().join("gone");
+    register(&p, "vanished", 2, gone.to_str().unwrap());
+    let out = p.run(&["resume", "vanished"]);
+    assert_code(&out, 2);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("working directory") && err.contains(gone.to_str().unwrap()),
+        "{err}"
+    );
+    // And when it vanishes while the sweep runs: the trial that removed it completes, the
+    // next is not started, and keeps its attempts.
+    let p = Project::new();
+    let work = p.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::write(
+        work.join("t.sh"),
+        "#!/bin/sh\nrm -rf \"$PWD\"\necho '{\"event\":\"result\",\"metrics\":{\"m\":1}}'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("g.toml"),
+        "[sweep]\nname = \"v2\"\ncommand = [\"sh\", \"t.sh\"]\n[grid]\nx = [1, 2]\n",
+    )
+    .unwrap();
+    let out = p.sweep(&["run", "g.toml"]).current_dir(&work).output().unwrap();
+    assert_code(&out, 2);
+    let attempts = p.sqlite("SELECT status || ':' || attempts FROM trials ORDER BY ordinal");
+    assert_eq!(attempts, ["completed:1", "pending:0"]);
+}
+
+#[test]
+fn databases_that_are_not_sweeps_are_refused_untouched() {
+    let p = Project::new();
+    p.write(
+        "g.toml",
+        "[sweep]\nname = \"x\"\ncommand = [\"true\"]\n[grid]\nx = [1]\n",
+    );
+    // Somebody else's SQLite database.
+    let foreign = p.path().join("people.db");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let tables = |path: &Path| {
+        runtime.block_on(async {
+            let url = format!("sqlite://{}?mode=rwc", path.display());
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            sqlx::query("CREATE TABLE IF NOT EXISTS people (name TEXT)")
+                .execute(&pool)
+                .await
+                .unwrap();
+            let names: Vec<String> =
+                sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            pool.close().await;
+            names
+        })
+    };
+    tables(&foreign);
+    for args in [vec!["run", "g.toml"], vec!["status"]] {
+        let out = sweep_at(&p, foreign.to_str().unwrap(), &args);
+        assert_code(&out, 2);
+        let err = text(&out.stderr);
+        assert!(err.contains("is not a sweep database"), "{err}");
+        assert!(!err.contains("newer sweep"), "{err}");
+    }
+    assert_eq!(tables(&foreign), ["people"], "no tables were added");
+    // A file that is not SQLite at all.
+    let junk = p.write("junk.db", &"not a database at all\n".repeat(200));
+    let out = sweep_at(&p, junk.to_str().unwrap(), &["status"]);
+    assert_code(&out, 2);
+    let err = text(&out.stderr);
+    assert!(err.contains("is not a SQLite database"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&junk).unwrap(),
+        "not a database at all\n".repeat(200)
+    );
+}
+
+#[test]
+fn a_read_only_database_can_still_be_read() {
+    let p = Project::new();
+    p.write(
+        "t.sh",
+        "#!/bin/sh\necho '{\"event\":\"result\",\"metrics\":{\"m\":1}}'\n",
+    );
+    p.write(
+        "g.toml",
+        "[sweep]\nname = \"ro\"\ncommand = [\"sh\", \"t.sh\"]\n[grid]\nx = [1, 2]\n",
+    );
+    assert_code(&p.run(&["run", "g.toml"]), 0);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path, bits: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(bits)).unwrap()
+    };
+    mode(&p.db(), 0o444);
+    mode(p.path(), 0o555);
+    // Root may write anything: read as an unprivileged user then.
+    let as_reader = |args: &[&str]| {
+        let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+        let mut cmd = if root {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(env!("CARGO_BIN_EXE_sweep"));
+            c
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_sweep"))
+        };
+        cmd.current_dir(p.path())
+            .arg("--db")
+            .arg(p.db())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let status = as_reader(&["status", "ro"]);
+    let export = as_reader(&["export", "--csv", "-"]);
+    let run = as_reader(&["run", "g.toml"]);
+    mode(p.path(), 0o755);
+    mode(&p.db(), 0o644);
+    assert_code(&status, 0);
+    assert!(text(&status.stdout).contains("2 completed"));
+    assert_code(&export, 0);
+    assert_eq!(text(&export.stdout).lines().count(), 3);
+    assert_code(&run, 2);
+    assert!(text(&run.stderr).contains("read-only"), "{}", text(&run.stderr));
+}
+
+#[test]
+fn database_errors_say_their_cause_once() {
+    let p = Project::new();
+    p.write(
+        "g.toml",
+        "[sweep]\nname = \"x\"\ncommand = [\"true\"]\n[grid]\nx = [1]\n",
+    );
+    let out = sweep_at(&p, "no/such/dir/x.db", &["run", "g.toml"]);
+    assert_code(&out, 2);
+    let err = text(&out.stderr);
+    assert_eq!(err.matches("unable to open database file").count(), 1, "{err}");
+    assert_eq!(err.matches("no/such/dir/x.db").count(), 1, "{err}");
+    let out = sweep_at(&p, "", &["status"]);
+    assert_code(&out, 2);
+    assert!(
+        text(&out.stderr).contains("the database location is empty"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// Runs `sweep --db DB ARGS` in the project directory.
+fn sweep_at(p: &Project, db: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sweep"))
+        .current_dir(p.path())
+        .env_remove("SWEEP_DB")
+        .args(["--db", db])
+        .args(args)
+        .output()
+        .unwrap()
+}
