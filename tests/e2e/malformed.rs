@@ -91,20 +91,27 @@ fn a_missing_grid_file_is_named() {
 #[test]
 fn every_example_grid_parses() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sweeps");
-    let mut seen = 0;
+    let (mut seen, mut builtin) = (0, 0);
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             let grid = sweep_core::Grid::load(&path).unwrap_or_else(|e| panic!("{e}"));
-            assert!(
-                !sweep_core::expand(&grid).trials.is_empty(),
-                "{}",
-                path.display()
-            );
+            let expansion = sweep_core::expand(&grid);
+            assert!(!expansion.trials.is_empty(), "{}", path.display());
+            // Grids for the built-in trainer pass the checks `sweep run` makes (parameter
+            // names and values, the [trainer] table and its files, read from the repository
+            // root, where the README runs them).
+            if grid.command.is_none() {
+                let root = dir.parent().unwrap();
+                sweep_trainer::grid::check_grid(&grid, &expansion, root)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                builtin += 1;
+            }
             seen += 1;
         }
     }
     assert!(seen >= 1, "no grids in {}", dir.display());
+    assert!(builtin >= 1, "no built-in trainer grids in {}", dir.display());
 }
 
 #[test]

@@ -1,0 +1,278 @@
+//! The chaos suite: a long sweep of trials that are shell wrappers around a child doing the
+//! work (as `python train.py` behind a script is), run by one or two concurrent `sweep run`
+//! processes that are `kill -9`ed at random moments and paused past their lease, then
+//! finished by a last run. The work writes a ledger; the ledger and the database are then
+//! compared:
+//!
+//! - results lost: a trial not completed at the end, or completed with a result that no
+//!   finished piece of work produced;
+//! - work run twice outside the at-least-once window: two attempts of one trial working at the
+//!   same time, or work finishing after the trial's result was recorded (the window, which is
+//!   allowed, is an attempt that finished its work but whose result was never recorded);
+//! - orphans: processes of the sweep still running a second after the last run ended.
+//!
+//! `cargo bench -p sweep --bench chaos` (CHAOS_KILLS, CHAOS_TRIALS, CHAOS_SEED to vary);
+//! figures in docs/reliability.md. Exits 1 when any count is not zero.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const WRAPPER: &str = "#!/bin/sh\nsh work.sh \"$1\" &\nwait\n";
+
+/// Work of a trial-specific length; the ledger records its start and end with the attempt.
+const WORK: &str = r#"#!/bin/sh
+now() { date +%s%N; }
+echo "start $SWEEP_TRIAL_ID $SWEEP_ATTEMPT $(now)" >> ledger
+sleep "$1"
+echo "done $SWEEP_TRIAL_ID $SWEEP_ATTEMPT $(now)" >> ledger
+echo "{\"event\":\"result\",\"metrics\":{\"attempt\":$SWEEP_ATTEMPT}}"
+"#;
+
+/// A small deterministic generator (xorshift64*), so a run can be repeated by its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in [lo, hi).
+    fn between(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn signal(child: &Child, sig: Signal) {
+    let _ = kill(Pid::from_raw(child.id() as i32), sig);
+}
+
+fn main() {
+    let kills: usize = env_or("CHAOS_KILLS", 24);
+    let trials: usize = env_or("CHAOS_TRIALS", 240);
+    let seed: u64 = env_or("CHAOS_SEED", 7);
+    let mut rng = Rng(seed.max(1));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path();
+    std::fs::write(path.join("wrapper.sh"), WRAPPER).unwrap();
+    std::fs::write(path.join("work.sh"), WORK).unwrap();
+    // Work lengths from 0.2 to 1.5 s, a zipped axis so each trial has its own.
+    let lengths: Vec<String> = (0..trials)
+        .map(|_| format!("{:.2}", rng.between(0.2, 1.5)))
+        .collect();
+    let ids: Vec<String> = (0..trials).map(|i| i.to_string()).collect();
+    std::fs::write(
+        path.join("g.toml"),
+        format!(
+            "[sweep]\nname = \"chaos\"\ncommand = [\"sh\", \"wrapper.sh\", \"{{work}}\"]\nparallel = 3\nmax_attempts = 1000\nbackoff = \"0s\"\ngrace = \"1s\"\n\
+             [[zip]]\ni = [{}]\nwork = [{}]\n",
+            ids.join(", "),
+            lengths.join(", ")
+        ),
+    )
+    .unwrap();
+    let sweep = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sweep"));
+        cmd.current_dir(path)
+            .env_remove("SWEEP_DB")
+            .env("RUST_LOG", "warn")
+            .args(["--db", "sweep.db"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
+    };
+    let start_runner = || {
+        sweep(&["run", "g.toml", "--lease", "3s"])
+            .spawn()
+            .expect("start sweep")
+    };
+
+    let started = Instant::now();
+    let (mut killed, mut paused) = (0, 0);
+    let mut runners: Vec<Child> = vec![start_runner()];
+    let mut finished_early = false;
+    while killed < kills {
+        std::thread::sleep(Duration::from_secs_f64(rng.between(0.3, 2.0)));
+        // Keep one or two runners going; one that exits 0 by itself has finished the sweep.
+        runners.retain_mut(|r| match r.try_wait() {
+            Ok(Some(status)) => {
+                finished_early |= status.success();
+                false
+            }
+            _ => true,
+        });
+        if finished_early {
+            break;
+        }
+        if runners.is_empty() || (runners.len() < 2 && rng.next() % 2 == 0) {
+            runners.push(start_runner());
+            continue;
+        }
+        let victim = (rng.next() % runners.len() as u64) as usize;
+        if runners.len() == 2 && paused * 5 < killed {
+            // Pause one runner past the other's 3 s lease, then let it go on: its trials are
+            // taken over meanwhile, and it must notice and not record their results.
+            signal(&runners[victim], Signal::SIGSTOP);
+            std::thread::sleep(Duration::from_secs(5));
+            signal(&runners[victim], Signal::SIGCONT);
+            paused += 1;
+            continue;
+        }
+        signal(&runners[victim], Signal::SIGKILL);
+        let _ = runners[victim].wait();
+        runners.remove(victim);
+        killed += 1;
+    }
+    for mut r in runners {
+        signal(&r, Signal::SIGKILL);
+        let _ = r.wait();
+    }
+    let chaos_s = started.elapsed().as_secs_f64();
+    let last = sweep(&["run", "g.toml"]).status().expect("last run");
+    std::thread::sleep(Duration::from_secs(1));
+    let orphans = processes_of("chaos");
+
+    // Compare the ledger with the database.
+    let ledger = std::fs::read_to_string(path.join("ledger")).unwrap_or_default();
+    let mut work: BTreeMap<(String, u32), (u128, Option<u128>)> = BTreeMap::new();
+    for line in ledger.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        if f.len() != 4 {
+            continue;
+        }
+        let (id, attempt, t) = (f[1].to_string(), f[2].parse().unwrap_or(0), f[3].parse().unwrap_or(0));
+        match f[0] {
+            "start" => {
+                work.insert((id, attempt), (t, None));
+            }
+            "done" => {
+                if let Some(entry) = work.get_mut(&(id, attempt)) {
+                    entry.1 = Some(t);
+                }
+            }
+            _ => {}
+        }
+    }
+    let rows = export(path);
+    let mut lost = 0;
+    let mut twice = 0;
+    let mut at_least_once = 0;
+    for row in &rows {
+        let id = &row["trial_id"];
+        let recorded: Option<u32> = row
+            .get("metric_attempt")
+            .and_then(|a| a.parse::<f64>().ok())
+            .map(|a| a as u32);
+        let attempts: Vec<(u32, u128, Option<u128>)> = work
+            .iter()
+            .filter(|((t, _), _)| t == id)
+            .map(|((_, a), (s, d))| (*a, *s, *d))
+            .collect();
+        match recorded {
+            Some(a) if row["status"] == "completed" => {
+                let ours = attempts.iter().find(|(x, _, d)| *x == a && d.is_some());
+                let Some(&(_, _, Some(recorded_done))) = ours else {
+                    lost += 1; // a result no finished work produced
+                    continue;
+                };
+                for &(x, _, done) in &attempts {
+                    match done {
+                        // Work that finished after the recorded result's own work.
+                        Some(d) if x != a && d > recorded_done => twice += 1,
+                        Some(_) if x != a => at_least_once += 1,
+                        _ => {}
+                    }
+                }
+            }
+            _ => lost += 1,
+        }
+        // Two attempts of one trial working at once.
+        for (i, &(_, s1, d1)) in attempts.iter().enumerate() {
+            for &(_, s2, _) in &attempts[i + 1..] {
+                if s2 > s1 && d1.is_some_and(|d| d > s2) {
+                    twice += 1;
+                }
+            }
+        }
+    }
+    let attempts_total: usize = work.len();
+    println!("chaos suite: seed {seed}, {trials} trials, {kills} kill -9, {paused} pauses past the lease, {chaos_s:.0} s of chaos");
+    println!("last run exit code: {:?}", last.code());
+    println!(
+        "trials completed: {} of {}",
+        rows.iter().filter(|r| r["status"] == "completed").count(),
+        trials
+    );
+    println!("pieces of work started: {attempts_total}");
+    println!("results lost: {lost}");
+    println!("work run twice outside the at-least-once window: {twice}");
+    println!("work re-run inside the at-least-once window (finished, result never recorded): {at_least_once}");
+    println!("orphaned processes 1 s after the last run: {}", orphans.len());
+    if finished_early {
+        println!("the sweep finished after {killed} of {kills} kills: raise CHAOS_TRIALS");
+    }
+    let ok = !finished_early
+        && rows.len() == trials && lost == 0 && twice == 0 && orphans.is_empty() && last.success();
+    if !ok {
+        eprintln!("chaos suite FAILED; ledger and database kept in {}", path.display());
+        std::mem::forget(dir);
+        std::process::exit(1);
+    }
+}
+
+/// The sweep's trials as CSV records.
+fn export(path: &Path) -> Vec<BTreeMap<String, String>> {
+    let out = Command::new(env!("CARGO_BIN_EXE_sweep"))
+        .current_dir(path)
+        .args(["--db", "sweep.db", "export", "--csv", "-"])
+        .output()
+        .expect("export");
+    let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
+    let headers = reader.headers().expect("headers").clone();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.expect("record");
+            headers
+                .iter()
+                .zip(r.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// Processes whose environment says they belong to `sweep`.
+fn processes_of(sweep: &str) -> Vec<i32> {
+    let needle = format!("SWEEP_SWEEP={sweep}");
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|pid| {
+                    let running = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .is_ok_and(|s| !s.contains(") Z "));
+                    running
+                        && std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                            env.split(|b| *b == 0).any(|v| v == needle.as_bytes())
+                        })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
