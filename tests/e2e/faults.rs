@@ -66,7 +66,19 @@ fn a_restart_kills_what_a_dead_orchestrators_trials_left_running() {
         "[sweep]\nname = \"orphans\"\ncommand = [\"sh\", \"wrapper.sh\"]\nparallel = 2\n[grid]\nx = [1, 2]\n",
     );
     let mut first = p.sweep(&["run", "g.toml"]).spawn().unwrap();
-    assert!(wait_for(Duration::from_secs(20), || p.lines("ledger").len() >= 2));
+    assert!(wait_for(Duration::from_secs(20), || p
+        .lines("ledger")
+        .len()
+        >= 2));
+    // Everything of sweep's own dies at once (as when the OOM killer or a `kill -9` of a
+    // whole job takes it): the orchestrator and the guards it starts each attempt under.
+    // (Stopped first, so that it cannot clean up after its guards either.)
+    let guards = guards_of("orphans");
+    assert_eq!(guards.len(), 2);
+    signal(&first, Signal::SIGSTOP);
+    for guard in guards {
+        kill(Pid::from_raw(guard), Signal::SIGKILL).unwrap();
+    }
     signal(&first, Signal::SIGKILL);
     first.wait().unwrap();
     let again = p.run(&["run", "g.toml"]);
@@ -83,6 +95,50 @@ fn a_restart_kills_what_a_dead_orchestrators_trials_left_running() {
         text(&again.stderr).contains("killed leftover process group"),
         "{}",
         text(&again.stderr)
+    );
+}
+
+/// The guard processes (`sweep guard ...`) of a sweep's attempts.
+fn guards_of(sweep: &str) -> Vec<i32> {
+    processes_of(sweep)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).nth(1) == Some(b"guard".as_slice()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_trials_whole_process_group_dies_with_the_orchestrator() {
+    let p = Project::new();
+    p.write("wrapper.sh", WRAPPER_SH);
+    // Work that ignores SIGTERM: only the kill after the grace period stops it.
+    p.write(
+        "work.sh",
+        &WORK_SH.replacen("#!/bin/sh\n", "#!/bin/sh\ntrap '' TERM\n", 1),
+    );
+    p.write(
+        "g.toml",
+        "[sweep]\nname = \"dies\"\ncommand = [\"sh\", \"wrapper.sh\"]\nparallel = 2\ngrace = \"1s\"\n[grid]\nx = [1, 2]\n",
+    );
+    let mut first = p
+        .sweep(&["run", "g.toml"])
+        .env("WORK", "30")
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(20), || p
+        .lines("ledger")
+        .len()
+        >= 2));
+    assert!(!processes_of("dies").is_empty());
+    signal(&first, Signal::SIGKILL);
+    first.wait().unwrap();
+    // No restart: the guards take the trials' groups down within the grace period.
+    assert!(
+        wait_for(Duration::from_secs(5), || processes_of("dies").is_empty()),
+        "left running: {:?}",
+        processes_of("dies")
     );
 }
 
@@ -106,7 +162,8 @@ fn an_error_mid_run_hands_back_the_claimed_trials() {
     let err = text(&failed.stderr);
     assert!(err.contains("cannot create the trial directory"), "{err}");
     assert!(
-        p.sqlite("SELECT id FROM trials WHERE status = 'running'").is_empty(),
+        p.sqlite("SELECT id FROM trials WHERE status = 'running'")
+            .is_empty(),
         "claimed trials were left running"
     );
     std::fs::remove_file(p.path().join("sweep-trials/stranded")).unwrap();
@@ -142,7 +199,10 @@ fn bytes_that_are_not_utf8_on_stdout_are_logged_not_fatal() {
             .join("logs/attempt-1.stdout.log"),
     )
     .unwrap();
-    assert!(log.starts_with(b"caf\xe9 \xff\n"), "the bytes are kept as written");
+    assert!(
+        log.starts_with(b"caf\xe9 \xff\n"),
+        "the bytes are kept as written"
+    );
     assert!(log.len() > 3_000_000, "a 3 MB line is logged whole");
 }
 
@@ -228,7 +288,10 @@ fn a_sweep_whose_output_pipe_closed_still_stops_on_ctrl_c() {
     // The program that captured its output dies: nobody reads either pipe any more.
     drop(child.stdout.take());
     drop(child.stderr.take());
-    assert!(wait_for(Duration::from_secs(20), || p.lines("ledger").len() >= 2));
+    assert!(wait_for(Duration::from_secs(20), || p
+        .lines("ledger")
+        .len()
+        >= 2));
     let sent = Instant::now();
     signal(&child, Signal::SIGINT);
     let stopped = wait_for(Duration::from_secs(15), || {
@@ -240,26 +303,35 @@ fn a_sweep_whose_output_pipe_closed_still_stops_on_ctrl_c() {
     assert!(stopped, "no stop {:?} after Ctrl-C", sent.elapsed());
     assert_eq!(child.wait().unwrap().code(), Some(130));
     let rows = p.export();
-    assert!(rows.iter().all(|r| r["status"] == "interrupted"), "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r["status"] == "interrupted"),
+        "{rows:?}"
+    );
 }
 
 #[test]
-fn status_into_a_closed_pipe_exits_quietly() {
+fn output_into_a_closed_pipe_exits_quietly() {
     let p = Project::new();
     register(&p, "many", 3000, ".");
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(format!(
-            "set -o pipefail; '{}' --db '{}' status many | head -1",
-            env!("CARGO_BIN_EXE_sweep"),
-            p.db().display()
-        ))
-        .output()
-        .unwrap();
-    let err = text(&out.stderr);
-    assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(text(&out.stdout).starts_with("sweep many (3000 trials)"));
+    for (args, first) in [
+        ("status many", "sweep many (3000"),
+        ("export --csv -", "trial_id,"),
+        ("export --format json --output -", "["),
+    ] {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "set -o pipefail; '{}' --db '{}' {args} | head -c 20",
+                env!("CARGO_BIN_EXE_sweep"),
+                p.db().display()
+            ))
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert!(!err.contains("panicked"), "{args}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args}: {err}");
+        assert!(text(&out.stdout).starts_with(first), "{args}");
+    }
 }
 
 /// Registers a sweep of `n` pending trials (`x` = 1..=n) whose working directory is `workdir`,
@@ -314,7 +386,11 @@ fn a_vanished_working_directory_is_an_error_that_spends_no_attempts() {
         "[sweep]\nname = \"v2\"\ncommand = [\"sh\", \"t.sh\"]\n[grid]\nx = [1, 2]\n",
     )
     .unwrap();
-    let out = p.sweep(&["run", "g.toml"]).current_dir(&work).output().unwrap();
+    let out = p
+        .sweep(&["run", "g.toml"])
+        .current_dir(&work)
+        .output()
+        .unwrap();
     assert_code(&out, 2);
     let attempts = p.sqlite("SELECT status || ':' || attempts FROM trials ORDER BY ordinal");
     assert_eq!(attempts, ["completed:1", "pending:0"]);
@@ -391,7 +467,8 @@ fn a_read_only_database_can_still_be_read() {
     mode(p.path(), 0o555);
     // Root may write anything: read as an unprivileged user then.
     let as_reader = |args: &[&str]| {
-        let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+        let root =
+            std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
         let mut cmd = if root {
             let mut c = Command::new("setpriv");
             c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
@@ -417,7 +494,11 @@ fn a_read_only_database_can_still_be_read() {
     assert_code(&export, 0);
     assert_eq!(text(&export.stdout).lines().count(), 3);
     assert_code(&run, 2);
-    assert!(text(&run.stderr).contains("read-only"), "{}", text(&run.stderr));
+    assert!(
+        text(&run.stderr).contains("read-only"),
+        "{}",
+        text(&run.stderr)
+    );
 }
 
 #[test]
@@ -430,7 +511,11 @@ fn database_errors_say_their_cause_once() {
     let out = sweep_at(&p, "no/such/dir/x.db", &["run", "g.toml"]);
     assert_code(&out, 2);
     let err = text(&out.stderr);
-    assert_eq!(err.matches("unable to open database file").count(), 1, "{err}");
+    assert_eq!(
+        err.matches("unable to open database file").count(),
+        1,
+        "{err}"
+    );
     assert_eq!(err.matches("no/such/dir/x.db").count(), 1, "{err}");
     let out = sweep_at(&p, "", &["status"]);
     assert_code(&out, 2);

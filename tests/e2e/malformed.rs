@@ -111,7 +111,11 @@ fn every_example_grid_parses() {
         }
     }
     assert!(seen >= 1, "no grids in {}", dir.display());
-    assert!(builtin >= 1, "no built-in trainer grids in {}", dir.display());
+    assert!(
+        builtin >= 1,
+        "no built-in trainer grids in {}",
+        dir.display()
+    );
 }
 
 #[test]

@@ -155,7 +155,11 @@ fn main() {
         if f.len() != 4 {
             continue;
         }
-        let (id, attempt, t) = (f[1].to_string(), f[2].parse().unwrap_or(0), f[3].parse().unwrap_or(0));
+        let (id, attempt, t) = (
+            f[1].to_string(),
+            f[2].parse().unwrap_or(0),
+            f[3].parse().unwrap_or(0),
+        );
         match f[0] {
             "start" => {
                 work.insert((id, attempt), (t, None));
@@ -222,14 +226,24 @@ fn main() {
     println!("results lost: {lost}");
     println!("work run twice outside the at-least-once window: {twice}");
     println!("work re-run inside the at-least-once window (finished, result never recorded): {at_least_once}");
-    println!("orphaned processes 1 s after the last run: {}", orphans.len());
+    println!(
+        "orphaned processes 1 s after the last run: {}",
+        orphans.len()
+    );
     if finished_early {
         println!("the sweep finished after {killed} of {kills} kills: raise CHAOS_TRIALS");
     }
     let ok = !finished_early
-        && rows.len() == trials && lost == 0 && twice == 0 && orphans.is_empty() && last.success();
+        && rows.len() == trials
+        && lost == 0
+        && twice == 0
+        && orphans.is_empty()
+        && last.success();
     if !ok {
-        eprintln!("chaos suite FAILED; ledger and database kept in {}", path.display());
+        eprintln!(
+            "chaos suite FAILED; ledger and database kept in {}",
+            path.display()
+        );
         std::mem::forget(dir);
         std::process::exit(1);
     }
@@ -268,9 +282,8 @@ fn processes_of(sweep: &str) -> Vec<i32> {
                     let running = std::fs::read_to_string(format!("/proc/{pid}/stat"))
                         .is_ok_and(|s| !s.contains(") Z "));
                     running
-                        && std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
-                            env.split(|b| *b == 0).any(|v| v == needle.as_bytes())
-                        })
+                        && std::fs::read(format!("/proc/{pid}/environ"))
+                            .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
                 })
                 .collect()
         })

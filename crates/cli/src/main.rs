@@ -11,6 +11,9 @@ use clap::Parser;
 
 fn main() {
     let cli = cmd::Cli::parse();
+    if let Some(code) = cli.run_guard() {
+        std::process::exit(code);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -28,3 +28,17 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_pipe_is_found_under_any_wrapping() {
+        let pipe = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        let e = anyhow::Error::from(sweep_report::ExportError::Io(pipe()));
+        assert!(is_broken_pipe(&e));
+        assert!(is_broken_pipe(&e.context("cannot write the report")));
+        assert!(!is_broken_pipe(&anyhow::anyhow!("disk full")));
+    }
+}

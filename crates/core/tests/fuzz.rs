@@ -114,27 +114,30 @@ fn grid_text() -> impl Strategy<Value = String> {
         ),
         proptest::option::weighted(0.3, line()),
     )
-        .prop_map(|((parallel, attempts, timeout, grace), (lr, bs, seed), noise)| {
-            let mut text = "[sweep]\nname = \"g\"\ncommand = [\"echo\"]\n".to_string();
-            for (key, value) in [("parallel", parallel), ("max_attempts", attempts)] {
-                if let Some(v) = value {
-                    text.push_str(&format!("{key} = {v}\n"));
+        .prop_map(
+            |((parallel, attempts, timeout, grace), (lr, bs, seed), noise)| {
+                let mut text = "[sweep]\nname = \"g\"\ncommand = [\"echo\"]\n".to_string();
+                for (key, value) in [("parallel", parallel), ("max_attempts", attempts)] {
+                    if let Some(v) = value {
+                        text.push_str(&format!("{key} = {v}\n"));
+                    }
                 }
-            }
-            for (key, value) in [("timeout", timeout), ("grace", grace)] {
-                if let Some(v) = value {
-                    text.push_str(&format!("{key} = \"{v}\"\n"));
+                for (key, value) in [("timeout", timeout), ("grace", grace)] {
+                    if let Some(v) = value {
+                        text.push_str(&format!("{key} = \"{v}\"\n"));
+                    }
                 }
-            }
-            text.push_str("[grid]\n");
-            for (name, value) in [("lr", lr), ("bs", bs), ("seed", seed)] {
-                if let Some(v) = value {
-                    text.push_str(&format!("{name} = {v}\n"));
+                text.push_str("[grid]\n");
+                for (name, value) in [("lr", lr), ("bs", bs), ("seed", seed)] {
+                    if let Some(v) = value {
+                        text.push_str(&format!("{name} = {v}\n"));
+                    }
                 }
-            }
-            text + &noise.unwrap_or_default() + "\n"
-        });
-    let shuffled = proptest::collection::vec(line(), 0..14).prop_map(|lines| lines.join("\n") + "\n");
+                text + &noise.unwrap_or_default() + "\n"
+            },
+        );
+    let shuffled =
+        proptest::collection::vec(line(), 0..14).prop_map(|lines| lines.join("\n") + "\n");
     prop_oneof![3 => shaped, 1 => shuffled]
 }
 
@@ -217,9 +220,7 @@ fn the_grid_generator_reaches_past_the_syntax() {
                 ok += 1;
                 with_axes += usize::from(!grid.axes.is_empty());
             }
-            Err(e) => {
-                located += usize::from(e.position.is_some_and(|(line, _)| line > 3))
-            }
+            Err(e) => located += usize::from(e.position.is_some_and(|(line, _)| line > 3)),
         }
     }
     assert!(ok >= 100, "{ok} of 2000 generated grids parse");

@@ -14,15 +14,29 @@ use sweep_store::{CurveRow, TrialRow};
 use crate::aggregate::Configuration;
 use crate::table::{Cell, Table};
 
-/// A failed export.
+/// A failed export. The cause is the `source`, not part of the message, so a report of the
+/// whole chain says it once.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    /// Writing a record failed (e.g. a closed pipe or a full disk).
-    #[error("cannot write the CSV: {0}")]
-    Csv(#[from] csv::Error),
-    /// Writing failed.
-    #[error("cannot write the output: {0}")]
+    /// The CSV writer refused a record.
+    #[error("cannot write the CSV")]
+    Csv(#[source] csv::Error),
+    /// Writing failed (a closed pipe, a full disk): the I/O error itself, so callers can
+    /// tell a reader that went away from a real failure.
+    #[error("cannot write the output")]
     Io(#[from] std::io::Error),
+}
+
+impl From<csv::Error> for ExportError {
+    fn from(e: csv::Error) -> Self {
+        if e.is_io_error() {
+            if let csv::ErrorKind::Io(io) = e.into_kind() {
+                return ExportError::Io(io);
+            }
+            unreachable!("is_io_error means ErrorKind::Io");
+        }
+        ExportError::Csv(e)
+    }
 }
 
 /// The fixed leading columns of the per-trial export.

@@ -132,7 +132,7 @@ impl<W: Write> TableWriter<W> {
                     .zip(cells.iter().map(Cell::json))
                     .collect();
                 out.write_all(if *rows == 0 { b"\n  " } else { b",\n  " })?;
-                serde_json::to_writer(&mut *out, &object).map_err(std::io::Error::other)?;
+                serde_json::to_writer(&mut *out, &object).map_err(std::io::Error::from)?;
                 *rows += 1;
             }
         }

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
 use crate::process;
-use crate::Stop;
+use crate::{guard, Stop};
 
 /// Everything needed to start an attempt.
 #[derive(Debug, Clone)]
@@ -25,6 +25,8 @@ pub(crate) struct Launch {
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub workdir: PathBuf,
+    /// The program whose `guard` subcommand starts the command (see [`crate::guard`]).
+    pub guard: Option<PathBuf>,
     pub log_dir: PathBuf,
     pub timeout: Option<Duration>,
     pub grace: Duration,
@@ -106,15 +108,33 @@ async fn run_inner(
     if program.is_relative() && program.components().count() > 1 {
         program = launch.workdir.join(program);
     }
-    let mut cmd = Command::new(&program);
-    cmd.args(&launch.argv[1..])
-        .current_dir(&launch.workdir)
+    let mut cmd = match &launch.guard {
+        Some(guard) => {
+            let mut cmd = Command::new(guard);
+            cmd.arg("guard")
+                .arg("--parent")
+                .arg(std::process::id().to_string())
+                .arg("--grace-ms")
+                .arg(launch.grace.as_millis().to_string())
+                .arg("--")
+                // The guard runs in the working directory: relative paths resolve there.
+                .args(&launch.argv);
+            process::isolate(&mut cmd, guard::PARENT_DIED);
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new(&program);
+            cmd.args(&launch.argv[1..]);
+            process::isolate(&mut cmd, Signal::SIGTERM);
+            cmd
+        }
+    };
+    cmd.current_dir(&launch.workdir)
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(false);
-    process::isolate(&mut cmd);
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -202,6 +222,16 @@ async fn run_inner(
     let drain = Instant::now() + DRAIN;
     report.invalid_events = finish_reader(events, drain, "stdout").await;
     report.stderr_tail = finish_reader(tail, drain, "stderr").await;
+    if report.exit_code == Some(guard::SPAWN_FAILED_CODE) {
+        // The guard could not start the command: as good as a failed spawn.
+        if let Some(line) = report
+            .stderr_tail
+            .lines()
+            .find(|l| l.starts_with(guard::SPAWN_FAILED))
+        {
+            report.spawn_error = Some(line.trim_start_matches("sweep guard: ").to_string());
+        }
+    }
     report
 }
 

@@ -263,6 +263,7 @@ impl Dispatcher<'_> {
             ("SWEEP_TRIAL_DIR".to_string(), trial_dir_text.clone()),
             ("SWEEP_PARAMS".to_string(), params_to_json(&all)),
             ("SWEEP_ATTEMPT".to_string(), attempt_text.clone()),
+            (process::RUNNER_VAR.to_string(), self.runner_id.clone()),
             (
                 "SWEEP_RESUME".to_string(),
                 if claimed.attempt > 1 { "1" } else { "0" }.to_string(),
@@ -283,6 +284,7 @@ impl Dispatcher<'_> {
             argv,
             env,
             workdir: self.config.workdir.clone(),
+            guard: self.config.guard.clone(),
             log_dir: trial_dir.join("logs"),
             timeout: self.grid.timeout,
             grace: self.grid.grace,
@@ -579,10 +581,12 @@ impl Dispatcher<'_> {
     fn clean_up(&self, orphans: &[Orphan], why: &str, reporter: &mut dyn Reporter) -> u64 {
         for orphan in orphans {
             let local = orphan.host.as_deref() == Some(self.config.host.as_str());
-            if let (true, Some(pid)) = (local, orphan.pid) {
-                if process::kill_orphan(pid, &orphan.trial_id) {
+            if local {
+                for group in
+                    process::kill_orphan(orphan.pid, &orphan.trial_id, orphan.runner.as_deref())
+                {
                     reporter.note(&format!(
-                        "killed leftover process group {pid} of trial {}",
+                        "killed leftover process group {group} of trial {}",
                         orphan.trial_id
                     ));
                 }

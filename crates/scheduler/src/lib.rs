@@ -8,6 +8,7 @@
 mod attempt;
 mod dispatcher;
 mod gpus;
+pub mod guard;
 mod oom;
 mod process;
 
@@ -49,6 +50,10 @@ pub struct RunConfig {
     pub host: String,
     /// The program whose `trial` subcommand runs built-in trials (grids without `command`).
     pub builtin_trial: PathBuf,
+    /// The program whose `guard` subcommand ([`guard::run`]) starts each attempt, so that a
+    /// trial's whole process group dies with the orchestrator; `None` starts the command
+    /// itself, and only its first process gets the parent-death signal.
+    pub guard: Option<PathBuf>,
 }
 
 impl RunConfig {
@@ -65,6 +70,7 @@ impl RunConfig {
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_else(|_| "localhost".into()),
             builtin_trial: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("sweep")),
+            guard: None,
         }
     }
 }

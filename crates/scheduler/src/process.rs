@@ -23,47 +23,62 @@ pub fn alive(pid: i64) -> bool {
     pid > 0 && !matches!(kill(Pid::from_raw(pid as i32), None), Err(Errno::ESRCH))
 }
 
-/// Kills the process group a dead orchestrator left behind for `trial_id`, after checking
-/// (through `/proc`, where there is one) that the group still runs that trial and not some
-/// unrelated program that reused the id. The group's leader may be long gone while
-/// processes it started still run in the group: those are found too.
-pub fn kill_orphan(pgid: i64, trial_id: &str) -> bool {
-    if pgid <= 0 {
-        return false;
-    }
+/// The environment variable naming the runner that started a trial's process: with
+/// `SWEEP_TRIAL_ID` it marks every process of that attempt, whatever group it is in.
+pub const RUNNER_VAR: &str = "SWEEP_RUNNER";
+
+/// Kills what a runner that is gone left running for `trial_id`: the process group `pgid`
+/// it recorded, after checking (through `/proc`, where there is one) that the group still
+/// runs that trial and not some unrelated program that reused the id, even when the
+/// group's leader has exited; and the groups of every process marked with the trial and
+/// `runner_id` (a runner killed before it could record the group). Returns the groups killed.
+pub fn kill_orphan(pgid: Option<i64>, trial_id: &str, runner_id: Option<&str>) -> Vec<i64> {
     if !Path::new("/proc/self").exists() {
         // No /proc to check ownership with: trust the stored id if the group exists.
+        let Some(pgid) = pgid.filter(|p| *p > 0) else {
+            return Vec::new();
+        };
         let exists = !matches!(killpg(Pid::from_raw(pgid as i32), None), Err(Errno::ESRCH));
         if exists {
             signal_group(pgid as u32, Signal::SIGKILL);
+            return vec![pgid];
         }
-        return exists;
+        return Vec::new();
     }
-    let needle = format!("SWEEP_TRIAL_ID={trial_id}");
-    let ours = group_members(pgid).into_iter().any(|pid| {
-        let environ = Path::new("/proc").join(pid.to_string()).join("environ");
-        std::fs::read(environ)
-            .is_ok_and(|bytes| bytes.split(|b| *b == 0).any(|var| var == needle.as_bytes()))
-    });
-    if ours {
-        signal_group(pgid as u32, Signal::SIGKILL);
+    let trial = format!("SWEEP_TRIAL_ID={trial_id}");
+    let runner = runner_id.map(|r| format!("{RUNNER_VAR}={r}"));
+    let mut groups = std::collections::BTreeSet::new();
+    for (pid, pgrp) in processes() {
+        let in_group = pgid == Some(pgrp);
+        if !in_group && runner.is_none() {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let has = |var: &str| environ.split(|b| *b == 0).any(|v| v == var.as_bytes());
+        if has(&trial) && (in_group || runner.as_deref().is_some_and(has)) {
+            groups.insert(pgrp);
+        }
     }
-    ours
+    for &group in &groups {
+        signal_group(group as u32, Signal::SIGKILL);
+    }
+    groups.into_iter().collect()
 }
 
-/// The processes whose process group is `pgid`, from `/proc/*/stat`.
-fn group_members(pgid: i64) -> Vec<i64> {
+/// Every process and its process group, from `/proc/*/stat`.
+fn processes() -> Vec<(i64, i64)> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i64>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| stat_pgrp(&stat))
-                == Some(pgid)
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            Some((pid, stat_pgrp(&stat)?))
         })
+        .filter(|(_, pgrp)| *pgrp > 1)
         .collect()
 }
 
@@ -75,18 +90,20 @@ fn stat_pgrp(stat: &str) -> Option<i64> {
     rest.split_whitespace().nth(2)?.parse().ok()
 }
 
-/// Configures a command to start its own process group and, on Linux, to get SIGTERM when
-/// the orchestrator exits.
-pub fn isolate(cmd: &mut tokio::process::Command) {
+/// Configures a command to start its own process group and, on Linux, to get `on_death`
+/// when the orchestrator exits.
+pub fn isolate(cmd: &mut tokio::process::Command, on_death: Signal) {
     cmd.process_group(0);
     #[cfg(target_os = "linux")]
     // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
     // async-signal-safe.
     unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(on_death).map_err(std::io::Error::from)
         });
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = on_death;
 }
 
 /// A signal's conventional name, for messages.
@@ -120,9 +137,12 @@ mod tests {
         let child: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
         assert!(!alive(pgid), "the leader has exited");
         assert!(alive(child));
-        assert!(!kill_orphan(pgid, "another-trial"), "not ours: left alone");
+        assert!(
+            kill_orphan(Some(pgid), "another-trial", None).is_empty(),
+            "not ours: left alone"
+        );
         assert!(alive(child));
-        assert!(kill_orphan(pgid, "orphan-test"));
+        assert_eq!(kill_orphan(Some(pgid), "orphan-test", None), [pgid]);
         let gone = (0..100).any(|_| {
             std::thread::sleep(std::time::Duration::from_millis(20));
             // Reaped by init, or a zombie of it: either way, not running.
@@ -130,5 +150,30 @@ mod tests {
                 .map_or(true, |s| s.contains(") Z "))
         });
         assert!(gone, "the leftover child still runs");
+    }
+}
+
+#[cfg(test)]
+mod marked {
+    use super::*;
+
+    #[test]
+    fn a_runners_processes_are_found_by_their_mark_without_a_recorded_group() {
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("30")
+            .env("SWEEP_TRIAL_ID", "marked-test")
+            .env(RUNNER_VAR, "runner-x");
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd.spawn().unwrap();
+        let pgid = child.id() as i64;
+        assert!(kill_orphan(None, "marked-test", Some("runner-y")).is_empty());
+        assert!(kill_orphan(None, "other-trial", Some("runner-x")).is_empty());
+        assert!(child.try_wait().unwrap().is_none(), "left alone");
+        assert_eq!(kill_orphan(None, "marked-test", Some("runner-x")), [pgid]);
+        let status = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
     }
 }

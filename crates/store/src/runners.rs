@@ -30,6 +30,8 @@ pub struct Orphan {
     pub pid: Option<i64>,
     /// The host that attempt ran on, when its runner is known.
     pub host: Option<String>,
+    /// The runner that held it.
+    pub runner: Option<String>,
 }
 
 impl Store {
@@ -141,7 +143,7 @@ async fn hand_back(
 ) -> Result<Vec<Orphan>, StoreError> {
     let now = now_ms();
     let select = format!(
-        "SELECT t.id, t.pid, t.attempts, r.host FROM trials t LEFT JOIN runners r ON r.id = t.owner \
+        "SELECT t.id, t.pid, t.attempts, t.owner, r.host FROM trials t LEFT JOIN runners r ON r.id = t.owner \
          WHERE t.status = 'running' AND {}",
         owned_by.replace("owner", "t.owner")
     );
@@ -177,6 +179,7 @@ async fn hand_back(
             trial_id,
             pid: row.get("pid"),
             host: row.get("host"),
+            runner: row.get("owner"),
         });
     }
     Ok(orphans)

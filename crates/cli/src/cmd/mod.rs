@@ -36,9 +36,42 @@ enum Command {
     /// Run one built-in trial (started by `sweep run` for grids without a command).
     #[command(hide = true)]
     Trial(trial::TrialArgs),
+    /// Start a trial's command and kill its process group if the orchestrator dies (started
+    /// by `sweep run` for every attempt).
+    #[command(hide = true)]
+    Guard(GuardArgs),
+}
+
+/// `sweep guard`.
+#[derive(Debug, clap::Args)]
+pub struct GuardArgs {
+    /// The orchestrator's pid.
+    #[arg(long)]
+    parent: u32,
+    /// The trial's grace period after SIGTERM, in milliseconds.
+    #[arg(long)]
+    grace_ms: u64,
+    /// The trial's command.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    command: Vec<String>,
 }
 
 impl Cli {
+    /// Runs `sweep guard`, if that is the command, and returns its exit code. It must run
+    /// before any other thread exists (it takes its signals by blocking them), so before the
+    /// async runtime starts.
+    pub fn run_guard(&self) -> Option<i32> {
+        let Command::Guard(args) = &self.command else {
+            return None;
+        };
+        let grace = std::time::Duration::from_millis(args.grace_ms);
+        Some(sweep_scheduler::guard::run(
+            args.parent,
+            grace,
+            &args.command,
+        ))
+    }
+
     /// Runs the chosen subcommand; returns the process exit code.
     pub async fn run(self) -> anyhow::Result<i32> {
         match self.command {
@@ -49,6 +82,7 @@ impl Cli {
             Command::Report(args) => report::run(&self.db, args).await,
             Command::Base(args) => tokio::task::block_in_place(|| trial::base(args)),
             Command::Trial(args) => tokio::task::block_in_place(|| trial::trial(args)),
+            Command::Guard(_) => unreachable!("`sweep guard` runs before the runtime starts"),
         }
     }
 }

@@ -134,6 +134,8 @@ async fn execute(db: &str, grid: Grid, workdir: PathBuf, exec: ExecArgs) -> anyh
     let gpus = resolve_gpus(&grid, &exec.gpus)?;
     let mut config = RunConfig::new(workdir, trials_root);
     config.lease = exec.lease;
+    // This binary's `guard` starts each attempt, so a trial dies with the orchestrator.
+    config.guard = Some(config.builtin_trial.clone());
     config.heartbeat = config.heartbeat.min(exec.lease / 4);
     config.parallel = exec.parallel.unwrap_or(grid.parallel);
     if config.parallel == 0 {
