@@ -63,7 +63,7 @@ fn signal(child: &Child, sig: Signal) {
 
 fn main() {
     let kills: usize = env_or("CHAOS_KILLS", 24);
-    let trials: usize = env_or("CHAOS_TRIALS", 240);
+    let trials: usize = env_or("CHAOS_TRIALS", 400);
     let seed: u64 = env_or("CHAOS_SEED", 7);
     let mut rng = Rng(seed.max(1));
     let dir = tempfile::tempdir().expect("temp dir");
@@ -119,7 +119,7 @@ fn main() {
         if finished_early {
             break;
         }
-        if runners.is_empty() || (runners.len() < 2 && rng.next() % 2 == 0) {
+        if runners.is_empty() || (runners.len() < 2 && rng.next().is_multiple_of(2)) {
             runners.push(start_runner());
             continue;
         }
@@ -133,9 +133,9 @@ fn main() {
             paused += 1;
             continue;
         }
-        signal(&runners[victim], Signal::SIGKILL);
-        let _ = runners[victim].wait();
-        runners.remove(victim);
+        let mut dead = runners.remove(victim);
+        signal(&dead, Signal::SIGKILL);
+        let _ = dead.wait();
         killed += 1;
     }
     for mut r in runners {
