@@ -18,19 +18,20 @@ fn signal(child: &std::process::Child, sig: Signal) {
 }
 
 /// Every process whose environment carries `SWEEP_SWEEP=<sweep>`: what a sweep left running.
-fn processes_of(sweep: &str) -> Vec<i32> {
-    let needle = format!("SWEEP_SWEEP={sweep}");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let running = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .is_ok_and(|s| !s.contains(") Z "));
-            running
-                && std::fs::read(format!("/proc/{pid}/environ"))
-                    .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
-        })
-        .collect()
+fn processes_of(sweep: &str) -> Vec<i64> {
+    sweep_scheduler::processes_marked(&format!("SWEEP_SWEEP={sweep}"))
+}
+
+/// A project whose grid `name` runs `sh t.sh` (the given script); `rest` is the grid after
+/// the command line: more [sweep] keys, then the axes.
+fn with_trial(script: &str, name: &str, rest: &str) -> Project {
+    let p = Project::new();
+    p.write("t.sh", script);
+    p.write(
+        "g.toml",
+        &format!("[sweep]\nname = \"{name}\"\ncommand = [\"sh\", \"t.sh\"]\n{rest}"),
+    );
+    p
 }
 
 /// A wrapper script that runs the real work as its child, as `python train.py` behind a shell
@@ -77,7 +78,7 @@ fn a_restart_kills_what_a_dead_orchestrators_trials_left_running() {
     assert_eq!(guards.len(), 2);
     signal(&first, Signal::SIGSTOP);
     for guard in guards {
-        kill(Pid::from_raw(guard), Signal::SIGKILL).unwrap();
+        kill(Pid::from_raw(guard as i32), Signal::SIGKILL).unwrap();
     }
     signal(&first, Signal::SIGKILL);
     first.wait().unwrap();
@@ -90,7 +91,7 @@ fn a_restart_kills_what_a_dead_orchestrators_trials_left_running() {
     let done = count(&ledger, "done ");
     assert_eq!(done.len(), 2, "{ledger:?}");
     assert!(done.values().all(|n| *n == 1), "work ran twice: {ledger:?}");
-    assert_eq!(processes_of("orphans"), Vec::<i32>::new());
+    assert_eq!(processes_of("orphans"), Vec::<i64>::new());
     assert!(
         text(&again.stderr).contains("killed leftover process group"),
         "{}",
@@ -99,7 +100,7 @@ fn a_restart_kills_what_a_dead_orchestrators_trials_left_running() {
 }
 
 /// The guard processes (`sweep guard ...`) of a sweep's attempts.
-fn guards_of(sweep: &str) -> Vec<i32> {
+fn guards_of(sweep: &str) -> Vec<i64> {
     processes_of(sweep)
         .into_iter()
         .filter(|pid| {
@@ -144,14 +145,10 @@ fn a_trials_whole_process_group_dies_with_the_orchestrator() {
 
 #[test]
 fn an_error_mid_run_hands_back_the_claimed_trials() {
-    let p = Project::new();
-    p.write(
-        "t.sh",
+    let p = with_trial(
         "#!/bin/sh\necho '{\"event\":\"result\",\"metrics\":{\"m\":1}}'\n",
-    );
-    p.write(
-        "g.toml",
-        "[sweep]\nname = \"stranded\"\ncommand = [\"sh\", \"t.sh\"]\nparallel = 2\n[grid]\nx = [1, 2, 3]\n",
+        "stranded",
+        "parallel = 2\n[grid]\nx = [1, 2, 3]\n",
     );
     // The sweep's trial directory cannot be made (a file is in its way): the run fails after
     // it has claimed a trial.
@@ -176,14 +173,10 @@ fn an_error_mid_run_hands_back_the_claimed_trials() {
 
 #[test]
 fn bytes_that_are_not_utf8_on_stdout_are_logged_not_fatal() {
-    let p = Project::new();
-    p.write(
-        "t.sh",
+    let p = with_trial(
         "#!/bin/sh\nprintf 'caf\\351 \\377\\n'\nhead -c 3000000 /dev/zero | tr '\\0' 'x'\necho\necho '{\"event\":\"result\",\"metrics\":{\"m\":1}}'\n",
-    );
-    p.write(
-        "g.toml",
-        "[sweep]\nname = \"bytes\"\ncommand = [\"sh\", \"t.sh\"]\nmax_attempts = 1\n[grid]\nx = [1]\n",
+        "bytes",
+        "max_attempts = 1\n[grid]\nx = [1]\n",
     );
     let out = p.run(&["run", "g.toml"]);
     assert_code(&out, 0);
@@ -208,14 +201,10 @@ fn bytes_that_are_not_utf8_on_stdout_are_logged_not_fatal() {
 
 #[test]
 fn a_detached_grandchild_holding_stdout_does_not_hang_the_sweep() {
-    let p = Project::new();
-    p.write(
-        "t.sh",
+    let p = with_trial(
         "#!/bin/sh\nsetsid sleep 60 &\necho $! > daemon.pid\necho '{\"event\":\"result\",\"metrics\":{\"m\":1}}'\n",
-    );
-    p.write(
-        "g.toml",
-        "[sweep]\nname = \"detached\"\ncommand = [\"sh\", \"t.sh\"]\n[grid]\nx = [1]\n",
+        "detached",
+        "[grid]\nx = [1]\n",
     );
     let start = Instant::now();
     let out = p.run(&["run", "g.toml"]);
@@ -230,14 +219,10 @@ fn a_detached_grandchild_holding_stdout_does_not_hang_the_sweep() {
 
 #[test]
 fn a_paused_runners_late_result_is_not_recorded() {
-    let p = Project::new();
-    p.write(
-        "t.sh",
+    let p = with_trial(
         "#!/bin/sh\necho \"run $SWEEP_TRIAL_ID $SWEEP_ATTEMPT\" >> ledger\nsleep 1\necho \"{\\\"event\\\":\\\"result\\\",\\\"metrics\\\":{\\\"attempt\\\":$SWEEP_ATTEMPT}}\"\n",
-    );
-    p.write(
-        "g.toml",
-        "[sweep]\nname = \"paused\"\ncommand = [\"sh\", \"t.sh\"]\n[grid]\nx = [1]\n",
+        "paused",
+        "[grid]\nx = [1]\n",
     );
     // Runner A starts the trial and is paused before the trial prints its result.
     let mut a = p
@@ -270,14 +255,10 @@ fn a_paused_runners_late_result_is_not_recorded() {
 
 #[test]
 fn a_sweep_whose_output_pipe_closed_still_stops_on_ctrl_c() {
-    let p = Project::new();
-    p.write(
-        "t.sh",
+    let p = with_trial(
         "#!/bin/sh\necho start >> ledger\nsleep 60\necho '{\"event\":\"result\",\"metrics\":{\"m\":1}}'\n",
-    );
-    p.write(
-        "g.toml",
-        "[sweep]\nname = \"deadpipe\"\ncommand = [\"sh\", \"t.sh\"]\nparallel = 2\ngrace = \"1s\"\n[grid]\nx = [1, 2]\n",
+        "deadpipe",
+        "parallel = 2\ngrace = \"1s\"\n[grid]\nx = [1, 2]\n",
     );
     let mut child = p
         .sweep(&["run", "g.toml"])
@@ -449,14 +430,10 @@ fn databases_that_are_not_sweeps_are_refused_untouched() {
 
 #[test]
 fn a_read_only_database_can_still_be_read() {
-    let p = Project::new();
-    p.write(
-        "t.sh",
+    let p = with_trial(
         "#!/bin/sh\necho '{\"event\":\"result\",\"metrics\":{\"m\":1}}'\n",
-    );
-    p.write(
-        "g.toml",
-        "[sweep]\nname = \"ro\"\ncommand = [\"sh\", \"t.sh\"]\n[grid]\nx = [1, 2]\n",
+        "ro",
+        "[grid]\nx = [1, 2]\n",
     );
     assert_code(&p.run(&["run", "g.toml"]), 0);
     use std::os::unix::fs::PermissionsExt;

@@ -15,12 +15,16 @@
 //! figures in docs/reliability.md. Exits 1 when any count is not zero.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+
+/// The end-to-end tests' project helpers: a temp directory, the real binary, its exports.
+#[allow(dead_code)]
+#[path = "../../../tests/e2e/support.rs"]
+mod support;
 
 const WRAPPER: &str = "#!/bin/sh\nsh work.sh \"$1\" &\nwait\n";
 
@@ -66,34 +70,26 @@ fn main() {
     let trials: usize = env_or("CHAOS_TRIALS", 400);
     let seed: u64 = env_or("CHAOS_SEED", 7);
     let mut rng = Rng(seed.max(1));
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path();
-    std::fs::write(path.join("wrapper.sh"), WRAPPER).unwrap();
-    std::fs::write(path.join("work.sh"), WORK).unwrap();
+    let p = support::Project::new();
+    p.write("wrapper.sh", WRAPPER);
+    p.write("work.sh", WORK);
     // Work lengths from 0.2 to 1.5 s, a zipped axis so each trial has its own.
     let lengths: Vec<String> = (0..trials)
         .map(|_| format!("{:.2}", rng.between(0.2, 1.5)))
         .collect();
     let ids: Vec<String> = (0..trials).map(|i| i.to_string()).collect();
-    std::fs::write(
-        path.join("g.toml"),
-        format!(
+    p.write(
+        "g.toml",
+        &format!(
             "[sweep]\nname = \"chaos\"\ncommand = [\"sh\", \"wrapper.sh\", \"{{work}}\"]\nparallel = 3\nmax_attempts = 1000\nbackoff = \"0s\"\ngrace = \"1s\"\n\
              [[zip]]\ni = [{}]\nwork = [{}]\n",
             ids.join(", "),
             lengths.join(", ")
         ),
-    )
-    .unwrap();
+    );
     let sweep = |args: &[&str]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sweep"));
-        cmd.current_dir(path)
-            .env_remove("SWEEP_DB")
-            .env("RUST_LOG", "warn")
-            .args(["--db", "sweep.db"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let mut cmd = p.sweep(args);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
         cmd
     };
     let start_runner = || {
@@ -145,12 +141,11 @@ fn main() {
     let chaos_s = started.elapsed().as_secs_f64();
     let last = sweep(&["run", "g.toml"]).status().expect("last run");
     std::thread::sleep(Duration::from_secs(1));
-    let orphans = processes_of("chaos");
+    let orphans = sweep_scheduler::processes_marked("SWEEP_SWEEP=chaos");
 
     // Compare the ledger with the database.
-    let ledger = std::fs::read_to_string(path.join("ledger")).unwrap_or_default();
     let mut work: BTreeMap<(String, u32), (u128, Option<u128>)> = BTreeMap::new();
-    for line in ledger.lines() {
+    for line in p.lines("ledger") {
         let f: Vec<&str> = line.split(' ').collect();
         if f.len() != 4 {
             continue;
@@ -172,7 +167,7 @@ fn main() {
             _ => {}
         }
     }
-    let rows = export(path);
+    let rows = p.export();
     let mut lost = 0;
     let mut twice = 0;
     let mut at_least_once = 0;
@@ -242,50 +237,9 @@ fn main() {
     if !ok {
         eprintln!(
             "chaos suite FAILED; ledger and database kept in {}",
-            path.display()
+            p.path().display()
         );
-        std::mem::forget(dir);
+        std::mem::forget(p);
         std::process::exit(1);
     }
-}
-
-/// The sweep's trials as CSV records.
-fn export(path: &Path) -> Vec<BTreeMap<String, String>> {
-    let out = Command::new(env!("CARGO_BIN_EXE_sweep"))
-        .current_dir(path)
-        .args(["--db", "sweep.db", "export", "--csv", "-"])
-        .output()
-        .expect("export");
-    let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
-    let headers = reader.headers().expect("headers").clone();
-    reader
-        .records()
-        .map(|r| {
-            let r = r.expect("record");
-            headers
-                .iter()
-                .zip(r.iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
-}
-
-/// Processes whose environment says they belong to `sweep`.
-fn processes_of(sweep: &str) -> Vec<i32> {
-    let needle = format!("SWEEP_SWEEP={sweep}");
-    std::fs::read_dir("/proc")
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-                .filter(|pid| {
-                    let running = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                        .is_ok_and(|s| !s.contains(") Z "));
-                    running
-                        && std::fs::read(format!("/proc/{pid}/environ"))
-                            .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 pub use dispatcher::run_sweep;
 pub use gpus::{parse_nvidia_smi, GpuPool, GpuRequest};
 pub use oom::SPLIT_VAR;
-pub use process::alive;
+pub use process::{alive, processes_marked};
 
 /// What the user asked the sweep to do, as the dispatcher and attempts see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -67,6 +67,25 @@ pub fn kill_orphan(pgid: Option<i64>, trial_id: &str, runner_id: Option<&str>) -
     groups.into_iter().collect()
 }
 
+/// The live (not zombie) processes whose environment holds `var` exactly (`NAME=value`),
+/// such as `SWEEP_SWEEP=<sweep>` for everything a sweep started: what a sweep left running.
+/// Empty where there is no `/proc`.
+pub fn processes_marked(var: &str) -> Vec<i64> {
+    processes()
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .filter(|pid| {
+            let running = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rfind(')')
+                    .is_some_and(|i| !stat[i..].starts_with(") Z"))
+            });
+            running
+                && std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == var.as_bytes()))
+        })
+        .collect()
+}
+
 /// Every process and its process group, from `/proc/*/stat`.
 fn processes() -> Vec<(i64, i64)> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
