@@ -35,14 +35,16 @@ fn with_trial(script: &str, name: &str, rest: &str) -> Project {
 }
 
 /// A wrapper script that runs the real work as its child, as `python train.py` behind a shell
-/// script does: the work appends `start ID` and, 3 s later, `done ID` to `ledger`.
+/// script does: the work appends `start ID` and, 10 s later (1 s on a retry), `done ID` to
+/// `ledger`.
 const WRAPPER_SH: &str = r#"#!/bin/sh
 sh work.sh &
 wait
 "#;
 const WORK_SH: &str = r#"#!/bin/sh
 echo "start $SWEEP_TRIAL_ID" >> ledger
-sleep "${WORK:-3}"
+# The first attempt works long enough for any restart to find it still running.
+if [ "$SWEEP_ATTEMPT" = 1 ]; then sleep "${WORK:-10}"; else sleep 1; fi
 echo "done $SWEEP_TRIAL_ID" >> ledger
 echo "{\"event\":\"result\",\"metrics\":{\"attempt\":$SWEEP_ATTEMPT}}"
 "#;
