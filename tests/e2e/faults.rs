@@ -445,16 +445,20 @@ fn a_read_only_database_can_still_be_read() {
     mode(&p.db(), 0o444);
     mode(p.path(), 0o555);
     // Root may write anything: read as an unprivileged user then.
+    let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+    // The unprivileged user may not reach the build directory: give it its own copy.
+    let bin_dir = tempfile::tempdir().unwrap();
+    mode(bin_dir.path(), 0o755);
+    let bin = bin_dir.path().join("sweep");
+    std::fs::copy(env!("CARGO_BIN_EXE_sweep"), &bin).unwrap();
     let as_reader = |args: &[&str]| {
-        let root =
-            std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
         let mut cmd = if root {
             let mut c = Command::new("setpriv");
             c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-                .arg(env!("CARGO_BIN_EXE_sweep"));
+                .arg(&bin);
             c
         } else {
-            Command::new(env!("CARGO_BIN_EXE_sweep"))
+            Command::new(&bin)
         };
         cmd.current_dir(p.path())
             .arg("--db")
