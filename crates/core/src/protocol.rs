@@ -14,12 +14,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::value::Params;
 
-/// One message from a trial.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// One message from a trial. Its serde form is the protocol: trials in Rust (the built-in
+/// one) print [`Event::to_line`], and the scheduler reads lines back with [`parse_line`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Event {
     /// A point of a curve, such as the training loss at a step.
@@ -36,7 +37,7 @@ pub enum Event {
         /// Metric name to value; `None` if it was not finite.
         metrics: BTreeMap<String, Option<f64>>,
         /// Parameters overriding this trial's own, to report another grid point.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         params: Params,
     },
     /// A resumable checkpoint now exists in `SWEEP_TRIAL_DIR`.
@@ -44,6 +45,15 @@ pub enum Event {
         /// The step it was taken at.
         step: u64,
     },
+}
+
+impl Event {
+    /// The event as one protocol line (no newline). Values that are not finite are written as
+    /// `null`, which reads back as missing.
+    pub fn to_line(&self) -> String {
+        // Serializing plain maps, strings and numbers cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
 }
 
 /// How one stdout line was understood.
@@ -137,6 +147,62 @@ mod tests {
         };
         assert_eq!(metrics["u"], Some(0.5));
         assert_eq!(params["steps"], ParamValue::Int(50));
+    }
+
+    #[test]
+    fn every_event_reads_back_as_it_was_written() {
+        let events = [
+            Event::Metric {
+                step: 3,
+                name: "train_loss".into(),
+                value: Some(1.25),
+            },
+            Event::Metric {
+                step: 4,
+                name: "x\"y".into(),
+                value: None,
+            },
+            Event::Checkpoint { step: 100 },
+            Event::Result {
+                metrics: [
+                    ("unsafe_rate".to_string(), Some(0.05)),
+                    ("nan".to_string(), None),
+                ]
+                .into(),
+                params: Params::new(),
+            },
+            Event::Result {
+                metrics: [("u".to_string(), Some(0.5))].into(),
+                params: [
+                    ("steps".to_string(), ParamValue::Int(50)),
+                    ("ema_decay".to_string(), ParamValue::Float(0.99)),
+                ]
+                .into(),
+            },
+        ];
+        for event in events {
+            let line = event.to_line();
+            assert_eq!(parse_line(&line), ParseOutcome::Event(event), "{line}");
+        }
+        // Own results carry no `params` key, as the protocol documents them.
+        let own = Event::Result {
+            metrics: [("m".to_string(), Some(1.0))].into(),
+            params: Params::new(),
+        };
+        assert_eq!(own.to_line(), r#"{"event":"result","metrics":{"m":1.0}}"#);
+        let nan = Event::Metric {
+            step: 1,
+            name: "l".into(),
+            value: Some(f64::NAN),
+        };
+        assert_eq!(
+            parse_line(&nan.to_line()),
+            ParseOutcome::Event(Event::Metric {
+                step: 1,
+                name: "l".into(),
+                value: None
+            })
+        );
     }
 
     #[test]

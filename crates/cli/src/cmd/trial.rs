@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context};
 use clap::Args;
 use serde_json::json;
+use sweep_core::protocol::Event;
 use sweep_core::Grid;
 use sweep_trainer::base::{base_model, BaseConfig};
 use sweep_trainer::config::TrainerConfig;
@@ -79,26 +80,33 @@ pub struct BaseArgs {
     show_responses: bool,
 }
 
-fn emit(value: serde_json::Value) {
+fn emit(event: Event) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{value}");
+    let _ = writeln!(out, "{}", event.to_line());
     let _ = out.flush();
 }
 
-/// Turns the trainer's reports into protocol lines (and log lines on stderr).
+/// Turns the trainer's reports into protocol events (and log lines on stderr).
 fn reporter(r: Report) {
     match r {
-        Report::Metric { step, name, value } => {
-            emit(json!({"event": "metric", "step": step, "name": name, "value": value}))
-        }
+        Report::Metric { step, name, value } => emit(Event::Metric {
+            step: step as u64,
+            name: name.to_string(),
+            value: Some(value),
+        }),
         Report::Note(text) => say!("{text}"),
-        Report::Result { params, metrics } if params.is_empty() => {
-            emit(json!({"event": "result", "metrics": metrics}))
-        }
+        // The trainer writes swept values back as the grid gave them (numbers, text, bools),
+        // so they always read as parameters; a result it could not attribute is not reported.
         Report::Result { params, metrics } => {
-            emit(json!({"event": "result", "params": params, "metrics": metrics}))
+            match serde_json::from_value(serde_json::Value::Object(params)) {
+                Ok(params) => emit(Event::Result {
+                    metrics: metrics.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+                    params,
+                }),
+                Err(e) => say!("a result for unreadable grid parameters was not reported: {e}"),
+            }
         }
-        Report::Checkpoint { step } => emit(json!({"event": "checkpoint", "step": step})),
+        Report::Checkpoint { step } => emit(Event::Checkpoint { step: step as u64 }),
     }
 }
 
