@@ -11,10 +11,12 @@
 //! - [`base`]: the safety-aligned base model, trained once and cached by config hash.
 //! - [`trial`]: a fine-tuning trial with checkpoints, reporting every grid point its run
 //!   computes; [`generate`] and [`eval`] score it (GCG keywords, degenerate answers, exact
-//!   match); [`report`] is what it says as it runs.
+//!   match); [`report`] is what it says as it runs; [`builtin`] is all of it, as `sweep trial`
+//!   runs it.
 
 pub mod base;
 pub mod batch;
+pub mod builtin;
 pub mod clip;
 pub mod config;
 pub mod data;

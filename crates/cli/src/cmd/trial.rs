@@ -3,23 +3,19 @@
 //! base model on demand and prints its scores.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::path::PathBuf;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use clap::Args;
 use serde_json::json;
 use sweep_core::protocol::Event;
 use sweep_core::Grid;
 use sweep_trainer::base::{base_model, BaseConfig};
+use sweep_trainer::builtin::{self, BuiltinError, TrialInputs};
 use sweep_trainer::config::TrainerConfig;
-use sweep_trainer::device::Backend;
-use sweep_trainer::precision::Precision;
 use sweep_trainer::report::Report;
 use sweep_trainer::setup::{evaluate, transcripts, Setup};
-use sweep_trainer::spec::TrialSpec;
-use sweep_trainer::trial::{run_trial, Checkpoints, Plan, TrialError};
+use sweep_trainer::trial::TrialError;
 
 use crate::exit_codes;
 use crate::output::say;
@@ -110,112 +106,20 @@ fn reporter(r: Report) {
     }
 }
 
-fn default_cache_dir(trial_dir: Option<&Path>) -> PathBuf {
-    // SWEEP_TRIAL_DIR is <root>/<sweep>/<trial>: share one cache per root.
-    trial_dir
-        .and_then(|d| d.parent()?.parent().map(|root| root.join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("sweep-trials/.cache"))
-}
-
 pub fn trial(args: TrialArgs) -> anyhow::Result<i32> {
-    let params: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(&args.params).context("the trial parameters are not a JSON object")?;
-    let axes: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(&args.axes).context("SWEEP_AXES is not a JSON object")?;
-    let mut spec = TrialSpec::from_params(&params)?;
-    let split = args.micro_batch_split as usize;
-    spec.micro_batch = spec.micro_batch.div_ceil(split);
-    let config = TrainerConfig::from_json(&args.trainer)?;
-    let share = config.share_runs;
-    let cache = config
-        .cache_dir
-        .clone()
-        .or(args.cache_dir)
-        .unwrap_or_else(|| default_cache_dir(args.trial_dir.as_deref()));
-    let base_config = BaseConfig::from_trainer(&config);
-    let backend = config.backend;
-    let setup = Setup::new(config)?;
-    let cuda_visible = std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default();
-    let selected = backend.select(&cuda_visible)?;
-    say!("device: {}", selected.name);
-    let device = selected.device.clone();
-    let base = base_model(&base_config, &setup, &cache, &device, None, &mut reporter)?;
-    let plan = Plan::new(&spec, &axes, share);
-    let mode = match (spec.ema_decay > 0.0, spec.ema_mode) {
-        (false, _) => "off".to_string(),
-        (true, mode) => format!("{mode:?}").to_lowercase(),
-    };
-    say!(
-        "fine-tuning {} steps (ema: {mode}); reporting {} grid point(s) from this run",
-        plan.train_steps,
-        plan.points()
-    );
-    let stop = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))
-        .context("cannot watch for SIGTERM")?;
-    // On libtorch, every result says whether it was computed on a GPU, so a CPU fallback on
-    // a GPU machine shows in `sweep status` and in exports.
-    let on_gpu = (backend == Backend::Tch).then_some(if selected.gpu { 1.0 } else { 0.0 });
-    // `precision = "bf16"` says in every result whether it took effect (a GPU) or not.
-    let bf16 = (setup.config.precision == Precision::Bf16).then(|| {
-        let used = setup.config.precision.compute_dtype(selected.gpu).is_some();
-        say!(
-            "precision: {}",
-            if used {
-                "bf16 compute, fp32 weights and optimizer state"
-            } else {
-                "fp32 (bf16 applies on a GPU only)"
-            }
-        );
-        if used {
-            1.0
-        } else {
-            0.0
-        }
-    });
-    if split > 1 {
-        say!(
-            "an earlier attempt ran out of GPU memory: micro-batch {} ({split}x the accumulation)",
-            spec.micro_batch
-        );
-    }
-    let mut reporter = |r: Report| match r {
-        Report::Result {
-            params,
-            mut metrics,
-        } => {
-            if let Some(flag) = on_gpu {
-                metrics.insert("on_gpu".into(), flag);
-            }
-            if let Some(flag) = bf16 {
-                metrics.insert("bf16".into(), flag);
-            }
-            // An out-of-memory retry is part of the record of how a result was computed.
-            if split > 1 {
-                metrics.insert("micro_batch_split".into(), split as f64);
-            }
-            reporter(Report::Result { params, metrics })
-        }
-        other => reporter(other),
-    };
-    let checkpoints = args.trial_dir.as_deref().map(|dir| Checkpoints {
-        dir,
+    let inputs = TrialInputs {
+        params: args.params,
+        trainer: args.trainer,
+        axes: args.axes,
+        trial_dir: args.trial_dir,
         resume: args.resume,
-    });
-    let fingerprint = format!("{}|{:?}", base_config.key(), setup.config);
-    match run_trial(
-        &setup,
-        &base,
-        &spec,
-        &plan,
-        &fingerprint,
-        checkpoints,
-        &stop,
-        &selected,
-        &mut reporter,
-    ) {
+        cache_dir: args.cache_dir,
+        micro_batch_split: args.micro_batch_split,
+        cuda_visible: std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default(),
+    };
+    match builtin::run(inputs, &mut reporter) {
         Ok(()) => Ok(exit_codes::OK),
-        Err(e @ TrialError::Stopped(_)) => {
+        Err(e @ BuiltinError::Trial(TrialError::Stopped(_))) => {
             say!("{e}");
             Ok(STOPPED)
         }

@@ -1,0 +1,174 @@
+//! The built-in trial from end to end, as `sweep trial` runs it: read what the scheduler
+//! passed (parameters, the `[trainer]` table, the sweep's axes, the trial directory), load or
+//! train the base model, fine-tune, and report every grid point the run computes. The binary
+//! only turns the reports into protocol lines.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::base::{base_model, BaseConfig, CacheError};
+use crate::config::{ConfigError, TrainerConfig};
+use crate::device::{Backend, DeviceError};
+use crate::precision::Precision;
+use crate::report::Report;
+use crate::setup::Setup;
+use crate::spec::{SpecError, TrialSpec};
+use crate::trial::{run_trial, Checkpoints, Plan, TrialError};
+
+/// What the scheduler gives a built-in trial (its `SWEEP_*` variables).
+#[derive(Debug, Clone)]
+pub struct TrialInputs {
+    /// The trial's parameters, swept and fixed, as a JSON object.
+    pub params: String,
+    /// The grid's `[trainer]` table as JSON.
+    pub trainer: String,
+    /// Every value of every swept parameter, as JSON.
+    pub axes: String,
+    /// Where checkpoints go; none without it.
+    pub trial_dir: Option<PathBuf>,
+    /// Continue from the checkpoint in the trial directory.
+    pub resume: bool,
+    /// Where the base model is cached, unless the `[trainer]` table says.
+    pub cache_dir: Option<PathBuf>,
+    /// Split each micro-batch into this many parts (after out-of-memory attempts).
+    pub micro_batch_split: u32,
+    /// `CUDA_VISIBLE_DEVICES`: the GPUs the scheduler leased.
+    pub cuda_visible: String,
+}
+
+/// Why a built-in trial could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BuiltinError {
+    /// `SWEEP_PARAMS` or `SWEEP_AXES` is not a JSON object.
+    #[error("{0} is not a JSON object: {1}")]
+    Json(&'static str, String),
+    /// A parameter the trial cannot use.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The `[trainer]` table or its files.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The backend cannot run here.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// The base model could not be trained or loaded.
+    #[error(transparent)]
+    Base(#[from] CacheError),
+    /// The run itself failed or was stopped.
+    #[error(transparent)]
+    Trial(#[from] TrialError),
+    /// SIGTERM could not be watched for.
+    #[error("cannot watch for SIGTERM: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Runs the trial, sending everything it has to say to `report`. Once the base model is
+/// ready, SIGTERM makes the run write a checkpoint and end with [`TrialError::Stopped`]
+/// (before that, it ends the process as usual: the base model's cache is only written whole).
+pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(Report)) -> Result<(), BuiltinError> {
+    let params: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&inputs.params)
+            .map_err(|e| BuiltinError::Json("the trial parameters", e.to_string()))?;
+    let axes: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&inputs.axes)
+        .map_err(|e| BuiltinError::Json("SWEEP_AXES", e.to_string()))?;
+    let mut spec = TrialSpec::from_params(&params)?;
+    let split = inputs.micro_batch_split.max(1) as usize;
+    spec.micro_batch = spec.micro_batch.div_ceil(split);
+    let config = TrainerConfig::from_json(&inputs.trainer)?;
+    let share = config.share_runs;
+    let cache = config
+        .cache_dir
+        .clone()
+        .or(inputs.cache_dir)
+        .unwrap_or_else(|| default_cache_dir(inputs.trial_dir.as_deref()));
+    let base_config = BaseConfig::from_trainer(&config);
+    let backend = config.backend;
+    let setup = Setup::new(config)?;
+    let selected = backend.select(&inputs.cuda_visible)?;
+    report(Report::Note(format!("device: {}", selected.name)));
+    let base = base_model(&base_config, &setup, &cache, &selected.device, None, report)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))
+        .map_err(BuiltinError::Signal)?;
+    let plan = Plan::new(&spec, &axes, share);
+    let mode = match (spec.ema_decay > 0.0, spec.ema_mode) {
+        (false, _) => "off".to_string(),
+        (true, mode) => format!("{mode:?}").to_lowercase(),
+    };
+    report(Report::Note(format!(
+        "fine-tuning {} steps (ema: {mode}); reporting {} grid point(s) from this run",
+        plan.train_steps,
+        plan.points()
+    )));
+    // On libtorch, every result says whether it was computed on a GPU, so a CPU fallback on
+    // a GPU machine shows in `sweep status` and in exports.
+    let on_gpu = (backend == Backend::Tch).then_some(if selected.gpu { 1.0 } else { 0.0 });
+    // `precision = "bf16"` says in every result whether it took effect (a GPU) or not.
+    let bf16 = (setup.config.precision == Precision::Bf16).then(|| {
+        let used = setup.config.precision.compute_dtype(selected.gpu).is_some();
+        report(Report::Note(format!(
+            "precision: {}",
+            if used {
+                "bf16 compute, fp32 weights and optimizer state"
+            } else {
+                "fp32 (bf16 applies on a GPU only)"
+            }
+        )));
+        if used {
+            1.0
+        } else {
+            0.0
+        }
+    });
+    if split > 1 {
+        report(Report::Note(format!(
+            "an earlier attempt ran out of GPU memory: micro-batch {} ({split}x the accumulation)",
+            spec.micro_batch
+        )));
+    }
+    let mut annotated = |r: Report| match r {
+        Report::Result {
+            params,
+            mut metrics,
+        } => {
+            if let Some(flag) = on_gpu {
+                metrics.insert("on_gpu".into(), flag);
+            }
+            if let Some(flag) = bf16 {
+                metrics.insert("bf16".into(), flag);
+            }
+            // An out-of-memory retry is part of the record of how a result was computed.
+            if split > 1 {
+                metrics.insert("micro_batch_split".into(), split as f64);
+            }
+            report(Report::Result { params, metrics })
+        }
+        other => report(other),
+    };
+    let checkpoints = inputs.trial_dir.as_deref().map(|dir| Checkpoints {
+        dir,
+        resume: inputs.resume,
+    });
+    let fingerprint = format!("{}|{:?}", base_config.key(), setup.config);
+    run_trial(
+        &setup,
+        &base,
+        &spec,
+        &plan,
+        &fingerprint,
+        checkpoints,
+        &stop,
+        &selected,
+        &mut annotated,
+    )?;
+    Ok(())
+}
+
+/// The base-model cache of a trial directory `<root>/<sweep>/<trial>`: one per root, shared
+/// by every sweep there.
+fn default_cache_dir(trial_dir: Option<&Path>) -> PathBuf {
+    trial_dir
+        .and_then(|d| d.parent()?.parent().map(|root| root.join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("sweep-trials/.cache"))
+}
