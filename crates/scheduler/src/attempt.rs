@@ -104,10 +104,6 @@ async fn run_inner(
         }
     };
 
-    let mut program = PathBuf::from(&launch.argv[0]);
-    if program.is_relative() && program.components().count() > 1 {
-        program = launch.workdir.join(program);
-    }
     let mut cmd = match &launch.guard {
         Some(guard) => {
             let mut cmd = Command::new(guard);
@@ -123,6 +119,11 @@ async fn run_inner(
             cmd
         }
         None => {
+            // Relative to the working directory, not to the orchestrator's.
+            let mut program = PathBuf::from(&launch.argv[0]);
+            if program.is_relative() && program.components().count() > 1 {
+                program = launch.workdir.join(program);
+            }
             let mut cmd = Command::new(&program);
             cmd.args(&launch.argv[1..]);
             process::isolate(&mut cmd, Signal::SIGTERM);
@@ -224,13 +225,7 @@ async fn run_inner(
     report.stderr_tail = finish_reader(tail, drain, "stderr").await;
     if report.exit_code == Some(guard::SPAWN_FAILED_CODE) {
         // The guard could not start the command: as good as a failed spawn.
-        if let Some(line) = report
-            .stderr_tail
-            .lines()
-            .find(|l| l.starts_with(guard::SPAWN_FAILED))
-        {
-            report.spawn_error = Some(line.trim_start_matches("sweep guard: ").to_string());
-        }
+        report.spawn_error = guard::spawn_failure(&report.stderr_tail);
     }
     report
 }

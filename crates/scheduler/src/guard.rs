@@ -26,7 +26,15 @@ pub const PARENT_DIED: Signal = Signal::SIGUSR1;
 pub const SPAWN_FAILED_CODE: i32 = 127;
 
 /// How a guard's stderr says that the command could not be started.
-pub const SPAWN_FAILED: &str = "sweep guard: cannot start";
+const SPAWN_FAILED: &str = "sweep guard: cannot start";
+
+/// Why the guard could not start the command, from the stderr of a guard that exited with
+/// [`SPAWN_FAILED_CODE`] (`cannot start `prog` in DIR: error`); `None` when the command did
+/// start (and exited 127 itself).
+pub fn spawn_failure(stderr: &str) -> Option<String> {
+    let line = stderr.lines().find(|l| l.starts_with(SPAWN_FAILED))?;
+    Some(line.trim_start_matches("sweep guard: ").to_string())
+}
 
 /// Runs `argv` under the guard; returns the exit code to leave with, when the command's
 /// status is not a death by signal (which the guard then dies of too). `parent` is the

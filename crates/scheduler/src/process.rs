@@ -48,17 +48,17 @@ pub fn kill_orphan(pgid: Option<i64>, trial_id: &str, runner_id: Option<&str>) -
     let trial = format!("SWEEP_TRIAL_ID={trial_id}");
     let runner = runner_id.map(|r| format!("{RUNNER_VAR}={r}"));
     let mut groups = std::collections::BTreeSet::new();
-    for (pid, pgrp) in processes() {
-        let in_group = pgid == Some(pgrp);
+    for process in processes() {
+        let in_group = pgid == Some(process.pgrp);
         if !in_group && runner.is_none() {
             continue;
         }
-        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        let Some(environ) = process.environ() else {
             continue;
         };
-        let has = |var: &str| environ.split(|b| *b == 0).any(|v| v == var.as_bytes());
+        let has = |var: &str| holds(&environ, var);
         if has(&trial) && (in_group || runner.as_deref().is_some_and(has)) {
-            groups.insert(pgrp);
+            groups.insert(process.pgrp);
         }
     }
     for &group in &groups {
@@ -73,21 +73,33 @@ pub fn kill_orphan(pgid: Option<i64>, trial_id: &str, runner_id: Option<&str>) -
 pub fn processes_marked(var: &str) -> Vec<i64> {
     processes()
         .into_iter()
-        .map(|(pid, _)| pid)
-        .filter(|pid| {
-            let running = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                stat.rfind(')')
-                    .is_some_and(|i| !stat[i..].starts_with(") Z"))
-            });
-            running
-                && std::fs::read(format!("/proc/{pid}/environ"))
-                    .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == var.as_bytes()))
-        })
+        .filter(|p| !p.zombie && p.environ().is_some_and(|env| holds(&env, var)))
+        .map(|p| p.pid)
         .collect()
 }
 
-/// Every process and its process group, from `/proc/*/stat`.
-fn processes() -> Vec<(i64, i64)> {
+/// One process, as `/proc/PID/stat` describes it.
+struct Process {
+    pid: i64,
+    pgrp: i64,
+    /// Exited, not yet reaped: nothing runs any more.
+    zombie: bool,
+}
+
+impl Process {
+    /// Its environment (`NAME=value` entries separated by NUL), when readable.
+    fn environ(&self) -> Option<Vec<u8>> {
+        std::fs::read(format!("/proc/{}/environ", self.pid)).ok()
+    }
+}
+
+/// Whether a `/proc/PID/environ` block holds the entry `var` (`NAME=value`) exactly.
+fn holds(environ: &[u8], var: &str) -> bool {
+    environ.split(|b| *b == 0).any(|v| v == var.as_bytes())
+}
+
+/// Every process in a process group of its own making (not init's or the kernel's).
+fn processes() -> Vec<Process> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -95,18 +107,24 @@ fn processes() -> Vec<(i64, i64)> {
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i64>().ok())
         .filter_map(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            Some((pid, stat_pgrp(&stat)?))
+            let (state, pgrp) = parse_stat(&stat)?;
+            Some(Process {
+                pid,
+                pgrp,
+                zombie: state == "Z",
+            })
         })
-        .filter(|(_, pgrp)| *pgrp > 1)
+        .filter(|p| p.pgrp > 1)
         .collect()
 }
 
-/// The process group field of a `/proc/PID/stat` line. The command name before it is in
-/// parentheses and may itself contain spaces and parentheses, so fields are counted from the
-/// last `)`: state, ppid, pgrp.
-fn stat_pgrp(stat: &str) -> Option<i64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(2)?.parse().ok()
+/// The state and process group fields of a `/proc/PID/stat` line. The command name before
+/// them is in parentheses and may itself contain spaces and parentheses, so fields are
+/// counted from the last `)`: state, ppid, pgrp.
+fn parse_stat(stat: &str) -> Option<(&str, i64)> {
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?;
+    Some((state, fields.nth(1)?.parse().ok()?))
 }
 
 /// Configures a command to start its own process group and, on Linux, to get `on_death`
@@ -137,8 +155,8 @@ mod tests {
     #[test]
     fn the_process_group_is_read_after_the_last_parenthesis() {
         let stat = "4242 (sh (x) y) S 1 4240 4240 0 -1 4194560 112 0 0 0";
-        assert_eq!(stat_pgrp(stat), Some(4240));
-        assert_eq!(stat_pgrp("garbage"), None);
+        assert_eq!(parse_stat(stat), Some(("S", 4240)));
+        assert_eq!(parse_stat("garbage"), None);
     }
 
     #[test]
@@ -170,11 +188,6 @@ mod tests {
         });
         assert!(gone, "the leftover child still runs");
     }
-}
-
-#[cfg(test)]
-mod marked {
-    use super::*;
 
     #[test]
     fn a_runners_processes_are_found_by_their_mark_without_a_recorded_group() {

@@ -121,28 +121,15 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal),
         };
         let fail = |e: sqlx::Error| StoreError::open(location, access == Access::Read, e);
-        // Switching a new database to WAL needs a moment of exclusive access, and SQLite
-        // answers SQLITE_BUSY there without consulting the busy timeout: retry briefly.
-        let mut tries = 0;
-        let pool = loop {
-            match SqlitePoolOptions::new()
-                .max_connections(4)
-                .connect_with(options.clone())
-                .await
-            {
-                Ok(pool) => break pool,
-                Err(e) if tries < 20 && is_busy(&e) => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(25 * tries)).await;
-                }
-                // A WAL database whose directory this user cannot write (so SQLite cannot
-                // create its shared-memory file) opens only as immutable. That is exact when
-                // no write-ahead log exists: then every committed row is in the file itself.
-                Err(e) if access == Access::Read && is_read_only(&e) && !wal_exists(&path) => {
-                    return Store::open_immutable(location, options).await;
-                }
-                Err(e) => return Err(fail(e)),
+        let pool = match connect(&options).await {
+            Ok(pool) => pool,
+            // A WAL database whose directory this user cannot write (so SQLite cannot create
+            // its shared-memory file) opens only as immutable. That is exact when no
+            // write-ahead log exists: then every committed row is in the file itself.
+            Err(e) if access == Access::Read && is_read_only(&e) && !wal_exists(&path) => {
+                connect(&options.immutable(true)).await.map_err(fail)?
             }
+            Err(e) => return Err(fail(e)),
         };
         let store = Store { pool };
         // Never add sweep's tables to somebody else's database.
@@ -172,25 +159,6 @@ impl Store {
                 Err(e) => return Err(StoreError::migrate(location, e)),
             }
         }
-        Ok(store)
-    }
-
-    async fn open_immutable(
-        location: &str,
-        options: SqliteConnectOptions,
-    ) -> Result<Store, StoreError> {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.immutable(true))
-            .await
-            .map_err(|e| StoreError::open(location, true, e))?;
-        let store = Store { pool };
-        let ours: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sqlx_migrations')",
-        )
-        .fetch_one(&store.pool)
-        .await?;
-        store.check_schema(location, ours).await?;
         Ok(store)
     }
 
@@ -233,6 +201,25 @@ enum Access {
     Write,
     /// The file must exist; read only, never migrate.
     Read,
+}
+
+/// A pool on `options`. Switching a new database to WAL needs a moment of exclusive access,
+/// and SQLite answers SQLITE_BUSY there without consulting the busy timeout: retry briefly.
+async fn connect(options: &SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
+    let mut tries = 0;
+    loop {
+        match SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.clone())
+            .await
+        {
+            Err(e) if tries < 20 && is_busy(&e) => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(25 * tries)).await;
+            }
+            done => return done,
+        }
+    }
 }
 
 fn is_read_only(e: &sqlx::Error) -> bool {

@@ -107,7 +107,7 @@ impl Store {
     /// an error, say). Safe to race: each trial is taken back once.
     pub async fn reclaim(&self, runner_id: &str, reason: &str) -> Result<Vec<Orphan>, StoreError> {
         let mut tx = self.write_tx().await?;
-        let orphans = hand_back(&mut tx, "owner = ?", Some(runner_id), reason).await?;
+        let orphans = hand_back(&mut tx, "t.owner = ?", Some(runner_id), reason).await?;
         sqlx::query("UPDATE runners SET ended_at = ? WHERE id = ? AND ended_at IS NULL")
             .bind(now_ms())
             .bind(runner_id)
@@ -123,7 +123,7 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let orphans = hand_back(
             &mut tx,
-            "(owner IS NULL OR owner NOT IN (SELECT id FROM runners WHERE ended_at IS NULL))",
+            "(t.owner IS NULL OR t.owner NOT IN (SELECT id FROM runners WHERE ended_at IS NULL))",
             None,
             reason,
         )
@@ -133,7 +133,8 @@ impl Store {
     }
 }
 
-/// Marks the running trials that `owned_by` selects as interrupted, closes their attempts as
+/// Marks the running trials that `owned_by` (a condition on `t`, the trials, with `owner` bound
+/// to its one placeholder if it has one) selects as interrupted, closes their attempts as
 /// lost, and returns them with the host and process group their attempt ran as.
 async fn hand_back(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
@@ -144,8 +145,7 @@ async fn hand_back(
     let now = now_ms();
     let select = format!(
         "SELECT t.id, t.pid, t.attempts, t.owner, r.host FROM trials t LEFT JOIN runners r ON r.id = t.owner \
-         WHERE t.status = 'running' AND {}",
-        owned_by.replace("owner", "t.owner")
+         WHERE t.status = 'running' AND {owned_by}"
     );
     let mut query = sqlx::query(&select);
     if let Some(owner) = owner {
