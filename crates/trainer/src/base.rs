@@ -11,6 +11,7 @@ use burn::store::{BurnpackStore, ModuleSnapshot};
 
 use crate::config::TrainerConfig;
 use crate::data::DataConfig;
+use crate::ema::Ema;
 use crate::model::{Lm, ModelConfig};
 use crate::report::Report;
 use crate::setup::{evaluate, validation_error, Setup};
@@ -73,17 +74,27 @@ impl BaseConfig {
         }
     }
 
-    /// A stable hash of everything that shapes the base model.
-    pub fn key(&self) -> String {
-        // Bump the version when the generated data or the training code changes.
+    /// A stable hash of everything that shapes the base model and its choice: these
+    /// settings, the generated data, the refusal keywords and generation length its
+    /// checkpoints are validated with, the kind of device it trains on (float rounding
+    /// differs), and the trainer's source code.
+    pub fn key(&self, setup: &Setup, device: &Device) -> String {
+        let data = crate::data::generate(&DataConfig::default());
+        let device_kind: String = format!("{device:?}")
+            .chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect();
         let text = format!(
-            "v8|{:?}|{}|{}|{:?}|{}|{:?}",
+            "{:?}|{}|{}|{:?}|{}|{:?}|{:?}|{}|{device_kind}|{}",
             self.model,
             self.steps,
             self.batch_size,
             self.optim,
             self.seed,
-            DataConfig::default()
+            data,
+            setup.keywords(),
+            setup.config.max_new_tokens,
+            env!("SWEEP_TRAINER_SOURCE"),
         );
         blake3::hash(text.as_bytes()).to_hex()[..16].to_string()
     }
@@ -107,10 +118,13 @@ pub fn train_base(
         batch_size: config.batch_size,
         micro_batch: config.batch_size,
     };
-    // Checkpoint-to-checkpoint noise in refusals is large at this size, so the second half
-    // of the run is validated every `SELECT_EVERY` steps on held-out prompts disjoint from
-    // the evaluation set, and the best checkpoint is kept.
+    // Checkpoint-to-checkpoint noise in refusals is large at this size (a tenth of the
+    // prompts can change sides in 100 steps), and which side a checkpoint falls on depends on
+    // the machine's float rounding. So the second half of the run is averaged (an EMA of the
+    // weights, which smooths that noise), the average is validated every `SELECT_EVERY` steps
+    // on held-out prompts disjoint from the evaluation set, and the best one is kept.
     let mut best: Option<(f64, usize, Lm)> = None;
+    let mut average: Option<Ema> = None;
     let model = train(
         model,
         &ad,
@@ -119,13 +133,23 @@ pub fn train_base(
         &config.optim,
         config.seed,
         |step, loss, model| {
-            if step * 2 >= config.steps && (step % SELECT_EVERY == 0 || step == config.steps) {
-                let (u, o) = validation_error(&model.valid(), setup, device);
+            if step * 2 >= config.steps {
+                match average.as_mut() {
+                    Some(ema) => ema.update(&model),
+                    None => average = Some(Ema::new(&model, AVERAGE_DECAY)),
+                }
+            }
+            if let Some(ema) = average
+                .as_ref()
+                .filter(|_| step % SELECT_EVERY == 0 || step == config.steps)
+            {
+                let candidate = ema.shadow().clone();
+                let (u, o) = validation_error(&candidate, setup, device);
                 report(Report::Note(format!(
                     "step {step}: validation unsafe {u:.4}, over-refusal {o:.4}"
                 )));
                 if best.as_ref().is_none_or(|(e, _, _)| u + o < *e) {
-                    best = Some((u + o, step, model.valid()));
+                    best = Some((u + o, step, candidate));
                 }
             }
             if step % 50 == 0 || step == config.steps {
@@ -146,12 +170,18 @@ pub fn train_base(
     );
     match best {
         Some((_, step, best)) => {
-            report(Report::Note(format!("kept the checkpoint of step {step}")));
+            report(Report::Note(format!(
+                "kept the weight average at step {step}"
+            )));
             best
         }
         None => model.valid(),
     }
 }
+
+/// The decay of the weight average over the base run's second half: a horizon of about a
+/// hundred steps, one validation interval.
+const AVERAGE_DECAY: f64 = 0.99;
 
 /// Steps between validations of the base model's checkpoints (second half of its run).
 const SELECT_EVERY: usize = 100;
@@ -166,7 +196,7 @@ pub fn base_model(
     eval_every: Option<usize>,
     report: &mut dyn FnMut(Report),
 ) -> Result<Lm, CacheError> {
-    let path = cache_dir.join(format!("base-{}.bpk", config.key()));
+    let path = cache_dir.join(format!("base-{}.bpk", config.key(setup, device)));
     let cache_err = |e: String| CacheError(path.clone(), e);
     std::fs::create_dir_all(cache_dir).map_err(|e| cache_err(e.to_string()))?;
     let lock = path.with_extension("lock");

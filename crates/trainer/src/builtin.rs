@@ -150,7 +150,11 @@ pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(Report)) -> Result<(), Bu
         dir,
         resume: inputs.resume,
     });
-    let fingerprint = format!("{}|{:?}", base_config.key(), setup.config);
+    let fingerprint = format!(
+        "{}|{:?}",
+        base_config.key(&setup, &selected.device),
+        setup.config
+    );
     run_trial(
         &setup,
         &base,

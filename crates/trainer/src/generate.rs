@@ -24,38 +24,75 @@ pub fn generate(
     max_seq: usize,
     device: &Device,
 ) -> Vec<Response> {
-    let model = model.valid();
-    let encoded: Vec<Vec<u32>> = prompts
-        .iter()
-        .map(|p| {
-            let mut tokens = encode_prompt(p);
-            tokens.truncate(max_seq.saturating_sub(1));
-            tokens
+    let encoded: Vec<Vec<u32>> = prompts.iter().map(|p| encode_prompt(p)).collect();
+    let tokens = Tokens {
+        stop: &[EOS],
+        pad: PAD,
+    };
+    generate_ids(model, &encoded, tokens, max_new, max_seq, device)
+        .into_iter()
+        .map(|g| Response {
+            text: decode(&g.tokens),
+            ended: g.ended,
         })
-        .collect();
-    let mut order: Vec<usize> = (0..prompts.len()).collect();
-    order.sort_by_key(|&i| encoded[i].len());
-    let mut responses = vec![None; prompts.len()];
-    for chunk in order.chunks(BATCH) {
-        let batch: Vec<&[u32]> = chunk.iter().map(|&i| encoded[i].as_slice()).collect();
-        for (&i, response) in chunk
-            .iter()
-            .zip(generate_batch(&model, &batch, max_new, max_seq, device))
-        {
-            responses[i] = Some(response);
-        }
-    }
-    responses.into_iter().flatten().collect()
+        .collect()
 }
 
-/// Greedy responses to one batch of encoded prompts.
-fn generate_batch(
+/// The special tokens decoding needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Tokens<'a> {
+    /// Ids that end an answer.
+    pub stop: &'a [u32],
+    /// The id prompts are left-padded with (masked out, so any id will do).
+    pub pad: u32,
+}
+
+/// One greedy answer as token ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generated {
+    /// The answer, without the stop token.
+    pub tokens: Vec<u32>,
+    /// Whether a stop token ended it (as opposed to the length limit).
+    pub ended: bool,
+}
+
+/// Greedy answers to already-tokenised prompts (each cut to leave room for one new token).
+pub fn generate_ids(
     model: &Lm,
-    prompts: &[&[u32]],
+    prompts: &[Vec<u32>],
+    tokens: Tokens<'_>,
     max_new: usize,
     max_seq: usize,
     device: &Device,
-) -> Vec<Response> {
+) -> Vec<Generated> {
+    let model = model.valid();
+    let prompts: Vec<&[u32]> = prompts
+        .iter()
+        .map(|p| &p[..p.len().min(max_seq.saturating_sub(1))])
+        .collect();
+    let mut order: Vec<usize> = (0..prompts.len()).collect();
+    order.sort_by_key(|&i| prompts[i].len());
+    let mut answers = vec![None; prompts.len()];
+    for chunk in order.chunks(BATCH) {
+        let batch: Vec<&[u32]> = chunk.iter().map(|&i| prompts[i]).collect();
+        for (&i, answer) in chunk.iter().zip(generate_batch(
+            &model, &batch, tokens, max_new, max_seq, device,
+        )) {
+            answers[i] = Some(answer);
+        }
+    }
+    answers.into_iter().flatten().collect()
+}
+
+/// Greedy answers to one left-padded batch of prompts.
+fn generate_batch(
+    model: &Lm,
+    prompts: &[&[u32]],
+    tokens: Tokens<'_>,
+    max_new: usize,
+    max_seq: usize,
+    device: &Device,
+) -> Vec<Generated> {
     let rows = prompts.len();
     let width = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
     let max_new = max_new.min(max_seq.saturating_sub(width));
@@ -63,7 +100,7 @@ fn generate_batch(
     let mut padding = Vec::with_capacity(rows * width);
     for p in prompts {
         let pad = width - p.len();
-        input.extend(std::iter::repeat_n(PAD as i64, pad));
+        input.extend(std::iter::repeat_n(tokens.pad as i64, pad));
         input.extend(p.iter().map(|&t| t as i64));
         padding.extend((0..width).map(|i| i < pad));
     }
@@ -71,15 +108,15 @@ fn generate_batch(
         TensorData::new(padding, [rows, width]),
         device,
     ));
-    let mut tokens = Tensor::<2, Int>::from_data(TensorData::new(input, [rows, width]), device);
+    let mut next_input = Tensor::<2, Int>::from_data(TensorData::new(input, [rows, width]), device);
     let mut out: Vec<Vec<u32>> = vec![Vec::new(); rows];
     let mut ended = vec![false; rows];
     for _ in 0..max_new {
-        let logits = model.forward_cached(tokens, &mut cache);
+        let logits = model.forward_cached(next_input, &mut cache);
         let n = logits.dims()[1];
         let next: Tensor<2, Int> = logits
             .slice([0..rows, n - 1..n])
-            .reshape([rows, crate::tokenizer::VOCAB_SIZE])
+            .reshape([rows, model.arch().vocab])
             .argmax(1);
         let values: Vec<i64> = next
             .to_data()
@@ -90,7 +127,7 @@ fn generate_batch(
             if ended[row] {
                 continue;
             }
-            if token as u32 == EOS {
+            if tokens.stop.contains(&(token as u32)) {
                 ended[row] = true;
             } else {
                 out[row].push(token as u32);
@@ -99,14 +136,11 @@ fn generate_batch(
         if ended.iter().all(|&e| e) {
             break;
         }
-        tokens = next;
+        next_input = next;
     }
-    out.iter()
+    out.into_iter()
         .zip(ended)
-        .map(|(tokens, ended)| Response {
-            text: decode(tokens),
-            ended,
-        })
+        .map(|(tokens, ended)| Generated { tokens, ended })
         .collect()
 }
 

@@ -25,6 +25,7 @@ pub mod ema;
 pub mod eval;
 pub mod generate;
 pub mod grid;
+pub mod hf;
 pub mod model;
 pub mod precision;
 pub mod report;

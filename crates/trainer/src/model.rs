@@ -1,23 +1,24 @@
-//! A small Llama-style decoder: RMSNorm, rotary positions, causal multi-head attention,
-//! SwiGLU MLP, untied output head. Sizes come from [`ModelConfig`].
+//! A Llama-family decoder: RMSNorm, rotary positions, causal grouped-query attention, SwiGLU
+//! MLP, a tied or untied output head. Two sources fill it: the built-in miniature
+//! ([`ModelConfig`], trained from scratch here) and Hugging Face checkpoints
+//! ([`crate::hf`]). Its fields carry Hugging Face's names (`embed_tokens`,
+//! `layers.N.self_attn.q_proj`, …), so a checkpoint's safetensors load by name and save back
+//! under the names transformers expects.
 //!
 //! burn 0.22 notes that shaped this file: the backend is chosen by the `Device` at run time;
 //! `tril_mask` is true *above* the diagonal (the positions to hide); burn's RoPE rotates
-//! interleaved pairs.
+//! interleaved pairs while Hugging Face's rotates halves, so both are written out here.
 
 use burn::module::Module;
-use burn::nn::{
-    Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig, RotaryEncoding,
-    RotaryEncodingConfig, SwiGlu, SwiGluConfig,
-};
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
+use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Bool, DType, Int, TensorData};
 
 use crate::tokenizer::VOCAB_SIZE;
 
-/// Model sizes. The defaults (the `small` preset, about 0.4 M parameters) train in minutes on
-/// two CPU cores; [`crate::sizes::Preset`] names bigger ones for GPUs.
+/// Sizes of the built-in miniature. The defaults (the `small` preset, about 0.4 M parameters)
+/// train in minutes on two CPU cores; [`crate::sizes::Preset`] names bigger ones for GPUs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(from = "crate::sizes::ModelTable")]
 pub struct ModelConfig {
@@ -43,66 +44,263 @@ impl ModelConfig {
     /// Trainable parameters: the byte embedding, per block four attention projections, the
     /// SwiGLU MLP (gate, up, down) and two norms, then the final norm and the output head.
     pub fn num_params(&self) -> usize {
-        let (d, ff) = (self.d_model, self.d_ff);
-        let block = 4 * d * d + 3 * d * ff + 2 * d;
-        2 * VOCAB_SIZE * d + self.n_layers * block + d
+        self.arch().num_params()
+    }
+
+    /// The miniature as an architecture: byte vocabulary, one key/value head per query head,
+    /// interleaved RoPE, untied head, no biases.
+    pub fn arch(&self) -> Arch {
+        Arch {
+            vocab: VOCAB_SIZE,
+            d_model: self.d_model,
+            n_layers: self.n_layers,
+            n_heads: self.n_heads,
+            n_kv_heads: self.n_heads,
+            head_dim: self.d_model / self.n_heads,
+            d_ff: self.d_ff,
+            rms_eps: 1e-5,
+            rope: Rope {
+                theta: 10_000.0,
+                style: RopeStyle::Interleaved,
+                scaling: RopeScaling::None,
+            },
+            qkv_bias: false,
+            o_bias: false,
+            mlp_bias: false,
+            tied: false,
+            max_seq: self.max_seq,
+        }
     }
 
     /// Builds a randomly initialised model on `device` (seed the device first).
     pub fn init(&self, device: &Device) -> Lm {
-        let head_dim = self.d_model / self.n_heads;
-        let linear = |i: usize, o: usize| LinearConfig::new(i, o).with_bias(false).init(device);
+        self.arch().init(device)
+    }
+}
+
+/// The shape of a decoder, everything [`Lm`] needs besides its weights: what a Hugging Face
+/// `config.json` says, or what the miniature's sizes imply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Arch {
+    /// Token ids are below this.
+    pub vocab: usize,
+    /// Width of the residual stream.
+    pub d_model: usize,
+    /// Transformer blocks.
+    pub n_layers: usize,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads (grouped-query attention when fewer than `n_heads`; divides it).
+    pub n_kv_heads: usize,
+    /// Width of one head (even, for RoPE).
+    pub head_dim: usize,
+    /// Hidden width of the SwiGLU MLP.
+    pub d_ff: usize,
+    /// RMSNorm's epsilon.
+    pub rms_eps: f64,
+    /// Rotary positions.
+    pub rope: Rope,
+    /// Biases on the query, key and value projections (Qwen2, Llama's `attention_bias`).
+    pub qkv_bias: bool,
+    /// A bias on the output projection (Llama's `attention_bias`).
+    pub o_bias: bool,
+    /// Biases in the MLP (Llama's `mlp_bias`).
+    pub mlp_bias: bool,
+    /// The output head is the token embedding (no `lm_head` weights of its own).
+    pub tied: bool,
+    /// Longest sequence the model is run on.
+    pub max_seq: usize,
+}
+
+/// Rotary position embedding settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rope {
+    /// The base of the frequencies (`rope_theta`).
+    pub theta: f64,
+    /// Which dimensions are rotated together.
+    pub style: RopeStyle,
+    /// Frequency scaling for long contexts.
+    pub scaling: RopeScaling,
+}
+
+/// Which dimensions of a head RoPE rotates together. Checkpoints trained one way give
+/// nonsense the other way, so this is part of the architecture, not a detail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Pairs `(0, 1), (2, 3), …` (the RoFormer paper, burn's `RotaryEncoding`, the miniature).
+    Interleaved,
+    /// Dimension `i` with `i + head_dim / 2` (Hugging Face's `rotate_half`).
+    Halves,
+}
+
+/// How RoPE frequencies are rescaled (`rope_scaling` in `config.json`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RopeScaling {
+    /// Unscaled.
+    None,
+    /// Every frequency divided by `factor` (`rope_type = "linear"`).
+    Linear {
+        /// The divisor.
+        factor: f64,
+    },
+    /// Llama 3.1's piecewise scaling (`rope_type = "llama3"`).
+    Llama3 {
+        /// Divisor of the low frequencies.
+        factor: f64,
+        /// Wavelengths above `original_max / low_freq_factor` are fully scaled.
+        low_freq_factor: f64,
+        /// Wavelengths below `original_max / high_freq_factor` are not scaled.
+        high_freq_factor: f64,
+        /// The context length the model was pretrained with.
+        original_max: f64,
+    },
+}
+
+impl Rope {
+    /// The angular frequency of each of a head's `head_dim / 2` rotated pairs, computed in
+    /// f32 step by step as transformers does, so positions agree with it to the last bit
+    /// that matters.
+    pub fn frequencies(&self, head_dim: usize) -> Vec<f32> {
+        let base = self.theta as f32;
+        let inv: Vec<f32> = (0..head_dim / 2)
+            .map(|i| 1.0 / base.powf((2 * i) as f32 / head_dim as f32))
+            .collect();
+        match self.scaling {
+            RopeScaling::None => inv,
+            RopeScaling::Linear { factor } => inv.iter().map(|f| f / factor as f32).collect(),
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max,
+            } => {
+                let (factor, low, high, old) = (
+                    factor as f32,
+                    low_freq_factor as f32,
+                    high_freq_factor as f32,
+                    original_max as f32,
+                );
+                let (low_wavelen, high_wavelen) = (old / low, old / high);
+                inv.iter()
+                    .map(|&f| {
+                        let wavelen = 2.0 * std::f32::consts::PI / f;
+                        if wavelen > low_wavelen {
+                            f / factor
+                        } else if wavelen < high_wavelen {
+                            f
+                        } else {
+                            let smooth = (old / wavelen - low) / (high - low);
+                            (1.0 - smooth) * f / factor + smooth * f
+                        }
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+impl Arch {
+    /// Trainable parameters.
+    pub fn num_params(&self) -> usize {
+        let (d, ff, hd) = (self.d_model, self.d_ff, self.head_dim);
+        let (q, kv) = (self.n_heads * hd, self.n_kv_heads * hd);
+        let bias = |on: bool, n: usize| if on { n } else { 0 };
+        let attention =
+            d * q + 2 * d * kv + q * d + bias(self.qkv_bias, q + 2 * kv) + bias(self.o_bias, d);
+        let mlp = 3 * d * ff + bias(self.mlp_bias, 2 * ff + d);
+        let head = if self.tied { 0 } else { self.vocab * d };
+        self.vocab * d + self.n_layers * (attention + mlp + 2 * d) + d + head
+    }
+
+    /// Builds a randomly initialised model on `device` (seed the device first).
+    pub fn init(&self, device: &Device) -> Lm {
+        let linear =
+            |i: usize, o: usize, bias: bool| LinearConfig::new(i, o).with_bias(bias).init(device);
+        let norm = || {
+            RmsNormConfig::new(self.d_model)
+                .with_epsilon(self.rms_eps)
+                .init(device)
+        };
+        let (d, q, kv) = (
+            self.d_model,
+            self.n_heads * self.head_dim,
+            self.n_kv_heads * self.head_dim,
+        );
         Lm {
-            embed: EmbeddingConfig::new(VOCAB_SIZE, self.d_model).init(device),
-            blocks: (0..self.n_layers)
-                .map(|_| Block {
-                    attn_norm: RmsNormConfig::new(self.d_model).init(device),
-                    q: linear(self.d_model, self.d_model),
-                    k: linear(self.d_model, self.d_model),
-                    v: linear(self.d_model, self.d_model),
-                    o: linear(self.d_model, self.d_model),
-                    mlp_norm: RmsNormConfig::new(self.d_model).init(device),
-                    gate_up: SwiGluConfig::new(self.d_model, self.d_ff)
-                        .with_bias(false)
-                        .init(device),
-                    down: linear(self.d_ff, self.d_model),
+            embed_tokens: EmbeddingConfig::new(self.vocab, d).init(device),
+            layers: (0..self.n_layers)
+                .map(|_| Layer {
+                    input_layernorm: norm(),
+                    self_attn: Attention {
+                        q_proj: linear(d, q, self.qkv_bias),
+                        k_proj: linear(d, kv, self.qkv_bias),
+                        v_proj: linear(d, kv, self.qkv_bias),
+                        o_proj: linear(q, d, self.o_bias),
+                    },
+                    post_attention_layernorm: norm(),
+                    mlp: Mlp {
+                        gate_proj: linear(d, self.d_ff, self.mlp_bias),
+                        up_proj: linear(d, self.d_ff, self.mlp_bias),
+                        down_proj: linear(self.d_ff, d, self.mlp_bias),
+                    },
                 })
                 .collect(),
-            norm: RmsNormConfig::new(self.d_model).init(device),
-            head: linear(self.d_model, VOCAB_SIZE),
-            rope: RotaryEncodingConfig::new(self.max_seq, head_dim).init(device),
-            n_heads: self.n_heads,
+            norm: norm(),
+            lm_head: (!self.tied).then(|| linear(d, self.vocab, false)),
+            arch: self.clone(),
         }
+    }
+}
+
+/// Attention projections of one block.
+#[derive(Module, Debug)]
+pub struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+}
+
+/// The SwiGLU MLP of one block: `down(silu(gate(x)) * up(x))`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let gate = silu(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
     }
 }
 
 /// One transformer block.
 #[derive(Module, Debug)]
-pub struct Block {
-    attn_norm: RmsNorm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
-    mlp_norm: RmsNorm,
-    gate_up: SwiGlu,
-    down: Linear,
+pub struct Layer {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
 }
 
 /// The language model.
 #[derive(Module, Debug)]
 pub struct Lm {
-    embed: Embedding,
-    blocks: Vec<Block>,
+    embed_tokens: Embedding,
+    layers: Vec<Layer>,
     norm: RmsNorm,
-    head: Linear,
-    rope: RotaryEncoding,
-    n_heads: usize,
+    /// `None` when the head is tied to `embed_tokens`.
+    lm_head: Option<Linear>,
+    #[module(skip)]
+    arch: Arch,
 }
 
 /// Keys and values of earlier positions, one pair per block, for incremental decoding.
 #[derive(Debug, Default)]
 pub struct KvCache {
+    /// Per block, `[batch, kv_heads, len, head_dim]` (before grouped-query repetition).
     layers: Vec<(Tensor<4>, Tensor<4>)>,
     len: usize,
     /// `[batch, len]`, true at left-padding positions no query may attend to.
@@ -125,48 +323,74 @@ impl KvCache {
 /// query) stays finite instead of turning into NaN that its keys would spread.
 const MASKED: f32 = -1e9;
 
-/// Rotary positions for one forward pass, computed as burn's [`RotaryEncoding::apply`] does
-/// (interleaved pairs, bit for bit) but with element-wise ops: burn rotates each pair with a
-/// batched 2 × 4 matmul, a third of a libtorch training step at this model size.
-struct Rope {
-    /// `[1, 1, seq, head_dim]`: the cosine of each position's angle, per dimension.
+/// The cosines and sines of one forward pass's positions, laid out for its RoPE style.
+struct RopeTable {
+    style: RopeStyle,
+    /// `[1, 1, seq, head_dim]`.
     cos: Tensor<4>,
-    /// The sine, likewise.
+    /// Likewise.
     sin: Tensor<4>,
 }
 
-impl Rope {
-    /// The angles of positions `start..start + seq`, in `dtype`.
-    fn new(encoding: &RotaryEncoding, start: usize, seq: usize, dtype: DType) -> Rope {
-        let [_, head_dim, _] = encoding.freq_complex.dims();
-        let angles = encoding.freq_complex.clone().narrow(0, start, seq);
-        let part = |i: usize| {
-            angles
-                .clone()
-                .narrow(2, i, 1)
-                .reshape([1, 1, seq, head_dim])
-                .cast(dtype)
+impl RopeTable {
+    /// The angles of positions `start..start + seq`, in `dtype`. Computed on the host in f32
+    /// (a few thousand values), as transformers computes them.
+    fn new(arch: &Arch, start: usize, seq: usize, dtype: DType, device: &Device) -> RopeTable {
+        let dim = arch.head_dim;
+        let freqs = arch.rope.frequencies(dim);
+        let pair = |j: usize| match arch.rope.style {
+            RopeStyle::Interleaved => j / 2,
+            RopeStyle::Halves => j % (dim / 2),
         };
-        Rope {
-            cos: part(0),
-            sin: part(1),
+        let (mut cos, mut sin) = (Vec::with_capacity(seq * dim), Vec::with_capacity(seq * dim));
+        for pos in start..start + seq {
+            for j in 0..dim {
+                let angle = pos as f32 * freqs[pair(j)];
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        let table = |values: Vec<f32>| {
+            Tensor::<4>::from_data(TensorData::new(values, [1, 1, seq, dim]), device).cast(dtype)
+        };
+        RopeTable {
+            style: arch.rope.style,
+            cos: table(cos),
+            sin: table(sin),
         }
     }
 
-    /// Rotates each pair `(a, b)` of `x`'s last dimension to `(a cos - b sin, b cos + a sin)`.
+    /// Rotates `x` `[batch, heads, seq, head_dim]`: each rotated pair `(a, b)` becomes
+    /// `(a cos - b sin, b cos + a sin)`.
     fn apply(&self, x: Tensor<4>) -> Tensor<4> {
         let [batch, heads, seq, dim] = x.dims();
-        let pairs: Tensor<5> = x.clone().reshape([batch, heads, seq, dim / 2, 2]);
-        let (a, b) = (pairs.clone().narrow(4, 0, 1), pairs.narrow(4, 1, 1));
-        let turned = Tensor::cat(vec![b.neg(), a], 4).reshape([batch, heads, seq, dim]);
+        let turned = match self.style {
+            RopeStyle::Interleaved => {
+                let pairs: Tensor<5> = x.clone().reshape([batch, heads, seq, dim / 2, 2]);
+                let (a, b) = (pairs.clone().narrow(4, 0, 1), pairs.narrow(4, 1, 1));
+                Tensor::cat(vec![b.neg(), a], 4).reshape([batch, heads, seq, dim])
+            }
+            RopeStyle::Halves => {
+                let (a, b) = (
+                    x.clone().narrow(3, 0, dim / 2),
+                    x.clone().narrow(3, dim / 2, dim / 2),
+                );
+                Tensor::cat(vec![b.neg(), a], 3)
+            }
+        };
         x * self.cos.clone() + turned * self.sin.clone()
     }
 }
 
 impl Lm {
+    /// The architecture the model was built for.
+    pub fn arch(&self) -> &Arch {
+        &self.arch
+    }
+
     /// The dtype the weights are stored in (all share it).
     pub fn weights_dtype(&self) -> DType {
-        self.head.weight.val().dtype()
+        self.embed_tokens.weight.val().dtype()
     }
 
     /// Logits `[batch, seq, vocab]` for every position of `tokens` `[batch, seq]`.
@@ -183,6 +407,7 @@ impl Lm {
     }
 
     fn forward_from(&self, tokens: Tensor<2, Int>, cache: &mut Option<KvCache>) -> Tensor<3> {
+        let arch = &self.arch;
         let [batch, seq] = tokens.dims();
         let start = cache.as_ref().map_or(0, |c| c.len);
         let device = tokens.device();
@@ -202,7 +427,7 @@ impl Lm {
                 .expand(shape)
                 .bool_or(padding.clone().reshape([batch, 1, 1, keys]).expand(shape));
         }
-        let mut x = self.embed.forward(tokens);
+        let mut x = self.embed_tokens.forward(tokens);
         // Everything computed here follows the weights' dtype (bf16 in mixed precision).
         let dtype = x.dtype();
         // Added to the scores rather than filled in: the same softmax (a masked score is
@@ -210,18 +435,27 @@ impl Lm {
         let mask_bias = Tensor::<4>::zeros(hidden.dims(), &device)
             .mask_fill(hidden, MASKED)
             .cast(dtype);
-        let d_model = x.dims()[2];
-        let head_dim = d_model / self.n_heads;
-        let heads = |t: Tensor<3>| {
-            t.reshape([batch, seq, self.n_heads, head_dim])
-                .swap_dims(1, 2)
+        let (head_dim, groups) = (arch.head_dim, arch.n_heads / arch.n_kv_heads);
+        let heads = |t: Tensor<3>, n: usize| t.reshape([batch, seq, n, head_dim]).swap_dims(1, 2);
+        // Each key/value head serves `groups` consecutive query heads (transformers'
+        // `repeat_kv`); the cache keeps them unrepeated.
+        let repeat = |t: Tensor<4>| {
+            if groups == 1 {
+                return t;
+            }
+            let [b, kv, len, hd] = t.dims();
+            t.unsqueeze_dim::<5>(2)
+                .expand([b, kv, groups, len, hd])
+                .reshape([b, kv * groups, len, hd])
         };
-        let rope = Rope::new(&self.rope, start, seq, dtype);
-        for (i, block) in self.blocks.iter().enumerate() {
-            let h = block.attn_norm.forward(x.clone());
-            let q = rope.apply(heads(block.q.forward(h.clone())));
-            let mut k = rope.apply(heads(block.k.forward(h.clone())));
-            let mut v = heads(block.v.forward(h));
+        let rope = RopeTable::new(arch, start, seq, dtype, &device);
+        let scale = (head_dim as f64).powf(-0.5);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let attn = &layer.self_attn;
+            let h = layer.input_layernorm.forward(x.clone());
+            let q = rope.apply(heads(attn.q_proj.forward(h.clone()), arch.n_heads));
+            let mut k = rope.apply(heads(attn.k_proj.forward(h.clone()), arch.n_kv_heads));
+            let mut v = heads(attn.v_proj.forward(h), arch.n_kv_heads);
             if let Some(cache) = cache.as_mut() {
                 if let Some((pk, pv)) = cache.layers.get(i) {
                     k = Tensor::cat(vec![pk.clone(), k], 2);
@@ -233,22 +467,24 @@ impl Lm {
                     cache.layers.push((k.clone(), v.clone()));
                 }
             }
-            let scores = q
-                .matmul(k.swap_dims(2, 3))
-                .div_scalar((head_dim as f32).sqrt());
-            let scores = scores + mask_bias.clone();
+            let scores = q.matmul(repeat(k).swap_dims(2, 3)).mul_scalar(scale) + mask_bias.clone();
             let attended = softmax(scores, 3)
-                .matmul(v)
+                .matmul(repeat(v))
                 .swap_dims(1, 2)
-                .reshape([batch, seq, d_model]);
-            x = x + block.o.forward(attended);
-            let h = block.mlp_norm.forward(x.clone());
-            x = x + block.down.forward(block.gate_up.forward(h));
+                .reshape([batch, seq, arch.n_heads * head_dim]);
+            x = x + attn.o_proj.forward(attended);
+            let h = layer.post_attention_layernorm.forward(x.clone());
+            x = x + layer.mlp.forward(h);
         }
         if let Some(cache) = cache.as_mut() {
             cache.len = start + seq;
         }
-        self.head.forward(self.norm.forward(x))
+        let x = self.norm.forward(x);
+        match &self.lm_head {
+            Some(head) => head.forward(x),
+            // Tied: the embedding matrix `[vocab, d_model]` read as the output projection.
+            None => x.matmul(self.embed_tokens.weight.val().transpose().unsqueeze()),
+        }
     }
 }
 
@@ -259,20 +495,162 @@ mod tests {
 
     use super::*;
 
+    fn tiny(style: RopeStyle) -> Arch {
+        let mut arch = ModelConfig {
+            d_model: 32,
+            n_heads: 4,
+            n_layers: 2,
+            d_ff: 48,
+            max_seq: 64,
+        }
+        .arch();
+        arch.rope.style = style;
+        arch
+    }
+
+    /// Our interleaved rotation against burn's own `RotaryEncoding`, to f32 rounding (the
+    /// frequencies are computed differently: transformers' way here).
     #[test]
-    fn rope_rotates_exactly_as_burns_rotary_encoding() {
+    fn interleaved_rope_rotates_as_burns_rotary_encoding() {
         let device = Device::flex();
         device.seed(7);
         let encoding = RotaryEncodingConfig::new(32, 8).init(&device);
+        let arch = Arch {
+            head_dim: 8,
+            ..tiny(RopeStyle::Interleaved)
+        };
         let x: Tensor<4> = Tensor::random([2, 3, 5, 8], Distribution::Normal(0.0, 1.0), &device);
-        for start in [0, 4] {
-            let ours = Rope::new(&encoding, start, 5, DType::F32).apply(x.clone());
+        for start in [0, 4, 20] {
+            let ours = RopeTable::new(&arch, start, 5, DType::F32, &device).apply(x.clone());
             let burns = encoding.apply(x.clone(), start);
-            assert_eq!(
-                ours.into_data().try_to_vec::<f32>().unwrap(),
-                burns.into_data().try_to_vec::<f32>().unwrap(),
-                "start {start}"
-            );
+            let diff = (ours - burns).abs().max().into_scalar::<f32>();
+            assert!(diff < 1e-5, "start {start}: {diff}");
         }
+    }
+
+    /// Rotating halves is rotating interleaved pairs after moving dimension `i + d/2` next
+    /// to dimension `i`: the permutation llama.cpp applies to q and k when it converts.
+    #[test]
+    fn halves_are_interleaved_pairs_permuted() {
+        let device = Device::flex();
+        device.seed(3);
+        let (dim, seq) = (8, 6);
+        let x: Tensor<4> =
+            Tensor::random([1, 2, seq, dim], Distribution::Normal(0.0, 1.0), &device);
+        let permute = |t: Tensor<4>| {
+            t.reshape([1, 2, seq, 2, dim / 2])
+                .swap_dims(3, 4)
+                .reshape([1, 2, seq, dim])
+        };
+        let arch = |style| Arch {
+            head_dim: dim,
+            ..tiny(style)
+        };
+        let halves =
+            RopeTable::new(&arch(RopeStyle::Halves), 3, seq, DType::F32, &device).apply(x.clone());
+        let pairs = RopeTable::new(&arch(RopeStyle::Interleaved), 3, seq, DType::F32, &device)
+            .apply(permute(x));
+        let diff = (permute(halves) - pairs).abs().max().into_scalar::<f32>();
+        assert_eq!(diff, 0.0);
+    }
+
+    /// Llama 3's scaling leaves high frequencies alone, divides low ones by `factor`, and
+    /// blends in between (values from transformers' `_compute_llama3_parameters`).
+    #[test]
+    fn llama3_scaling_keeps_high_frequencies_and_divides_low_ones() {
+        let plain = Rope {
+            theta: 500_000.0,
+            style: RopeStyle::Halves,
+            scaling: RopeScaling::None,
+        };
+        let scaled = Rope {
+            scaling: RopeScaling::Llama3 {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max: 8192.0,
+            },
+            ..plain.clone()
+        };
+        let (p, s) = (plain.frequencies(64), scaled.frequencies(64));
+        assert_eq!(p[0], s[0]);
+        assert_eq!(p[31] / 8.0, s[31]);
+        let blended = p.iter().zip(&s).filter(|(p, s)| *s < *p && **s > **p / 8.0);
+        assert!(blended.count() > 0);
+    }
+
+    /// A grouped-query model whose key/value heads are copies gives the same logits as the
+    /// multi-head model with those copies spelled out.
+    #[test]
+    fn grouped_query_attention_equals_repeated_heads() {
+        let device = Device::flex();
+        device.seed(11);
+        let mha = tiny(RopeStyle::Halves).init(&device);
+        let gqa_arch = Arch {
+            n_kv_heads: 2,
+            ..tiny(RopeStyle::Halves)
+        };
+        // Keep every other head's key/value projection: heads 0,1 share kv head 0, and 2,3 kv 1.
+        let take = |w: Tensor<2>| {
+            let [d, _] = w.dims();
+            let w = w.reshape([d, 4, 8]);
+            let kept = Tensor::cat(vec![w.clone().narrow(1, 0, 1), w.narrow(1, 2, 1)], 1);
+            (
+                kept.clone().reshape([d, 16]),
+                kept.unsqueeze_dim::<4>(2)
+                    .expand([d, 2, 2, 8])
+                    .reshape([d, 32]),
+            )
+        };
+        let mut gqa = gqa_arch.init(&device);
+        let mut mha = mha;
+        for (g, m) in gqa.layers.iter_mut().zip(mha.layers.iter_mut()) {
+            for (gp, mp) in [
+                (&mut g.self_attn.k_proj, &mut m.self_attn.k_proj),
+                (&mut g.self_attn.v_proj, &mut m.self_attn.v_proj),
+            ] {
+                let (small, full) = take(mp.weight.val());
+                gp.weight = burn::module::Param::from_tensor(small);
+                mp.weight = burn::module::Param::from_tensor(full);
+            }
+            g.self_attn.q_proj = m.self_attn.q_proj.clone();
+            g.self_attn.o_proj = m.self_attn.o_proj.clone();
+            g.mlp = m.mlp.clone();
+        }
+        gqa.embed_tokens = mha.embed_tokens.clone();
+        gqa.lm_head = mha.lm_head.clone();
+        let tokens =
+            Tensor::<2, Int>::from_data(TensorData::new(vec![3i64, 1, 4, 1, 5], [1, 5]), &device);
+        let diff = (gqa.forward(tokens.clone()) - mha.forward(tokens))
+            .abs()
+            .max()
+            .into_scalar::<f32>();
+        assert!(diff < 1e-5, "{diff}");
+    }
+
+    /// A tied head computes the logits with the embedding matrix.
+    #[test]
+    fn a_tied_head_reads_the_embedding() {
+        let device = Device::flex();
+        device.seed(5);
+        let tied = Arch {
+            tied: true,
+            ..tiny(RopeStyle::Halves)
+        };
+        let model = tied.init(&device);
+        assert!(model.lm_head.is_none());
+        assert_eq!(model.num_params(), tied.num_params());
+        let mut untied = tiny(RopeStyle::Halves).init(&device);
+        untied.embed_tokens = model.embed_tokens.clone();
+        untied.layers = model.layers.clone();
+        let head = untied.lm_head.as_mut().expect("untied");
+        head.weight = burn::module::Param::from_tensor(model.embed_tokens.weight.val().transpose());
+        let tokens =
+            Tensor::<2, Int>::from_data(TensorData::new(vec![7i64, 2, 9], [1, 3]), &device);
+        let diff = (model.forward(tokens.clone()) - untied.forward(tokens))
+            .abs()
+            .max()
+            .into_scalar::<f32>();
+        assert!(diff < 1e-5, "{diff}");
     }
 }

@@ -115,6 +115,11 @@ impl Setup {
         })
     }
 
+    /// The refusal keywords safety is scored with.
+    pub fn keywords(&self) -> &Keywords {
+        &self.keywords
+    }
+
     /// The alignment mix: refusals for harmful requests, help for benign ones, and the skill
     /// next to the fine-tuning task.
     pub fn alignment_mix(&self) -> Mix<'_> {

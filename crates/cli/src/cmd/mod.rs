@@ -1,6 +1,7 @@
 //! The subcommands, one module each.
 
 mod export;
+mod generate;
 mod report;
 mod run;
 mod status;
@@ -33,6 +34,8 @@ enum Command {
     Report(report::ReportArgs),
     /// Train (once) and cache the safety-aligned base model of the built-in trainer.
     Base(trial::BaseArgs),
+    /// Greedy answers of a Hugging Face checkpoint to prompts, through its chat template.
+    Generate(generate::GenerateArgs),
     /// Run one built-in trial (started by `sweep run` for grids without a command).
     #[command(hide = true)]
     Trial(trial::TrialArgs),
@@ -81,6 +84,7 @@ impl Cli {
             Command::Export(args) => export::run(&self.db, args).await,
             Command::Report(args) => report::run(&self.db, args).await,
             Command::Base(args) => tokio::task::block_in_place(|| trial::base(args)),
+            Command::Generate(args) => tokio::task::block_in_place(|| generate::run(args)),
             Command::Trial(args) => tokio::task::block_in_place(|| trial::trial(args)),
             Command::Guard(_) => unreachable!("`sweep guard` runs before the runtime starts"),
         }

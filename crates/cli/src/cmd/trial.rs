@@ -170,7 +170,7 @@ pub fn base(args: BaseArgs) -> anyhow::Result<i32> {
     writeln!(
         out,
         "base model {} ({:.0} s): {}",
-        base_config.key(),
+        base_config.key(&setup, &device),
         start.elapsed().as_secs_f64(),
         json!(metrics)
     )?;

@@ -1,0 +1,181 @@
+//! Hugging Face checkpoints: a model directory as transformers writes it (`config.json`,
+//! safetensors weights, `tokenizer.json`, `tokenizer_config.json`, the chat template) loaded
+//! into the trainer's [`Lm`], with its tokenizer and chat template. Everything is checked
+//! before training starts; a file that does not fit is refused with its path and the key or
+//! tensor at fault.
+
+mod chat;
+mod config;
+mod weights;
+
+use std::path::{Path, PathBuf};
+
+pub use chat::{ChatTokenizer, Message};
+pub use config::{read_config, Family, HfConfig};
+pub use weights::{load_weights, save_weights};
+
+use crate::model::Lm;
+
+/// A Hugging Face model directory that cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum HfError {
+    /// A file that could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file the directory needs is not there.
+    #[error("{path}: not found ({what} of a Hugging Face model directory)")]
+    Missing {
+        /// The expected file.
+        path: PathBuf,
+        /// What it holds.
+        what: &'static str,
+    },
+    /// A JSON file that does not parse.
+    #[error("{path}: {message}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (with line and column).
+        message: String,
+    },
+    /// A setting that sweep cannot run.
+    #[error("{path}: `{key}`: {message}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// The key at fault.
+        key: String,
+        /// What is wrong and what would work.
+        message: String,
+    },
+    /// A weights file that cannot be read as safetensors (truncated, corrupt).
+    #[error("{path}: {message}")]
+    Weights {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A tensor that is missing, unexpected, or of the wrong shape for `config.json`.
+    #[error("{path}: tensor `{tensor}`: {message}")]
+    Tensor {
+        /// The weights file (or the directory, for a tensor no file holds).
+        path: PathBuf,
+        /// The tensor's name in the checkpoint.
+        tensor: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// `tokenizer.json` that the tokenizers crate cannot use.
+    #[error("{path}: {message}")]
+    Tokenizer {
+        /// The file.
+        path: PathBuf,
+        /// The tokenizer's message.
+        message: String,
+    },
+    /// A chat template that does not compile or render.
+    #[error("{path}: chat template: {message}")]
+    Template {
+        /// The file holding the template.
+        path: PathBuf,
+        /// Jinja's message.
+        message: String,
+    },
+}
+
+impl HfError {
+    fn io(path: &Path, source: std::io::Error) -> HfError {
+        HfError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// A loaded checkpoint: the model, its tokenizer and what `config.json` said.
+#[derive(Debug)]
+pub struct HfModel {
+    /// The weights, in f32.
+    pub model: Lm,
+    /// The tokenizer and chat template.
+    pub tokenizer: ChatTokenizer,
+    /// The architecture it was read as.
+    pub config: HfConfig,
+}
+
+/// Loads the checkpoint in `dir` onto `device`, running sequences of at most `max_seq`
+/// tokens (at most the checkpoint's own context length).
+pub fn load(
+    dir: &Path,
+    max_seq: Option<usize>,
+    device: &burn::tensor::Device,
+) -> Result<HfModel, HfError> {
+    if !dir.is_dir() {
+        return Err(HfError::Missing {
+            path: dir.to_path_buf(),
+            what: "the directory",
+        });
+    }
+    let config_path = dir.join("config.json");
+    if !config_path.is_file() {
+        return Err(HfError::Missing {
+            path: config_path,
+            what: "the model's configuration",
+        });
+    }
+    let mut config = read_config(&config_path)?;
+    if let Some(max) = max_seq {
+        config.arch.max_seq = config.arch.max_seq.min(max);
+    }
+    let tokenizer = ChatTokenizer::open(dir)?;
+    if tokenizer.vocab_size() > config.arch.vocab {
+        return Err(HfError::Config {
+            path: config_path,
+            key: "vocab_size".into(),
+            message: format!(
+                "{} is smaller than the tokenizer's {} tokens",
+                config.arch.vocab,
+                tokenizer.vocab_size()
+            ),
+        });
+    }
+    let model = load_weights(dir, &config.arch, device)?;
+    Ok(HfModel {
+        model,
+        tokenizer,
+        config,
+    })
+}
+
+/// Greedy answers of `model` to `prompts`, each asked as a user's one message through the
+/// chat template, at most `max_new` tokens each: what a researcher runs first on a checkpoint
+/// to see that it loaded right (`sweep generate`).
+pub fn answer(
+    model: &HfModel,
+    prompts: &[String],
+    max_new: usize,
+    device: &burn::tensor::Device,
+) -> Result<Vec<crate::generate::Generated>, HfError> {
+    let encoded = prompts
+        .iter()
+        .map(|p| model.tokenizer.encode_prompt(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tokens = crate::generate::Tokens {
+        stop: model.tokenizer.stop_ids(),
+        pad: model.tokenizer.pad_id(),
+    };
+    Ok(crate::generate::generate_ids(
+        &model.model,
+        &encoded,
+        tokens,
+        max_new,
+        model.config.arch.max_seq,
+        device,
+    ))
+}
