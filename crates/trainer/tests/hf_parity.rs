@@ -1,0 +1,89 @@
+//! sweep's forward pass and greedy decoding against transformers' on tiny random checkpoints
+//! (grouped-query attention, tied and untied heads, Llama 3 RoPE scaling, Qwen2's biases)
+//! that `scripts/hf-parity` writes with transformers' own reference outputs. Ignored by
+//! default because it needs torch and transformers:
+//!
+//!   scripts/libtorch-env && scripts/hf-parity
+
+use std::path::PathBuf;
+
+use burn::prelude::*;
+use burn::tensor::{Int, TensorData};
+use sweep_trainer::generate::{generate_ids, Tokens};
+use sweep_trainer::hf;
+use sweep_trainer::Device;
+
+fn numbers(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .expect("an array")
+        .iter()
+        .map(|x| x.as_f64().expect("a number"))
+        .collect()
+}
+
+#[test]
+#[ignore = "needs scripts/hf-parity (torch and transformers)"]
+fn logits_and_greedy_tokens_equal_transformers() {
+    let root = PathBuf::from(
+        std::env::var_os("SWEEP_HF_PARITY")
+            .expect("SWEEP_HF_PARITY names the directory scripts/hf-parity writes"),
+    );
+    let mut devices = vec![Device::flex()];
+    #[cfg(feature = "tch")]
+    #[allow(deprecated)]
+    // burn-tch is deprecated upstream; it is the libtorch path burn 0.22 has
+    devices.push(Device::libtorch());
+    for device in &devices {
+        compare(&root, device);
+    }
+}
+
+/// Every checkpoint under `root` against its reference, on `device`.
+fn compare(root: &std::path::Path, device: &Device) {
+    let device = device.clone();
+    let mut cases = 0;
+    for entry in std::fs::read_dir(root).unwrap() {
+        let dir = entry.unwrap().path();
+        let reference: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+                .unwrap();
+        let model = hf::load(&dir, None, &device).unwrap_or_else(|e| panic!("{e}"));
+        let ids: Vec<u32> = numbers(&reference["ids"])
+            .iter()
+            .map(|&x| x as u32)
+            .collect();
+        let input = Tensor::<2, Int>::from_data(
+            TensorData::new(ids.iter().map(|&t| t as i64).collect(), [1, ids.len()]),
+            &device,
+        );
+        let ours = model
+            .model
+            .forward(input)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let theirs = numbers(&reference["logits"]);
+        assert_eq!(ours.len(), theirs.len(), "{}", dir.display());
+        let worst = ours
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| (*a as f64 - b).abs())
+            .fold(0.0, f64::max);
+        let scale = theirs.iter().map(|x| x.abs()).fold(0.0, f64::max);
+        eprintln!(
+            "{}: max |Δlogit| {worst:.2e} (logits up to {scale:.1})",
+            dir.display()
+        );
+        assert!(worst <= 1e-4, "{}: logits differ by {worst}", dir.display());
+
+        let greedy: Vec<u32> = numbers(&reference["greedy"])
+            .iter()
+            .map(|&x| x as u32)
+            .collect();
+        let tokens = Tokens { stop: &[], pad: 0 };
+        let ours = generate_ids(&model.model, &[ids], tokens, greedy.len(), 128, &device);
+        assert_eq!(ours[0].tokens, greedy, "{}: greedy tokens", dir.display());
+        cases += 1;
+    }
+    assert_eq!(cases, 3, "the three checkpoints of scripts/hf_parity.py");
+}

@@ -1,0 +1,104 @@
+"""Writes tiny random Hugging Face checkpoints with transformers' own reference outputs, for
+tests/hf_parity.rs (sweep's forward pass and greedy decoding against transformers'):
+
+    python scripts/hf_parity.py OUT_DIR      # run by scripts/hf-parity, in .venv-torch
+
+Each OUT_DIR/<name>/ is a model directory as save_pretrained writes it (plus a byte-level
+tokenizer and a ChatML template, which the loader requires) and reference.json: the input
+ids, transformers' fp32 logits for them, and 32 greedy tokens from model.generate. The final
+norm's weight is raised so that logits of random weights are far apart and greedy choices are
+not decided by rounding.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content']"
+    " + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+COMMON = dict(
+    vocab_size=300,
+    hidden_size=64,
+    intermediate_size=112,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=128,
+    rms_norm_eps=1e-6,
+    initializer_range=0.2,
+)
+
+CASES = {
+    "llama-gqa-tied": lambda: LlamaForCausalLM(LlamaConfig(**COMMON, tie_word_embeddings=True, rope_theta=10000.0)),
+    "llama3-scaled-untied": lambda: LlamaForCausalLM(
+        LlamaConfig(
+            **COMMON,
+            tie_word_embeddings=False,
+            rope_theta=500000.0,
+            rope_scaling={
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 32,
+            },
+        )
+    ),
+    "qwen2-biases": lambda: Qwen2ForCausalLM(
+        Qwen2Config(**COMMON, tie_word_embeddings=False, rope_theta=1000000.0, use_sliding_window=False)
+    ),
+}
+
+
+def tokenizer_files(out):
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    bpe = models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[])
+    tok = Tokenizer(bpe)
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken("<|im_start|>", special=True), AddedToken("<|im_end|>", special=True)])
+    tok.save(str(out / "tokenizer.json"))
+    (out / "tokenizer_config.json").write_text(
+        json.dumps({"chat_template": CHATML, "eos_token": "<|im_end|>", "pad_token": "<|im_end|>"}) + "\n"
+    )
+
+
+def main(out):
+    out = Path(out)
+    torch.manual_seed(0)
+    ids = torch.tensor([[256, 5, 17, 99, 42, 7, 250, 3, 64, 128, 11, 257, 256, 1, 2]])
+    for name, make in CASES.items():
+        model = make().eval()
+        with torch.no_grad():
+            model.model.norm.weight.fill_(8.0)
+            logits = model(ids).logits[0]
+            greedy = model.generate(
+                ids, max_new_tokens=32, min_new_tokens=32, do_sample=False, eos_token_id=None, pad_token_id=0
+            )[0, ids.shape[1]:]
+        target = out / name
+        model.save_pretrained(target)
+        tokenizer_files(target)
+        (target / "reference.json").write_text(
+            json.dumps(
+                {
+                    "ids": ids[0].tolist(),
+                    "logits": logits.flatten().tolist(),
+                    "vocab": logits.shape[1],
+                    "greedy": greedy.tolist(),
+                }
+            )
+            + "\n"
+        )
+        print(f"{target}: {sum(p.numel() for p in model.parameters()):,} parameters")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
