@@ -28,6 +28,8 @@ fn logits_and_greedy_tokens_equal_transformers() {
         std::env::var_os("SWEEP_HF_PARITY")
             .expect("SWEEP_HF_PARITY names the directory scripts/hf-parity writes"),
     );
+    // Flex always; libtorch too in the libtorch build.
+    #[allow(unused_mut)]
     let mut devices = vec![Device::flex()];
     #[cfg(feature = "tch")]
     #[allow(deprecated)]
@@ -71,7 +73,7 @@ fn compare(root: &std::path::Path, device: &Device) {
             .fold(0.0, f64::max);
         let scale = theirs.iter().map(|x| x.abs()).fold(0.0, f64::max);
         eprintln!(
-            "{}: max |Δlogit| {worst:.2e} (logits up to {scale:.1})",
+            "{} on {device:?}: max |Δlogit| {worst:.2e} (logits up to {scale:.1})",
             dir.display()
         );
         assert!(worst <= 1e-4, "{}: logits differ by {worst}", dir.display());
