@@ -353,3 +353,37 @@ fn tch_matches_flex_from_the_same_base_weights() {
         );
     }
 }
+
+/// `sweep generate` on a directory that is not a usable checkpoint: an error that names the
+/// file and what is wrong, printed once, and a failing exit status; never a panic.
+#[test]
+fn generate_refuses_what_is_not_a_checkpoint() {
+    let p = Project::new();
+    let out = p.run(&["generate", "no-such-model", "Hi"]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("no-such-model") && err.contains("not found"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    std::fs::create_dir_all(p.path().join("m")).unwrap();
+    p.write(
+        "m/config.json",
+        r#"{"architectures": ["GPT2LMHeadModel"], "vocab_size": 10, "hidden_size": 8,
+            "intermediate_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2}"#,
+    );
+    let out = p.run(&["generate", "m", "Hi"]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("config.json") && err.contains("architectures") && err.contains("GPT2"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("GPT2LMHeadModel").count(),
+        1,
+        "the cause once: {err}"
+    );
+}

@@ -5,7 +5,6 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 use sweep_trainer::device::Backend;
 use sweep_trainer::hf;
@@ -46,8 +45,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<i32> {
     let selected = backend.select(&std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default())?;
     say!("device: {}", selected.name);
     let start = std::time::Instant::now();
-    let model = hf::load(&args.model, None, &selected.device)
-        .with_context(|| format!("cannot load the model in {}", args.model.display()))?;
+    // The error names the file and the key or tensor at fault already.
+    let model = hf::load(&args.model, None, &selected.device)?;
     say!(
         "loaded {} ({} parameters) in {:.1} s",
         model.config.family.class_name(),

@@ -67,7 +67,7 @@ impl ChatTokenizer {
         if !tokenizer_path.is_file() {
             return Err(HfError::Missing {
                 path: tokenizer_path,
-                what: "the tokenizer",
+                what: "the tokenizer, as transformers saves it",
             });
         }
         let tokenizer =

@@ -28,7 +28,7 @@ pub enum HfError {
         source: std::io::Error,
     },
     /// A file the directory needs is not there.
-    #[error("{path}: not found ({what} of a Hugging Face model directory)")]
+    #[error("{path}: not found ({what})")]
     Missing {
         /// The expected file.
         path: PathBuf,
@@ -119,14 +119,15 @@ pub fn load(
     if !dir.is_dir() {
         return Err(HfError::Missing {
             path: dir.to_path_buf(),
-            what: "the directory",
+            what: "a Hugging Face model directory: config.json, safetensors weights, \
+                   tokenizer.json, tokenizer_config.json",
         });
     }
     let config_path = dir.join("config.json");
     if !config_path.is_file() {
         return Err(HfError::Missing {
             path: config_path,
-            what: "the model's configuration",
+            what: "the model's configuration, which every Hugging Face model directory has",
         });
     }
     let mut config = read_config(&config_path)?;

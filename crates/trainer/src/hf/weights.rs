@@ -30,7 +30,7 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, HfError> {
     if !index.is_file() {
         return Err(HfError::Missing {
             path: single,
-            what: "the weights (or model.safetensors.index.json for sharded ones)",
+            what: "the weights, or model.safetensors.index.json for sharded ones",
         });
     }
     let text = std::fs::read_to_string(&index).map_err(|e| HfError::io(&index, e))?;
@@ -60,7 +60,7 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, HfError> {
     if let Some(absent) = shards.iter().find(|s| !s.is_file()) {
         return Err(HfError::Missing {
             path: absent.clone(),
-            what: "a shard named by model.safetensors.index.json",
+            what: "a shard that model.safetensors.index.json names",
         });
     }
     Ok(shards)

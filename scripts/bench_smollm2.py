@@ -1,0 +1,61 @@
+"""transformers (eager, fp32, CPU) on the SmolLM2 directory scripts/smollm2 writes, with the
+shapes and token ids of crates/trainer/benches/smollm2.rs: one AdamW step on a 4 x 128-token
+batch, and greedy generation of 32 tokens for 8 prompts of 24 tokens. Prints medians.
+
+    python scripts/bench_smollm2.py MODEL_DIR [RUNS]
+"""
+
+import json
+import statistics
+import sys
+import time
+
+import torch
+from transformers import LlamaForCausalLM
+
+
+def token(i, j):
+    return (i * 7919 + j * 104729) % 48000 + 100
+
+
+def main(model_dir, runs="5"):
+    runs = int(runs)
+    model = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager").eval()
+    prompts = torch.tensor([[token(i, j) for j in range(24)] for i in range(8)])
+    times = []
+    for run in range(runs + 1):
+        start = time.perf_counter()
+        with torch.no_grad():
+            out = model.generate(prompts, max_new_tokens=32, min_new_tokens=32, do_sample=False,
+                                 eos_token_id=None, pad_token_id=0)
+        assert out.shape[1] == 24 + 32
+        if run > 0:
+            times.append(time.perf_counter() - start)
+    generation = statistics.median(times)
+
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    batch = torch.tensor([[token(i, j) for j in range(129)] for i in range(4)])
+    times = []
+    for run in range(runs + 1):
+        start = time.perf_counter()
+        logits = model(batch[:, :-1]).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        if run > 0:
+            times.append(time.perf_counter() - start)
+    step = statistics.median(times)
+    print(json.dumps({
+        "impl": f"transformers {__import__('transformers').__version__} eager, torch {torch.__version__} cpu ({torch.get_num_threads()} threads)",
+        "runs": runs,
+        "train_step_s": step,
+        "generate_s": generation,
+        "generate_tokens_per_s": 8 * 32 / generation,
+    }))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
