@@ -71,8 +71,50 @@ def tokenizer_files(out):
     )
 
 
-def main(out):
+def smollm2(out, model_dir):
+    """transformers' logits and greedy tokens for the converted SmolLM2 directory itself: the
+    reference points at the model instead of holding one."""
+    model = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager").eval()
+    # ChatML: "What is the capital of France? Answer in one word.", then the assistant's turn.
+    ids = torch.tensor([[1, 4093, 198, 1780, 314, 260, 3575, 282, 4649, 47, 19842, 281, 582, 2229, 30, 2, 198, 1, 520, 9531, 198]])
+    with torch.no_grad():
+        logits = model(ids).logits[0]
+        greedy = model.generate(ids, max_new_tokens=32, min_new_tokens=32, do_sample=False,
+                                eos_token_id=None, pad_token_id=0)[0, ids.shape[1]:]
+    target = out / "smollm2"
+    target.mkdir(parents=True)
+    (target / "reference.json").write_text(json.dumps({
+        "model": str(Path(model_dir).resolve()),
+        "ids": ids[0].tolist(),
+        "logits": logits.flatten().tolist(),
+        "vocab": logits.shape[1],
+        "greedy": greedy.tolist(),
+    }) + "\n")
+    print(f"{target}: reference for {model_dir}")
+
+
+def saved_by_sweep(directory):
+    """A directory sweep saved (tests/smollm2.rs: two fine-tuning steps, then save_weights)
+    loads in transformers and gives the logits sweep computed."""
+    reference = json.loads((directory / "sweep-logits.json").read_text())
+    model = LlamaForCausalLM.from_pretrained(directory, dtype=torch.float32, attn_implementation="eager").eval()
+    with torch.no_grad():
+        logits = model(torch.tensor([reference["ids"]])).logits[0].flatten()
+    worst = (logits - torch.tensor(reference["logits"])).abs().max().item()
+    scale = logits.abs().max().item()
+    print(f"{directory}: transformers vs sweep max |dlogit| {worst:.2e} (logits up to {scale:.1f})")
+    # f32 rounding through 30 layers: 1e-5 of the largest logit (a wrong name or orientation
+    # in the saved file would be off by whole units).
+    if worst > 1e-5 * scale:
+        sys.exit(f"{directory}: transformers' logits differ from sweep's by {worst}")
+
+
+def main(out, smollm2_dir=None, saved=None):
     out = Path(out)
+    if smollm2_dir:
+        smollm2(out, smollm2_dir)
+    if saved:
+        saved_by_sweep(Path(saved))
     torch.manual_seed(0)
     ids = torch.tensor([[256, 5, 17, 99, 42, 7, 250, 3, 64, 128, 11, 257, 256, 1, 2]])
     for name, make in CASES.items():

@@ -1,6 +1,7 @@
 //! sweep's forward pass and greedy decoding against transformers' on tiny random checkpoints
 //! (grouped-query attention, tied and untied heads, Llama 3 RoPE scaling, Qwen2's biases)
-//! that `scripts/hf-parity` writes with transformers' own reference outputs. Ignored by
+//! that `scripts/hf-parity` writes with transformers' own reference outputs, and on the
+//! converted SmolLM2-135M-Instruct when `scripts/smollm2` has made it. Ignored by
 //! default because it needs torch and transformers:
 //!
 //!   scripts/libtorch-env && scripts/hf-parity
@@ -49,7 +50,11 @@ fn compare(root: &std::path::Path, device: &Device) {
         let reference: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
                 .unwrap();
-        let model = hf::load(&dir, None, &device).unwrap_or_else(|e| panic!("{e}"));
+        // A reference may point at a model directory elsewhere (the converted SmolLM2).
+        let model_dir = reference["model"]
+            .as_str()
+            .map_or(dir.clone(), PathBuf::from);
+        let model = hf::load(&model_dir, Some(128), &device).unwrap_or_else(|e| panic!("{e}"));
         let ids: Vec<u32> = numbers(&reference["ids"])
             .iter()
             .map(|&x| x as u32)
@@ -76,7 +81,13 @@ fn compare(root: &std::path::Path, device: &Device) {
             "{} on {device:?}: max |Δlogit| {worst:.2e} (logits up to {scale:.1})",
             dir.display()
         );
-        assert!(worst <= 1e-4, "{}: logits differ by {worst}", dir.display());
+        // Thirty layers accumulate more f32 rounding than two: relative to the logits' scale.
+        let tolerance = 1e-4 * (scale / 50.0).max(1.0) * (model.config.arch.n_layers as f64 / 2.0);
+        assert!(
+            worst <= tolerance,
+            "{}: logits differ by {worst}",
+            dir.display()
+        );
 
         let greedy: Vec<u32> = numbers(&reference["greedy"])
             .iter()
@@ -87,5 +98,5 @@ fn compare(root: &std::path::Path, device: &Device) {
         assert_eq!(ours[0].tokens, greedy, "{}: greedy tokens", dir.display());
         cases += 1;
     }
-    assert_eq!(cases, 3, "the three checkpoints of scripts/hf_parity.py");
+    assert!(cases >= 3, "the checkpoints of scripts/hf_parity.py");
 }

@@ -122,18 +122,22 @@ fn two_fine_tuning_steps_lower_the_loss_and_a_saved_copy_gives_the_same_logits()
     let after = score(&tuned);
     assert!(after < before, "loss {before} -> {after}");
 
-    // Saved as a Hugging Face directory and loaded back: the same logits, bit for bit.
-    let dir = tempfile::tempdir().unwrap();
+    // Saved as a Hugging Face directory and loaded back: the same logits, bit for bit. The
+    // directory stays (with sweep's logits beside it) for scripts/hf-parity, which checks that
+    // transformers loads it and computes the same.
+    let saved = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("smollm2-tuned");
+    let _ = std::fs::remove_dir_all(&saved);
+    std::fs::create_dir_all(&saved).unwrap();
     for file in [
         "config.json",
         "tokenizer.json",
         "tokenizer_config.json",
         "generation_config.json",
     ] {
-        std::fs::copy(model_dir().join(file), dir.path().join(file)).unwrap();
+        std::fs::copy(model_dir().join(file), saved.join(file)).unwrap();
     }
-    save_weights(&tuned, dir.path()).unwrap();
-    let reloaded = hf::load(dir.path(), Some(256), &device).unwrap();
+    save_weights(&tuned, &saved).unwrap();
+    let reloaded = hf::load(&saved, Some(256), &device).unwrap();
     let tokens = Tensor::<2, Int>::from_data(
         TensorData::new(
             examples[0].tokens.iter().map(|&t| t as i64).collect(),
@@ -147,5 +151,11 @@ fn two_fine_tuning_steps_lower_the_loss_and_a_saved_copy_gives_the_same_logits()
             .try_to_vec::<f32>()
             .unwrap()
     };
-    assert_eq!(logits(&tuned), logits(&reloaded.model));
+    let ours = logits(&tuned);
+    assert_eq!(ours, logits(&reloaded.model));
+    std::fs::write(
+        saved.join("sweep-logits.json"),
+        serde_json::json!({"ids": examples[0].tokens, "logits": ours}).to_string(),
+    )
+    .unwrap();
 }
