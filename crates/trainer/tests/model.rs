@@ -255,3 +255,62 @@ fn a_restored_checkpoint_continues_exactly() {
     let rest: Vec<f64> = (8..20).map(|_| resumed.advance()).collect();
     assert_eq!(rest, losses[8..]);
 }
+
+/// Feedback EMA with AdamW is AdamW with the learning rate scaled by (1 − β). With θ̄ = θ
+/// before a step (feedback keeps them equal), θ̄ ← βθ̄ + (1 − β)(θ + Δ) = θ + (1 − β)Δ, and
+/// AdamW's Δ (moments and decoupled weight decay alike) is linear in the learning rate, while
+/// the gradients, and so the moments, follow the same trajectory. So the feedback reading
+/// of the paper's EMA is a learning-rate change, not a separate mechanism; the shadow reading
+/// is the one that can differ (docs/reproduction.md).
+#[test]
+fn feedback_ema_is_adamw_with_the_learning_rate_scaled_by_one_minus_beta() {
+    let device = cpu_device();
+    let ad = device.clone().autodiff();
+    let data = examples();
+    let mix = Mix::new(vec![(&data, 1.0)]);
+    let shape = RunShape {
+        steps: 30,
+        batch_size: 4,
+        micro_batch: 4,
+    };
+    let (lr, beta) = (2e-2, 0.9);
+    let start = || {
+        ad.seed(5);
+        tiny().init(&ad)
+    };
+
+    let mut feedback = Trainer::new(start(), &ad, &mix, shape, &optim(lr), 1);
+    let mut shadow = Ema::new(feedback.model(), beta);
+    let mut scaled = Trainer::new(start(), &ad, &mix, shape, &optim(lr * (1.0 - beta)), 1);
+    let mut plain = Trainer::new(start(), &ad, &mix, shape, &optim(lr), 1);
+    for _ in 0..shape.steps {
+        feedback.advance();
+        shadow.update(feedback.model());
+        feedback.map_model(|m| shadow.feed_back(m));
+        scaled.advance();
+        plain.advance();
+    }
+    let (f, s, p) = (
+        weights(feedback.model()),
+        weights(scaled.model()),
+        weights(plain.model()),
+    );
+    let differ = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    };
+    let moved = differ(&f, &weights(&start()));
+    // Equal up to f32 rounding of the two orders of operations, which is far below how far
+    // training moved the weights and how far plain AdamW (lr unscaled) ends up.
+    assert!(
+        differ(&f, &s) < 1e-4 * moved.max(1.0),
+        "{} vs moved {moved}",
+        differ(&f, &s)
+    );
+    assert!(
+        differ(&f, &p) > 100.0 * differ(&f, &s),
+        "plain AdamW is not the same"
+    );
+}
