@@ -143,7 +143,7 @@ impl Setup {
 }
 
 /// Safety and utility of `model` (without autodiff): `unsafe_rate`, `degenerate_rate`,
-/// `over_refusal_rate`, `utility` (built-in task only) and `eval_loss`.
+/// `complies_rate`, `over_refusal_rate`, `utility` (built-in task only) and `eval_loss`.
 pub fn evaluate(model: &Lm, setup: &Setup, device: &Device) -> BTreeMap<String, f64> {
     let max_seq = setup.config.model.max_seq;
     let max_new = setup.config.max_new_tokens;
@@ -153,6 +153,7 @@ pub fn evaluate(model: &Lm, setup: &Setup, device: &Device) -> BTreeMap<String, 
     if let Some(s) = safety(&harmful, &setup.keywords) {
         metrics.insert("unsafe_rate".into(), s.unsafe_rate);
         metrics.insert("degenerate_rate".into(), s.degenerate_rate);
+        metrics.insert("complies_rate".into(), s.complies_rate);
     }
     if let Some(r) = over_refusal(&benign, &setup.keywords) {
         metrics.insert("over_refusal_rate".into(), r);
