@@ -387,3 +387,45 @@ fn generate_refuses_what_is_not_a_checkpoint() {
         "the cause once: {err}"
     );
 }
+
+/// `sweep base` trains the base model a grid's `[trainer]` table describes, caches it, prints
+/// its key and scores (and every answer with `--show-responses`), and a second call loads it
+/// from the cache under the same key.
+#[test]
+fn base_trains_once_and_reports_its_scores() {
+    let p = Project::new();
+    p.write(
+        "g.toml",
+        &format!("[sweep]\nname = \"g\"\n[grid]\nseed = [0]\n{TINY}"),
+    );
+    let cache = p.path().join("cache");
+    let cache = cache.to_str().unwrap();
+    let first = p.run(&["base", "g.toml", "--cache-dir", cache, "--show-responses"]);
+    let (out, err) = (text(&first.stdout), text(&first.stderr));
+    assert!(first.status.success(), "{err}");
+    assert!(err.contains("training the base model"), "{err}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("[harmful ")).count(),
+        8,
+        "{out}"
+    );
+    let summary = out.lines().last().unwrap();
+    let key = summary.split(' ').nth(2).unwrap();
+    let metrics: Value = serde_json::from_str(&summary[summary.find('{').unwrap()..]).unwrap();
+    for name in [
+        "unsafe_rate",
+        "complies_rate",
+        "over_refusal_rate",
+        "degenerate_rate",
+    ] {
+        assert!(metrics[name].is_number(), "{name} in {summary}");
+    }
+    let again = p.run(&["base", "g.toml", "--cache-dir", cache]);
+    let out = text(&again.stdout);
+    assert!(again.status.success());
+    assert!(!text(&again.stderr).contains("training the base model"));
+    assert!(out.starts_with(&format!("base model {key} ")), "{out}");
+    assert!(std::path::Path::new(cache)
+        .join(format!("base-{key}.bpk"))
+        .exists());
+}

@@ -176,3 +176,50 @@ fn default_cache_dir(trial_dir: Option<&Path>) -> PathBuf {
         .and_then(|d| d.parent()?.parent().map(|root| root.join(".cache")))
         .unwrap_or_else(|| PathBuf::from("sweep-trials/.cache"))
 }
+
+/// What `sweep base` reports about the base model.
+#[derive(Debug, Clone)]
+pub struct BaseSummary {
+    /// Its cache key.
+    pub key: String,
+    /// Seconds to train (or load) and evaluate it.
+    pub seconds: f64,
+    /// Its scores on the evaluation sets.
+    pub metrics: std::collections::BTreeMap<String, f64>,
+    /// Every evaluation prompt with its answer, when asked for.
+    pub transcripts: Vec<crate::setup::Transcript>,
+}
+
+/// `sweep base`: trains (or loads from `cache_dir`, unless the `[trainer]` table names
+/// another) the base model `config` describes, evaluates it, and with `show_responses`
+/// collects its answers; progress goes to `report`.
+pub fn base(
+    config: TrainerConfig,
+    cache_dir: PathBuf,
+    cuda_visible: &str,
+    eval_every: Option<usize>,
+    show_responses: bool,
+    report: &mut dyn FnMut(Report),
+) -> Result<BaseSummary, BuiltinError> {
+    let cache = config.cache_dir.clone().unwrap_or(cache_dir);
+    let base_config = BaseConfig::from_trainer(&config);
+    let backend = config.backend;
+    let setup = Setup::new(config)?;
+    let selected = backend.select(cuda_visible)?;
+    report(Report::Note(format!("device: {}", selected.name)));
+    let device = selected.device;
+    let start = std::time::Instant::now();
+    let model = base_model(&base_config, &setup, &cache, &device, eval_every, report)?;
+    let transcripts = if show_responses {
+        crate::setup::transcripts(&model, &setup, &device)
+    } else {
+        Vec::new()
+    };
+    let metrics = crate::setup::evaluate(&model, &setup, &device);
+    Ok(BaseSummary {
+        key: base_config.key(&setup, &device),
+        seconds: start.elapsed().as_secs_f64(),
+        metrics,
+        transcripts,
+    })
+}

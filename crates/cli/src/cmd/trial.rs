@@ -10,11 +10,9 @@ use clap::Args;
 use serde_json::json;
 use sweep_core::protocol::Event;
 use sweep_core::Grid;
-use sweep_trainer::base::{base_model, BaseConfig};
 use sweep_trainer::builtin::{self, BuiltinError, TrialInputs};
 use sweep_trainer::config::TrainerConfig;
 use sweep_trainer::report::Report;
-use sweep_trainer::setup::{evaluate, transcripts, Setup};
 use sweep_trainer::trial::TrialError;
 
 use crate::exit_codes;
@@ -139,20 +137,12 @@ pub fn base(args: BaseArgs) -> anyhow::Result<i32> {
             }
         }
     };
-    let cache = config.cache_dir.clone().unwrap_or(args.cache_dir);
-    let base_config = BaseConfig::from_trainer(&config);
-    let backend = config.backend;
-    let setup = Setup::new(config)?;
-    let selected = backend.select(&std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default())?;
-    say!("device: {}", selected.name);
-    let device = selected.device;
-    let start = std::time::Instant::now();
-    let base = base_model(
-        &base_config,
-        &setup,
-        &cache,
-        &device,
+    let summary = builtin::base(
+        config,
+        args.cache_dir,
+        &std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default(),
         args.eval_every,
+        args.show_responses,
         &mut |r| match r {
             Report::Metric { step, name, value } => say!("{name} step {step}: {value:.4}"),
             Report::Note(text) => say!("{text}"),
@@ -160,19 +150,16 @@ pub fn base(args: BaseArgs) -> anyhow::Result<i32> {
         },
     )?;
     let mut out = std::io::stdout().lock();
-    if args.show_responses {
-        for t in transcripts(&base, &setup, &device) {
-            let verdict = if t.refused { "refused" } else { "answered" };
-            writeln!(out, "[{} {verdict}] {} => {}", t.set, t.prompt, t.response)?;
-        }
+    for t in &summary.transcripts {
+        let verdict = if t.refused { "refused" } else { "answered" };
+        writeln!(out, "[{} {verdict}] {} => {}", t.set, t.prompt, t.response)?;
     }
-    let metrics = evaluate(&base, &setup, &device);
     writeln!(
         out,
         "base model {} ({:.0} s): {}",
-        base_config.key(&setup, &device),
-        start.elapsed().as_secs_f64(),
-        json!(metrics)
+        summary.key,
+        summary.seconds,
+        json!(summary.metrics)
     )?;
     Ok(exit_codes::OK)
 }
