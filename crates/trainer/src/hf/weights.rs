@@ -66,7 +66,8 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, HfError> {
     Ok(shards)
 }
 
-/// The checkpoint's name for a parameter path of [`Lm`].
+/// The checkpoint's name for a parameter path of [`Lm`] (or for a file's tensor name once
+/// loading dropped its `model.` prefix).
 fn hf_name(path: &str) -> String {
     let path = path
         .strip_suffix(".gamma")
@@ -109,13 +110,7 @@ pub fn load_weights(dir: &Path, arch: &Arch, device: &Device) -> Result<Lm, HfEr
         if let Some(name) = result
             .unused
             .iter()
-            .map(|n| {
-                if n.starts_with("lm_head") {
-                    n.clone()
-                } else {
-                    format!("model.{n}")
-                }
-            })
+            .map(|n| hf_name(n))
             .find(|n| !ignorable(n, arch))
         {
             return Err(HfError::Tensor {
