@@ -11,7 +11,7 @@ use minijinja::value::Serde;
 use minijinja::{context, Environment, Error as JinjaError, ErrorKind};
 use serde_json::Value;
 
-use super::HfError;
+use super::{read_json, HfError};
 use crate::tokenizer::Encoded;
 
 /// One chat turn.
@@ -76,7 +76,7 @@ impl ChatTokenizer {
                 message: e.to_string(),
             })?;
         let config_path = dir.join("tokenizer_config.json");
-        let config = read_json(&config_path)?;
+        let config: Value = read_json(&config_path)?;
         let config = config.as_object().ok_or_else(|| HfError::Json {
             path: config_path.clone(),
             message: "not a JSON object".into(),
@@ -115,7 +115,7 @@ impl ChatTokenizer {
         let mut stop_ids: Vec<u32> = eos.into_iter().collect();
         let generation = dir.join("generation_config.json");
         if generation.is_file() {
-            let ids = match read_json(&generation)?.get("eos_token_id") {
+            let ids = match read_json::<Value>(&generation)?.get("eos_token_id") {
                 Some(Value::Number(n)) => n.as_u64().into_iter().collect(),
                 Some(Value::Array(list)) => list.iter().filter_map(Value::as_u64).collect(),
                 _ => Vec::new(),
@@ -253,14 +253,6 @@ impl ChatTokenizer {
     pub fn vocab_size(&self) -> usize {
         self.tokenizer.get_vocab_size(true)
     }
-}
-
-fn read_json(path: &Path) -> Result<Value, HfError> {
-    let text = std::fs::read_to_string(path).map_err(|e| HfError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| HfError::Json {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
 }
 
 /// A special token as `tokenizer_config.json` writes it: a string, or an `AddedToken` object.

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::HfError;
+use super::{read_json, HfError};
 use crate::model::{Arch, Rope, RopeScaling, RopeStyle};
 
 /// The keys of `config.json` that shape the model (transformers' `LlamaConfig` and
@@ -81,11 +81,7 @@ pub struct HfConfig {
 
 /// Reads and checks `path` (a `config.json`).
 pub fn read_config(path: &Path) -> Result<HfConfig, HfError> {
-    let text = std::fs::read_to_string(path).map_err(|e| HfError::io(path, e))?;
-    let file: ConfigFile = serde_json::from_str(&text).map_err(|e| HfError::Json {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let file: ConfigFile = read_json(path)?;
     let bad = |key: &str, message: String| HfError::Config {
         path: path.to_path_buf(),
         key: key.to_string(),

@@ -98,6 +98,16 @@ impl HfError {
     }
 }
 
+/// Reads the JSON file `path` as a `T`, with errors that name the file (and the parser's line
+/// and column).
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, HfError> {
+    let text = std::fs::read_to_string(path).map_err(|e| HfError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| HfError::Json {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
 /// A loaded checkpoint: the model, its tokenizer and what `config.json` said.
 #[derive(Debug)]
 pub struct HfModel {

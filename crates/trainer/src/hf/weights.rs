@@ -12,7 +12,7 @@ use burn::store::{
 };
 use burn::tensor::{DType, Device};
 
-use super::HfError;
+use super::{read_json, HfError};
 use crate::model::{Arch, Lm};
 
 /// The single-file weights name transformers writes.
@@ -33,11 +33,7 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, HfError> {
             what: "the weights, or model.safetensors.index.json for sharded ones",
         });
     }
-    let text = std::fs::read_to_string(&index).map_err(|e| HfError::io(&index, e))?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| HfError::Json {
-        path: index.clone(),
-        message: e.to_string(),
-    })?;
+    let json: serde_json::Value = read_json(&index)?;
     let Some(map) = json.get("weight_map").and_then(|m| m.as_object()) else {
         return Err(HfError::Config {
             path: index,
