@@ -10,7 +10,6 @@ use burn::prelude::*;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 
 use crate::config::TrainerConfig;
-use crate::data::DataConfig;
 use crate::ema::Ema;
 use crate::model::{Lm, ModelConfig};
 use crate::report::Report;
@@ -79,19 +78,18 @@ impl BaseConfig {
     /// checkpoints are validated with, the kind of device it trains on (float rounding
     /// differs), and the trainer's source code.
     pub fn key(&self, setup: &Setup, device: &Device) -> String {
-        let data = crate::data::generate(&DataConfig::default());
         let device_kind: String = format!("{device:?}")
             .chars()
             .filter(|c| !c.is_ascii_digit())
             .collect();
         let text = format!(
-            "{:?}|{}|{}|{:?}|{}|{:?}|{:?}|{}|{device_kind}|{}",
+            "{:?}|{}|{}|{:?}|{}|{}|{:?}|{}|{device_kind}|{}",
             self.model,
             self.steps,
             self.batch_size,
             self.optim,
             self.seed,
-            data,
+            setup.data_fingerprint(),
             setup.keywords(),
             setup.config.max_new_tokens,
             env!("SWEEP_TRAINER_SOURCE"),

@@ -41,6 +41,8 @@ pub struct Setup {
     eval_task: Vec<Example>,
     /// Held-out fine-tuning examples for `eval_loss`.
     eval_loss: Vec<Encoded>,
+    /// A hash of the generated data, for the base model's cache key.
+    data_fingerprint: String,
 }
 
 impl Setup {
@@ -62,6 +64,9 @@ impl Setup {
         }
         let files = config.read_files()?;
         let data = generate_data(&built_in);
+        let data_fingerprint = blake3::hash(format!("{data:?}").as_bytes())
+            .to_hex()
+            .to_string();
         let max_seq = config.model.max_seq;
         let enc = |v: &[Example]| -> Vec<Encoded> {
             v.iter()
@@ -111,8 +116,15 @@ impl Setup {
             eval_task,
             eval_loss,
             keywords: files.keywords,
+            data_fingerprint,
             config,
         })
+    }
+
+    /// A hash of the generated data (the base model's training and validation sets), made
+    /// once when the data is.
+    pub fn data_fingerprint(&self) -> &str {
+        &self.data_fingerprint
     }
 
     /// The refusal keywords safety is scored with.
