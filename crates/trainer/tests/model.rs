@@ -2,10 +2,11 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::Tensor;
+use std::sync::Mutex;
 use sweep_trainer::batch::{loss, make_batch};
 use sweep_trainer::ema::Ema;
 use sweep_trainer::generate::generate;
-use sweep_trainer::model::{KvCache, ModelConfig};
+use sweep_trainer::model::{KvCache, Lm, ModelConfig};
 use sweep_trainer::tokenizer::{encode_example, encode_prompt, Encoded};
 use sweep_trainer::train::{train, Mix, OptimConfig, RunShape, Trainer};
 use sweep_trainer::{cpu_device, Device};
@@ -18,6 +19,16 @@ fn tiny() -> ModelConfig {
         d_ff: 64,
         max_seq: 96,
     }
+}
+
+/// A model initialised from `seed`. The device's random generator is one per process and the
+/// tests run on parallel threads, so seeding and drawing happen under one lock: otherwise a
+/// neighbouring test's draws land between them and "the same seed" gives other weights.
+fn seeded(seed: u64, device: &Device) -> Lm {
+    static RNG: Mutex<()> = Mutex::new(());
+    let _held = RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    device.seed(seed);
+    tiny().init(device)
 }
 
 fn optim(lr: f64) -> OptimConfig {
@@ -41,8 +52,7 @@ fn examples() -> Vec<Encoded> {
 
 fn run(seed: u64, steps: usize, device: &Device) -> (Vec<f64>, f32) {
     let ad = device.clone().autodiff();
-    ad.seed(seed);
-    let model = tiny().init(&ad);
+    let model = seeded(seed, &ad);
     let data = examples();
     let mix = Mix::new(vec![(&data, 1.0)]);
     let mut losses = Vec::new();
@@ -77,8 +87,7 @@ fn training_lowers_the_loss_and_is_deterministic() {
 #[test]
 fn cached_decoding_matches_the_full_forward() {
     let device = cpu_device();
-    device.seed(3);
-    let model = tiny().init(&device);
+    let model = seeded(3, &device);
     let prompt = encode_prompt("Hello there");
     let mut cache = KvCache::default();
     let to_tensor = |t: &[u32]| {
@@ -146,8 +155,7 @@ fn weights(m: &sweep_trainer::model::Lm) -> Vec<f32> {
 fn ema_blends_from_the_starting_weights() {
     let device = cpu_device();
     let ad = device.clone().autodiff();
-    ad.seed(11);
-    let start = tiny().init(&ad);
+    let start = seeded(11, &ad);
     let params = weights;
     let mut ema = Ema::new(&start, 0.5);
     let data = examples();
@@ -226,8 +234,7 @@ fn ema_blends_from_the_starting_weights() {
 fn a_restored_checkpoint_continues_exactly() {
     let device = cpu_device();
     let ad = device.clone().autodiff();
-    ad.seed(5);
-    let start = tiny().init(&ad);
+    let start = seeded(5, &ad);
     let data = examples();
     let mix = Mix::new(vec![(&data, 1.0)]);
     let shape = RunShape {
@@ -246,11 +253,8 @@ fn a_restored_checkpoint_continues_exactly() {
     first.save(dir.path()).unwrap();
     drop(first);
     // A new process: fresh weights and optimizer, then the checkpoint.
-    ad.seed(6);
-    let mut resumed = Trainer::new(tiny().init(&ad), &ad, &mix, shape, &optim(1e-2), 9);
-    resumed
-        .restore(dir.path(), || tiny().init(&device))
-        .unwrap();
+    let mut resumed = Trainer::new(seeded(6, &ad), &ad, &mix, shape, &optim(1e-2), 9);
+    resumed.restore(dir.path(), || seeded(0, &device)).unwrap();
     assert_eq!(resumed.step(), 8);
     let rest: Vec<f64> = (8..20).map(|_| resumed.advance()).collect();
     assert_eq!(rest, losses[8..]);
@@ -274,15 +278,19 @@ fn feedback_ema_is_adamw_with_the_learning_rate_scaled_by_one_minus_beta() {
         micro_batch: 4,
     };
     let (lr, beta) = (2e-2, 0.9);
-    let start = || {
-        ad.seed(5);
-        tiny().init(&ad)
-    };
+    let start = seeded(5, &ad);
 
-    let mut feedback = Trainer::new(start(), &ad, &mix, shape, &optim(lr), 1);
+    let mut feedback = Trainer::new(start.clone(), &ad, &mix, shape, &optim(lr), 1);
     let mut shadow = Ema::new(feedback.model(), beta);
-    let mut scaled = Trainer::new(start(), &ad, &mix, shape, &optim(lr * (1.0 - beta)), 1);
-    let mut plain = Trainer::new(start(), &ad, &mix, shape, &optim(lr), 1);
+    let mut scaled = Trainer::new(
+        start.clone(),
+        &ad,
+        &mix,
+        shape,
+        &optim(lr * (1.0 - beta)),
+        1,
+    );
+    let mut plain = Trainer::new(start.clone(), &ad, &mix, shape, &optim(lr), 1);
     for _ in 0..shape.steps {
         feedback.advance();
         shadow.update(feedback.model());
@@ -301,7 +309,7 @@ fn feedback_ema_is_adamw_with_the_learning_rate_scaled_by_one_minus_beta() {
             .map(|(x, y)| (x - y).abs())
             .fold(0.0f32, f32::max)
     };
-    let moved = differ(&f, &weights(&start()));
+    let moved = differ(&f, &weights(&start));
     // Equal up to f32 rounding of the two orders of operations, which is far below how far
     // training moved the weights and how far plain AdamW (lr unscaled) ends up.
     assert!(
