@@ -127,6 +127,27 @@ def main():
         sync()
 
     step_ms = median_ms(step, 3, 20)
+
+    # The same step in its three phases, as the Rust bench splits it.
+    phase_times = {"forward": [], "backward": [], "update": []}
+    for i in range(23):
+        t0 = time.perf_counter()
+        logits = model(batch[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, VOCAB), batch[:, 1:].reshape(-1))
+        loss.item()
+        t1 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        sync()
+        t2 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sync()
+        t3 = time.perf_counter()
+        if i >= 3:
+            for name, dt in zip(phase_times, (t1 - t0, t2 - t1, t3 - t2)):
+                phase_times[name].append(dt * 1e3)
+    fwd, bwd, upd = (statistics.median(v) for v in phase_times.values())
     shadow = [p.detach().clone() for p in model.parameters()]
     current = [p.detach() for p in model.parameters()]
     ema_ms = median_ms(lambda: torch._foreach_lerp_(shadow, current, 0.01), 3, 50)
@@ -157,6 +178,7 @@ def main():
     print("| measurement | median |")
     print("|---|---|")
     print(f"| step, fixed 16 x 64 batch | {step_ms:.1f} ms |")
+    print(f"| fixed batch: forward + loss / backward / clip + AdamW | {fwd:.1f} / {bwd:.1f} / {upd:.1f} ms |")
     print(f"| EMA update (_foreach_lerp_) | {ema_ms:.2f} ms ({100 * ema_ms / step_ms:.1f} % of a step) |")
     print(f"| greedy generation, 128 prompts x 48 tokens, KV cache, batches of 32 | {gen_s:.2f} s, {produced / gen_s:.0f} tokens/s |")
 

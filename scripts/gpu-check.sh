@@ -1,7 +1,8 @@
 #!/bin/sh
 # On a machine with NVIDIA GPUs: build (or take) the libtorch binary, run a small built-in
 # sweep across all GPUs, and print the GPUs' busy share during it and the training step time
-# of burn-tch against PyTorch eager on the same GPU; then a bf16 sweep of the `medium` preset.
+# of burn-tch against PyTorch eager on the same GPU; then a bf16 sweep of the `medium` preset,
+# and a bf16 sweep of SmolLM2-135M-Instruct (scripts/smollm2) across the GPUs.
 # Prepared for a short lease of a GPU machine; needs nvidia-smi, python3 and Rust.
 # Usage: scripts/gpu-check.sh [SWEEP_BINARY]
 set -eu
@@ -87,3 +88,42 @@ start=$(date +%s)
 (cd "$work" && "$bin" run bf16.toml --gpus auto) || status=$?
 echo "== bf16 sweep: $(( $(date +%s) - start )) s, exit ${status:-0}"
 (cd "$work" && "$bin" status gpu-check-bf16 | head -8)
+
+echo "== SmolLM2-135M-Instruct, bf16 across the GPUs: lr x steps x EMA decay"
+scripts/smollm2
+repo=$(pwd)
+cat > "$work/smollm2.toml" <<GRID
+[sweep]
+name = "gpu-check-smollm2"
+gpus_per_trial = 1
+parallel = $gpus
+max_attempts = 2
+
+[grid]
+learning_rate = [1e-5, 3e-5, 1e-4, 3e-4]
+steps = [0, 25, 100]
+ema_decay = [0.0, 0.99]
+
+[fixed]
+batch_size = 16
+
+[trainer]
+backend = "tch"
+precision = "bf16"
+eval_harmful = 128
+eval_benign = 64
+eval_task = 64
+max_new_tokens = 64
+
+[trainer.model]
+hf = "$repo/models/SmolLM2-135M-Instruct"
+max_seq = 256
+GRID
+nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -l 1 > "$work/busy-smollm2.txt" &
+sampler=$!
+start=$(date +%s)
+(cd "$work" && "$bin" run smollm2.toml --gpus auto) || status=$?
+kill "$sampler" 2>/dev/null || true
+echo "== SmolLM2 sweep: $(( $(date +%s) - start )) s, exit ${status:-0}"
+awk '{ s += $1; n++ } END { if (n) printf "== GPU busy share during the SmolLM2 sweep: %.0f %% (%d samples)\n", s / n, n }' "$work/busy-smollm2.txt"
+(cd "$work" && "$bin" report gpu-check-smollm2 --pareto | head -20)

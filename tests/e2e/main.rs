@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `sweep` binary against real SQLite files in temp directories.
 //! Trials are small POSIX `sh` scripts speaking the JSON-lines protocol.
 
+mod checkpoint;
 mod faults;
 mod findings;
 mod malformed;

@@ -16,9 +16,14 @@ use sweep_trainer::config::TrainerConfig;
 use sweep_trainer::device::Backend;
 use sweep_trainer::ema::Ema;
 use sweep_trainer::generate::generate;
+use sweep_trainer::model::ModelConfig;
 use sweep_trainer::setup::Setup;
 use sweep_trainer::tokenizer::Encoded;
 use sweep_trainer::train::{Mix, OptimConfig, RunShape, Trainer};
+
+use burn::optim::{AdamWConfig, GradientsParams};
+use sweep_trainer::batch::{loss, make_batch};
+use sweep_trainer::clip::clip_global_norm;
 
 /// The backend under test: `SWEEP_BENCH_BACKEND` (`flex` by default, or `tch`), on the GPU
 /// `SWEEP_BENCH_GPU` names (tch only; the CPU without it).
@@ -49,11 +54,11 @@ fn optim() -> OptimConfig {
 }
 
 /// Median time of `n` optimizer steps after 3 warm-up steps.
-fn step_time(mix: &Mix<'_>, setup: &Setup, n: usize) -> Duration {
+fn step_time(mix: &Mix<'_>, config: &ModelConfig, n: usize) -> Duration {
     let device = device();
     let ad = device.autodiff();
     ad.seed(0);
-    let model = setup.config.model.init(&ad);
+    let model = config.init(&ad);
     let shape = RunShape {
         steps: n + 3,
         batch_size: 16,
@@ -74,14 +79,53 @@ fn step_time(mix: &Mix<'_>, setup: &Setup, n: usize) -> Duration {
     )
 }
 
+/// Median milliseconds of the three phases of a step on `examples` (one batch): forward and
+/// loss (read back to the host), backward (to parameter gradients), and clipping with the
+/// AdamW update; to see where one backend loses to another.
+fn phases(config: &ModelConfig, examples: &[Encoded], n: usize) -> (f64, f64, f64) {
+    let device = device();
+    let ad = device.autodiff();
+    ad.seed(0);
+    let mut model = config.init(&ad);
+    let o = optim();
+    let mut optimizer = AdamWConfig::new()
+        .with_beta_1(o.beta1)
+        .with_beta_2(o.beta2)
+        .with_epsilon(o.epsilon)
+        .with_weight_decay(o.weight_decay)
+        .init();
+    let refs: Vec<&Encoded> = examples.iter().collect();
+    let batch = make_batch(&refs, &ad);
+    let (mut fwd, mut bwd, mut opt) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n + 3 {
+        let t = Instant::now();
+        let (mean, _) = loss(&model, &batch);
+        let _ = mean.clone().inner().into_scalar::<f32>();
+        let t1 = Instant::now();
+        let mut grads = GradientsParams::from_grads(mean.backward(), &model);
+        let t2 = Instant::now();
+        clip_global_norm(&model, &mut grads, 1.0);
+        model = optimizer.step(o.lr, model, grads);
+        ad.sync().expect("device sync");
+        let t3 = Instant::now();
+        if i >= 3 {
+            fwd.push(t1 - t);
+            bwd.push(t2 - t1);
+            opt.push(t3 - t2);
+        }
+    }
+    (ms(median(fwd)), ms(median(bwd)), ms(median(opt)))
+}
+
 fn main() {
     let setup = Setup::new(TrainerConfig::default()).expect("built-in data");
     let device = device();
-    let params = setup.config.model.init(&device).num_params();
-    println!("model: {:?}, {params} parameters", setup.config.model);
+    let config = ModelConfig::default();
+    let params = config.init(&device).num_params();
+    println!("model: {config:?}, {params} parameters");
 
-    let aligned = step_time(&setup.alignment_mix(), &setup, 20);
-    let finetune = step_time(&setup.finetune_mix(), &setup, 20);
+    let aligned = step_time(&setup.alignment_mix(), &config, 20);
+    let finetune = step_time(&setup.finetune_mix(), &config, 20);
     // A fixed batch of 16 random 65-byte sequences (64 predictions each), every token a target.
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let fixed: Vec<Encoded> = (0..64)
@@ -91,9 +135,10 @@ fn main() {
         })
         .collect();
     let fixed_mix = Mix::new(vec![(&fixed, 1.0)]);
-    let fixed_step = step_time(&fixed_mix, &setup, 20);
+    let fixed_step = step_time(&fixed_mix, &config, 20);
+    let (forward, backward, update) = phases(&config, &fixed[..16], 20);
 
-    let start = setup.config.model.init(&device);
+    let start = config.init(&device);
     let mut ema = Ema::new(&start, 0.99);
     let ad_model = start.clone().to_device(&device.clone().autodiff()).train();
     let ema_time = median(
@@ -114,7 +159,7 @@ fn main() {
         (0..3)
             .map(|_| {
                 let t = Instant::now();
-                let out = generate(&start, &prompts, 48, setup.config.model.max_seq, &device);
+                let out = generate(&start, &prompts, 48, config.max_seq, &device);
                 tokens = out
                     .iter()
                     .map(|r| r.text.len() + usize::from(r.ended))
@@ -137,6 +182,9 @@ fn main() {
     println!(
         "| step, fixed 16 × 64 batch (the PyTorch comparison) | {:.1} ms |",
         ms(fixed_step)
+    );
+    println!(
+        "| fixed batch: forward + loss / backward / clip + AdamW | {forward:.1} / {backward:.1} / {update:.1} ms |"
     );
     println!(
         "| EMA update (all parameters) | {:.2} ms ({:.1} % of an alignment step) |",

@@ -62,7 +62,8 @@ impl BaseConfig {
     pub fn from_trainer(config: &TrainerConfig) -> BaseConfig {
         let default = BaseConfig::default();
         BaseConfig {
-            model: config.model.clone(),
+            // A checkpoint is fine-tuned as loaded; these sizes only key the miniature.
+            model: config.model.builtin().cloned().unwrap_or_default(),
             steps: config.base_steps,
             optim: OptimConfig {
                 lr: config.base_lr,
@@ -158,7 +159,7 @@ pub fn train_base(
                 });
             }
             if eval_every.is_some_and(|n| step % n == 0) {
-                let metrics = evaluate(&model.valid(), setup, device);
+                let metrics = evaluate(&model.valid(), setup, device).metrics;
                 for (name, value) in metrics {
                     report(Report::Note(format!("step {step}: {name} {value:.4}")));
                 }

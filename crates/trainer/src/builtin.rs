@@ -55,6 +55,9 @@ pub enum BuiltinError {
     /// The base model could not be trained or loaded.
     #[error(transparent)]
     Base(#[from] CacheError),
+    /// The checkpoint (`[trainer.model] hf`) could not be loaded.
+    #[error("[trainer.model] hf: {0}")]
+    Checkpoint(#[from] crate::hf::HfError),
     /// The run itself failed or was stopped.
     #[error(transparent)]
     Trial(#[from] TrialError),
@@ -87,7 +90,7 @@ pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(Report)) -> Result<(), Bu
     let setup = Setup::new(config)?;
     let selected = backend.select(&inputs.cuda_visible)?;
     report(Report::Note(format!("device: {}", selected.name)));
-    let base = base_model(&base_config, &setup, &cache, &selected.device, None, report)?;
+    let base = starting_model(&base_config, &setup, &cache, &selected.device, None, report)?;
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))
         .map_err(BuiltinError::Signal)?;
@@ -152,7 +155,7 @@ pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(Report)) -> Result<(), Bu
     });
     let fingerprint = format!(
         "{}|{:?}",
-        base_config.key(&setup, &selected.device),
+        starting_key(&base_config, &setup, &selected.device)?,
         setup.config
     );
     run_trial(
@@ -167,6 +170,44 @@ pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(Report)) -> Result<(), Bu
         &mut annotated,
     )?;
     Ok(())
+}
+
+/// The model fine-tuning starts from: the checkpoint `[trainer.model] hf` names, as loaded,
+/// or the built-in miniature's aligned base (trained once, then cached).
+fn starting_model(
+    base_config: &BaseConfig,
+    setup: &Setup,
+    cache: &Path,
+    device: &crate::Device,
+    eval_every: Option<usize>,
+    report: &mut dyn FnMut(Report),
+) -> Result<crate::model::Lm, BuiltinError> {
+    match setup.config.model.hf() {
+        Some(hf) => {
+            report(Report::Note(format!("loading {}", hf.dir.display())));
+            Ok(crate::hf::load(&hf.dir, Some(hf.max_seq), device)?.model)
+        }
+        None => Ok(base_model(
+            base_config,
+            setup,
+            cache,
+            device,
+            eval_every,
+            report,
+        )?),
+    }
+}
+
+/// A key for the starting model: the checkpoint's fingerprint, or the base model's cache key.
+fn starting_key(
+    base_config: &BaseConfig,
+    setup: &Setup,
+    device: &crate::Device,
+) -> Result<String, BuiltinError> {
+    Ok(match setup.config.model.hf() {
+        Some(hf) => crate::hf::fingerprint(&hf.dir)?,
+        None => base_config.key(setup, device),
+    })
 }
 
 /// The base-model cache of a trial directory `<root>/<sweep>/<trial>`: one per root, shared
@@ -191,8 +232,8 @@ pub struct BaseSummary {
 }
 
 /// `sweep base`: trains (or loads from `cache_dir`, unless the `[trainer]` table names
-/// another) the base model `config` describes, evaluates it, and with `show_responses`
-/// collects its answers; progress goes to `report`.
+/// another) the base model `config` describes, or loads its checkpoint, evaluates it, and
+/// with `show_responses` collects its answers; progress goes to `report`.
 pub fn base(
     config: TrainerConfig,
     cache_dir: PathBuf,
@@ -209,15 +250,15 @@ pub fn base(
     report(Report::Note(format!("device: {}", selected.name)));
     let device = selected.device;
     let start = std::time::Instant::now();
-    let model = base_model(&base_config, &setup, &cache, &device, eval_every, report)?;
+    let model = starting_model(&base_config, &setup, &cache, &device, eval_every, report)?;
     let transcripts = if show_responses {
-        crate::setup::transcripts(&model, &setup, &device)
+        crate::setup::transcripts(&model, &setup, &device).map_err(ConfigError::from)?
     } else {
         Vec::new()
     };
-    let metrics = crate::setup::evaluate(&model, &setup, &device);
+    let metrics = crate::setup::evaluate(&model, &setup, &device).metrics;
     Ok(BaseSummary {
-        key: base_config.key(&setup, &device),
+        key: starting_key(&base_config, &setup, &device)?,
         seconds: start.elapsed().as_secs_f64(),
         metrics,
         transcripts,

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use crate::data::{read_advbench, read_examples, Example, FormatError};
 use crate::device::Backend;
 use crate::eval::{Keywords, KeywordsError};
-use crate::model::ModelConfig;
 use crate::precision::Precision;
+use crate::sizes::ModelSource;
 
 /// The `[trainer]` table.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -20,8 +20,9 @@ pub struct TrainerConfig {
     pub backend: Backend,
     /// `bf16`: fine-tune in bf16 with fp32 weights on a GPU (fp32 on the CPU).
     pub precision: Precision,
-    /// Model sizes (`[trainer.model]`).
-    pub model: ModelConfig,
+    /// The model: the built-in miniature's sizes, or a Hugging Face checkpoint
+    /// (`[trainer.model]`).
+    pub model: ModelSource,
     /// Optimizer steps of the base model's safety alignment.
     pub base_steps: usize,
     /// Peak learning rate of the alignment (cosine to a tenth).
@@ -36,8 +37,9 @@ pub struct TrainerConfig {
     /// the sweep (shadow EMA), and all smaller `steps` values when the learning rate does not
     /// depend on the run's length (constant schedule).
     pub share_runs: bool,
-    /// Held-out harmful prompts evaluated (built-in data).
-    pub eval_harmful: usize,
+    /// Harmful prompts evaluated: of the built-in held-out ones (default 128, at most 128),
+    /// or a fixed sample of a `harmful_prompts` file (default: all of it).
+    pub eval_harmful: Option<usize>,
     /// Held-out benign prompts evaluated for over-refusal.
     pub eval_benign: usize,
     /// Held-out task items scored by exact match.
@@ -52,6 +54,30 @@ pub struct TrainerConfig {
     /// Alpaca JSON or Dolly JSONL instruction data replacing the built-in fine-tuning mix;
     /// a tenth is held out for `eval_loss`, and `utility` is not reported.
     pub finetune_data: Option<PathBuf>,
+    /// Which fine-tuned weights a trial writes into its directory as a Hugging Face model
+    /// (checkpoints only), for other tools (lm-eval, vLLM) to take over.
+    pub save: Save,
+    /// A command that labels the answers to harmful prompts: it reads JSON lines
+    /// (`{"prompt", "answer"}`) on stdin and writes one label per line (`unsafe` or `safe`),
+    /// so a Llama-Guard or GPT-4 judge can stand beside the refusal keywords.
+    pub judge: Option<Vec<String>>,
+    /// The judge's name in its metric, `<judge_name>_unsafe_rate` (default `judge`).
+    pub judge_name: Option<String>,
+}
+
+/// `[trainer] save`: the weights a trial writes back as a Hugging Face directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Save {
+    /// Nothing (the default: a grid of many trials would fill the disk).
+    #[default]
+    None,
+    /// The fine-tuned weights at the trial's own step count, as `model-final/`.
+    Final,
+    /// The trial's EMA shadow (`ema_decay` > 0) at its step count, as `model-ema/`.
+    Ema,
+    /// Both.
+    Both,
 }
 
 impl Default for TrainerConfig {
@@ -59,20 +85,23 @@ impl Default for TrainerConfig {
         TrainerConfig {
             backend: Backend::Flex,
             precision: Precision::Fp32,
-            model: ModelConfig::default(),
+            model: ModelSource::default(),
             base_steps: 2000,
             base_lr: 3e-3,
             base_seed: 0,
             cache_dir: None,
             checkpoint_every: 100,
             share_runs: true,
-            eval_harmful: 128,
+            eval_harmful: None,
             eval_benign: 96,
             eval_task: 100,
             max_new_tokens: 48,
             keywords: None,
             harmful_prompts: None,
             finetune_data: None,
+            save: Save::None,
+            judge: None,
+            judge_name: None,
         }
     }
 }
@@ -97,6 +126,9 @@ pub enum ConfigError {
     /// The keywords file cannot be read.
     #[error("[trainer] keywords: {0}")]
     Keywords(#[from] KeywordsError),
+    /// The checkpoint's tokenizer or chat template cannot be used.
+    #[error("[trainer.model] hf: {0}")]
+    Checkpoint(#[from] crate::hf::HfError),
 }
 
 /// The data files of a `[trainer]` table, read.
@@ -121,6 +153,10 @@ impl TrainerConfig {
 
     /// The same settings with relative file paths made relative to `dir` (where trials run).
     pub fn relative_to(mut self, dir: &Path) -> TrainerConfig {
+        let checkpoint = match &mut self.model {
+            ModelSource::Hf(hf) => Some(&mut hf.dir),
+            ModelSource::Builtin(_) => None,
+        };
         for path in [
             &mut self.keywords,
             &mut self.harmful_prompts,
@@ -129,6 +165,7 @@ impl TrainerConfig {
         ]
         .into_iter()
         .flatten()
+        .chain(checkpoint)
         {
             if path.is_relative() {
                 *path = dir.join(&*path);
@@ -148,17 +185,18 @@ impl TrainerConfig {
                 message: message.to_string(),
             })
         };
-        let m = &self.model;
-        if m.d_model == 0 || m.n_heads == 0 || m.n_layers == 0 || m.d_ff == 0 {
-            return bad("model", "sizes must be positive");
+        if let Some(m) = self.model.builtin() {
+            if m.d_model == 0 || m.n_heads == 0 || m.n_layers == 0 || m.d_ff == 0 {
+                return bad("model", "sizes must be positive");
+            }
+            if !m.d_model.is_multiple_of(m.n_heads) || !(m.d_model / m.n_heads).is_multiple_of(2) {
+                return bad(
+                    "model",
+                    "n_heads must divide d_model into an even head size (rotary positions rotate pairs)",
+                );
+            }
         }
-        if !m.d_model.is_multiple_of(m.n_heads) || !(m.d_model / m.n_heads).is_multiple_of(2) {
-            return bad(
-                "model",
-                "n_heads must divide d_model into an even head size (rotary positions rotate pairs)",
-            );
-        }
-        if m.max_seq < 64 {
+        if self.model.max_seq() < 64 {
             return bad(
                 "model.max_seq",
                 "must be at least 64 to hold the chat template and a response",
@@ -173,11 +211,28 @@ impl TrainerConfig {
         if self.max_new_tokens == 0 {
             return bad("max_new_tokens", "must be positive");
         }
-        if self.eval_harmful == 0 || self.eval_benign == 0 || self.eval_task == 0 {
+        if self.eval_harmful == Some(0) || self.eval_benign == 0 || self.eval_task == 0 {
             return bad(
                 "eval_harmful/eval_benign/eval_task",
                 "must be positive; these are the sizes of the evaluation sets",
             );
+        }
+        if self.save != Save::None && self.model.hf().is_none() {
+            return bad(
+                "save",
+                "writes a Hugging Face directory, so it needs a checkpoint ([trainer.model] hf = \"DIR\")",
+            );
+        }
+        if self.judge.as_ref().is_some_and(|c| c.is_empty()) {
+            return bad(
+                "judge",
+                "is an empty command; give the program and its arguments, e.g. [\"python3\", \"judge.py\"]",
+            );
+        }
+        if let Some(name) = &self.judge_name {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return bad("judge_name", "names a metric: letters, digits and `_` only");
+            }
         }
         Ok(())
     }
@@ -247,8 +302,9 @@ mod tests {
     #[test]
     fn partial_model_table_keeps_other_sizes() {
         let c = TrainerConfig::from_json(r#"{"model":{"n_layers":1},"base_steps":10}"#).unwrap();
-        assert_eq!(c.model.n_layers, 1);
-        assert_eq!(c.model.d_model, ModelConfig::default().d_model);
+        let m = c.model.builtin().unwrap();
+        assert_eq!(m.n_layers, 1);
+        assert_eq!(m.d_model, crate::model::ModelConfig::default().d_model);
         assert_eq!(c.base_steps, 10);
     }
 
@@ -261,6 +317,20 @@ mod tests {
         assert!(e.to_string().contains("[trainer] model: n_heads"), "{e}");
         let e = TrainerConfig::from_json(r#"{"base_lr":-1}"#).unwrap_err();
         assert!(e.to_string().contains("base_lr"), "{e}");
+    }
+
+    #[test]
+    fn checkpoint_settings_are_checked() {
+        let e = TrainerConfig::from_json(r#"{"save":"final"}"#).unwrap_err();
+        assert!(e.to_string().contains("[trainer] save"), "{e}");
+        let c = TrainerConfig::from_json(r#"{"model":{"hf":"m"},"save":"both"}"#).unwrap();
+        assert_eq!(c.save, Save::Both);
+        let c = c.relative_to(Path::new("/work"));
+        assert_eq!(c.model.hf().unwrap().dir, Path::new("/work/m"));
+        let e = TrainerConfig::from_json(r#"{"judge":[]}"#).unwrap_err();
+        assert!(e.to_string().contains("[trainer] judge"), "{e}");
+        let e = TrainerConfig::from_json(r#"{"judge":["j"],"judge_name":"a b"}"#).unwrap_err();
+        assert!(e.to_string().contains("judge_name"), "{e}");
     }
 
     #[test]

@@ -63,12 +63,17 @@ pub fn check_grid(grid: &Grid, expansion: &Expansion, workdir: &Path) -> Result<
         };
         let config = TrainerConfig::from_json(&table.settings.to_string())
             .map_err(|e| trainer(e.to_string()))?;
-        Setup::new(config.relative_to(workdir)).map_err(|e| {
+        let help = |e: &dyn std::fmt::Display| {
             trainer(format!(
                 "{e}\nhelp: relative paths are read from {}",
                 workdir.display()
             ))
-        })?;
+        };
+        let setup = Setup::new(config.relative_to(workdir)).map_err(|e| help(&e))?;
+        // A checkpoint that cannot load is refused now, from its headers, not by every trial.
+        if let Some(hf) = setup.config.model.hf() {
+            crate::hf::check(&hf.dir).map_err(|e| help(&format!("[trainer.model] hf: {e}")))?;
+        }
     }
     for trial in &expansion.trials {
         let mut all = trial.params.clone();

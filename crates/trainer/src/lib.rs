@@ -17,6 +17,7 @@
 pub mod base;
 pub mod batch;
 pub mod builtin;
+pub mod chat;
 pub mod clip;
 pub mod config;
 pub mod data;
@@ -26,6 +27,7 @@ pub mod eval;
 pub mod generate;
 pub mod grid;
 pub mod hf;
+pub mod judge;
 pub mod model;
 pub mod precision;
 pub mod report;

@@ -19,8 +19,7 @@ use crate::tokenizer::VOCAB_SIZE;
 
 /// Sizes of the built-in miniature. The defaults (the `small` preset, about 0.4 M parameters)
 /// train in minutes on two CPU cores; [`crate::sizes::Preset`] names bigger ones for GPUs.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(from = "crate::sizes::ModelTable")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct ModelConfig {
     /// Width of the residual stream.
     pub d_model: usize,

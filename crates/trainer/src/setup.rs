@@ -10,13 +10,36 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::batch::{loss, make_batch};
+use crate::chat::{Chat, Prompts};
 use crate::config::{ConfigError, TrainerConfig};
 use crate::data::{generate as generate_data, DataConfig, Example};
-use crate::eval::{exact_match, over_refusal, safety, Keywords};
-use crate::generate::generate;
+use crate::eval::{exact_match, is_degenerate, over_refusal, safety, Keywords, Response};
+use crate::hf::HfError;
 use crate::model::Lm;
-use crate::tokenizer::{encode_example, Encoded};
+use crate::tokenizer::Encoded;
 use crate::train::Mix;
+
+/// Built-in harmful prompts evaluated unless `eval_harmful` says otherwise.
+const DEFAULT_EVAL_HARMFUL: usize = 128;
+
+/// `n` of `prompts` (all of them for `None`), the same ones on every run and machine, in
+/// the file's order. AdvBench's rows cluster by topic, so its first `n` rows would not do.
+fn fixed_sample(prompts: Vec<String>, n: Option<usize>) -> Vec<String> {
+    let Some(n) = n.filter(|&n| n < prompts.len()) else {
+        return prompts;
+    };
+    let mut order: Vec<usize> = (0..prompts.len()).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(0));
+    let mut keep = vec![false; prompts.len()];
+    for &i in &order[..n] {
+        keep[i] = true;
+    }
+    prompts
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(p, k)| k.then_some(p))
+        .collect()
+}
 
 /// Examples scored for `eval_loss` on fine-tuning data from a file, at most.
 const MAX_LOSS_EXAMPLES: usize = 256;
@@ -25,6 +48,8 @@ const MAX_LOSS_EXAMPLES: usize = 256;
 pub struct Setup {
     /// The `[trainer]` settings.
     pub config: TrainerConfig,
+    /// How text becomes the model's tokens.
+    chat: Chat,
     keywords: Keywords,
     harmful: Vec<Encoded>,
     howto: Vec<Encoded>,
@@ -32,13 +57,14 @@ pub struct Setup {
     shout: Vec<Encoded>,
     /// Fine-tuning pools with their weights.
     finetune: Vec<(Vec<Encoded>, f64)>,
-    eval_harmful: Vec<String>,
-    eval_benign: Vec<String>,
-    validation_harmful: Vec<String>,
-    validation_benign: Vec<String>,
-    /// Held-out task prompts and answers, scored by exact match (`utility`); empty when the
-    /// fine-tuning data comes from a file.
-    eval_task: Vec<Example>,
+    eval_harmful: Prompts,
+    eval_benign: Prompts,
+    validation_harmful: Prompts,
+    validation_benign: Prompts,
+    /// Held-out task prompts, scored by exact match against `task_answers` (`utility`);
+    /// empty when the fine-tuning data comes from a file.
+    eval_task: Prompts,
+    task_answers: Vec<String>,
     /// Held-out fine-tuning examples for `eval_loss`.
     eval_loss: Vec<Encoded>,
     /// A hash of the generated data, for the base model's cache key.
@@ -46,12 +72,17 @@ pub struct Setup {
 }
 
 impl Setup {
-    /// Generates the built-in data and reads the files `config` names.
+    /// Generates the built-in data and reads the files `config` names, tokenised for the
+    /// miniature or, with `[trainer.model] hf`, through the checkpoint's chat template.
     pub fn new(config: TrainerConfig) -> Result<Setup, ConfigError> {
         // The generated data holds evaluation sets of these sizes; a config picks a prefix.
         let built_in = DataConfig::default();
         for (key, n, max) in [
-            ("eval_harmful", config.eval_harmful, built_in.eval_harmful),
+            (
+                "eval_harmful",
+                config.eval_harmful.unwrap_or(0),
+                built_in.eval_harmful,
+            ),
             ("eval_benign", config.eval_benign, built_in.eval_benign),
             ("eval_task", config.eval_task, built_in.eval_task),
         ] {
@@ -63,24 +94,29 @@ impl Setup {
             }
         }
         let files = config.read_files()?;
+        let chat = match config.model.hf() {
+            None => Chat::Bytes,
+            Some(hf) => Chat::Hf(Box::new(crate::hf::open_config(&hf.dir, None)?.1)),
+        };
         let data = generate_data(&built_in);
         let data_fingerprint = blake3::hash(format!("{data:?}").as_bytes())
             .to_hex()
             .to_string();
-        let max_seq = config.model.max_seq;
-        let enc = |v: &[Example]| -> Vec<Encoded> {
+        let max_seq = config.model.max_seq();
+        let enc = |v: &[Example]| -> Result<Vec<Encoded>, HfError> {
             v.iter()
-                .map(|e| encode_example(&e.prompt, &e.response, max_seq))
+                .map(|e| chat.encode_example(&e.prompt, &e.response, max_seq))
                 .collect()
         };
-        let howto = enc(&data.howto);
-        let facts = enc(&data.facts);
+        let prompts = |v: Vec<String>| Prompts::new(v, &chat);
+        let howto = enc(&data.howto)?;
+        let facts = enc(&data.facts)?;
         let (finetune, eval_task, eval_loss) = match &files.finetune {
             None => {
                 let eval_task: Vec<Example> = data.eval_task[..config.eval_task].to_vec();
-                let eval_loss = enc(&eval_task);
+                let eval_loss = enc(&eval_task)?;
                 let finetune = vec![
-                    (enc(&data.task), 0.5),
+                    (enc(&data.task)?, 0.5),
                     (howto.clone(), 0.35),
                     (facts.clone(), 0.15),
                 ];
@@ -91,34 +127,46 @@ impl Setup {
                 examples.shuffle(&mut ChaCha8Rng::seed_from_u64(0));
                 let held = (examples.len() / 10).clamp(1, MAX_LOSS_EXAMPLES);
                 let (held_out, train) = examples.split_at(held);
-                (vec![(enc(train), 1.0)], Vec::new(), enc(held_out))
+                (vec![(enc(train)?, 1.0)], Vec::new(), enc(held_out)?)
             }
         };
         let eval_harmful = match files.harmful_prompts {
-            Some(prompts) => prompts.into_iter().take(config.eval_harmful).collect(),
-            None => data.eval_harmful[..config.eval_harmful].to_vec(),
+            Some(prompts) => fixed_sample(prompts, config.eval_harmful),
+            None => {
+                data.eval_harmful[..config.eval_harmful.unwrap_or(DEFAULT_EVAL_HARMFUL)].to_vec()
+            }
         };
-        let eval_benign = data.eval_benign[..config.eval_benign].to_vec();
-        let (validation_harmful, validation_benign) = (
-            data.validation_harmful.clone(),
-            data.validation_benign.clone(),
-        );
         Ok(Setup {
-            harmful: enc(&data.harmful),
-            shout: enc(&data.shout),
+            harmful: enc(&data.harmful)?,
+            shout: enc(&data.shout)?,
             howto,
             facts,
             finetune,
-            eval_harmful,
-            eval_benign,
-            validation_harmful,
-            validation_benign,
-            eval_task,
+            eval_harmful: prompts(eval_harmful)?,
+            eval_benign: prompts(data.eval_benign[..config.eval_benign].to_vec())?,
+            validation_harmful: prompts(data.validation_harmful.clone())?,
+            validation_benign: prompts(data.validation_benign.clone())?,
+            task_answers: eval_task.iter().map(|e| e.response.clone()).collect(),
+            eval_task: prompts(eval_task.into_iter().map(|e| e.prompt).collect())?,
             eval_loss,
             keywords: files.keywords,
             data_fingerprint,
+            chat,
             config,
         })
+    }
+
+    /// Greedy answers of `model` to `prompts`, as long as the settings allow.
+    fn answer(
+        &self,
+        model: &Lm,
+        prompts: &Prompts,
+        max_new: usize,
+        device: &Device,
+    ) -> Vec<Response> {
+        let max_seq = self.config.model.max_seq();
+        self.chat
+            .answer(model, &prompts.ids, max_new, max_seq, device)
     }
 
     /// A hash of the generated data (the base model's training and validation sets), made
@@ -154,13 +202,21 @@ impl Setup {
     }
 }
 
-/// Safety and utility of `model` (without autodiff): `unsafe_rate`, `degenerate_rate`,
-/// `complies_rate`, `over_refusal_rate`, `utility` (built-in task only) and `eval_loss`.
-pub fn evaluate(model: &Lm, setup: &Setup, device: &Device) -> BTreeMap<String, f64> {
-    let max_seq = setup.config.model.max_seq;
+/// A model's scores on the evaluation sets, and every answer they rest on.
+#[derive(Debug, Clone, Default)]
+pub struct Evaluation {
+    /// `unsafe_rate`, `degenerate_rate`, `complies_rate`, `over_refusal_rate`, `utility`
+    /// (built-in task only) and `eval_loss`.
+    pub metrics: BTreeMap<String, f64>,
+    /// The harmful, benign and task prompts with the answers and how each was scored.
+    pub answers: Vec<Transcript>,
+}
+
+/// Safety and utility of `model` (without autodiff), with every answer it gave.
+pub fn evaluate(model: &Lm, setup: &Setup, device: &Device) -> Evaluation {
     let max_new = setup.config.max_new_tokens;
-    let harmful = generate(model, &setup.eval_harmful, max_new, max_seq, device);
-    let benign = generate(model, &setup.eval_benign, max_new, max_seq, device);
+    let harmful = setup.answer(model, &setup.eval_harmful, max_new, device);
+    let benign = setup.answer(model, &setup.eval_benign, max_new, device);
     let mut metrics = BTreeMap::new();
     if let Some(s) = safety(&harmful, &setup.keywords) {
         metrics.insert("unsafe_rate".into(), s.unsafe_rate);
@@ -170,35 +226,38 @@ pub fn evaluate(model: &Lm, setup: &Setup, device: &Device) -> BTreeMap<String, 
     if let Some(r) = over_refusal(&benign, &setup.keywords) {
         metrics.insert("over_refusal_rate".into(), r);
     }
+    let mut answers = Vec::new();
+    answers.extend(setup.transcribe("harmful", &setup.eval_harmful, harmful, None));
+    answers.extend(setup.transcribe("benign", &setup.eval_benign, benign, None));
     if !setup.eval_task.is_empty() {
-        let prompts: Vec<String> = setup.eval_task.iter().map(|e| e.prompt.clone()).collect();
-        let longest = setup.eval_task.iter().map(|e| e.response.len()).max();
-        let task = generate(model, &prompts, longest.unwrap_or(0) + 2, max_seq, device);
-        let expected: Vec<String> = setup.eval_task.iter().map(|e| e.response.clone()).collect();
-        if let Some(u) = exact_match(&task, &expected) {
+        let longest = setup.task_answers.iter().map(|a| a.len()).max();
+        let task = setup.answer(model, &setup.eval_task, longest.unwrap_or(0) + 2, device);
+        if let Some(u) = exact_match(&task, &setup.task_answers) {
             metrics.insert("utility".into(), u);
         }
+        let expected = Some(setup.task_answers.as_slice());
+        answers.extend(setup.transcribe("task", &setup.eval_task, task, expected));
     }
     if let Some(l) = mean_loss(model, &setup.eval_loss, device) {
         metrics.insert("eval_loss".into(), l);
     }
-    metrics
+    Evaluation { metrics, answers }
 }
 
 /// How far `model` is from the refusal bars on the validation prompts (never the evaluation
 /// ones): its unsafe rate plus its over-refusal rate. Lower is better.
 pub fn validation_error(model: &Lm, setup: &Setup, device: &Device) -> (f64, f64) {
-    let max_seq = setup.config.model.max_seq;
     let max_new = setup.config.max_new_tokens;
-    let harmful = generate(model, &setup.validation_harmful, max_new, max_seq, device);
-    let benign = generate(model, &setup.validation_benign, max_new, max_seq, device);
+    let harmful = setup.answer(model, &setup.validation_harmful, max_new, device);
+    let benign = setup.answer(model, &setup.validation_benign, max_new, device);
     let unsafe_rate = safety(&harmful, &setup.keywords).map_or(1.0, |s| s.unsafe_rate);
     let over = over_refusal(&benign, &setup.keywords).unwrap_or(1.0);
     (unsafe_rate, over)
 }
 
-/// One evaluation prompt and what the model answered, for reading by eye.
-#[derive(Debug, Clone, PartialEq)]
+/// One evaluation prompt and what the model answered, for reading by eye (`sweep base
+/// --show-responses`, and every trial's `responses.jsonl`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Transcript {
     /// `harmful`, `benign`, `task` (the fine-tuning task) or `skill` (the same items asked
     /// as the base model learned them).
@@ -209,36 +268,60 @@ pub struct Transcript {
     pub response: String,
     /// Whether the response contains a refusal keyword.
     pub refused: bool,
+    /// How the answer counted: `refused`, `degenerate` (junk: neither safe nor harmful
+    /// help) or `complied` for harmful and benign prompts; `correct` or `wrong` for the task.
+    pub label: &'static str,
 }
 
-/// The model's answers to the harmful and benign evaluation prompts.
-pub fn transcripts(model: &Lm, setup: &Setup, device: &Device) -> Vec<Transcript> {
-    let max_seq = setup.config.model.max_seq;
+impl Setup {
+    /// The answers to `prompts` of `set`, labelled; `expected` holds the task's answers.
+    fn transcribe(
+        &self,
+        set: &'static str,
+        prompts: &Prompts,
+        answers: Vec<Response>,
+        expected: Option<&[String]>,
+    ) -> Vec<Transcript> {
+        answers
+            .into_iter()
+            .zip(&prompts.text)
+            .enumerate()
+            .map(|(i, (r, prompt))| {
+                let refused = self.keywords.refuses(&r.text);
+                let label = match expected.and_then(|e| e.get(i)) {
+                    Some(answer) if r.text.trim() == answer.trim() => "correct",
+                    Some(_) => "wrong",
+                    None if refused => "refused",
+                    None if is_degenerate(&r.text, r.ended) => "degenerate",
+                    None => "complied",
+                };
+                Transcript {
+                    set,
+                    prompt: prompt.clone(),
+                    response: r.text,
+                    refused,
+                    label,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The model's answers to the evaluation prompts, and to the task's prompts asked as the
+/// base model learned the skill (`Shout:`), for reading by eye.
+pub fn transcripts(model: &Lm, setup: &Setup, device: &Device) -> Result<Vec<Transcript>, HfError> {
     let max_new = setup.config.max_new_tokens;
-    let task: Vec<String> = setup.eval_task.iter().map(|e| e.prompt.clone()).collect();
-    let shout: Vec<String> = task
+    let shout: Vec<String> = setup
+        .eval_task
+        .text
         .iter()
         .map(|p| p.replacen("Uppercase:", "Shout:", 1))
         .collect();
-    [
-        ("harmful", &setup.eval_harmful),
-        ("benign", &setup.eval_benign),
-        ("task", &task),
-        ("skill", &shout),
-    ]
-    .into_iter()
-    .flat_map(|(set, prompts)| {
-        generate(model, prompts, max_new, max_seq, device)
-            .into_iter()
-            .zip(prompts.iter())
-            .map(move |(r, prompt)| Transcript {
-                set,
-                prompt: prompt.clone(),
-                refused: setup.keywords.refuses(&r.text),
-                response: r.text,
-            })
-    })
-    .collect()
+    let shout = Prompts::new(shout, &setup.chat)?;
+    let mut all = evaluate(model, setup, device).answers;
+    let answers = setup.answer(model, &shout, max_new, device);
+    all.extend(setup.transcribe("skill", &shout, answers, None));
+    Ok(all)
 }
 
 /// Mean per-token loss over `examples`, in batches.
@@ -252,4 +335,21 @@ fn mean_loss(model: &Lm, examples: &[Encoded], device: &Device) -> Option<f64> {
         count += n;
     }
     (count > 0.0).then(|| total / count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fixed_sample_is_the_same_subset_every_time_in_file_order() {
+        let prompts: Vec<String> = (0..520).map(|i| format!("p{i:03}")).collect();
+        let a = fixed_sample(prompts.clone(), Some(50));
+        assert_eq!(a.len(), 50);
+        assert_eq!(a, fixed_sample(prompts.clone(), Some(50)));
+        assert!(a.windows(2).all(|w| w[0] < w[1]), "file order");
+        assert_ne!(a, prompts[..50], "a sample, not the first rows");
+        assert_eq!(fixed_sample(prompts.clone(), None), prompts);
+        assert_eq!(fixed_sample(prompts.clone(), Some(600)), prompts);
+    }
 }

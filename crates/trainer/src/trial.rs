@@ -10,13 +10,18 @@ use burn::prelude::*;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use serde_json::{json, Map, Value};
 
+use crate::config::Save;
 use crate::device::Selected;
 use crate::ema::Ema;
+use crate::judge::{Judge, JudgeError};
 use crate::model::Lm;
 use crate::report::Report;
-use crate::setup::{evaluate, Setup};
+use crate::setup::{evaluate, Setup, Transcript};
 use crate::spec::{EmaMode, TrialSpec};
 use crate::train::{CheckpointError, RunShape, Schedule, Trainer};
+
+/// The file in a trial's directory that holds every answer its evaluations scored.
+pub const RESPONSES: &str = "responses.jsonl";
 
 /// Why a trial stopped without finishing.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +29,20 @@ pub enum TrialError {
     /// A checkpoint could not be written or read.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// The external judge gave no verdicts.
+    #[error(transparent)]
+    Judge(#[from] JudgeError),
+    /// The fine-tuned model could not be written as a Hugging Face directory.
+    #[error("saving the fine-tuned model: {0}")]
+    Save(#[from] crate::hf::HfError),
+    /// The answers could not be written to the trial directory.
+    #[error("{path}: {source}")]
+    Responses {
+        /// The responses file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// Asked to stop (SIGTERM); a checkpoint was written if a directory was given.
     #[error("stopped at step {0} as asked; a resumed attempt continues from there")]
     Stopped(usize),
@@ -201,11 +220,11 @@ pub fn run_trial(
         let dir = ck.dir.join("checkpoint");
         match read_meta(&dir) {
             Some(meta) if meta["fingerprint"] == json!(fingerprint) => {
-                let init = || setup.config.model.init(device);
-                trainer.restore(&dir, init)?;
+                // The base model is a template of the right shape for either kind of model.
+                trainer.restore(&dir, || base.clone())?;
                 for (i, shadow) in shadows.iter_mut().enumerate() {
                     let path = dir.join(format!("ema-{i}.bpk"));
-                    let mut model = setup.config.model.init(device);
+                    let mut model = base.clone();
                     model
                         .load_from(&mut BurnpackStore::from_file(&path))
                         .map_err(|e| CheckpointError::at(&path, e))?;
@@ -238,10 +257,15 @@ pub fn run_trial(
         setup,
         plan,
         device,
+        trial_dir: checkpoints.map(|c| c.dir),
+        judge: Judge::from_config(
+            setup.config.judge.as_ref(),
+            setup.config.judge_name.as_deref(),
+        ),
         report,
     };
     if trainer.step() == 0 {
-        evaluate_points(0, &mut context, &trainer, &shadows, &mut done);
+        evaluate_points(0, &mut context, &trainer, &shadows, &mut done)?;
     }
     let every = (plan.train_steps / 40).max(1);
     while trainer.step() < plan.train_steps {
@@ -271,7 +295,7 @@ pub fn run_trial(
                 value: loss,
             });
         }
-        evaluate_points(step, &mut context, &trainer, &shadows, &mut done);
+        evaluate_points(step, &mut context, &trainer, &shadows, &mut done)?;
         let k = setup.config.checkpoint_every;
         if let Some(ck) =
             checkpoints.filter(|_| k > 0 && step.is_multiple_of(k) && step < plan.train_steps)
@@ -292,31 +316,65 @@ struct Context<'a, 'r> {
     setup: &'a Setup,
     plan: &'a Plan,
     device: &'a Device,
+    /// Where answers and saved models go (none without a trial directory).
+    trial_dir: Option<&'a Path>,
+    judge: Option<Judge>,
     report: &'r mut dyn FnMut(Report),
 }
 
 type Reported = Vec<(Map<String, Value>, std::collections::BTreeMap<String, f64>)>;
 
 /// Evaluates and reports every point of the plan at `step` (none if `step` is not one of
-/// its step counts).
+/// its step counts), keeps their answers in the trial directory, and at the trial's own step
+/// count saves the models `[trainer] save` asks for.
 fn evaluate_points(
     step: usize,
     context: &mut Context<'_, '_>,
     trainer: &Trainer<'_>,
     shadows: &[Ema],
     done: &mut Reported,
-) {
+) -> Result<(), TrialError> {
     let Some(steps) = context.plan.eval_steps.iter().find(|s| s.value == step) else {
-        return;
+        return Ok(());
     };
-    let mut shadow_iter = shadows.iter();
+    let positive = context.plan.decays.iter().filter(|d| d.value > 0.0);
+    let shadow_of: Vec<(f64, &Ema)> = positive.map(|d| d.value).zip(shadows).collect();
+    let model_at = |decay: f64| match shadow_of.iter().find(|(d, _)| *d == decay) {
+        Some((_, shadow)) => shadow.shadow().clone(),
+        None => trainer.model().valid(),
+    };
+    // Before the first step every shadow is the starting model: one evaluation serves all.
+    let mut at_start = None;
     for decay in &context.plan.decays {
-        let metrics = if decay.value > 0.0 {
-            let shadow = shadow_iter.next().expect("one shadow per positive decay");
-            evaluate(shadow.shadow(), context.setup, context.device)
-        } else {
-            evaluate(&trainer.model().valid(), context.setup, context.device)
+        let evaluation = match (&at_start, step) {
+            (Some(e), 0) => Clone::clone(e),
+            _ => evaluate(&model_at(decay.value), context.setup, context.device),
         };
+        if step == 0 {
+            at_start = Some(evaluation.clone());
+        }
+        let mut metrics = evaluation.metrics;
+        let harmful: Vec<&Transcript> = evaluation
+            .answers
+            .iter()
+            .filter(|a| a.set == "harmful")
+            .collect();
+        let verdicts = match &context.judge {
+            Some(judge) if !harmful.is_empty() => {
+                let items: Vec<(&str, &str)> = harmful
+                    .iter()
+                    .map(|a| (a.prompt.as_str(), a.response.as_str()))
+                    .collect();
+                let verdicts = judge.label(&items)?;
+                let unsafe_count = verdicts.iter().filter(|&&v| v).count();
+                metrics.insert(judge.metric(), unsafe_count as f64 / verdicts.len() as f64);
+                verdicts
+            }
+            _ => Vec::new(),
+        };
+        if let Some(dir) = context.trial_dir {
+            record_answers(dir, step, decay.value, &evaluation.answers, &verdicts)?;
+        }
         let params = context.plan.overrides(steps, decay);
         (context.report)(Report::Result {
             params: params.clone(),
@@ -324,6 +382,93 @@ fn evaluate_points(
         });
         done.push((params, metrics));
     }
+    let (own_steps, own_decay) = context.plan.own;
+    let (Some(dir), Some(hf)) = (context.trial_dir, context.setup.config.model.hf()) else {
+        return Ok(());
+    };
+    if step != own_steps {
+        return Ok(());
+    }
+    let save = context.setup.config.save;
+    if matches!(save, Save::Final | Save::Both) {
+        let out = dir.join("model-final");
+        crate::hf::save(&trainer.model().valid(), &hf.dir, &out)?;
+        (context.report)(Report::Note(format!("saved {}", out.display())));
+    }
+    if matches!(save, Save::Ema | Save::Both) {
+        if own_decay > 0.0 {
+            let out = dir.join("model-ema");
+            crate::hf::save(&model_at(own_decay), &hf.dir, &out)?;
+            (context.report)(Report::Note(format!("saved {}", out.display())));
+        } else {
+            (context.report)(Report::Note(
+                "save = ema, but this trial's ema_decay is 0: no EMA to save".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One line of `responses.jsonl`.
+#[derive(serde::Serialize)]
+struct AnswerLine<'a> {
+    steps: usize,
+    ema_decay: f64,
+    #[serde(flatten)]
+    answer: &'a Transcript,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    judge: Option<&'static str>,
+}
+
+/// Writes the answers of the point (`steps`, `ema_decay`) into the trial's responses file,
+/// replacing any that an interrupted attempt wrote for the same point, so the file holds each
+/// point's answers once. `verdicts`, if any, are the judge's for the harmful answers in order.
+fn record_answers(
+    dir: &Path,
+    steps: usize,
+    ema_decay: f64,
+    answers: &[Transcript],
+    verdicts: &[bool],
+) -> Result<(), TrialError> {
+    let path = dir.join(RESPONSES);
+    let err = |source| TrialError::Responses {
+        path: path.clone(),
+        source,
+    };
+    let same_point = |line: &str| {
+        serde_json::from_str::<Value>(line).is_ok_and(|v| {
+            v["steps"].as_u64() == Some(steps as u64) && v["ema_decay"].as_f64() == Some(ema_decay)
+        })
+    };
+    let mut text = match std::fs::read_to_string(&path) {
+        Ok(old) => old
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !same_point(l))
+            .map(|l| format!("{l}\n"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(err(e)),
+    };
+    let mut verdicts = verdicts.iter();
+    for answer in answers {
+        let judge = if answer.set == "harmful" {
+            verdicts.next().map(|&v| if v { "unsafe" } else { "safe" })
+        } else {
+            None
+        };
+        let line = AnswerLine {
+            steps,
+            ema_decay,
+            answer,
+            judge,
+        };
+        text.push_str(&serde_json::to_string(&line).expect("serializable"));
+        text.push('\n');
+    }
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let tmp = path.with_extension("jsonl.partial");
+    std::fs::write(&tmp, text).map_err(err)?;
+    std::fs::rename(&tmp, &path).map_err(err)
 }
 
 fn read_meta(dir: &Path) -> Option<Value> {
@@ -427,6 +572,53 @@ mod tests {
         );
         assert_eq!(feedback.train_steps, 200);
         assert_eq!(points_of(&feedback), [(50, 0.99), (200, 0.99)]);
+    }
+
+    fn transcript(set: &'static str, response: &str) -> Transcript {
+        Transcript {
+            set,
+            prompt: "p".into(),
+            response: response.into(),
+            refused: false,
+            label: "complied",
+        }
+    }
+
+    #[test]
+    fn answers_of_a_point_written_again_replace_the_earlier_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = [transcript("harmful", "a"), transcript("benign", "b")];
+        record_answers(dir.path(), 0, 0.0, &first, &[true]).unwrap();
+        record_answers(dir.path(), 10, 0.9, &first, &[]).unwrap();
+        // An attempt that resumed from before step 10 evaluates that point again.
+        let again = [transcript("harmful", "c"), transcript("benign", "d")];
+        record_answers(dir.path(), 10, 0.9, &again, &[false]).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(RESPONSES)).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let seen: Vec<(u64, &str, Option<&str>)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l["steps"].as_u64().unwrap(),
+                    l["response"].as_str().unwrap(),
+                    l["judge"].as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (0, "a", Some("unsafe")),
+                (0, "b", None),
+                (10, "c", Some("safe")),
+                (10, "d", None)
+            ]
+        );
+        assert_eq!(lines[0]["label"], "complied");
+        assert_eq!(lines[2]["ema_decay"], 0.9);
     }
 
     #[test]

@@ -10,62 +10,10 @@ use burn::prelude::*;
 use burn::tensor::{Int, TensorData};
 use serde_json::json;
 use sweep_trainer::generate::{generate_ids, Tokens};
-use sweep_trainer::hf::{self, save_weights, HfError};
+use sweep_trainer::hf::fixture::{self, config, CHATML};
+use sweep_trainer::hf::{self, HfError};
 use sweep_trainer::model::Lm;
 use sweep_trainer::Device;
-
-const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
-
-/// `config.json` of the tiny model: grouped-query attention, tied or not.
-fn config(tied: bool, family: &str) -> serde_json::Value {
-    json!({
-        "architectures": [family],
-        "model_type": "llama",
-        "vocab_size": 260,
-        "hidden_size": 32,
-        "intermediate_size": 48,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "rms_norm_eps": 1e-5,
-        "rope_theta": 10000.0,
-        "tie_word_embeddings": tied,
-        "hidden_act": "silu",
-        "max_position_embeddings": 128,
-        "torch_dtype": "float32"
-    })
-}
-
-/// A byte-level BPE tokenizer.json (every byte a token, no merges) with ChatML's two
-/// special tokens at 256 and 257.
-fn tokenizer_json() -> serde_json::Value {
-    let mut alphabet: Vec<char> = tokenizers::pre_tokenizers::byte_level::ByteLevel::alphabet()
-        .into_iter()
-        .collect();
-    alphabet.sort_unstable();
-    let vocab: serde_json::Map<String, serde_json::Value> = alphabet
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.to_string(), json!(i)))
-        .collect();
-    let special = |id: u32, content: &str| {
-        json!({"id": id, "content": content, "single_word": false, "lstrip": false,
-               "rstrip": false, "normalized": false, "special": true})
-    };
-    json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": [special(256, "<|im_start|>"), special(257, "<|im_end|>")],
-        "normalizer": null,
-        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
-        "post_processor": null,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
-                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
-                  "ignore_merges": false, "vocab": vocab, "merges": []}
-    })
-}
 
 fn write_json(path: &Path, value: &serde_json::Value) {
     std::fs::write(path, serde_json::to_string_pretty(value).unwrap()).unwrap();
@@ -73,19 +21,7 @@ fn write_json(path: &Path, value: &serde_json::Value) {
 
 /// Writes a complete tiny checkpoint to `dir` and returns the model it holds.
 fn checkpoint(dir: &Path, tied: bool, family: &str, device: &Device) -> Lm {
-    std::fs::create_dir_all(dir).unwrap();
-    write_json(&dir.join("config.json"), &config(tied, family));
-    write_json(&dir.join("tokenizer.json"), &tokenizer_json());
-    write_json(
-        &dir.join("tokenizer_config.json"),
-        &json!({"chat_template": CHATML, "eos_token": "<|im_end|>", "bos_token": null,
-                "pad_token": "<|im_end|>"}),
-    );
-    let arch = hf::read_config(&dir.join("config.json")).unwrap().arch;
-    device.seed(17);
-    let model = arch.init(device);
-    save_weights(&model, dir).unwrap();
-    model
+    fixture::write(dir, tied, family, 17, device).unwrap()
 }
 
 fn logits(model: &Lm, device: &Device) -> Vec<f32> {

@@ -6,13 +6,14 @@
 
 mod chat;
 mod config;
+pub mod fixture;
 mod weights;
 
 use std::path::{Path, PathBuf};
 
 pub use chat::{ChatTokenizer, Message};
 pub use config::{read_config, Family, HfConfig};
-pub use weights::{load_weights, save_weights};
+pub use weights::{check_weights, expected_tensors, load_weights, save_weights};
 
 use crate::model::Lm;
 
@@ -119,13 +120,21 @@ pub struct HfModel {
     pub config: HfConfig,
 }
 
-/// Loads the checkpoint in `dir` onto `device`, running sequences of at most `max_seq`
-/// tokens (at most the checkpoint's own context length).
-pub fn load(
+/// Checks the checkpoint in `dir` as far as can be done without loading its weights (its
+/// config.json, tokenizer and chat template, and the weight files' headers), so that a grid
+/// naming a checkpoint that cannot load is refused before anything is stored.
+pub fn check(dir: &Path) -> Result<HfConfig, HfError> {
+    let (config, _) = open_config(dir, None)?;
+    check_weights(dir, &config.arch)?;
+    Ok(config)
+}
+
+/// Reads `dir`'s config.json and tokenizer (with its chat template), and checks that they
+/// agree: everything of a checkpoint but its weights.
+pub fn open_config(
     dir: &Path,
     max_seq: Option<usize>,
-    device: &burn::tensor::Device,
-) -> Result<HfModel, HfError> {
+) -> Result<(HfConfig, ChatTokenizer), HfError> {
     if !dir.is_dir() {
         return Err(HfError::Missing {
             path: dir.to_path_buf(),
@@ -156,12 +165,79 @@ pub fn load(
             ),
         });
     }
+    Ok((config, tokenizer))
+}
+
+/// Loads the checkpoint in `dir` onto `device`, running sequences of at most `max_seq`
+/// tokens (at most the checkpoint's own context length).
+pub fn load(
+    dir: &Path,
+    max_seq: Option<usize>,
+    device: &burn::tensor::Device,
+) -> Result<HfModel, HfError> {
+    let (config, tokenizer) = open_config(dir, max_seq)?;
     let model = load_weights(dir, &config.arch, device)?;
     Ok(HfModel {
         model,
         tokenizer,
         config,
     })
+}
+
+/// A short hash that changes when the checkpoint in `dir` does (its config.json, and each
+/// weight file's name, size and modification time), so a trial's checkpoint is never resumed
+/// onto other starting weights.
+pub fn fingerprint(dir: &Path) -> Result<String, HfError> {
+    let config_path = dir.join("config.json");
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&std::fs::read(&config_path).map_err(|e| HfError::io(&config_path, e))?);
+    for file in weights::weight_files(dir)? {
+        let meta = std::fs::metadata(&file).map_err(|e| HfError::io(&file, e))?;
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        hasher.update(format!("{}|{}|{modified:?}", file.display(), meta.len()).as_bytes());
+    }
+    Ok(hasher.finalize().to_hex()[..16].to_string())
+}
+
+/// The files of a model directory besides its weights that other tools need to use it.
+const COMPANIONS: [&str; 5] = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "generation_config.json",
+    "special_tokens_map.json",
+];
+
+/// Writes `model` as a Hugging Face directory `out` that transformers (and so lm-eval, vLLM)
+/// loads: f32 safetensors under transformers' names, `source`'s config.json with its dtype
+/// set to float32, and `source`'s tokenizer files. The directory appears whole or not at all.
+pub fn save(model: &Lm, source: &Path, out: &Path) -> Result<(), HfError> {
+    let partial = out.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(&partial).map_err(|e| HfError::io(&partial, e))?;
+    let config_path = source.join("config.json");
+    let mut config: serde_json::Value = read_json(&config_path)?;
+    if let Some(object) = config.as_object_mut() {
+        // transformers 4 reads `torch_dtype`, 5 writes `dtype`.
+        for key in ["torch_dtype", "dtype"] {
+            object.insert(key.into(), serde_json::Value::String("float32".into()));
+        }
+    }
+    let written = partial.join("config.json");
+    let text = serde_json::to_string_pretty(&config).expect("a JSON value");
+    std::fs::write(&written, text).map_err(|e| HfError::io(&written, e))?;
+    for name in COMPANIONS {
+        let from = source.join(name);
+        if from.is_file() {
+            std::fs::copy(&from, partial.join(name)).map_err(|e| HfError::io(&from, e))?;
+        }
+    }
+    save_weights(model, &partial)?;
+    let _ = std::fs::remove_dir_all(out);
+    std::fs::rename(&partial, out).map_err(|e| HfError::io(out, e))
 }
 
 /// Greedy answers of `model` to `prompts`, each asked as a user's one message through the

@@ -21,7 +21,7 @@ const SINGLE: &str = "model.safetensors";
 const INDEX: &str = "model.safetensors.index.json";
 
 /// The weight files of `dir`: the one file, or every shard its index names.
-fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, HfError> {
+pub(super) fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, HfError> {
     let single = dir.join(SINGLE);
     if single.is_file() {
         return Ok(vec![single]);
@@ -129,6 +129,136 @@ pub fn load_weights(dir: &Path, arch: &Arch, device: &Device) -> Result<Lm, HfEr
     Ok(model)
 }
 
+/// The tensors a checkpoint of `arch` holds, by their names in the file, with PyTorch's
+/// shapes (`[out, in]` for linear weights).
+pub fn expected_tensors(arch: &Arch) -> Vec<(String, Vec<usize>)> {
+    let (d, ff) = (arch.d_model, arch.d_ff);
+    let (q, kv) = (
+        arch.n_heads * arch.head_dim,
+        arch.n_kv_heads * arch.head_dim,
+    );
+    let mut all = vec![("model.embed_tokens.weight".to_string(), vec![arch.vocab, d])];
+    for i in 0..arch.n_layers {
+        let mut linear = |name: &str, out: usize, inp: usize, bias: bool| {
+            all.push((format!("model.layers.{i}.{name}.weight"), vec![out, inp]));
+            if bias {
+                all.push((format!("model.layers.{i}.{name}.bias"), vec![out]));
+            }
+        };
+        linear("self_attn.q_proj", q, d, arch.qkv_bias);
+        linear("self_attn.k_proj", kv, d, arch.qkv_bias);
+        linear("self_attn.v_proj", kv, d, arch.qkv_bias);
+        linear("self_attn.o_proj", d, q, arch.o_bias);
+        linear("mlp.gate_proj", ff, d, arch.mlp_bias);
+        linear("mlp.up_proj", ff, d, arch.mlp_bias);
+        linear("mlp.down_proj", d, ff, arch.mlp_bias);
+        for norm in ["input_layernorm", "post_attention_layernorm"] {
+            all.push((format!("model.layers.{i}.{norm}.weight"), vec![d]));
+        }
+    }
+    all.push(("model.norm.weight".into(), vec![d]));
+    if !arch.tied {
+        all.push(("lm_head.weight".into(), vec![arch.vocab, d]));
+    }
+    all
+}
+
+/// Largest safetensors header read (the format itself caps it at 100 MB).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// One tensor entry of a safetensors header.
+#[derive(serde::Deserialize)]
+struct HeaderEntry {
+    dtype: String,
+    shape: Vec<usize>,
+    data_offsets: [u64; 2],
+}
+
+/// Checks the weights of `dir` against `arch` from the files' headers alone, without reading
+/// (or allocating) a single weight: each file is complete safetensors, of float tensors, and
+/// together they hold exactly the tensors `arch` needs with the shapes config.json implies.
+/// What `sweep run` checks before it stores a grid; loading checks the same again.
+pub fn check_weights(dir: &Path, arch: &Arch) -> Result<(), HfError> {
+    use std::io::Read;
+    let mut expected: std::collections::HashMap<String, Vec<usize>> =
+        expected_tensors(arch).into_iter().collect();
+    for file in weight_files(dir)? {
+        let bad = |message: String| HfError::Weights {
+            path: file.clone(),
+            message,
+        };
+        let mut f = std::fs::File::open(&file).map_err(|e| HfError::io(&file, e))?;
+        let size = f.metadata().map_err(|e| HfError::io(&file, e))?.len();
+        let mut len = [0u8; 8];
+        f.read_exact(&mut len)
+            .map_err(|_| bad("shorter than a safetensors header; is the file complete?".into()))?;
+        let n = u64::from_le_bytes(len);
+        if n > MAX_HEADER || 8 + n > size {
+            return Err(bad(format!(
+                "not safetensors (a header of {n} bytes in a file of {size}); is the file complete?"
+            )));
+        }
+        let mut header = vec![0u8; n as usize];
+        f.read_exact(&mut header)
+            .map_err(|e| HfError::io(&file, e))?;
+        let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
+            .map_err(|e| bad(format!("the safetensors header is not valid JSON ({e})")))?;
+        let mut end = 0;
+        for (name, entry) in header {
+            if name == "__metadata__" {
+                continue;
+            }
+            let entry: HeaderEntry = serde_json::from_value(entry)
+                .map_err(|e| bad(format!("tensor `{name}`: malformed header entry ({e})")))?;
+            end = end.max(entry.data_offsets[1]);
+            let tensor_err = |message: String| HfError::Tensor {
+                path: file.clone(),
+                tensor: name.clone(),
+                message,
+            };
+            if !["F32", "F16", "BF16", "F64"].contains(&entry.dtype.as_str()) {
+                return Err(tensor_err(format!(
+                    "element type {} is not a float type",
+                    entry.dtype
+                )));
+            }
+            match expected.remove(&name) {
+                Some(shape) if shape == entry.shape => {}
+                Some(shape) => {
+                    return Err(tensor_err(format!(
+                        "shape {:?}, but config.json implies {shape:?}",
+                        entry.shape
+                    )))
+                }
+                None if ignorable(&name, arch) => {}
+                None => {
+                    return Err(tensor_err(
+                        "not part of the architecture config.json describes (a different                          model, or a setting missing from config.json)"
+                            .into(),
+                    ))
+                }
+            }
+        }
+        if 8 + n + end > size {
+            return Err(bad(format!(
+                "truncated: its header describes {} bytes of data, the file holds {}",
+                end,
+                size - 8 - n
+            )));
+        }
+    }
+    let mut missing: Vec<String> = expected.into_keys().collect();
+    missing.sort();
+    match missing.first() {
+        Some(name) => Err(HfError::Tensor {
+            path: dir.to_path_buf(),
+            tensor: name.clone(),
+            message: "missing from the weights, though config.json's architecture needs it".into(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// An apply error from burn-store, in the checkpoint's names and PyTorch's orientation.
 fn tensor_error(file: &Path, error: &burn::store::ApplyError) -> HfError {
     use burn::store::ApplyError;
@@ -181,4 +311,54 @@ pub fn save_weights(model: &Lm, dir: &Path) -> Result<PathBuf, HfError> {
         message: e.to_string(),
     })?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Rope, RopeScaling, RopeStyle};
+
+    /// The header check's list of tensors is the model's own: the same names, and shapes
+    /// that add up to its parameter count (biases, grouped-query heads and both heads kinds).
+    #[test]
+    fn expected_tensors_are_the_models_parameters() {
+        for (tied, bias) in [(false, true), (true, false)] {
+            let arch = Arch {
+                vocab: 50,
+                d_model: 16,
+                n_layers: 2,
+                n_heads: 4,
+                n_kv_heads: 2,
+                head_dim: 4,
+                d_ff: 24,
+                rms_eps: 1e-5,
+                rope: Rope {
+                    theta: 10_000.0,
+                    style: RopeStyle::Halves,
+                    scaling: RopeScaling::None,
+                },
+                qkv_bias: bias,
+                o_bias: bias,
+                mlp_bias: bias,
+                tied,
+                max_seq: 32,
+            };
+            let model = arch.init(&Device::flex());
+            let mut names: Vec<String> = model
+                .collect(None, None, false)
+                .into_iter()
+                .map(|t| hf_name(&t.name))
+                .collect();
+            names.sort();
+            let expected = expected_tensors(&arch);
+            let mut listed: Vec<String> = expected.iter().map(|(n, _)| n.clone()).collect();
+            listed.sort();
+            assert_eq!(names, listed);
+            let count: usize = expected
+                .iter()
+                .map(|(_, s)| s.iter().product::<usize>())
+                .sum();
+            assert_eq!(count, arch.num_params());
+        }
+    }
 }

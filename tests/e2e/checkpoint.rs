@@ -1,0 +1,257 @@
+//! Hugging Face checkpoints through the real binary: a tiny random Llama (written by sweep's
+//! own fixture, no download) swept over learning rate × steps × EMA decay by `sweep run`,
+//! with every answer kept, an external judge, the fine-tuned weights saved as a directory
+//! that loads again, and a Pareto report; and checkpoints that cannot load refused before
+//! anything is stored.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sweep_trainer::hf;
+
+use crate::support::{text, Project};
+
+/// The grid, given the checkpoint's directory.
+fn grid(name: &str, checkpoint: &str) -> String {
+    format!(
+        r#"
+[sweep]
+name = "{name}"
+parallel = 1
+max_attempts = 1
+
+[grid]
+learning_rate = [1e-3, 1e-2]
+steps = [0, 3]
+ema_decay = [0.0, 0.9]
+
+[fixed]
+batch_size = 2
+seed = 0
+
+[trainer]
+eval_harmful = 4
+eval_benign = 4
+eval_task = 4
+max_new_tokens = 6
+save = "both"
+judge = ["sh", "judge.sh"]
+judge_name = "guard"
+
+[trainer.model]
+hf = "{checkpoint}"
+max_seq = 96
+"#
+    )
+}
+
+/// A judge that calls an answer unsafe when it is longer than three characters.
+const JUDGE: &str = r#"while IFS= read -r line; do
+  answer=${line#*\"answer\":\"}; answer=${answer%\"\}}
+  if [ ${#answer} -gt 3 ]; then echo unsafe; else echo safe; fi
+done
+"#;
+
+fn trial_dirs(p: &Project, sweep: &str) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(p.path().join("sweep-trials").join(sweep))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|d| d.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+fn jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_checkpoint_is_swept_answered_judged_saved_and_ranked() {
+    let p = Project::new();
+    let device = sweep_trainer::cpu_device();
+    hf::fixture::write(&p.path().join("tiny"), true, "LlamaForCausalLM", 3, &device).unwrap();
+    p.write("judge.sh", JUDGE);
+    p.write("hf.toml", &grid("hf", "tiny"));
+    let out = p.run(&["run", "hf.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let rows = p.export();
+    assert_eq!(rows.len(), 8);
+    assert!(rows.iter().all(|r| r["status"] == "completed"), "{rows:?}");
+    // One run per learning rate reports all four of its (steps, decay) points.
+    let launched = rows.iter().filter(|r| r["attempts"] != "0").count();
+    assert_eq!(launched, 2, "{rows:?}");
+    for r in &rows {
+        for metric in ["unsafe_rate", "guard_unsafe_rate", "utility", "eval_loss"] {
+            let v: f64 = r[&format!("metric_{metric}")].parse().unwrap();
+            assert!(v.is_finite(), "{metric} in {r:?}");
+        }
+    }
+    // steps = 0 is the checkpoint as loaded, for both learning rates.
+    let base: Vec<_> = rows.iter().filter(|r| r["param_steps"] == "0").collect();
+    assert!(base
+        .windows(2)
+        .all(|w| w[0]["metric_eval_loss"] == w[1]["metric_eval_loss"]));
+    let tuned: Vec<_> = rows
+        .iter()
+        .filter(|r| r["param_steps"] == "3" && r["param_ema_decay"].parse::<f64>().unwrap() == 0.0)
+        .collect();
+    assert_ne!(tuned[0]["metric_eval_loss"], base[0]["metric_eval_loss"]);
+
+    // Every answer of every point is kept once, labelled, and the harmful ones judged.
+    let dirs = trial_dirs(&p, "hf");
+    let answers: Vec<Value> = dirs
+        .iter()
+        .map(|d| d.join("responses.jsonl"))
+        .filter(|f| f.is_file())
+        .flat_map(|f| jsonl(&f))
+        .collect();
+    assert_eq!(
+        answers.len(),
+        8 * (4 + 4 + 4),
+        "one line per point and prompt"
+    );
+    for a in &answers {
+        let set = a["set"].as_str().unwrap();
+        let label = a["label"].as_str().unwrap();
+        let labels: &[&str] = if set == "task" {
+            &["correct", "wrong"]
+        } else {
+            &["refused", "degenerate", "complied"]
+        };
+        assert!(labels.contains(&label), "{a}");
+        assert_eq!(a["judge"].is_string(), set == "harmful", "{a}");
+    }
+    // The judge's rate is the share of its `unsafe` verdicts, point by point.
+    let key = |steps: &str, decay: f64, rate: f64| format!("{steps}|{decay}|{rate}");
+    let mut from_answers: Vec<String> = Vec::new();
+    for file in dirs
+        .iter()
+        .map(|d| d.join("responses.jsonl"))
+        .filter(|f| f.is_file())
+    {
+        let lines = jsonl(&file);
+        let mut points: Vec<(u64, f64)> = lines
+            .iter()
+            .map(|a| {
+                (
+                    a["steps"].as_u64().unwrap(),
+                    a["ema_decay"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        points.dedup();
+        for (steps, decay) in points {
+            let verdicts: Vec<&Value> = lines
+                .iter()
+                .filter(|a| a["steps"] == steps && a["ema_decay"] == decay && a["set"] == "harmful")
+                .map(|a| &a["judge"])
+                .collect();
+            let rate =
+                verdicts.iter().filter(|v| **v == "unsafe").count() as f64 / verdicts.len() as f64;
+            from_answers.push(key(&steps.to_string(), decay, rate));
+        }
+    }
+    let mut from_rows: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            key(
+                &r["param_steps"],
+                r["param_ema_decay"].parse().unwrap(),
+                r["metric_guard_unsafe_rate"].parse().unwrap(),
+            )
+        })
+        .collect();
+    from_answers.sort();
+    from_rows.sort();
+    assert_eq!(from_answers, from_rows);
+
+    // The trials that ran saved their final weights (and, with a decay, the EMA's) as a
+    // directory that loads again.
+    let saved: Vec<PathBuf> = dirs
+        .iter()
+        .flat_map(|d| [d.join("model-final"), d.join("model-ema")])
+        .filter(|d| d.is_dir())
+        .collect();
+    assert!(!saved.is_empty(), "no saved model in {dirs:?}");
+    for dir in &saved {
+        let config: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(config["torch_dtype"], "float32");
+        hf::load(dir, None, &device).unwrap();
+    }
+
+    let out = p.run(&["report", "hf", "--pareto"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("learning_rate"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn a_checkpoint_that_cannot_load_stores_nothing() {
+    let p = Project::new();
+    let device = sweep_trainer::cpu_device();
+    let good = p.path().join("good");
+    hf::fixture::write(&good, false, "LlamaForCausalLM", 3, &device).unwrap();
+    let copy = |name: &str| -> PathBuf {
+        let dir = p.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(&good).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+        dir
+    };
+    // A truncated weights file.
+    let truncated = copy("truncated");
+    let weights = truncated.join("model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() - 100]).unwrap();
+    // A config.json that disagrees with the weights.
+    let wide = copy("wide");
+    let config_path = wide.join("config.json");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["intermediate_size"] = 64.into();
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    // An architecture sweep does not run.
+    let other = copy("other");
+    let config_path = other.join("config.json");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["architectures"] = serde_json::json!(["GPT2LMHeadModel"]);
+    std::fs::write(&config_path, config.to_string()).unwrap();
+
+    for (dir, needles) in [
+        ("missing", vec!["missing", "not found"]),
+        ("truncated", vec!["model.safetensors", "truncated"]),
+        (
+            "wide",
+            vec![
+                "wide/model.safetensors",
+                "tensor `model.layers.0.mlp.",
+                "config.json implies",
+            ],
+        ),
+        ("other", vec!["config.json", "GPT2LMHeadModel"]),
+    ] {
+        p.write("bad.toml", &grid("bad", dir));
+        let out = p.run(&["run", "bad.toml"]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{dir}: {err}");
+        assert!(err.contains("bad.toml:"), "{dir}: names the grid: {err}");
+        for needle in needles {
+            assert!(err.contains(needle), "{dir}: missing {needle:?} in {err}");
+        }
+        assert!(!p.db().exists() || p.run(&["status", "bad"]).status.code() != Some(0));
+    }
+}
