@@ -270,3 +270,98 @@ echo '{"event":"result","metrics":{"ok":1}}'
         .collect();
     assert_eq!(body, ["1,loss,2.0", "2,loss,NaN"]);
 }
+
+/// x = 1..3 reports validation and test halves: on validation x = 1 is safest but below the
+/// utility bar, x = 2 is the safest that meets it; on test x = 2 is less safe than it looked.
+/// Seed 1 adds 0.02 to every unsafe rate.
+const SPLIT_TRIAL: &str = r#"#!/bin/sh
+awk -v x="$1" -v seed="$2" 'BEGIN {
+  split("0.05 0.10 0.30", vu, " "); split("0.06 0.20 0.12", tu, " ");
+  split("0.5 0.85 0.95", vy, " "); split("0.5 0.8 0.9", ty, " ");
+  d = 0.02 * seed;
+  printf "{\"event\":\"result\",\"metrics\":{\"unsafe_rate\":%s,\"utility\":%s,", (vu[x] + tu[x]) / 2 + d, (vy[x] + ty[x]) / 2
+  printf "\"val_unsafe_rate\":%s,\"test_unsafe_rate\":%s,\"val_utility\":%s,\"test_utility\":%s}}\n", vu[x] + d, tu[x] + d, vy[x], ty[x]
+}'
+"#;
+
+#[test]
+fn best_is_chosen_on_validation_and_reported_on_test_in_every_format() {
+    let p = Project::new();
+    p.write("t.sh", SPLIT_TRIAL);
+    p.write(
+        "g.toml",
+        "[sweep]\nname = \"sel\"\ncommand = [\"sh\", \"t.sh\", \"{x}\", \"{seed}\"]\n\
+         [grid]\nx = [1, 2, 3]\nseed = [0, 1]\n",
+    );
+    assert_code(&p.run(&["run", "g.toml"]), 0);
+    let best = |extra: &[&str]| {
+        let mut args = vec!["report", "sel", "--best", "unsafe_rate:min"];
+        args.extend_from_slice(extra);
+        p.run(&args)
+    };
+    let out = best(&["--subject-to", "utility>=0.8", "--format", "json"]);
+    assert_code(&out, 0);
+    let json: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    let sweep = &json["sweeps"][0];
+    assert_eq!(sweep["chosen"]["params"]["x"], 2);
+    assert_eq!(sweep["eligible"], 2);
+    let reported = &sweep["chosen"]["metrics"]["unsafe_rate"]["reported"];
+    assert!(
+        (reported["mean"].as_f64().unwrap() - 0.21).abs() < 1e-12,
+        "{reported}"
+    );
+    assert_eq!(reported["n"], 2);
+    assert!((reported["ci95"].as_f64().unwrap() - 12.706 * 0.01).abs() < 1e-9);
+    let chosen_on = &sweep["chosen"]["metrics"]["unsafe_rate"]["chosen_on"];
+    assert!((chosen_on["mean"].as_f64().unwrap() - 0.11).abs() < 1e-12);
+
+    // A relative bar: 90 % of the best validation utility (0.95) leaves only x = 3.
+    let out = best(&["--subject-to", "utility>=0.9*best", "--format", "csv"]);
+    assert_code(&out, 0);
+    let csv = text(&out.stdout);
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+    assert_eq!(col("param_x"), "3");
+    assert_eq!(col("eligible"), "1/3");
+    assert_eq!(col("test_unsafe_rate_mean"), "0.13");
+
+    for format in ["table", "markdown", "latex"] {
+        let out = best(&["--subject-to", "utility>=0.8", "--format", format]);
+        assert_code(&out, 0);
+        let shown = text(&out.stdout);
+        assert!(shown.contains("0.2100"), "{format}: {shown}");
+    }
+    let out = best(&["--subject-to", "utility>=2"]);
+    assert_code(&out, 2);
+    assert!(text(&out.stdout).contains("none meets the constraints"));
+
+    // Trials without halves: refused, unless asked to use the same prompts.
+    p.write(
+        "plain.sh",
+        "echo '{\"event\":\"result\",\"metrics\":{\"unsafe_rate\":0.1}}'\n",
+    );
+    p.write(
+        "h.toml",
+        "[sweep]\nname = \"plain\"\ncommand = [\"sh\", \"plain.sh\", \"{x}\"]\n[grid]\nx = [1]\n",
+    );
+    assert_code(&p.run(&["run", "h.toml"]), 0);
+    let out = p.run(&["report", "plain", "--best", "unsafe_rate:min"]);
+    assert_code(&out, 2);
+    assert!(
+        text(&out.stderr).contains("--same-prompts"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = p.run(&[
+        "report",
+        "plain",
+        "--best",
+        "unsafe_rate:min",
+        "--same-prompts",
+    ]);
+    assert_code(&out, 0);
+    let out = p.run(&["report", "plain", "--subject-to", "utility>=1"]);
+    assert_ne!(out.status.code(), Some(0), "--subject-to needs --best");
+}

@@ -9,6 +9,7 @@ pub mod html;
 pub mod pareto;
 pub mod plot;
 pub mod render;
+pub mod select;
 pub mod status;
 pub mod table;
 
@@ -16,6 +17,7 @@ pub use aggregate::Aggregator;
 pub use export::{aggregate_table, curves_table, trial_cells, trial_columns, ExportError};
 pub use filter::{Condition, Filter};
 pub use front::{FrontBuilder, FrontReport};
-pub use render::{render, Format};
+pub use render::{render, render_selection, Format};
+pub use select::{select, Constraint, Halves, Selection};
 pub use status::status_table;
 pub use table::{Table, TableFormat, TableWriter};

@@ -5,7 +5,9 @@ use std::io::Write;
 use serde_json::json;
 use sweep_core::value::format_float;
 
+use crate::aggregate::{Configuration, Stat};
 use crate::front::FrontReport;
+use crate::select::Selection;
 use crate::ExportError;
 
 /// Output format of `sweep report`.
@@ -129,28 +131,7 @@ pub fn render(
                     cells
                 })
                 .collect();
-            if format == Format::Markdown {
-                writeln!(out, "| {} |", header.join(" | "))?;
-                writeln!(out, "|{}", "---|".repeat(header.len()))?;
-                for row in &body {
-                    writeln!(out, "| {} |", row.join(" | "))?;
-                }
-            } else {
-                let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-                for row in &body {
-                    for (w, c) in widths.iter_mut().zip(row) {
-                        *w = (*w).max(c.chars().count());
-                    }
-                }
-                for row in std::iter::once(&header).chain(&body) {
-                    let line: Vec<String> = row
-                        .iter()
-                        .zip(&widths)
-                        .map(|(c, w)| format!("{c:<w$}"))
-                        .collect();
-                    writeln!(out, "{}", line.join("  ").trim_end())?;
-                }
-            }
+            text_table(&header, &body, format == Format::Markdown, &mut out)?;
             if let Some((hv, reference)) = &report.hypervolume {
                 let r: Vec<String> = reference.iter().map(|x| format_float(*x)).collect();
                 writeln!(
@@ -166,6 +147,243 @@ pub fn render(
         }
     }
     Ok(())
+}
+
+/// Writes `header` and `body` as a GitHub Markdown table, or as aligned text.
+fn text_table(
+    header: &[String],
+    body: &[Vec<String>],
+    markdown: bool,
+    mut out: impl Write,
+) -> Result<(), ExportError> {
+    if markdown {
+        writeln!(out, "| {} |", header.join(" | "))?;
+        writeln!(out, "|{}", "---|".repeat(header.len()))?;
+        for row in body {
+            writeln!(out, "| {} |", row.join(" | "))?;
+        }
+        return Ok(());
+    }
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in body {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for row in std::iter::once(header).chain(body.iter().map(Vec::as_slice)) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        writeln!(out, "{}", line.join("  ").trim_end())?;
+    }
+    Ok(())
+}
+
+/// Writes a `--best` selection: per sweep, the chosen configuration's parameters, and for the
+/// objective and each constrained metric the value it was chosen on and the reported one
+/// (mean, standard deviation, n and 95 % interval over replicates).
+pub fn render_selection(
+    selection: &Selection,
+    format: Format,
+    mut out: impl Write,
+) -> Result<(), ExportError> {
+    let chosen: Vec<&Configuration> = selection
+        .choices
+        .iter()
+        .filter_map(|c| c.config.as_ref())
+        .collect();
+    let mut params: Vec<String> = chosen
+        .iter()
+        .flat_map(|c| c.params.keys().cloned())
+        .collect();
+    params.sort();
+    params.dedup();
+    let metrics = selection.metrics();
+    let (choose, report) = (selection.halves.choose, selection.halves.report);
+    let stat =
+        |c: &Configuration, prefix: &str, m: &str| c.stats.get(&format!("{prefix}{m}")).copied();
+    match format {
+        Format::Json => {
+            let stat_json = |s: Option<Stat>| {
+                s.map(|s| json!({"mean": s.mean, "std": s.std, "n": s.n, "ci95": s.ci95}))
+            };
+            let value = json!({
+                "objective": selection.objective.to_string(),
+                "subject_to": selection.constraints.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+                "chosen_on": choose,
+                "reported_on": report,
+                "sweeps": selection.choices.iter().map(|ch| json!({
+                    "sweep": ch.sweep,
+                    "eligible": ch.eligible.0,
+                    "configurations": ch.eligible.1,
+                    "bounds": ch.bounds.iter().map(|(c, v)| json!({"constraint": c, "value": v})).collect::<Vec<_>>(),
+                    "chosen": ch.config.as_ref().map(|c| json!({
+                        "params": c.params.iter().map(|(k, v)| (k.clone(), v.to_json())).collect::<serde_json::Map<_, _>>(),
+                        "trials": c.trials,
+                        "metrics": metrics.iter().map(|m| (m.clone(), json!({
+                            "chosen_on": stat_json(stat(c, choose, m)),
+                            "reported": stat_json(stat(c, report, m)),
+                        }))).collect::<serde_json::Map<_, _>>(),
+                    })),
+                })).collect::<Vec<_>>(),
+            });
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            )?;
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            let mut header = vec!["sweep".to_string(), "eligible".into(), "n".into()];
+            header.extend(params.iter().map(|p| format!("param_{p}")));
+            for m in &metrics {
+                header.push(format!("{choose}{m}_mean"));
+                for s in ["mean", "std", "n", "ci95"] {
+                    header.push(format!("{report}{m}_{s}"));
+                }
+            }
+            w.write_record(&header)?;
+            for ch in &selection.choices {
+                let mut rec = vec![
+                    ch.sweep.clone(),
+                    format!("{}/{}", ch.eligible.0, ch.eligible.1),
+                ];
+                match &ch.config {
+                    None => rec.resize(header.len(), String::new()),
+                    Some(c) => {
+                        rec.push(c.trials.len().to_string());
+                        rec.extend(params.iter().map(|p| param_text(c, p)));
+                        for m in &metrics {
+                            let chosen_on = stat(c, choose, m).map(|s| format_float(s.mean));
+                            rec.push(chosen_on.unwrap_or_default());
+                            match stat(c, report, m) {
+                                Some(s) => rec.extend([
+                                    format_float(s.mean),
+                                    format_float(s.std),
+                                    s.n.to_string(),
+                                    format_float(s.ci95),
+                                ]),
+                                None => rec.extend(vec![String::new(); 4]),
+                            }
+                        }
+                    }
+                }
+                w.write_record(&rec)?;
+            }
+            w.flush()?;
+        }
+        Format::Table | Format::Markdown | Format::Latex => {
+            let name = |prefix: &str, m: &str| {
+                if prefix.is_empty() {
+                    m.to_string()
+                } else {
+                    format!("{prefix}{m}")
+                }
+            };
+            let mut header = vec!["sweep".to_string(), "eligible".into(), "n".into()];
+            header.extend(params.iter().cloned());
+            for m in &metrics {
+                header.push(name(choose, m));
+                header.push(format!("{} (± 95 % CI)", name(report, m)));
+            }
+            let body: Vec<Vec<String>> = selection
+                .choices
+                .iter()
+                .map(|ch| {
+                    let mut cells = vec![
+                        ch.sweep.clone(),
+                        format!("{}/{}", ch.eligible.0, ch.eligible.1),
+                    ];
+                    match &ch.config {
+                        None => {
+                            cells.push("none meets the constraints".into());
+                            cells.resize(header.len(), String::new());
+                        }
+                        Some(c) => {
+                            cells.push(c.trials.len().to_string());
+                            cells.extend(params.iter().map(|p| param_text(c, p)));
+                            for m in &metrics {
+                                cells.push(
+                                    stat(c, choose, m)
+                                        .map_or(String::new(), |s| format!("{:.4}", s.mean)),
+                                );
+                                cells.push(stat(c, report, m).map_or(String::new(), |s| {
+                                    if s.n > 1 {
+                                        format!("{:.4} ± {:.4}", s.mean, s.ci95)
+                                    } else {
+                                        format!("{:.4}", s.mean)
+                                    }
+                                }));
+                            }
+                        }
+                    }
+                    cells
+                })
+                .collect();
+            if format == Format::Latex {
+                writeln!(
+                    out,
+                    "% Generated by `sweep report --best`; needs \\usepackage{{booktabs}}."
+                )?;
+                writeln!(
+                    out,
+                    "\\begin{{tabular}}{{l{}}}",
+                    "r".repeat(header.len() - 1)
+                )?;
+                writeln!(out, "\\toprule")?;
+                let escaped: Vec<String> = header
+                    .iter()
+                    .map(|h| tex_escape(h).replace('±', "$\\pm$"))
+                    .collect();
+                writeln!(out, "{} \\\\", escaped.join(" & "))?;
+                writeln!(out, "\\midrule")?;
+                for row in &body {
+                    let cells: Vec<String> = row
+                        .iter()
+                        .map(|c| tex_escape(c).replace('±', "$\\pm$"))
+                        .collect();
+                    writeln!(out, "{} \\\\", cells.join(" & "))?;
+                }
+                writeln!(out, "\\bottomrule")?;
+                writeln!(out, "\\end{{tabular}}")?;
+            } else {
+                text_table(&header, &body, format == Format::Markdown, &mut out)?;
+                if format == Format::Table {
+                    writeln!(
+                        out,
+                        "\nchosen on {} prompts, reported on {} prompts (n: trials averaged)",
+                        if choose.is_empty() {
+                            "all"
+                        } else {
+                            "validation"
+                        },
+                        if report.is_empty() {
+                            "the same"
+                        } else {
+                            "held-out test"
+                        },
+                    )?;
+                    for ch in &selection.choices {
+                        for (c, v) in &ch.bounds {
+                            writeln!(out, "{}: {c} is {}", ch.sweep, format_float(*v))?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A parameter's value as text, empty when the configuration does not have it.
+fn param_text(c: &Configuration, name: &str) -> String {
+    c.params
+        .get(name)
+        .map(|v| v.to_string())
+        .unwrap_or_default()
 }
 
 fn latex(

@@ -74,6 +74,38 @@ impl Chat {
     }
 }
 
+/// Which half of an evaluation set a prompt belongs to: configurations are chosen on the
+/// validation half and reported on the test half, so the chosen one's numbers carry no
+/// winner's curse. Fixed by the prompt's text alone (the lowest bit of its BLAKE3 hash), so
+/// the halves are the same on every run, machine and sweep, and never overlap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// Used to choose.
+    Validation,
+    /// Used to report.
+    Test,
+}
+
+impl Split {
+    /// The half `prompt` belongs to.
+    pub fn of(prompt: &str) -> Split {
+        if blake3::hash(prompt.as_bytes()).as_bytes()[0] & 1 == 0 {
+            Split::Validation
+        } else {
+            Split::Test
+        }
+    }
+
+    /// The prefix of the metrics computed on this half: `val_` or `test_`.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Split::Validation => "val_",
+            Split::Test => "test_",
+        }
+    }
+}
+
 /// Prompts with their tokens, encoded once when a trial starts (so a template that cannot
 /// render one fails then, not halfway through an evaluation).
 #[derive(Debug, Clone, Default)]
@@ -82,6 +114,8 @@ pub struct Prompts {
     pub text: Vec<String>,
     /// Their tokens, as [`Chat::encode_prompt`] gives them.
     pub ids: Vec<Vec<u32>>,
+    /// The half each belongs to.
+    pub split: Vec<Split>,
 }
 
 impl Prompts {
@@ -91,7 +125,8 @@ impl Prompts {
             .iter()
             .map(|p| chat.encode_prompt(p))
             .collect::<Result<_, _>>()?;
-        Ok(Prompts { text, ids })
+        let split = text.iter().map(|p| Split::of(p)).collect();
+        Ok(Prompts { text, ids, split })
     }
 
     /// How many there are.
@@ -102,5 +137,31 @@ impl Prompts {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.text.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_split_is_fixed_by_the_text_and_about_even() {
+        let prompts: Vec<String> = (0..1000)
+            .map(|i| format!("How do I do thing {i}?"))
+            .collect();
+        let test = prompts
+            .iter()
+            .filter(|p| Split::of(p) == Split::Test)
+            .count();
+        assert!(
+            (400..600).contains(&test),
+            "{test} of 1000 in the test half"
+        );
+        // Pinned against Python's blake3 package (the lowest bit of the first byte): a change
+        // to the rule would silently move prompts between the halves.
+        assert_eq!(test, 489);
+        let (v, t) = (Split::Validation, Split::Test);
+        let first: Vec<Split> = prompts[..8].iter().map(|p| Split::of(p)).collect();
+        assert_eq!(first, [v, v, t, v, v, v, t, t]);
     }
 }

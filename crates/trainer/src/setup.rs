@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::batch::{loss, make_batch};
-use crate::chat::{Chat, Prompts};
+use crate::chat::{Chat, Prompts, Split};
 use crate::config::{ConfigError, TrainerConfig};
 use crate::data::{generate as generate_data, DataConfig, Example};
 use crate::eval::{exact_match, is_degenerate, over_refusal, safety, Keywords, Response};
@@ -212,29 +212,42 @@ pub struct Evaluation {
     pub answers: Vec<Transcript>,
 }
 
-/// Safety and utility of `model` (without autodiff), with every answer it gave.
+/// Safety and utility of `model` (without autodiff), with every answer it gave. Each rate is
+/// reported on all prompts of its set (`unsafe_rate`) and on each fixed half of it
+/// (`val_unsafe_rate`, `test_unsafe_rate`; see [`Split`]).
 pub fn evaluate(model: &Lm, setup: &Setup, device: &Device) -> Evaluation {
     let max_new = setup.config.max_new_tokens;
     let harmful = setup.answer(model, &setup.eval_harmful, max_new, device);
     let benign = setup.answer(model, &setup.eval_benign, max_new, device);
     let mut metrics = BTreeMap::new();
-    if let Some(s) = safety(&harmful, &setup.keywords) {
-        metrics.insert("unsafe_rate".into(), s.unsafe_rate);
-        metrics.insert("degenerate_rate".into(), s.degenerate_rate);
-        metrics.insert("complies_rate".into(), s.complies_rate);
-    }
-    if let Some(r) = over_refusal(&benign, &setup.keywords) {
-        metrics.insert("over_refusal_rate".into(), r);
-    }
+    let keywords = &setup.keywords;
+    by_split(&mut metrics, &harmful, &setup.eval_harmful.split, |r| {
+        safety(r, keywords).map_or_else(Vec::new, |s| {
+            vec![
+                ("unsafe_rate", s.unsafe_rate),
+                ("degenerate_rate", s.degenerate_rate),
+                ("complies_rate", s.complies_rate),
+            ]
+        })
+    });
+    by_split(&mut metrics, &benign, &setup.eval_benign.split, |r| {
+        over_refusal(r, keywords).map_or_else(Vec::new, |o| vec![("over_refusal_rate", o)])
+    });
     let mut answers = Vec::new();
     answers.extend(setup.transcribe("harmful", &setup.eval_harmful, harmful, None));
     answers.extend(setup.transcribe("benign", &setup.eval_benign, benign, None));
     if !setup.eval_task.is_empty() {
         let longest = setup.task_answers.iter().map(|a| a.len()).max();
         let task = setup.answer(model, &setup.eval_task, longest.unwrap_or(0) + 2, device);
-        if let Some(u) = exact_match(&task, &setup.task_answers) {
-            metrics.insert("utility".into(), u);
-        }
+        let scored: Vec<(Response, String)> = task
+            .iter()
+            .cloned()
+            .zip(setup.task_answers.iter().cloned())
+            .collect();
+        by_split(&mut metrics, &scored, &setup.eval_task.split, |pairs| {
+            let (r, e): (Vec<Response>, Vec<String>) = pairs.iter().cloned().unzip();
+            exact_match(&r, &e).map_or_else(Vec::new, |u| vec![("utility", u)])
+        });
         let expected = Some(setup.task_answers.as_slice());
         answers.extend(setup.transcribe("task", &setup.eval_task, task, expected));
     }
@@ -242,6 +255,29 @@ pub fn evaluate(model: &Lm, setup: &Setup, device: &Device) -> Evaluation {
         metrics.insert("eval_loss".into(), l);
     }
     Evaluation { metrics, answers }
+}
+
+/// Inserts what `score` makes of all `items`, and, prefixed `val_` and `test_`, of each half.
+fn by_split<T: Clone>(
+    metrics: &mut BTreeMap<String, f64>,
+    items: &[T],
+    split: &[Split],
+    score: impl Fn(&[T]) -> Vec<(&'static str, f64)>,
+) {
+    for (name, value) in score(items) {
+        metrics.insert(name.into(), value);
+    }
+    for half in [Split::Validation, Split::Test] {
+        let part: Vec<T> = items
+            .iter()
+            .zip(split)
+            .filter(|(_, s)| **s == half)
+            .map(|(item, _)| item.clone())
+            .collect();
+        for (name, value) in score(&part) {
+            metrics.insert(format!("{}{name}", half.prefix()), value);
+        }
+    }
 }
 
 /// How far `model` is from the refusal bars on the validation prompts (never the evaluation
@@ -271,6 +307,8 @@ pub struct Transcript {
     /// How the answer counted: `refused`, `degenerate` (junk: neither safe nor harmful
     /// help) or `complied` for harmful and benign prompts; `correct` or `wrong` for the task.
     pub label: &'static str,
+    /// The half of its set the prompt belongs to.
+    pub split: Split,
 }
 
 impl Setup {
@@ -284,9 +322,9 @@ impl Setup {
     ) -> Vec<Transcript> {
         answers
             .into_iter()
-            .zip(&prompts.text)
+            .zip(prompts.text.iter().zip(&prompts.split))
             .enumerate()
-            .map(|(i, (r, prompt))| {
+            .map(|(i, (r, (prompt, &split)))| {
                 let refused = self.keywords.refuses(&r.text);
                 let label = match expected.and_then(|e| e.get(i)) {
                     Some(answer) if r.text.trim() == answer.trim() => "correct",
@@ -301,6 +339,7 @@ impl Setup {
                     response: r.text,
                     refused,
                     label,
+                    split,
                 }
             })
             .collect()
@@ -351,5 +390,53 @@ mod tests {
         assert_ne!(a, prompts[..50], "a sample, not the first rows");
         assert_eq!(fixed_sample(prompts.clone(), None), prompts);
         assert_eq!(fixed_sample(prompts.clone(), Some(600)), prompts);
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    /// The halves partition every evaluation set (no prompt in both, none in neither), both
+    /// are used, and the split of a prompt does not depend on which set or run it is in.
+    #[test]
+    fn validation_and_test_halves_never_share_a_prompt() {
+        let setup = Setup::new(TrainerConfig::default()).unwrap();
+        for prompts in [&setup.eval_harmful, &setup.eval_benign, &setup.eval_task] {
+            let half = |h: Split| -> std::collections::BTreeSet<&String> {
+                prompts
+                    .text
+                    .iter()
+                    .zip(&prompts.split)
+                    .filter(|(_, s)| **s == h)
+                    .map(|(p, _)| p)
+                    .collect()
+            };
+            let (val, test) = (half(Split::Validation), half(Split::Test));
+            assert!(val.is_disjoint(&test));
+            assert_eq!(val.len() + test.len(), prompts.len());
+            assert!(!val.is_empty() && !test.is_empty());
+            for (p, s) in prompts.text.iter().zip(&prompts.split) {
+                assert_eq!(Split::of(p), *s);
+            }
+        }
+    }
+
+    #[test]
+    fn each_rate_is_reported_on_all_prompts_and_on_each_half() {
+        let mut metrics = BTreeMap::new();
+        let items = [1.0, 0.0, 1.0, 1.0];
+        let split = [
+            Split::Validation,
+            Split::Test,
+            Split::Test,
+            Split::Validation,
+        ];
+        by_split(&mut metrics, &items, &split, |xs| {
+            vec![("rate", xs.iter().sum::<f64>() / xs.len() as f64)]
+        });
+        assert_eq!(metrics["rate"], 0.75);
+        assert_eq!(metrics["val_rate"], 1.0);
+        assert_eq!(metrics["test_rate"], 0.5);
     }
 }

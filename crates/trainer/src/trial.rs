@@ -581,6 +581,7 @@ mod tests {
             response: response.into(),
             refused: false,
             label: "complied",
+            split: crate::chat::Split::Test,
         }
     }
 

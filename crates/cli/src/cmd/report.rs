@@ -1,4 +1,4 @@
-//! `sweep report [NAME] --pareto`.
+//! `sweep report [NAME] --pareto`, and `--best` with `--subject-to`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,7 +8,10 @@ use clap::{Args, ValueEnum};
 use sweep_report::html::html_page;
 use sweep_report::pareto::Objective;
 use sweep_report::plot::plot_svg;
-use sweep_report::{render, Condition, Filter, Format, FrontBuilder};
+use sweep_report::{
+    render, render_selection, select, Aggregator, Condition, Constraint, Filter, Format,
+    FrontBuilder, Halves,
+};
 use sweep_store::Store;
 
 use crate::exit_codes;
@@ -62,6 +65,20 @@ pub struct ReportArgs {
     /// Also write one self-contained HTML page with the plot and a sortable table.
     #[arg(long, value_name = "FILE.html")]
     html: Option<PathBuf>,
+    /// Instead of the front: the best configuration of each sweep by METRIC:min|max, chosen
+    /// on the validation half of the prompts (`val_METRIC`) and reported on the test half
+    /// (`test_METRIC`), with 95 % intervals over seeds.
+    #[arg(long, value_name = "METRIC:DIR")]
+    best: Option<Objective>,
+    /// With --best: only configurations whose mean METRIC meets the bound (on the validation
+    /// half), e.g. 'utility>=0.8' or 'utility>=0.9*best' (90 % of the sweep's best); repeat
+    /// to combine.
+    #[arg(long = "subject-to", value_name = "CONSTRAINT", requires = "best")]
+    subject_to: Vec<Constraint>,
+    /// With --best: choose and report on the same prompts (for trials that report no
+    /// validation/test halves), accepting the winner's curse that brings.
+    #[arg(long, requires = "best")]
+    same_prompts: bool,
 }
 
 pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
@@ -83,6 +100,34 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
     let metrics = store.metric_names(sweep_id).await?;
     let filter = Filter::new(&args.filters, &params, &metrics)?;
     let replicate = (!args.per_trial).then_some(args.replicate.as_str());
+    if let Some(objective) = &args.best {
+        let mut aggregator = Aggregator::new(replicate);
+        store
+            .for_each_trial(sweep_id, |row| {
+                if filter.keep(&row) {
+                    aggregator.add(&row);
+                }
+                true
+            })
+            .await?;
+        store.close().await;
+        let halves = if args.same_prompts {
+            Halves::SAME
+        } else {
+            Halves::SPLIT
+        };
+        let selection = select(&aggregator.finish(), objective, &args.subject_to, halves)?;
+        let mut out = std::io::stdout().lock();
+        render_selection(&selection, format_of(args.format), &mut out)
+            .context("cannot write the report")?;
+        out.flush()?;
+        let none = selection.choices.iter().all(|c| c.config.is_none());
+        return Ok(if none {
+            exit_codes::ERROR
+        } else {
+            exit_codes::OK
+        });
+    }
     let mut builder = FrontBuilder::new(&args.objectives, replicate);
     store
         .for_each_trial(sweep_id, |row| {
@@ -116,13 +161,7 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
         say!("hint: pick metrics the trials report with --objective METRIC:min|max");
         return Ok(exit_codes::ERROR);
     }
-    let format = match args.format {
-        FormatArg::Table => Format::Table,
-        FormatArg::Csv => Format::Csv,
-        FormatArg::Json => Format::Json,
-        FormatArg::Markdown => Format::Markdown,
-        FormatArg::Latex => Format::Latex,
-    };
+    let format = format_of(args.format);
     if let Some(param) = &args.color_by {
         if !report
             .ranked
@@ -151,4 +190,14 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
     render(&report, format, args.pareto, &mut out).context("cannot write the report")?;
     out.flush()?;
     Ok(exit_codes::OK)
+}
+
+fn format_of(format: FormatArg) -> Format {
+    match format {
+        FormatArg::Table => Format::Table,
+        FormatArg::Csv => Format::Csv,
+        FormatArg::Json => Format::Json,
+        FormatArg::Markdown => Format::Markdown,
+        FormatArg::Latex => Format::Latex,
+    }
 }
