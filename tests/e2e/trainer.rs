@@ -113,6 +113,35 @@ fn one_run_reports_every_step_count_and_decay_of_its_sweep() {
     }
 }
 
+/// The interpolation baseline is a grid axis computed in the same run: θ₀ + α(θ − θ₀) is the
+/// starting model at step 0 whatever α, and lies elsewhere once the model has moved.
+#[test]
+fn interpolation_points_come_from_the_same_run() {
+    let p = Project::new();
+    p.write(
+        "g.toml",
+        &format!(
+            "[sweep]\nname = \"i\"\n[grid]\nlearning_rate = [1e-2]\nsteps = [0, 10]\ninterpolation = [0.5, 1]\n{TINY}"
+        ),
+    );
+    let out = p.run(&["run", "g.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows = p.export();
+    assert_eq!(rows.len(), 4);
+    assert!(rows.iter().all(|r| r["status"] == "completed"), "{rows:?}");
+    assert_eq!(rows.iter().filter(|r| r["attempts"] != "0").count(), 1);
+    let loss = |steps: &str, alpha: f64| -> String {
+        rows.iter()
+            .find(|r| {
+                r["param_steps"] == steps && r["param_interpolation"].parse::<f64>() == Ok(alpha)
+            })
+            .map(|r| r["metric_eval_loss"].clone())
+            .unwrap()
+    };
+    assert_eq!(loss("0", 0.5), loss("0", 1.0));
+    assert_ne!(loss("10", 0.5), loss("10", 1.0));
+}
+
 #[test]
 fn sigterm_checkpoints_and_a_resumed_trial_ends_with_the_same_numbers() {
     let p = Project::new();

@@ -112,3 +112,43 @@ impl Ema {
         model.map(&mut Replace(&collect.0))
     }
 }
+
+/// Every float parameter of a model, in visiting order.
+struct Ordered(Vec<Tensor<1>>);
+
+impl ModuleVisitor for Ordered {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.push(param.val().inner().flatten(0, D - 1));
+    }
+}
+
+/// Maps each parameter to `start + alpha (param - start)`, taking `start` in visiting order.
+struct Towards {
+    start: std::vec::IntoIter<Tensor<1>>,
+    alpha: f64,
+}
+
+impl ModuleMapper for Towards {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, value, mapper) = param.consume();
+        let start = self
+            .start
+            .next()
+            .expect("both models have the same parameters")
+            .reshape(value.shape());
+        let blended = start.clone() + (value - start).mul_scalar(self.alpha);
+        Param::from_mapped_value(id, blended, mapper)
+    }
+}
+
+/// θ₀ + α(θ − θ₀): the interpolation baseline between the starting weights `start` and
+/// `model` (same architecture), without autodiff. Parameters are matched by position, so it
+/// holds whatever their ids.
+pub fn interpolate(start: &Lm, model: &Lm, alpha: f64) -> Lm {
+    let mut ordered = Ordered(Vec::new());
+    start.visit(&mut ordered);
+    model.valid().map(&mut Towards {
+        start: ordered.0.into_iter(),
+        alpha,
+    })
+}

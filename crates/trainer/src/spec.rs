@@ -28,18 +28,23 @@ pub struct TrialSpec {
     pub ema_decay: f64,
     /// How the EMA is used.
     pub ema_mode: EmaMode,
+    /// α of the interpolation baseline: the model evaluated is θ₀ + α(θ − θ₀), between the
+    /// starting weights θ₀ and the fine-tuned (or EMA) weights θ; 1 is θ itself. Separates
+    /// what an EMA does from simply staying near the base model.
+    pub interpolation: f64,
     /// Seeds the order and content of the fine-tuning batches.
     pub seed: u64,
 }
 
 /// Parameters the built-in trial understands, with their defaults.
-pub const KNOWN: [(&str, &str); 13] = [
+pub const KNOWN: [(&str, &str); 14] = [
     ("learning_rate", "1e-3"),
     ("batch_size", "16"),
     ("micro_batch", "batch_size"),
     ("steps", "200"),
     ("ema_decay", "0 (off)"),
     ("ema_mode", "\"shadow\" or \"feedback\""),
+    ("interpolation", "1 (the fine-tuned model itself)"),
     ("seed", "0"),
     ("weight_decay", "0"),
     ("warmup", "0"),
@@ -131,6 +136,13 @@ impl TrialSpec {
                 format!("must be in [0, 1), got {ema_decay}"),
             ));
         }
+        let interpolation = num("interpolation", 1.0)?;
+        if !(interpolation > 0.0 && interpolation <= 1.0) {
+            return Err(err(
+                "interpolation",
+                format!("must be in (0, 1] (1 is the fine-tuned model), got {interpolation}"),
+            ));
+        }
         let ema_mode = match word("ema_mode", "shadow")?.as_str() {
             "shadow" => EmaMode::Shadow,
             "feedback" => EmaMode::Feedback,
@@ -180,6 +192,7 @@ impl TrialSpec {
             micro_batch,
             steps: count("steps", 200)?,
             ema_decay,
+            interpolation,
             ema_mode,
             seed: params.get("seed").map_or(Ok(0), |v| {
                 v.as_u64()
@@ -224,6 +237,10 @@ mod tests {
                 "micro_batch`: must be from 1 to batch_size (8)",
             ),
             (r#"{"ema_decay": 1.0}"#, "ema_decay`: must be in [0, 1)"),
+            (
+                r#"{"interpolation": 0}"#,
+                "interpolation`: must be in (0, 1]",
+            ),
             (
                 r#"{"ema_mode": "both"}"#,
                 "ema_mode`: must be \"shadow\" or \"feedback\"",

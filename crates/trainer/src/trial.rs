@@ -57,14 +57,16 @@ struct Swept<T> {
 }
 
 /// The grid points one run evaluates: every step count in `eval_steps` for every decay in
-/// `decays` (0 = the model itself).
+/// `decays` (0 = the model itself) and every interpolation α in `alphas` (1 = no
+/// interpolation).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// Optimizer steps the run takes.
     pub train_steps: usize,
     eval_steps: Vec<Swept<usize>>,
     decays: Vec<Swept<f64>>,
-    own: (usize, f64),
+    alphas: Vec<Swept<f64>>,
+    own: (usize, f64, f64),
 }
 
 impl Plan {
@@ -72,10 +74,10 @@ impl Plan {
     /// (the sweep's values per swept parameter) that the same run computes exactly: every
     /// `ema_decay` with a shadow EMA (the trained model does not depend on the shadow), and
     /// every `steps` value with a constant schedule (the first steps of a longer run are the
-    /// shorter run). Each trial still reports its own point; the store skips points already
-    /// reported.
+    /// shorter run), and every `interpolation` α (evaluating θ₀ + α(θ − θ₀) does not change
+    /// θ). Each trial still reports its own point; the store skips points already reported.
     pub fn new(spec: &TrialSpec, axes: &Map<String, Value>, share: bool) -> Plan {
-        let own = (spec.steps, spec.ema_decay);
+        let own = (spec.steps, spec.ema_decay, spec.interpolation);
         let values = |name: &str| axes.get(name).and_then(Value::as_array);
         let mut eval_steps = vec![Swept {
             value: spec.steps,
@@ -116,6 +118,32 @@ impl Plan {
             let written = all.iter().find(|v| v.as_f64() == Some(spec.ema_decay));
             decays[0].written = written.cloned();
         }
+        let mut alphas = vec![Swept {
+            value: spec.interpolation,
+            written: None,
+        }];
+        if let Some(all) = values("interpolation").filter(|_| share) {
+            alphas = all
+                .iter()
+                .filter_map(|v| {
+                    let a = v.as_f64().filter(|a| *a > 0.0 && *a <= 1.0)?;
+                    Some(Swept {
+                        value: a,
+                        written: Some(v.clone()),
+                    })
+                })
+                .collect();
+        } else if let Some(all) = values("interpolation") {
+            let written = all.iter().find(|v| v.as_f64() == Some(spec.interpolation));
+            alphas[0].written = written.cloned();
+        }
+        if !alphas.iter().any(|a| a.value == own.2) {
+            alphas.push(Swept {
+                value: own.2,
+                written: None,
+            });
+        }
+        alphas.dedup_by(|a, b| a.value == b.value);
         if !eval_steps.iter().any(|s| s.value == own.0) {
             eval_steps.push(Swept {
                 value: own.0,
@@ -136,26 +164,36 @@ impl Plan {
             train_steps,
             eval_steps,
             decays,
+            alphas,
             own,
         }
     }
 
     /// Number of grid points the run reports.
     pub fn points(&self) -> usize {
-        self.eval_steps.len() * self.decays.len()
+        self.eval_steps.len() * self.decays.len() * self.alphas.len()
     }
 
-    /// The `params` of the result for (`steps`, `decay`): empty for the trial's own point.
-    fn overrides(&self, steps: &Swept<usize>, decay: &Swept<f64>) -> Map<String, Value> {
+    /// The `params` of the result for (`steps`, `decay`, `alpha`): empty for the trial's own
+    /// point.
+    fn overrides(
+        &self,
+        steps: &Swept<usize>,
+        decay: &Swept<f64>,
+        alpha: &Swept<f64>,
+    ) -> Map<String, Value> {
         let mut params = Map::new();
-        if (steps.value, decay.value) == self.own {
+        if (steps.value, decay.value, alpha.value) == self.own {
             return params;
         }
-        if let Some(v) = &steps.written {
-            params.insert("steps".into(), v.clone());
-        }
-        if let Some(v) = &decay.written {
-            params.insert("ema_decay".into(), v.clone());
+        for (name, written) in [
+            ("steps", &steps.written),
+            ("ema_decay", &decay.written),
+            ("interpolation", &alpha.written),
+        ] {
+            if let Some(v) = written {
+                params.insert(name.into(), v.clone());
+            }
         }
         params
     }
@@ -258,6 +296,7 @@ pub fn run_trial(
         plan,
         device,
         trial_dir: checkpoints.map(|c| c.dir),
+        base,
         judge: Judge::from_config(
             setup.config.judge.as_ref(),
             setup.config.judge_name.as_deref(),
@@ -318,6 +357,8 @@ struct Context<'a, 'r> {
     device: &'a Device,
     /// Where answers and saved models go (none without a trial directory).
     trial_dir: Option<&'a Path>,
+    /// The starting weights, for interpolation baselines.
+    base: &'a Lm,
     judge: Option<Judge>,
     report: &'r mut dyn FnMut(Report),
 }
@@ -343,46 +384,40 @@ fn evaluate_points(
         Some((_, shadow)) => shadow.shadow().clone(),
         None => trainer.model().valid(),
     };
-    // Before the first step every shadow is the starting model: one evaluation serves all.
+    // Before the first step every shadow, and every interpolation, is the starting model:
+    // one evaluation serves all.
     let mut at_start = None;
     for decay in &context.plan.decays {
-        let evaluation = match (&at_start, step) {
-            (Some(e), 0) => Clone::clone(e),
-            _ => evaluate(&model_at(decay.value), context.setup, context.device),
-        };
-        if step == 0 {
-            at_start = Some(evaluation.clone());
-        }
-        let mut metrics = evaluation.metrics;
-        let harmful: Vec<&Transcript> = evaluation
-            .answers
-            .iter()
-            .filter(|a| a.set == "harmful")
-            .collect();
-        let verdicts = match &context.judge {
-            Some(judge) if !harmful.is_empty() => {
-                let items: Vec<(&str, &str)> = harmful
-                    .iter()
-                    .map(|a| (a.prompt.as_str(), a.response.as_str()))
-                    .collect();
-                let verdicts = judge.label(&items)?;
-                let unsafe_count = verdicts.iter().filter(|&&v| v).count();
-                metrics.insert(judge.metric(), unsafe_count as f64 / verdicts.len() as f64);
-                verdicts
+        for alpha in &context.plan.alphas {
+            let evaluation = match (&at_start, step) {
+                (Some(e), 0) => Clone::clone(e),
+                _ => {
+                    let model = model_at(decay.value);
+                    let model = match alpha.value {
+                        1.0 => model,
+                        a => crate::ema::interpolate(context.base, &model, a),
+                    };
+                    evaluate(&model, context.setup, context.device)
+                }
+            };
+            if step == 0 {
+                at_start = Some(evaluation.clone());
             }
-            _ => Vec::new(),
-        };
-        if let Some(dir) = context.trial_dir {
-            record_answers(dir, step, decay.value, &evaluation.answers, &verdicts)?;
+            let point = Point {
+                steps: step,
+                ema_decay: decay.value,
+                interpolation: alpha.value,
+            };
+            let params = context.plan.overrides(steps, decay, alpha);
+            let metrics = judge_and_record(context, point, evaluation)?;
+            (context.report)(Report::Result {
+                params: params.clone(),
+                metrics: metrics.clone(),
+            });
+            done.push((params, metrics));
         }
-        let params = context.plan.overrides(steps, decay);
-        (context.report)(Report::Result {
-            params: params.clone(),
-            metrics: metrics.clone(),
-        });
-        done.push((params, metrics));
     }
-    let (own_steps, own_decay) = context.plan.own;
+    let (own_steps, own_decay, _) = context.plan.own;
     let (Some(dir), Some(hf)) = (context.trial_dir, context.setup.config.model.hf()) else {
         return Ok(());
     };
@@ -409,24 +444,63 @@ fn evaluate_points(
     Ok(())
 }
 
+/// The grid point an evaluation belongs to, as `responses.jsonl` names it.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+struct Point {
+    steps: usize,
+    ema_decay: f64,
+    interpolation: f64,
+}
+
+/// Adds the judge's metric to `evaluation`'s (if a judge is set) and writes its answers to
+/// the trial directory; returns the metrics to report.
+fn judge_and_record(
+    context: &mut Context<'_, '_>,
+    point: Point,
+    evaluation: crate::setup::Evaluation,
+) -> Result<std::collections::BTreeMap<String, f64>, TrialError> {
+    let mut metrics = evaluation.metrics;
+    let harmful: Vec<&Transcript> = evaluation
+        .answers
+        .iter()
+        .filter(|a| a.set == "harmful")
+        .collect();
+    let verdicts = match &context.judge {
+        Some(judge) if !harmful.is_empty() => {
+            let items: Vec<(&str, &str)> = harmful
+                .iter()
+                .map(|a| (a.prompt.as_str(), a.response.as_str()))
+                .collect();
+            let verdicts = judge.label(&items)?;
+            let unsafe_count = verdicts.iter().filter(|&&v| v).count();
+            metrics.insert(judge.metric(), unsafe_count as f64 / verdicts.len() as f64);
+            verdicts
+        }
+        _ => Vec::new(),
+    };
+    if let Some(dir) = context.trial_dir {
+        record_answers(dir, point, &evaluation.answers, &verdicts)?;
+    }
+    Ok(metrics)
+}
+
 /// One line of `responses.jsonl`.
 #[derive(serde::Serialize)]
 struct AnswerLine<'a> {
-    steps: usize,
-    ema_decay: f64,
+    #[serde(flatten)]
+    point: Point,
     #[serde(flatten)]
     answer: &'a Transcript,
     #[serde(skip_serializing_if = "Option::is_none")]
     judge: Option<&'static str>,
 }
 
-/// Writes the answers of the point (`steps`, `ema_decay`) into the trial's responses file,
-/// replacing any that an interrupted attempt wrote for the same point, so the file holds each
-/// point's answers once. `verdicts`, if any, are the judge's for the harmful answers in order.
+/// Writes the answers of `point` into the trial's responses file, replacing any that an
+/// interrupted attempt wrote for the same point, so the file holds each point's answers once.
+/// `verdicts`, if any, are the judge's for the harmful answers in order.
 fn record_answers(
     dir: &Path,
-    steps: usize,
-    ema_decay: f64,
+    point: Point,
     answers: &[Transcript],
     verdicts: &[bool],
 ) -> Result<(), TrialError> {
@@ -437,7 +511,9 @@ fn record_answers(
     };
     let same_point = |line: &str| {
         serde_json::from_str::<Value>(line).is_ok_and(|v| {
-            v["steps"].as_u64() == Some(steps as u64) && v["ema_decay"].as_f64() == Some(ema_decay)
+            v["steps"].as_u64() == Some(point.steps as u64)
+                && v["ema_decay"].as_f64() == Some(point.ema_decay)
+                && v["interpolation"].as_f64() == Some(point.interpolation)
         })
     };
     let mut text = match std::fs::read_to_string(&path) {
@@ -457,8 +533,7 @@ fn record_answers(
             None
         };
         let line = AnswerLine {
-            steps,
-            ema_decay,
+            point,
             answer,
             judge,
         };
@@ -533,9 +608,9 @@ mod tests {
         );
         assert_eq!(plan.train_steps, 200);
         assert_eq!(plan.points(), 6);
-        let own = plan.overrides(&plan.eval_steps[1], &plan.decays[0]);
+        let own = plan.overrides(&plan.eval_steps[1], &plan.decays[0], &plan.alphas[0]);
         assert!(own.is_empty());
-        let other = plan.overrides(&plan.eval_steps[2], &plan.decays[1]);
+        let other = plan.overrides(&plan.eval_steps[2], &plan.decays[1], &plan.alphas[0]);
         assert_eq!(
             Value::Object(other),
             json!({"steps": 200, "ema_decay": 0.99})
@@ -589,11 +664,16 @@ mod tests {
     fn answers_of_a_point_written_again_replace_the_earlier_ones() {
         let dir = tempfile::tempdir().unwrap();
         let first = [transcript("harmful", "a"), transcript("benign", "b")];
-        record_answers(dir.path(), 0, 0.0, &first, &[true]).unwrap();
-        record_answers(dir.path(), 10, 0.9, &first, &[]).unwrap();
+        let point = |steps, ema_decay| Point {
+            steps,
+            ema_decay,
+            interpolation: 1.0,
+        };
+        record_answers(dir.path(), point(0, 0.0), &first, &[true]).unwrap();
+        record_answers(dir.path(), point(10, 0.9), &first, &[]).unwrap();
         // An attempt that resumed from before step 10 evaluates that point again.
         let again = [transcript("harmful", "c"), transcript("benign", "d")];
-        record_answers(dir.path(), 10, 0.9, &again, &[false]).unwrap();
+        record_answers(dir.path(), point(10, 0.9), &again, &[false]).unwrap();
         let text = std::fs::read_to_string(dir.path().join(RESPONSES)).unwrap();
         let lines: Vec<Value> = text
             .lines()
@@ -620,6 +700,24 @@ mod tests {
         );
         assert_eq!(lines[0]["label"], "complied");
         assert_eq!(lines[2]["ema_decay"], 0.9);
+    }
+
+    #[test]
+    fn every_interpolation_of_the_sweep_comes_from_one_run() {
+        let axes = axes(r#"{"steps": [50, 200], "interpolation": [0.25, 0.5, 1]}"#);
+        let plan = Plan::new(&spec(r#"{"steps": 200, "interpolation": 1}"#), &axes, true);
+        assert_eq!(plan.points(), 6);
+        let half = plan.overrides(&plan.eval_steps[1], &plan.decays[0], &plan.alphas[1]);
+        assert_eq!(
+            Value::Object(half),
+            json!({"steps": 200, "interpolation": 0.5})
+        );
+        let off = Plan::new(
+            &spec(r#"{"steps": 200, "interpolation": 0.5}"#),
+            &axes,
+            false,
+        );
+        assert_eq!(off.points(), 1);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::Tensor;
 use std::sync::Mutex;
 use sweep_trainer::batch::{loss, make_batch};
-use sweep_trainer::ema::Ema;
+use sweep_trainer::ema::{interpolate, Ema};
 use sweep_trainer::generate::generate;
 use sweep_trainer::model::{KvCache, Lm, ModelConfig};
 use sweep_trainer::tokenizer::{encode_example, encode_prompt, Encoded};
@@ -228,6 +228,42 @@ fn ema_blends_from_the_starting_weights() {
         |_, _, m| m,
     );
     assert_ne!(params(&after), before);
+}
+
+/// The interpolation baseline θ₀ + α(θ − θ₀), checked weight by weight against the hand
+/// computation: α = 1 is the trained model, α = 0.25 a quarter of the way from the start.
+#[test]
+fn interpolation_is_the_straight_line_from_the_start() {
+    let device = cpu_device();
+    let ad = device.clone().autodiff();
+    let start = seeded(13, &ad);
+    let data = examples();
+    let mix = Mix::new(vec![(&data, 1.0)]);
+    let shape = RunShape {
+        steps: 10,
+        batch_size: 4,
+        micro_batch: 4,
+    };
+    let trained = train(
+        start.clone(),
+        &ad,
+        &mix,
+        shape,
+        &optim(1e-2),
+        1,
+        |_, _, m| m,
+    );
+    let (s, t) = (weights(&start), weights(&trained));
+    assert_ne!(s, t);
+    assert_eq!(weights(&interpolate(&start.valid(), &trained, 1.0)), t);
+    let quarter = weights(&interpolate(&start.valid(), &trained, 0.25));
+    for ((a, b), q) in s.iter().zip(&t).zip(quarter) {
+        let want = a + 0.25 * (b - a);
+        assert!(
+            (q - want).abs() <= 4.0 * f32::EPSILON * a.abs().max(b.abs()),
+            "start {a} trained {b}: {q}, not {want}"
+        );
+    }
 }
 
 #[test]
