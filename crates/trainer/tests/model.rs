@@ -255,14 +255,15 @@ fn interpolation_is_the_straight_line_from_the_start() {
     );
     let (s, t) = (weights(&start), weights(&trained));
     assert_ne!(s, t);
-    assert_eq!(weights(&interpolate(&start.valid(), &trained, 1.0)), t);
-    let quarter = weights(&interpolate(&start.valid(), &trained, 0.25));
-    for ((a, b), q) in s.iter().zip(&t).zip(quarter) {
-        let want = a + 0.25 * (b - a);
-        assert!(
-            (q - want).abs() <= 4.0 * f32::EPSILON * a.abs().max(b.abs()),
-            "start {a} trained {b}: {q}, not {want}"
-        );
+    for alpha in [1.0f32, 0.25] {
+        let blended = weights(&interpolate(&start.valid(), &trained, alpha as f64));
+        for ((a, b), q) in s.iter().zip(&t).zip(blended) {
+            let want = a + alpha * (b - a);
+            assert!(
+                (q - want).abs() <= 4.0 * f32::EPSILON * a.abs().max(b.abs()),
+                "α {alpha}: start {a} trained {b}: {q}, not {want}"
+            );
+        }
     }
 }
 
