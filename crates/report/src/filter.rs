@@ -94,17 +94,23 @@ impl FromStr for Condition {
     }
 }
 
-impl fmt::Display for Condition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let op = match self.op {
+impl Op {
+    /// The operator as written.
+    pub fn symbol(self) -> &'static str {
+        match self {
             Op::Eq => "=",
             Op::Ne => "!=",
             Op::Lt => "<",
             Op::Le => "<=",
             Op::Gt => ">",
             Op::Ge => ">=",
-        };
-        write!(f, "{}{op}{}", self.name, self.value)
+        }
+    }
+}
+
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}{}", self.name, self.op.symbol(), self.value)
     }
 }
 

@@ -122,11 +122,7 @@ pub fn render(
                     cells.extend(params.iter().map(|p| r.param_text(p)));
                     cells.extend(report.objectives.iter().map(|o| {
                         let s = r.config.stats[&o.metric];
-                        if s.n > 1 {
-                            format!("{:.4} ± {:.4}", s.mean, s.std)
-                        } else {
-                            format!("{:.4}", s.mean)
-                        }
+                        plus_minus(s.mean, s.std, s.n)
                     }));
                     cells
                 })
@@ -310,13 +306,10 @@ pub fn render_selection(
                                     stat(c, choose, m)
                                         .map_or(String::new(), |s| format!("{:.4}", s.mean)),
                                 );
-                                cells.push(stat(c, report, m).map_or(String::new(), |s| {
-                                    if s.n > 1 {
-                                        format!("{:.4} ± {:.4}", s.mean, s.ci95)
-                                    } else {
-                                        format!("{:.4}", s.mean)
-                                    }
-                                }));
+                                cells
+                                    .push(stat(c, report, m).map_or(String::new(), |s| {
+                                        plus_minus(s.mean, s.ci95, s.n)
+                                    }));
                             }
                         }
                     }
@@ -376,6 +369,15 @@ pub fn render_selection(
         }
     }
     Ok(())
+}
+
+/// `mean ± spread` to four places, or the mean alone for a single value.
+fn plus_minus(mean: f64, spread: f64, n: usize) -> String {
+    if n > 1 {
+        format!("{mean:.4} ± {spread:.4}")
+    } else {
+        format!("{mean:.4}")
+    }
 }
 
 /// A parameter's value as text, empty when the configuration does not have it.

@@ -70,14 +70,7 @@ impl FromStr for Constraint {
 
 impl fmt::Display for Constraint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let op = match self.op {
-            Op::Lt => "<",
-            Op::Le => "<=",
-            Op::Gt => ">",
-            Op::Ge => ">=",
-            Op::Eq => "=",
-            Op::Ne => "!=",
-        };
+        let op = self.op.symbol();
         match self.limit {
             Limit::Value(v) => write!(f, "{}{op}{v}", self.metric),
             Limit::OfBest(k) => write!(f, "{}{op}{k}*best", self.metric),
