@@ -386,30 +386,33 @@ fn evaluate_points(
     };
     // Before the first step every shadow, and every interpolation, is the starting model:
     // one evaluation serves all.
-    let mut at_start = None;
+    let mut at_start: Option<Judged> = None;
     for decay in &context.plan.decays {
         for alpha in &context.plan.alphas {
-            let evaluation = match (&at_start, step) {
-                (Some(e), 0) => Clone::clone(e),
+            let judged = match (&at_start, step) {
+                (Some(j), 0) => j.clone(),
                 _ => {
                     let model = model_at(decay.value);
                     let model = match alpha.value {
                         1.0 => model,
                         a => crate::ema::interpolate(context.base, &model, a),
                     };
-                    evaluate(&model, context.setup, context.device)
+                    judge(context, evaluate(&model, context.setup, context.device))?
                 }
             };
             if step == 0 {
-                at_start = Some(evaluation.clone());
+                at_start = Some(judged.clone());
             }
             let point = Point {
                 steps: step,
                 ema_decay: decay.value,
                 interpolation: alpha.value,
             };
+            if let Some(dir) = context.trial_dir {
+                record_answers(dir, point, &judged.evaluation.answers, &judged.verdicts)?;
+            }
             let params = context.plan.overrides(steps, decay, alpha);
-            let metrics = judge_and_record(context, point, evaluation)?;
+            let metrics = judged.evaluation.metrics;
             (context.report)(Report::Result {
                 params: params.clone(),
                 metrics: metrics.clone(),
@@ -452,36 +455,38 @@ struct Point {
     interpolation: f64,
 }
 
-/// Adds the judge's metric to `evaluation`'s (if a judge is set) and writes its answers to
-/// the trial directory; returns the metrics to report.
-fn judge_and_record(
-    context: &mut Context<'_, '_>,
-    point: Point,
+/// An evaluation with the judge's metric added, and its verdicts on the harmful answers.
+#[derive(Debug, Clone)]
+struct Judged {
     evaluation: crate::setup::Evaluation,
-) -> Result<std::collections::BTreeMap<String, f64>, TrialError> {
-    let mut metrics = evaluation.metrics;
-    let harmful: Vec<&Transcript> = evaluation
+    verdicts: Vec<bool>,
+}
+
+/// Asks the judge (if one is set) about `evaluation`'s harmful answers and adds its metric.
+fn judge(
+    context: &Context<'_, '_>,
+    mut evaluation: crate::setup::Evaluation,
+) -> Result<Judged, TrialError> {
+    let items: Vec<(&str, &str)> = evaluation
         .answers
         .iter()
         .filter(|a| a.set == "harmful")
+        .map(|a| (a.prompt.as_str(), a.response.as_str()))
         .collect();
     let verdicts = match &context.judge {
-        Some(judge) if !harmful.is_empty() => {
-            let items: Vec<(&str, &str)> = harmful
-                .iter()
-                .map(|a| (a.prompt.as_str(), a.response.as_str()))
-                .collect();
+        Some(judge) if !items.is_empty() => {
             let verdicts = judge.label(&items)?;
             let unsafe_count = verdicts.iter().filter(|&&v| v).count();
-            metrics.insert(judge.metric(), unsafe_count as f64 / verdicts.len() as f64);
+            let rate = unsafe_count as f64 / verdicts.len() as f64;
+            evaluation.metrics.insert(judge.metric(), rate);
             verdicts
         }
         _ => Vec::new(),
     };
-    if let Some(dir) = context.trial_dir {
-        record_answers(dir, point, &evaluation.answers, &verdicts)?;
-    }
-    Ok(metrics)
+    Ok(Judged {
+        evaluation,
+        verdicts,
+    })
 }
 
 /// One line of `responses.jsonl`.
