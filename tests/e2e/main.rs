@@ -6,6 +6,7 @@ mod faults;
 mod findings;
 mod malformed;
 mod orchestration;
+mod postgres;
 mod report;
 mod support;
 mod trainer;

@@ -4,24 +4,57 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-/// A temporary project directory with a database in it.
+/// A temporary project directory with a database: a SQLite file in it, or, when
+/// `SWEEP_TEST_POSTGRES` names a server, a fresh database of its own on that server.
 pub struct Project {
     pub dir: tempfile::TempDir,
+    location: String,
+}
+
+/// The PostgreSQL server the suite runs against instead of SQLite files, if any.
+pub fn postgres_server() -> Option<String> {
+    std::env::var(sweep_store::TEST_SERVER_ENV)
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// Runs a future to completion on a runtime of its own (the tests themselves are sync).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(future)
 }
 
 impl Project {
     pub fn new() -> Project {
-        Project {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let location = match postgres_server() {
+            Some(server) => block_on(sweep_store::fresh_postgres_database(&server))
+                .expect("create a test database"),
+            None => dir.path().join("sweep.db").display().to_string(),
+        };
+        Project { dir, location }
     }
 
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
 
+    /// The SQLite file of a project on SQLite (on PostgreSQL it never exists).
     pub fn db(&self) -> PathBuf {
         self.path().join("sweep.db")
+    }
+
+    /// What `--db` gets: the SQLite file, or the PostgreSQL database's URL.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Whether this project's database is on PostgreSQL.
+    pub fn on_postgres(&self) -> bool {
+        sweep_store::is_postgres(&self.location)
     }
 
     /// Writes a file into the project.
@@ -39,7 +72,7 @@ impl Project {
             .env_remove("CUDA_VISIBLE_DEVICES")
             .env("RUST_LOG", "info")
             .arg("--db")
-            .arg(self.db())
+            .arg(&self.location)
             .args(args);
         cmd
     }
@@ -69,13 +102,20 @@ impl Project {
     }
 
     /// The first column of a query on the project's database, as text.
-    pub fn sqlite(&self, sql: &str) -> Vec<String> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        runtime.block_on(async {
-            let url = format!("sqlite://{}?mode=ro", self.db().display());
+    pub fn sql(&self, sql: &str) -> Vec<String> {
+        block_on(async {
+            if self.on_postgres() {
+                let pool = sqlx::PgPool::connect(&self.location)
+                    .await
+                    .expect("open database");
+                let rows = sqlx::query_scalar(sql)
+                    .fetch_all(&pool)
+                    .await
+                    .expect("query");
+                pool.close().await;
+                return rows;
+            }
+            let url = format!("sqlite://{}?mode=ro", self.location);
             let pool = sqlx::SqlitePool::connect(&url)
                 .await
                 .expect("open database");

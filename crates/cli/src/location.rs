@@ -11,8 +11,12 @@ pub fn db_file(location: &str) -> PathBuf {
     PathBuf::from(path.split('?').next().unwrap_or(path))
 }
 
-/// Default root of trial directories: `sweep-trials/` next to the database.
+/// Default root of trial directories: `sweep-trials/` next to a database file, or in the
+/// current directory for a database server.
 pub fn default_trials_root(location: &str) -> PathBuf {
+    if sweep_store::is_postgres(location) {
+        return PathBuf::from("sweep-trials");
+    }
     let file = db_file(location);
     let dir = file
         .parent()
@@ -32,6 +36,10 @@ mod tests {
         assert_eq!(
             default_trials_root("sqlite:///x/y.db?mode=rwc"),
             Path::new("/x/sweep-trials")
+        );
+        assert_eq!(
+            default_trials_root("postgres://u@db:5432/sweep"),
+            Path::new("sweep-trials")
         );
     }
 }

@@ -6,12 +6,16 @@ use sweep_core::value::format_float;
 use sweep_store::TrialRow;
 
 /// A plain-text table: trial, state, attempts (and how many ran out of GPU memory), duration,
-/// GPU, parameters, metrics, and the last error of trials that have one.
+/// GPU, the cluster job and node (for sweeps run through SLURM), parameters, metrics, and the
+/// last error of trials that have one.
 pub fn status_table(rows: &[TrialRow]) -> String {
-    let header = [
-        "TRIAL", "STATE", "ATT", "DURATION", "GPU", "PARAMS", "METRICS",
-    ];
-    let cells: Vec<[String; 7]> = rows
+    let jobs = rows.iter().any(|r| r.job_id.is_some());
+    let mut header = vec!["TRIAL", "STATE", "ATT", "DURATION", "GPU"];
+    if jobs {
+        header.push("JOB");
+    }
+    header.extend(["PARAMS", "METRICS"]);
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             let params = r
@@ -29,7 +33,7 @@ pub fn status_table(rows: &[TrialRow]) -> String {
             if let Some(error) = r.error.as_deref().filter(|_| r.metrics.is_empty()) {
                 metrics = error.lines().next().unwrap_or_default().to_string();
             }
-            [
+            let mut row = vec![
                 r.id.clone(),
                 r.status.as_str().to_string(),
                 match r.out_of_memory {
@@ -40,12 +44,19 @@ pub fn status_table(rows: &[TrialRow]) -> String {
                     .map(|d| format!("{d:.1}s"))
                     .unwrap_or_else(|| "-".into()),
                 r.gpu.clone().unwrap_or_else(|| "-".into()),
-                params,
-                metrics,
-            ]
+            ];
+            if jobs {
+                row.push(match (&r.job_id, &r.node) {
+                    (Some(job), Some(node)) => format!("{job}@{node}"),
+                    (Some(job), None) => job.clone(),
+                    _ => "-".into(),
+                });
+            }
+            row.extend([params, metrics]);
+            row
         })
         .collect();
-    let mut widths = header.map(str::len);
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &cells {
         for (w, c) in widths.iter_mut().zip(row) {
             *w = (*w).max(c.chars().count());
@@ -54,7 +65,7 @@ pub fn status_table(rows: &[TrialRow]) -> String {
     let mut out = String::new();
     let line = |out: &mut String, row: &[&str]| {
         let mut text = String::new();
-        for (i, (c, w)) in row.iter().zip(widths).enumerate() {
+        for (i, (c, w)) in row.iter().zip(&widths).enumerate() {
             if i + 1 == row.len() {
                 text.push_str(c);
             } else {

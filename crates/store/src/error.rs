@@ -10,7 +10,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// `--db` (or `SWEEP_DB`) was empty.
-    #[error("the database location is empty; pass --db FILE (or a sqlite:// URL), or unset an empty SWEEP_DB")]
+    #[error("the database location is empty; pass --db FILE (or a sqlite:// or postgres:// URL), or unset an empty SWEEP_DB")]
     EmptyLocation,
     /// The database could not be opened or created.
     #[error("cannot open the database {location}: {message}{hint}")]
@@ -41,7 +41,7 @@ pub enum StoreError {
     #[error("{0} is a directory, not a database file; pass --db with a file inside it, such as {0}/sweep.db")]
     IsADirectory(PathBuf),
     /// A URL scheme this build does not speak.
-    #[error("`{0}://` databases are not supported yet; use a file path or a sqlite:// URL")]
+    #[error("`{0}://` databases are not supported; use a file path, a sqlite:// URL or a postgres:// URL")]
     UnsupportedUrl(String),
     /// The grid's command or `[fixed]` changed since the sweep was created.
     #[error(
@@ -61,6 +61,19 @@ pub enum StoreError {
     /// Stored JSON that does not parse (a damaged or hand-edited database).
     #[error("corrupt row in the database: {0}")]
     Corrupt(String),
+    /// The PostgreSQL server stopped answering and did not come back within the retry window.
+    #[error("lost the connection to the database {location} and could not reconnect for {waited_s} s: {message}\n  help: results stored so far are safe; once the server is up again run `sweep resume NAME` (SWEEP_DB_RETRY_S sets how long to keep trying)")]
+    Unreachable {
+        /// The location, password hidden.
+        location: String,
+        /// How long it kept trying.
+        waited_s: u64,
+        /// The last error.
+        message: String,
+    },
+    /// A PostgreSQL database without sweep's tables, opened to read or resume.
+    #[error("the database {0} holds no sweeps yet; run `sweep run GRID.toml` with it first")]
+    Empty(String),
     /// Any other database error.
     #[error("database error: {}{}", message(.0), hint(.0))]
     Sql(sqlx::Error),
@@ -73,6 +86,32 @@ impl From<sqlx::Error> for StoreError {
 }
 
 impl StoreError {
+    /// Whether the error says the connection to a database server is gone (or cannot be made
+    /// now), which waiting can cure, rather than that a statement was wrong.
+    pub fn is_connection_lost(&self) -> bool {
+        let StoreError::Sql(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+            sqlx::Error::Protocol(_) => true,
+            // PostgreSQL's SQLSTATE class 08 (connection exception) and 57P01-57P03
+            // (the server shuts down, crashed, or is still starting up).
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+            _ => false,
+        }
+    }
+
+    /// The message alone, for a warning line.
+    pub(crate) fn short(&self) -> String {
+        match self {
+            StoreError::Sql(e) => message(e),
+            other => other.to_string(),
+        }
+    }
+
     /// An open that failed, with a hint when SQLite's code says why.
     pub(crate) fn open(location: &str, read_only: bool, e: sqlx::Error) -> StoreError {
         let hint = match code(&e).as_deref() {
@@ -144,8 +183,36 @@ fn message(e: &sqlx::Error) -> String {
     }
 }
 
-/// What to do about a recognised SQLite failure (starts with a newline), else nothing.
+/// What to do about a recognised SQLite or PostgreSQL failure (starts with a newline), else
+/// nothing.
 fn hint(e: &sqlx::Error) -> String {
+    let pg = match e {
+        sqlx::Error::Database(db)
+            if db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some() =>
+        {
+            db.code().map(|c| c.into_owned())
+        }
+        _ => None,
+    };
+    let help = match pg.as_deref() {
+        Some("3D000") => Some("the server has no database by that name: create it (`createdb NAME`, or CREATE DATABASE) and run the same command again"),
+        Some("28P01") | Some("28000") => Some("the server refused these credentials: check the user and password in the URL (or PGPASSWORD / ~/.pgpass) and pg_hba.conf"),
+        Some("53300") => Some("the server has no connection slots left: raise max_connections, or run fewer `sweep` processes against it"),
+        Some(_) => Some(""),
+        None => None,
+    };
+    if let Some(help) = help {
+        return if help.is_empty() {
+            String::new()
+        } else {
+            format!("\n  help: {help}")
+        };
+    }
+    if matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) {
+        return "\n  help: is the database server running and reachable from this machine? Check the host and port in the URL".to_string();
+    }
     let help = match code(e).as_deref() {
         Some("8") => "the database file (or its directory) is read-only: `status`, `export` and `report` can still read it; to run trials, make it writable or pass --db with a copy",
         Some("13") => "the disk holding the database is full: free space and run the same command again; results already stored are safe",

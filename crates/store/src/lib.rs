@@ -1,13 +1,18 @@
-//! The sweep database.
+//! The sweep database, behind one seam ([`Store`]) with two backends.
 //!
-//! SQLite in WAL mode with a busy timeout: one orchestrator (or several sharing a grid) writes,
-//! any number of `sweep status` / `report` processes read at the same time. Migrations under
-//! the repository's `migrations/` are embedded and applied on open. Every state change of a
-//! trial is one statement or one transaction, so a crash at any point leaves the store
-//! consistent and resumable.
+//! SQLite in WAL mode with a busy timeout is the embedded default: one orchestrator (or
+//! several sharing a grid) writes, any number of `sweep status` / `report` processes read at
+//! the same time. PostgreSQL is for clusters, where SQLite on a network file system is not
+//! safe: every node reaches one server, trials are claimed with `FOR UPDATE SKIP LOCKED`, and
+//! a lost connection is retried with backoff. Migrations under the repository's
+//! `migrations/<backend>/` are embedded and applied on open. Every state change of a trial is
+//! one statement or one transaction, so a crash at any point leaves the store consistent and
+//! resumable.
 
 mod error;
+mod postgres;
 mod read;
+mod retry;
 mod runners;
 mod sweeps;
 mod trials;
@@ -17,10 +22,12 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, SqlitePool};
+use sqlx::{ConnectOptions, PgPool, SqlitePool};
 
 pub use error::StoreError;
+pub use postgres::{fresh_database as fresh_postgres_database, redact, TEST_SERVER_ENV};
 pub use read::{Counts, CurveRow, TrialRow};
+pub use retry::RETRY_ENV;
 pub use runners::{Orphan, Runner};
 pub use sweeps::SweepRecord;
 pub use trials::{AttemptEnd, Claimed, CurvePoint, Outcome};
@@ -67,17 +74,77 @@ impl TrialStatus {
     }
 }
 
-/// A handle on one sweep database.
+/// A handle on one sweep database: the seam between sweep and the database it runs on.
+/// Everything above the store (the dispatcher, the CLI, reports) sees only this type; which
+/// backend holds the rows is chosen once, by the location given to [`Store::open`].
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: Pool,
+    /// The location as given, with any password hidden, for error messages.
+    location: String,
 }
 
-/// The migrations this build applies, embedded from the repository's `migrations/`.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+/// The two backends. The SQL is written once, with `$N` placeholders, which both accept; the
+/// few statements whose SQL must differ match on [`Store::backend`].
+#[derive(Clone, Debug)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file: one machine, no server (the default).
+    Sqlite,
+    /// A PostgreSQL server that every node of a cluster can reach.
+    Postgres,
+}
+
+/// Runs `$body` with `$pool` bound to the store's pool, whichever backend that is, and
+/// retries it while a PostgreSQL server is unreachable (see [`retry`]). Each body is one
+/// statement or one transaction, so running it again after a lost connection is safe: the
+/// server rolled back whatever the lost connection had not committed.
+macro_rules! with_pool {
+    // Without retrying: for reads that hand rows to a visitor as they stream, which must not
+    // see a row twice.
+    (once $store:expr, |$pool:ident| $body:expr) => {{
+        let store: &$crate::Store = $store;
+        let done: Result<_, $crate::StoreError> = match &store.pool {
+            $crate::Pool::Sqlite($pool) => async { $body }.await,
+            $crate::Pool::Postgres($pool) => async { $body }.await,
+        };
+        done
+    }};
+    ($store:expr, |$pool:ident| $body:expr) => {{
+        let store: &$crate::Store = $store;
+        let mut retry = $crate::retry::Retry::new(store.backend());
+        loop {
+            let attempt: Result<_, $crate::StoreError> = match &store.pool {
+                $crate::Pool::Sqlite($pool) => async { $body }.await,
+                $crate::Pool::Postgres($pool) => async { $body }.await,
+            };
+            match attempt {
+                Err(e) if retry.should_retry(&e).await => continue,
+                Err(e) => break Err(retry.give_up(e, &store.location)),
+                done => {
+                    retry.succeeded();
+                    break done;
+                }
+            }
+        }
+    }};
+}
+pub(crate) use with_pool;
+
+/// The migrations this build applies, embedded from the repository's `migrations/`: one
+/// directory per backend, with the same version numbers for the same change.
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
 impl Store {
-    /// Opens (creating if needed) the database at `location`: a file path or a `sqlite://` URL.
+    /// Opens (creating if needed) the database at `location`: a file path, a `sqlite://` URL
+    /// or a `postgres://` URL (the database itself must exist; its tables are created).
     pub async fn open(location: &str) -> Result<Store, StoreError> {
         Store::open_with(location, Access::Create).await
     }
@@ -94,7 +161,18 @@ impl Store {
         Store::open_with(location, Access::Read).await
     }
 
+    /// Which database this store runs on.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
     async fn open_with(location: &str, access: Access) -> Result<Store, StoreError> {
+        if is_postgres(location) {
+            return postgres::open(location, access).await;
+        }
         let options = connect_options(location)?;
         let in_memory = location.contains(":memory:");
         let path = options.get_filename().to_path_buf();
@@ -131,26 +209,32 @@ impl Store {
             }
             Err(e) => return Err(fail(e)),
         };
-        let store = Store { pool };
         // Never add sweep's tables to somebody else's database.
         let tables: Vec<String> =
             sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
-                .fetch_all(&store.pool)
+                .fetch_all(&pool)
                 .await
                 .map_err(fail)?;
+        let store = Store {
+            pool: Pool::Sqlite(pool),
+            location: location.to_string(),
+        };
         let ours = tables.iter().any(|t| t == "_sqlx_migrations");
         if !ours && tables.iter().any(|t| !t.starts_with("sqlite_")) {
             return Err(StoreError::Foreign(location.to_string(), tables.join(", ")));
         }
         if access == Access::Read {
-            store.check_schema(location, ours).await?;
+            store.check_schema(ours).await?;
             return Ok(store);
         }
         // SQLite migrations take no lock: two processes creating the same new database race,
         // and the loser's CREATE TABLE fails. Running again sees the winner's work as applied.
+        let Pool::Sqlite(pool) = &store.pool else {
+            unreachable!("opened as SQLite")
+        };
         let mut tries = 0;
         loop {
-            match MIGRATOR.run(&store.pool).await {
+            match SQLITE_MIGRATOR.run(pool).await {
                 Ok(()) => break,
                 Err(e) if tries < 5 && !StoreError::is_version_error(&e) => {
                     tries += 1;
@@ -162,39 +246,65 @@ impl Store {
         Ok(store)
     }
 
-    /// For a read-only open, which cannot migrate: the file must be at this build's schema.
-    async fn check_schema(&self, location: &str, has_migrations: bool) -> Result<(), StoreError> {
-        let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    /// For a read-only open, which cannot migrate: the database must be at this build's schema.
+    async fn check_schema(&self, has_migrations: bool) -> Result<(), StoreError> {
+        let migrator = match self.backend() {
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+            Backend::Postgres => &POSTGRES_MIGRATOR,
+        };
+        let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
         let stored: Option<i64> = if has_migrations {
-            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-                .fetch_one(&self.pool)
-                .await?
+            with_pool!(self, |pool| Ok(sqlx::query_scalar(
+                "SELECT MAX(version) FROM _sqlx_migrations WHERE success"
+            )
+            .fetch_one(pool)
+            .await?))?
         } else {
             None
         };
+        let location = self.location.clone();
         match stored {
             Some(v) if v == latest => Ok(()),
-            Some(v) if v > latest => Err(StoreError::Newer(location.to_string(), v)),
-            _ => Err(StoreError::Older(location.to_string())),
+            Some(v) if v > latest => Err(StoreError::Newer(location, v)),
+            _ => Err(StoreError::Older(location)),
         }
-    }
-
-    /// Starts a write transaction that takes the write lock up front. A deferred transaction
-    /// that reads and then writes can fail with SQLITE_BUSY_SNAPSHOT when another process
-    /// wrote in between, which the busy timeout cannot wait out.
-    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     /// Closes the pool, checkpointing the WAL.
     pub async fn close(self) {
-        self.pool.close().await;
+        match self.pool {
+            Pool::Sqlite(pool) => pool.close().await,
+            Pool::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Starts a write transaction on either backend. On SQLite it takes the write lock up front:
+/// a deferred transaction that reads and then writes can fail with SQLITE_BUSY_SNAPSHOT when
+/// another process wrote in between, which the busy timeout cannot wait out. PostgreSQL's
+/// row locks (and `FOR UPDATE SKIP LOCKED` where trials are claimed) need nothing up front.
+trait WriteTx {
+    type Db: sqlx::Database;
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>;
+}
+
+impl WriteTx for SqlitePool {
+    type Db = sqlx::Sqlite;
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl WriteTx for PgPool {
+    type Db = sqlx::Postgres;
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.begin().await
     }
 }
 
 /// What an open is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
+pub(crate) enum Access {
     /// Create the file if needed, then migrate.
     Create,
     /// The file must exist; migrate.
@@ -237,6 +347,11 @@ fn is_busy(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "5" || c == "517"))
 }
 
+/// Whether `location` names a PostgreSQL server rather than a SQLite file.
+pub fn is_postgres(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
 fn connect_options(location: &str) -> Result<SqliteConnectOptions, StoreError> {
     if location.trim().is_empty() {
         return Err(StoreError::EmptyLocation);
@@ -246,6 +361,7 @@ fn connect_options(location: &str) -> Result<SqliteConnectOptions, StoreError> {
             .map_err(|e| StoreError::open(location, false, e));
     }
     if let Some((scheme, _)) = location.split_once("://") {
+        // `postgres://` is handled before this; anything else is not a database sweep knows.
         return Err(StoreError::UnsupportedUrl(scheme.to_string()));
     }
     Ok(SqliteConnectOptions::new().filename(Path::new(location)))

@@ -6,7 +6,7 @@ use sqlx::Row;
 use sweep_core::value::params_from_json;
 use sweep_core::Params;
 
-use crate::{Store, StoreError, TrialStatus};
+use crate::{with_pool, Backend, Store, StoreError, TrialStatus};
 
 /// Trials per state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,6 +65,10 @@ pub struct TrialRow {
     pub error: Option<String>,
     /// Trial whose process reported this one's result, when not itself.
     pub completed_by: Option<String>,
+    /// The executor's job that runs (or last ran) it, such as a SLURM job id.
+    pub job_id: Option<String>,
+    /// The node that job runs on, once known.
+    pub node: Option<String>,
     /// Final metrics (completed trials only); `None` values were not finite.
     pub metrics: BTreeMap<String, Option<f64>>,
 }
@@ -79,12 +83,14 @@ impl TrialRow {
 impl Store {
     /// Trial counts by state for one sweep (only points in its current grid).
     pub async fn counts(&self, sweep_id: i64) -> Result<Counts, StoreError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT status, COUNT(*) FROM trials WHERE sweep_id = ? AND active = 1 GROUP BY status",
+        let rows: Vec<(String, i64)> = with_pool!(self, |pool| {
+            Ok(sqlx::query_as(
+            "SELECT status, COUNT(*) FROM trials WHERE sweep_id = $1 AND active = 1 GROUP BY status",
         )
         .bind(sweep_id)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(pool)
+        .await?)
+        })?;
         Ok(Counts(
             rows.into_iter()
                 .filter_map(|(s, n)| Some((TrialStatus::parse(&s)?, n as u64)))
@@ -113,85 +119,75 @@ impl Store {
     ) -> Result<(), StoreError> {
         use futures_util::TryStreamExt;
         let filter = if sweep_id.is_some() {
-            "AND t.sweep_id = ?"
+            "AND t.sweep_id = $1"
         } else {
             ""
         };
-        // One row per trial, metrics folded into a JSON object by SQLite: row transfer is the
-        // cost that dominates reading large sweeps.
+        // One row per trial, metrics folded into a JSON object by the database: row transfer
+        // is the cost that dominates reading large sweeps.
+        let metrics = match self.backend() {
+            Backend::Sqlite => "json_group_object(r.name, r.value)",
+            Backend::Postgres => "json_object_agg(r.name, r.value)::TEXT",
+        };
         let sql = format!(
             "SELECT t.id, s.name AS sweep, t.ordinal, t.params, t.status, t.attempts, t.out_of_memory, t.started_at, \
-                    t.finished_at, t.gpu, t.error, t.completed_by, \
-                    (SELECT json_group_object(r.name, r.value) FROM results r WHERE r.trial_id = t.id) AS metrics \
+                    t.finished_at, t.gpu, t.error, t.completed_by, t.job_id, t.node, \
+                    (SELECT {metrics} FROM results r WHERE r.trial_id = t.id) AS metrics \
              FROM trials t JOIN sweeps s ON s.id = t.sweep_id \
              WHERE (t.active = 1 OR t.status = 'completed') {filter} ORDER BY t.sweep_id, t.ordinal"
         );
-        let mut query = sqlx::query(&sql);
-        if let Some(id) = sweep_id {
-            query = query.bind(id);
-        }
-        let mut stream = query.fetch(&self.pool);
-        while let Some(r) = stream.try_next().await? {
-            let id: String = r.get("id");
-            let corrupt = |what: &str| StoreError::Corrupt(format!("trial {id}: {what}"));
-            let params = params_from_json(r.get("params")).map_err(|e| corrupt(&e.to_string()))?;
-            let metrics: BTreeMap<String, Option<f64>> = match r.get::<Option<&str>, _>("metrics") {
-                Some(text) => serde_json::from_str(text).map_err(|e| corrupt(&e.to_string()))?,
-                None => BTreeMap::new(),
-            };
-            let status: &str = r.get("status");
-            let row = TrialRow {
-                metrics,
-                sweep: r.get("sweep"),
-                ordinal: r.get("ordinal"),
-                params,
-                status: TrialStatus::parse(status)
-                    .ok_or_else(|| corrupt(&format!("status {status:?}")))?,
-                attempts: r.get::<i64, _>("attempts") as u32,
-                out_of_memory: r.get::<i64, _>("out_of_memory") as u32,
-                started_at: r.get("started_at"),
-                finished_at: r.get("finished_at"),
-                gpu: r.get("gpu"),
-                error: r.get("error"),
-                completed_by: r.get("completed_by"),
-                id,
-            };
-            if !visit(row) {
-                break;
+        with_pool!(once self, |pool| {
+            let mut query = sqlx::query(&sql);
+            if let Some(id) = sweep_id {
+                query = query.bind(id);
             }
-        }
-        Ok(())
+            let mut stream = query.fetch(pool);
+            while let Some(r) = stream.try_next().await? {
+                if !visit(trial_row(&r)?) {
+                    break;
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Names of all swept parameters of one sweep (or all), sorted.
     pub async fn param_names(&self, sweep_id: Option<i64>) -> Result<Vec<String>, StoreError> {
         let filter = if sweep_id.is_some() {
-            "AND t.sweep_id = ?"
+            "AND t.sweep_id = $1"
         } else {
             ""
         };
+        let params = match self.backend() {
+            Backend::Sqlite => "t.params",
+            Backend::Postgres => "t.params::JSON",
+        };
         let sql = format!(
-            "SELECT DISTINCT j.key FROM trials t, json_each(t.params) j \
+            "SELECT DISTINCT j.key FROM trials t, json_each({params}) j \
              WHERE (t.active = 1 OR t.status = 'completed') {filter} ORDER BY j.key"
         );
-        let mut query = sqlx::query_scalar(&sql);
-        if let Some(id) = sweep_id {
-            query = query.bind(id);
-        }
-        Ok(query.fetch_all(&self.pool).await?)
+        with_pool!(self, |pool| {
+            let mut query = sqlx::query_scalar(&sql);
+            if let Some(id) = sweep_id {
+                query = query.bind(id);
+            }
+            Ok(query.fetch_all(pool).await?)
+        })
     }
 
     /// Names of all reported metrics of one sweep (or all), sorted.
     pub async fn metric_names(&self, sweep_id: Option<i64>) -> Result<Vec<String>, StoreError> {
         let sql = match sweep_id {
-            Some(_) => "SELECT DISTINCT r.name FROM results r JOIN trials t ON t.id = r.trial_id WHERE t.sweep_id = ? ORDER BY r.name",
+            Some(_) => "SELECT DISTINCT r.name FROM results r JOIN trials t ON t.id = r.trial_id WHERE t.sweep_id = $1 ORDER BY r.name",
             None => "SELECT DISTINCT name FROM results ORDER BY name",
         };
-        let mut query = sqlx::query_scalar(sql);
-        if let Some(id) = sweep_id {
-            query = query.bind(id);
-        }
-        Ok(query.fetch_all(&self.pool).await?)
+        with_pool!(self, |pool| {
+            let mut query = sqlx::query_scalar(sql);
+            if let Some(id) = sweep_id {
+                query = query.bind(id);
+            }
+            Ok(query.fetch_all(pool).await?)
+        })
     }
 }
 
@@ -213,20 +209,28 @@ impl Store {
     /// trial reported the same step twice, the later attempt's value wins.
     pub async fn curves(&self, sweep_id: Option<i64>) -> Result<Vec<CurveRow>, StoreError> {
         let filter = if sweep_id.is_some() {
-            "WHERE t.sweep_id = ?"
+            "WHERE t.sweep_id = $1"
         } else {
             ""
         };
+        // Insertion order breaks ties: SQLite's rowid, PostgreSQL's identity column.
+        let inserted = match self.backend() {
+            Backend::Sqlite => "c.rowid",
+            Backend::Postgres => "c.seq",
+        };
         let sql = format!(
             "SELECT c.trial_id, c.step, c.name, c.value FROM curves c JOIN trials t ON t.id = c.trial_id {filter} \
-             ORDER BY t.sweep_id, t.ordinal, c.name, c.step, c.attempt, c.rowid"
+             ORDER BY t.sweep_id, t.ordinal, c.name, c.step, c.attempt, {inserted}"
         );
-        let mut query = sqlx::query_as::<_, (String, i64, String, Option<f64>)>(&sql);
-        if let Some(id) = sweep_id {
-            query = query.bind(id);
-        }
+        let rows: Vec<(String, i64, String, Option<f64>)> = with_pool!(self, |pool| {
+            let mut query = sqlx::query_as(&sql);
+            if let Some(id) = sweep_id {
+                query = query.bind(id);
+            }
+            Ok(query.fetch_all(pool).await?)
+        })?;
         let mut out: Vec<CurveRow> = Vec::new();
-        for (trial_id, step, name, value) in query.fetch_all(&self.pool).await? {
+        for (trial_id, step, name, value) in rows {
             if let Some(last) = out.last_mut() {
                 if last.trial_id == trial_id && last.name == name && last.step == step {
                     last.value = value;
@@ -242,4 +246,44 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// A trial row as `for_each_trial` selects it, from either backend.
+fn trial_row<'r, R>(r: &'r R) -> Result<TrialRow, StoreError>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    &'r str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<&'r str>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let id: String = r.try_get("id")?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("trial {id}: {what}"));
+    let params = params_from_json(r.try_get("params")?).map_err(|e| corrupt(&e.to_string()))?;
+    let metrics: BTreeMap<String, Option<f64>> = match r.try_get::<Option<&str>, _>("metrics")? {
+        Some(text) => serde_json::from_str(text).map_err(|e| corrupt(&e.to_string()))?,
+        None => BTreeMap::new(),
+    };
+    let status: &str = r.try_get("status")?;
+    Ok(TrialRow {
+        metrics,
+        sweep: r.try_get("sweep")?,
+        ordinal: r.try_get("ordinal")?,
+        params,
+        status: TrialStatus::parse(status).ok_or_else(|| corrupt(&format!("status {status:?}")))?,
+        attempts: r.try_get::<i64, _>("attempts")? as u32,
+        out_of_memory: r.try_get::<i64, _>("out_of_memory")? as u32,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+        gpu: r.try_get("gpu")?,
+        error: r.try_get("error")?,
+        completed_by: r.try_get("completed_by")?,
+        job_id: r.try_get("job_id")?,
+        node: r.try_get("node")?,
+        id,
+    })
 }

@@ -1,10 +1,9 @@
 //! Registering sweeps and their trials.
 
-use sqlx::Row;
 use sweep_core::value::params_to_json;
 use sweep_core::{trial_id, Grid, Trial};
 
-use crate::{now_ms, Store, StoreError};
+use crate::{now_ms, with_pool, Store, StoreError, WriteTx};
 
 /// A sweep as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,47 +44,46 @@ impl Store {
         let config = grid.config_json();
         let now = now_ms();
         let path = grid.path.display().to_string();
-        let mut tx = self.write_tx().await?;
-        let stored: Option<(i64, String)> =
-            sqlx::query_as("SELECT id, config FROM sweeps WHERE name = ?")
-                .bind(&grid.name)
-                .fetch_optional(&mut *tx)
-                .await?;
-        match stored {
-            Some((_, stored)) if stored != config => {
+        with_pool!(self, |pool| {
+            let mut tx = pool.write_tx().await?;
+            // Two runs creating the same sweep at once: the second one's insert does nothing
+            // and it then sees the first one's row.
+            sqlx::query(
+                "INSERT INTO sweeps (name, grid_path, grid_toml, workdir, config, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(&grid.name)
+            .bind(&path)
+            .bind(&grid.source)
+            .bind(workdir)
+            .bind(&config)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let (id, stored): (i64, String) =
+                sqlx::query_as("SELECT id, config FROM sweeps WHERE name = $1")
+                    .bind(&grid.name)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if stored != config {
+                tx.rollback().await?;
                 return Err(StoreError::ConfigChanged {
                     name: grid.name.clone(),
                     stored,
-                    now: config,
+                    now: config.clone(),
                 });
             }
-            Some((id, _)) => {
-                sqlx::query("UPDATE sweeps SET grid_path = ?, grid_toml = ?, workdir = ?, updated_at = ? WHERE id = ?")
-                    .bind(&path)
-                    .bind(&grid.source)
-                    .bind(workdir)
-                    .bind(now)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            None => {
-                sqlx::query(
-                    "INSERT INTO sweeps (name, grid_path, grid_toml, workdir, config, created_at, updated_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&grid.name)
+            sqlx::query("UPDATE sweeps SET grid_path = $1, grid_toml = $2, workdir = $3, updated_at = $4 WHERE id = $5")
                 .bind(&path)
                 .bind(&grid.source)
                 .bind(workdir)
-                .bind(&config)
                 .bind(now)
-                .bind(now)
+                .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            }
-        }
-        tx.commit().await?;
+            tx.commit().await?;
+            Ok(())
+        })?;
         self.sweep(&grid.name).await
     }
 
@@ -96,41 +94,41 @@ impl Store {
         sweep: &SweepRecord,
         trials: &[Trial],
     ) -> Result<Registered, StoreError> {
-        let mut tx = self.write_tx().await?;
-        let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM trials WHERE sweep_id = ?")
-            .bind(sweep.id)
-            .fetch_one(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE trials SET active = 0 WHERE sweep_id = ?")
-            .bind(sweep.id)
-            .execute(&mut *tx)
-            .await?;
-        for chunk in trials.chunks(INSERT_CHUNK) {
-            let mut sql =
-                String::from("INSERT INTO trials (id, sweep_id, ordinal, params) VALUES ");
-            for i in 0..chunk.len() {
-                sql.push_str(if i == 0 {
-                    "(?, ?, ?, ?)"
-                } else {
-                    ", (?, ?, ?, ?)"
-                });
+        let rows: Vec<(String, i64, String)> = trials
+            .iter()
+            .map(|t| {
+                (
+                    trial_id(&sweep.name, &t.key),
+                    t.ordinal as i64,
+                    params_to_json(&t.params),
+                )
+            })
+            .collect();
+        let (before, after): (i64, i64) = with_pool!(self, |pool| {
+            let mut tx = pool.write_tx().await?;
+            let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM trials WHERE sweep_id = $1")
+                .bind(sweep.id)
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE trials SET active = 0 WHERE sweep_id = $1")
+                .bind(sweep.id)
+                .execute(&mut *tx)
+                .await?;
+            for chunk in rows.chunks(INSERT_CHUNK) {
+                let sql = insert_trials_sql(chunk.len());
+                let mut query = sqlx::query(&sql).bind(sweep.id);
+                for (id, ordinal, params) in chunk {
+                    query = query.bind(id).bind(ordinal).bind(params);
+                }
+                query.execute(&mut *tx).await?;
             }
-            sql.push_str(" ON CONFLICT (id) DO UPDATE SET active = 1, ordinal = excluded.ordinal");
-            let mut query = sqlx::query(&sql);
-            for t in chunk {
-                query = query
-                    .bind(trial_id(&sweep.name, &t.key))
-                    .bind(sweep.id)
-                    .bind(t.ordinal as i64)
-                    .bind(params_to_json(&t.params));
-            }
-            query.execute(&mut *tx).await?;
-        }
-        let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM trials WHERE sweep_id = ?")
-            .bind(sweep.id)
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
+            let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM trials WHERE sweep_id = $1")
+                .bind(sweep.id)
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok((before, after))
+        })?;
         let added = (after - before) as u64;
         Ok(Registered {
             added,
@@ -140,14 +138,16 @@ impl Store {
 
     /// The sweep named `name`.
     pub async fn sweep(&self, name: &str) -> Result<SweepRecord, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, name, grid_path, grid_toml, workdir, created_at FROM sweeps WHERE name = ?",
+        let row: Option<SweepColumns> = with_pool!(self, |pool| {
+            Ok(sqlx::query_as(
+            "SELECT id, name, grid_path, grid_toml, workdir, created_at FROM sweeps WHERE name = $1",
         )
         .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(pool)
+        .await?)
+        })?;
         match row {
-            Some(row) => Ok(sweep_from_row(&row)),
+            Some(row) => Ok(sweep_from_row(row)),
             None => {
                 let known: Vec<String> = self.sweeps().await?.into_iter().map(|s| s.name).collect();
                 let known = if known.is_empty() {
@@ -162,22 +162,44 @@ impl Store {
 
     /// Every sweep, oldest first.
     pub async fn sweeps(&self) -> Result<Vec<SweepRecord>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<SweepColumns> = with_pool!(self, |pool| {
+            Ok(sqlx::query_as(
             "SELECT id, name, grid_path, grid_toml, workdir, created_at FROM sweeps ORDER BY id",
         )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(sweep_from_row).collect())
+        .fetch_all(pool)
+        .await?)
+        })?;
+        Ok(rows.into_iter().map(sweep_from_row).collect())
     }
 }
 
-fn sweep_from_row(row: &sqlx::sqlite::SqliteRow) -> SweepRecord {
+/// A `sweeps` row as selected above.
+type SweepColumns = (i64, String, String, String, String, i64);
+
+fn sweep_from_row(
+    (id, name, grid_path, grid_toml, workdir, created_at): SweepColumns,
+) -> SweepRecord {
     SweepRecord {
-        id: row.get("id"),
-        name: row.get("name"),
-        grid_path: row.get("grid_path"),
-        grid_toml: row.get("grid_toml"),
-        workdir: row.get("workdir"),
-        created_at: row.get("created_at"),
+        id,
+        name,
+        grid_path,
+        grid_toml,
+        workdir,
+        created_at,
     }
+}
+
+/// `INSERT` of `n` trials of the sweep bound to `$1`, each as (id, ordinal, params); a trial
+/// already stored keeps its state and results and is put back in the grid.
+fn insert_trials_sql(n: usize) -> String {
+    let mut sql = String::from("INSERT INTO trials (id, sweep_id, ordinal, params) VALUES ");
+    for i in 0..n {
+        let p = 2 + 3 * i;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("(${p}, $1, ${}, ${})", p + 1, p + 2));
+    }
+    sql.push_str(" ON CONFLICT (id) DO UPDATE SET active = 1, ordinal = excluded.ordinal");
+    sql
 }

@@ -2,11 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::Row;
 use sweep_core::value::params_from_json;
 use sweep_core::Params;
 
-use crate::{now_ms, Store, StoreError, TrialStatus};
+use crate::{now_ms, with_pool, Backend, Store, StoreError, TrialStatus, WriteTx};
 
 /// A trial this runner now holds.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,16 +80,48 @@ pub struct AttemptEnd {
     pub stderr_tail: String,
 }
 
-/// The next runnable trial of a sweep: one ordered, index-backed probe per runnable state
-/// (an `OR` over states would scan the whole sweep for every claim).
-const NEXT_CLAIMABLE: &str = "SELECT id FROM (\
-       SELECT * FROM (SELECT id, ordinal FROM trials WHERE sweep_id = ?1 AND status = 'pending' \
-           AND active = 1 AND not_before <= ?2 ORDER BY ordinal LIMIT 1) \
-       UNION ALL SELECT * FROM (SELECT id, ordinal FROM trials WHERE sweep_id = ?1 AND status = 'interrupted' \
-           AND active = 1 ORDER BY ordinal LIMIT 1) \
-       UNION ALL SELECT * FROM (SELECT id, ordinal FROM trials WHERE sweep_id = ?1 AND status = 'failed' \
-           AND active = 1 AND failures < ?3 AND not_before <= ?2 ORDER BY ordinal LIMIT 1)) \
+/// The next runnable trial of a sweep on SQLite: one ordered, index-backed probe per runnable
+/// state (an `OR` over states would scan the whole sweep for every claim). The write lock taken
+/// by `BEGIN IMMEDIATE` makes the claim atomic.
+const SQLITE_NEXT_CLAIMABLE: &str = "SELECT id FROM (\
+       SELECT * FROM (SELECT id, ordinal FROM trials WHERE sweep_id = $1 AND status = 'pending' \
+           AND active = 1 AND not_before <= $2 ORDER BY ordinal LIMIT 1) AS p \
+       UNION ALL SELECT * FROM (SELECT id, ordinal FROM trials WHERE sweep_id = $1 AND status = 'interrupted' \
+           AND active = 1 ORDER BY ordinal LIMIT 1) AS i \
+       UNION ALL SELECT * FROM (SELECT id, ordinal FROM trials WHERE sweep_id = $1 AND status = 'failed' \
+           AND active = 1 AND failures < $3 AND not_before <= $2 ORDER BY ordinal LIMIT 1) AS f) AS c \
      ORDER BY ordinal LIMIT 1";
+
+/// The same on PostgreSQL, where many orchestrators claim at once: the row is locked as it is
+/// chosen, and rows other claimers hold locked are skipped rather than waited for, so claims
+/// never serialise on one row and never hand one trial out twice.
+const POSTGRES_NEXT_CLAIMABLE: &str =
+    "SELECT id FROM trials WHERE sweep_id = $1 AND active = 1 AND (\
+       (status = 'pending' AND not_before <= $2) OR status = 'interrupted' \
+       OR (status = 'failed' AND failures < $3 AND not_before <= $2)) \
+     ORDER BY ordinal LIMIT 1 FOR UPDATE SKIP LOCKED";
+
+/// Columns of `attempts` closed by [`finish_attempt`].
+const FINISH_ATTEMPT: &str =
+    "UPDATE attempts SET finished_at = $1, outcome = $2, exit_code = $3, signal = $4, \
+     reason = $5, stderr_tail = $6 WHERE trial_id = $7 AND attempt = $8";
+
+/// Closes the attempt row of a finished attempt, inside the caller's transaction `$tx`.
+macro_rules! finish_attempt {
+    ($tx:expr, $trial_id:expr, $attempt:expr, $end:expr, $now:expr) => {
+        sqlx::query(FINISH_ATTEMPT)
+            .bind($now)
+            .bind($end.outcome.as_str())
+            .bind($end.exit_code.map(i64::from))
+            .bind($end.signal.map(i64::from))
+            .bind(&$end.reason)
+            .bind(&$end.stderr_tail)
+            .bind($trial_id)
+            .bind($attempt as i64)
+            .execute(&mut *$tx)
+            .await
+    };
+}
 
 impl Store {
     /// Atomically takes the next runnable trial of a sweep for `runner_id`, in expansion
@@ -102,44 +133,58 @@ impl Store {
         max_attempts: u32,
         gpu: Option<&str>,
     ) -> Result<Option<Claimed>, StoreError> {
-        let now = now_ms();
-        let mut tx = self.write_tx().await?;
+        let next = match self.backend() {
+            Backend::Sqlite => SQLITE_NEXT_CLAIMABLE,
+            Backend::Postgres => POSTGRES_NEXT_CLAIMABLE,
+        };
         let sql = format!(
-            "UPDATE trials SET status = 'running', owner = ?4, attempts = attempts + 1, \
-             started_at = ?2, finished_at = NULL, gpu = ?5, pid = NULL, error = NULL \
-             WHERE id = ({NEXT_CLAIMABLE}) \
+            "UPDATE trials SET status = 'running', owner = $4, attempts = attempts + 1, \
+             started_at = $2, finished_at = NULL, gpu = $5, pid = NULL, job_id = NULL, node = NULL, error = NULL \
+             WHERE id = ({next}) \
              RETURNING id, params, attempts, checkpoint_step, out_of_memory"
         );
-        let row = sqlx::query(&sql)
-            .bind(sweep_id)
-            .bind(now)
-            .bind(max_attempts as i64)
-            .bind(runner_id)
-            .bind(gpu)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
+        let row: Option<(String, String, i64, Option<i64>, i64, i64)> = with_pool!(self, |pool| {
+            let now = now_ms();
+            let mut tx = pool.write_tx().await?;
+            let row: Option<(String, String, i64, Option<i64>, i64)> = sqlx::query_as(&sql)
+                .bind(sweep_id)
+                .bind(now)
+                .bind(max_attempts as i64)
+                .bind(runner_id)
+                .bind(gpu)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some((id, _, attempt, _, _)) = &row {
+                sqlx::query(
+                    "INSERT INTO attempts (trial_id, attempt, owner, gpu, started_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (trial_id, attempt) DO UPDATE SET owner = excluded.owner, gpu = excluded.gpu, \
+                     started_at = excluded.started_at, finished_at = NULL, outcome = NULL, exit_code = NULL, \
+                     signal = NULL, reason = NULL, stderr_tail = NULL, job_id = NULL, node = NULL",
+                )
+                .bind(id)
+                .bind(attempt)
+                .bind(runner_id)
+                .bind(gpu)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(row.map(|(id, params, attempt, checkpoint, oom)| {
+                (id, params, attempt, checkpoint, oom, now)
+            }))
+        })?;
+        let Some((id, params, attempt, checkpoint_step, out_of_memory, _)) = row else {
             return Ok(None);
         };
-        let id: String = row.get("id");
-        let attempt = row.get::<i64, _>("attempts") as u32;
-        sqlx::query("INSERT OR REPLACE INTO attempts (trial_id, attempt, owner, gpu, started_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(&id)
-            .bind(attempt as i64)
-            .bind(runner_id)
-            .bind(gpu)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        let params = params_from_json(row.get("params"))
+        let params = params_from_json(&params)
             .map_err(|e| StoreError::Corrupt(format!("trial {id}: {e}")))?;
         Ok(Some(Claimed {
             id,
             params,
-            attempt,
-            checkpoint_step: row.get("checkpoint_step"),
-            out_of_memory: row.get::<i64, _>("out_of_memory") as u32,
+            attempt: attempt as u32,
+            checkpoint_step,
+            out_of_memory: out_of_memory as u32,
         }))
     }
 
@@ -150,14 +195,16 @@ impl Store {
         sweep_id: i64,
         max_attempts: u32,
     ) -> Result<(u64, Option<i64>), StoreError> {
-        let (count, earliest): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT COUNT(*), MIN(not_before) FROM trials WHERE sweep_id = ?1 AND active = 1 AND \
-             (status IN ('pending', 'interrupted') OR (status = 'failed' AND failures < ?2))",
+        let (count, earliest): (i64, Option<i64>) = with_pool!(self, |pool| {
+            Ok(sqlx::query_as(
+            "SELECT COUNT(*), MIN(not_before) FROM trials WHERE sweep_id = $1 AND active = 1 AND \
+             (status IN ('pending', 'interrupted') OR (status = 'failed' AND failures < $2))",
         )
         .bind(sweep_id)
         .bind(max_attempts as i64)
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_one(pool)
+        .await?)
+        })?;
         Ok((count as u64, earliest))
     }
 
@@ -169,13 +216,54 @@ impl Store {
         runner_id: &str,
         pid: u32,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE trials SET pid = ? WHERE id = ? AND owner = ?")
-            .bind(pid as i64)
+        with_pool!(self, |pool| {
+            sqlx::query("UPDATE trials SET pid = $1 WHERE id = $2 AND owner = $3")
+                .bind(pid as i64)
+                .bind(trial_id)
+                .bind(runner_id)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// Records the executor's job that runs a trial's attempt (a SLURM job id) and, once it
+    /// is known, the node it runs on: `sweep status` shows them, and a run that takes the
+    /// trial back cancels the job. Only the runner that holds the trial may.
+    pub async fn set_job(
+        &self,
+        trial_id: &str,
+        runner_id: &str,
+        attempt: u32,
+        job_id: &str,
+        node: Option<&str>,
+    ) -> Result<(), StoreError> {
+        with_pool!(self, |pool| {
+            let mut tx = pool.write_tx().await?;
+            let owned = sqlx::query(
+                "UPDATE trials SET job_id = $1, node = COALESCE($2, node) WHERE id = $3 AND owner = $4 AND attempts = $5",
+            )
+            .bind(job_id)
+            .bind(node)
             .bind(trial_id)
             .bind(runner_id)
-            .execute(&self.pool)
+            .bind(attempt as i64)
+            .execute(&mut *tx)
             .await?;
-        Ok(())
+            if owned.rows_affected() == 1 {
+                sqlx::query(
+                    "UPDATE attempts SET job_id = $1, node = COALESCE($2, node) WHERE trial_id = $3 AND attempt = $4",
+                )
+                .bind(job_id)
+                .bind(node)
+                .bind(trial_id)
+                .bind(attempt as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Records that a trial announced a checkpoint. Only the runner that holds the trial may.
@@ -185,13 +273,15 @@ impl Store {
         runner_id: &str,
         step: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE trials SET checkpoint_step = ? WHERE id = ? AND owner = ?")
-            .bind(step)
-            .bind(trial_id)
-            .bind(runner_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        with_pool!(self, |pool| {
+            sqlx::query("UPDATE trials SET checkpoint_step = $1 WHERE id = $2 AND owner = $3")
+                .bind(step)
+                .bind(trial_id)
+                .bind(runner_id)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
     }
 
     /// Appends curve points in one transaction.
@@ -199,21 +289,23 @@ impl Store {
         if points.is_empty() {
             return Ok(());
         }
-        let mut tx = self.write_tx().await?;
-        for p in points {
-            sqlx::query(
-                "INSERT INTO curves (trial_id, attempt, step, name, value) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(&p.trial_id)
-            .bind(p.attempt as i64)
-            .bind(p.step)
-            .bind(&p.name)
-            .bind(p.value)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        with_pool!(self, |pool| {
+            let mut tx = pool.write_tx().await?;
+            for p in points {
+                sqlx::query(
+                    "INSERT INTO curves (trial_id, attempt, step, name, value) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&p.trial_id)
+                .bind(p.attempt as i64)
+                .bind(p.step)
+                .bind(&p.name)
+                .bind(p.value)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Records a successful attempt: the trial's own metrics and those it reported for other
@@ -229,62 +321,63 @@ impl Store {
         results: &BTreeMap<String, BTreeMap<String, Option<f64>>>,
         end: &AttemptEnd,
     ) -> Result<Option<u64>, StoreError> {
-        let now = now_ms();
-        let mut tx = self.write_tx().await?;
-        let owned = sqlx::query(
-            "UPDATE trials SET status = 'completed', owner = NULL, pid = NULL, finished_at = ?, \
-             error = NULL, completed_by = NULL \
-             WHERE id = ? AND owner = ? AND attempts = ? AND status = 'running'",
-        )
-        .bind(now)
-        .bind(trial_id)
-        .bind(runner_id)
-        .bind(attempt as i64)
-        .execute(&mut *tx)
-        .await?;
-        if owned.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Ok(None);
-        }
-        let mut others = 0;
-        for (id, metrics) in results {
-            let updated = if id == trial_id {
-                owned.rows_affected()
-            } else {
-                sqlx::query(
-                    "UPDATE trials SET status = 'completed', finished_at = ?, started_at = COALESCE(started_at, ?), \
-                     error = NULL, completed_by = ? WHERE id = ? AND status <> 'completed'",
-                )
-                .bind(now)
-                .bind(now)
-                .bind(trial_id)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-            };
-            if updated == 0 {
-                continue;
+        with_pool!(self, |pool| {
+            let now = now_ms();
+            let mut tx = pool.write_tx().await?;
+            let owned = sqlx::query(
+                "UPDATE trials SET status = 'completed', owner = NULL, pid = NULL, finished_at = $1, \
+                 error = NULL, completed_by = NULL \
+                 WHERE id = $2 AND owner = $3 AND attempts = $4 AND status = 'running'",
+            )
+            .bind(now)
+            .bind(trial_id)
+            .bind(runner_id)
+            .bind(attempt as i64)
+            .execute(&mut *tx)
+            .await?;
+            if owned.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Ok(None);
             }
-            if id != trial_id {
-                others += 1;
-            }
-            sqlx::query("DELETE FROM results WHERE trial_id = ?")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            for (name, value) in metrics {
-                sqlx::query("INSERT INTO results (trial_id, name, value) VALUES (?, ?, ?)")
+            let mut others = 0;
+            for (id, metrics) in results {
+                let updated = if id == trial_id {
+                    owned.rows_affected()
+                } else {
+                    sqlx::query(
+                        "UPDATE trials SET status = 'completed', finished_at = $1, started_at = COALESCE(started_at, $1), \
+                         error = NULL, completed_by = $2 WHERE id = $3 AND status <> 'completed'",
+                    )
+                    .bind(now)
+                    .bind(trial_id)
                     .bind(id)
-                    .bind(name)
-                    .bind(value)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                };
+                if updated == 0 {
+                    continue;
+                }
+                if id != trial_id {
+                    others += 1;
+                }
+                sqlx::query("DELETE FROM results WHERE trial_id = $1")
+                    .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                for (name, value) in metrics {
+                    sqlx::query("INSERT INTO results (trial_id, name, value) VALUES ($1, $2, $3)")
+                        .bind(id)
+                        .bind(name)
+                        .bind(value)
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
-        }
-        finish_attempt(&mut tx, trial_id, attempt, end, now).await?;
-        tx.commit().await?;
-        Ok(Some(others))
+            finish_attempt!(tx, trial_id, attempt, end, now)?;
+            tx.commit().await?;
+            Ok(Some(others))
+        })
     }
 
     /// Records an attempt that did not succeed. A failure is retried (status `pending` until
@@ -304,76 +397,58 @@ impl Store {
         max_attempts: u32,
         retryable: bool,
     ) -> Result<Option<TrialStatus>, StoreError> {
-        let now = now_ms();
-        let mut tx = self.write_tx().await?;
-        let status: Option<String> = if end.outcome == Outcome::Interrupted {
-            sqlx::query_scalar(
-                "UPDATE trials SET status = 'interrupted', owner = NULL, pid = NULL, finished_at = ?, error = ? \
-                 WHERE id = ? AND owner = ? AND status = 'running' RETURNING status",
-            )
-            .bind(now)
-            .bind(&end.reason)
-            .bind(trial_id)
-            .bind(runner_id)
-            .fetch_optional(&mut *tx)
-            .await?
-        } else {
-            sqlx::query_scalar(
-                "UPDATE trials SET \
-                 failures = CASE WHEN ?1 THEN failures + 1 ELSE MAX(failures + 1, ?2) END, \
-                 status = CASE WHEN ?1 AND failures + 1 < ?2 THEN 'pending' ELSE 'failed' END, \
-                 not_before = ?3, owner = NULL, pid = NULL, finished_at = ?4, error = ?5, \
-                 out_of_memory = out_of_memory + ?8 \
-                 WHERE id = ?6 AND owner = ?7 AND status = 'running' RETURNING status",
-            )
-            .bind(retryable)
-            .bind(max_attempts as i64)
-            .bind(retry_at)
-            .bind(now)
-            .bind(&end.reason)
-            .bind(trial_id)
-            .bind(runner_id)
-            .bind(end.outcome == Outcome::OutOfMemory)
-            .fetch_optional(&mut *tx)
-            .await?
-        };
-        finish_attempt(&mut tx, trial_id, attempt, end, now).await?;
-        tx.commit().await?;
+        let status: Option<String> = with_pool!(self, |pool| {
+            let now = now_ms();
+            let mut tx = pool.write_tx().await?;
+            let status: Option<String> = if end.outcome == Outcome::Interrupted {
+                sqlx::query_scalar(
+                    "UPDATE trials SET status = 'interrupted', owner = NULL, pid = NULL, finished_at = $1, error = $2 \
+                     WHERE id = $3 AND owner = $4 AND status = 'running' RETURNING status",
+                )
+                .bind(now)
+                .bind(&end.reason)
+                .bind(trial_id)
+                .bind(runner_id)
+                .fetch_optional(&mut *tx)
+                .await?
+            } else {
+                // `$1`: retryable; a failure that is not uses up the whole budget at once.
+                sqlx::query_scalar(
+                    "UPDATE trials SET \
+                     failures = CASE WHEN $1 OR failures + 1 >= $2 THEN failures + 1 ELSE $2 END, \
+                     status = CASE WHEN $1 AND failures + 1 < $2 THEN 'pending' ELSE 'failed' END, \
+                     not_before = $3, owner = NULL, pid = NULL, finished_at = $4, error = $5, \
+                     out_of_memory = out_of_memory + $8 \
+                     WHERE id = $6 AND owner = $7 AND status = 'running' RETURNING status",
+                )
+                .bind(retryable)
+                .bind(max_attempts as i64)
+                .bind(retry_at)
+                .bind(now)
+                .bind(&end.reason)
+                .bind(trial_id)
+                .bind(runner_id)
+                .bind(i64::from(end.outcome == Outcome::OutOfMemory))
+                .fetch_optional(&mut *tx)
+                .await?
+            };
+            finish_attempt!(tx, trial_id, attempt, end, now)?;
+            tx.commit().await?;
+            Ok(status)
+        })?;
         Ok(status.as_deref().and_then(TrialStatus::parse))
     }
 
     /// Gives every failed trial of a sweep a fresh attempt budget (`sweep run --retry-failed`).
     pub async fn reset_failed(&self, sweep_id: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE trials SET status = 'pending', failures = 0, not_before = 0 WHERE sweep_id = ? AND status = 'failed'",
-        )
-        .bind(sweep_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        with_pool!(self, |pool| {
+            let done = sqlx::query(
+                "UPDATE trials SET status = 'pending', failures = 0, not_before = 0 WHERE sweep_id = $1 AND status = 'failed'",
+            )
+            .bind(sweep_id)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected())
+        })
     }
-}
-
-async fn finish_attempt(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    trial_id: &str,
-    attempt: u32,
-    end: &AttemptEnd,
-    now: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE attempts SET finished_at = ?, outcome = ?, exit_code = ?, signal = ?, reason = ?, stderr_tail = ? \
-         WHERE trial_id = ? AND attempt = ?",
-    )
-    .bind(now)
-    .bind(end.outcome.as_str())
-    .bind(end.exit_code)
-    .bind(end.signal)
-    .bind(&end.reason)
-    .bind(&end.stderr_tail)
-    .bind(trial_id)
-    .bind(attempt as i64)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }

@@ -1,5 +1,6 @@
 //! A trial's life in the store: claims are exclusive, failures retry then fail, dead
-//! runners' trials come back as interrupted.
+//! runners' trials come back as interrupted. With `SWEEP_TEST_POSTGRES` set (`.ci/run` sets
+//! it for a second pass), every store is a fresh database on that PostgreSQL server instead.
 
 use std::path::Path;
 
@@ -8,9 +9,11 @@ use sweep_store::{now_ms, AttemptEnd, Outcome, Store, SweepRecord, TrialStatus};
 
 async fn store_with(n: usize) -> (tempfile::TempDir, Store, SweepRecord) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("s.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let location = match std::env::var(sweep_store::TEST_SERVER_ENV) {
+        Ok(server) => sweep_store::fresh_postgres_database(&server).await.unwrap(),
+        Err(_) => dir.path().join("s.db").display().to_string(),
+    };
+    let store = Store::open(&location).await.unwrap();
     let text = format!(
         "[sweep]\nname = \"t\"\ncommand = [\"true\"]\n[grid]\nx = [{}]\n",
         (1..=n)

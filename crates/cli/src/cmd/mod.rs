@@ -13,7 +13,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "sweep", version, about, long_about = None)]
 pub struct Cli {
-    /// The database: a file path or a sqlite:// URL.
+    /// The database: a SQLite file path (or sqlite:// URL), or a postgres:// URL of a server
+    /// that every node of a cluster reaches.
     #[arg(long, global = true, env = "SWEEP_DB", default_value = "sweep.db")]
     db: String,
     #[command(subcommand)]

@@ -26,7 +26,7 @@ pub async fn run(db: &str, args: StatusArgs) -> anyhow::Result<i32> {
         None => store.sweeps().await?,
     };
     if sweeps.is_empty() {
-        writeln!(out, "no sweeps in {db}")?;
+        writeln!(out, "no sweeps in {}", sweep_store::redact(db))?;
     }
     for sweep in sweeps {
         let counts = store.counts(sweep.id).await?;
