@@ -103,28 +103,25 @@ impl Project {
 
     /// The first column of a query on the project's database, as text.
     pub fn sql(&self, sql: &str) -> Vec<String> {
-        block_on(async {
-            if self.on_postgres() {
-                let pool = sqlx::PgPool::connect(&self.location)
-                    .await
-                    .expect("open database");
+        /// One text for either pool type.
+        macro_rules! first_column {
+            ($pool:expr) => {{
+                let pool = $pool.await.expect("open database");
                 let rows = sqlx::query_scalar(sql)
                     .fetch_all(&pool)
                     .await
                     .expect("query");
                 pool.close().await;
-                return rows;
+                rows
+            }};
+        }
+        block_on(async {
+            if self.on_postgres() {
+                first_column!(sqlx::PgPool::connect(&self.location))
+            } else {
+                let url = format!("sqlite://{}?mode=ro", self.location);
+                first_column!(sqlx::SqlitePool::connect(&url))
             }
-            let url = format!("sqlite://{}?mode=ro", self.location);
-            let pool = sqlx::SqlitePool::connect(&url)
-                .await
-                .expect("open database");
-            let rows = sqlx::query_scalar(sql)
-                .fetch_all(&pool)
-                .await
-                .expect("query");
-            pool.close().await;
-            rows
         })
     }
 

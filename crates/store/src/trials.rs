@@ -143,7 +143,7 @@ impl Store {
              WHERE id = ({next}) \
              RETURNING id, params, attempts, checkpoint_step, out_of_memory"
         );
-        let row: Option<(String, String, i64, Option<i64>, i64, i64)> = with_pool!(self, |pool| {
+        let row: Option<(String, String, i64, Option<i64>, i64)> = with_pool!(self, |pool| {
             let now = now_ms();
             let mut tx = pool.write_tx().await?;
             let row: Option<(String, String, i64, Option<i64>, i64)> = sqlx::query_as(&sql)
@@ -170,11 +170,9 @@ impl Store {
                 .await?;
             }
             tx.commit().await?;
-            Ok(row.map(|(id, params, attempt, checkpoint, oom)| {
-                (id, params, attempt, checkpoint, oom, now)
-            }))
+            Ok(row)
         })?;
-        let Some((id, params, attempt, checkpoint_step, out_of_memory, _)) = row else {
+        let Some((id, params, attempt, checkpoint_step, out_of_memory)) = row else {
             return Ok(None);
         };
         let params = params_from_json(&params)
