@@ -14,6 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::error::SpecError;
+use crate::slurm::{RawSlurm, SlurmSpec};
 use crate::template::{CommandTemplate, BUILTIN_PLACEHOLDERS};
 use crate::value::{params_to_json, ParamValue, Params};
 
@@ -98,6 +99,8 @@ pub struct Grid {
     pub fixed: Params,
     /// The `[trainer]` table (settings of the built-in trainer), checked by the trainer.
     pub trainer: Option<TrainerTable>,
+    /// The `[slurm]` table: how trials are submitted with `--executor slurm`.
+    pub slurm: SlurmSpec,
 }
 
 /// The `[trainer]` table as written, with where it starts so the trainer's complaints can
@@ -124,6 +127,8 @@ struct RawGrid {
     fixed: IndexMap<String, Spanned<toml::Value>>,
     #[serde(default)]
     trainer: Option<Spanned<toml::Table>>,
+    #[serde(default)]
+    slurm: Option<RawSlurm>,
 }
 
 #[derive(Deserialize)]
@@ -401,7 +406,13 @@ impl Grid {
             }
         };
 
+        let slurm = match raw.slurm {
+            None => SlurmSpec::default(),
+            Some(raw) => raw.check(|span, key, message| c.err(span, key, message))?,
+        };
+
         Ok(Grid {
+            slurm,
             path: path.to_path_buf(),
             source: source.to_string(),
             name,
