@@ -8,5 +8,6 @@ mod malformed;
 mod orchestration;
 mod postgres;
 mod report;
+mod slurm;
 mod support;
 mod trainer;

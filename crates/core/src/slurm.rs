@@ -5,11 +5,13 @@
 //! more time, changes where trials run, not what they compute, so it never makes a stored
 //! sweep "changed".
 
+use std::time::Duration;
+
 use serde::Deserialize;
 use toml::Spanned;
 
 /// Submission settings for SLURM jobs, checked where the grid is parsed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlurmSpec {
     /// `--partition`; the cluster's default partition when absent.
     pub partition: Option<String>,
@@ -29,6 +31,28 @@ pub struct SlurmSpec {
     pub mem: Option<String>,
     /// Further `sbatch` options, passed as written (`["--constraint=a100", "--exclusive"]`).
     pub extra: Vec<String>,
+    /// How often the orchestrator asks `squeue` about its jobs (one call for all of them).
+    pub poll: Duration,
+}
+
+/// [`SlurmSpec::poll`] unless the grid says otherwise: a trial's end is noticed within a few
+/// seconds, at one `squeue` call per orchestrator per tick.
+pub const DEFAULT_POLL: Duration = Duration::from_secs(3);
+
+impl Default for SlurmSpec {
+    fn default() -> SlurmSpec {
+        SlurmSpec {
+            partition: None,
+            account: None,
+            qos: None,
+            time: None,
+            gres: None,
+            cpus_per_task: None,
+            mem: None,
+            extra: Vec::new(),
+            poll: DEFAULT_POLL,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -43,6 +67,7 @@ pub(crate) struct RawSlurm {
     mem: Option<Spanned<String>>,
     #[serde(default)]
     extra: Vec<Spanned<String>>,
+    poll: Option<Spanned<String>>,
 }
 
 impl RawSlurm {
@@ -95,7 +120,36 @@ impl RawSlurm {
             }
             extra.push(option);
         }
+        let poll = match self.poll {
+            None => DEFAULT_POLL,
+            Some(text) => {
+                let span = text.span();
+                let text = text.into_inner();
+                match humantime::parse_duration(&text) {
+                    Ok(d)
+                        if (Duration::from_millis(100)..=Duration::from_secs(600)).contains(&d) =>
+                    {
+                        d
+                    }
+                    Ok(_) => {
+                        return Err(err(
+                            span,
+                            "slurm.poll",
+                            format!("{text:?} is out of range; poll from every 100ms to every 10m"),
+                        ))
+                    }
+                    Err(e) => {
+                        return Err(err(
+                            span,
+                            "slurm.poll",
+                            format!("{text:?} is not a duration ({e}); write e.g. \"3s\""),
+                        ))
+                    }
+                }
+            }
+        };
         Ok(SlurmSpec {
+            poll,
             partition: word(self.partition, "partition")?,
             account: word(self.account, "account")?,
             qos: word(self.qos, "qos")?,
@@ -137,6 +191,11 @@ mod tests {
         assert_eq!(s.cpus_per_task, Some(8));
         assert_eq!(s.mem.as_deref(), Some("32G"));
         assert_eq!(s.extra, ["--exclusive"]);
+        assert_eq!(s.poll, super::DEFAULT_POLL);
+        assert_eq!(
+            parse("poll = \"500ms\"").unwrap().slurm.poll.as_millis(),
+            500
+        );
     }
 
     #[test]
@@ -150,6 +209,10 @@ mod tests {
         assert!(e.contains("slurm.cpus_per_task"), "{e}");
         let e = parse("extra = [\"exclusive\"]\n").unwrap_err();
         assert!(e.contains("slurm.extra"), "{e}");
+        let e = parse("poll = \"1ms\"\n").unwrap_err();
+        assert!(e.contains("slurm.poll"), "{e}");
+        let e = parse("poll = \"often\"\n").unwrap_err();
+        assert!(e.contains("slurm.poll"), "{e}");
         let e = parse("partitions = \"gpu\"\n").unwrap_err();
         assert!(e.contains("partitions"), "{e}");
     }

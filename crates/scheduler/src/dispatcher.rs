@@ -13,7 +13,8 @@ use sweep_store::{
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
-use crate::attempt::{self, Launch, Message, Report};
+use crate::attempt::{Job, Launch, Message, Report};
+use crate::executor::Executor;
 use crate::gpus::GpuPool;
 use crate::oom;
 use crate::process::{self, signal_name};
@@ -26,8 +27,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
 struct Running {
     attempt: u32,
-    /// The attempt's process group, once it started.
-    pid: Option<u32>,
+    /// What the attempt runs as, once it started.
+    job: Option<Job>,
     gpus: Vec<String>,
     params: Params,
     results: BTreeMap<String, BTreeMap<String, Option<f64>>>,
@@ -38,6 +39,7 @@ struct Dispatcher<'a> {
     grid: &'a Grid,
     sweep: &'a SweepRecord,
     config: &'a RunConfig,
+    executor: Executor,
     runner_id: String,
     tx: mpsc::UnboundedSender<Message>,
     stop: watch::Receiver<Stop>,
@@ -48,6 +50,9 @@ struct Dispatcher<'a> {
     progress: Progress,
     /// `SWEEP_AXES`: the values of every swept parameter, the same for every trial.
     axes_json: String,
+    /// The executor refused a job while others ran (a cluster limit, say): nothing more is
+    /// submitted until one of them ends.
+    held_back: bool,
 }
 
 /// Runs the sweep's claimable trials until none is left, or until `stop` says so. Results
@@ -72,6 +77,7 @@ pub async fn run_sweep(
         }
         slots = slots.min(config.gpus.len() / per_trial);
     }
+    let executor = Executor::start(config.executor, grid).await?;
     let runner = store
         .register_runner(&config.host, std::process::id())
         .await?;
@@ -82,6 +88,7 @@ pub async fn run_sweep(
         grid,
         sweep,
         config,
+        executor,
         runner_id: runner.id.clone(),
         tx,
         stop: stop.clone(),
@@ -90,6 +97,7 @@ pub async fn run_sweep(
         curves: Vec::new(),
         summary: Summary::default(),
         axes_json: axes_json(grid),
+        held_back: false,
         progress: Progress {
             total: counts.total(),
             completed: counts.get(TrialStatus::Completed),
@@ -108,7 +116,7 @@ pub async fn run_sweep(
             // are killed and the trials re-queued as interrupted. If even that cannot be
             // written (the disk is full, say), the lease is left to expire, and the next
             // `sweep run` takes the trials back as it would from a crashed runner.
-            d.kill_running();
+            d.kill_running().await;
             if let Err(e2) = store
                 .reclaim(&d.runner_id, &format!("its runner stopped: {e}"))
                 .await
@@ -200,12 +208,13 @@ impl Dispatcher<'_> {
 
     /// Claims trials into free slots. Returns true when the queue had nothing to claim.
     async fn fill(&mut self, slots: usize) -> Result<bool, SchedulerError> {
-        while self.running.len() < slots {
+        while self.running.len() < slots && !self.held_back {
             // Not the trial's fault: do not spend its attempts on a directory that vanished.
             if !self.config.workdir.is_dir() {
                 return Err(SchedulerError::WorkdirGone(self.config.workdir.clone()));
             }
-            let gpus = if self.grid.gpus_per_trial > 0 && !self.config.gpus.is_empty() {
+            let pooled = !self.executor.places_gpus() && !self.config.gpus.is_empty();
+            let gpus = if self.grid.gpus_per_trial > 0 && pooled {
                 match self.pool.take(self.grid.gpus_per_trial) {
                     Some(g) => g,
                     None => return Ok(false),
@@ -268,13 +277,18 @@ impl Dispatcher<'_> {
                 "SWEEP_RESUME".to_string(),
                 if claimed.attempt > 1 { "1" } else { "0" }.to_string(),
             ),
-            ("CUDA_VISIBLE_DEVICES".to_string(), gpus.join(",")),
             ("SWEEP_AXES".to_string(), self.axes_json.clone()),
             (
                 oom::SPLIT_VAR.to_string(),
                 oom::split_after(claimed.out_of_memory).to_string(),
             ),
         ];
+        if !self.executor.places_gpus()
+            || self.grid.gpus_per_trial == 0 && self.grid.slurm.gres.is_none()
+        {
+            // The leased GPUs, or none (CPU); SLURM sets it from the job's GRES itself.
+            env.push(("CUDA_VISIBLE_DEVICES".to_string(), gpus.join(",")));
+        }
         if let Some(trainer) = &self.grid.trainer {
             env.push(("SWEEP_TRAINER".to_string(), trainer.settings.to_string()));
         }
@@ -304,12 +318,13 @@ impl Dispatcher<'_> {
             claimed.id,
             claimed.attempt
         );
-        tokio::spawn(attempt::run(launch, self.tx.clone(), self.stop.clone()));
+        self.executor
+            .spawn(launch, self.tx.clone(), self.stop.clone());
         self.running.insert(
             claimed.id,
             Running {
                 attempt: claimed.attempt,
-                pid: None,
+                job: None,
                 gpus,
                 params: claimed.params,
                 results: BTreeMap::new(),
@@ -326,11 +341,35 @@ impl Dispatcher<'_> {
         reporter: &mut dyn Reporter,
     ) -> Result<bool, SchedulerError> {
         match msg {
-            Message::Started { trial_id, pid } => {
-                if let Some(running) = self.running.get_mut(&trial_id) {
-                    running.pid = Some(pid);
+            Message::Started { trial_id, job } => {
+                let Some(running) = self.running.get_mut(&trial_id) else {
+                    return Ok(false);
+                };
+                running.job = Some(job.clone());
+                let attempt = running.attempt;
+                match job {
+                    Job::Process(pid) => {
+                        self.store.set_pid(&trial_id, &self.runner_id, pid).await?
+                    }
+                    Job::Slurm(id) => {
+                        self.store
+                            .set_job(&trial_id, &self.runner_id, attempt, &id, None)
+                            .await?
+                    }
                 }
-                self.store.set_pid(&trial_id, &self.runner_id, pid).await?;
+                Ok(false)
+            }
+            Message::Placed { trial_id, node } => {
+                if let Some(Running {
+                    attempt,
+                    job: Some(Job::Slurm(id)),
+                    ..
+                }) = self.running.get(&trial_id)
+                {
+                    self.store
+                        .set_job(&trial_id, &self.runner_id, *attempt, id, Some(&node))
+                        .await?;
+                }
                 Ok(false)
             }
             Message::Event {
@@ -403,6 +442,12 @@ impl Dispatcher<'_> {
         };
         self.pool.give_back(running.gpus);
         self.progress.running = self.running.len() as u64;
+        if let Some(why) = &report.rejected {
+            return self
+                .rejected(&trial_id, running.attempt, why, reporter)
+                .await;
+        }
+        self.held_back = false;
         let has_result = running.results.contains_key(&trial_id);
         let success = report.spawn_error.is_none() && report.exit_code == Some(0) && has_result;
         let (outcome, mut reason) = classify(&report, has_result, self.grid);
@@ -501,7 +546,10 @@ impl Dispatcher<'_> {
             }
             Some(TrialStatus::Interrupted) => {
                 self.summary.interrupted += 1;
-                reporter.note(&format!("trial {trial_id} interrupted"));
+                match &report.reason {
+                    Some(why) => reporter.note(&format!("trial {trial_id} interrupted: {why}")),
+                    None => reporter.note(&format!("trial {trial_id} interrupted")),
+                }
             }
             _ => reporter.note(&format!(
                 "trial {trial_id}: {reason} (it was taken over by another orchestrator)"
@@ -518,7 +566,7 @@ impl Dispatcher<'_> {
             "this orchestrator missed its heartbeats for longer than the lease; its {} running trial(s) were taken over by another and are stopped here",
             self.running.len()
         ));
-        self.kill_running();
+        self.kill_running().await;
         self.runner_id = self
             .store
             .register_runner(&self.config.host, std::process::id())
@@ -527,11 +575,59 @@ impl Dispatcher<'_> {
         Ok(())
     }
 
-    /// Kills the process group of every attempt this dispatcher runs.
-    fn kill_running(&self) {
-        for pid in self.running.values().filter_map(|r| r.pid) {
-            process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+    /// Kills every attempt this dispatcher runs (process groups, SLURM jobs).
+    async fn kill_running(&self) {
+        let jobs: Vec<Job> = self
+            .running
+            .values()
+            .filter_map(|r| r.job.clone())
+            .collect();
+        Executor::kill(&jobs).await;
+    }
+
+    /// The executor refused to start an attempt. The trial goes back to the queue without
+    /// spending an attempt; while other attempts run, nothing more is submitted until one
+    /// ends (a limit on jobs at once is the usual cause), else the run stops with the
+    /// executor's message, results so far stored.
+    async fn rejected(
+        &mut self,
+        trial_id: &str,
+        attempt: u32,
+        why: &str,
+        reporter: &mut dyn Reporter,
+    ) -> Result<(), SchedulerError> {
+        let end = AttemptEnd {
+            outcome: Outcome::Interrupted,
+            exit_code: None,
+            signal: None,
+            reason: Some(format!("not started: {why}")),
+            stderr_tail: String::new(),
+        };
+        self.store
+            .end_unsuccessful(
+                trial_id,
+                &self.runner_id,
+                attempt,
+                &end,
+                now_ms(),
+                self.grid.max_attempts,
+                true,
+            )
+            .await?;
+        if self.running.is_empty() {
+            return Err(SchedulerError::Submission {
+                trial: trial_id.to_string(),
+                message: why.to_string(),
+            });
         }
+        if !self.held_back {
+            reporter.note(&format!(
+                "trial {trial_id} was not started ({why}); it waits until one of the {} running trial(s) ends",
+                self.running.len()
+            ));
+        }
+        self.held_back = true;
+        Ok(())
     }
 
     async fn flush_curves(&mut self) -> Result<(), SchedulerError> {
@@ -568,28 +664,20 @@ impl Dispatcher<'_> {
                 continue;
             };
             let orphans = self.store.reclaim(&runner.id, &why).await?;
-            reclaimed += self.clean_up(&orphans, &why, reporter);
+            reclaimed += self.clean_up(&orphans, &why, reporter).await;
         }
         let why = "its orchestrator ended without handing it back";
         let stranded = self.store.reclaim_stranded(why).await?;
-        reclaimed += self.clean_up(&stranded, why, reporter);
+        reclaimed += self.clean_up(&stranded, why, reporter).await;
         self.summary.reclaimed += reclaimed;
         Ok(reclaimed)
     }
 
-    /// Kills what taken-back trials left running on this host, and says so.
-    fn clean_up(&self, orphans: &[Orphan], why: &str, reporter: &mut dyn Reporter) -> u64 {
+    /// Stops what taken-back trials left running, and says so.
+    async fn clean_up(&self, orphans: &[Orphan], why: &str, reporter: &mut dyn Reporter) -> u64 {
         for orphan in orphans {
-            let local = orphan.host.as_deref() == Some(self.config.host.as_str());
-            if local {
-                for group in
-                    process::kill_orphan(orphan.pid, &orphan.trial_id, orphan.runner.as_deref())
-                {
-                    reporter.note(&format!(
-                        "killed leftover process group {group} of trial {}",
-                        orphan.trial_id
-                    ));
-                }
+            for line in self.executor.clean_up(orphan, &self.config.host).await {
+                reporter.note(&line);
             }
         }
         if !orphans.is_empty() {
@@ -620,10 +708,18 @@ fn classify(report: &Report, has_result: bool, grid: &Grid) -> (Outcome, Option<
     }
     if report.timed_out {
         let limit = grid.timeout.map(humantime_short).unwrap_or_default();
-        return (Outcome::TimedOut, Some(format!("timed out after {limit}")));
+        let why = report
+            .reason
+            .clone()
+            .unwrap_or_else(|| format!("timed out after {limit}"));
+        return (Outcome::TimedOut, Some(why));
     }
     if report.interrupted {
-        return (Outcome::Interrupted, Some("interrupted by the user".into()));
+        let why = report
+            .reason
+            .clone()
+            .unwrap_or_else(|| "interrupted by the user".into());
+        return (Outcome::Interrupted, Some(why));
     }
     let reason = match (report.exit_code, report.signal) {
         (Some(0), _) if !has_result => {
@@ -643,7 +739,10 @@ fn classify(report: &Report, has_result: bool, grid: &Grid) -> (Outcome, Option<
         (None, Some(sig)) => format!("killed by {}", signal_name(sig)),
         (None, None) => "ended without an exit status".to_string(),
     };
-    (Outcome::Failed, Some(reason))
+    (
+        Outcome::Failed,
+        Some(report.reason.clone().unwrap_or(reason)),
+    )
 }
 
 fn format_metrics(metrics: &BTreeMap<String, Option<f64>>) -> String {

@@ -1,12 +1,14 @@
-//! Runs the trials of a sweep as child processes.
+//! Runs the trials of a sweep, as child processes or as SLURM jobs.
 //!
-//! One dispatcher owns the store and the slots; each attempt runs in its own task and only
-//! sends messages back (started, events, finished), like nextest's runner. Trials are claimed
+//! One dispatcher owns the store and the slots; each attempt runs in its own task, on an
+//! executor (`executor`: local processes or SLURM jobs), and only sends messages back
+//! (started, events, finished), like nextest's runner. Trials are claimed
 //! from the store one at a time, so several `sweep run` processes can share a sweep, and a
 //! heartbeat lease lets any of them take back the trials of one that died.
 
 mod attempt;
 mod dispatcher;
+mod executor;
 mod gpus;
 pub mod guard;
 mod oom;
@@ -16,6 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use dispatcher::run_sweep;
+pub use executor::{CliError, ExecutorKind};
 pub use gpus::{parse_nvidia_smi, GpuPool, GpuRequest};
 pub use oom::SPLIT_VAR;
 pub use process::{alive, processes_marked};
@@ -54,6 +57,8 @@ pub struct RunConfig {
     /// trial's whole process group dies with the orchestrator; `None` starts the command
     /// itself, and only its first process gets the parent-death signal.
     pub guard: Option<PathBuf>,
+    /// Where attempts run: local processes, or SLURM jobs.
+    pub executor: ExecutorKind,
 }
 
 impl RunConfig {
@@ -71,6 +76,7 @@ impl RunConfig {
                 .unwrap_or_else(|_| "localhost".into()),
             builtin_trial: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("sweep")),
             guard: None,
+            executor: ExecutorKind::Local,
         }
     }
 }
@@ -132,6 +138,18 @@ pub enum SchedulerError {
     /// A trial directory could not be created.
     #[error("cannot create the trial directory {0}: {1}\n  help: check --trials-dir (it must be a writable directory) and free disk space, then run the same command again")]
     TrialDir(PathBuf, std::io::Error),
+    /// The executor would not run the sweep's jobs at all (SLURM's `sbatch --test-only`
+    /// refused them: a bad partition or account, a limit), or its commands are missing.
+    #[error("SLURM will not run this sweep's jobs: {0}\n  help: fix the grid's [slurm] table (partition, account, qos, time, gres; `sinfo` lists partitions), then run the same command again; nothing was started")]
+    Rejected(CliError),
+    /// A job was refused while none of this run's others was running.
+    #[error("SLURM refused the job of trial {trial}: {message}\n  help: the trial is back in the queue with its attempts untouched and results so far are stored; fix the cause, then run the same command again")]
+    Submission {
+        /// The trial whose job was refused.
+        trial: String,
+        /// What the executor said.
+        message: String,
+    },
     /// The directory trials run in no longer exists.
     #[error("the sweep's working directory {0} no longer exists, so no trial can start there\n  help: recreate it, or run the grid again from another directory under a new [sweep] name")]
     WorkdirGone(PathBuf),

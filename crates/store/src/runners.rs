@@ -32,6 +32,8 @@ pub struct Orphan {
     pub runner: Option<String>,
     /// The executor's job its attempt ran as (a SLURM job id), to cancel.
     pub job_id: Option<String>,
+    /// The number of that attempt.
+    pub attempt: i64,
 }
 
 impl Store {
@@ -190,6 +192,7 @@ macro_rules! hand_back {
                 host,
                 runner,
                 job_id,
+                attempt: attempts,
             });
         }
         orphans

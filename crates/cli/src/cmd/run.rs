@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use sweep_core::{expand, Grid};
-use sweep_scheduler::{run_sweep, GpuRequest, RunConfig, Stop};
+use sweep_scheduler::{run_sweep, ExecutorKind, GpuRequest, RunConfig, Stop};
 use sweep_store::{Store, TrialStatus};
 use tokio::sync::watch;
 
@@ -18,7 +18,8 @@ use crate::progress;
 /// Options shared by `run` and `resume`.
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// Trials at once (default: the grid's `parallel`).
+    /// Trials at once (default: the grid's `parallel`); with `--executor slurm`, jobs
+    /// queued or running at once.
     #[arg(long)]
     parallel: Option<usize>,
     /// GPUs trials may use: auto (CUDA_VISIBLE_DEVICES, else nvidia-smi), none, or ids like 0,1.
@@ -34,6 +35,19 @@ pub struct ExecArgs {
     /// and takes its trials back (on one host, a dead process is noticed at once).
     #[arg(long, default_value = "30s", value_parser = parse_lease)]
     lease: Duration,
+    /// Where trials run: child processes here, or one SLURM job per attempt (submitted with
+    /// the grid's [slurm] table; docs/cluster.md).
+    #[arg(long, value_enum, default_value_t = Executor::Local)]
+    executor: Executor,
+}
+
+/// `--executor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Executor {
+    /// Child processes of this `sweep run`, on this machine.
+    Local,
+    /// SLURM batch jobs (sbatch, squeue, scancel), on a cluster's shared file system.
+    Slurm,
 }
 
 /// A lease is whole seconds to a day: shorter than the 2 s heartbeat cannot be kept.
@@ -131,17 +145,22 @@ async fn execute(db: &str, grid: Grid, workdir: PathBuf, exec: ExecArgs) -> anyh
         let n = store.reset_failed(sweep.id).await?;
         tracing::info!("gave {n} failed trial(s) a fresh attempt budget");
     }
-    let gpus = resolve_gpus(&grid, &exec.gpus)?;
     let mut config = RunConfig::new(workdir, trials_root);
     config.lease = exec.lease;
-    // This binary's `guard` starts each attempt, so a trial dies with the orchestrator.
-    config.guard = Some(config.builtin_trial.clone());
+    match exec.executor {
+        Executor::Local => {
+            config.gpus = resolve_gpus(&grid, &exec.gpus)?;
+            // This binary's `guard` starts each attempt, so a trial dies with the orchestrator.
+            config.guard = Some(config.builtin_trial.clone());
+        }
+        // SLURM gives each job its GPUs (GRES) and tracks and kills its processes itself.
+        Executor::Slurm => config.executor = ExecutorKind::Slurm,
+    }
     config.heartbeat = config.heartbeat.min(exec.lease / 4);
     config.parallel = exec.parallel.unwrap_or(grid.parallel);
     if config.parallel == 0 {
         bail!("--parallel must be at least 1");
     }
-    config.gpus = gpus;
 
     let (stop_tx, stop_rx) = watch::channel(Stop::Run);
     tokio::spawn(forward_signals(stop_tx));

@@ -1,0 +1,123 @@
+//! Executors: how an attempt is started, watched, signalled and cleaned up after. The
+//! dispatcher claims trials and records what attempts report; an executor decides where they
+//! run: as local child processes, or as SLURM jobs on a cluster.
+
+mod local;
+mod slurm;
+
+use std::sync::Arc;
+
+use nix::sys::signal::Signal;
+use sweep_core::Grid;
+use sweep_store::Orphan;
+use tokio::sync::{mpsc, watch};
+
+use crate::attempt::{Job, Launch, Message};
+use crate::{process, SchedulerError, Stop};
+pub use slurm::CliError;
+
+/// Which executor runs a sweep's attempts (`sweep run --executor`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ExecutorKind {
+    /// Child processes of this orchestrator, on this machine.
+    #[default]
+    Local,
+    /// One SLURM batch job per attempt, configured by the grid's `[slurm]` table.
+    Slurm,
+}
+
+/// A running executor.
+pub(crate) enum Executor {
+    Local,
+    Slurm(Arc<slurm::Slurm>),
+}
+
+impl Executor {
+    /// The executor of `kind` for `grid`, after checking that it can run the grid's jobs at
+    /// all (SLURM: `sbatch --test-only`), before anything is claimed.
+    pub(crate) async fn start(kind: ExecutorKind, grid: &Grid) -> Result<Executor, SchedulerError> {
+        match kind {
+            ExecutorKind::Local => Ok(Executor::Local),
+            ExecutorKind::Slurm => {
+                let slurm = slurm::Slurm::new(
+                    grid.slurm.clone(),
+                    grid.gpus_per_trial,
+                    grid.timeout,
+                    grid.grace,
+                );
+                slurm.check().await.map_err(SchedulerError::Rejected)?;
+                Ok(Executor::Slurm(Arc::new(slurm)))
+            }
+        }
+    }
+
+    /// Whether this executor hands out GPUs itself (SLURM's GRES) rather than from the
+    /// dispatcher's pool, and sets `CUDA_VISIBLE_DEVICES` so.
+    pub(crate) fn places_gpus(&self) -> bool {
+        matches!(self, Executor::Slurm(_))
+    }
+
+    /// Starts an attempt in its own task; it reports through `tx` and ends with
+    /// [`Message::Finished`].
+    pub(crate) fn spawn(
+        &self,
+        launch: Launch,
+        tx: mpsc::UnboundedSender<Message>,
+        stop: watch::Receiver<Stop>,
+    ) {
+        match self {
+            Executor::Local => {
+                tokio::spawn(local::run(launch, tx, stop));
+            }
+            Executor::Slurm(slurm) => {
+                tokio::spawn(slurm.clone().run(launch, tx, stop));
+            }
+        }
+    }
+
+    /// Kills these attempts now, without waiting for them to end (the dispatcher is giving
+    /// up its trials).
+    pub(crate) async fn kill(jobs: &[Job]) {
+        let mut slurm_ids = Vec::new();
+        for job in jobs {
+            match job {
+                Job::Process(pgid) => process::signal_group(*pgid, Signal::SIGKILL),
+                Job::Slurm(id) => slurm_ids.push(id.clone()),
+            }
+        }
+        slurm::Slurm::cancel(&slurm_ids).await;
+    }
+
+    /// Stops what a trial taken back from a dead runner left running: its SLURM job (on any
+    /// node) or, on this host, its process groups. Returns lines saying what was stopped.
+    pub(crate) async fn clean_up(&self, orphan: &Orphan, host: &str) -> Vec<String> {
+        let mut said = Vec::new();
+        let attempt = u32::try_from(orphan.attempt).unwrap_or(0);
+        // Its job; or, on a cluster, a job that was submitted but whose id was never
+        // recorded (found by its name).
+        let unrecorded = orphan.pid.is_none() && matches!(self, Executor::Slurm(_));
+        if orphan.job_id.is_some() || unrecorded {
+            if slurm::Slurm::cancel_orphan(orphan.job_id.as_deref(), &orphan.trial_id, attempt)
+                .await
+            {
+                if let Some(id) = &orphan.job_id {
+                    said.push(format!(
+                        "cancelled leftover SLURM job {id} of trial {}",
+                        orphan.trial_id
+                    ));
+                }
+            }
+        }
+        if orphan.host.as_deref() == Some(host) && orphan.job_id.is_none() {
+            for group in
+                process::kill_orphan(orphan.pid, &orphan.trial_id, orphan.runner.as_deref())
+            {
+                said.push(format!(
+                    "killed leftover process group {group} of trial {}",
+                    orphan.trial_id
+                ));
+            }
+        }
+        said
+    }
+}

@@ -1,0 +1,607 @@
+//! The SLURM executor: each attempt is one batch job (`sbatch --parsable --no-requeue`) that
+//! runs a generated script which sets the trial's environment and execs its command. One
+//! poller per orchestrator watches all of its jobs with a single `squeue` call a tick;
+//! events are read by tailing the job's stdout file, which SLURM writes on the shared file
+//! system. SLURM never requeues a job itself: a preempted, cancelled or failed job comes back
+//! as an ended attempt, and sweep's own store decides what runs next, so a trial is never run
+//! by two jobs at once and resumes from its checkpoint.
+
+mod cli;
+mod watch;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sweep_core::SlurmSpec;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+
+pub use cli::CliError;
+
+use crate::attempt::{read_stdout, tail_text, Job, Launch, Message, Report, STDERR_TAIL_BYTES};
+use crate::Stop;
+use cli::{call, shell_quote, Ending};
+use watch::{JobState, Watcher};
+
+/// Submits and watches this orchestrator's SLURM jobs.
+pub(crate) struct Slurm {
+    spec: SlurmSpec,
+    /// `--gres` for every job (`[slurm].gres`, else `gpu:N` for `gpus_per_trial = N`).
+    gres: Option<String>,
+    /// `--time` for every job (`[slurm].time`, else timeout plus grace).
+    time: Option<String>,
+    watcher: Arc<Watcher>,
+}
+
+/// The name of the job that runs `attempt` of `trial_id`: unique, so that a job whose id was
+/// never recorded (its orchestrator died right after `sbatch`) can still be found and
+/// cancelled by name.
+fn job_name(trial_id: &str, attempt: u32) -> String {
+    format!("sweep-{trial_id}-{attempt}")
+}
+
+impl Slurm {
+    /// An executor for a grid with `spec`, `gpus_per_trial` and `timeout`/`grace`.
+    pub(crate) fn new(
+        spec: SlurmSpec,
+        gpus_per_trial: usize,
+        timeout: Option<Duration>,
+        grace: Duration,
+    ) -> Slurm {
+        let gres = spec
+            .gres
+            .clone()
+            .or_else(|| (gpus_per_trial > 0).then(|| format!("gpu:{gpus_per_trial}")));
+        let time = spec
+            .time
+            .clone()
+            .or_else(|| timeout.map(|t| time_limit(t + grace)));
+        let watcher = Watcher::start(spec.poll);
+        Slurm {
+            spec,
+            gres,
+            time,
+            watcher,
+        }
+    }
+
+    /// The `sbatch` options every job of the sweep gets.
+    fn options(&self) -> Vec<String> {
+        let s = &self.spec;
+        let mut args = vec!["--parsable".to_string(), "--no-requeue".to_string()];
+        let mut opt = |name: &str, value: Option<&String>| {
+            if let Some(v) = value {
+                args.push(format!("--{name}={v}"));
+            }
+        };
+        opt("partition", s.partition.as_ref());
+        opt("account", s.account.as_ref());
+        opt("qos", s.qos.as_ref());
+        opt("time", self.time.as_ref());
+        opt("gres", self.gres.as_ref());
+        opt(
+            "cpus-per-task",
+            s.cpus_per_task.map(|n| n.to_string()).as_ref(),
+        );
+        opt("mem", s.mem.as_ref());
+        args.extend(s.extra.iter().cloned());
+        args
+    }
+
+    /// Asks SLURM whether it would accept the sweep's jobs (`sbatch --test-only`), so that a
+    /// bad partition, account or limit is reported before any trial is claimed.
+    pub(crate) async fn check(&self) -> Result<(), CliError> {
+        let mut args = self.options();
+        args.retain(|a| a != "--parsable");
+        args.extend(["--test-only".into(), "--wrap=true".into()]);
+        call("sbatch", &args).await.map(drop)
+    }
+
+    /// Cancels jobs now (SLURM sends TERM, then KILL after its KillWait).
+    pub(crate) async fn cancel(ids: &[String]) {
+        if ids.is_empty() {
+            return;
+        }
+        if let Err(e) = call("scancel", ids).await {
+            tracing::warn!("cannot cancel SLURM job(s) {}: {e}", ids.join(","));
+        }
+    }
+
+    /// Cancels what a taken-back trial's attempt left queued or running: its recorded job,
+    /// and any job of that attempt's name (submitted, but its id never recorded). Returns
+    /// false where there is no SLURM client to ask.
+    pub(crate) async fn cancel_orphan(job_id: Option<&str>, trial_id: &str, attempt: u32) -> bool {
+        let mut args = vec![format!("--name={}", job_name(trial_id, attempt))];
+        args.extend(job_id.map(str::to_string));
+        match call("scancel", &args).await {
+            Ok(_) => true,
+            Err(CliError::Missing(_)) => false,
+            Err(e) => {
+                tracing::warn!("cannot cancel the SLURM job of trial {trial_id}: {e}");
+                true
+            }
+        }
+    }
+
+    /// Runs one attempt as a SLURM job to its end; the report is sent last.
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        launch: Launch,
+        tx: mpsc::UnboundedSender<Message>,
+        mut stop: tokio::sync::watch::Receiver<Stop>,
+    ) {
+        let trial_id = launch.trial_id.clone();
+        let report = self.run_inner(&launch, &tx, &mut stop).await;
+        let _ = tx.send(Message::Finished { trial_id, report });
+    }
+
+    async fn run_inner(
+        &self,
+        launch: &Launch,
+        tx: &mpsc::UnboundedSender<Message>,
+        stop: &mut tokio::sync::watch::Receiver<Stop>,
+    ) -> Report {
+        let files = match JobFiles::create(launch).await {
+            Ok(files) => files,
+            Err(e) => {
+                return Report {
+                    spawn_error: Some(e),
+                    ..Report::default()
+                }
+            }
+        };
+        if *stop.borrow() != Stop::Run {
+            return Report {
+                interrupted: true,
+                ..Report::default()
+            };
+        }
+        let name = job_name(&launch.trial_id, launch.attempt);
+        let mut args = self.options();
+        args.extend([
+            format!("--job-name={name}"),
+            format!("--chdir={}", launch.workdir.display()),
+            format!("--output={}", files.output.display()),
+            format!("--error={}", files.stderr.display()),
+            files.script.display().to_string(),
+        ]);
+        let job_id = match call("sbatch", &args)
+            .await
+            .map(|(out, _)| cli::parse_submitted(&out))
+        {
+            Ok(Some(id)) => id,
+            Ok(None) => {
+                return Report {
+                    rejected: Some("sbatch printed no job id".into()),
+                    ..Report::default()
+                }
+            }
+            Err(e) => {
+                if matches!(e, CliError::TimedOut(..)) {
+                    // It may have been submitted all the same: such a job must not run
+                    // unwatched beside the next attempt.
+                    let _ = call("scancel", &[format!("--name={name}")]).await;
+                }
+                return Report {
+                    rejected: Some(e.to_string()),
+                    ..Report::default()
+                };
+            }
+        };
+        let mut state = self.watcher.watch(&job_id);
+        let _ = tx.send(Message::Started {
+            trial_id: launch.trial_id.clone(),
+            job: Job::Slurm(job_id.clone()),
+        });
+        let (tail_done, tail_stop) = tokio::sync::watch::channel(false);
+        let (pipe_in, pipe_out) = tokio::io::duplex(64 * 1024);
+        let tail = tokio::spawn(tail_file(files.output.clone(), pipe_in, tail_stop));
+        let events = tokio::spawn(read_stdout(
+            pipe_out,
+            files.stdout_log,
+            launch.trial_id.clone(),
+            launch.attempt,
+            tx.clone(),
+        ));
+
+        let mut report = Report::default();
+        let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+        let mut deadline: Option<Instant> = None;
+        let mut kill_at: Option<Instant> = None;
+        let mut started = false;
+        let mut cancelled_by_us = false;
+        let mut stop_open = true;
+        let ending: Ending = loop {
+            tokio::select! {
+                changed = state.changed() => {
+                    if changed.is_err() {
+                        break Ending { state: "UNKNOWN".into(), exit_code: 0, signal: None, nodes: None };
+                    }
+                    let now = state.borrow_and_update().clone();
+                    match now {
+                        JobState::Queued => {}
+                        JobState::Running { node } => {
+                            if !started {
+                                started = true;
+                                deadline = launch.timeout.map(|t| Instant::now() + t);
+                                let _ = tx.send(Message::Placed { trial_id: launch.trial_id.clone(), node });
+                            }
+                        }
+                        JobState::Ended(ending) => {
+                            if let (false, Some(node)) = (started, &ending.nodes) {
+                                // It ran between two polls.
+                                let _ = tx.send(Message::Placed { trial_id: launch.trial_id.clone(), node: node.clone() });
+                            }
+                            break ending;
+                        }
+                    }
+                }
+                _ = sleep_until(deadline.unwrap_or(far)), if deadline.is_some() && kill_at.is_none() => {
+                    report.timed_out = true;
+                    signal(&job_id, "TERM").await;
+                    kill_at = Some(Instant::now() + launch.grace);
+                }
+                _ = sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
+                    cancelled_by_us = true;
+                    Slurm::cancel(std::slice::from_ref(&job_id)).await;
+                    kill_at = Some(far);
+                }
+                changed = stop.changed(), if stop_open => {
+                    if changed.is_err() {
+                        stop_open = false;
+                        continue;
+                    }
+                    let now = *stop.borrow();
+                    match now {
+                        Stop::Run => {}
+                        Stop::Graceful if started => {
+                            report.interrupted |= !report.timed_out;
+                            signal(&job_id, "TERM").await;
+                            kill_at = Some(Instant::now() + launch.grace);
+                        }
+                        // Not started yet (nothing to save), or stop at once.
+                        Stop::Graceful | Stop::Now => {
+                            report.interrupted |= !report.timed_out;
+                            cancelled_by_us = true;
+                            Slurm::cancel(std::slice::from_ref(&job_id)).await;
+                        }
+                    }
+                }
+            }
+        };
+        let _ = tail_done.send(true);
+        let _ = tail.await;
+        report.invalid_events = events.await.unwrap_or_default();
+        report.stderr_tail = read_tail(&files.stderr).await;
+        describe(&mut report, &ending, &job_id, cancelled_by_us);
+        report
+    }
+}
+
+/// Sends `signal` to a job's batch script and everything it started.
+async fn signal(job_id: &str, signal: &str) {
+    let args = [
+        "--full".to_string(),
+        format!("--signal={signal}"),
+        job_id.to_string(),
+    ];
+    if let Err(e) = call("scancel", &args).await {
+        tracing::warn!("cannot send {signal} to SLURM job {job_id}: {e}");
+    }
+}
+
+/// Fills in the report of an attempt from how its job ended.
+fn describe(report: &mut Report, ending: &Ending, job_id: &str, cancelled_by_us: bool) {
+    let Ending {
+        state,
+        exit_code,
+        signal,
+        ..
+    } = ending;
+    match signal {
+        Some(s) => report.signal = Some(*s),
+        None => report.exit_code = Some(*exit_code),
+    }
+    let why = match state.as_str() {
+        "COMPLETED" | "FAILED" => return,
+        "CANCELLED" if cancelled_by_us || report.interrupted || report.timed_out => return,
+        "TIMEOUT" => {
+            report.timed_out = true;
+            format!("SLURM job {job_id} reached its time limit (raise [slurm].time)")
+        }
+        "OUT_OF_MEMORY" => {
+            report.exit_code = None;
+            format!("SLURM job {job_id} ran out of memory (raise [slurm].mem)")
+        }
+        // Not the trial's doing: it goes back to the queue without using an attempt, and
+        // resumes from its checkpoint.
+        "CANCELLED" | "PREEMPTED" | "NODE_FAIL" | "BOOT_FAIL" | "DEADLINE" | "REVOKED" => {
+            report.interrupted = true;
+            let what = match state.as_str() {
+                "CANCELLED" => "was cancelled outside sweep".to_string(),
+                "PREEMPTED" => "was preempted".to_string(),
+                "NODE_FAIL" | "BOOT_FAIL" => "lost its node".to_string(),
+                other => format!("ended as {other}"),
+            };
+            format!("SLURM job {job_id} {what}; the trial is requeued")
+        }
+        "UNKNOWN" => {
+            report.exit_code = None;
+            format!("SLURM no longer knows job {job_id} (neither squeue, scontrol nor sacct); its end is unknown")
+        }
+        other => {
+            report.exit_code = None;
+            format!("SLURM job {job_id} ended as {other}")
+        }
+    };
+    report.reason = Some(why);
+}
+
+/// The files of one attempt's job, under the trial's `logs/`.
+struct JobFiles {
+    script: PathBuf,
+    /// The job's raw stdout, written by SLURM (events and output).
+    output: PathBuf,
+    /// Its stderr, written by SLURM.
+    stderr: PathBuf,
+    /// The stdout lines that are not events, as for a local attempt.
+    stdout_log: tokio::fs::File,
+}
+
+impl JobFiles {
+    async fn create(launch: &Launch) -> Result<JobFiles, String> {
+        let dir = &launch.log_dir;
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let stem = dir.join(format!("attempt-{}", launch.attempt));
+        let script = stem.with_extension("sbatch");
+        let output = stem.with_extension("job.out");
+        let stderr = stem.with_extension("stderr.log");
+        // A retry of the same attempt number (after a lost run) starts from empty files.
+        for stale in [&output, &stderr] {
+            let _ = tokio::fs::remove_file(stale).await;
+        }
+        let write = async {
+            let mut file = tokio::fs::File::create(&script).await?;
+            file.write_all(job_script(launch).as_bytes()).await?;
+            file.flush().await
+        };
+        write
+            .await
+            .map_err(|e| format!("cannot write {}: {e}", script.display()))?;
+        let stdout_log = tokio::fs::File::create(stem.with_extension("stdout.log"))
+            .await
+            .map_err(|e| format!("cannot create log files in {}: {e}", dir.display()))?;
+        Ok(JobFiles {
+            script,
+            output,
+            stderr,
+            stdout_log,
+        })
+    }
+}
+
+/// The batch script: the trial's environment, then its command in place of the shell, so
+/// that SLURM's signals reach the trial itself.
+fn job_script(launch: &Launch) -> String {
+    let mut script = String::from("#!/bin/sh\n# Written by sweep for one attempt of one trial.\n");
+    for (name, value) in &launch.env {
+        script.push_str(&format!("export {name}={}\n", shell_quote(value)));
+    }
+    let mut argv = launch.argv.clone();
+    // Relative to the working directory, as for a local attempt.
+    let program = PathBuf::from(&argv[0]);
+    if program.is_relative() && program.components().count() > 1 {
+        argv[0] = launch.workdir.join(program).display().to_string();
+    }
+    let command: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
+    script.push_str(&format!("exec {}\n", command.join(" ")));
+    script
+}
+
+/// A `--time` value in whole minutes, at least one, covering `limit`.
+fn time_limit(limit: Duration) -> String {
+    limit.as_secs().div_ceil(60).max(1).to_string()
+}
+
+/// Copies a growing file into `pipe` until `done`, then whatever is left, then closes it.
+async fn tail_file(
+    path: PathBuf,
+    mut pipe: tokio::io::DuplexStream,
+    mut done: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::AsyncReadExt;
+    const IDLE: Duration = Duration::from_millis(200);
+    let mut file: Option<tokio::fs::File> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let finished = *done.borrow();
+        if file.is_none() {
+            file = tokio::fs::File::open(&path).await.ok();
+        }
+        let mut read_any = false;
+        if let Some(f) = file.as_mut() {
+            loop {
+                match f.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        read_any = true;
+                        if pipe.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        if finished {
+            let _ = pipe.shutdown().await;
+            return;
+        }
+        if !read_any {
+            tokio::select! {
+                _ = tokio::time::sleep(IDLE) => {}
+                _ = done.changed() => {}
+            }
+        }
+    }
+}
+
+/// The last few KiB of a file, as a stderr tail.
+async fn read_tail(path: &Path) -> String {
+    let Ok(bytes) = tokio::fs::read(path).await else {
+        return String::new();
+    };
+    let start = bytes.len().saturating_sub(STDERR_TAIL_BYTES);
+    tail_text(bytes[start..].to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn launch() -> Launch {
+        Launch {
+            trial_id: "t1".into(),
+            attempt: 2,
+            argv: vec!["./bin/train".into(), "--lr".into(), "it's 0.1".into()],
+            env: vec![("SWEEP_PARAMS".into(), r#"{"lr":0.1}"#.into())],
+            workdir: PathBuf::from("/work/dir"),
+            guard: None,
+            log_dir: PathBuf::from("/work/dir/logs"),
+            timeout: Some(Duration::from_secs(90)),
+            grace: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn the_script_exports_the_environment_and_execs_the_command() {
+        let script = job_script(&launch());
+        assert!(script.starts_with("#!/bin/sh\n"));
+        assert!(
+            script.contains("export SWEEP_PARAMS='{\"lr\":0.1}'\n"),
+            "{script}"
+        );
+        assert!(
+            script.ends_with("exec '/work/dir/./bin/train' '--lr' 'it'\\''s 0.1'\n"),
+            "{script}"
+        );
+    }
+
+    #[test]
+    fn options_come_from_the_slurm_table_or_the_grid() {
+        let spec = SlurmSpec {
+            partition: Some("gpu".into()),
+            cpus_per_task: Some(4),
+            extra: vec!["--exclusive".into()],
+            ..SlurmSpec::default()
+        };
+        let slurm = Slurm::new(
+            spec,
+            2,
+            Some(Duration::from_secs(90)),
+            Duration::from_secs(10),
+        );
+        assert_eq!(
+            slurm.options(),
+            [
+                "--parsable",
+                "--no-requeue",
+                "--partition=gpu",
+                "--time=2",
+                "--gres=gpu:2",
+                "--cpus-per-task=4",
+                "--exclusive"
+            ]
+        );
+        let spec = SlurmSpec {
+            gres: Some("gpu:a100:1".into()),
+            time: Some("04:00:00".into()),
+            ..SlurmSpec::default()
+        };
+        let slurm = Slurm::new(spec, 1, None, Duration::from_secs(10));
+        assert_eq!(
+            slurm.options()[2..],
+            ["--time=04:00:00", "--gres=gpu:a100:1"]
+        );
+        let slurm = Slurm::new(SlurmSpec::default(), 0, None, Duration::from_secs(10));
+        assert_eq!(slurm.options(), ["--parsable", "--no-requeue"]);
+    }
+
+    #[test]
+    fn time_limits_round_up_to_whole_minutes() {
+        assert_eq!(time_limit(Duration::from_secs(1)), "1");
+        assert_eq!(time_limit(Duration::from_secs(60)), "1");
+        assert_eq!(time_limit(Duration::from_secs(61)), "2");
+    }
+
+    #[test]
+    fn endings_map_to_outcomes() {
+        let end = |state: &str, exit_code, signal| Ending {
+            state: state.into(),
+            exit_code,
+            signal,
+            nodes: None,
+        };
+        let mut r = Report::default();
+        describe(&mut r, &end("COMPLETED", 0, None), "5", false);
+        assert_eq!((r.exit_code, r.reason.as_deref()), (Some(0), None));
+
+        let mut r = Report::default();
+        describe(&mut r, &end("FAILED", 0, Some(9)), "5", false);
+        assert_eq!((r.exit_code, r.signal), (None, Some(9)));
+
+        let mut r = Report::default();
+        describe(&mut r, &end("PREEMPTED", 0, Some(15)), "5", false);
+        assert!(r.interrupted && r.reason.unwrap().contains("preempted"));
+
+        let mut r = Report::default();
+        describe(&mut r, &end("CANCELLED", 0, Some(15)), "5", false);
+        assert!(r.interrupted && r.reason.unwrap().contains("outside sweep"));
+
+        let mut r = Report {
+            interrupted: true,
+            ..Report::default()
+        };
+        describe(&mut r, &end("CANCELLED", 0, Some(15)), "5", true);
+        assert!(r.interrupted && r.reason.is_none());
+
+        let mut r = Report::default();
+        describe(&mut r, &end("TIMEOUT", 0, Some(15)), "5", false);
+        assert!(r.timed_out && r.reason.unwrap().contains("time limit"));
+    }
+
+    #[tokio::test]
+    async fn a_tailed_file_arrives_whole_once_done() {
+        let dir = std::env::temp_dir().join(format!("sweep-tail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out");
+        let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+        let (pipe_in, mut pipe_out) = tokio::io::duplex(16);
+        let tail = tokio::spawn(tail_file(path.clone(), pipe_in, done_rx));
+        let reader = tokio::spawn(async move {
+            let mut text = String::new();
+            tokio::io::AsyncReadExt::read_to_string(&mut pipe_out, &mut text)
+                .await
+                .unwrap();
+            text
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::fs::write(&path, "first line\n").unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"second line, long enough to fill the pipe\n").unwrap();
+        done_tx.send(true).unwrap();
+        tail.await.unwrap();
+        assert_eq!(
+            reader.await.unwrap(),
+            "first line\nsecond line, long enough to fill the pipe\n"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
