@@ -20,19 +20,34 @@ fn server(verb: &str) {
 #[test]
 #[ignore = "stops the shared PostgreSQL server: run alone, as .ci/run does"]
 fn a_ten_second_database_outage_mid_sweep_loses_nothing() {
-    if postgres_server().is_none() {
-        eprintln!("SWEEP_TEST_POSTGRES is not set; nothing to stop");
-        return;
-    }
+    outage(&[]);
+}
+
+#[test]
+#[ignore = "stops the shared PostgreSQL server and needs a SLURM cluster: run alone, as .ci/run does"]
+fn a_ten_second_database_outage_mid_slurm_sweep_loses_nothing() {
+    assert!(
+        std::env::var_os("SLURM_CONF").is_some(),
+        "SLURM_CONF is not set: `export SLURM_CONF=$(scripts/slurm-local start)`"
+    );
+    outage(&["--executor", "slurm"]);
+}
+
+/// A 20-trial sweep at `parallel = 4`, run with `args`, loses its server for 10 s.
+fn outage(args: &[&str]) {
+    assert!(
+        postgres_server().is_some(),
+        "SWEEP_TEST_POSTGRES is not set: `SWEEP_TEST_POSTGRES=$(scripts/pg-local start)`"
+    );
     let p = Project::new();
     p.write("trial.sh", TRIAL_SH);
     p.write(
         "g.toml",
         "[sweep]\nname = \"outage\"\ncommand = [\"sh\", \"trial.sh\", \"{lr}\", \"{seed}\"]\nparallel = 4\n\
-         [grid]\nlr = { lin = [0.1, 1.0], num = 10 }\nseed = [0, 1]\n",
+         [grid]\nlr = { lin = [0.1, 1.0], num = 10 }\nseed = [0, 1]\n[slurm]\npoll = \"300ms\"\n",
     );
     let run = p
-        .sweep(&["run", "g.toml"])
+        .sweep(&[&["run", "g.toml"], args].concat())
         .env("LOG_DIR", p.path())
         .env("SLEEP", "1")
         .stderr(Stdio::piped())

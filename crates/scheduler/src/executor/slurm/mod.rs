@@ -112,17 +112,30 @@ impl Slurm {
     /// Cancels what a taken-back trial's attempt left queued or running: its recorded job,
     /// and any job of that attempt's name (submitted, but its id never recorded). Returns
     /// false where there is no SLURM client to ask.
+    /// It waits (a minute at most) until the job has left the queue, so that the trial's
+    /// next job never runs beside it in the same directory.
     pub(crate) async fn cancel_orphan(job_id: Option<&str>, trial_id: &str, attempt: u32) -> bool {
-        let mut args = vec![format!("--name={}", job_name(trial_id, attempt))];
+        let name = format!("--name={}", job_name(trial_id, attempt));
+        let mut args = vec![name.clone()];
         args.extend(job_id.map(str::to_string));
         match call("scancel", &args).await {
-            Ok(_) => true,
-            Err(CliError::Missing(_)) => false,
+            Ok(_) => {}
+            Err(CliError::Missing(_)) => return false,
             Err(e) => {
                 tracing::warn!("cannot cancel the SLURM job of trial {trial_id}: {e}");
-                true
+                return true;
             }
         }
+        let listed = ["-h".to_string(), "-o".into(), "%i".into(), name];
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < give_up {
+            match call("squeue", &listed).await {
+                Ok((out, _)) if out.trim().is_empty() => break,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                Err(_) => break,
+            }
+        }
+        true
     }
 
     /// Runs one attempt as a SLURM job to its end; the report is sent last.
