@@ -252,12 +252,21 @@ fn each_trial_gets_its_own_gpu_from_gres() {
 #[ignore = "needs a SLURM cluster: scripts/slurm-local start"]
 fn a_trial_past_its_timeout_is_stopped_and_its_job_leaves_the_queue() {
     let p = Project::new();
-    grid(&p, "slurm-timeout", 2, "timeout = \"1s\"\ngrace = \"1s\"\nmax_attempts = 1", "");
+    grid(
+        &p,
+        "slurm-timeout",
+        2,
+        "timeout = \"1s\"\ngrace = \"1s\"\nmax_attempts = 1",
+        "",
+    );
     let out = run_to_end(&p, "60");
     assert_code(&out, 1);
     let reasons = p.sql("SELECT reason FROM attempts");
     assert_eq!(reasons.len(), 4);
-    assert!(reasons.iter().all(|r| r == "timed out after 1s"), "{reasons:?}");
+    assert!(
+        reasons.iter().all(|r| r == "timed out after 1s"),
+        "{reasons:?}"
+    );
     assert!(queued_jobs(&p).is_empty());
 }
 

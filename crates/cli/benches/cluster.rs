@@ -41,7 +41,10 @@ fn run(dir: &Path, db: &str, args: &[&str], env: &[(&str, String)]) -> Duration 
 
 fn main() {
     if !sweep_binary().exists() {
-        println!("skipping: {} not built (cargo build --release)", sweep_binary().display());
+        println!(
+            "skipping: {} not built (cargo build --release)",
+            sweep_binary().display()
+        );
         return;
     }
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -51,7 +54,10 @@ fn main() {
 
 /// `n` trivial trials at `--parallel 8`, SQLite and PostgreSQL alternating.
 fn stores(runtime: &tokio::runtime::Runtime) {
-    let Some(server) = std::env::var("SWEEP_TEST_POSTGRES").ok().filter(|s| !s.is_empty()) else {
+    let Some(server) = std::env::var("SWEEP_TEST_POSTGRES")
+        .ok()
+        .filter(|s| !s.is_empty())
+    else {
         println!("skipping the store comparison: SWEEP_TEST_POSTGRES is not set");
         return;
     };
@@ -130,7 +136,11 @@ fn slurm(runtime: &tokio::runtime::Runtime) {
     let latencies: Vec<f64> = rows
         .iter()
         .map(|(trial, claimed)| {
-            let path = dir.path().join("sweep-trials/latency").join(trial).join("started");
+            let path = dir
+                .path()
+                .join("sweep-trials/latency")
+                .join(trial)
+                .join("started");
             let started: i64 = std::fs::read_to_string(&path)
                 .expect("the job ran")
                 .trim()

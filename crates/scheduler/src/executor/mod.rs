@@ -96,16 +96,16 @@ impl Executor {
         // Its job; or, on a cluster, a job that was submitted but whose id was never
         // recorded (found by its name).
         let unrecorded = orphan.pid.is_none() && matches!(self, Executor::Slurm(_));
-        if orphan.job_id.is_some() || unrecorded {
-            if slurm::Slurm::cancel_orphan(orphan.job_id.as_deref(), &orphan.trial_id, attempt)
+        let cancel = orphan.job_id.is_some() || unrecorded;
+        if cancel
+            && slurm::Slurm::cancel_orphan(orphan.job_id.as_deref(), &orphan.trial_id, attempt)
                 .await
-            {
-                if let Some(id) = &orphan.job_id {
-                    said.push(format!(
-                        "cancelled leftover SLURM job {id} of trial {}",
-                        orphan.trial_id
-                    ));
-                }
+        {
+            if let Some(id) = &orphan.job_id {
+                said.push(format!(
+                    "cancelled leftover SLURM job {id} of trial {}",
+                    orphan.trial_id
+                ));
             }
         }
         if orphan.host.as_deref() == Some(host) && orphan.job_id.is_none() {

@@ -106,7 +106,7 @@ async fn poll_loop(watcher: Weak<Watcher>, poll: Duration) {
             Err(e) => {
                 // The controller may be restarting: the jobs run on regardless; nothing is
                 // concluded from a failed poll.
-                if failures % WARN_EVERY == 0 {
+                if failures.is_multiple_of(WARN_EVERY) {
                     tracing::warn!("cannot poll SLURM ({e}); trying again");
                 }
                 failures += 1;
