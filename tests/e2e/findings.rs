@@ -50,6 +50,8 @@ fn benign_fine_tuning_erodes_refusals_as_the_paper_says() {
 [sweep]
 name = "findings"
 max_attempts = 1
+# Two of the six shared runs at once: each trains on one core.
+parallel = 2
 
 [grid]
 learning_rate = [3e-4, 3e-3]
