@@ -516,3 +516,42 @@ fn sweep_at(p: &Project, db: &str, args: &[&str]) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+#[test]
+fn a_trial_whose_claim_reply_was_lost_still_runs_in_the_same_run() {
+    // What a claim leaves when its commit goes through but the reply is lost and the claim is
+    // retried (a dropped database connection): a trial held by the runner that no attempt
+    // runs. The first trial makes one, as that claim would have.
+    let p = with_trial(
+        "echo \"$SWEEP_RUNNER\" >> runner.log\nsleep 1\n\
+         echo '{\"event\":\"result\",\"metrics\":{\"x\":1}}'\necho \"$SWEEP_TRIAL_ID\" >> runs.log\n",
+        "lost-claim",
+        "[grid]\nx = [1, 2, 3]\n",
+    );
+    let run = p
+        .sweep(&["run", "g.toml"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(30), || !p
+        .lines("runner.log")
+        .is_empty()));
+    let runner = &p.lines("runner.log")[0];
+    let stray = p.sql_write(&format!(
+        "UPDATE trials SET status = 'running', owner = '{runner}', attempts = attempts + 1 \
+         WHERE id = (SELECT id FROM trials WHERE status = 'pending' ORDER BY ordinal DESC LIMIT 1) \
+         RETURNING id"
+    ));
+    assert_eq!(stray.len(), 1);
+    let out = run.wait_with_output().unwrap();
+    assert_code(&out, 0);
+    assert!(
+        text(&out.stderr).contains("the claim's reply was lost"),
+        "{}",
+        text(&out.stderr)
+    );
+    let runs = p.lines("runs.log");
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert!(runs.contains(&stray[0]));
+    assert!(p.export().iter().all(|r| r["status"] == "completed"));
+}

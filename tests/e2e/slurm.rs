@@ -272,6 +272,54 @@ fn a_trial_past_its_timeout_is_stopped_and_its_job_leaves_the_queue() {
 
 #[test]
 #[ignore = "needs a SLURM cluster: scripts/slurm-local start"]
+fn jobs_refused_mid_sweep_wait_for_running_ones_then_stop_the_run_with_nothing_lost() {
+    let p = Project::new();
+    grid(
+        &p,
+        "slurm-drained",
+        3,
+        "parallel = 2",
+        "partition = \"drainable\"",
+    );
+    let drain = |state: &str| {
+        slurm(
+            "scontrol",
+            &[
+                "update",
+                "PartitionName=drainable",
+                &format!("State={state}"),
+            ],
+        )
+    };
+    let run = start(&p, "3");
+    assert!(wait_for(Duration::from_secs(60), || p
+        .lines("starts.log")
+        .len()
+        >= 2));
+    // The partition stops taking jobs while two run: the next submission is refused.
+    drain("DRAIN");
+    let out = run.wait_with_output().unwrap();
+    drain("UP");
+    assert_code(&out, 2);
+    let err = text(&out.stderr);
+    assert!(err.contains("it waits until one of the"), "{err}");
+    assert!(
+        err.contains("SLURM refused the job of trial") && err.contains("not available"),
+        "{err}"
+    );
+    // The two that ran are stored; the refused trials spent no attempt.
+    assert_eq!(p.lines("runs.log").len(), 2);
+    assert_eq!(
+        p.sql("SELECT CAST(COUNT(*) AS TEXT) FROM trials WHERE failures > 0"),
+        ["0"]
+    );
+    let out = run_to_end(&p, "0");
+    assert_code(&out, 0);
+    assert_each_ran_once(&p, 6);
+}
+
+#[test]
+#[ignore = "needs a SLURM cluster: scripts/slurm-local start"]
 fn a_partition_slurm_refuses_is_a_clear_error_before_anything_is_claimed() {
     let p = Project::new();
     grid(

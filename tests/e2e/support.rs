@@ -103,6 +103,16 @@ impl Project {
 
     /// The first column of a query on the project's database, as text.
     pub fn sql(&self, sql: &str) -> Vec<String> {
+        self.query(sql, "ro")
+    }
+
+    /// The same for a statement that writes (`UPDATE … RETURNING`), as a fault would.
+    pub fn sql_write(&self, sql: &str) -> Vec<String> {
+        self.query(sql, "rw")
+    }
+
+    /// The first column of `sql`, on SQLite opened in `mode`.
+    fn query(&self, sql: &str, mode: &str) -> Vec<String> {
         /// One text for either pool type.
         macro_rules! first_column {
             ($pool:expr) => {{
@@ -119,7 +129,7 @@ impl Project {
             if self.on_postgres() {
                 first_column!(sqlx::PgPool::connect(&self.location))
             } else {
-                let url = format!("sqlite://{}?mode=ro", self.location);
+                let url = format!("sqlite://{}?mode={mode}", self.location);
                 first_column!(sqlx::SqlitePool::connect(&url))
             }
         })

@@ -157,7 +157,11 @@ impl Dispatcher<'_> {
                     .queue_state(self.sweep.id, self.grid.max_attempts)
                     .await?;
                 if left == 0 && self.running.is_empty() {
-                    break;
+                    if self.take_back_strays(reporter).await? == 0 {
+                        break;
+                    }
+                    queue_dry = false;
+                    continue;
                 }
                 if left > 0 {
                     let wait_ms = earliest.map_or(1000, |t| (t - now_ms()).clamp(10, 60_000));
@@ -213,7 +217,7 @@ impl Dispatcher<'_> {
             if !self.config.workdir.is_dir() {
                 return Err(SchedulerError::WorkdirGone(self.config.workdir.clone()));
             }
-            let pooled = !self.executor.places_gpus() && !self.config.gpus.is_empty();
+            let pooled = self.executor.leases_gpus() && !self.config.gpus.is_empty();
             let gpus = if self.grid.gpus_per_trial > 0 && pooled {
                 match self.pool.take(self.grid.gpus_per_trial) {
                     Some(g) => g,
@@ -283,11 +287,8 @@ impl Dispatcher<'_> {
                 oom::split_after(claimed.out_of_memory).to_string(),
             ),
         ];
-        if !self.executor.places_gpus()
-            || self.grid.gpus_per_trial == 0 && self.grid.slurm.gres.is_none()
-        {
-            // The leased GPUs, or none (CPU); SLURM sets it from the job's GRES itself.
-            env.push(("CUDA_VISIBLE_DEVICES".to_string(), gpus.join(",")));
+        if let Some(devices) = self.executor.visible_devices(&gpus) {
+            env.push(("CUDA_VISIBLE_DEVICES".to_string(), devices));
         }
         if let Some(trainer) = &self.grid.trainer {
             env.push(("SWEEP_TRAINER".to_string(), trainer.settings.to_string()));
@@ -573,6 +574,28 @@ impl Dispatcher<'_> {
             .await?
             .id;
         Ok(())
+    }
+
+    /// Takes back, when this dispatcher runs nothing, trials the store still says it holds:
+    /// a claim whose commit went through but whose reply was lost on the way back (and was
+    /// retried) holds a trial that no attempt runs. They are re-queued, under a new lease, so
+    /// this run still runs them. Returns how many there were.
+    async fn take_back_strays(
+        &mut self,
+        reporter: &mut dyn Reporter,
+    ) -> Result<u64, SchedulerError> {
+        let why = "claimed by its runner, but the claim's reply was lost";
+        let strays = self.store.reclaim(&self.runner_id, why).await?;
+        if strays.is_empty() {
+            return Ok(0);
+        }
+        reporter.note(&format!("re-queued {} trial(s): {why}", strays.len()));
+        self.runner_id = self
+            .store
+            .register_runner(&self.config.host, std::process::id())
+            .await?
+            .id;
+        Ok(strays.len() as u64)
     }
 
     /// Kills every attempt this dispatcher runs (process groups, SLURM jobs).

@@ -51,10 +51,21 @@ impl Executor {
         }
     }
 
-    /// Whether this executor hands out GPUs itself (SLURM's GRES) rather than from the
-    /// dispatcher's pool, and sets `CUDA_VISIBLE_DEVICES` so.
-    pub(crate) fn places_gpus(&self) -> bool {
-        matches!(self, Executor::Slurm(_))
+    /// Whether attempts get their GPUs from the dispatcher's pool (`--gpus`), rather than
+    /// from the executor (SLURM's GRES).
+    pub(crate) fn leases_gpus(&self) -> bool {
+        matches!(self, Executor::Local)
+    }
+
+    /// `CUDA_VISIBLE_DEVICES` for an attempt that leased `gpus` (none: the CPU), or `None`
+    /// where the executor sets it: SLURM does for a job that asks for GPUs through GRES; a
+    /// job that asks for none gets it empty, so the login node's value does not leak in.
+    pub(crate) fn visible_devices(&self, gpus: &[String]) -> Option<String> {
+        match self {
+            Executor::Local => Some(gpus.join(",")),
+            Executor::Slurm(slurm) if slurm.requests_gres() => None,
+            Executor::Slurm(_) => Some(String::new()),
+        }
     }
 
     /// Starts an attempt in its own task; it reports through `tx` and ends with

@@ -67,6 +67,11 @@ impl Slurm {
         }
     }
 
+    /// Whether its jobs ask for generic resources (GPUs), which SLURM then makes visible.
+    pub(crate) fn requests_gres(&self) -> bool {
+        self.gres.is_some()
+    }
+
     /// The `sbatch` options every job of the sweep gets.
     fn options(&self) -> Vec<String> {
         let s = &self.spec;
@@ -176,8 +181,8 @@ impl Slurm {
         args.extend([
             format!("--job-name={name}"),
             format!("--chdir={}", launch.workdir.display()),
-            format!("--output={}", files.output.display()),
-            format!("--error={}", files.stderr.display()),
+            format!("--output={}", literal_path(&files.output)),
+            format!("--error={}", literal_path(&files.stderr)),
             files.script.display().to_string(),
         ]);
         let job_id = match call("sbatch", &args)
@@ -289,6 +294,14 @@ impl Slurm {
         report.invalid_events = events.await.unwrap_or_default();
         report.stderr_tail = read_tail(&files.stderr).await;
         describe(&mut report, &ending, &job_id, cancelled_by_us);
+        let ran = started || ending.nodes.is_some();
+        if ran && report.reason.is_none() && !files.output.exists() {
+            report.reason = Some(format!(
+                "SLURM job {job_id} ran but its output {} never appeared here: the trials \
+                 directory must be on a file system the compute nodes share (--trials-dir)",
+                files.output.display()
+            ));
+        }
         report
     }
 }
@@ -413,6 +426,12 @@ fn job_script(launch: &Launch) -> String {
     let command: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
     script.push_str(&format!("exec {}\n", command.join(" ")));
     script
+}
+
+/// A path as `sbatch --output` reads it literally: `%` starts a pattern there (`%j`), `%%` is
+/// a percent sign.
+fn literal_path(path: &Path) -> String {
+    path.display().to_string().replace('%', "%%")
 }
 
 /// A `--time` value in whole minutes, at least one, covering `limit`.
@@ -541,6 +560,11 @@ mod tests {
         );
         let slurm = Slurm::new(SlurmSpec::default(), 0, None, Duration::from_secs(10));
         assert_eq!(slurm.options(), ["--parsable", "--no-requeue"]);
+    }
+
+    #[test]
+    fn output_paths_keep_their_percent_signs() {
+        assert_eq!(literal_path(Path::new("/s/100%/out")), "/s/100%%/out");
     }
 
     #[test]
