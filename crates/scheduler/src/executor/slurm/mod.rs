@@ -58,7 +58,7 @@ impl Slurm {
             .time
             .clone()
             .or_else(|| timeout.map(|t| time_limit(t + grace)));
-        let watcher = Watcher::start(spec.poll);
+        let watcher = Watcher::new(spec.poll);
         Slurm {
             spec,
             gres,

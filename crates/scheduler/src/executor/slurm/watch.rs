@@ -3,6 +3,7 @@
 //! ended. Sites ask users not to poll the controller per job.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -27,28 +28,35 @@ pub(crate) enum JobState {
 /// Publishes the state of every watched job.
 pub(crate) struct Watcher {
     jobs: Mutex<HashMap<String, watch::Sender<JobState>>>,
+    poll: Duration,
+    /// Whether the poller runs: it starts with the first job, on the runtime that job's
+    /// attempt runs on.
+    polling: AtomicBool,
 }
 
 /// After this many polls in a row in which `squeue` failed, say so once more.
 const WARN_EVERY: u32 = 30;
 
 impl Watcher {
-    /// A watcher polling every `poll`, for as long as it is in use.
-    pub(crate) fn start(poll: Duration) -> Arc<Watcher> {
-        let watcher = Arc::new(Watcher {
+    /// A watcher that will poll every `poll`, for as long as it is in use.
+    pub(crate) fn new(poll: Duration) -> Arc<Watcher> {
+        Arc::new(Watcher {
             jobs: Mutex::new(HashMap::new()),
-        });
-        tokio::spawn(poll_loop(Arc::downgrade(&watcher), poll));
-        watcher
+            poll,
+            polling: AtomicBool::new(false),
+        })
     }
 
     /// Follows `job_id` until it ends.
-    pub(crate) fn watch(&self, job_id: &str) -> watch::Receiver<JobState> {
+    pub(crate) fn watch(self: &Arc<Self>, job_id: &str) -> watch::Receiver<JobState> {
         let (tx, rx) = watch::channel(JobState::Queued);
         self.jobs
             .lock()
             .expect("the job map is never poisoned")
             .insert(job_id.to_string(), tx);
+        if !self.polling.swap(true, Ordering::SeqCst) {
+            tokio::spawn(poll_loop(Arc::downgrade(self), self.poll));
+        }
         rx
     }
 
