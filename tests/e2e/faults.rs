@@ -17,6 +17,31 @@ fn signal(child: &std::process::Child, sig: Signal) {
     kill(Pid::from_raw(child.id() as i32), sig).unwrap();
 }
 
+/// Pauses a process and waits until every one of its threads has stopped. A SIGSTOP takes
+/// effect only once one of its threads is scheduled to take it, so on a loaded machine the
+/// process can still act (on a child's exit, say) for a while after `kill` returns.
+fn pause(child: &std::process::Child) {
+    signal(child, Signal::SIGSTOP);
+    let tasks = format!("/proc/{}/task", child.id());
+    let all_stopped = || {
+        std::fs::read_dir(&tasks).is_ok_and(|entries| {
+            entries.flatten().all(|task| {
+                std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                    // The state follows the command name, which is in parentheses.
+                    stat.rfind(')')
+                        .and_then(|end| stat[end + 1..].split_whitespace().next())
+                        .is_some_and(|state| state == "T" || state == "t")
+                })
+            })
+        })
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), all_stopped),
+        "{} did not stop",
+        child.id()
+    );
+}
+
 /// Every process whose environment carries `SWEEP_SWEEP=<sweep>`: what a sweep left running.
 fn processes_of(sweep: &str) -> Vec<i64> {
     sweep_scheduler::processes_marked(&format!("SWEEP_SWEEP={sweep}"))
@@ -78,7 +103,7 @@ fn a_restart_kills_what_a_dead_orchestrators_trials_left_running() {
     // (Stopped first, so that it cannot clean up after its guards either.)
     let guards = guards_of("orphans");
     assert_eq!(guards.len(), 2);
-    signal(&first, Signal::SIGSTOP);
+    pause(&first);
     for guard in guards {
         kill(Pid::from_raw(guard as i32), Signal::SIGKILL).unwrap();
     }
@@ -235,7 +260,7 @@ fn a_paused_runners_late_result_is_not_recorded() {
     assert!(wait_for(Duration::from_secs(20), || !p
         .lines("ledger")
         .is_empty()));
-    signal(&a, Signal::SIGSTOP);
+    pause(&a);
     // Runner B, started once A's last heartbeat is older than B's lease, presumes A dead and
     // runs the trial again; then A wakes up with its attempt's result.
     std::thread::sleep(Duration::from_secs(3));
