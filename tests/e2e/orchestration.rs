@@ -126,6 +126,41 @@ echo "{\"event\":\"result\",\"metrics\":{\"ok\":1}}"
     assert!(dir.join("logs/attempt-1.stdout.log").exists());
 }
 
+/// `SWEEP_AXES` offers a trial the values of an axis that pair with its own values of the axes
+/// zipped with it, so a run that reports several step counts trains only as far as its own
+/// batch size's: batch size at equal data does not train every batch to the longest run.
+#[test]
+fn a_zipped_trial_is_offered_only_the_values_its_partners_allow() {
+    let p = Project::new();
+    p.write(
+        "axes.sh",
+        r#"#!/bin/sh
+echo "$SWEEP_AXES" > "$SWEEP_TRIAL_DIR/axes"
+echo "{\"event\":\"result\",\"metrics\":{\"ok\":1}}"
+"#,
+    );
+    p.write(
+        "g.toml",
+        "[sweep]\nname = \"zipped\"\ncommand = [\"sh\", \"axes.sh\"]\n\
+         [grid]\nlr = [1, 2]\n[[zip]]\nbatch_size = [4, 16]\nsteps = [400, 100]\n",
+    );
+    assert_code(&p.run(&["run", "g.toml"]), 0);
+    let rows = p.export();
+    assert_eq!(rows.len(), 4);
+    for row in &rows {
+        let dir = p.path().join("sweep-trials/zipped").join(&row["trial_id"]);
+        let axes: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("axes")).unwrap()).unwrap();
+        let steps: i64 = row["param_steps"].parse().unwrap();
+        let batch: i64 = row["param_batch_size"].parse().unwrap();
+        assert_eq!(
+            axes,
+            serde_json::json!({"lr": [1, 2], "batch_size": [batch], "steps": [steps]}),
+            "{row:?}"
+        );
+    }
+}
+
 #[test]
 fn a_crashing_trial_is_retried_and_recorded() {
     let p = Project::new();

@@ -442,10 +442,18 @@ impl Grid {
         self.axes.iter().flat_map(|a| a.names()).collect()
     }
 
-    /// Every value each swept parameter takes, in file order without repeats. A trial that
-    /// can compute neighbouring grid points in one run (evaluations at several step counts)
-    /// reads this to know which ones exist.
+    /// Every value each swept parameter takes, in file order without repeats.
     pub fn axis_values(&self) -> BTreeMap<String, Vec<ParamValue>> {
+        self.axis_values_beside(&Params::new())
+    }
+
+    /// Every value each swept parameter takes beside `params`' values of the parameters
+    /// zipped with it (all of an unzipped axis's values), in file order without repeats: what a
+    /// trial that can compute neighbouring grid points in one run (evaluations at several step
+    /// counts) is given as `SWEEP_AXES`. With `batch_size` zipped to `steps`, the batch-16
+    /// trial is given only the batch-16 step count, so its run does not train to the longest.
+    /// A parameter missing from `params` does not restrict its partners.
+    pub fn axis_values_beside(&self, params: &Params) -> BTreeMap<String, Vec<ParamValue>> {
         let mut out: BTreeMap<String, Vec<ParamValue>> = BTreeMap::new();
         let mut add = |name: &str, value: &ParamValue| {
             let values = out.entry(name.to_string()).or_default();
@@ -457,8 +465,15 @@ impl Grid {
             match axis {
                 Axis::Single { name, values } => values.iter().for_each(|v| add(name, v)),
                 Axis::Zip { names, rows } => {
-                    for row in rows {
-                        names.iter().zip(row).for_each(|(n, v)| add(n, v));
+                    for (i, name) in names.iter().enumerate() {
+                        let paired = |row: &&Vec<ParamValue>| {
+                            names.iter().zip(row.iter()).enumerate().all(|(j, (n, v))| {
+                                j == i || params.get(n).is_none_or(|own| own.matches(v))
+                            })
+                        };
+                        rows.iter()
+                            .filter(paired)
+                            .for_each(|row| add(name, &row[i]));
                     }
                 }
             }
@@ -877,6 +892,37 @@ mod tests {
         );
         assert_eq!(values["x"], [i64::MIN, i64::MAX].map(ParamValue::Int));
         assert_eq!(values["y"], [-1.7e308, 0.0, 1.7e308].map(ParamValue::Float));
+    }
+
+    /// A trial is given the values of a zipped axis that pair with its own values of the
+    /// axes zipped with it; unzipped axes give all their values, excluded or not.
+    #[test]
+    fn a_trial_sees_the_values_its_zipped_partners_allow() {
+        let g = parse(&format!(
+            "{HEAD}[grid]\nlr = [1, 2]\n[[zip]]\nbatch_size = [4, 16, 64]\nsteps = [400, 100, 25]\n\
+             [[zip]]\nseed = [0, 1, 1]\nbase_seed = [0, 1, 2]\n"
+        ))
+        .unwrap();
+        let params: Params = [
+            ("lr", ParamValue::Int(2)),
+            ("batch_size", ParamValue::Int(16)),
+            ("steps", ParamValue::Int(100)),
+            ("seed", ParamValue::Int(1)),
+            ("base_seed", ParamValue::Int(2)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let beside = g.axis_values_beside(&params);
+        assert_eq!(beside["lr"], [1, 2].map(ParamValue::Int));
+        assert_eq!(beside["steps"], [100].map(ParamValue::Int));
+        assert_eq!(beside["batch_size"], [16].map(ParamValue::Int));
+        assert_eq!(beside["seed"], [1].map(ParamValue::Int));
+        assert_eq!(beside["base_seed"], [1, 2].map(ParamValue::Int));
+        assert_eq!(
+            g.axis_values()["steps"],
+            [400, 100, 25].map(ParamValue::Int)
+        );
     }
 
     #[test]

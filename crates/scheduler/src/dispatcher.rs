@@ -48,8 +48,6 @@ struct Dispatcher<'a> {
     curves: Vec<CurvePoint>,
     summary: Summary,
     progress: Progress,
-    /// `SWEEP_AXES`: the values of every swept parameter, the same for every trial.
-    axes_json: String,
     /// The executor refused a job while others ran (a cluster limit, say): nothing more is
     /// submitted until one of them ends.
     held_back: bool,
@@ -96,7 +94,6 @@ pub async fn run_sweep(
         pool: GpuPool::new(config.gpus.clone()),
         curves: Vec::new(),
         summary: Summary::default(),
-        axes_json: axes_json(grid),
         held_back: false,
         progress: Progress {
             total: counts.total(),
@@ -281,7 +278,10 @@ impl Dispatcher<'_> {
                 "SWEEP_RESUME".to_string(),
                 if claimed.attempt > 1 { "1" } else { "0" }.to_string(),
             ),
-            ("SWEEP_AXES".to_string(), self.axes_json.clone()),
+            (
+                "SWEEP_AXES".to_string(),
+                axes_json(self.grid, &claimed.params),
+            ),
             (
                 oom::SPLIT_VAR.to_string(),
                 oom::split_after(claimed.out_of_memory).to_string(),
@@ -710,10 +710,11 @@ impl Dispatcher<'_> {
     }
 }
 
-/// `{"name": [values...], ...}` for every swept parameter.
-fn axes_json(grid: &Grid) -> String {
+/// `SWEEP_AXES` for the trial with `params`: `{"name": [values...], ...}` for every swept
+/// parameter, as far as the axes zipped with it allow (see [`Grid::axis_values_beside`]).
+fn axes_json(grid: &Grid, params: &Params) -> String {
     let axes: serde_json::Map<String, serde_json::Value> = grid
-        .axis_values()
+        .axis_values_beside(params)
         .into_iter()
         .map(|(name, values)| (name, values.iter().map(|v| v.to_json()).collect()))
         .collect();
