@@ -215,6 +215,66 @@ fn the_same_seed_gives_the_same_numbers_and_another_seed_does_not() {
     assert_ne!(loss(&first), loss(&other));
 }
 
+/// `base_seed` starts a trial from another base model (aligned with that seed, trained once
+/// and cached beside the first), and `base_seed` equal to `[trainer] base_seed` is the
+/// trial without it; `sweep base --seed` trains that same model ahead of the sweep.
+#[test]
+fn base_seed_picks_the_base_model_and_sweep_base_trains_it_ahead() {
+    let p = Project::new();
+    let cache = p.path().join("cache");
+    let base = |params: &str, dir: &str| single(&p.path().join(dir), &cache, params, &[]).0;
+    let default = base(r#"{"steps":0}"#, "a");
+    assert_eq!(default, base(r#"{"steps":0,"base_seed":0}"#, "b"));
+    let other = base(r#"{"steps":0,"base_seed":1}"#, "c");
+    assert_ne!(default["eval_loss"], other["eval_loss"]);
+    let cached = std::fs::read_dir(&cache)
+        .unwrap()
+        .filter(|f| {
+            f.as_ref()
+                .is_ok_and(|f| f.path().extension().is_some_and(|e| e == "bpk"))
+        })
+        .count();
+    assert_eq!(cached, 2, "one base model per base seed");
+    p.write(
+        "g.toml",
+        &format!("[sweep]\nname = \"g\"\n[grid]\nseed = [0]\n{TINY}"),
+    );
+    let ahead = p.run(
+        &["base", "g.toml", "--seed", "1", "--cache-dir"]
+            .into_iter()
+            .chain([cache.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    assert!(ahead.status.success(), "{}", text(&ahead.stderr));
+    assert!(
+        !text(&ahead.stderr).contains("training the base model"),
+        "seed 1's base was cached by the trial: {}",
+        text(&ahead.stderr)
+    );
+}
+
+/// The refusal-replay control trains on refusals too: the same run with a share of them is
+/// another run, and no share is the plain benign fine-tune.
+#[test]
+fn refusal_replay_changes_the_run_and_zero_is_the_plain_fine_tune() {
+    let p = Project::new();
+    let cache = p.path().join("cache");
+    let run = |params: &str, dir: &str| single(&p.path().join(dir), &cache, params, &[]).0;
+    let plain = run(r#"{"learning_rate":0.003,"steps":10}"#, "a");
+    assert_eq!(
+        plain,
+        run(
+            r#"{"learning_rate":0.003,"steps":10,"refusal_replay":0}"#,
+            "b"
+        )
+    );
+    let replayed = run(
+        r#"{"learning_rate":0.003,"steps":10,"refusal_replay":0.5}"#,
+        "c",
+    );
+    assert_ne!(plain["eval_loss"], replayed["eval_loss"]);
+}
+
 /// After an out-of-memory attempt the scheduler asks for a split micro-batch: the trial
 /// accumulates more, smaller passes to the same effective batch, so it computes the same
 /// numbers up to rounding, and says in its result that it did.

@@ -125,7 +125,7 @@ fn main() {
     println!("model: {config:?}, {params} parameters");
 
     let aligned = step_time(&setup.alignment_mix(), &config, 20);
-    let finetune = step_time(&setup.finetune_mix(), &config, 20);
+    let finetune = step_time(&setup.finetune_mix(0.0), &config, 20);
     // A fixed batch of 16 random 65-byte sequences (64 predictions each), every token a target.
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let fixed: Vec<Encoded> = (0..64)

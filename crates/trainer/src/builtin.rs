@@ -85,7 +85,13 @@ pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(Report)) -> Result<(), Bu
         .clone()
         .or(inputs.cache_dir)
         .unwrap_or_else(|| default_cache_dir(inputs.trial_dir.as_deref()));
-    let base_config = BaseConfig::from_trainer(&config);
+    let mut base_config = BaseConfig::from_trainer(&config);
+    if let Some(seed) = spec.base_seed {
+        if config.model.hf().is_some() {
+            return Err(crate::spec::base_seed_needs_the_miniature().into());
+        }
+        base_config.seed = seed;
+    }
     let backend = config.backend;
     let setup = Setup::new(config)?;
     let selected = backend.select(&inputs.cuda_visible)?;

@@ -70,6 +70,14 @@ pub fn check_grid(grid: &Grid, expansion: &Expansion, workdir: &Path) -> Result<
             ))
         };
         let setup = Setup::new(config.relative_to(workdir)).map_err(|e| help(&e))?;
+        let names_base =
+            grid.swept_names().contains(&"base_seed") || grid.fixed.contains_key("base_seed");
+        if names_base && setup.config.model.hf().is_some() {
+            return Err(GridError::Name {
+                path: path.clone(),
+                error: crate::spec::base_seed_needs_the_miniature(),
+            });
+        }
         // A checkpoint that cannot load is refused now, from its headers, not by every trial.
         if let Some(hf) = setup.config.model.hf() {
             crate::hf::check(&hf.dir).map_err(|e| help(&format!("[trainer.model] hf: {e}")))?;

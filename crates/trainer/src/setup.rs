@@ -191,14 +191,26 @@ impl Setup {
         ])
     }
 
-    /// The benign fine-tuning mix: no refusal data at all.
-    pub fn finetune_mix(&self) -> Mix<'_> {
-        Mix::new(
-            self.finetune
-                .iter()
-                .map(|(p, w)| (p.as_slice(), *w))
-                .collect(),
-        )
+    /// The fine-tuning mix: the benign data alone, or with `refusal_replay` of it (a share
+    /// in [0, 1)) replaced by the alignment's refusals to harmful training prompts. At 0 it is
+    /// exactly the benign mix, draw for draw.
+    pub fn finetune_mix(&self, refusal_replay: f64) -> Mix<'_> {
+        let benign = 1.0 - refusal_replay;
+        let total: f64 = self.finetune.iter().map(|(_, w)| w).sum();
+        let mut pools: Vec<(&[Encoded], f64)> = self
+            .finetune
+            .iter()
+            .map(|(p, w)| {
+                let w = if refusal_replay > 0.0 {
+                    w / total * benign
+                } else {
+                    *w
+                };
+                (p.as_slice(), w)
+            })
+            .collect();
+        pools.push((&self.harmful, refusal_replay));
+        Mix::new(pools)
     }
 }
 
@@ -420,6 +432,42 @@ mod split_tests {
                 assert_eq!(Split::of(p), *s);
             }
         }
+    }
+
+    /// The refusal-replay control draws its share from the alignment's refusals (and only
+    /// there); without it, the benign mix is drawn exactly as before.
+    #[test]
+    fn refusal_replay_draws_its_share_of_refusals_and_nothing_else_changes() {
+        let setup = Setup::new(TrainerConfig::default()).unwrap();
+        let is_refusal = |e: &Encoded| setup.harmful.iter().any(|h| std::ptr::eq(h, e));
+        let draws = 4000;
+        let share = |replay: f64| {
+            let mut rng = ChaCha8Rng::seed_from_u64(7);
+            let drawn = setup.finetune_mix(replay).sample(&mut rng, draws);
+            drawn.iter().filter(|e| is_refusal(e)).count() as f64 / draws as f64
+        };
+        assert_eq!(share(0.0), 0.0);
+        let at_a_tenth = share(0.1);
+        // Binomial standard error at n = 4000, p = 0.1: 0.005.
+        assert!((at_a_tenth - 0.1).abs() < 0.02, "{at_a_tenth}");
+        let plain = Mix::new(
+            setup
+                .finetune
+                .iter()
+                .map(|(p, w)| (p.as_slice(), *w))
+                .collect(),
+        );
+        let mut a = ChaCha8Rng::seed_from_u64(3);
+        let mut b = ChaCha8Rng::seed_from_u64(3);
+        let same = plain
+            .sample(&mut a, 256)
+            .into_iter()
+            .zip(setup.finetune_mix(0.0).sample(&mut b, 256))
+            .all(|(x, y)| std::ptr::eq(x, y));
+        assert!(
+            same,
+            "without replay the draws are the benign mix's, one for one"
+        );
     }
 
     #[test]

@@ -34,10 +34,19 @@ pub struct TrialSpec {
     pub interpolation: f64,
     /// Seeds the order and content of the fine-tuning batches.
     pub seed: u64,
+    /// The share of each fine-tuning batch drawn from the alignment's refusal examples
+    /// (harmful training prompts answered with refusals, disjoint from the evaluated ones):
+    /// the refusal-replay control, which tells erosion caused by the benign data apart from
+    /// drift that any further training causes. 0 (the default) is the plain benign mix.
+    pub refusal_replay: f64,
+    /// Which base model the run starts from, overriding `[trainer] base_seed` (the built-in
+    /// miniature only): zipped with `seed`, replicates then span base models too, so their
+    /// intervals include base-to-base variance and not only the fine-tuning's.
+    pub base_seed: Option<u64>,
 }
 
 /// Parameters the built-in trial understands, with their defaults.
-pub const KNOWN: [(&str, &str); 14] = [
+pub const KNOWN: [(&str, &str); 16] = [
     ("learning_rate", "1e-3"),
     ("batch_size", "16"),
     ("micro_batch", "batch_size"),
@@ -46,6 +55,8 @@ pub const KNOWN: [(&str, &str); 14] = [
     ("ema_mode", "\"shadow\" or \"feedback\""),
     ("interpolation", "1 (the fine-tuned model itself)"),
     ("seed", "0"),
+    ("base_seed", "[trainer] base_seed"),
+    ("refusal_replay", "0 (no refusal examples)"),
     ("weight_decay", "0"),
     ("warmup", "0"),
     ("schedule", "\"constant\" or \"cosine\""),
@@ -79,6 +90,16 @@ pub fn check_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), S
         }
     }
     Ok(())
+}
+
+/// `base_seed` names one of the miniature's base models; a checkpoint has only itself.
+pub fn base_seed_needs_the_miniature() -> SpecError {
+    SpecError {
+        name: "base_seed".into(),
+        message: "picks one of the built-in miniature's base models; a checkpoint \
+                  ([trainer.model] hf) is fine-tuned as loaded, so drop the parameter"
+            .into(),
+    }
 }
 
 impl TrialSpec {
@@ -143,6 +164,22 @@ impl TrialSpec {
                 format!("must be in (0, 1] (1 is the fine-tuned model), got {interpolation}"),
             ));
         }
+        let refusal_replay = num("refusal_replay", 0.0)?;
+        if !(0.0..1.0).contains(&refusal_replay) {
+            return Err(err(
+                "refusal_replay",
+                format!("must be a share in [0, 1) of each batch, got {refusal_replay}"),
+            ));
+        }
+        let whole = |name: &str| -> Result<Option<u64>, SpecError> {
+            params
+                .get(name)
+                .map(|v| {
+                    v.as_u64()
+                        .ok_or_else(|| err(name, format!("must be a whole number ≥ 0, got {v}")))
+                })
+                .transpose()
+        };
         let ema_mode = match word("ema_mode", "shadow")?.as_str() {
             "shadow" => EmaMode::Shadow,
             "feedback" => EmaMode::Feedback,
@@ -194,10 +231,9 @@ impl TrialSpec {
             ema_decay,
             interpolation,
             ema_mode,
-            seed: params.get("seed").map_or(Ok(0), |v| {
-                v.as_u64()
-                    .ok_or_else(|| err("seed", format!("must be a whole number ≥ 0, got {v}")))
-            })?,
+            seed: whole("seed")?.unwrap_or(0),
+            refusal_replay,
+            base_seed: whole("base_seed")?,
         })
     }
 }
@@ -222,6 +258,10 @@ mod tests {
         );
         assert_eq!(s.optim.lr, 3e-4);
         assert_eq!(s.ema_mode, EmaMode::Shadow);
+        assert_eq!((s.refusal_replay, s.base_seed), (0.0, None));
+        let s =
+            TrialSpec::from_params(&params(r#"{"refusal_replay": 0.1, "base_seed": 3}"#)).unwrap();
+        assert_eq!((s.refusal_replay, s.base_seed), (0.1, Some(3)));
     }
 
     #[test]
@@ -246,6 +286,14 @@ mod tests {
                 "ema_mode`: must be \"shadow\" or \"feedback\"",
             ),
             (r#"{"steps": -3}"#, "steps`: must be a whole number"),
+            (
+                r#"{"refusal_replay": 1}"#,
+                "refusal_replay`: must be a share in [0, 1)",
+            ),
+            (
+                r#"{"base_seed": 1.5}"#,
+                "base_seed`: must be a whole number",
+            ),
         ] {
             let e = TrialSpec::from_params(&params(json))
                 .unwrap_err()

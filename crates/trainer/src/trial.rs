@@ -235,7 +235,7 @@ pub fn run_trial(
         .to_hex()
         .to_string();
     let ad = device.clone().autodiff();
-    let mix = setup.finetune_mix();
+    let mix = setup.finetune_mix(spec.refusal_replay);
     let shape = RunShape {
         steps: plan.train_steps,
         batch_size: spec.batch_size,

@@ -72,6 +72,10 @@ pub struct BaseArgs {
     /// Print every evaluation prompt with the base model's answer.
     #[arg(long)]
     show_responses: bool,
+    /// The base model of this alignment seed, in place of `[trainer] base_seed`: what a
+    /// grid's `base_seed` axis starts from, trained ahead of the sweep.
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
 }
 
 fn emit(event: Event) {
@@ -136,6 +140,10 @@ pub fn base(args: BaseArgs) -> anyhow::Result<i32> {
                     .map_err(|e| anyhow!("{}:{}: {e}", path.display(), table.line))?,
             }
         }
+    };
+    let config = TrainerConfig {
+        base_seed: args.seed.unwrap_or(config.base_seed),
+        ..config
     };
     let summary = builtin::base(
         config,
