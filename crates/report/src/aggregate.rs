@@ -1,6 +1,7 @@
-//! Seeds are replicates, not settings: trials that differ only in the replicate parameter
-//! (by default `seed`) form one configuration, summarised by mean, standard deviation, n and a
-//! 95% confidence interval per metric.
+//! Seeds are replicates, not settings: trials that differ only in the replicate parameters
+//! (by default `seed`; `seed` and `base_seed` when each replicate starts from a base model of
+//! its own) form one configuration, summarised by mean, standard deviation, n and a 95%
+//! confidence interval per metric.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -64,12 +65,12 @@ pub fn t_975(df: usize) -> f64 {
     }
 }
 
-/// One configuration: the completed trials that share every parameter but the replicate one.
+/// One configuration: the completed trials that share every parameter but the replicate ones.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Configuration {
     /// Sweep name.
     pub sweep: String,
-    /// Parameters without the replicate parameter.
+    /// Parameters without the replicate parameters.
     pub params: Params,
     /// Ids of its completed trials.
     pub trials: Vec<String>,
@@ -80,7 +81,7 @@ pub struct Configuration {
 /// Builds configurations from trials handed over one at a time. Keeps one value per trial
 /// and metric (8 bytes each), not the trials themselves.
 pub struct Aggregator {
-    replicate: Option<String>,
+    replicate: Option<Vec<String>>,
     index: HashMap<(String, String), usize>,
     groups: Vec<Group>,
 }
@@ -93,10 +94,10 @@ struct Group {
 }
 
 impl Aggregator {
-    /// Groups over `replicate` (e.g. `seed`), or not at all.
-    pub fn new(replicate: Option<&str>) -> Aggregator {
+    /// Groups over the `replicate` parameters (e.g. `seed`), or not at all.
+    pub fn new(replicate: Option<&[String]>) -> Aggregator {
         Aggregator {
-            replicate: replicate.map(String::from),
+            replicate: replicate.map(<[String]>::to_vec),
             index: HashMap::new(),
             groups: Vec::new(),
         }
@@ -109,8 +110,10 @@ impl Aggregator {
         }
         let mut params = row.params.clone();
         let key = match &self.replicate {
-            Some(rep) => {
-                params.remove(rep);
+            Some(names) => {
+                for name in names {
+                    params.remove(name);
+                }
                 (row.sweep.clone(), params_to_json(&params))
             }
             None => (row.sweep.clone(), row.id.clone()),
@@ -165,5 +168,53 @@ mod tests {
         assert!((s.ci95 - 4.303 / 3f64.sqrt()).abs() < 1e-12);
         assert_eq!(Stat::of(&[5.0]).unwrap().ci95, 0.0);
         assert!(Stat::of(&[]).is_none());
+    }
+
+    fn row(id: &str, seed: i64, base_seed: i64, unsafe_rate: f64) -> TrialRow {
+        TrialRow {
+            id: id.into(),
+            sweep: "s".into(),
+            ordinal: 0,
+            params: [
+                ("lr".to_string(), sweep_core::ParamValue::Float(1e-3)),
+                ("seed".to_string(), sweep_core::ParamValue::Int(seed)),
+                (
+                    "base_seed".to_string(),
+                    sweep_core::ParamValue::Int(base_seed),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            status: TrialStatus::Completed,
+            attempts: 1,
+            out_of_memory: 0,
+            started_at: None,
+            finished_at: None,
+            gpu: None,
+            error: None,
+            completed_by: None,
+            job_id: None,
+            node: None,
+            metrics: [("unsafe_rate".to_string(), Some(unsafe_rate))].into(),
+        }
+    }
+
+    /// With `base_seed` zipped to `seed`, the two together are the replicate: one
+    /// configuration over both trials. With `seed` alone each trial is a configuration.
+    #[test]
+    fn several_parameters_can_make_a_replicate() {
+        let rows = [row("a", 0, 0, 0.1), row("b", 1, 1, 0.3)];
+        let configs = |replicate: &[&str]| {
+            let names: Vec<String> = replicate.iter().map(|s| s.to_string()).collect();
+            let mut aggregator = Aggregator::new(Some(&names));
+            rows.iter().for_each(|r| aggregator.add(r));
+            aggregator.finish()
+        };
+        let both = configs(&["seed", "base_seed"]);
+        assert_eq!(both.len(), 1);
+        assert_eq!(both[0].stats["unsafe_rate"].n, 2);
+        assert!((both[0].stats["unsafe_rate"].mean - 0.2).abs() < 1e-12);
+        assert_eq!(both[0].params.keys().collect::<Vec<_>>(), ["lr"]);
+        assert_eq!(configs(&["seed"]).len(), 2);
     }
 }

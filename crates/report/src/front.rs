@@ -47,7 +47,7 @@ pub struct FrontReport {
 /// Builds a [`FrontReport`] from trials handed over one at a time.
 pub struct FrontBuilder {
     objectives: Vec<Objective>,
-    replicate: Option<String>,
+    replicate: Option<Vec<String>>,
     excluded: BTreeMap<String, usize>,
     aggregator: Aggregator,
     /// Trials by replicate group, with their oriented objective values.
@@ -55,11 +55,12 @@ pub struct FrontBuilder {
 }
 
 impl FrontBuilder {
-    /// A report on `objectives`, grouping configurations over `replicate` (None: per trial).
-    pub fn new(objectives: &[Objective], replicate: Option<&str>) -> FrontBuilder {
+    /// A report on `objectives`, grouping configurations over the `replicate` parameters
+    /// (None: per trial).
+    pub fn new(objectives: &[Objective], replicate: Option<&[String]>) -> FrontBuilder {
         FrontBuilder {
             objectives: objectives.to_vec(),
-            replicate: replicate.map(String::from),
+            replicate: replicate.map(<[String]>::to_vec),
             excluded: BTreeMap::new(),
             aggregator: Aggregator::new(replicate),
             replicates: HashMap::new(),
@@ -96,10 +97,13 @@ impl FrontBuilder {
             }
         }
         self.aggregator.add(row);
-        let group = match self.replicate.as_deref().and_then(|r| row.params.get(r)) {
-            Some(v) => format!("{}\0{v}", row.sweep),
-            None => row.sweep.clone(),
-        };
+        // One replicate: the trials with the same values of the replicate parameters.
+        let mut group = row.sweep.clone();
+        for name in self.replicate.iter().flatten() {
+            if let Some(v) = row.params.get(name) {
+                group.push_str(&format!("\0{name}={v}"));
+            }
+        }
         self.replicates
             .entry(group)
             .or_default()

@@ -39,9 +39,15 @@ pub struct ExportArgs {
     /// `_n`, `_ci95`).
     #[arg(long, conflicts_with = "curves")]
     aggregate: bool,
-    /// The parameter whose values are replicates (with --aggregate).
-    #[arg(long, default_value = "seed")]
-    replicate: String,
+    /// The parameters whose values are replicates (with --aggregate; `seed,base_seed` when
+    /// each seed fine-tunes a base model of its own).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "PARAM,...",
+        default_value = "seed"
+    )]
+    replicate: Vec<String>,
     /// Per-step metrics in long form: trial_id, step, name, value.
     #[arg(long)]
     curves: bool,
