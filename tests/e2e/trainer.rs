@@ -251,6 +251,18 @@ fn base_seed_picks_the_base_model_and_sweep_base_trains_it_ahead() {
         "seed 1's base was cached by the trial: {}",
         text(&ahead.stderr)
     );
+    // A checkpoint has no alignment seeds: refused before anything is loaded.
+    p.write(
+        "hf.toml",
+        "[sweep]\nname = \"h\"\n[grid]\nseed = [0]\n[trainer]\nmodel = { hf = \"m\" }\n",
+    );
+    let refused = p.run(&["base", "hf.toml", "--seed", "1"]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("--seed picks one of the built-in miniature's base models"),
+        "{}",
+        text(&refused.stderr)
+    );
 }
 
 /// The refusal-replay control trains on refusals too: the same run with a share of them is

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::anyhow;
+use anyhow::{anyhow, bail};
 use clap::Args;
 use serde_json::json;
 use sweep_core::protocol::Event;
@@ -141,6 +141,9 @@ pub fn base(args: BaseArgs) -> anyhow::Result<i32> {
             }
         }
     };
+    if args.seed.is_some() && config.model.hf().is_some() {
+        bail!("--seed picks one of the built-in miniature's base models; a checkpoint ([trainer.model] hf) is used as loaded, so drop --seed");
+    }
     let config = TrainerConfig {
         base_seed: args.seed.unwrap_or(config.base_seed),
         ..config
