@@ -281,6 +281,12 @@ fn jobs_refused_mid_sweep_wait_for_running_ones_then_stop_the_run_with_nothing_l
         "parallel = 2",
         "partition = \"drainable\"",
     );
+    // Seed 1 runs 3 s longer than seed 0, so that the first refusal comes while a trial still
+    // runs (two that end together are seen ending in one poll, and then nothing runs).
+    p.write(
+        "trial.sh",
+        &TRIAL_SH.replace("sleep \"${SLEEP:-0}\"", "sleep $(( ${SLEEP:-0} + 3 * $2 ))"),
+    );
     let drain = |state: &str| {
         slurm(
             "scontrol",
