@@ -39,15 +39,8 @@ pub struct ExportArgs {
     /// `_n`, `_ci95`).
     #[arg(long, conflicts_with = "curves")]
     aggregate: bool,
-    /// The parameters whose values are replicates (with --aggregate; `seed,base_seed` when
-    /// each seed fine-tunes a base model of its own).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        value_name = "PARAM,...",
-        default_value = "seed"
-    )]
-    replicate: Vec<String>,
+    #[command(flatten)]
+    replicate: super::ReplicateArgs,
     /// Per-step metrics in long form: trial_id, step, name, value.
     #[arg(long)]
     curves: bool,
@@ -98,7 +91,7 @@ pub async fn run(db: &str, args: ExportArgs) -> anyhow::Result<i32> {
         points.retain(|p| kept.contains(&p.trial_id));
         curves_table(&points).write(format, out)?;
     } else if args.aggregate {
-        let mut aggregator = Aggregator::new(Some(&args.replicate));
+        let mut aggregator = Aggregator::new(Some(&args.replicate.names));
         store
             .for_each_trial(sweep_id, |row| {
                 if filter.keep(&row) {

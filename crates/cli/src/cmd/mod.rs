@@ -91,3 +91,17 @@ impl Cli {
         }
     }
 }
+
+/// `--replicate`, shared by `report` and `export`.
+#[derive(Debug, clap::Args)]
+pub struct ReplicateArgs {
+    /// The parameters whose values are replicates, averaged into one configuration
+    /// (`seed,base_seed` when each seed fine-tunes a base model of its own).
+    #[arg(
+        long = "replicate",
+        value_delimiter = ',',
+        value_name = "PARAM,...",
+        default_value = "seed"
+    )]
+    pub names: Vec<String>,
+}

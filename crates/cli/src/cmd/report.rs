@@ -40,15 +40,8 @@ pub struct ReportArgs {
         "utility:max".parse::<Objective>().expect("valid"),
     ])]
     objectives: Vec<Objective>,
-    /// The parameters whose values are replicates, averaged into one configuration
-    /// (`seed,base_seed` when each seed fine-tunes a base model of its own).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        value_name = "PARAM,...",
-        default_value = "seed"
-    )]
-    replicate: Vec<String>,
+    #[command(flatten)]
+    replicate: super::ReplicateArgs,
     /// Rank single trials instead of configurations averaged over replicates.
     #[arg(long)]
     per_trial: bool,
@@ -105,7 +98,7 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
     let params = store.param_names(sweep_id).await?;
     let metrics = store.metric_names(sweep_id).await?;
     let filter = Filter::new(&args.filters, &params, &metrics)?;
-    let replicate = (!args.per_trial).then_some(args.replicate.as_slice());
+    let replicate = (!args.per_trial).then_some(args.replicate.names.as_slice());
     if let Some(objective) = &args.best {
         let mut aggregator = Aggregator::new(replicate);
         store
