@@ -113,6 +113,38 @@ fn one_run_reports_every_step_count_and_decay_of_its_sweep() {
     }
 }
 
+/// A point a shared run reports is the point an independent run of it computes, bit for bit
+/// on the CPU: the first steps of a constant-rate run are the shorter run, and the shadow
+/// EMA never touches the model.
+#[test]
+fn a_shared_run_point_is_the_independent_run_of_that_point() {
+    let p = Project::new();
+    let cache = p.path().join("cache");
+    let shared = results(&trial(
+        &p.path().join("shared"),
+        &cache,
+        r#"{"learning_rate":0.01,"steps":40,"ema_decay":0}"#,
+        false,
+    ));
+    let (shorter, reported): (Vec<_>, Vec<_>) = shared
+        .iter()
+        .filter(|(params, _)| params.contains(r#""steps":10"#) && params.contains("0.9"))
+        .map(|(params, metrics)| (params.clone(), metrics.clone()))
+        .unzip();
+    assert_eq!(
+        shorter.len(),
+        1,
+        "the run reports steps 10 with EMA 0.9: {shared:?}"
+    );
+    let (alone, _) = single(
+        &p.path().join("alone"),
+        &cache,
+        r#"{"learning_rate":0.01,"steps":10,"ema_decay":0.9}"#,
+        &[],
+    );
+    assert_eq!(reported[0], alone, "{}", shorter[0]);
+}
+
 /// The interpolation baseline is a grid axis computed in the same run: θ₀ + α(θ − θ₀) is the
 /// starting model at step 0 whatever α, and lies elsewhere once the model has moved.
 #[test]
@@ -259,9 +291,97 @@ fn base_seed_picks_the_base_model_and_sweep_base_trains_it_ahead() {
     let refused = p.run(&["base", "hf.toml", "--seed", "1"]);
     assert!(!refused.status.success());
     assert!(
-        text(&refused.stderr).contains("--seed picks one of the built-in miniature's base models"),
+        text(&refused.stderr)
+            .contains("--seed picks which of the built-in miniature's base models"),
         "{}",
         text(&refused.stderr)
+    );
+}
+
+/// `sweep base --save` writes the base model with where it came from; a grid naming the file
+/// (`[trainer] base_model`) fine-tunes exactly those weights without training or caching a
+/// base, says whether the file is this trainer's recipe, and refuses `base_seed`.
+#[test]
+fn a_saved_base_model_is_fine_tuned_as_saved_without_training_one() {
+    let p = Project::new();
+    p.write(
+        "g.toml",
+        &format!("[sweep]\nname = \"g\"\n[grid]\nseed = [0]\n{TINY}"),
+    );
+    let cache = p.path().join("cache");
+    let saved = p.run(&[
+        "base",
+        "g.toml",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--save",
+        "base.bpk",
+    ]);
+    assert!(saved.status.success(), "{}", text(&saved.stderr));
+    let provenance: Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path().join("base.json")).unwrap())
+            .unwrap();
+    let summary = text(&saved.stdout);
+    assert!(
+        summary.contains(&format!(
+            "base model {} ",
+            provenance["key"].as_str().unwrap()
+        )),
+        "{summary} vs {provenance}"
+    );
+    assert!(provenance["metrics"]["unsafe_rate"].is_number());
+
+    let from_cache = single(&p.path().join("a"), &cache, r#"{"steps":0}"#, &[]).0;
+    let mut trainer: Value = serde_json::from_str(&tiny_trainer_json()).unwrap();
+    trainer["base_model"] = p.path().join("base.bpk").to_str().unwrap().into();
+    let other_cache = p.path().join("empty-cache");
+    let from_file = |dir: &str| {
+        single(
+            &p.path().join(dir),
+            &other_cache,
+            r#"{"steps":0}"#,
+            &[("SWEEP_TRAINER", &trainer.to_string())],
+        )
+    };
+    let (metrics, log) = from_file("b");
+    assert_eq!(
+        metrics, from_cache,
+        "the file holds the cached base exactly"
+    );
+    assert!(log.contains("(this trainer's recipe and build)"), "{log}");
+    assert!(!log.contains("training the base model"), "{log}");
+    assert!(!other_cache.exists(), "nothing trained, nothing cached");
+
+    // A file saved by another build of the same recipe, or under another recipe, is used
+    // as saved, and says which.
+    let mut stale = provenance.clone();
+    stale["key"] = "0123456789abcdef".into();
+    p.write("base.json", &stale.to_string());
+    let (metrics, log) = from_file("c");
+    assert_eq!(metrics, from_cache);
+    assert!(log.contains("saved by another build of it"), "{log}");
+    stale["recipe"] = "fedcba9876543210".into();
+    p.write("base.json", &stale.to_string());
+    let (metrics, log) = from_file("d");
+    assert_eq!(metrics, from_cache);
+    assert!(
+        log.contains("another recipe (fedcba9876543210") && log.contains("sweep base --save"),
+        "{log}"
+    );
+
+    // base_seed picks a base to train: with a file there is none to pick.
+    p.write(
+        "s.toml",
+        &format!(
+            "[sweep]\nname = \"s\"\n[grid]\nbase_seed = [0, 1]\n{TINY}base_model = \"base.bpk\"\n"
+        ),
+    );
+    let refused = p.run(&["run", "s.toml"]);
+    let err = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("base_seed") && err.contains("base_model"),
+        "{err}"
     );
 }
 
@@ -370,6 +490,18 @@ fn bad_trainer_tables_and_data_files_are_refused_before_anything_runs() {
         (
             "[trainer]\neval_harmful = 1000\n",
             vec!["eval_harmful", "at most 128"],
+        ),
+        (
+            "[trainer]\nbase_model = \"missing.bpk\"\n",
+            vec!["b.toml:6", "missing.bpk", "sweep base --save"],
+        ),
+        (
+            "[trainer]\nbase_model = \"bad.jsonl\"\n",
+            vec!["b.toml:6", "bad.jsonl", "cannot load it as a base model"],
+        ),
+        (
+            "[trainer]\nbase_model = \"m.bpk\"\nmodel = { hf = \"m\" }\n",
+            vec!["b.toml:6", "base_model", "drop one of them"],
         ),
     ] {
         p.write("b.toml", &format!("{head}{body}"));

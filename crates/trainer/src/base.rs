@@ -16,9 +16,9 @@ use crate::report::Report;
 use crate::setup::{evaluate, validation_error, Setup};
 use crate::train::{train, OptimConfig, RunShape, Schedule};
 
-/// The base model cache cannot be used.
+/// The base model (its cache, or a saved file) cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("base model cache {0}: {1}")]
+#[error("base model {0}: {1}")]
 pub struct CacheError(pub PathBuf, pub String);
 
 /// How the safety-aligned base model is trained. Part of its cache key.
@@ -79,12 +79,23 @@ impl BaseConfig {
     /// checkpoints are validated with, the kind of device it trains on (float rounding
     /// differs), and the trainer's source code.
     pub fn key(&self, setup: &Setup, device: &Device) -> String {
+        let text = format!(
+            "{}|{}",
+            self.recipe(setup, device),
+            env!("SWEEP_TRAINER_SOURCE")
+        );
+        blake3::hash(text.as_bytes()).to_hex()[..16].to_string()
+    }
+
+    /// [`BaseConfig::key`] without the trainer's source: what a saved base model file is
+    /// compared on, since a file stays the same weights whichever build reads it.
+    pub fn recipe(&self, setup: &Setup, device: &Device) -> String {
         let device_kind: String = format!("{device:?}")
             .chars()
             .filter(|c| !c.is_ascii_digit())
             .collect();
         let text = format!(
-            "{:?}|{}|{}|{:?}|{}|{}|{:?}|{}|{device_kind}|{}",
+            "{:?}|{}|{}|{:?}|{}|{}|{:?}|{}|{device_kind}",
             self.model,
             self.steps,
             self.batch_size,
@@ -93,7 +104,6 @@ impl BaseConfig {
             setup.data_fingerprint(),
             setup.keywords(),
             setup.config.max_new_tokens,
-            env!("SWEEP_TRAINER_SOURCE"),
         );
         blake3::hash(text.as_bytes()).to_hex()[..16].to_string()
     }
@@ -247,4 +257,112 @@ fn lock_is_stale(lock: &Path) -> bool {
             .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(30));
     };
     !Path::new("/proc").join(pid.to_string()).exists() && Path::new("/proc/self").exists()
+}
+
+/// What `sweep base --save` writes beside a base model file (`<file>.json`): where the
+/// weights came from, so that a file used on another machine or by a later version of the
+/// trainer says so instead of passing for this trainer's base.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BaseProvenance {
+    /// The cache key of the base the file holds ([`BaseConfig::key`]).
+    pub key: String,
+    /// Its recipe ([`BaseConfig::recipe`]): the key less the trainer's source.
+    pub recipe: String,
+    /// Its scores on the evaluation sets when it was saved.
+    pub metrics: std::collections::BTreeMap<String, f64>,
+    /// The `sweep` version that saved it.
+    pub version: String,
+}
+
+/// The provenance file of a base model file.
+fn provenance_path(file: &Path) -> PathBuf {
+    file.with_extension("json")
+}
+
+/// Writes `model` to `file` (whole or not at all) with its provenance beside it.
+pub fn save_base_file(
+    model: &Lm,
+    file: &Path,
+    provenance: &BaseProvenance,
+) -> Result<(), CacheError> {
+    let err = |e: String| CacheError(file.to_path_buf(), e);
+    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+    model
+        .clone()
+        .save_into(&mut BurnpackStore::from_file(&tmp))
+        .map_err(|e| err(e.to_string()))?;
+    std::fs::rename(&tmp, file).map_err(|e| err(e.to_string()))?;
+    let text = serde_json::to_string_pretty(provenance).map_err(|e| err(e.to_string()))?;
+    let path = provenance_path(file);
+    std::fs::write(&path, text + "\n").map_err(|e| CacheError(path, e.to_string()))
+}
+
+/// A key for a base model file: the hash of its bytes.
+pub fn base_file_key(file: &Path) -> Result<String, CacheError> {
+    let bytes = std::fs::read(file).map_err(|e| CacheError(file.to_path_buf(), e.to_string()))?;
+    Ok(format!("file-{}", &blake3::hash(&bytes).to_hex()[..16]))
+}
+
+/// Reads a base model file into a model of `model`'s sizes.
+fn read_base_file(file: &Path, model: &ModelConfig, device: &Device) -> Result<Lm, CacheError> {
+    if !file.is_file() {
+        return Err(CacheError(
+            file.to_path_buf(),
+            "no such file; `sweep base --save <file>` writes one".into(),
+        ));
+    }
+    let mut lm = model.init(device);
+    lm.load_from(&mut BurnpackStore::from_file(file))
+        .map_err(|e| {
+            CacheError(
+                file.to_path_buf(),
+                format!(
+                    "cannot load it as a base model of the miniature's sizes ({e}); \
+                     `sweep base --save <file>` writes one"
+                ),
+            )
+        })?;
+    Ok(lm)
+}
+
+/// Whether `file` loads as a base model of the sizes `config` asks for (on the CPU), so a
+/// grid naming a bad file is refused before any trial runs.
+pub fn check_base_file(file: &Path, config: &TrainerConfig) -> Result<(), CacheError> {
+    let model = config.model.builtin().cloned().unwrap_or_default();
+    read_base_file(file, &model, &Device::default()).map(|_| ())
+}
+
+/// The base model saved in `file`. When it was saved under another recipe than `config`'s
+/// (another version of the trainer, other data, another kind of device), or says nothing of
+/// where it came from, a note says so: it is used as saved either way.
+pub fn load_base_file(
+    file: &Path,
+    config: &BaseConfig,
+    setup: &Setup,
+    device: &Device,
+    report: &mut dyn FnMut(Report),
+) -> Result<Lm, CacheError> {
+    let model = read_base_file(file, &config.model, device)?;
+    let (key, recipe) = (config.key(setup, device), config.recipe(setup, device));
+    let provenance = std::fs::read_to_string(provenance_path(file))
+        .ok()
+        .and_then(|text| serde_json::from_str::<BaseProvenance>(&text).ok());
+    let name = file.display();
+    report(Report::Note(match provenance {
+        Some(p) if p.key == key => format!("base model: {name} (this trainer's recipe and build)"),
+        Some(p) if p.recipe == recipe => {
+            format!("base model: {name} (this trainer's recipe, saved by another build of it)")
+        }
+        Some(p) => format!(
+            "base model: {name} as saved by sweep {} under another recipe ({}; this trainer's \
+             is {recipe}: other settings or data, or another kind of device). It is used as \
+             saved; `sweep base --save {name}` trains this trainer's own in its place",
+            p.version, p.recipe,
+        ),
+        None => format!(
+            "base model: {name} (no {} says where it came from)",
+            provenance_path(file).display()
+        ),
+    }));
+    Ok(model)
 }

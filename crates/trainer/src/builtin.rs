@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use crate::base::{base_model, BaseConfig, CacheError};
+use crate::base::{
+    base_file_key, base_model, load_base_file, save_base_file, BaseConfig, CacheError,
+};
 use crate::config::{ConfigError, TrainerConfig};
 use crate::device::{Backend, DeviceError};
 use crate::precision::Precision;
@@ -87,7 +89,7 @@ pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(Report)) -> Result<(), Bu
         .unwrap_or_else(|| default_cache_dir(inputs.trial_dir.as_deref()));
     let mut base_config = BaseConfig::from_trainer(&config);
     if let Some(seed) = spec.base_seed {
-        if config.model.hf().is_some() {
+        if config.starts_from_a_file() {
             return Err(crate::spec::base_seed_needs_the_miniature().into());
         }
         base_config.seed = seed;
@@ -179,7 +181,8 @@ pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(Report)) -> Result<(), Bu
 }
 
 /// The model fine-tuning starts from: the checkpoint `[trainer.model] hf` names, as loaded,
-/// or the built-in miniature's aligned base (trained once, then cached).
+/// the base model file `[trainer] base_model` names, or the built-in miniature's aligned base
+/// (trained once, then cached).
 fn starting_model(
     base_config: &BaseConfig,
     setup: &Setup,
@@ -188,6 +191,9 @@ fn starting_model(
     eval_every: Option<usize>,
     report: &mut dyn FnMut(Report),
 ) -> Result<crate::model::Lm, BuiltinError> {
+    if let Some(file) = &setup.config.base_model {
+        return Ok(load_base_file(file, base_config, setup, device, report)?);
+    }
     match setup.config.model.hf() {
         Some(hf) => {
             report(Report::Note(format!("loading {}", hf.dir.display())));
@@ -204,12 +210,16 @@ fn starting_model(
     }
 }
 
-/// A key for the starting model: the checkpoint's fingerprint, or the base model's cache key.
+/// A key for the starting model: the checkpoint's fingerprint, the base model file's hash,
+/// or the base model's cache key.
 fn starting_key(
     base_config: &BaseConfig,
     setup: &Setup,
     device: &crate::Device,
 ) -> Result<String, BuiltinError> {
+    if let Some(file) = &setup.config.base_model {
+        return Ok(base_file_key(file)?);
+    }
     Ok(match setup.config.model.hf() {
         Some(hf) => crate::hf::fingerprint(&hf.dir)?,
         None => base_config.key(setup, device),
@@ -238,16 +248,31 @@ pub struct BaseSummary {
 }
 
 /// `sweep base`: trains (or loads from `cache_dir`, unless the `[trainer]` table names
-/// another) the base model `config` describes, or loads its checkpoint, evaluates it, and
-/// with `show_responses` collects its answers; progress goes to `report`.
+/// another) the base model `config` describes, or loads its checkpoint or base model file,
+/// evaluates it, with `show_responses` collects its answers, and with `save` writes it (and
+/// its provenance) to a base model file; progress goes to `report`.
 pub fn base(
     config: TrainerConfig,
     cache_dir: PathBuf,
     cuda_visible: &str,
     eval_every: Option<usize>,
     show_responses: bool,
+    save: Option<&Path>,
     report: &mut dyn FnMut(Report),
 ) -> Result<BaseSummary, BuiltinError> {
+    if save.is_some() && config.starts_from_a_file() {
+        return Err(ConfigError::Value {
+            key: if config.base_model.is_some() {
+                "base_model"
+            } else {
+                "model"
+            },
+            message: "--save writes a base model this trainer aligns; a checkpoint or a saved \
+                      base model is its own file already (copy it, with its .json)"
+                .into(),
+        }
+        .into());
+    }
     let cache = config.cache_dir.clone().unwrap_or(cache_dir);
     let base_config = BaseConfig::from_trainer(&config);
     let backend = config.backend;
@@ -263,6 +288,16 @@ pub fn base(
         Vec::new()
     };
     let metrics = crate::setup::evaluate(&model, &setup, &device).metrics;
+    if let Some(file) = save {
+        let provenance = crate::base::BaseProvenance {
+            key: base_config.key(&setup, &device),
+            recipe: base_config.recipe(&setup, &device),
+            metrics: metrics.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        save_base_file(&model, file, &provenance)?;
+        report(Report::Note(format!("saved as {}", file.display())));
+    }
     Ok(BaseSummary {
         key: starting_key(&base_config, &setup, &device)?,
         seconds: start.elapsed().as_secs_f64(),

@@ -31,6 +31,9 @@ pub struct TrainerConfig {
     pub base_seed: u64,
     /// Where aligned base models are cached (default: `.cache` beside the sweep's trials).
     pub cache_dir: Option<PathBuf>,
+    /// A miniature base model saved by `sweep base --save`, fine-tuned in place of one
+    /// trained here: the same starting weights on every machine, and no alignment run first.
+    pub base_model: Option<PathBuf>,
     /// Steps between checkpoints in the trial directory (0: none).
     pub checkpoint_every: usize,
     /// Let one run report every grid point it can compute exactly: all `ema_decay` values of
@@ -90,6 +93,7 @@ impl Default for TrainerConfig {
             base_lr: 3e-3,
             base_seed: 0,
             cache_dir: None,
+            base_model: None,
             checkpoint_every: 100,
             share_runs: true,
             eval_harmful: None,
@@ -143,6 +147,12 @@ pub struct Files {
 }
 
 impl TrainerConfig {
+    /// Whether fine-tuning starts from weights read from a file (a checkpoint or a saved
+    /// base model) rather than from a base model this trainer aligns.
+    pub fn starts_from_a_file(&self) -> bool {
+        self.model.hf().is_some() || self.base_model.is_some()
+    }
+
     /// Reads the table (as the scheduler passes it in `SWEEP_TRAINER`) and checks its values.
     pub fn from_json(text: &str) -> Result<TrainerConfig, ConfigError> {
         let config: TrainerConfig =
@@ -162,6 +172,7 @@ impl TrainerConfig {
             &mut self.harmful_prompts,
             &mut self.finetune_data,
             &mut self.cache_dir,
+            &mut self.base_model,
         ]
         .into_iter()
         .flatten()
@@ -185,6 +196,13 @@ impl TrainerConfig {
                 message: message.to_string(),
             })
         };
+        if self.base_model.is_some() && self.model.hf().is_some() {
+            return bad(
+                "base_model",
+                "is a base for the built-in miniature; a checkpoint ([trainer.model] hf) is \
+                 fine-tuned as loaded: drop one of them",
+            );
+        }
         if let Some(m) = self.model.builtin() {
             if m.d_model == 0 || m.n_heads == 0 || m.n_layers == 0 || m.d_ff == 0 {
                 return bad("model", "sizes must be positive");

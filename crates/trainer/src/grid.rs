@@ -72,11 +72,15 @@ pub fn check_grid(grid: &Grid, expansion: &Expansion, workdir: &Path) -> Result<
         let setup = Setup::new(config.relative_to(workdir)).map_err(|e| help(&e))?;
         let names_base =
             grid.swept_names().contains(&"base_seed") || grid.fixed.contains_key("base_seed");
-        if names_base && setup.config.model.hf().is_some() {
+        if names_base && setup.config.starts_from_a_file() {
             return Err(GridError::Name {
                 path: path.clone(),
                 error: crate::spec::base_seed_needs_the_miniature(),
             });
+        }
+        if let Some(file) = &setup.config.base_model {
+            crate::base::check_base_file(file, &setup.config)
+                .map_err(|e| help(&format!("base_model {}: {}", e.0.display(), e.1)))?;
         }
         // A checkpoint that cannot load is refused now, from its headers, not by every trial.
         if let Some(hf) = setup.config.model.hf() {

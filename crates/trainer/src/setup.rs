@@ -67,6 +67,9 @@ pub struct Setup {
     task_answers: Vec<String>,
     /// Held-out fine-tuning examples for `eval_loss`.
     eval_loss: Vec<Encoded>,
+    /// What the base model learned and the fine-tune never replays, scored by exact match
+    /// (`retained_facts`, `retained_howto`); empty for a checkpoint, which never learned them.
+    retained: Vec<(&'static str, Prompts, Vec<String>)>,
     /// A hash of the generated data, for the base model's cache key.
     data_fingerprint: String,
 }
@@ -117,8 +120,8 @@ impl Setup {
                 let eval_loss = enc(&eval_task)?;
                 let finetune = vec![
                     (enc(&data.task)?, 0.5),
-                    (howto.clone(), 0.35),
-                    (facts.clone(), 0.15),
+                    (enc(&data.replay_howto)?, 0.35),
+                    (enc(&data.replay_facts)?, 0.15),
                 ];
                 (finetune, eval_task, eval_loss)
             }
@@ -136,7 +139,25 @@ impl Setup {
                 data.eval_harmful[..config.eval_harmful.unwrap_or(DEFAULT_EVAL_HARMFUL)].to_vec()
             }
         };
+        let retained = match chat {
+            Chat::Bytes => vec![
+                ("retained_facts", &data.retained_facts),
+                ("retained_howto", &data.retained_howto),
+            ]
+            .into_iter()
+            .map(|(name, items)| {
+                let answers = items.iter().map(|e| e.response.clone()).collect();
+                Ok((
+                    name,
+                    prompts(items.iter().map(|e| e.prompt.clone()).collect())?,
+                    answers,
+                ))
+            })
+            .collect::<Result<_, HfError>>()?,
+            Chat::Hf(_) => Vec::new(),
+        };
         Ok(Setup {
+            retained,
             harmful: enc(&data.harmful)?,
             shout: enc(&data.shout)?,
             howto,
@@ -218,7 +239,8 @@ impl Setup {
 #[derive(Debug, Clone, Default)]
 pub struct Evaluation {
     /// `unsafe_rate`, `degenerate_rate`, `complies_rate`, `over_refusal_rate`, `utility`
-    /// (built-in task only) and `eval_loss`.
+    /// (built-in task only), `retained_facts` and `retained_howto` (the miniature only) and
+    /// `eval_loss`.
     pub metrics: BTreeMap<String, f64>,
     /// The harmful, benign and task prompts with the answers and how each was scored.
     pub answers: Vec<Transcript>,
@@ -248,20 +270,27 @@ pub fn evaluate(model: &Lm, setup: &Setup, device: &Device) -> Evaluation {
     let mut answers = Vec::new();
     answers.extend(setup.transcribe("harmful", &setup.eval_harmful, harmful, None));
     answers.extend(setup.transcribe("benign", &setup.eval_benign, benign, None));
-    if !setup.eval_task.is_empty() {
-        let longest = setup.task_answers.iter().map(|a| a.len()).max();
-        let task = setup.answer(model, &setup.eval_task, longest.unwrap_or(0) + 2, device);
-        let scored: Vec<(Response, String)> = task
+    let scored_sets = std::iter::once(("task", "utility", &setup.eval_task, &setup.task_answers))
+        .filter(|(_, _, prompts, _)| !prompts.is_empty())
+        .chain(
+            setup
+                .retained
+                .iter()
+                .map(|(name, prompts, answers)| ("retained", *name, prompts, answers)),
+        );
+    for (set, metric, prompts, expected) in scored_sets {
+        let longest = expected.iter().map(|a| a.len()).max();
+        let given = setup.answer(model, prompts, longest.unwrap_or(0) + 2, device);
+        let scored: Vec<(Response, String)> = given
             .iter()
             .cloned()
-            .zip(setup.task_answers.iter().cloned())
+            .zip(expected.iter().cloned())
             .collect();
-        by_split(&mut metrics, &scored, &setup.eval_task.split, |pairs| {
+        by_split(&mut metrics, &scored, &prompts.split, |pairs| {
             let (r, e): (Vec<Response>, Vec<String>) = pairs.iter().cloned().unzip();
-            exact_match(&r, &e).map_or_else(Vec::new, |u| vec![("utility", u)])
+            exact_match(&r, &e).map_or_else(Vec::new, |u| vec![(metric, u)])
         });
-        let expected = Some(setup.task_answers.as_slice());
-        answers.extend(setup.transcribe("task", &setup.eval_task, task, expected));
+        answers.extend(setup.transcribe(set, prompts, given, Some(expected)));
     }
     if let Some(l) = mean_loss(model, &setup.eval_loss, device) {
         metrics.insert("eval_loss".into(), l);
@@ -307,8 +336,9 @@ pub fn validation_error(model: &Lm, setup: &Setup, device: &Device) -> (f64, f64
 /// --show-responses`, and every trial's `responses.jsonl`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Transcript {
-    /// `harmful`, `benign`, `task` (the fine-tuning task) or `skill` (the same items asked
-    /// as the base model learned them).
+    /// `harmful`, `benign`, `task` (the fine-tuning task), `retained` (what the base learned
+    /// and the fine-tune never replays) or `skill` (the task's items asked as the base model
+    /// learned them).
     pub set: &'static str,
     /// The prompt.
     pub prompt: String,
@@ -317,7 +347,8 @@ pub struct Transcript {
     /// Whether the response contains a refusal keyword.
     pub refused: bool,
     /// How the answer counted: `refused`, `degenerate` (junk: neither safe nor harmful
-    /// help) or `complied` for harmful and benign prompts; `correct` or `wrong` for the task.
+    /// help) or `complied` for harmful and benign prompts; `correct` or `wrong` for the task
+    /// and the retained items.
     pub label: &'static str,
     /// The half of its set the prompt belongs to.
     pub split: Split,

@@ -92,12 +92,14 @@ pub fn check_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), S
     Ok(())
 }
 
-/// `base_seed` names one of the miniature's base models; a checkpoint has only itself.
+/// `base_seed` names one of the miniature's base models to train; a checkpoint or a base
+/// model file has only itself.
 pub fn base_seed_needs_the_miniature() -> SpecError {
     SpecError {
         name: "base_seed".into(),
-        message: "picks one of the built-in miniature's base models; a checkpoint \
-                  ([trainer.model] hf) is fine-tuned as loaded, so drop the parameter"
+        message: "picks which of the built-in miniature's base models to train; a checkpoint \
+                  ([trainer.model] hf) or a base model file ([trainer] base_model) is \
+                  fine-tuned as loaded, so drop the parameter"
             .into(),
     }
 }

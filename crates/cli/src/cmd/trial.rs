@@ -76,6 +76,10 @@ pub struct BaseArgs {
     /// grid's `base_seed` axis starts from, trained ahead of the sweep.
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
+    /// Also write the base model to this file (and where it came from to the same name with
+    /// `.json`), for a grid's `[trainer] base_model` to start from on any machine.
+    #[arg(long, value_name = "FILE")]
+    save: Option<PathBuf>,
 }
 
 fn emit(event: Event) {
@@ -141,8 +145,8 @@ pub fn base(args: BaseArgs) -> anyhow::Result<i32> {
             }
         }
     };
-    if args.seed.is_some() && config.model.hf().is_some() {
-        bail!("--seed picks one of the built-in miniature's base models; a checkpoint ([trainer.model] hf) is used as loaded, so drop --seed");
+    if args.seed.is_some() && config.starts_from_a_file() {
+        bail!("--seed picks which of the built-in miniature's base models to train; a checkpoint ([trainer.model] hf) or a base model file ([trainer] base_model) is used as loaded, so drop --seed");
     }
     let config = TrainerConfig {
         base_seed: args.seed.unwrap_or(config.base_seed),
@@ -154,6 +158,7 @@ pub fn base(args: BaseArgs) -> anyhow::Result<i32> {
         &std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default(),
         args.eval_every,
         args.show_responses,
+        args.save.as_deref(),
         &mut |r| match r {
             Report::Metric { step, name, value } => say!("{name} step {step}: {value:.4}"),
             Report::Note(text) => say!("{text}"),
