@@ -87,9 +87,20 @@ struct Process {
 }
 
 impl Process {
-    /// Its environment (`NAME=value` entries separated by NUL), when readable.
+    /// Its environment (`NAME=value` entries separated by NUL), when readable. A process in
+    /// the middle of `execve` reads as empty for a moment (its memory is being replaced), so
+    /// an empty read is tried again briefly before it is believed.
     fn environ(&self) -> Option<Vec<u8>> {
-        std::fs::read(format!("/proc/{}/environ", self.pid)).ok()
+        let path = format!("/proc/{}/environ", self.pid);
+        let mut environ = std::fs::read(&path).ok()?;
+        for _ in 0..10 {
+            if !environ.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            environ = std::fs::read(&path).ok()?;
+        }
+        Some(environ)
     }
 }
 
@@ -172,6 +183,17 @@ mod tests {
         let pgid = leader.id() as i64;
         let out = leader.wait_with_output().unwrap();
         let child: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        // `$!` is printed as soon as the shell forks: let the child become `sleep` first,
+        // as a trial's leftovers long have (under CI load the test once read it mid-exec).
+        let became_sleep = (0..250).any(|_| {
+            let comm = std::fs::read_to_string(format!("/proc/{child}/comm")).unwrap_or_default();
+            if comm.trim() == "sleep" {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            false
+        });
+        assert!(became_sleep, "the child never ran sleep");
         assert!(!alive(pgid), "the leader has exited");
         assert!(alive(child));
         assert!(
