@@ -235,14 +235,20 @@ pub fn base_model(
         path.display()
     )));
     let model = train_base(config, setup, device, eval_every, report);
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let saved = model
-        .save_into(&mut BurnpackStore::from_file(&tmp))
-        .map_err(|e| e.to_string())
-        .and_then(|_| std::fs::rename(&tmp, &path).map_err(|e| e.to_string()));
+    let saved = write_whole(&model, &path);
     let _ = std::fs::remove_file(&lock);
     saved.map_err(cache_err)?;
     Ok(model)
+}
+
+/// Writes `model` to `path` through a temporary file renamed into place, so a reader never
+/// sees half a model.
+fn write_whole(model: &Lm, path: &Path) -> Result<(), String> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    model
+        .save_into(&mut BurnpackStore::from_file(&tmp))
+        .map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp, path).map_err(|e| e.to_string())
 }
 
 /// A lock whose writer process is gone (it crashed while training).
@@ -286,12 +292,7 @@ pub fn save_base_file(
     provenance: &BaseProvenance,
 ) -> Result<(), CacheError> {
     let err = |e: String| CacheError(file.to_path_buf(), e);
-    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-    model
-        .clone()
-        .save_into(&mut BurnpackStore::from_file(&tmp))
-        .map_err(|e| err(e.to_string()))?;
-    std::fs::rename(&tmp, file).map_err(|e| err(e.to_string()))?;
+    write_whole(model, file).map_err(err)?;
     let text = serde_json::to_string_pretty(provenance).map_err(|e| err(e.to_string()))?;
     let path = provenance_path(file);
     std::fs::write(&path, text + "\n").map_err(|e| CacheError(path, e.to_string()))
