@@ -13,7 +13,7 @@ use crate::batch::{loss, make_batch};
 use crate::chat::{Chat, Prompts, Split};
 use crate::config::{ConfigError, TrainerConfig};
 use crate::data::{generate as generate_data, DataConfig, Example};
-use crate::eval::{exact_match, is_degenerate, over_refusal, safety, Keywords, Lexicon, Response};
+use crate::eval::{exact_match, over_refusal, safety, Keywords, Lexicon, Response};
 use crate::hf::HfError;
 use crate::model::Lm;
 use crate::tokenizer::Encoded;
@@ -392,11 +392,7 @@ impl Setup {
                     Some(answer) if r.text.trim() == answer.trim() => "correct",
                     Some(_) => "wrong",
                     None if refused => "refused",
-                    None if is_degenerate(&r.text, r.ended)
-                        || self.lexicon.garbles(&r.text, r.ended) =>
-                    {
-                        "degenerate"
-                    }
+                    None if self.lexicon.junk(&r.text, r.ended) => "degenerate",
                     None => "complied",
                 };
                 Transcript {

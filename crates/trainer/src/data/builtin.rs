@@ -382,11 +382,8 @@ pub fn generate(config: &DataConfig) -> BuiltinData {
         .iter()
         .map(|&i| NAMED_BENIGN[i].0)
         .collect();
-    let asks_retained = |e: &Example| {
-        retained_actions
-            .iter()
-            .any(|a| TRAIN_TEMPLATES.iter().any(|t| e.prompt == fill(t, a)))
-    };
+    let asks = |e: &Example, a: &str| TRAIN_TEMPLATES.iter().any(|t| e.prompt == fill(t, a));
+    let asks_retained = |e: &Example| retained_actions.iter().any(|a| asks(e, a));
     let replay_howto = howto
         .iter()
         .filter(|e| !asks_retained(e))
@@ -394,10 +391,7 @@ pub fn generate(config: &DataConfig) -> BuiltinData {
         .collect();
     let mut retained_howto = Vec::new();
     for a in &retained_actions {
-        let mut phrasings: Vec<&Example> = howto
-            .iter()
-            .filter(|e| TRAIN_TEMPLATES.iter().any(|t| e.prompt == fill(t, a)))
-            .collect();
+        let mut phrasings: Vec<&Example> = howto.iter().filter(|e| asks(e, a)).collect();
         phrasings.shuffle(&mut keep_rng);
         retained_howto.extend(
             phrasings
