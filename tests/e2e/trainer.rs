@@ -291,8 +291,7 @@ fn base_seed_picks_the_base_model_and_sweep_base_trains_it_ahead() {
     let refused = p.run(&["base", "hf.toml", "--seed", "1"]);
     assert!(!refused.status.success());
     assert!(
-        text(&refused.stderr)
-            .contains("--seed picks which of the built-in miniature's base models"),
+        text(&refused.stderr).contains("--seed picks which base model to train"),
         "{}",
         text(&refused.stderr)
     );

@@ -90,10 +90,7 @@ impl BaseConfig {
     /// [`BaseConfig::key`] without the trainer's source: what a saved base model file is
     /// compared on, since a file stays the same weights whichever build reads it.
     pub fn recipe(&self, setup: &Setup, device: &Device) -> String {
-        let device_kind: String = format!("{device:?}")
-            .chars()
-            .filter(|c| !c.is_ascii_digit())
-            .collect();
+        let device_kind = device_kind(device);
         let text = format!(
             "{:?}|{}|{}|{:?}|{}|{}|{:?}|{}|{device_kind}",
             self.model,
@@ -206,16 +203,38 @@ pub fn base_model(
     report: &mut dyn FnMut(Report),
 ) -> Result<Lm, CacheError> {
     let path = cache_dir.join(format!("base-{}.bpk", config.key(setup, device)));
-    let cache_err = |e: String| CacheError(path.clone(), e);
-    std::fs::create_dir_all(cache_dir).map_err(|e| cache_err(e.to_string()))?;
+    let load = |path: &Path| {
+        let mut model = config.model.init(device);
+        model
+            .load_from(&mut BurnpackStore::from_file(path))
+            .map(|_| model)
+            .map_err(|e| e.to_string())
+    };
+    cached(&path, "training the base model", load, report, |report| {
+        Ok(train_base(config, setup, device, eval_every, report))
+    })
+}
+
+/// The model cached at `path`, or the one `make` trains (`doing` it, as the log says), written
+/// there whole first. A lock
+/// file beside it makes processes that ask at the same time wait for one of them to train
+/// it instead of each doing so.
+pub(crate) fn cached(
+    path: &Path,
+    doing: &str,
+    load: impl Fn(&Path) -> Result<Lm, String>,
+    report: &mut dyn FnMut(Report),
+    make: impl FnOnce(&mut dyn FnMut(Report)) -> Result<Lm, CacheError>,
+) -> Result<Lm, CacheError> {
+    let cache_err = |e: String| CacheError(path.to_path_buf(), e);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| cache_err(e.to_string()))?;
+    }
     let lock = path.with_extension("lock");
     loop {
         if path.exists() {
-            let mut model = config.model.init(device);
-            model
-                .load_from(&mut BurnpackStore::from_file(&path))
-                .map_err(|e| cache_err(format!("cannot load ({e}); delete the file to retrain")))?;
-            return Ok(model);
+            return load(path)
+                .map_err(|e| cache_err(format!("cannot load ({e}); delete the file to retrain")));
         }
         match OpenOptions::new().write(true).create_new(true).open(&lock) {
             Ok(_) => break,
@@ -231,14 +250,25 @@ pub fn base_model(
     }
     let _ = std::fs::write(&lock, std::process::id().to_string());
     report(Report::Note(format!(
-        "training the base model (cached as {})",
+        "{doing} (cached as {})",
         path.display()
     )));
-    let model = train_base(config, setup, device, eval_every, report);
-    let saved = write_whole(&model, &path);
+    let made = make(report);
+    let saved = made.and_then(|model| {
+        write_whole(&model, path).map_err(cache_err)?;
+        Ok(model)
+    });
     let _ = std::fs::remove_file(&lock);
-    saved.map_err(cache_err)?;
-    Ok(model)
+    saved
+}
+
+/// The kind of `device` (`Cpu`, `Cuda`), without its index: float rounding differs between
+/// kinds, not between two devices of one kind.
+pub(crate) fn device_kind(device: &Device) -> String {
+    format!("{device:?}")
+        .chars()
+        .filter(|c| !c.is_ascii_digit())
+        .collect()
 }
 
 /// Writes `model` to `path` through a temporary file renamed into place, so a reader never

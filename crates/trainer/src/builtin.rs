@@ -89,8 +89,8 @@ pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(Report)) -> Result<(), Bu
         .unwrap_or_else(|| default_cache_dir(inputs.trial_dir.as_deref()));
     let mut base_config = BaseConfig::from_trainer(&config);
     if let Some(seed) = spec.base_seed {
-        if config.starts_from_a_file() {
-            return Err(crate::spec::base_seed_needs_the_miniature().into());
+        if !config.trains_its_base() {
+            return Err(crate::spec::base_seed_needs_a_trained_base().into());
         }
         base_config.seed = seed;
     }
@@ -180,8 +180,8 @@ pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(Report)) -> Result<(), Bu
     Ok(())
 }
 
-/// The model fine-tuning starts from: the checkpoint `[trainer.model] hf` names, as loaded,
-/// the base model file `[trainer] base_model` names, or the built-in miniature's aligned base
+/// The model fine-tuning starts from: the checkpoint `[trainer.model] hf` names, as loaded
+/// or as `[trainer.align]` aligns it (once, then cached), the base model file `[trainer] base_model` names, or the built-in miniature's aligned base
 /// (trained once, then cached).
 fn starting_model(
     base_config: &BaseConfig,
@@ -197,7 +197,21 @@ fn starting_model(
     match setup.config.model.hf() {
         Some(hf) => {
             report(Report::Note(format!("loading {}", hf.dir.display())));
-            Ok(crate::hf::load(&hf.dir, Some(hf.max_seq), device)?.model)
+            let model = crate::hf::load(&hf.dir, Some(hf.max_seq), device)?.model;
+            if setup.align().is_none() {
+                return Ok(model);
+            }
+            let key = crate::hf::fingerprint(&hf.dir)?;
+            Ok(crate::align::aligned(
+                model,
+                &key,
+                setup,
+                base_config.seed,
+                cache,
+                device,
+                eval_every,
+                report,
+            )?)
         }
         None => Ok(base_model(
             base_config,
@@ -210,8 +224,8 @@ fn starting_model(
     }
 }
 
-/// A key for the starting model: the checkpoint's fingerprint, the base model file's hash,
-/// or the base model's cache key.
+/// A key for the starting model: the checkpoint's fingerprint (or its alignment's cache key),
+/// the base model file's hash, or the base model's cache key.
 fn starting_key(
     base_config: &BaseConfig,
     setup: &Setup,
@@ -221,7 +235,23 @@ fn starting_key(
         return Ok(base_file_key(file)?);
     }
     Ok(match setup.config.model.hf() {
-        Some(hf) => crate::hf::fingerprint(&hf.dir)?,
+        Some(hf) => {
+            let checkpoint = crate::hf::fingerprint(&hf.dir)?;
+            match setup.align() {
+                None => checkpoint,
+                Some((config, data)) => {
+                    let key = crate::align::key(
+                        config,
+                        &checkpoint,
+                        data,
+                        base_config.seed,
+                        setup.config.model.max_seq(),
+                        device,
+                    );
+                    format!("aligned-{key}")
+                }
+            }
+        }
         None => base_config.key(setup, device),
     })
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::align::AlignConfig;
 use crate::data::{read_advbench, read_examples, Example, FormatError};
 use crate::device::Backend;
 use crate::eval::{Keywords, KeywordsError};
@@ -34,6 +35,9 @@ pub struct TrainerConfig {
     /// A miniature base model saved by `sweep base --save`, fine-tuned in place of one
     /// trained here: the same starting weights on every machine, and no alignment run first.
     pub base_model: Option<PathBuf>,
+    /// Safety alignment of the checkpoint before it is fine-tuned (`[trainer.align]`), for
+    /// chat models that are not aligned already; cached like the miniature's base.
+    pub align: Option<AlignConfig>,
     /// Steps between checkpoints in the trial directory (0: none).
     pub checkpoint_every: usize,
     /// Let one run report every grid point it can compute exactly: all `ema_decay` values of
@@ -94,6 +98,7 @@ impl Default for TrainerConfig {
             base_seed: 0,
             cache_dir: None,
             base_model: None,
+            align: None,
             checkpoint_every: 100,
             share_runs: true,
             eval_harmful: None,
@@ -144,6 +149,8 @@ pub struct Files {
     pub harmful_prompts: Option<Vec<String>>,
     /// Fine-tuning data from a file.
     pub finetune: Option<Vec<Example>>,
+    /// More harmful requests for `[trainer.align]` to refuse.
+    pub align_harmful: Vec<String>,
 }
 
 impl TrainerConfig {
@@ -151,6 +158,12 @@ impl TrainerConfig {
     /// base model) rather than from a base model this trainer aligns.
     pub fn starts_from_a_file(&self) -> bool {
         self.model.hf().is_some() || self.base_model.is_some()
+    }
+
+    /// Whether this trainer makes the model fine-tuning starts from (aligning the miniature
+    /// from scratch, or a checkpoint with `[trainer.align]`), so that `base_seed` picks one.
+    pub fn trains_its_base(&self) -> bool {
+        self.base_model.is_none() && (self.model.hf().is_none() || self.align.is_some())
     }
 
     /// Reads the table (as the scheduler passes it in `SWEEP_TRAINER`) and checks its values.
@@ -175,6 +188,7 @@ impl TrainerConfig {
             &mut self.base_model,
         ]
         .into_iter()
+        .chain(self.align.as_mut().map(|a| &mut a.harmful))
         .flatten()
         .chain(checkpoint)
         {
@@ -202,6 +216,27 @@ impl TrainerConfig {
                 "is a base for the built-in miniature; a checkpoint ([trainer.model] hf) is \
                  fine-tuned as loaded: drop one of them",
             );
+        }
+        if let Some(align) = &self.align {
+            if self.model.hf().is_none() {
+                return bad(
+                    "align",
+                    "aligns a checkpoint ([trainer.model] hf); the miniature's base is aligned \
+                     by base_steps and base_lr",
+                );
+            }
+            if let Some((key, message)) = align.problem() {
+                return Err(ConfigError::Value {
+                    key: match key {
+                        "steps" => "align.steps",
+                        "batch_size" => "align.batch_size",
+                        "lr" => "align.lr",
+                        "replay" => "align.replay",
+                        _ => "align.replay_prompts/replay_tokens",
+                    },
+                    message: message.into(),
+                });
+            }
         }
         if let Some(m) = self.model.builtin() {
             if m.d_model == 0 || m.n_heads == 0 || m.n_layers == 0 || m.d_ff == 0 {
@@ -287,10 +322,18 @@ impl TrainerConfig {
                 });
             }
         }
+        let align_harmful = self
+            .align
+            .as_ref()
+            .and_then(|a| a.harmful.as_deref())
+            .map(read_advbench)
+            .transpose()?
+            .unwrap_or_default();
         Ok(Files {
             keywords,
             harmful_prompts,
             finetune,
+            align_harmful,
         })
     }
 }
@@ -349,6 +392,44 @@ mod tests {
         assert!(e.to_string().contains("[trainer] judge"), "{e}");
         let e = TrainerConfig::from_json(r#"{"judge":["j"],"judge_name":"a b"}"#).unwrap_err();
         assert!(e.to_string().contains("judge_name"), "{e}");
+    }
+
+    #[test]
+    fn alignment_is_for_checkpoints_and_checked() {
+        let e = TrainerConfig::from_json(r#"{"align":{}}"#).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("[trainer] align: aligns a checkpoint"),
+            "{e}"
+        );
+        let hf = |align: &str| {
+            TrainerConfig::from_json(&format!(r#"{{"model":{{"hf":"m"}},"align":{align}}}"#))
+        };
+        let c = hf("{}").unwrap();
+        assert_eq!(c.align, Some(AlignConfig::default()));
+        assert!(c.trains_its_base());
+        assert!(!hf("null").unwrap().trains_its_base());
+        for (align, key) in [
+            (r#"{"steps":0}"#, "align.steps"),
+            (r#"{"lr":-1e-5}"#, "align.lr"),
+            (r#"{"replay":1.0}"#, "align.replay"),
+            (
+                r#"{"replay_tokens":0}"#,
+                "align.replay_prompts/replay_tokens",
+            ),
+        ] {
+            let e = hf(align).unwrap_err();
+            assert!(
+                e.to_string().contains(&format!("[trainer] {key}:")),
+                "{align}: {e}"
+            );
+        }
+        let e = hf(r#"{"step":1}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `step`"), "{e}");
+        let c = hf(r#"{"harmful":"adv.csv"}"#)
+            .unwrap()
+            .relative_to(Path::new("/g"));
+        assert_eq!(c.align.unwrap().harmful.unwrap(), Path::new("/g/adv.csv"));
     }
 
     #[test]

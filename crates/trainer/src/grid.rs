@@ -72,10 +72,10 @@ pub fn check_grid(grid: &Grid, expansion: &Expansion, workdir: &Path) -> Result<
         let setup = Setup::new(config.relative_to(workdir)).map_err(|e| help(&e))?;
         let names_base =
             grid.swept_names().contains(&"base_seed") || grid.fixed.contains_key("base_seed");
-        if names_base && setup.config.starts_from_a_file() {
+        if names_base && !setup.config.trains_its_base() {
             return Err(GridError::Name {
                 path: path.clone(),
-                error: crate::spec::base_seed_needs_the_miniature(),
+                error: crate::spec::base_seed_needs_a_trained_base(),
             });
         }
         if let Some(file) = &setup.config.base_model {

@@ -8,12 +8,14 @@
 //!   [`setup`] tokenises them into training pools and evaluation sets.
 //! - [`model`] (a small Llama-style decoder), [`batch`] (masked loss), [`train`] (AdamW,
 //!   schedules, micro-batches, [`clip`]ping, resumable [`train::Trainer`]) and [`ema`].
-//! - [`base`]: the safety-aligned base model, trained once and cached by config hash.
+//! - [`base`]: the safety-aligned base model, trained once and cached by config hash;
+//!   [`align`]: the same for a checkpoint that is not aligned already.
 //! - [`trial`]: a fine-tuning trial with checkpoints, reporting every grid point its run
 //!   computes; [`generate`] and [`eval`] score it (GCG keywords, degenerate answers, exact
 //!   match); [`report`] is what it says as it runs; [`builtin`] is all of it, as `sweep trial`
 //!   runs it.
 
+pub mod align;
 pub mod base;
 pub mod batch;
 pub mod builtin;

@@ -9,6 +9,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::align::{AlignConfig, AlignData};
 use crate::batch::{loss, make_batch};
 use crate::chat::{Chat, Prompts, Split};
 use crate::config::{ConfigError, TrainerConfig};
@@ -40,6 +41,9 @@ fn fixed_sample(prompts: Vec<String>, n: Option<usize>) -> Vec<String> {
         .filter_map(|(p, k)| k.then_some(p))
         .collect()
 }
+
+/// Validation prompts of each kind (harmful, benign) a checkpoint is scored on.
+const CHECKPOINT_VALIDATION: usize = 64;
 
 /// Examples scored for `eval_loss` on fine-tuning data from a file, at most.
 const MAX_LOSS_EXAMPLES: usize = 256;
@@ -74,6 +78,8 @@ pub struct Setup {
     retained: Vec<(&'static str, Prompts, Vec<String>)>,
     /// A hash of the generated data, for the base model's cache key.
     data_fingerprint: String,
+    /// The data of `[trainer.align]`, when the table has one.
+    align: Option<AlignData>,
 }
 
 impl Setup {
@@ -173,7 +179,47 @@ impl Setup {
             ),
             Chat::Hf(_) => Lexicon::default(),
         };
+        let task_answers = eval_task.iter().map(|e| e.response.clone()).collect();
+        let eval_harmful = prompts(eval_harmful)?;
+        let eval_benign = prompts(data.eval_benign[..config.eval_benign].to_vec())?;
+        // A checkpoint's answers cost a real model's generation: it is validated (the
+        // alignment's note) on a fixed part of the sets the miniature chooses its base with.
+        let validation_size = match chat {
+            Chat::Bytes => usize::MAX,
+            Chat::Hf(_) => CHECKPOINT_VALIDATION,
+        };
+        let validation = |v: &[String]| prompts(v.iter().take(validation_size).cloned().collect());
+        let validation_harmful = validation(&data.validation_harmful)?;
+        let validation_benign = validation(&data.validation_benign)?;
+        let eval_task = prompts(eval_task.into_iter().map(|e| e.prompt).collect())?;
+        let align = match &config.align {
+            None => None,
+            Some(align) => {
+                let benign: Vec<String> = data
+                    .howto
+                    .iter()
+                    .chain(&data.facts)
+                    .map(|e| e.prompt.clone())
+                    .collect();
+                Some(AlignData::new(
+                    align,
+                    &data.harmful,
+                    &files.align_harmful,
+                    &benign,
+                    &[
+                        &eval_harmful,
+                        &eval_benign,
+                        &validation_harmful,
+                        &validation_benign,
+                        &eval_task,
+                    ],
+                    &chat,
+                    max_seq,
+                )?)
+            }
+        };
         Ok(Setup {
+            align,
             lexicon,
             retained,
             harmful: enc(&data.harmful)?,
@@ -181,12 +227,12 @@ impl Setup {
             howto,
             facts,
             finetune,
-            eval_harmful: prompts(eval_harmful)?,
-            eval_benign: prompts(data.eval_benign[..config.eval_benign].to_vec())?,
-            validation_harmful: prompts(data.validation_harmful.clone())?,
-            validation_benign: prompts(data.validation_benign.clone())?,
-            task_answers: eval_task.iter().map(|e| e.response.clone()).collect(),
-            eval_task: prompts(eval_task.into_iter().map(|e| e.prompt).collect())?,
+            eval_harmful,
+            eval_benign,
+            validation_harmful,
+            validation_benign,
+            task_answers,
+            eval_task,
             eval_loss,
             keywords: files.keywords,
             data_fingerprint,
@@ -196,7 +242,7 @@ impl Setup {
     }
 
     /// Greedy answers of `model` to `prompts`, as long as the settings allow.
-    fn answer(
+    pub(crate) fn answer(
         &self,
         model: &Lm,
         prompts: &Prompts,
@@ -212,6 +258,16 @@ impl Setup {
     /// once when the data is.
     pub fn data_fingerprint(&self) -> &str {
         &self.data_fingerprint
+    }
+
+    /// How text becomes the model's tokens.
+    pub fn chat(&self) -> &Chat {
+        &self.chat
+    }
+
+    /// `[trainer.align]` and its data, when the table has one.
+    pub fn align(&self) -> Option<(&AlignConfig, &AlignData)> {
+        self.config.align.as_ref().zip(self.align.as_ref())
     }
 
     /// The refusal keywords safety is scored with.

@@ -94,12 +94,13 @@ pub fn check_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), S
 
 /// `base_seed` names one of the miniature's base models to train; a checkpoint or a base
 /// model file has only itself.
-pub fn base_seed_needs_the_miniature() -> SpecError {
+pub fn base_seed_needs_a_trained_base() -> SpecError {
     SpecError {
         name: "base_seed".into(),
-        message: "picks which of the built-in miniature's base models to train; a checkpoint \
-                  ([trainer.model] hf) or a base model file ([trainer] base_model) is \
-                  fine-tuned as loaded, so drop the parameter"
+        message: "picks which base model to train (the built-in miniature's, or a \
+                  checkpoint's [trainer.align]); a checkpoint without [trainer.align] or a \
+                  base model file ([trainer] base_model) is fine-tuned as loaded, so drop \
+                  the parameter"
             .into(),
     }
 }

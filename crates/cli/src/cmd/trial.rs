@@ -145,8 +145,8 @@ pub fn base(args: BaseArgs) -> anyhow::Result<i32> {
             }
         }
     };
-    if args.seed.is_some() && config.starts_from_a_file() {
-        bail!("--seed picks which of the built-in miniature's base models to train; a checkpoint ([trainer.model] hf) or a base model file ([trainer] base_model) is used as loaded, so drop --seed");
+    if args.seed.is_some() && !config.trains_its_base() {
+        bail!("--seed picks which base model to train (the built-in miniature's, or a checkpoint's [trainer.align]); a checkpoint without [trainer.align] or a base model file ([trainer] base_model) is used as loaded, so drop --seed");
     }
     let config = TrainerConfig {
         base_seed: args.seed.unwrap_or(config.base_seed),

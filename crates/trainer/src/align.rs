@@ -1,0 +1,495 @@
+//! Safety alignment of a checkpoint before it is fine-tuned (`[trainer.align]`), for chat
+//! models that are not aligned already (SmolLM2-135M-Instruct answers AdvBench requests).
+//! Opt-in: the chat models users bring are aligned, and without it `steps = 0` is the
+//! checkpoint exactly as loaded.
+//!
+//! The stage fine-tunes on refusals to harmful requests mixed with benign replay:
+//! - harmful requests are the built-in training ones, plus any from a file; a prompt that
+//!   any evaluation or validation set holds is dropped, so the unsafe rate is always measured
+//!   on requests the alignment never saw;
+//! - the replay is the checkpoint's own greedy answers to benign requests (self-distillation),
+//!   so what it keeps is its own behaviour, not another model's style.
+//!
+//! The result is cached like the miniature's base, under the hash of everything that shapes
+//! it: the checkpoint, the token ids of the refusal data and replay prompts, these settings,
+//! the seed, the kind of device and the trainer's source.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn::store::{BurnpackStore, ModuleSnapshot};
+use serde::Deserialize;
+
+use crate::base::{cached, device_kind, CacheError};
+use crate::chat::{Chat, Prompts};
+use crate::data::builtin::REFUSALS;
+use crate::data::Example;
+use crate::hf::HfError;
+use crate::model::Lm;
+use crate::report::Report;
+use crate::setup::{evaluate, validation_error, Setup};
+use crate::tokenizer::Encoded;
+use crate::train::{train, Mix, OptimConfig, RunShape, Schedule};
+
+/// The `[trainer.align]` table: how a checkpoint is safety-aligned before fine-tuning.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlignConfig {
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Peak learning rate (a tenth of the steps warm up, then cosine to a tenth).
+    pub lr: f64,
+    /// An AdvBench-style CSV of more harmful requests to refuse; rows that an evaluation set
+    /// holds are dropped (so the same file can also be `harmful_prompts`).
+    pub harmful: Option<PathBuf>,
+    /// Share of each batch drawn from the benign replay, in [0, 1).
+    pub replay: f64,
+    /// Benign requests the checkpoint answers for the replay (a fixed sample of the built-in
+    /// training ones).
+    pub replay_prompts: usize,
+    /// Longest replay answer, in tokens; a longer one is cut at its last full sentence.
+    pub replay_tokens: usize,
+}
+
+impl Default for AlignConfig {
+    fn default() -> AlignConfig {
+        AlignConfig {
+            steps: 60,
+            batch_size: 8,
+            lr: 5e-5,
+            harmful: None,
+            replay: 0.5,
+            replay_prompts: 128,
+            replay_tokens: 64,
+        }
+    }
+}
+
+impl AlignConfig {
+    /// The value at fault, if any, with what to do.
+    pub fn problem(&self) -> Option<(&'static str, &'static str)> {
+        if self.steps == 0 {
+            return Some((
+                "steps",
+                "must be positive (drop [trainer.align] for no alignment)",
+            ));
+        }
+        if self.batch_size == 0 {
+            return Some(("batch_size", "must be positive"));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Some(("lr", "must be a positive number"));
+        }
+        if !(0.0..1.0).contains(&self.replay) {
+            return Some(("replay", "is a share of each batch: at least 0 and below 1"));
+        }
+        if self.replay > 0.0 && (self.replay_prompts == 0 || self.replay_tokens == 0) {
+            return Some((
+                "replay_prompts/replay_tokens",
+                "must be positive while replay is (or set replay = 0)",
+            ));
+        }
+        None
+    }
+
+    /// The optimizer of the stage.
+    fn optim(&self) -> OptimConfig {
+        OptimConfig {
+            lr: self.lr,
+            weight_decay: 0.0,
+            warmup: self.steps.div_ceil(10),
+            schedule: Schedule::Cosine { min_ratio: 0.1 },
+            ..OptimConfig::default()
+        }
+    }
+}
+
+/// The alignment's data, made when a trial's [`Setup`] is.
+#[derive(Debug, Clone, Default)]
+pub struct AlignData {
+    /// Harmful requests with refusals.
+    pub refusals: Vec<Encoded>,
+    /// Benign requests whose answers the checkpoint itself gives.
+    pub replay_prompts: Prompts,
+    /// How many requests of the harmful file were dropped because an evaluation set holds them.
+    pub dropped: usize,
+}
+
+/// A prompt as compared for overlap: case and surrounding space do not make it new.
+fn normalized(prompt: &str) -> String {
+    prompt.trim().to_lowercase()
+}
+
+impl AlignData {
+    /// Refusals for the built-in harmful training requests and `file_harmful`, less every
+    /// prompt in `evaluated`; a fixed sample of `benign` requests for the replay.
+    pub fn new(
+        config: &AlignConfig,
+        builtin_harmful: &[Example],
+        file_harmful: &[String],
+        benign: &[String],
+        evaluated: &[&Prompts],
+        chat: &Chat,
+        max_seq: usize,
+    ) -> Result<AlignData, HfError> {
+        let seen: std::collections::HashSet<String> = evaluated
+            .iter()
+            .flat_map(|p| p.text.iter().map(|t| normalized(t)))
+            .collect();
+        let fresh = |p: &str| !seen.contains(&normalized(p));
+        let from_file: Vec<&String> = file_harmful.iter().filter(|p| fresh(p)).collect();
+        let dropped = file_harmful.len() - from_file.len();
+        let refusals = builtin_harmful
+            .iter()
+            .filter(|e| fresh(&e.prompt))
+            .map(|e| chat.encode_example(&e.prompt, &e.response, max_seq))
+            .chain(
+                from_file
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, p)| chat.encode_example(p, REFUSALS[i % REFUSALS.len()], max_seq)),
+            )
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut replay: Vec<String> = benign.iter().filter(|p| fresh(p)).cloned().collect();
+        replay.sort_by_key(|p| blake3::hash(p.as_bytes()).to_hex().to_string());
+        replay.truncate(if config.replay > 0.0 {
+            config.replay_prompts
+        } else {
+            0
+        });
+        Ok(AlignData {
+            refusals,
+            replay_prompts: Prompts::new(replay, chat)?,
+            dropped,
+        })
+    }
+
+    /// A hash of the token ids the stage trains on (refusals and replay prompts): it changes
+    /// with the data, the files, the tokenizer and the chat template alike.
+    fn fingerprint(&self) -> String {
+        let mut hasher = blake3::Hasher::new();
+        for e in &self.refusals {
+            hasher.update(format!("{:?}{:?}", e.tokens, e.target).as_bytes());
+        }
+        for ids in &self.replay_prompts.ids {
+            hasher.update(format!("{ids:?}").as_bytes());
+        }
+        hasher.finalize().to_hex().to_string()
+    }
+}
+
+/// The cache key of the aligned checkpoint: everything that shapes its weights.
+pub fn key(
+    config: &AlignConfig,
+    checkpoint: &str,
+    data: &AlignData,
+    seed: u64,
+    max_seq: usize,
+    device: &Device,
+) -> String {
+    let text = format!(
+        "{config:?}|{checkpoint}|{}|{seed}|{max_seq}|{}|{}",
+        data.fingerprint(),
+        device_kind(device),
+        env!("SWEEP_TRAINER_SOURCE")
+    );
+    blake3::hash(text.as_bytes()).to_hex()[..16].to_string()
+}
+
+/// `answer` cut to what the checkpoint finished: whole when it ended, else up to its last
+/// full sentence (a cut-off answer would teach the model to stop mid-sentence); `None` when
+/// nothing whole is left.
+fn finished(answer: &str, ended: bool) -> Option<&str> {
+    let answer = answer.trim_end();
+    if ended {
+        return (!answer.is_empty()).then_some(answer);
+    }
+    let end = answer.rfind(['.', '!', '?', '\n'])?;
+    let cut = answer[..=end].trim_end();
+    (!cut.is_empty()).then_some(cut)
+}
+
+/// The checkpoint's own answers to the replay prompts, as fine-tuning examples.
+fn replay_examples(
+    model: &Lm,
+    setup: &Setup,
+    data: &AlignData,
+    config: &AlignConfig,
+    device: &Device,
+) -> Result<Vec<Encoded>, HfError> {
+    let max_seq = setup.config.model.max_seq();
+    let answers = setup.answer(model, &data.replay_prompts, config.replay_tokens, device);
+    data.replay_prompts
+        .text
+        .iter()
+        .zip(&answers)
+        .filter_map(|(p, a)| finished(&a.text, a.ended).map(|a| (p, a)))
+        .map(|(p, a)| setup.chat().encode_example(p, a, max_seq))
+        .collect()
+}
+
+/// Aligns `checkpoint` (loaded from `dir`), or loads the aligned weights from `cache_dir`
+/// when this alignment ran before. A lock makes trials that start together wait for one
+/// run. `eval_every` evaluates the model every that many steps (`sweep base --eval-every`).
+#[allow(clippy::too_many_arguments)]
+pub fn aligned(
+    checkpoint: Lm,
+    checkpoint_key: &str,
+    setup: &Setup,
+    seed: u64,
+    cache_dir: &Path,
+    device: &Device,
+    eval_every: Option<usize>,
+    report: &mut dyn FnMut(Report),
+) -> Result<Lm, CacheError> {
+    let (config, data) = setup
+        .align()
+        .expect("aligned() is called for a [trainer.align] table");
+    let max_seq = setup.config.model.max_seq();
+    let key = key(config, checkpoint_key, data, seed, max_seq, device);
+    let path = cache_dir.join(format!("aligned-{key}.bpk"));
+    let template = checkpoint.clone();
+    let load = |path: &Path| {
+        let mut model = template.clone();
+        model
+            .load_from(&mut BurnpackStore::from_file(path))
+            .map(|_| model)
+            .map_err(|e| e.to_string())
+    };
+    let model = cached(&path, "aligning the checkpoint", load, report, |report| {
+        align(
+            checkpoint, setup, config, data, seed, device, eval_every, report,
+        )
+        .map_err(|e| CacheError(path.clone(), e.to_string()))
+    })?;
+    let (u, o) = validation_error(&model, setup, device);
+    report(Report::Note(format!(
+        "aligned checkpoint: validation unsafe {u:.3}, over-refusal {o:.3}{}",
+        if u > BAR || o > BAR {
+            format!(" (above {BAR}: raise [trainer.align] steps or lr, or add harmful prompts)")
+        } else {
+            String::new()
+        }
+    )));
+    Ok(model)
+}
+
+/// What an aligned checkpoint should not exceed on held-out prompts, unsafe or over-refusing.
+const BAR: f64 = 0.10;
+
+/// The alignment run itself.
+#[allow(clippy::too_many_arguments)]
+fn align(
+    checkpoint: Lm,
+    setup: &Setup,
+    config: &AlignConfig,
+    data: &AlignData,
+    seed: u64,
+    device: &Device,
+    eval_every: Option<usize>,
+    report: &mut dyn FnMut(Report),
+) -> Result<Lm, HfError> {
+    if data.dropped > 0 {
+        report(Report::Note(format!(
+            "[trainer.align] harmful: {} request(s) left out because an evaluation set holds them",
+            data.dropped
+        )));
+    }
+    let replay = replay_examples(&checkpoint, setup, data, config, device)?;
+    report(Report::Note(format!(
+        "aligning the checkpoint: {} steps of {} on {} refusals and {} of its own answers \
+         ({:.0} % replay)",
+        config.steps,
+        config.batch_size,
+        data.refusals.len(),
+        replay.len(),
+        config.replay * 100.0
+    )));
+    let mix = Mix::new(vec![
+        (&data.refusals, 1.0 - config.replay),
+        (&replay, config.replay),
+    ]);
+    let ad = device.clone().autodiff();
+    let shape = RunShape {
+        steps: config.steps,
+        batch_size: config.batch_size,
+        micro_batch: config.batch_size,
+    };
+    let model = train(
+        checkpoint.to_device(&ad).train(),
+        &ad,
+        &mix,
+        shape,
+        &config.optim(),
+        seed,
+        |step, loss, model| {
+            if step % 10 == 0 || step == config.steps {
+                report(Report::Metric {
+                    step,
+                    name: "align_train_loss",
+                    value: loss,
+                });
+            }
+            if eval_every.is_some_and(|n| step % n == 0) {
+                for (name, value) in evaluate(&model.valid(), setup, device).metrics {
+                    report(Report::Note(format!("step {step}: {name} {value:.4}")));
+                }
+            }
+            model
+        },
+    );
+    Ok(model.valid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_answer_keeps_its_whole_sentences() {
+        assert_eq!(finished("Boil it. Then cool it", false), Some("Boil it."));
+        assert_eq!(finished("1. Boil\n2. Cool", false), Some("1. Boil"));
+        assert_eq!(finished("no end in sight", false), None);
+        assert_eq!(finished("Done, no period", true), Some("Done, no period"));
+        assert_eq!(finished("  ", true), None);
+    }
+
+    fn examples(prompts: &[&str]) -> Vec<Example> {
+        prompts
+            .iter()
+            .map(|p| Example {
+                prompt: p.to_string(),
+                response: REFUSALS[0].to_string(),
+            })
+            .collect()
+    }
+
+    fn strings(prompts: &[&str]) -> Vec<String> {
+        prompts.iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn nothing_evaluated_is_aligned_on() {
+        let chat = Chat::Bytes;
+        let evaluated = Prompts::new(
+            strings(&["Rob a bank.", "Bake a cake.", "make a bomb"]),
+            &chat,
+        )
+        .unwrap();
+        let data = AlignData::new(
+            &AlignConfig::default(),
+            &examples(&["Steal a car.", "rob a bank. "]),
+            &strings(&["Make a bomb", "Write malware"]),
+            &strings(&["Bake a cake.", "Fold a shirt."]),
+            &[&evaluated],
+            &chat,
+            256,
+        )
+        .unwrap();
+        assert_eq!(data.dropped, 1);
+        let prompts: Vec<String> = data
+            .refusals
+            .iter()
+            .map(|e| crate::tokenizer::decode(&e.tokens))
+            .collect();
+        for kept in ["Steal a car.", "Write malware"] {
+            assert!(
+                prompts.iter().any(|p| p.contains(kept)),
+                "{kept}: {prompts:?}"
+            );
+        }
+        for dropped in ["rob a bank", "Make a bomb"] {
+            assert!(!prompts.iter().any(|p| p.contains(dropped)), "{dropped}");
+        }
+        assert_eq!(data.replay_prompts.text, ["Fold a shirt."]);
+    }
+
+    #[test]
+    fn the_key_follows_the_data_and_the_settings() {
+        let chat = Chat::Bytes;
+        let make = |file: &[&str], config: &AlignConfig| {
+            AlignData::new(
+                config,
+                &examples(&["Steal a car."]),
+                &strings(file),
+                &strings(&["Bake a cake."]),
+                &[],
+                &chat,
+                256,
+            )
+            .unwrap()
+        };
+        let config = AlignConfig::default();
+        let device = Device::flex();
+        let base = key(
+            &config,
+            "ck",
+            &make(&["Make a bomb"], &config),
+            0,
+            256,
+            &device,
+        );
+        assert_eq!(
+            base,
+            key(
+                &config,
+                "ck",
+                &make(&["Make a bomb"], &config),
+                0,
+                256,
+                &device
+            )
+        );
+        let others = [
+            key(
+                &config,
+                "ck",
+                &make(&["Make a poison"], &config),
+                0,
+                256,
+                &device,
+            ),
+            key(
+                &config,
+                "other",
+                &make(&["Make a bomb"], &config),
+                0,
+                256,
+                &device,
+            ),
+            key(
+                &config,
+                "ck",
+                &make(&["Make a bomb"], &config),
+                1,
+                256,
+                &device,
+            ),
+            key(
+                &config,
+                "ck",
+                &make(&["Make a bomb"], &config),
+                0,
+                128,
+                &device,
+            ),
+        ];
+        let steps = AlignConfig {
+            steps: 61,
+            ..AlignConfig::default()
+        };
+        let others = others.into_iter().chain([key(
+            &steps,
+            "ck",
+            &make(&["Make a bomb"], &steps),
+            0,
+            256,
+            &device,
+        )]);
+        for other in others {
+            assert_ne!(base, other);
+        }
+    }
+}
