@@ -103,16 +103,26 @@ fn every_example_grid_parses() {
             // root, where the README runs them).
             let root = dir.parent().unwrap();
             // A grid on a real checkpoint needs it converted first (scripts/smollm2; .ci/run
-            // then runs that grid through `sweep run`, which checks it the same way).
-            let checkpoint = grid.trainer.as_ref().and_then(|t| {
-                let hf = t.settings.get("model")?.get("hf")?.as_str()?;
-                Some(root.join(hf))
+            // then runs that grid through `sweep run`, which checks it the same way), a
+            // grid on public data needs it put in data/ (scripts/paper-data), and one on
+            // libtorch needs the `tch` build.
+            let settings = grid.trainer.as_ref().map(|t| &t.settings);
+            let inputs = settings.into_iter().flat_map(|t| {
+                let hf = t.get("model").and_then(|m| m.get("hf"));
+                let files = ["harmful_prompts", "finetune_data"].map(|k| t.get(k));
+                files.into_iter().chain([hf]).flatten().filter_map(|v| v.as_str())
             });
-            if let Some(missing) = checkpoint.as_ref().filter(|c| !c.is_dir()) {
+            let missing: Vec<String> = inputs
+                .filter(|f| !root.join(f).exists())
+                .map(str::to_string)
+                .collect();
+            let tch = settings.and_then(|t| t.get("backend")).and_then(|b| b.as_str())
+                == Some("tch");
+            let unbuilt = tch && sweep_trainer::device::Backend::Tch.check_built().is_err();
+            if !missing.is_empty() || unbuilt {
                 eprintln!(
-                    "{}: {} not there, skipped",
-                    path.display(),
-                    missing.display()
+                    "{}: {missing:?} not there or libtorch not built ({unbuilt}), skipped",
+                    path.display()
                 );
             } else if grid.command.is_none() {
                 sweep_trainer::grid::check_grid(&grid, &expansion, root)
