@@ -110,13 +110,19 @@ fn every_example_grid_parses() {
             let inputs = settings.into_iter().flat_map(|t| {
                 let hf = t.get("model").and_then(|m| m.get("hf"));
                 let files = ["harmful_prompts", "finetune_data"].map(|k| t.get(k));
-                files.into_iter().chain([hf]).flatten().filter_map(|v| v.as_str())
+                files
+                    .into_iter()
+                    .chain([hf])
+                    .flatten()
+                    .filter_map(|v| v.as_str())
             });
             let missing: Vec<String> = inputs
                 .filter(|f| !root.join(f).exists())
                 .map(str::to_string)
                 .collect();
-            let tch = settings.and_then(|t| t.get("backend")).and_then(|b| b.as_str())
+            let tch = settings
+                .and_then(|t| t.get("backend"))
+                .and_then(|b| b.as_str())
                 == Some("tch");
             let unbuilt = tch && sweep_trainer::device::Backend::Tch.check_built().is_err();
             if !missing.is_empty() || unbuilt {
