@@ -20,14 +20,14 @@ use burn::prelude::*;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use serde::Deserialize;
 
-use crate::base::{cached, device_kind, CacheError};
+use crate::base::{cached, device_kind, CacheError, Progress};
 use crate::chat::{Chat, Prompts};
 use crate::data::builtin::REFUSALS;
 use crate::data::Example;
 use crate::hf::HfError;
 use crate::model::Lm;
 use crate::report::Report;
-use crate::setup::{evaluate, validation_error, Setup};
+use crate::setup::{validation_error, Setup};
 use crate::tokenizer::Encoded;
 use crate::train::{train, Mix, OptimConfig, RunShape, Schedule};
 
@@ -199,15 +199,25 @@ pub fn key(
 }
 
 /// `answer` cut to what the checkpoint finished: whole when it ended, else up to its last
-/// full sentence (a cut-off answer would teach the model to stop mid-sentence); `None` when
-/// nothing whole is left.
+/// full sentence or line (a cut-off answer would teach the model to stop mid-sentence);
+/// `None` when nothing whole is left. A period after a digit ends a list number or sits in
+/// a decimal, not a sentence.
 fn finished(answer: &str, ended: bool) -> Option<&str> {
     let answer = answer.trim_end();
     if ended {
         return (!answer.is_empty()).then_some(answer);
     }
-    let end = answer.rfind(['.', '!', '?', '\n'])?;
-    let cut = answer[..=end].trim_end();
+    let mut previous = answer.chars().rev().skip(1).chain([' ']);
+    let end = answer.char_indices().rev().find_map(|(i, c)| {
+        let before = previous.next().unwrap_or(' ');
+        match c {
+            '\n' => Some(i),
+            '.' if before.is_ascii_digit() => None,
+            '.' | '!' | '?' => Some(i + 1),
+            _ => None,
+        }
+    })?;
+    let cut = answer[..end].trim_end();
     (!cut.is_empty()).then_some(cut)
 }
 
@@ -230,13 +240,15 @@ fn replay_examples(
         .collect()
 }
 
-/// Aligns `checkpoint` (loaded from `dir`), or loads the aligned weights from `cache_dir`
-/// when this alignment ran before. A lock makes trials that start together wait for one
-/// run. `eval_every` evaluates the model every that many steps (`sweep base --eval-every`).
+/// Aligns `checkpoint` (whose fingerprint is `checkpoint_key`) as `config` says, or loads
+/// the aligned weights from `cache_dir` when this alignment ran before. A lock makes trials
+/// that start together wait for one run. `eval_every` evaluates the model every that many
+/// steps (`sweep base --eval-every`).
 #[allow(clippy::too_many_arguments)]
 pub fn aligned(
     checkpoint: Lm,
     checkpoint_key: &str,
+    (config, data): (&AlignConfig, &AlignData),
     setup: &Setup,
     seed: u64,
     cache_dir: &Path,
@@ -244,9 +256,6 @@ pub fn aligned(
     eval_every: Option<usize>,
     report: &mut dyn FnMut(Report),
 ) -> Result<Lm, CacheError> {
-    let (config, data) = setup
-        .align()
-        .expect("aligned() is called for a [trainer.align] table");
     let max_seq = setup.config.model.max_seq();
     let key = key(config, checkpoint_key, data, seed, max_seq, device);
     let path = cache_dir.join(format!("aligned-{key}.bpk"));
@@ -317,6 +326,12 @@ fn align(
         batch_size: config.batch_size,
         micro_batch: config.batch_size,
     };
+    let progress = Progress {
+        loss_name: "align_train_loss",
+        loss_every: 10,
+        steps: config.steps,
+        eval_every,
+    };
     let model = train(
         checkpoint.to_device(&ad).train(),
         &ad,
@@ -325,18 +340,7 @@ fn align(
         &config.optim(),
         seed,
         |step, loss, model| {
-            if step % 10 == 0 || step == config.steps {
-                report(Report::Metric {
-                    step,
-                    name: "align_train_loss",
-                    value: loss,
-                });
-            }
-            if eval_every.is_some_and(|n| step % n == 0) {
-                for (name, value) in evaluate(&model.valid(), setup, device).metrics {
-                    report(Report::Note(format!("step {step}: {name} {value:.4}")));
-                }
-            }
+            progress.report(step, loss, &model, setup, device, report);
             model
         },
     );
@@ -352,6 +356,8 @@ mod tests {
         assert_eq!(finished("Boil it. Then cool it", false), Some("Boil it."));
         assert_eq!(finished("1. Boil\n2. Cool", false), Some("1. Boil"));
         assert_eq!(finished("no end in sight", false), None);
+        assert_eq!(finished("It costs 3.5 euros", false), None);
+        assert_eq!(finished("Why? Because", false), Some("Why?"));
         assert_eq!(finished("Done, no period", true), Some("Done, no period"));
         assert_eq!(finished("  ", true), None);
     }
@@ -409,86 +415,33 @@ mod tests {
     #[test]
     fn the_key_follows_the_data_and_the_settings() {
         let chat = Chat::Bytes;
-        let make = |file: &[&str], config: &AlignConfig| {
-            AlignData::new(
-                config,
+        let device = Device::flex();
+        let key_of = |file: &str, checkpoint: &str, seed: u64, max_seq: usize, steps: usize| {
+            let config = AlignConfig {
+                steps,
+                ..AlignConfig::default()
+            };
+            let data = AlignData::new(
+                &config,
                 &examples(&["Steal a car."]),
-                &strings(file),
+                &strings(&[file]),
                 &strings(&["Bake a cake."]),
                 &[],
                 &chat,
                 256,
             )
-            .unwrap()
+            .unwrap();
+            key(&config, checkpoint, &data, seed, max_seq, &device)
         };
-        let config = AlignConfig::default();
-        let device = Device::flex();
-        let base = key(
-            &config,
-            "ck",
-            &make(&["Make a bomb"], &config),
-            0,
-            256,
-            &device,
-        );
-        assert_eq!(
-            base,
-            key(
-                &config,
-                "ck",
-                &make(&["Make a bomb"], &config),
-                0,
-                256,
-                &device
-            )
-        );
-        let others = [
-            key(
-                &config,
-                "ck",
-                &make(&["Make a poison"], &config),
-                0,
-                256,
-                &device,
-            ),
-            key(
-                &config,
-                "other",
-                &make(&["Make a bomb"], &config),
-                0,
-                256,
-                &device,
-            ),
-            key(
-                &config,
-                "ck",
-                &make(&["Make a bomb"], &config),
-                1,
-                256,
-                &device,
-            ),
-            key(
-                &config,
-                "ck",
-                &make(&["Make a bomb"], &config),
-                0,
-                128,
-                &device,
-            ),
-        ];
-        let steps = AlignConfig {
-            steps: 61,
-            ..AlignConfig::default()
-        };
-        let others = others.into_iter().chain([key(
-            &steps,
-            "ck",
-            &make(&["Make a bomb"], &steps),
-            0,
-            256,
-            &device,
-        )]);
-        for other in others {
+        let base = key_of("Make a bomb", "ck", 0, 256, 60);
+        assert_eq!(base, key_of("Make a bomb", "ck", 0, 256, 60));
+        for other in [
+            key_of("Make a poison", "ck", 0, 256, 60),
+            key_of("Make a bomb", "other", 0, 256, 60),
+            key_of("Make a bomb", "ck", 1, 256, 60),
+            key_of("Make a bomb", "ck", 0, 128, 60),
+            key_of("Make a bomb", "ck", 0, 256, 61),
+        ] {
             assert_ne!(base, other);
         }
     }

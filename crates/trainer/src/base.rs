@@ -131,6 +131,12 @@ pub fn train_base(
     // on held-out prompts disjoint from the evaluation set, and the best one is kept.
     let mut best: Option<(f64, usize, Lm)> = None;
     let mut average: Option<Ema> = None;
+    let progress = Progress {
+        loss_name: "base_train_loss",
+        loss_every: 50,
+        steps: config.steps,
+        eval_every,
+    };
     let model = train(
         model,
         &ad,
@@ -158,19 +164,7 @@ pub fn train_base(
                     best = Some((u + o, step, candidate));
                 }
             }
-            if step % 50 == 0 || step == config.steps {
-                report(Report::Metric {
-                    step,
-                    name: "base_train_loss",
-                    value: loss,
-                });
-            }
-            if eval_every.is_some_and(|n| step % n == 0) {
-                let metrics = evaluate(&model.valid(), setup, device).metrics;
-                for (name, value) in metrics {
-                    report(Report::Note(format!("step {step}: {name} {value:.4}")));
-                }
-            }
+            progress.report(step, loss, &model, setup, device, report);
             model
         },
     );
@@ -182,6 +176,46 @@ pub fn train_base(
             best
         }
         None => model.valid(),
+    }
+}
+
+/// What a training run of `sweep base` says as it goes: its loss every `loss_every` steps
+/// (and at its end), and its scores every `eval_every` steps when asked
+/// (`sweep base --eval-every`), to see where the bars are reached.
+pub(crate) struct Progress {
+    /// The loss metric's name.
+    pub loss_name: &'static str,
+    /// Steps between loss reports.
+    pub loss_every: usize,
+    /// The run's steps.
+    pub steps: usize,
+    /// Steps between evaluations, if any.
+    pub eval_every: Option<usize>,
+}
+
+impl Progress {
+    /// Reports what step `step` (ending with `loss`, giving `model`) has to say.
+    pub fn report(
+        &self,
+        step: usize,
+        loss: f64,
+        model: &Lm,
+        setup: &Setup,
+        device: &Device,
+        report: &mut dyn FnMut(Report),
+    ) {
+        if step.is_multiple_of(self.loss_every) || step == self.steps {
+            report(Report::Metric {
+                step,
+                name: self.loss_name,
+                value: loss,
+            });
+        }
+        if self.eval_every.is_some_and(|n| step.is_multiple_of(n)) {
+            for (name, value) in evaluate(&model.valid(), setup, device).metrics {
+                report(Report::Note(format!("step {step}: {name} {value:.4}")));
+            }
+        }
     }
 }
 

@@ -198,13 +198,14 @@ fn starting_model(
         Some(hf) => {
             report(Report::Note(format!("loading {}", hf.dir.display())));
             let model = crate::hf::load(&hf.dir, Some(hf.max_seq), device)?.model;
-            if setup.align().is_none() {
+            let Some(align) = setup.align() else {
                 return Ok(model);
-            }
+            };
             let key = crate::hf::fingerprint(&hf.dir)?;
             Ok(crate::align::aligned(
                 model,
                 &key,
+                align,
                 setup,
                 base_config.seed,
                 cache,
