@@ -181,8 +181,9 @@ pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(Report)) -> Result<(), Bu
 }
 
 /// The model fine-tuning starts from: the checkpoint `[trainer.model] hf` names, as loaded
-/// or as `[trainer.align]` aligns it (once, then cached), the base model file `[trainer] base_model` names, or the built-in miniature's aligned base
-/// (trained once, then cached).
+/// or as `[trainer.align]` aligns it (once, then cached), the base model file
+/// `[trainer] base_model` names, or the built-in miniature's aligned base (trained once,
+/// then cached).
 fn starting_model(
     base_config: &BaseConfig,
     setup: &Setup,
