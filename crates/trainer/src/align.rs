@@ -180,7 +180,8 @@ impl AlignData {
     }
 }
 
-/// The cache key of the aligned checkpoint: everything that shapes its weights.
+/// The cache key of the aligned checkpoint: everything that shapes its weights. The harmful
+/// file counts by what it holds (in `data`), not by where it lies.
 pub fn key(
     config: &AlignConfig,
     checkpoint: &str,
@@ -189,8 +190,12 @@ pub fn key(
     max_seq: usize,
     device: &Device,
 ) -> String {
+    let settings = AlignConfig {
+        harmful: None,
+        ..config.clone()
+    };
     let text = format!(
-        "{config:?}|{checkpoint}|{}|{seed}|{max_seq}|{}|{}",
+        "{settings:?}|{checkpoint}|{}|{seed}|{max_seq}|{}|{}",
         data.fingerprint(),
         device_kind(device),
         env!("SWEEP_TRAINER_SOURCE")
@@ -419,6 +424,7 @@ mod tests {
         let key_of = |file: &str, checkpoint: &str, seed: u64, max_seq: usize, steps: usize| {
             let config = AlignConfig {
                 steps,
+                harmful: Some(PathBuf::from(format!("/{seed}{max_seq}{checkpoint}{file}"))),
                 ..AlignConfig::default()
             };
             let data = AlignData::new(
@@ -435,6 +441,26 @@ mod tests {
         };
         let base = key_of("Make a bomb", "ck", 0, 256, 60);
         assert_eq!(base, key_of("Make a bomb", "ck", 0, 256, 60));
+        // Where the harmful file lies does not count, only what it holds.
+        let data = AlignData::new(
+            &AlignConfig::default(),
+            &examples(&["Steal a car."]),
+            &strings(&["Make a bomb"]),
+            &strings(&["Bake a cake."]),
+            &[],
+            &chat,
+            256,
+        )
+        .unwrap();
+        let at = |path: &str| AlignConfig {
+            harmful: Some(PathBuf::from(path)),
+            steps: 60,
+            ..AlignConfig::default()
+        };
+        assert_eq!(
+            key(&at("adv.csv"), "ck", &data, 0, 256, &device),
+            key(&at("/elsewhere/adv.csv"), "ck", &data, 0, 256, &device)
+        );
         for other in [
             key_of("Make a poison", "ck", 0, 256, 60),
             key_of("Make a bomb", "other", 0, 256, 60),
