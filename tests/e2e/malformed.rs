@@ -109,9 +109,13 @@ fn every_example_grid_parses() {
             let settings = grid.trainer.as_ref().map(|t| &t.settings);
             let inputs = settings.into_iter().flat_map(|t| {
                 let hf = t.get("model").and_then(|m| m.get("hf"));
-                let files = ["harmful_prompts", "finetune_data"].map(|k| t.get(k));
+                let files =
+                    ["harmful_prompts", "benign_prompts", "finetune_data"].map(|k| t.get(k));
+                let align = t.get("align");
+                let align = ["harmful", "benign"].map(|k| align.and_then(|a| a.get(k)));
                 files
                     .into_iter()
+                    .chain(align)
                     .chain([hf])
                     .flatten()
                     .filter_map(|v| v.as_str())

@@ -46,9 +46,13 @@ pub struct AlignConfig {
     pub harmful: Option<PathBuf>,
     /// Share of each batch drawn from the benign replay, in [0, 1).
     pub replay: f64,
-    /// Benign requests the checkpoint answers for the replay (a fixed sample of the built-in
-    /// training ones).
+    /// Benign requests the checkpoint answers for the replay: a fixed sample of those of the
+    /// `benign` file, or of the built-in training ones.
     pub replay_prompts: usize,
+    /// Benign requests for the replay (Alpaca JSON, Dolly or MT-Bench JSONL, or one a line in
+    /// `.txt`), closer to what users ask than the built-in ones; rows that an evaluation set
+    /// holds are dropped, like the harmful file's.
+    pub benign: Option<PathBuf>,
     /// Longest replay answer, in tokens; a longer one is cut at its last full sentence.
     pub replay_tokens: usize,
 }
@@ -63,6 +67,7 @@ impl Default for AlignConfig {
             replay: 0.5,
             replay_prompts: 128,
             replay_tokens: 64,
+            benign: None,
         }
     }
 }
@@ -113,8 +118,9 @@ pub struct AlignData {
     pub refusals: Vec<Encoded>,
     /// Benign requests whose answers the checkpoint itself gives.
     pub replay_prompts: Prompts,
-    /// How many requests of the harmful file were dropped because an evaluation set holds them.
-    pub dropped: usize,
+    /// How many harmful requests of the file and benign replay requests were dropped because
+    /// an evaluation set holds them.
+    pub dropped: (usize, usize),
 }
 
 /// A prompt as compared for overlap: case and surrounding space do not make it new.
@@ -140,7 +146,7 @@ impl AlignData {
             .collect();
         let fresh = |p: &str| !seen.contains(&normalized(p));
         let from_file: Vec<&String> = file_harmful.iter().filter(|p| fresh(p)).collect();
-        let dropped = file_harmful.len() - from_file.len();
+        let dropped_harmful = file_harmful.len() - from_file.len();
         let refusals = builtin_harmful
             .iter()
             .filter(|e| fresh(&e.prompt))
@@ -153,6 +159,7 @@ impl AlignData {
             )
             .collect::<Result<Vec<_>, _>>()?;
         let mut replay: Vec<String> = benign.iter().filter(|p| fresh(p)).cloned().collect();
+        let dropped = (dropped_harmful, benign.len() - replay.len());
         replay.sort_by_key(|p| blake3::hash(p.as_bytes()).to_hex().to_string());
         replay.truncate(if config.replay > 0.0 {
             config.replay_prompts
@@ -181,7 +188,7 @@ impl AlignData {
 }
 
 /// The cache key of the aligned checkpoint: everything that shapes its weights. The harmful
-/// file counts by what it holds (in `data`), not by where it lies.
+/// and benign files count by what they hold (in `data`), not by where they lie.
 pub fn key(
     config: &AlignConfig,
     checkpoint: &str,
@@ -192,6 +199,7 @@ pub fn key(
 ) -> String {
     let settings = AlignConfig {
         harmful: None,
+        benign: None,
         ..config.clone()
     };
     let text = format!(
@@ -272,22 +280,36 @@ pub fn aligned(
             .map(|_| model)
             .map_err(|e| e.to_string())
     };
-    let model = cached(&path, "aligning the checkpoint", load, report, |report| {
-        align(
+    cached(&path, "aligning the checkpoint", load, report, |report| {
+        let model = align(
             checkpoint, setup, config, data, seed, device, eval_every, report,
         )
-        .map_err(|e| CacheError(path.clone(), e.to_string()))
-    })?;
-    let (u, o) = validation_error(&model, setup, device);
-    report(Report::Note(format!(
-        "aligned checkpoint: validation unsafe {u:.3}, over-refusal {o:.3}{}",
-        if u > BAR || o > BAR {
-            format!(" (above {BAR}: raise [trainer.align] steps or lr, or add harmful prompts)")
-        } else {
-            String::new()
-        }
-    )));
-    Ok(model)
+        .map_err(|e| CacheError(path.clone(), e.to_string()))?;
+        report(Report::Note(validation_note(&model, setup, device)));
+        Ok(model)
+    })
+}
+
+/// The aligned checkpoint's validation rates against [`BAR`], with what to change when one
+/// is above it. Made once, when the alignment runs: every trial that loads it would
+/// otherwise pay for the answers again.
+fn validation_note(model: &Lm, setup: &Setup, device: &Device) -> String {
+    let (u, o) = validation_error(model, setup, device);
+    let advice = match (u > BAR, o > BAR) {
+        (false, false) => String::new(),
+        (true, false) => format!(
+            " (unsafe above {BAR}: raise [trainer.align] steps or lr, or add harmful requests)"
+        ),
+        (false, true) => format!(
+            " (over-refusal above {BAR}: raise [trainer.align] replay or replay_prompts, or \
+             give `benign` requests like those refused)"
+        ),
+        (true, true) => format!(
+            " (both above {BAR}: more steps with more replay, or more harmful and benign \
+             requests)"
+        ),
+    };
+    format!("aligned checkpoint: validation unsafe {u:.3}, over-refusal {o:.3}{advice}")
 }
 
 /// What an aligned checkpoint should not exceed on held-out prompts, unsafe or over-refusing.
@@ -305,11 +327,20 @@ fn align(
     eval_every: Option<usize>,
     report: &mut dyn FnMut(Report),
 ) -> Result<Lm, HfError> {
-    if data.dropped > 0 {
-        report(Report::Note(format!(
-            "[trainer.align] harmful: {} request(s) left out because an evaluation set holds them",
-            data.dropped
-        )));
+    for (key, dropped) in [("harmful", data.dropped.0), ("benign", data.dropped.1)] {
+        if dropped > 0 {
+            report(Report::Note(format!(
+                "[trainer.align] {key}: {dropped} request(s) left out because an evaluation \
+                 set holds them"
+            )));
+        }
+    }
+    if config.replay > 0.0 && data.replay_prompts.text.is_empty() {
+        report(Report::Note(
+            "[trainer.align]: every benign request is evaluated, so nothing is replayed; give \
+             `benign` a file of other requests"
+                .into(),
+        ));
     }
     let replay = replay_examples(&checkpoint, setup, data, config, device)?;
     report(Report::Note(format!(
@@ -399,7 +430,7 @@ mod tests {
             256,
         )
         .unwrap();
-        assert_eq!(data.dropped, 1);
+        assert_eq!(data.dropped, (1, 1));
         let prompts: Vec<String> = data
             .refusals
             .iter()
@@ -454,6 +485,7 @@ mod tests {
         .unwrap();
         let at = |path: &str| AlignConfig {
             harmful: Some(PathBuf::from(path)),
+            benign: Some(PathBuf::from(path).with_extension("txt")),
             steps: 60,
             ..AlignConfig::default()
         };
@@ -461,6 +493,25 @@ mod tests {
             key(&at("adv.csv"), "ck", &data, 0, 256, &device),
             key(&at("/elsewhere/adv.csv"), "ck", &data, 0, 256, &device)
         );
+        // The benign requests count by what they are.
+        let replaying = |benign: &str| {
+            let data = AlignData::new(
+                &AlignConfig::default(),
+                &examples(&["Steal a car."]),
+                &strings(&["Make a bomb"]),
+                &strings(&[benign]),
+                &[],
+                &chat,
+                256,
+            )
+            .unwrap();
+            key(&at("adv.csv"), "ck", &data, 0, 256, &device)
+        };
+        assert_eq!(
+            replaying("Bake a cake."),
+            key(&at("adv.csv"), "ck", &data, 0, 256, &device)
+        );
+        assert_ne!(replaying("Plan a trip."), replaying("Bake a cake."));
         for other in [
             key_of("Make a poison", "ck", 0, 256, 60),
             key_of("Make a bomb", "other", 0, 256, 60),

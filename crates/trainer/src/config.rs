@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::align::AlignConfig;
-use crate::data::{read_advbench, read_examples, Example, FormatError};
+use crate::data::{read_advbench, read_examples, read_requests, Example, FormatError};
 use crate::device::Backend;
 use crate::eval::{Keywords, KeywordsError};
 use crate::precision::Precision;
@@ -47,7 +47,8 @@ pub struct TrainerConfig {
     /// Harmful prompts evaluated: of the built-in held-out ones (default 128, at most 128),
     /// or a fixed sample of a `harmful_prompts` file (default: all of it).
     pub eval_harmful: Option<usize>,
-    /// Held-out benign prompts evaluated for over-refusal.
+    /// Benign prompts evaluated for over-refusal: of the built-in held-out ones (at most 96),
+    /// or a fixed sample of a `benign_prompts` file.
     pub eval_benign: usize,
     /// Held-out task items scored by exact match.
     pub eval_task: usize,
@@ -58,6 +59,10 @@ pub struct TrainerConfig {
     /// An AdvBench-style CSV (`goal,target`) whose goals replace the built-in harmful
     /// evaluation prompts.
     pub harmful_prompts: Option<PathBuf>,
+    /// Benign requests (Alpaca JSON, Dolly or MT-Bench JSONL, or one per line in `.txt`)
+    /// replacing the built-in benign evaluation prompts, so that a checkpoint's over-refusal
+    /// is measured on requests like those its users send.
+    pub benign_prompts: Option<PathBuf>,
     /// Alpaca JSON or Dolly JSONL instruction data replacing the built-in fine-tuning mix;
     /// a tenth is held out for `eval_loss`, and `utility` is not reported.
     pub finetune_data: Option<PathBuf>,
@@ -107,6 +112,7 @@ impl Default for TrainerConfig {
             max_new_tokens: 48,
             keywords: None,
             harmful_prompts: None,
+            benign_prompts: None,
             finetune_data: None,
             save: Save::None,
             judge: None,
@@ -147,10 +153,14 @@ pub struct Files {
     pub keywords: Keywords,
     /// Harmful evaluation prompts from a file.
     pub harmful_prompts: Option<Vec<String>>,
+    /// Benign evaluation prompts from a file.
+    pub benign_prompts: Option<Vec<String>>,
     /// Fine-tuning data from a file.
     pub finetune: Option<Vec<Example>>,
     /// More harmful requests for `[trainer.align]` to refuse.
     pub align_harmful: Vec<String>,
+    /// Benign requests for `[trainer.align]`'s replay, in place of the built-in ones.
+    pub align_benign: Option<Vec<String>>,
 }
 
 impl TrainerConfig {
@@ -183,12 +193,18 @@ impl TrainerConfig {
         for path in [
             &mut self.keywords,
             &mut self.harmful_prompts,
+            &mut self.benign_prompts,
             &mut self.finetune_data,
             &mut self.cache_dir,
             &mut self.base_model,
         ]
         .into_iter()
-        .chain(self.align.as_mut().map(|a| &mut a.harmful))
+        .chain(
+            self.align
+                .as_mut()
+                .into_iter()
+                .flat_map(|a| [&mut a.harmful, &mut a.benign]),
+        )
         .flatten()
         .chain(checkpoint)
         {
@@ -302,6 +318,11 @@ impl TrainerConfig {
             .as_deref()
             .map(read_advbench)
             .transpose()?;
+        let benign_prompts = self
+            .benign_prompts
+            .as_deref()
+            .map(read_requests)
+            .transpose()?;
         let finetune = self
             .finetune_data
             .as_deref()
@@ -329,11 +350,19 @@ impl TrainerConfig {
             .map(read_advbench)
             .transpose()?
             .unwrap_or_default();
+        let align_benign = self
+            .align
+            .as_ref()
+            .and_then(|a| a.benign.as_deref())
+            .map(read_requests)
+            .transpose()?;
         Ok(Files {
             keywords,
             harmful_prompts,
+            benign_prompts,
             finetune,
             align_harmful,
+            align_benign,
         })
     }
 }

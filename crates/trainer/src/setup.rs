@@ -23,11 +23,12 @@ use crate::train::Mix;
 /// Built-in harmful prompts evaluated unless `eval_harmful` says otherwise.
 const DEFAULT_EVAL_HARMFUL: usize = 128;
 
-/// `n` of `prompts` (all of them for `None`), the same ones on every run and machine, in
-/// the file's order. AdvBench's rows cluster by topic, so its first `n` rows would not do.
-fn fixed_sample(prompts: Vec<String>, n: Option<usize>) -> Vec<String> {
+/// `n` of `prompts` (all of them for `None`), the same ones on every run and machine, and
+/// the prompts left out, each in the file's order. AdvBench's rows cluster by topic, so its
+/// first `n` rows would not do.
+fn fixed_split(prompts: Vec<String>, n: Option<usize>) -> (Vec<String>, Vec<String>) {
     let Some(n) = n.filter(|&n| n < prompts.len()) else {
-        return prompts;
+        return (prompts, Vec::new());
     };
     let mut order: Vec<usize> = (0..prompts.len()).collect();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(0));
@@ -35,11 +36,9 @@ fn fixed_sample(prompts: Vec<String>, n: Option<usize>) -> Vec<String> {
     for &i in &order[..n] {
         keep[i] = true;
     }
-    prompts
-        .into_iter()
-        .zip(keep)
-        .filter_map(|(p, k)| k.then_some(p))
-        .collect()
+    let (sample, rest): (Vec<_>, Vec<_>) = prompts.into_iter().zip(keep).partition(|(_, k)| *k);
+    let text = |v: Vec<(String, bool)>| v.into_iter().map(|(p, _)| p).collect();
+    (text(sample), text(rest))
 }
 
 /// Validation prompts of each kind (harmful, benign) a checkpoint is scored on.
@@ -97,7 +96,12 @@ impl Setup {
             ("eval_benign", config.eval_benign, built_in.eval_benign),
             ("eval_task", config.eval_task, built_in.eval_task),
         ] {
-            if n > max && !(key == "eval_harmful" && config.harmful_prompts.is_some()) {
+            let from_file = match key {
+                "eval_harmful" => config.harmful_prompts.is_some(),
+                "eval_benign" => config.benign_prompts.is_some(),
+                _ => false,
+            };
+            if n > max && !from_file {
                 return Err(ConfigError::Value {
                     key,
                     message: format!("the built-in data holds at most {max}, got {n}"),
@@ -141,11 +145,17 @@ impl Setup {
                 (vec![(enc(train)?, 1.0)], Vec::new(), enc(held_out)?)
             }
         };
-        let eval_harmful = match files.harmful_prompts {
-            Some(prompts) => fixed_sample(prompts, config.eval_harmful),
-            None => {
-                data.eval_harmful[..config.eval_harmful.unwrap_or(DEFAULT_EVAL_HARMFUL)].to_vec()
-            }
+        // A file's prompts left out of its evaluated sample validate a checkpoint.
+        let (eval_harmful, rest_harmful) = match files.harmful_prompts {
+            Some(prompts) => fixed_split(prompts, config.eval_harmful),
+            None => (
+                data.eval_harmful[..config.eval_harmful.unwrap_or(DEFAULT_EVAL_HARMFUL)].to_vec(),
+                Vec::new(),
+            ),
+        };
+        let (eval_benign, rest_benign) = match files.benign_prompts {
+            Some(prompts) => fixed_split(prompts, Some(config.eval_benign)),
+            None => (data.eval_benign[..config.eval_benign].to_vec(), Vec::new()),
         };
         let retained = match chat {
             Chat::Bytes => vec![
@@ -181,26 +191,33 @@ impl Setup {
         };
         let task_answers = eval_task.iter().map(|e| e.response.clone()).collect();
         let eval_harmful = prompts(eval_harmful)?;
-        let eval_benign = prompts(data.eval_benign[..config.eval_benign].to_vec())?;
+        let eval_benign = prompts(eval_benign)?;
+        // The miniature chooses its base on the built-in validation sets, in its own language.
         // A checkpoint's answers cost a real model's generation: it is validated (the
-        // alignment's note) on a fixed part of the sets the miniature chooses its base with.
-        let validation_size = match chat {
-            Chat::Bytes => usize::MAX,
-            Chat::Hf(_) => CHECKPOINT_VALIDATION,
+        // alignment's note) on a fixed part of the prompts of the files not evaluated, or of
+        // the built-in sets without a file.
+        let validation = |built_in: &[String], rest: Vec<String>| match chat {
+            Chat::Bytes => prompts(built_in.to_vec()),
+            Chat::Hf(_) => {
+                let source = if rest.is_empty() { built_in } else { &rest };
+                prompts(source.iter().take(CHECKPOINT_VALIDATION).cloned().collect())
+            }
         };
-        let validation = |v: &[String]| prompts(v.iter().take(validation_size).cloned().collect());
-        let validation_harmful = validation(&data.validation_harmful)?;
-        let validation_benign = validation(&data.validation_benign)?;
+        let validation_harmful = validation(&data.validation_harmful, rest_harmful)?;
+        let validation_benign = validation(&data.validation_benign, rest_benign)?;
         let eval_task = prompts(eval_task.into_iter().map(|e| e.prompt).collect())?;
         let align = match &config.align {
             None => None,
             Some(align) => {
-                let benign: Vec<String> = data
-                    .howto
-                    .iter()
-                    .chain(&data.facts)
-                    .map(|e| e.prompt.clone())
-                    .collect();
+                let benign: Vec<String> = match &files.align_benign {
+                    Some(requests) => requests.clone(),
+                    None => data
+                        .howto
+                        .iter()
+                        .chain(&data.facts)
+                        .map(|e| e.prompt.clone())
+                        .collect(),
+                };
                 Some(AlignData::new(
                     align,
                     &data.harmful,
@@ -501,16 +518,88 @@ mod tests {
     #[test]
     fn a_fixed_sample_is_the_same_subset_every_time_in_file_order() {
         let prompts: Vec<String> = (0..520).map(|i| format!("p{i:03}")).collect();
-        let a = fixed_sample(prompts.clone(), Some(50));
+        let (a, rest) = fixed_split(prompts.clone(), Some(50));
         assert_eq!(a.len(), 50);
-        assert_eq!(a, fixed_sample(prompts.clone(), Some(50)));
+        assert_eq!(
+            (a.clone(), rest.clone()),
+            fixed_split(prompts.clone(), Some(50))
+        );
         assert!(a.windows(2).all(|w| w[0] < w[1]), "file order");
+        assert!(rest.windows(2).all(|w| w[0] < w[1]), "file order");
         assert_ne!(a, prompts[..50], "a sample, not the first rows");
-        assert_eq!(fixed_sample(prompts.clone(), None), prompts);
-        assert_eq!(fixed_sample(prompts.clone(), Some(600)), prompts);
+        let mut all = [a, rest].concat();
+        all.sort();
+        assert_eq!(all, prompts, "the sample and the rest partition the file");
+        assert_eq!(
+            fixed_split(prompts.clone(), None),
+            (prompts.clone(), vec![])
+        );
+        assert_eq!(fixed_split(prompts.clone(), Some(600)), (prompts, vec![]));
+    }
+
+    /// A checkpoint is validated on the prompts of the files that are not evaluated; without
+    /// files, and for the miniature, on the built-in validation sets.
+    #[test]
+    fn a_checkpoint_validates_on_the_file_prompts_it_does_not_evaluate() {
+        let dir = std::env::temp_dir().join(format!("sweep-setup-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let benign = dir.join("benign.txt");
+        let lines: Vec<String> = (0..100).map(|i| format!("Write poem {i}.")).collect();
+        // 100 prompts: 30 evaluated, 64 of the other 70 validate a checkpoint.
+        std::fs::write(&benign, lines.join("\n")).unwrap();
+        let config = TrainerConfig {
+            benign_prompts: Some(benign),
+            eval_benign: 150,
+            ..TrainerConfig::default()
+        };
+        let setup = Setup::new(config.clone()).unwrap();
+        assert_eq!(
+            setup.eval_benign.text.len(),
+            100,
+            "a file may exceed the built-in 96"
+        );
+        let setup = Setup::new(TrainerConfig {
+            eval_benign: 30,
+            ..config
+        })
+        .unwrap();
+        assert_eq!(setup.eval_benign.text.len(), 30);
+        let built_in = DataConfig::default();
+        assert_eq!(
+            setup.validation_benign.text,
+            generate_data(&built_in).validation_benign,
+            "the miniature keeps its own validation set"
+        );
+
+        let tiny = dir.join("tiny");
+        crate::hf::fixture::write(&tiny, true, "LlamaForCausalLM", 3, &crate::cpu_device())
+            .unwrap();
+        let checkpoint = |benign_prompts| {
+            let config = TrainerConfig {
+                model: crate::sizes::ModelSource::Hf(crate::sizes::HfSource {
+                    dir: tiny.clone(),
+                    max_seq: 128,
+                }),
+                benign_prompts,
+                eval_benign: 30,
+                ..TrainerConfig::default()
+            };
+            Setup::new(config).unwrap()
+        };
+        let setup = checkpoint(Some(dir.join("benign.txt")));
+        let validation = &setup.validation_benign.text;
+        assert_eq!(validation.len(), CHECKPOINT_VALIDATION);
+        assert!(validation.iter().all(|p| lines.contains(p)));
+        assert!(validation
+            .iter()
+            .all(|p| !setup.eval_benign.text.contains(p)));
+        let setup = checkpoint(None);
+        assert_eq!(
+            setup.validation_benign.text,
+            generate_data(&built_in).validation_benign[..CHECKPOINT_VALIDATION],
+        );
     }
 }
-
 #[cfg(test)]
 mod split_tests {
     use super::*;

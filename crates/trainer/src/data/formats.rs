@@ -56,6 +56,11 @@ pub enum FormatError {
     /// A file without any usable record.
     #[error("{0}: no records")]
     Empty(String),
+    /// An extension that names no known format of requests.
+    #[error(
+        "{0}: unknown format; use .json (Alpaca), .jsonl (Dolly or MT-Bench) or .txt (one request a line)"
+    )]
+    UnknownRequests(String),
     /// An extension that names no known format.
     #[error("{0}: unknown format; use .csv (AdvBench), .json (Alpaca) or .jsonl (Dolly)")]
     UnknownFormat(String),
@@ -177,6 +182,82 @@ pub fn read_examples(path: &Path) -> Result<Vec<Example>, FormatError> {
     }
 }
 
+/// Requests without answers, for evaluation: an Alpaca JSON array (`instruction` and `input`;
+/// `output` may be absent), JSON Lines of Dolly records (`instruction`, `context`) or MT-Bench
+/// questions (the first of `turns`), or plain text with one request per line.
+pub fn read_requests(path: &Path) -> Result<Vec<String>, FormatError> {
+    let name = path.display().to_string();
+    let text = read(path)?;
+    let requests = match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => {
+            let Value::Array(records) = parse_json(&name, &text)? else {
+                return Err(FormatError::Syntax {
+                    path: name,
+                    line: 1,
+                    column: 1,
+                    message: "expected a JSON array of {instruction, input} records".into(),
+                });
+            };
+            records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| request(&name, &format!("record {i}"), r, "input"))
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        Some("jsonl") => {
+            let mut requests = Vec::new();
+            for (i, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let value: Value = serde_json::from_str(line).map_err(|e| FormatError::Syntax {
+                    path: name.clone(),
+                    line: i + 1,
+                    column: e.column(),
+                    message: json_message(&e),
+                })?;
+                requests.push(request(
+                    &name,
+                    &format!("line {}", i + 1),
+                    &value,
+                    "context",
+                )?);
+            }
+            requests
+        }
+        Some("txt") => text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect(),
+        _ => {
+            return Err(FormatError::UnknownRequests(name));
+        }
+    };
+    if requests.is_empty() {
+        return Err(FormatError::Empty(name));
+    }
+    Ok(requests)
+}
+
+/// The request of one record: an MT-Bench question's first turn, or an instruction with any
+/// `extra` field (Alpaca's `input`, Dolly's `context`) on its own paragraph.
+fn request(name: &str, record: &str, value: &Value, extra: &str) -> Result<String, FormatError> {
+    if let Some(turns) = value.get("turns") {
+        return match turns.get(0) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+            _ => Err(FormatError::Field {
+                path: name.to_string(),
+                record: record.to_string(),
+                field: "turns".into(),
+                message: "must be a list whose first turn is a non-empty string".into(),
+            }),
+        };
+    }
+    Ok(fields(name, record, value, extra, None)?.0)
+}
+
 /// serde_json's message without its own "at line L column C" (the error already says where,
 /// in terms of the file rather than the string that was parsed).
 fn json_message(e: &serde_json::Error) -> String {
@@ -203,6 +284,19 @@ fn example(
     extra: &str,
     answer: &str,
 ) -> Result<Example, FormatError> {
+    let (prompt, response) = fields(name, record, value, extra, Some(answer))?;
+    Ok(Example { prompt, response })
+}
+
+/// A record's request (its `instruction`, with any `extra` field on its own paragraph) and,
+/// when `answer` names a field, its non-empty answer.
+fn fields(
+    name: &str,
+    record: &str,
+    value: &Value,
+    extra: &str,
+    answer: Option<&str>,
+) -> Result<(String, String), FormatError> {
     let field_error = |field: &str, message: &str| FormatError::Field {
         path: name.to_string(),
         record: record.to_string(),
@@ -229,13 +323,16 @@ fn example(
     };
     let instruction = text("instruction", true)?;
     let extra = text(extra, false)?;
-    let response = text(answer, true)?;
+    let response = match answer {
+        Some(field) => text(field, true)?,
+        None => String::new(),
+    };
     let prompt = if extra.is_empty() {
         instruction
     } else {
         format!("{instruction}\n\n{extra}")
     };
-    Ok(Example { prompt, response })
+    Ok((prompt, response))
 }
 
 #[cfg(test)]
@@ -259,6 +356,47 @@ mod tests {
         let dolly = read_examples(&fixture("dolly_sample.jsonl")).unwrap();
         assert_eq!(dolly.len(), 2);
         assert!(dolly[0].prompt.ends_with("\n\nThe Nile flows north."));
+    }
+
+    #[test]
+    fn reads_requests_without_answers() {
+        let alpaca = read_requests(&fixture("alpaca_sample.json")).unwrap();
+        assert_eq!(alpaca[1], "Translate to French.\n\nGood morning");
+        let dolly = read_requests(&fixture("dolly_sample.jsonl")).unwrap();
+        assert!(dolly[0].ends_with("\n\nThe Nile flows north."));
+        let mt = temp(
+            "mt.jsonl",
+            "{\"question_id\": 81, \"turns\": [\"Write a poem.\", \"Shorter.\"]}\n\n{\"turns\": [\" Plan a trip. \"]}\n",
+        );
+        assert_eq!(
+            read_requests(&mt).unwrap(),
+            ["Write a poem.", "Plan a trip."]
+        );
+        let unanswered = temp("u.json", "[{\"instruction\": \"Name a colour.\"}]");
+        assert_eq!(read_requests(&unanswered).unwrap(), ["Name a colour."]);
+        let text = temp("t.txt", "Sort these numbers.\n\n  Write a haiku.  \n");
+        assert_eq!(
+            read_requests(&text).unwrap(),
+            ["Sort these numbers.", "Write a haiku."]
+        );
+        for (path, expected) in [
+            (
+                temp("v.jsonl", "{\"turns\": []}\n"),
+                "line 1: field `turns` must be a list",
+            ),
+            (
+                temp("w.json", "[{\"input\": \"x\"}]"),
+                "record 0: field `instruction` is missing",
+            ),
+            (temp("x.txt", "\n \n"), "no records"),
+            (
+                temp("y.csv", "goal\nx\n"),
+                "use .json (Alpaca), .jsonl (Dolly or MT-Bench) or .txt",
+            ),
+        ] {
+            let err = read_requests(&path).unwrap_err().to_string();
+            assert!(err.contains(expected), "{}: {err}", path.display());
+        }
     }
 
     fn temp(name: &str, text: &str) -> std::path::PathBuf {

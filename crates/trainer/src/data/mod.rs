@@ -5,4 +5,6 @@ pub mod builtin;
 pub mod formats;
 
 pub use builtin::{generate, BuiltinData, DataConfig};
-pub use formats::{read_advbench, read_alpaca, read_dolly, read_examples, Example, FormatError};
+pub use formats::{
+    read_advbench, read_alpaca, read_dolly, read_examples, read_requests, Example, FormatError,
+};
