@@ -147,30 +147,32 @@ pub fn read_alpaca(path: &Path) -> Result<Vec<Example>, FormatError> {
 /// Examples from a Dolly-style JSON Lines file of `{instruction, context, response}`.
 pub fn read_dolly(path: &Path) -> Result<Vec<Example>, FormatError> {
     let name = path.display().to_string();
-    let text = read(path)?;
-    let mut examples = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let value: Value = serde_json::from_str(line).map_err(|e| FormatError::Syntax {
-            path: name.clone(),
-            line: i + 1,
-            column: e.column(),
-            message: json_message(&e),
-        })?;
-        examples.push(example(
-            &name,
-            &format!("line {}", i + 1),
-            &value,
-            "context",
-            "response",
-        )?);
-    }
+    let examples = json_lines(&name, &read(path)?)?
+        .iter()
+        .map(|(record, value)| example(&name, record, value, "context", "response"))
+        .collect::<Result<Vec<_>, _>>()?;
     if examples.is_empty() {
         return Err(FormatError::Empty(name));
     }
     Ok(examples)
+}
+
+/// The records of a JSON Lines file, each with its name in errors ("line 7"); blank lines
+/// are skipped.
+fn json_lines(name: &str, text: &str) -> Result<Vec<(String, Value)>, FormatError> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            let value = serde_json::from_str(line).map_err(|e| FormatError::Syntax {
+                path: name.to_string(),
+                line: i + 1,
+                column: e.column(),
+                message: json_message(&e),
+            })?;
+            Ok((format!("line {}", i + 1), value))
+        })
+        .collect()
 }
 
 /// Instruction examples from `.json` (Alpaca) or `.jsonl` (Dolly).
@@ -204,27 +206,10 @@ pub fn read_requests(path: &Path) -> Result<Vec<String>, FormatError> {
                 .map(|(i, r)| request(&name, &format!("record {i}"), r, "input"))
                 .collect::<Result<Vec<_>, _>>()?
         }
-        Some("jsonl") => {
-            let mut requests = Vec::new();
-            for (i, line) in text.lines().enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let value: Value = serde_json::from_str(line).map_err(|e| FormatError::Syntax {
-                    path: name.clone(),
-                    line: i + 1,
-                    column: e.column(),
-                    message: json_message(&e),
-                })?;
-                requests.push(request(
-                    &name,
-                    &format!("line {}", i + 1),
-                    &value,
-                    "context",
-                )?);
-            }
-            requests
-        }
+        Some("jsonl") => json_lines(&name, &text)?
+            .iter()
+            .map(|(record, value)| request(&name, record, value, "context"))
+            .collect::<Result<Vec<_>, _>>()?,
         Some("txt") => text
             .lines()
             .map(str::trim)
