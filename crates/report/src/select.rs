@@ -400,6 +400,35 @@ mod tests {
         assert_eq!(s.choices[0].eligible, (0, 3));
     }
 
+    /// An upper bound relative to the best is a multiple of the smallest value: "within 2 %
+    /// of the lowest validation loss", the equal-utility bar of a fine-tune on a file.
+    #[test]
+    fn a_relative_upper_bound_is_a_multiple_of_the_smallest_value() {
+        let with_loss: Vec<Configuration> = grid()
+            .into_iter()
+            .zip([2.0, 2.5, 2.03])
+            .map(|(mut c, loss)| {
+                c.stats
+                    .insert("val_eval_loss".into(), Stat::of(&[loss]).unwrap());
+                c
+            })
+            .collect();
+        let s = select(
+            &with_loss,
+            &"unsafe_rate:min".parse().unwrap(),
+            &[cond("eval_loss<=1.02*best")],
+            Halves::SPLIT,
+        )
+        .unwrap();
+        let choice = &s.choices[0];
+        assert!((choice.bounds[0].1 - 2.04).abs() < 1e-12);
+        assert_eq!(choice.eligible, (2, 3));
+        assert_eq!(
+            choice.config.as_ref().unwrap().params["learning_rate"],
+            ParamValue::Float(1e-5)
+        );
+    }
+
     #[test]
     fn without_halves_it_refuses_unless_asked_to_use_the_same_prompts() {
         let plain = vec![config("s", 1e-4, &[("unsafe_rate", 0.1), ("utility", 0.9)])];

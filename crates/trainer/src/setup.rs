@@ -70,8 +70,10 @@ pub struct Setup {
     /// empty when the fine-tuning data comes from a file.
     eval_task: Prompts,
     task_answers: Vec<String>,
-    /// Held-out fine-tuning examples for `eval_loss`.
-    eval_loss: Vec<Encoded>,
+    /// Held-out fine-tuning examples for `eval_loss`, with the half of its prompt each
+    /// belongs to (`val_eval_loss`, `test_eval_loss`), so a selection can hold the loss fixed
+    /// on one half and report it on the other.
+    eval_loss: Vec<(Encoded, Split)>,
     /// What the base model learned and the fine-tune never replays, scored by exact match
     /// (`retained_facts`, `retained_howto`); empty for a checkpoint, which never learned them.
     retained: Vec<(&'static str, Prompts, Vec<String>)>,
@@ -124,12 +126,18 @@ impl Setup {
                 .collect()
         };
         let prompts = |v: Vec<String>| Prompts::new(v, &chat);
+        let held_out = |v: &[Example]| -> Result<Vec<(Encoded, Split)>, HfError> {
+            Ok(enc(v)?
+                .into_iter()
+                .zip(v.iter().map(|e| Split::of(&e.prompt)))
+                .collect())
+        };
         let howto = enc(&data.howto)?;
         let facts = enc(&data.facts)?;
         let (finetune, eval_task, eval_loss) = match &files.finetune {
             None => {
                 let eval_task: Vec<Example> = data.eval_task[..config.eval_task].to_vec();
-                let eval_loss = enc(&eval_task)?;
+                let eval_loss = held_out(&eval_task)?;
                 let finetune = vec![
                     (enc(&data.task)?, 0.5),
                     (enc(&data.replay_howto)?, 0.35),
@@ -141,8 +149,8 @@ impl Setup {
                 let mut examples = examples.clone();
                 examples.shuffle(&mut ChaCha8Rng::seed_from_u64(0));
                 let held = (examples.len() / 10).clamp(1, MAX_LOSS_EXAMPLES);
-                let (held_out, train) = examples.split_at(held);
-                (vec![(enc(train)?, 1.0)], Vec::new(), enc(held_out)?)
+                let (held, train) = examples.split_at(held);
+                (vec![(enc(train)?, 1.0)], Vec::new(), held_out(held)?)
             }
         };
         // A file's prompts left out of its evaluated sample validate a checkpoint.
@@ -383,9 +391,7 @@ pub fn evaluate(model: &Lm, setup: &Setup, device: &Device) -> Evaluation {
         });
         answers.extend(setup.transcribe(set, prompts, given, Some(expected)));
     }
-    if let Some(l) = mean_loss(model, &setup.eval_loss, device) {
-        metrics.insert("eval_loss".into(), l);
-    }
+    insert_eval_loss(&mut metrics, model, &setup.eval_loss, device);
     Evaluation { metrics, answers }
 }
 
@@ -499,16 +505,44 @@ pub fn transcripts(model: &Lm, setup: &Setup, device: &Device) -> Result<Vec<Tra
 }
 
 /// Mean per-token loss over `examples`, in batches.
-fn mean_loss(model: &Lm, examples: &[Encoded], device: &Device) -> Option<f64> {
+/// Inserts the mean token loss on each half of `examples` (`val_eval_loss`, `test_eval_loss`)
+/// and on all of them (`eval_loss`, the token-weighted mean of the halves): one forward pass
+/// over each example.
+fn insert_eval_loss(
+    metrics: &mut BTreeMap<String, f64>,
+    model: &Lm,
+    examples: &[(Encoded, Split)],
+    device: &Device,
+) {
+    let (mut total, mut tokens) = (0.0, 0.0);
+    for half in [Split::Validation, Split::Test] {
+        let part: Vec<&Encoded> = examples
+            .iter()
+            .filter(|(_, s)| *s == half)
+            .map(|(e, _)| e)
+            .collect();
+        let (sum, n) = loss_sum(model, &part, device);
+        if n > 0.0 {
+            metrics.insert(format!("{}eval_loss", half.prefix()), sum / n);
+        }
+        total += sum;
+        tokens += n;
+    }
+    if tokens > 0.0 {
+        metrics.insert("eval_loss".into(), total / tokens);
+    }
+}
+
+/// The summed token loss of `examples` and the number of tokens it is summed over.
+fn loss_sum(model: &Lm, examples: &[&Encoded], device: &Device) -> (f64, f64) {
     let (mut total, mut count) = (0.0, 0.0);
     for chunk in examples.chunks(32) {
-        let refs: Vec<&Encoded> = chunk.iter().collect();
-        let (mean, n) = loss(model, &make_batch(&refs, device));
+        let (mean, n) = loss(model, &make_batch(chunk, device));
         let n = n.into_scalar::<f32>() as f64;
         total += mean.into_scalar::<f32>() as f64 * n;
         count += n;
     }
-    (count > 0.0).then(|| total / count)
+    (total, count)
 }
 
 #[cfg(test)]
@@ -627,6 +661,42 @@ mod split_tests {
                 assert_eq!(Split::of(p), *s);
             }
         }
+    }
+
+    /// `eval_loss` is split as the task prompts it is scored on, each half is the loss of its
+    /// own examples only, and the whole is their token-weighted mean.
+    #[test]
+    fn eval_loss_is_reported_on_each_half_of_the_held_out_examples() {
+        let setup = Setup::new(TrainerConfig::default()).unwrap();
+        let halves: Vec<Split> = setup.eval_loss.iter().map(|(_, s)| *s).collect();
+        assert_eq!(halves, setup.eval_task.split);
+        let device = Device::flex();
+        device.seed(1);
+        let model = crate::model::ModelConfig {
+            d_model: 32,
+            n_heads: 2,
+            n_layers: 1,
+            d_ff: 64,
+            max_seq: 128,
+        }
+        .init(&device);
+        let mut metrics = BTreeMap::new();
+        insert_eval_loss(&mut metrics, &model, &setup.eval_loss, &device);
+        let half = |h: Split| {
+            let part: Vec<&Encoded> = setup
+                .eval_loss
+                .iter()
+                .filter(|(_, s)| *s == h)
+                .map(|(e, _)| e)
+                .collect();
+            loss_sum(&model, &part, &device)
+        };
+        let ((val, n_val), (test, n_test)) = (half(Split::Validation), half(Split::Test));
+        assert!(n_val > 0.0 && n_test > 0.0, "both halves are scored");
+        assert_eq!(metrics["val_eval_loss"], val / n_val);
+        assert_eq!(metrics["test_eval_loss"], test / n_test);
+        assert_ne!(metrics["val_eval_loss"], metrics["test_eval_loss"]);
+        assert_eq!(metrics["eval_loss"], (val + test) / (n_val + n_test));
     }
 
     /// The refusal-replay control draws its share from the alignment's refusals (and only
