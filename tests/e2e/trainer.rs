@@ -232,6 +232,35 @@ fn sigterm_checkpoints_and_a_resumed_trial_ends_with_the_same_numbers() {
     assert!(!curve(&resumed).is_empty());
 }
 
+/// A trial that starts over writes its answers afresh: none are left from grid points an
+/// earlier attempt evaluated and this one no longer has.
+#[test]
+fn a_trial_started_over_keeps_only_the_answers_of_its_own_points() {
+    let p = Project::new();
+    let cache = p.path().join("cache");
+    let dir = p.path().join("t");
+    let params = r#"{"learning_rate":0.003,"steps":40,"seed":2}"#;
+    let steps_answered = || -> std::collections::BTreeSet<u64> {
+        std::fs::read_to_string(dir.join("responses.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["steps"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    trial(&dir, &cache, params, false);
+    assert_eq!(steps_answered(), [10, 40].into());
+    let out = trial_command(&dir, &cache, params, true)
+        .env("SWEEP_AXES", r#"{"steps":[40]}"#)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(steps_answered(), [40].into());
+}
+
 #[test]
 fn the_same_seed_gives_the_same_numbers_and_another_seed_does_not() {
     let p = Project::new();

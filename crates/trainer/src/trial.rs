@@ -303,6 +303,9 @@ pub fn run_trial(
         ),
         report,
     };
+    if let (Some(dir), true) = (context.trial_dir, done.is_empty()) {
+        forget_answers(dir)?;
+    }
     if trainer.step() == 0 {
         evaluate_points(0, &mut context, &trainer, &shadows, &mut done)?;
     }
@@ -549,6 +552,18 @@ fn record_answers(
     let tmp = path.with_extension("jsonl.partial");
     std::fs::write(&tmp, text).map_err(err)?;
     std::fs::rename(&tmp, &path).map_err(err)
+}
+
+/// Removes the answers an earlier attempt wrote, when this one evaluates every point again:
+/// they may belong to grid points the trial no longer has.
+fn forget_answers(dir: &Path) -> Result<(), TrialError> {
+    let path = dir.join(RESPONSES);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(TrialError::Responses { path, source: e })
+        }
+        _ => Ok(()),
+    }
 }
 
 fn read_meta(dir: &Path) -> Option<Value> {
