@@ -118,9 +118,19 @@ pub struct AlignData {
     pub refusals: Vec<Encoded>,
     /// Benign requests whose answers the checkpoint itself gives.
     pub replay_prompts: Prompts,
-    /// How many harmful requests of the file and benign replay requests were dropped because
-    /// an evaluation set holds them.
-    pub dropped: (usize, usize),
+    /// The requests of each file left out because an evaluation set holds them.
+    pub left_out: LeftOut,
+}
+
+/// How many requests of each `[trainer.align]` file were left out because an evaluation or
+/// validation set holds them: the log says so, since a file that overlaps the evaluated
+/// prompts trains on fewer requests than it holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LeftOut {
+    /// Of `harmful`.
+    pub harmful: usize,
+    /// Of `benign`.
+    pub benign: usize,
 }
 
 /// A prompt as compared for overlap: case and surrounding space do not make it new.
@@ -146,7 +156,7 @@ impl AlignData {
             .collect();
         let fresh = |p: &str| !seen.contains(&normalized(p));
         let from_file: Vec<&String> = file_harmful.iter().filter(|p| fresh(p)).collect();
-        let dropped_harmful = file_harmful.len() - from_file.len();
+        let harmful_left_out = file_harmful.len() - from_file.len();
         let refusals = builtin_harmful
             .iter()
             .filter(|e| fresh(&e.prompt))
@@ -159,7 +169,10 @@ impl AlignData {
             )
             .collect::<Result<Vec<_>, _>>()?;
         let mut replay: Vec<String> = benign.iter().filter(|p| fresh(p)).cloned().collect();
-        let dropped = (dropped_harmful, benign.len() - replay.len());
+        let left_out = LeftOut {
+            harmful: harmful_left_out,
+            benign: benign.len() - replay.len(),
+        };
         replay.sort_by_key(|p| blake3::hash(p.as_bytes()).to_hex().to_string());
         replay.truncate(if config.replay > 0.0 {
             config.replay_prompts
@@ -169,7 +182,7 @@ impl AlignData {
         Ok(AlignData {
             refusals,
             replay_prompts: Prompts::new(replay, chat)?,
-            dropped,
+            left_out,
         })
     }
 
@@ -327,7 +340,8 @@ fn align(
     eval_every: Option<usize>,
     report: &mut dyn FnMut(Report),
 ) -> Result<Lm, HfError> {
-    for (key, dropped) in [("harmful", data.dropped.0), ("benign", data.dropped.1)] {
+    let LeftOut { harmful, benign } = data.left_out;
+    for (key, dropped) in [("harmful", harmful), ("benign", benign)] {
         if dropped > 0 {
             report(Report::Note(format!(
                 "[trainer.align] {key}: {dropped} request(s) left out because an evaluation \
@@ -430,7 +444,13 @@ mod tests {
             256,
         )
         .unwrap();
-        assert_eq!(data.dropped, (1, 1));
+        assert_eq!(
+            data.left_out,
+            LeftOut {
+                harmful: 1,
+                benign: 1
+            }
+        );
         let prompts: Vec<String> = data
             .refusals
             .iter()
