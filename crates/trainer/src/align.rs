@@ -341,10 +341,10 @@ fn align(
     report: &mut dyn FnMut(Report),
 ) -> Result<Lm, HfError> {
     let LeftOut { harmful, benign } = data.left_out;
-    for (key, dropped) in [("harmful", harmful), ("benign", benign)] {
-        if dropped > 0 {
+    for (key, left_out) in [("harmful", harmful), ("benign", benign)] {
+        if left_out > 0 {
             report(Report::Note(format!(
-                "[trainer.align] {key}: {dropped} request(s) left out because an evaluation \
+                "[trainer.align] {key}: {left_out} request(s) left out because an evaluation \
                  set holds them"
             )));
         }

@@ -504,7 +504,6 @@ pub fn transcripts(model: &Lm, setup: &Setup, device: &Device) -> Result<Vec<Tra
     Ok(all)
 }
 
-/// Mean per-token loss over `examples`, in batches.
 /// Inserts the mean token loss on each half of `examples` (`val_eval_loss`, `test_eval_loss`)
 /// and on all of them (`eval_loss`, the token-weighted mean of the halves): one forward pass
 /// over each example.
