@@ -559,10 +559,11 @@ fn bad_trainer_tables_and_data_files_are_refused_before_anything_runs() {
 /// backends draw different random initialisations and round differently, so each caches its
 /// own base model (the device kind is part of the cache key); the test puts flex's base
 /// weights under libtorch's key before the compared run. The fine-tuning sampler is the same
-/// on both.
+/// on both. On the CPU libtorch is deterministic by seed as flex is: a second process computes
+/// the same numbers bit for bit.
 #[cfg(feature = "tch")]
 #[test]
-fn tch_matches_flex_from_the_same_base_weights() {
+fn tch_matches_flex_from_the_same_base_weights_and_repeats_itself() {
     let p = Project::new();
     let cache = p.path().join("cache");
     let params = r#"{"learning_rate":0.003,"steps":20,"ema_decay":0.9,"seed":3}"#;
@@ -593,6 +594,11 @@ fn tch_matches_flex_from_the_same_base_weights() {
         .expect("libtorch cached a base of its own");
     std::fs::copy(&flex_base, &tch_base).unwrap();
     let t = &run("tch", "tch");
+    assert_eq!(
+        t,
+        &run("tch-again", "tch"),
+        "the same trial and seed on libtorch gives the same numbers"
+    );
     assert_eq!(
         t["on_gpu"], 0.0,
         "no GPU leased: on the CPU, and it says so"
