@@ -85,7 +85,9 @@ const MAX_LINE: usize = 1 << 20;
 
 /// Forwards protocol events and writes everything else to the stdout log. Reads to the end
 /// whatever comes (bytes that are not UTF-8, endless lines), so the trial never dies of a
-/// closed pipe. Returns the messages of malformed event lines.
+/// closed pipe. The log is flushed whenever the trial has nothing more to say for the moment,
+/// so it can be followed while an hour-long trial runs and survives an orchestrator killed
+/// mid-trial. Returns the messages of malformed event lines.
 pub(crate) async fn read_stdout(
     stdout: impl AsyncRead + Unpin,
     log: tokio::fs::File,
@@ -131,6 +133,9 @@ pub(crate) async fn read_stdout(
                 }
             }
         }
+        if !lines.has_buffered() {
+            let _ = log.flush().await;
+        }
     }
     let _ = log.flush().await;
     invalid
@@ -160,6 +165,11 @@ impl<R: tokio::io::AsyncRead + Unpin> LineReader<R> {
         }
     }
 
+    /// Whether more of the stream is already read, so a next line may follow without waiting.
+    fn has_buffered(&self) -> bool {
+        !self.inner.buffer().is_empty()
+    }
+
     /// The next line without its newline; `None` at the end of the stream.
     async fn next(&mut self) -> std::io::Result<Option<&[u8]>> {
         self.line.clear();
@@ -185,7 +195,8 @@ impl<R: tokio::io::AsyncRead + Unpin> LineReader<R> {
     }
 }
 
-/// Copies stderr to its log and keeps the last few KiB for the store.
+/// Copies stderr to its log as it comes (each read is written through, so the log can be
+/// followed while the trial runs) and keeps the last few KiB for the store.
 pub(crate) async fn read_stderr(
     mut stderr: impl AsyncRead + Unpin,
     log: tokio::fs::File,
@@ -198,6 +209,7 @@ pub(crate) async fn read_stderr(
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 let _ = log.write_all(&buf[..n]).await;
+                let _ = log.flush().await;
                 tail.extend(&buf[..n]);
                 let excess = tail.len().saturating_sub(STDERR_TAIL_BYTES);
                 tail.drain(..excess);
@@ -215,5 +227,70 @@ pub(crate) fn tail_text(bytes: Vec<u8>) -> String {
     match (bytes.len() == STDERR_TAIL_BYTES, text.find('\n')) {
         (true, Some(i)) => text[i + 1..].to_string(),
         _ => text.into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads `path` until it holds `want` (or ten seconds pass) and returns what it holds.
+    async fn wait_for(path: &std::path::Path, want: &str) -> String {
+        for _ in 0..200 {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.contains(want) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    fn log_file(name: &str) -> (PathBuf, std::fs::File) {
+        let dir = std::env::temp_dir().join(format!("sweep-attempt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        (path.clone(), std::fs::File::create(&path).unwrap())
+    }
+
+    /// A trial that prints a note and then computes for an hour: the note is in the log while
+    /// it computes, not only once it exits.
+    #[tokio::test]
+    async fn logs_hold_what_a_running_trial_printed() {
+        let (err_path, err_log) = log_file("stderr.log");
+        let (mut err_in, err_out) = tokio::io::duplex(1024);
+        let stderr = tokio::spawn(read_stderr(err_out, tokio::fs::File::from_std(err_log)));
+        err_in
+            .write_all(b"aligning the checkpoint\n")
+            .await
+            .unwrap();
+        let seen = wait_for(&err_path, "aligning").await;
+        assert_eq!(
+            seen, "aligning the checkpoint\n",
+            "stderr log while running"
+        );
+
+        let (out_path, out_log) = log_file("stdout.log");
+        let (mut out_in, out_out) = tokio::io::duplex(1024);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let stdout = tokio::spawn(read_stdout(
+            out_out,
+            tokio::fs::File::from_std(out_log),
+            "t".into(),
+            1,
+            tx,
+        ));
+        out_in
+            .write_all(b"step 10 of 120\n{\"event\":\"checkpoint\",\"step\":10}\n")
+            .await
+            .unwrap();
+        let seen = wait_for(&out_path, "step 10").await;
+        assert_eq!(seen, "step 10 of 120\n", "stdout log while running");
+        assert!(matches!(rx.recv().await, Some(Message::Event { .. })));
+
+        drop((err_in, out_in));
+        assert_eq!(stderr.await.unwrap(), "aligning the checkpoint\n");
+        assert!(stdout.await.unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(err_path.parent().unwrap());
     }
 }
