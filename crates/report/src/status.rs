@@ -3,12 +3,13 @@
 use std::fmt::Write;
 
 use sweep_core::value::format_float;
-use sweep_store::TrialRow;
+use sweep_store::{TrialRow, TrialStatus};
 
 /// A plain-text table: trial, state, attempts (and how many ran out of GPU memory), duration,
 /// GPU, the cluster job and node (for sweeps run through SLURM), parameters, metrics, and the
-/// last error of trials that have one.
-pub fn status_table(rows: &[TrialRow]) -> String {
+/// last error of trials that have one. `now_ms` (Unix ms) dates the running trials, so a
+/// trial that has run for an hour says so instead of showing nothing until it ends.
+pub fn status_table(rows: &[TrialRow], now_ms: i64) -> String {
     let jobs = rows.iter().any(|r| r.job_id.is_some());
     let mut header = vec!["TRIAL", "STATE", "ATT", "DURATION", "GPU"];
     if jobs {
@@ -40,9 +41,7 @@ pub fn status_table(rows: &[TrialRow]) -> String {
                     0 => r.attempts.to_string(),
                     oom => format!("{} ({oom} OOM)", r.attempts),
                 },
-                r.duration_s()
-                    .map(|d| format!("{d:.1}s"))
-                    .unwrap_or_else(|| "-".into()),
+                duration_cell(r, now_ms),
                 r.gpu.clone().unwrap_or_else(|| "-".into()),
             ];
             if jobs {
@@ -85,6 +84,17 @@ pub fn status_table(rows: &[TrialRow]) -> String {
     out
 }
 
+/// The last attempt's length, or for a running trial how long it has run so far.
+fn duration_cell(r: &TrialRow, now_ms: i64) -> String {
+    match (r.duration_s(), r.status, r.started_at) {
+        (Some(d), _, _) => format!("{d:.1}s"),
+        (None, TrialStatus::Running, Some(start)) => {
+            format!("{}s so far", (now_ms - start).max(0) / 1000)
+        }
+        _ => "-".into(),
+    }
+}
+
 fn short(v: f64) -> String {
     if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e6) {
         format!("{v:.3e}")
@@ -96,5 +106,45 @@ fn short(v: f64) -> String {
         } else {
             s.to_string()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(status: TrialStatus, started_at: Option<i64>, finished_at: Option<i64>) -> TrialRow {
+        TrialRow {
+            id: "t".into(),
+            sweep: "s".into(),
+            ordinal: 0,
+            params: Default::default(),
+            status,
+            attempts: 1,
+            out_of_memory: 0,
+            started_at,
+            finished_at,
+            gpu: None,
+            error: None,
+            completed_by: None,
+            job_id: None,
+            node: None,
+            metrics: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_running_trial_shows_how_long_it_has_run() {
+        let now = 10_000_000;
+        let cell = |r: TrialRow| status_table(&[r], now).lines().nth(1).unwrap().to_string();
+        let running = cell(row(TrialStatus::Running, Some(now - 2_160_400), None));
+        assert!(running.contains("  2160s so far  "), "{running}");
+        let done = cell(row(TrialStatus::Completed, Some(1_000), Some(5_500)));
+        assert!(done.contains("  4.5s  "), "{done}");
+        let waiting = cell(row(TrialStatus::Pending, None, None));
+        assert!(waiting.contains("  -  "), "{waiting}");
+        // An interrupted attempt has a start and no end: it is not running, so no clock.
+        let stopped = cell(row(TrialStatus::Interrupted, Some(1_000), None));
+        assert!(!stopped.contains("so far"), "{stopped}");
     }
 }

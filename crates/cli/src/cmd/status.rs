@@ -38,7 +38,7 @@ pub async fn run(db: &str, args: StatusArgs) -> anyhow::Result<i32> {
         )?;
         if !args.summary {
             let rows = store.trial_rows(Some(sweep.id)).await?;
-            writeln!(out, "{}", status_table(&rows))?;
+            writeln!(out, "{}", status_table(&rows, sweep_store::now_ms()))?;
         }
     }
     store.close().await;
