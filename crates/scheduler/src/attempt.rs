@@ -199,9 +199,9 @@ impl<R: tokio::io::AsyncRead + Unpin> LineReader<R> {
 /// followed while the trial runs) and keeps the last few KiB for the store.
 pub(crate) async fn read_stderr(
     mut stderr: impl AsyncRead + Unpin,
-    log: tokio::fs::File,
+    mut log: tokio::fs::File,
 ) -> String {
-    let mut log = BufWriter::new(log);
+    // Each read is already a batch: written and flushed as it is, with no buffer between.
     let mut tail: VecDeque<u8> = VecDeque::with_capacity(STDERR_TAIL_BYTES);
     let mut buf = vec![0u8; 8192];
     loop {
