@@ -216,7 +216,6 @@ pub(crate) async fn read_stderr(
             }
         }
     }
-    let _ = log.flush().await;
     tail_text(tail.into())
 }
 
