@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::support::{assert_code, block_on, text, wait_for, Project};
+use crate::support::{
+    assert_code, attempts_started, block_on, overlapping_attempts, text, wait_for, Project,
+    TIMED_SH,
+};
 
 fn signal(child: &std::process::Child, sig: Signal) {
     kill(Pid::from_raw(child.id() as i32), sig).unwrap();
@@ -579,4 +582,80 @@ fn a_trial_whose_claim_reply_was_lost_still_runs_in_the_same_run() {
     assert_eq!(runs.len(), 3, "{runs:?}");
     assert!(runs.contains(&stray[0]));
     assert!(p.export().iter().all(|r| r["status"] == "completed"));
+}
+
+#[test]
+fn a_runner_paused_past_its_lease_wakes_up_without_breaking_exactly_once() {
+    // Every attempt is its trial's only chance: a spurious failure would show as a failed
+    // trial. Both runners' slots stay full, so the trials taken from A wait for A itself.
+    let p = with_trial(
+        TIMED_SH,
+        "wakes",
+        "parallel = 2\nmax_attempts = 1\ngrace = \"1s\"\n[grid]\nx = { lin = [1, 24], num = 24 }\n",
+    );
+    let runner = || {
+        p.sweep(&["run", "g.toml", "--lease", "3s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut a = runner();
+    let mut b = runner();
+    let mut pauses = 0;
+    while pauses < 3 {
+        let started = attempts_started(&p.lines("ledger"));
+        // A holds trials when it is paused, some of them just claimed.
+        let more = || attempts_started(&p.lines("ledger")) >= started + 3;
+        assert!(wait_for(Duration::from_secs(30), more));
+        if a.try_wait().unwrap().is_some() || b.try_wait().unwrap().is_some() {
+            break;
+        }
+        pause(&a);
+        // Past A's lease: B takes A's trials back, kills their work and runs them again.
+        std::thread::sleep(Duration::from_secs(6));
+        signal(&a, Signal::SIGCONT);
+        pauses += 1;
+    }
+    let mut a_err = String::new();
+    a.stderr.take().unwrap().read_to_string(&mut a_err).unwrap();
+    let (a_status, b_status) = (a.wait().unwrap(), b.wait().unwrap());
+    assert!(pauses >= 2, "the sweep ended after {pauses} pause(s)");
+    assert!(!a_err.contains("panicked"), "{a_err}");
+    assert!(a_status.code().is_some() && b_status.code().is_some());
+    // What was interrupted by the takeovers and not yet rerun, a last run finishes.
+    assert_code(&p.run(&["run", "g.toml"]), 0);
+
+    let rows = p.export();
+    let not_completed: Vec<_> = rows
+        .iter()
+        .filter(|r| r["status"] != "completed")
+        .map(|r| format!("{} {}", r["trial_id"], r["status"]))
+        .collect();
+    assert!(
+        not_completed.is_empty(),
+        "trials without a fair attempt: {not_completed:?}\nrunner A said:\n{a_err}"
+    );
+    // No attempt ended as failed: the only ends are completed, or lost to a takeover.
+    let unfair = p.sql(
+        "SELECT trial_id || ' attempt ' || attempt || ': ' || COALESCE(outcome, 'running') \
+         || ' ' || COALESCE(reason, '') FROM attempts \
+         WHERE outcome IS NULL OR outcome NOT IN ('completed', 'lost', 'interrupted')",
+    );
+    assert!(unfair.is_empty(), "{unfair:#?}\nrunner A said:\n{a_err}");
+    let overlaps = overlapping_attempts(&p.lines("ledger"));
+    assert!(
+        overlaps.is_empty(),
+        "two attempts of a trial worked at once: {overlaps:?}"
+    );
+    // Every result recorded is the work of the attempt that recorded it, and finished.
+    for row in &rows {
+        let attempt = row["metric_attempt"].trim_end_matches(".0");
+        let done = format!("done {} {attempt} ", row["trial_id"]);
+        assert!(
+            p.lines("ledger").iter().any(|l| l.starts_with(&done)),
+            "{} recorded attempt {attempt}, whose work never finished",
+            row["trial_id"]
+        );
+    }
 }

@@ -173,3 +173,48 @@ fn builtin_trainer_grids_reject_unknown_parameters_before_running() {
         "nothing is stored for a grid that cannot run"
     );
 }
+
+/// A `sweep run` refused for its flags or its environment exits 2 with the flag named, and
+/// leaves the database as it found it: no sweep, no trials (on SQLite, not even the file).
+#[test]
+fn a_refused_run_stores_nothing() {
+    let no_programs = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[&str], &str); 5] = [
+        ("parallel 0", &["--parallel", "0"], "at least 1 trial"),
+        ("empty gpu id", &["--gpus", "x,,y"], "empty id"),
+        ("negative gpu", &["--gpus=-1"], "--gpus none"),
+        (
+            "gpus for a gpu grid, none found",
+            &["--gpus", "auto"],
+            "--gpus none",
+        ),
+        ("slurm without sbatch", &["--executor", "slurm"], "sbatch"),
+    ];
+    for (name, flags, needle) in cases {
+        let p = Project::new();
+        let gpus = if name.starts_with("gpus for") { 1 } else { 0 };
+        p.write(
+            "g.toml",
+            &format!("[sweep]\nname = \"refused\"\ncommand = [\"true\"]\ngpus_per_trial = {gpus}\n[grid]\nx = [1, 2]\n"),
+        );
+        let mut args = vec!["run", "g.toml"];
+        args.extend_from_slice(flags);
+        // No `sbatch` and no `nvidia-smi` on PATH.
+        let out = p
+            .sweep(&args)
+            .env("PATH", no_programs.path())
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_code(&out, 2);
+        assert!(err.contains(needle), "case {name}: {err}");
+        assert!(!err.contains("panicked"), "case {name}: {err}");
+        if p.on_postgres() {
+            let status = text(&p.run(&["status"]).stderr);
+            assert!(status.contains("holds no sweeps"), "case {name}: {status}");
+        } else {
+            assert!(!p.db().exists(), "case {name}: the database was created");
+        }
+        assert!(!p.path().join("sweep-trials").exists(), "case {name}");
+    }
+}

@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end tests.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -183,3 +184,54 @@ echo "{\"event\":\"metric\",\"step\":2,\"name\":\"loss\",\"value\":0.5}"
 echo "{\"event\":\"result\",\"metrics\":{\"score\":$(awk "BEGIN{print $1*10+$2}")}}"
 echo "$SWEEP_TRIAL_ID" >> "$LOG_DIR/runs.log"
 "#;
+
+/// Work that records when each attempt of each trial starts, is still alive (every half
+/// second) and ends (ns), so attempts working at once show in the ledger, killed ones too. It
+/// outlasts a 3 s lease, so a takeover kills it mid-work.
+pub const TIMED_SH: &str = r#"#!/bin/sh
+now() { date +%s%N; }
+echo "start $SWEEP_TRIAL_ID $SWEEP_ATTEMPT $(now)" >> ledger
+for i in 1 2 3 4 5 6 7 8; do
+    sleep 0.5
+    echo "alive $SWEEP_TRIAL_ID $SWEEP_ATTEMPT $(now)" >> ledger
+done
+echo "done $SWEEP_TRIAL_ID $SWEEP_ATTEMPT $(now)" >> ledger
+echo "{\"event\":\"result\",\"metrics\":{\"attempt\":$SWEEP_ATTEMPT}}"
+"#;
+
+/// Pairs of attempts of one trial that worked at the same time, from a [`TIMED_SH`] ledger:
+/// each attempt lived from its start to its last line.
+pub fn overlapping_attempts(ledger: &[String]) -> Vec<String> {
+    let mut spans: BTreeMap<(String, u32), (u128, u128)> = BTreeMap::new();
+    for line in ledger {
+        let f: Vec<&str> = line.split(' ').collect();
+        let [word, id, attempt, t] = f[..] else {
+            continue;
+        };
+        let (Ok(attempt), Ok(t)) = (attempt.parse(), t.parse::<u128>()) else {
+            continue;
+        };
+        let span = spans.entry((id.to_string(), attempt)).or_insert((t, t));
+        if word == "start" {
+            span.0 = t;
+        }
+        span.1 = span.1.max(t);
+    }
+    let mut overlaps = Vec::new();
+    for ((id, a), (s1, e1)) in &spans {
+        for ((id2, b), (s2, e2)) in &spans {
+            if id == id2 && a < b && s1 < e2 && s2 < e1 {
+                overlaps.push(format!(
+                    "{id}: attempts {a} and {b} ({} ms)",
+                    (e1.min(e2) - s2.max(s1)) / 1_000_000
+                ));
+            }
+        }
+    }
+    overlaps
+}
+
+/// How many attempts a [`TIMED_SH`] ledger says have started.
+pub fn attempts_started(ledger: &[String]) -> usize {
+    ledger.iter().filter(|l| l.starts_with("start ")).count()
+}

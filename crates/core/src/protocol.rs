@@ -10,7 +10,8 @@
 //! Any other line is ordinary output and goes to the trial's log. A `result` with `params`
 //! reports the metrics of another point of the same sweep (this trial's parameters with those
 //! overridden), so one training run can fill in several grid points. Python's `NaN` and
-//! `Infinity` are accepted and recorded as missing values, since they are not JSON.
+//! `Infinity`, and numbers beyond an `f64` (`1e400`), are accepted and recorded as missing
+//! values, as they are not finite.
 
 use std::collections::BTreeMap;
 
@@ -86,8 +87,9 @@ pub fn parse_line(line: &str) -> ParseOutcome {
     }
 }
 
-/// Replaces the bare tokens `NaN`, `Infinity` and `-Infinity` outside strings by `null`;
-/// `None` when there are none.
+/// Replaces what JSON cannot carry as a finite `f64` outside strings by `null`: the bare
+/// tokens `NaN`, `Infinity` and `-Infinity` (Python's `json.dumps` writes them), and numbers
+/// too large for an `f64` (`1e400`), which serde_json refuses. `None` when there are none.
 fn replace_non_finite(line: &str) -> Option<String> {
     let mut out = String::with_capacity(line.len());
     let mut in_string = false;
@@ -114,6 +116,19 @@ fn replace_non_finite(line: &str) -> Option<String> {
                 changed = true;
                 continue;
             }
+            if c == '-' || c.is_ascii_digit() {
+                let len = rest
+                    .find(|c: char| {
+                        !(c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E'))
+                    })
+                    .unwrap_or(rest.len());
+                let number = &rest[..len];
+                let overflows = number.parse::<f64>().is_ok_and(|v| v.is_infinite());
+                out.push_str(if overflows { "null" } else { number });
+                changed |= overflows;
+                rest = &rest[len..];
+                continue;
+            }
         }
         out.push(c);
         rest = &rest[c.len_utf8()..];
@@ -125,6 +140,29 @@ fn replace_non_finite(line: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::value::ParamValue;
+
+    #[test]
+    fn numbers_beyond_an_f64_are_missing_values_not_a_lost_result() {
+        assert_eq!(
+            parse_line(
+                r#"{"event":"result","metrics":{"big":1e400,"small":-1E+400,"ok":2.5e3,"tiny":1e-400}}"#
+            ),
+            ParseOutcome::Event(Event::Result {
+                metrics: BTreeMap::from([
+                    ("big".to_string(), None),
+                    ("small".to_string(), None),
+                    ("ok".to_string(), Some(2500.0)),
+                    ("tiny".to_string(), Some(0.0)),
+                ]),
+                params: Params::new(),
+            })
+        );
+        // Inside a string it is text, and stays as it is.
+        assert!(matches!(
+            parse_line(r#"{"event":"metric","step":1,"name":"x1e400","value":1e400}"#),
+            ParseOutcome::Event(Event::Metric { ref name, value: None, .. }) if name == "x1e400"
+        ));
+    }
 
     #[test]
     fn parses_each_event() {

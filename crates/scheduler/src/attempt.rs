@@ -25,17 +25,21 @@ pub(crate) struct Launch {
     pub grace: Duration,
 }
 
-/// What an attempt sends the dispatcher while it runs.
+/// What an attempt sends the dispatcher while it runs. Every message names its attempt as
+/// well as its trial: after a lost lease, an old attempt of a trial may still be reporting
+/// while a newer one runs, and nothing of the old one may be taken for the new one's.
 #[derive(Debug)]
 pub(crate) enum Message {
     /// The attempt runs as `job` (a process group, or a queued SLURM job).
     Started {
         trial_id: String,
+        attempt: u32,
         job: Job,
     },
     /// The attempt's SLURM job started on `node`.
     Placed {
         trial_id: String,
+        attempt: u32,
         node: String,
     },
     Event {
@@ -45,6 +49,7 @@ pub(crate) enum Message {
     },
     Finished {
         trial_id: String,
+        attempt: u32,
         report: Report,
     },
 }
@@ -99,14 +104,29 @@ pub(crate) async fn read_stdout(
     let mut lines = LineReader::new(stdout);
     let mut invalid = Vec::new();
     loop {
-        let bytes = match lines.next().await {
-            Ok(Some(bytes)) => bytes,
+        let (bytes, piece) = match lines.next().await {
+            Ok(Some(line)) => line,
             Ok(None) => break,
             Err(e) => {
                 invalid.push(format!("unreadable stdout: {e}"));
                 break;
             }
         };
+        if piece != Piece::Whole {
+            // Never an event, whatever it holds: log it, and say so if it meant to be one.
+            let _ = log.write_all(bytes).await;
+            if piece == Piece::LongEnd {
+                let _ = log.write_all(b"\n").await;
+            }
+            let head = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
+            if piece == Piece::LongStart && parse_line(&head) != ParseOutcome::Output {
+                invalid.push(format!(
+                    "a line longer than 1 MiB is never read as an event (it went to the log; write large results to a file in SWEEP_TRIAL_DIR): {}",
+                    excerpt(&head)
+                ));
+            }
+            continue;
+        }
         let Ok(line) = std::str::from_utf8(bytes) else {
             // Not text, so not an event: keep it as it came.
             let _ = log.write_all(bytes).await;
@@ -150,11 +170,26 @@ fn excerpt(line: &str) -> String {
     }
 }
 
-/// Splits a byte stream into lines of at most [`MAX_LINE`] bytes (longer lines are cut into
-/// pieces), without assuming any encoding.
+/// Splits a byte stream into lines of at most [`MAX_LINE`] bytes (longer lines come in
+/// pieces, marked as such), without assuming any encoding.
 struct LineReader<R> {
     inner: BufReader<R>,
     line: Vec<u8>,
+    /// The line being read is longer than [`MAX_LINE`]: what follows is more of it.
+    in_long_line: bool,
+}
+
+/// What part of a line [`LineReader::next`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Piece {
+    /// A whole line of at most [`MAX_LINE`] bytes.
+    Whole,
+    /// The first [`MAX_LINE`] bytes of a longer line.
+    LongStart,
+    /// More of a long line, which goes on.
+    LongMiddle,
+    /// The last piece of a long line.
+    LongEnd,
 }
 
 impl<R: tokio::io::AsyncRead + Unpin> LineReader<R> {
@@ -162,6 +197,7 @@ impl<R: tokio::io::AsyncRead + Unpin> LineReader<R> {
         LineReader {
             inner: BufReader::new(inner),
             line: Vec::new(),
+            in_long_line: false,
         }
     }
 
@@ -170,26 +206,41 @@ impl<R: tokio::io::AsyncRead + Unpin> LineReader<R> {
         !self.inner.buffer().is_empty()
     }
 
-    /// The next line without its newline; `None` at the end of the stream.
-    async fn next(&mut self) -> std::io::Result<Option<&[u8]>> {
+    /// The next line (or piece of a long one) without its newline; `None` at the end of the
+    /// stream.
+    async fn next(&mut self) -> std::io::Result<Option<(&[u8], Piece)>> {
         self.line.clear();
+        let continuing = self.in_long_line;
+        let ended = if continuing {
+            Piece::LongEnd
+        } else {
+            Piece::Whole
+        };
         loop {
             let buf = self.inner.fill_buf().await?;
             if buf.is_empty() {
-                return Ok((!self.line.is_empty()).then_some(&self.line[..]));
+                self.in_long_line = false;
+                return Ok((!self.line.is_empty()).then_some((&self.line[..], ended)));
             }
             let room = MAX_LINE - self.line.len();
             let window = &buf[..buf.len().min(room)];
             if let Some(i) = window.iter().position(|b| *b == b'\n') {
                 self.line.extend_from_slice(&window[..i]);
                 self.inner.consume(i + 1);
-                return Ok(Some(&self.line[..]));
+                self.in_long_line = false;
+                return Ok(Some((&self.line[..], ended)));
             }
             let n = window.len();
             self.line.extend_from_slice(window);
             self.inner.consume(n);
             if self.line.len() == MAX_LINE {
-                return Ok(Some(&self.line[..]));
+                self.in_long_line = true;
+                let piece = if continuing {
+                    Piece::LongMiddle
+                } else {
+                    Piece::LongStart
+                };
+                return Ok(Some((&self.line[..], piece)));
             }
         }
     }
@@ -245,8 +296,10 @@ mod tests {
         std::fs::read_to_string(path).unwrap_or_default()
     }
 
-    fn log_file(name: &str) -> (PathBuf, std::fs::File) {
-        let dir = std::env::temp_dir().join(format!("sweep-attempt-{}", std::process::id()));
+    /// A log file in a directory of the calling test's own (`test`), so tests running at
+    /// once never remove each other's files.
+    fn log_file(test: &str, name: &str) -> (PathBuf, std::fs::File) {
+        let dir = std::env::temp_dir().join(format!("sweep-attempt-{}-{test}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
         (path.clone(), std::fs::File::create(&path).unwrap())
@@ -256,7 +309,7 @@ mod tests {
     /// it computes, not only once it exits.
     #[tokio::test]
     async fn logs_hold_what_a_running_trial_printed() {
-        let (err_path, err_log) = log_file("stderr.log");
+        let (err_path, err_log) = log_file("logs", "stderr.log");
         let (mut err_in, err_out) = tokio::io::duplex(1024);
         let stderr = tokio::spawn(read_stderr(err_out, tokio::fs::File::from_std(err_log)));
         err_in
@@ -269,7 +322,7 @@ mod tests {
             "stderr log while running"
         );
 
-        let (out_path, out_log) = log_file("stdout.log");
+        let (out_path, out_log) = log_file("logs", "stdout.log");
         let (mut out_in, out_out) = tokio::io::duplex(1024);
         let (tx, mut rx) = mpsc::unbounded_channel();
         let stdout = tokio::spawn(read_stdout(
@@ -291,5 +344,47 @@ mod tests {
         assert_eq!(stderr.await.unwrap(), "aligning the checkpoint\n");
         assert!(stdout.await.unwrap().is_empty());
         let _ = std::fs::remove_dir_all(err_path.parent().unwrap());
+    }
+
+    /// A 3 MiB result line is never taken as an event, and the trial is told why, not given
+    /// a JSON parser's complaint about a line cut in the middle; the next line is read as
+    /// usual.
+    #[tokio::test]
+    async fn a_line_over_a_mib_is_logged_and_named_as_such() {
+        let (path, log) = log_file("long", "long.log");
+        let (mut input, output) = tokio::io::duplex(64 * 1024);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(read_stdout(
+            output,
+            tokio::fs::File::from_std(log),
+            "t".into(),
+            1,
+            tx,
+        ));
+        let long = format!(
+            "{{\"event\":\"result\",\"metrics\":{{\"a\":1}},\"pad\":\"{}\"}}\n",
+            "x".repeat(3 << 20)
+        );
+        input.write_all(long.as_bytes()).await.unwrap();
+        input
+            .write_all(b"{\"event\":\"checkpoint\",\"step\":2}\n")
+            .await
+            .unwrap();
+        drop(input);
+        let invalid = reader.await.unwrap();
+        assert_eq!(invalid.len(), 1, "{invalid:?}");
+        assert!(invalid[0].starts_with("a line longer than 1 MiB is never read as an event"));
+        assert!(!invalid[0].contains("EOF"), "{}", invalid[0]);
+        // The checkpoint after it is the only event.
+        assert!(matches!(
+            rx.recv().await,
+            Some(Message::Event {
+                event: Event::Checkpoint { step: 2 },
+                ..
+            })
+        ));
+        assert!(rx.recv().await.is_none());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), long.len() as u64);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }

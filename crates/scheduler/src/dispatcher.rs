@@ -8,7 +8,8 @@ use sweep_core::protocol::Event;
 use sweep_core::value::params_to_json;
 use sweep_core::{trial_id, Grid, Params, TrialKey};
 use sweep_store::{
-    now_ms, AttemptEnd, Claimed, CurvePoint, Orphan, Outcome, Store, SweepRecord, TrialStatus,
+    now_ms, AttemptEnd, Claimed, CurvePoint, Orphan, Outcome, Store, StoreError, SweepRecord,
+    TrialStatus,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
@@ -25,8 +26,15 @@ const CURVE_BATCH: usize = 512;
 /// Longest wait between retries of one trial.
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
+/// An attempt is named by its trial and its number: after a lost lease, an old attempt of a
+/// trial may still be ending while the trial runs again elsewhere.
+type AttemptKey = (String, u32);
+
 struct Running {
-    attempt: u32,
+    /// The runner id it was claimed under: what it records with, and what the store checks.
+    lease: String,
+    /// Claimed under a lease that has since been lost: it is killed as soon as it runs.
+    doomed: bool,
     /// What the attempt runs as, once it started.
     job: Option<Job>,
     gpus: Vec<String>,
@@ -40,10 +48,14 @@ struct Dispatcher<'a> {
     sweep: &'a SweepRecord,
     config: &'a RunConfig,
     executor: Executor,
+    /// This runner's current lease (its runner id); a new one after a lost lease.
     runner_id: String,
+    /// The lease was lost: nothing is claimed until every attempt claimed under it is gone,
+    /// then the runner registers anew.
+    lease_lost: bool,
     tx: mpsc::UnboundedSender<Message>,
     stop: watch::Receiver<Stop>,
-    running: HashMap<String, Running>,
+    running: HashMap<AttemptKey, Running>,
     pool: GpuPool,
     curves: Vec<CurvePoint>,
     summary: Summary,
@@ -63,19 +75,8 @@ pub async fn run_sweep(
     stop: watch::Receiver<Stop>,
     reporter: &mut dyn Reporter,
 ) -> Result<Summary, SchedulerError> {
-    let per_trial = grid.gpus_per_trial;
-    let mut slots = config.parallel.max(1);
-    if per_trial > 0 && !config.gpus.is_empty() {
-        if per_trial > config.gpus.len() {
-            return Err(SchedulerError::NotEnoughGpus {
-                per_trial,
-                available: config.gpus.len(),
-                ids: config.gpus.join(","),
-            });
-        }
-        slots = slots.min(config.gpus.len() / per_trial);
-    }
-    let executor = Executor::start(config.executor, grid).await?;
+    let slots = slots(grid, config)?;
+    let executor = Executor::new(config.executor, grid);
     let runner = store
         .register_runner(&config.host, std::process::id())
         .await?;
@@ -88,6 +89,7 @@ pub async fn run_sweep(
         config,
         executor,
         runner_id: runner.id.clone(),
+        lease_lost: false,
         tx,
         stop: stop.clone(),
         running: HashMap::new(),
@@ -125,6 +127,34 @@ pub async fn run_sweep(
     }
 }
 
+/// Checks, before anything is stored, that `config` can run `grid` at all: trials to run at
+/// once, enough GPUs for one trial, and an executor that accepts the grid's jobs (SLURM's
+/// commands and `sbatch --test-only`). `sweep run` calls it before it registers the sweep, so
+/// a refused run leaves the database as it found it.
+pub async fn preflight(grid: &Grid, config: &RunConfig) -> Result<(), SchedulerError> {
+    slots(grid, config)?;
+    Executor::new(config.executor, grid).check().await
+}
+
+/// How many attempts run at once: `parallel`, capped by the GPUs when trials lease them.
+fn slots(grid: &Grid, config: &RunConfig) -> Result<usize, SchedulerError> {
+    if config.parallel == 0 {
+        return Err(SchedulerError::NoSlots);
+    }
+    let per_trial = grid.gpus_per_trial;
+    if per_trial == 0 || config.gpus.is_empty() {
+        return Ok(config.parallel);
+    }
+    if per_trial > config.gpus.len() {
+        return Err(SchedulerError::NotEnoughGpus {
+            per_trial,
+            available: config.gpus.len(),
+            ids: config.gpus.join(","),
+        });
+    }
+    Ok(config.parallel.min(config.gpus.len() / per_trial))
+}
+
 impl Dispatcher<'_> {
     async fn run(
         &mut self,
@@ -141,8 +171,12 @@ impl Dispatcher<'_> {
         let mut wake_at: Option<Instant> = None;
         let mut queue_dry = false;
         loop {
-            if !stopping && !queue_dry && self.running.len() < slots {
-                queue_dry = self.fill(slots).await?;
+            if self.lease_lost && self.running.is_empty() {
+                self.register_anew(reporter).await?;
+                queue_dry = false;
+            }
+            if !stopping && !queue_dry && !self.lease_lost && self.running.len() < slots {
+                queue_dry = self.fill(slots, reporter).await?;
             }
             if stopping && self.running.is_empty() {
                 break;
@@ -181,9 +215,7 @@ impl Dispatcher<'_> {
                     }
                 }
                 _ = heartbeat.tick() => {
-                    if !self.store.heartbeat(&self.runner_id).await? {
-                        self.lease_lost(reporter).await?;
-                    }
+                    self.renew(reporter).await?;
                     if self.reclaim_dead(reporter).await? > 0 {
                         queue_dry = false;
                     }
@@ -208,7 +240,11 @@ impl Dispatcher<'_> {
     }
 
     /// Claims trials into free slots. Returns true when the queue had nothing to claim.
-    async fn fill(&mut self, slots: usize) -> Result<bool, SchedulerError> {
+    async fn fill(
+        &mut self,
+        slots: usize,
+        reporter: &mut dyn Reporter,
+    ) -> Result<bool, SchedulerError> {
         while self.running.len() < slots && !self.held_back {
             // Not the trial's fault: do not spend its attempts on a directory that vanished.
             if !self.config.workdir.is_dir() {
@@ -229,10 +265,22 @@ impl Dispatcher<'_> {
                 .claim(
                     self.sweep.id,
                     &self.runner_id,
+                    self.config.lease,
                     self.grid.max_attempts,
                     gpu_label.as_deref(),
                 )
-                .await?;
+                .await;
+            let claimed = match claimed {
+                Ok(claimed) => claimed,
+                Err(StoreError::LeaseLapsed(_)) => {
+                    // Woken from a pause, say, before the heartbeat: renew (or learn that
+                    // the lease is gone) before claiming anything.
+                    self.pool.give_back(gpus);
+                    self.renew(reporter).await?;
+                    return Ok(false);
+                }
+                Err(e) => return Err(e.into()),
+            };
             let Some(claimed) = claimed else {
                 self.pool.give_back(gpus);
                 return Ok(true);
@@ -322,9 +370,10 @@ impl Dispatcher<'_> {
         self.executor
             .spawn(launch, self.tx.clone(), self.stop.clone());
         self.running.insert(
-            claimed.id,
+            (claimed.id, claimed.attempt),
             Running {
-                attempt: claimed.attempt,
+                lease: self.runner_id.clone(),
+                doomed: false,
                 job: None,
                 gpus,
                 params: claimed.params,
@@ -342,33 +391,46 @@ impl Dispatcher<'_> {
         reporter: &mut dyn Reporter,
     ) -> Result<bool, SchedulerError> {
         match msg {
-            Message::Started { trial_id, job } => {
-                let Some(running) = self.running.get_mut(&trial_id) else {
+            Message::Started {
+                trial_id,
+                attempt,
+                job,
+            } => {
+                let Some(running) = self.running.get_mut(&(trial_id.clone(), attempt)) else {
                     return Ok(false);
                 };
                 running.job = Some(job.clone());
-                let attempt = running.attempt;
+                if running.doomed {
+                    // Its lease was lost before it ran: stop it now, record nothing.
+                    Executor::kill(&[job]).await;
+                    return Ok(false);
+                }
+                let lease = running.lease.clone();
                 match job {
                     Job::Process(pid) => {
-                        self.store.set_pid(&trial_id, &self.runner_id, pid).await?
+                        self.store.set_pid(&trial_id, &lease, attempt, pid).await?
                     }
                     Job::Slurm(id) => {
                         self.store
-                            .set_job(&trial_id, &self.runner_id, attempt, &id, None)
+                            .set_job(&trial_id, &lease, attempt, &id, None)
                             .await?
                     }
                 }
                 Ok(false)
             }
-            Message::Placed { trial_id, node } => {
+            Message::Placed {
+                trial_id,
+                attempt,
+                node,
+            } => {
                 if let Some(Running {
-                    attempt,
+                    lease,
                     job: Some(Job::Slurm(id)),
                     ..
-                }) = self.running.get(&trial_id)
+                }) = self.running.get(&(trial_id.clone(), attempt))
                 {
                     self.store
-                        .set_job(&trial_id, &self.runner_id, *attempt, id, Some(&node))
+                        .set_job(&trial_id, lease, attempt, id, Some(&node))
                         .await?;
                 }
                 Ok(false)
@@ -387,19 +449,25 @@ impl Dispatcher<'_> {
                         value,
                     }),
                     Event::Checkpoint { step } => {
-                        self.store
-                            .set_checkpoint(&trial_id, &self.runner_id, step as i64)
-                            .await?
+                        if let Some(running) = self.running.get(&(trial_id.clone(), attempt)) {
+                            self.store
+                                .set_checkpoint(&trial_id, &running.lease, attempt, step as i64)
+                                .await?
+                        }
                     }
                     Event::Result { metrics, params } => {
-                        self.add_result(&trial_id, metrics, params, reporter)
+                        self.add_result((trial_id, attempt), metrics, params, reporter)
                     }
                 }
                 Ok(false)
             }
-            Message::Finished { trial_id, report } => {
+            Message::Finished {
+                trial_id,
+                attempt,
+                report,
+            } => {
                 self.flush_curves().await?;
-                self.finish(trial_id, report, reporter).await?;
+                self.finish((trial_id, attempt), report, reporter).await?;
                 Ok(true)
             }
         }
@@ -407,14 +475,15 @@ impl Dispatcher<'_> {
 
     fn add_result(
         &mut self,
-        trial_id: &str,
+        key: AttemptKey,
         metrics: BTreeMap<String, Option<f64>>,
         overrides: Params,
         reporter: &mut dyn Reporter,
     ) {
-        let Some(running) = self.running.get_mut(trial_id) else {
+        let Some(running) = self.running.get_mut(&key) else {
             return;
         };
+        let trial_id = key.0.as_str();
         let target = if overrides.is_empty() {
             trial_id.to_string()
         } else {
@@ -434,18 +503,24 @@ impl Dispatcher<'_> {
 
     async fn finish(
         &mut self,
-        trial_id: String,
+        (trial_id, attempt): AttemptKey,
         report: Report,
         reporter: &mut dyn Reporter,
     ) -> Result<(), SchedulerError> {
-        let Some(running) = self.running.remove(&trial_id) else {
+        let Some(running) = self.running.remove(&(trial_id.clone(), attempt)) else {
             return Ok(());
         };
         self.pool.give_back(running.gpus);
         self.progress.running = self.running.len() as u64;
+        if running.doomed {
+            // Killed because its lease was lost; the runner that took the trial over records
+            // it. (The store would refuse anything said under the old lease anyway.)
+            tracing::debug!("attempt {attempt} of {trial_id} ended after its lease was lost");
+            return Ok(());
+        }
         if let Some(why) = &report.rejected {
             return self
-                .rejected(&trial_id, running.attempt, why, reporter)
+                .rejected(&trial_id, &running.lease, attempt, why, reporter)
                 .await;
         }
         self.held_back = false;
@@ -473,18 +548,12 @@ impl Dispatcher<'_> {
         if success {
             let Some(others) = self
                 .store
-                .complete(
-                    &trial_id,
-                    &self.runner_id,
-                    running.attempt,
-                    &running.results,
-                    &end,
-                )
+                .complete(&trial_id, &running.lease, attempt, &running.results, &end)
                 .await?
             else {
                 reporter.note(&format!(
                     "trial {trial_id}: result of attempt {} not recorded: another orchestrator took the trial over while it ran",
-                    running.attempt
+                    attempt
                 ));
                 return Ok(());
             };
@@ -509,7 +578,7 @@ impl Dispatcher<'_> {
         let backoff = self
             .grid
             .backoff
-            .saturating_mul(1 << (running.attempt - 1).min(16))
+            .saturating_mul(1 << (attempt - 1).min(16))
             .min(MAX_BACKOFF);
         let retry_at = now_ms() + backoff.as_millis() as i64;
         // A command that cannot even start will not start next time either.
@@ -518,8 +587,8 @@ impl Dispatcher<'_> {
             .store
             .end_unsuccessful(
                 &trial_id,
-                &self.runner_id,
-                running.attempt,
+                &running.lease,
+                attempt,
                 &end,
                 retry_at,
                 self.grid.max_attempts,
@@ -533,7 +602,7 @@ impl Dispatcher<'_> {
                 self.summary.retried += 1;
                 reporter.note(&format!(
                     "trial {trial_id} attempt {} {reason}{tail}; retrying in {}",
-                    running.attempt,
+                    attempt,
                     humantime_short(backoff)
                 ));
             }
@@ -542,7 +611,7 @@ impl Dispatcher<'_> {
                 self.progress.failed += 1;
                 reporter.note(&format!(
                     "trial {trial_id} failed after {} attempt(s): {reason}{tail}",
-                    running.attempt
+                    attempt
                 ));
             }
             Some(TrialStatus::Interrupted) => {
@@ -559,20 +628,41 @@ impl Dispatcher<'_> {
         Ok(())
     }
 
+    /// Renews the lease; when it turns out to be lost, stops everything claimed under it.
+    async fn renew(&mut self, reporter: &mut dyn Reporter) -> Result<(), SchedulerError> {
+        if !self.lease_lost && !self.store.heartbeat(&self.runner_id).await? {
+            self.lose_lease(reporter).await;
+        }
+        Ok(())
+    }
+
     /// Another orchestrator presumed this one dead (it was paused, or cut off from the
-    /// database, for longer than the lease) and took its trials back. Their processes here
-    /// are stopped, since their results would be refused, and work goes on under a new lease.
-    async fn lease_lost(&mut self, reporter: &mut dyn Reporter) -> Result<(), SchedulerError> {
+    /// database, for longer than the lease) and took its trials back. Nothing more is
+    /// claimed; every attempt claimed under the lost lease is killed (those not started yet
+    /// as soon as they start), since their results would be refused; only once they are all
+    /// gone does the runner register anew ([`Self::register_anew`]), so none of them can
+    /// ever run beside an attempt this runner starts later.
+    async fn lose_lease(&mut self, reporter: &mut dyn Reporter) {
+        self.lease_lost = true;
         reporter.note(&format!(
             "this orchestrator missed its heartbeats for longer than the lease; its {} running trial(s) were taken over by another and are stopped here",
             self.running.len()
         ));
+        for running in self.running.values_mut() {
+            running.doomed = true;
+        }
         self.kill_running().await;
+    }
+
+    /// Goes on under a new lease once nothing of the lost one runs.
+    async fn register_anew(&mut self, reporter: &mut dyn Reporter) -> Result<(), SchedulerError> {
         self.runner_id = self
             .store
             .register_runner(&self.config.host, std::process::id())
             .await?
             .id;
+        self.lease_lost = false;
+        reporter.note("its trials stopped; going on under a new lease");
         Ok(())
     }
 
@@ -615,6 +705,7 @@ impl Dispatcher<'_> {
     async fn rejected(
         &mut self,
         trial_id: &str,
+        lease: &str,
         attempt: u32,
         why: &str,
         reporter: &mut dyn Reporter,
@@ -629,7 +720,7 @@ impl Dispatcher<'_> {
         self.store
             .end_unsuccessful(
                 trial_id,
-                &self.runner_id,
+                lease,
                 attempt,
                 &end,
                 now_ms(),
@@ -672,21 +763,29 @@ impl Dispatcher<'_> {
             }
             let silent_ms = now - runner.heartbeat_at;
             let local = runner.host == self.config.host;
-            let why = if local && !process::alive(runner.pid) {
-                format!(
+            let lease_ms = self.config.lease.as_millis() as i64;
+            let (orphans, why) = if local && !process::alive(runner.pid) {
+                let why = format!(
                     "orchestrator pid {} on {} exited without finishing",
                     runner.pid, runner.host
-                )
-            } else if silent_ms > self.config.lease.as_millis() as i64 {
-                format!(
+                );
+                (self.store.reclaim(&runner.id, &why).await?, why)
+            } else if silent_ms > lease_ms {
+                let why = format!(
                     "orchestrator on {} sent no heartbeat for {} s",
                     runner.host,
                     silent_ms / 1000
-                )
+                );
+                // Only if it is still silent when its lease is ended: it may have woken up.
+                let silent_before = now - lease_ms;
+                let orphans = self
+                    .store
+                    .reclaim_silent(&runner.id, silent_before, &why)
+                    .await?;
+                (orphans, why)
             } else {
                 continue;
             };
-            let orphans = self.store.reclaim(&runner.id, &why).await?;
             reclaimed += self.clean_up(&orphans, &why, reporter).await;
         }
         let why = "its orchestrator ended without handing it back";

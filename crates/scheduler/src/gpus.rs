@@ -22,11 +22,22 @@ impl GpuRequest {
             "none" | "" => Ok(GpuRequest::None),
             list => {
                 let ids: Vec<String> = list.split(',').map(|s| s.trim().to_string()).collect();
-                if ids.iter().any(|id| {
-                    id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                }) {
+                if ids.iter().any(|id| id.is_empty()) {
                     return Err(format!(
-                        "invalid GPU list {text:?}; write auto, none, or ids like 0,1,3"
+                        "GPU list {text:?} has an empty id; write auto, none, or ids like 0,1,3"
+                    ));
+                }
+                if let Some(id) = ids.iter().find(|id| id.starts_with('-')) {
+                    return Err(format!(
+                        "GPU id {id:?} is not a device (CUDA_VISIBLE_DEVICES=-1 hides every GPU); pass --gpus none to run on CPU, or ids like 0,1,3"
+                    ));
+                }
+                if let Some(id) = ids
+                    .iter()
+                    .find(|id| !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+                {
+                    return Err(format!(
+                        "GPU id {id:?} in {text:?} is neither an index nor a GPU UUID; write auto, none, or ids like 0,1,3"
                     ));
                 }
                 let mut unique = ids.clone();
@@ -132,6 +143,12 @@ mod tests {
         );
         assert!(GpuRequest::parse("0,0").is_err());
         assert!(GpuRequest::parse("0,;rm").is_err());
+        assert!(GpuRequest::parse("x,,y").unwrap_err().contains("empty id"));
+        assert!(GpuRequest::parse("-1").unwrap_err().contains("--gpus none"));
+        assert_eq!(
+            GpuRequest::parse("GPU-8f2c1e9a").unwrap(),
+            GpuRequest::List(vec!["GPU-8f2c1e9a".into()])
+        );
     }
 
     #[test]

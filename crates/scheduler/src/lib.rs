@@ -17,7 +17,7 @@ mod process;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use dispatcher::run_sweep;
+pub use dispatcher::{preflight, run_sweep};
 pub use executor::{CliError, ExecutorKind};
 pub use gpus::{parse_nvidia_smi, GpuPool, GpuRequest};
 pub use oom::SPLIT_VAR;
@@ -135,6 +135,9 @@ pub enum SchedulerError {
         /// Their ids.
         ids: String,
     },
+    /// `parallel` (or `--parallel`) was 0.
+    #[error("no trial could ever run: --parallel (or the grid's `parallel`) is 0\n  help: give it 1 or more")]
+    NoSlots,
     /// A trial directory could not be created.
     #[error("cannot create the trial directory {0}: {1}\n  help: check --trials-dir (it must be a writable directory) and free disk space, then run the same command again")]
     TrialDir(PathBuf, std::io::Error),

@@ -74,6 +74,10 @@ pub enum StoreError {
     /// A PostgreSQL database without sweep's tables, opened to read or resume.
     #[error("the database {0} holds no sweeps yet; run `sweep run GRID.toml` with it first")]
     Empty(String),
+    /// A claim by a runner whose lease has lapsed or was given up: another runner may be
+    /// taking its trials back, so it must renew its heartbeat (or re-register) first.
+    #[error("runner {0} holds no live lease (its heartbeat is older than the lease, or another runner took its trials back); it must renew it before claiming")]
+    LeaseLapsed(String),
     /// Any other database error.
     #[error("database error: {}{}", message(.0), hint(.0))]
     Sql(sqlx::Error),

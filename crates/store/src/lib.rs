@@ -26,7 +26,7 @@ use sqlx::{ConnectOptions, PgPool, SqlitePool};
 
 pub use error::StoreError;
 pub use postgres::{fresh_database as fresh_postgres_database, redact, TEST_SERVER_ENV};
-pub use read::{Counts, CurveRow, TrialRow};
+pub use read::{AttemptRow, Counts, CurveRow, TrialRow};
 pub use retry::RETRY_ENV;
 pub use runners::{Orphan, Runner};
 pub use sweeps::SweepRecord;

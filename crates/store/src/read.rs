@@ -287,3 +287,41 @@ where
         id,
     })
 }
+
+/// One attempt of a trial, as recorded: who ran it and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRow {
+    /// Its number, from 1.
+    pub attempt: u32,
+    /// The runner (lease) that claimed it.
+    pub owner: Option<String>,
+    /// `completed`, `failed`, `timed_out`, `interrupted`, `out_of_memory`, `lost` (taken
+    /// back from a runner presumed dead), or `None` while it runs.
+    pub outcome: Option<String>,
+    /// Why it ended, for anything but success.
+    pub reason: Option<String>,
+}
+
+impl Store {
+    /// The attempts of one trial, in order: what `sweep status` cannot show in one line, and
+    /// what a reader checks to see that every attempt had a fair run.
+    pub async fn attempts(&self, trial_id: &str) -> Result<Vec<AttemptRow>, StoreError> {
+        /// `attempt, owner, outcome, reason`.
+        type Columns = (i64, Option<String>, Option<String>, Option<String>);
+        const SQL: &str = "SELECT attempt, owner, outcome, reason FROM attempts \
+                           WHERE trial_id = $1 ORDER BY attempt";
+        let rows: Vec<Columns> = with_pool!(self, |pool| Ok(sqlx::query_as(SQL)
+            .bind(trial_id)
+            .fetch_all(pool)
+            .await?))?;
+        Ok(rows
+            .into_iter()
+            .map(|(attempt, owner, outcome, reason)| AttemptRow {
+                attempt: attempt as u32,
+                owner,
+                outcome,
+                reason,
+            })
+            .collect())
+    }
+}

@@ -114,17 +114,50 @@ impl Store {
     }
 
     /// Hands a runner's running trials back as interrupted, records why on their attempts,
-    /// and ends the runner: for a runner that died, and for one that stops holding trials (by
-    /// an error, say). Safe to race: each trial is taken back once.
+    /// and ends the runner: for a runner whose process is gone, and for one that stops
+    /// holding trials (by an error, say). Safe to race: each trial is taken back once.
     pub async fn reclaim(&self, runner_id: &str, reason: &str) -> Result<Vec<Orphan>, StoreError> {
+        self.take_back(runner_id, None, reason).await
+    }
+
+    /// [`Store::reclaim`] for a runner presumed dead because it has been silent: done only if
+    /// its last heartbeat is still older than `silent_before` (Unix ms) when the runner is
+    /// ended, in the same transaction. A runner that renewed its lease in the meantime (it was
+    /// paused and woke up) keeps its trials, so no trial is ever held by both.
+    pub async fn reclaim_silent(
+        &self,
+        runner_id: &str,
+        silent_before: i64,
+        reason: &str,
+    ) -> Result<Vec<Orphan>, StoreError> {
+        self.take_back(runner_id, Some(silent_before), reason).await
+    }
+
+    async fn take_back(
+        &self,
+        runner_id: &str,
+        silent_before: Option<i64>,
+        reason: &str,
+    ) -> Result<Vec<Orphan>, StoreError> {
         with_pool!(self, |pool| {
             let mut tx = pool.write_tx().await?;
+            // The runner is ended first: on PostgreSQL that locks its row, so a claim it makes
+            // at the same moment either commits before (and its trial is handed back here) or
+            // finds the runner ended and is refused.
+            let ended = sqlx::query(
+                "UPDATE runners SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL \
+                 AND heartbeat_at < $3",
+            )
+            .bind(now_ms())
+            .bind(runner_id)
+            .bind(silent_before.unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+            if silent_before.is_some() && ended.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Ok(Vec::new());
+            }
             let orphans = hand_back!(tx, "t.owner = $1", Some(runner_id), reason);
-            sqlx::query("UPDATE runners SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
-                .bind(now_ms())
-                .bind(runner_id)
-                .execute(&mut *tx)
-                .await?;
             tx.commit().await?;
             Ok(orphans)
         })

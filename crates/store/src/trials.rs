@@ -126,10 +126,17 @@ macro_rules! finish_attempt {
 impl Store {
     /// Atomically takes the next runnable trial of a sweep for `runner_id`, in expansion
     /// order. Two runners never get the same trial.
+    ///
+    /// Only a runner that holds a live lease may claim: one that has not ended and whose last
+    /// heartbeat is younger than `lease`. That is checked in the claim's own transaction, with
+    /// the runner's row locked, so a runner that wakes from a pause cannot take new trials
+    /// under a lease that another runner is giving up at the same moment. A lapsed lease is
+    /// [`StoreError::LeaseLapsed`]: renew it ([`Store::heartbeat`]) or register anew.
     pub async fn claim(
         &self,
         sweep_id: i64,
         runner_id: &str,
+        lease: std::time::Duration,
         max_attempts: u32,
         gpu: Option<&str>,
     ) -> Result<Option<Claimed>, StoreError> {
@@ -146,6 +153,21 @@ impl Store {
         let row: Option<(String, String, i64, Option<i64>, i64)> = with_pool!(self, |pool| {
             let now = now_ms();
             let mut tx = pool.write_tx().await?;
+            // A no-op update rather than a read: it takes the row's lock on PostgreSQL (SQLite's
+            // write transaction holds the whole database already), so a concurrent `reclaim`,
+            // which ends the runner first, waits for this claim or makes it fail here.
+            let live = sqlx::query(
+                "UPDATE runners SET heartbeat_at = heartbeat_at \
+                 WHERE id = $1 AND ended_at IS NULL AND heartbeat_at >= $2",
+            )
+            .bind(runner_id)
+            .bind(now - lease.as_millis() as i64)
+            .execute(&mut *tx)
+            .await?;
+            if live.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Err(StoreError::LeaseLapsed(runner_id.to_string()));
+            }
             let row: Option<(String, String, i64, Option<i64>, i64)> = sqlx::query_as(&sql)
                 .bind(sweep_id)
                 .bind(now)
@@ -207,19 +229,23 @@ impl Store {
     }
 
     /// Records the process group of a trial's running attempt, so a later run can clean up
-    /// after a crash. Only the runner that holds the trial may.
+    /// after a crash. Only the attempt that holds the trial may.
     pub async fn set_pid(
         &self,
         trial_id: &str,
         runner_id: &str,
+        attempt: u32,
         pid: u32,
     ) -> Result<(), StoreError> {
         with_pool!(self, |pool| {
-            sqlx::query("UPDATE trials SET pid = $1 WHERE id = $2 AND owner = $3")
-                .bind(pid as i64)
-                .bind(trial_id)
-                .bind(runner_id)
-                .execute(pool)
+            sqlx::query(
+                "UPDATE trials SET pid = $1 WHERE id = $2 AND owner = $3 AND attempts = $4 AND status = 'running'",
+            )
+            .bind(pid as i64)
+            .bind(trial_id)
+            .bind(runner_id)
+            .bind(attempt as i64)
+            .execute(pool)
                 .await?;
             Ok(())
         })
@@ -264,19 +290,23 @@ impl Store {
         })
     }
 
-    /// Records that a trial announced a checkpoint. Only the runner that holds the trial may.
+    /// Records that a trial announced a checkpoint. Only the attempt that holds the trial may.
     pub async fn set_checkpoint(
         &self,
         trial_id: &str,
         runner_id: &str,
+        attempt: u32,
         step: i64,
     ) -> Result<(), StoreError> {
         with_pool!(self, |pool| {
-            sqlx::query("UPDATE trials SET checkpoint_step = $1 WHERE id = $2 AND owner = $3")
-                .bind(step)
-                .bind(trial_id)
-                .bind(runner_id)
-                .execute(pool)
+            sqlx::query(
+                "UPDATE trials SET checkpoint_step = $1 WHERE id = $2 AND owner = $3 AND attempts = $4 AND status = 'running'",
+            )
+            .bind(step)
+            .bind(trial_id)
+            .bind(runner_id)
+            .bind(attempt as i64)
+            .execute(pool)
                 .await?;
             Ok(())
         })
@@ -382,8 +412,9 @@ impl Store {
     /// `retry_at`) while the trial has failed fewer than `max_attempts` times, else the trial
     /// is `failed`; an interruption leaves it `interrupted` without using up an attempt.
     /// A failure that is not `retryable` (the command cannot even start) uses up the whole
-    /// budget at once. Does nothing if `runner_id` no longer holds the trial (its lease was
-    /// taken over).
+    /// budget at once. Does nothing, not even to the attempt's own row, unless this attempt
+    /// of `runner_id` still holds the trial: the end of an attempt that was taken over (its
+    /// row already says `lost`) is never recorded against the trial or a newer attempt.
     #[allow(clippy::too_many_arguments)]
     pub async fn end_unsuccessful(
         &self,
@@ -401,12 +432,13 @@ impl Store {
             let status: Option<String> = if end.outcome == Outcome::Interrupted {
                 sqlx::query_scalar(
                     "UPDATE trials SET status = 'interrupted', owner = NULL, pid = NULL, finished_at = $1, error = $2 \
-                     WHERE id = $3 AND owner = $4 AND status = 'running' RETURNING status",
+                     WHERE id = $3 AND owner = $4 AND attempts = $5 AND status = 'running' RETURNING status",
                 )
                 .bind(now)
                 .bind(&end.reason)
                 .bind(trial_id)
                 .bind(runner_id)
+                .bind(attempt as i64)
                 .fetch_optional(&mut *tx)
                 .await?
             } else {
@@ -417,7 +449,7 @@ impl Store {
                      status = CASE WHEN $1 AND failures + 1 < $2 THEN 'pending' ELSE 'failed' END, \
                      not_before = $3, owner = NULL, pid = NULL, finished_at = $4, error = $5, \
                      out_of_memory = out_of_memory + $8 \
-                     WHERE id = $6 AND owner = $7 AND status = 'running' RETURNING status",
+                     WHERE id = $6 AND owner = $7 AND attempts = $9 AND status = 'running' RETURNING status",
                 )
                 .bind(retryable)
                 .bind(max_attempts as i64)
@@ -427,10 +459,13 @@ impl Store {
                 .bind(trial_id)
                 .bind(runner_id)
                 .bind(i64::from(end.outcome == Outcome::OutOfMemory))
+                .bind(attempt as i64)
                 .fetch_optional(&mut *tx)
                 .await?
             };
-            finish_attempt!(tx, trial_id, attempt, end, now)?;
+            if status.is_some() {
+                finish_attempt!(tx, trial_id, attempt, end, now)?;
+            }
             tx.commit().await?;
             Ok(status)
         })?;

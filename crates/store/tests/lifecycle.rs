@@ -3,9 +3,13 @@
 //! it for a second pass), every store is a fresh database on that PostgreSQL server instead.
 
 use std::path::Path;
+use std::time::Duration;
 
 use sweep_core::{expand, Grid};
-use sweep_store::{now_ms, AttemptEnd, Outcome, Store, SweepRecord, TrialStatus};
+use sweep_store::{now_ms, AttemptEnd, Outcome, Store, StoreError, SweepRecord, TrialStatus};
+
+/// The lease the tests claim under: long enough never to lapse by itself while one runs.
+const LEASE: Duration = Duration::from_secs(60);
 
 async fn store_with(n: usize) -> (tempfile::TempDir, Store, SweepRecord) {
     let dir = tempfile::tempdir().unwrap();
@@ -49,7 +53,11 @@ async fn concurrent_claims_never_hand_out_a_trial_twice() {
         let store = store.clone();
         async move {
             let mut got = Vec::new();
-            while let Some(c) = store.claim(sweep.id, &runner, 2, None).await.unwrap() {
+            while let Some(c) = store
+                .claim(sweep.id, &runner, LEASE, 2, None)
+                .await
+                .unwrap()
+            {
                 got.push(c.id);
             }
             got
@@ -76,7 +84,7 @@ async fn failures_retry_after_backoff_then_fail() {
     let (_dir, store, sweep) = store_with(1).await;
     let r = store.register_runner("h", 1).await.unwrap();
     let c = store
-        .claim(sweep.id, &r.id, 2, None)
+        .claim(sweep.id, &r.id, LEASE, 2, None)
         .await
         .unwrap()
         .unwrap();
@@ -88,7 +96,7 @@ async fn failures_retry_after_backoff_then_fail() {
     assert_eq!(s, Some(TrialStatus::Pending));
     // Backing off: nothing to claim yet, but the queue knows when.
     assert!(store
-        .claim(sweep.id, &r.id, 2, None)
+        .claim(sweep.id, &r.id, LEASE, 2, None)
         .await
         .unwrap()
         .is_none());
@@ -109,7 +117,7 @@ async fn failures_retry_after_backoff_then_fail() {
     let r = store.register_runner("h", 1).await.unwrap();
     for expected in [TrialStatus::Pending, TrialStatus::Failed] {
         let c = store
-            .claim(sweep.id, &r.id, 2, None)
+            .claim(sweep.id, &r.id, LEASE, 2, None)
             .await
             .unwrap()
             .unwrap();
@@ -120,13 +128,13 @@ async fn failures_retry_after_backoff_then_fail() {
         assert_eq!(s, Some(expected));
     }
     assert!(store
-        .claim(sweep.id, &r.id, 2, None)
+        .claim(sweep.id, &r.id, LEASE, 2, None)
         .await
         .unwrap()
         .is_none());
     assert_eq!(store.reset_failed(sweep.id).await.unwrap(), 1);
     let c = store
-        .claim(sweep.id, &r.id, 2, None)
+        .claim(sweep.id, &r.id, LEASE, 2, None)
         .await
         .unwrap()
         .unwrap();
@@ -138,11 +146,14 @@ async fn a_dead_runners_trials_come_back_interrupted() {
     let (_dir, store, sweep) = store_with(2).await;
     let dead = store.register_runner("h", 1).await.unwrap();
     let c = store
-        .claim(sweep.id, &dead.id, 2, Some("0"))
+        .claim(sweep.id, &dead.id, LEASE, 2, Some("0"))
         .await
         .unwrap()
         .unwrap();
-    store.set_pid(&c.id, &dead.id, 4242).await.unwrap();
+    store
+        .set_pid(&c.id, &dead.id, c.attempt, 4242)
+        .await
+        .unwrap();
     let orphans = store.reclaim(&dead.id, "gone").await.unwrap();
     assert_eq!(orphans.len(), 1);
     assert_eq!(
@@ -161,7 +172,7 @@ async fn a_dead_runners_trials_come_back_interrupted() {
         .any(|r| r.id == dead.id));
     let alive = store.register_runner("h", 2).await.unwrap();
     let again = store
-        .claim(sweep.id, &alive.id, 2, None)
+        .claim(sweep.id, &alive.id, LEASE, 2, None)
         .await
         .unwrap()
         .unwrap();
@@ -187,7 +198,7 @@ async fn only_the_attempt_that_owns_a_trial_records_its_result() {
     let (_dir, store, sweep) = store_with(1).await;
     let paused = store.register_runner("h", 1).await.unwrap();
     let first = store
-        .claim(sweep.id, &paused.id, 2, None)
+        .claim(sweep.id, &paused.id, LEASE, 2, None)
         .await
         .unwrap()
         .unwrap();
@@ -199,7 +210,7 @@ async fn only_the_attempt_that_owns_a_trial_records_its_result() {
     );
     let other = store.register_runner("h", 2).await.unwrap();
     let second = store
-        .claim(sweep.id, &other.id, 2, None)
+        .claim(sweep.id, &other.id, LEASE, 2, None)
         .await
         .unwrap()
         .unwrap();
@@ -246,7 +257,7 @@ async fn trials_of_a_runner_that_ended_without_handing_them_back_are_reclaimed()
     let (_dir, store, sweep) = store_with(3).await;
     let gone = store.register_runner("h", 1).await.unwrap();
     let held = store
-        .claim(sweep.id, &gone.id, 2, None)
+        .claim(sweep.id, &gone.id, LEASE, 2, None)
         .await
         .unwrap()
         .unwrap();
@@ -259,10 +270,136 @@ async fn trials_of_a_runner_that_ended_without_handing_them_back_are_reclaimed()
     assert_eq!(orphans[0].host.as_deref(), Some("h"));
     let next = store.register_runner("h", 2).await.unwrap();
     let again = store
-        .claim(sweep.id, &next.id, 2, None)
+        .claim(sweep.id, &next.id, LEASE, 2, None)
         .await
         .unwrap()
         .unwrap();
     assert_eq!((again.id, again.attempt), (held.id, 2));
     assert!(store.reclaim_stranded("stranded").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_runner_whose_lease_was_taken_back_cannot_claim() {
+    let (_dir, store, sweep) = store_with(3).await;
+    let paused = store.register_runner("h", 1).await.unwrap();
+    store
+        .claim(sweep.id, &paused.id, LEASE, 2, None)
+        .await
+        .unwrap()
+        .unwrap();
+    store.reclaim(&paused.id, "no heartbeat").await.unwrap();
+    // Woken up, it tries to claim before its heartbeat has told it anything.
+    let refused = store.claim(sweep.id, &paused.id, LEASE, 2, None).await;
+    assert!(
+        matches!(refused, Err(StoreError::LeaseLapsed(ref id)) if *id == paused.id),
+        "{refused:?}"
+    );
+    let counts = store.counts(sweep.id).await.unwrap();
+    assert_eq!(counts.get(TrialStatus::Running), 0, "nothing was claimed");
+}
+
+#[tokio::test]
+async fn a_lease_past_its_time_must_be_renewed_before_a_claim() {
+    let (_dir, store, sweep) = store_with(2).await;
+    let r = store.register_runner("h", 1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    // Silent for longer than a 10 ms lease, though nobody has taken anything back yet.
+    let short = Duration::from_millis(10);
+    assert!(matches!(
+        store.claim(sweep.id, &r.id, short, 2, None).await,
+        Err(StoreError::LeaseLapsed(_))
+    ));
+    assert!(store.heartbeat(&r.id).await.unwrap());
+    assert!(store
+        .claim(sweep.id, &r.id, LEASE, 2, None)
+        .await
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test]
+async fn a_runner_that_renewed_its_lease_is_not_taken_back_as_silent() {
+    let (_dir, store, sweep) = store_with(1).await;
+    let woke = store.register_runner("h", 1).await.unwrap();
+    let held = store
+        .claim(sweep.id, &woke.id, LEASE, 2, None)
+        .await
+        .unwrap()
+        .unwrap();
+    // Another runner read an old heartbeat; by the time it acts the runner has renewed.
+    let read_at = now_ms() - 1;
+    assert!(store.heartbeat(&woke.id).await.unwrap());
+    let taken = store
+        .reclaim_silent(&woke.id, read_at, "no heartbeat")
+        .await
+        .unwrap();
+    assert!(taken.is_empty(), "{taken:?}");
+    assert!(
+        store.heartbeat(&woke.id).await.unwrap(),
+        "the lease is still its own"
+    );
+    let rows = store.trial_rows(Some(sweep.id)).await.unwrap();
+    assert_eq!(rows[0].status, TrialStatus::Running);
+    // Still silent at the moment of ending: taken back.
+    let later = now_ms() + 1;
+    let taken = store
+        .reclaim_silent(&woke.id, later, "no heartbeat")
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].trial_id, held.id);
+}
+
+#[tokio::test]
+async fn the_end_of_an_attempt_taken_over_is_not_recorded_against_a_newer_one() {
+    let (_dir, store, sweep) = store_with(1).await;
+    let a = store.register_runner("h", 1).await.unwrap();
+    let first = store
+        .claim(sweep.id, &a.id, LEASE, 1, None)
+        .await
+        .unwrap()
+        .unwrap();
+    store.reclaim(&a.id, "no heartbeat").await.unwrap();
+    // The paused runner comes back under a new lease and claims the same trial again.
+    let a2 = store.register_runner("h", 1).await.unwrap();
+    let second = store
+        .claim(sweep.id, &a2.id, LEASE, 1, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((second.id.as_str(), second.attempt), (first.id.as_str(), 2));
+    let killed = AttemptEnd {
+        outcome: Outcome::Failed,
+        exit_code: None,
+        signal: Some(9),
+        reason: Some("killed by SIGKILL".into()),
+        stderr_tail: String::new(),
+    };
+    // The first attempt's end arrives, under its old lease and under the new one.
+    for lease in [&a.id, &a2.id] {
+        let status = store
+            .end_unsuccessful(&first.id, lease, first.attempt, &killed, 0, 1, true)
+            .await
+            .unwrap();
+        assert_eq!(status, None, "refused under lease {lease}");
+    }
+    let rows = store.trial_rows(Some(sweep.id)).await.unwrap();
+    assert_eq!(rows[0].status, TrialStatus::Running, "attempt 2 still runs");
+    let attempts = store.attempts(&first.id).await.unwrap();
+    let outcomes: Vec<_> = attempts.iter().map(|a| a.outcome.as_deref()).collect();
+    assert_eq!(outcomes, [Some("lost"), None], "{attempts:?}");
+    // A checkpoint the old attempt announces late is refused too; the new one's is kept.
+    store
+        .set_checkpoint(&first.id, &a2.id, 1, 99)
+        .await
+        .unwrap();
+    store.set_checkpoint(&first.id, &a2.id, 2, 7).await.unwrap();
+    store.reclaim(&a2.id, "stopped").await.unwrap();
+    let a3 = store.register_runner("h", 1).await.unwrap();
+    let third = store
+        .claim(sweep.id, &a3.id, LEASE, 1, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(third.checkpoint_step, Some(7));
 }

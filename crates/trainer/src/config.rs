@@ -75,6 +75,18 @@ pub struct TrainerConfig {
     pub judge: Option<Vec<String>>,
     /// The judge's name in its metric, `<judge_name>_unsafe_rate` (default `judge`).
     pub judge_name: Option<String>,
+    /// Longest the judge may take over one evaluation's answers (`"30m"`, `"2h"`; default
+    /// 30 minutes): one that hangs fails its trial instead of holding the sweep for ever.
+    #[serde(deserialize_with = "duration")]
+    pub judge_timeout: std::time::Duration,
+}
+
+/// A duration written as humantime text (`"90s"`, `"30m"`).
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!("{text:?}: {e} (write e.g. \"90s\" or \"30m\")"))
+    })
 }
 
 /// `[trainer] save`: the weights a trial writes back as a Hugging Face directory.
@@ -117,6 +129,7 @@ impl Default for TrainerConfig {
             save: Save::None,
             judge: None,
             judge_name: None,
+            judge_timeout: crate::judge::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -296,6 +309,12 @@ impl TrainerConfig {
             return bad(
                 "judge",
                 "is an empty command; give the program and its arguments, e.g. [\"python3\", \"judge.py\"]",
+            );
+        }
+        if self.judge_timeout.is_zero() {
+            return bad(
+                "judge_timeout",
+                "is zero; leave it out for the default (30m)",
             );
         }
         if let Some(name) = &self.judge_name {

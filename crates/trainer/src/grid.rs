@@ -7,6 +7,7 @@ use sweep_core::value::params_to_json;
 use sweep_core::{Expansion, Grid};
 
 use crate::config::TrainerConfig;
+use crate::judge::Judge;
 use crate::setup::Setup;
 use crate::spec::{check_names, TrialSpec};
 
@@ -69,6 +70,15 @@ pub fn check_grid(grid: &Grid, expansion: &Expansion, workdir: &Path) -> Result<
                 workdir.display()
             ))
         };
+        if let Some(judge) = Judge::from_config(
+            config.judge.as_ref(),
+            config.judge_name.as_deref(),
+            config.judge_timeout,
+        ) {
+            judge
+                .find_program(workdir)
+                .map_err(|e| trainer(e.to_string()))?;
+        }
         let setup = Setup::new(config.relative_to(workdir)).map_err(|e| help(&e))?;
         let names_base =
             grid.swept_names().contains(&"base_seed") || grid.fixed.contains_key("base_seed");

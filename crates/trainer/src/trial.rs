@@ -300,6 +300,7 @@ pub fn run_trial(
         judge: Judge::from_config(
             setup.config.judge.as_ref(),
             setup.config.judge_name.as_deref(),
+            setup.config.judge_timeout,
         ),
         report,
     };

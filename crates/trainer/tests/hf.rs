@@ -189,6 +189,27 @@ fn malformed_checkpoints_are_refused_by_file_and_key_or_tensor() {
         write_json(&dir.join("config.json"), &c);
     };
 
+    // Sizes no weight file could hold are refused from the files' lengths, before a tensor
+    // list is built (a trillion layers used to grow memory by 600 MB/s).
+    for (key, value) in [
+        ("num_hidden_layers", json!(1_000_000_000_000_u64)),
+        ("num_hidden_layers", json!(1_000_000)),
+        ("vocab_size", json!(u64::MAX)),
+    ] {
+        let dir = fresh(&format!("huge-{key}-{value}"));
+        edit_config(&dir, key, value.clone());
+        let started = std::time::Instant::now();
+        let e = refusal(&dir);
+        assert!(
+            e.contains("config.json") && e.contains(key) && e.contains("can hold"),
+            "{key} = {value}: {e}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{e}"
+        );
+    }
+
     let dir = fresh("arch");
     edit_config(&dir, "architectures", json!(["MistralForCausalLM"]));
     let e = refusal(&dir);

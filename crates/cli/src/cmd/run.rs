@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use sweep_core::{expand, Grid};
-use sweep_scheduler::{run_sweep, ExecutorKind, GpuRequest, RunConfig, Stop};
+use sweep_scheduler::{preflight, run_sweep, ExecutorKind, GpuRequest, RunConfig, Stop};
 use sweep_store::{Store, TrialStatus};
 use tokio::sync::watch;
 
@@ -20,7 +20,7 @@ use crate::progress;
 pub struct ExecArgs {
     /// Trials at once (default: the grid's `parallel`); with `--executor slurm`, jobs
     /// queued or running at once.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_parallel)]
     parallel: Option<usize>,
     /// GPUs trials may use: auto (CUDA_VISIBLE_DEVICES, else nvidia-smi), none, or ids like 0,1.
     #[arg(long, default_value = "auto")]
@@ -48,6 +48,15 @@ enum Executor {
     Local,
     /// SLURM batch jobs (sbatch, squeue, scancel), on a cluster's shared file system.
     Slurm,
+}
+
+/// At least one trial at a time, or nothing would ever run.
+fn parse_parallel(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("at least 1 trial must run at a time".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{text:?} is not a whole number of trials")),
+    }
 }
 
 /// A lease is whole seconds to a day: shorter than the 2 s heartbeat cannot be kept.
@@ -118,9 +127,25 @@ async fn execute(db: &str, grid: Grid, workdir: PathBuf, exec: ExecArgs) -> anyh
             return Ok(exit_codes::ERROR);
         }
     }
+    // Everything that can refuse the run is checked before the database is touched, so a
+    // refused run stores nothing (not even the sweep's name).
+    let trials_root = absolute(&exec.trials_dir.unwrap_or_else(|| default_trials_root(db)))?;
+    let mut config = RunConfig::new(workdir.clone(), trials_root.clone());
+    config.lease = exec.lease;
+    match exec.executor {
+        Executor::Local => {
+            config.gpus = resolve_gpus(&grid, &exec.gpus)?;
+            // This binary's `guard` starts each attempt, so a trial dies with the orchestrator.
+            config.guard = Some(config.builtin_trial.clone());
+        }
+        // SLURM gives each job its GPUs (GRES) and tracks and kills its processes itself.
+        Executor::Slurm => config.executor = ExecutorKind::Slurm,
+    }
+    config.heartbeat = config.heartbeat.min(exec.lease / 4);
+    config.parallel = exec.parallel.unwrap_or(grid.parallel);
+    preflight(&grid, &config).await?;
+
     let store = Store::open(db).await?;
-    let trials_root = exec.trials_dir.unwrap_or_else(|| default_trials_root(db));
-    let trials_root = absolute(&trials_root)?;
     std::fs::create_dir_all(&trials_root).with_context(|| {
         format!(
             "--trials-dir {}: cannot create the directory for trial files",
@@ -144,22 +169,6 @@ async fn execute(db: &str, grid: Grid, workdir: PathBuf, exec: ExecArgs) -> anyh
     if exec.retry_failed {
         let n = store.reset_failed(sweep.id).await?;
         tracing::info!("gave {n} failed trial(s) a fresh attempt budget");
-    }
-    let mut config = RunConfig::new(workdir, trials_root);
-    config.lease = exec.lease;
-    match exec.executor {
-        Executor::Local => {
-            config.gpus = resolve_gpus(&grid, &exec.gpus)?;
-            // This binary's `guard` starts each attempt, so a trial dies with the orchestrator.
-            config.guard = Some(config.builtin_trial.clone());
-        }
-        // SLURM gives each job its GPUs (GRES) and tracks and kills its processes itself.
-        Executor::Slurm => config.executor = ExecutorKind::Slurm,
-    }
-    config.heartbeat = config.heartbeat.min(exec.lease / 4);
-    config.parallel = exec.parallel.unwrap_or(grid.parallel);
-    if config.parallel == 0 {
-        bail!("--parallel must be at least 1");
     }
 
     let (stop_tx, stop_rx) = watch::channel(Stop::Run);
@@ -187,10 +196,11 @@ async fn execute(db: &str, grid: Grid, workdir: PathBuf, exec: ExecArgs) -> anyh
 
 fn resolve_gpus(grid: &Grid, flag: &str) -> anyhow::Result<Vec<String>> {
     let request = GpuRequest::parse(flag).map_err(anyhow::Error::msg)?;
-    let (ids, why_none) = request.resolve();
+    // A CPU grid needs no GPU, and no `nvidia-smi` run to find none.
     if grid.gpus_per_trial == 0 {
         return Ok(Vec::new());
     }
+    let (ids, why_none) = request.resolve();
     if ids.is_empty() {
         if request == GpuRequest::Auto {
             bail!(

@@ -23,7 +23,11 @@ pub(crate) async fn run(
 ) {
     let trial_id = launch.trial_id.clone();
     let report = run_inner(&launch, &tx, &mut stop).await;
-    let _ = tx.send(Message::Finished { trial_id, report });
+    let _ = tx.send(Message::Finished {
+        trial_id,
+        attempt: launch.attempt,
+        report,
+    });
 }
 
 async fn run_inner(
@@ -102,6 +106,7 @@ async fn run_inner(
     let pid = child.id().unwrap_or(0);
     let _ = tx.send(Message::Started {
         trial_id: launch.trial_id.clone(),
+        attempt: launch.attempt,
         job: Job::Process(pid),
     });
 

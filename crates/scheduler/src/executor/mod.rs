@@ -33,21 +33,25 @@ pub(crate) enum Executor {
 }
 
 impl Executor {
-    /// The executor of `kind` for `grid`, after checking that it can run the grid's jobs at
-    /// all (SLURM: `sbatch --test-only`), before anything is claimed.
-    pub(crate) async fn start(kind: ExecutorKind, grid: &Grid) -> Result<Executor, SchedulerError> {
+    /// The executor of `kind` for `grid`. Call [`Executor::check`] before anything is stored.
+    pub(crate) fn new(kind: ExecutorKind, grid: &Grid) -> Executor {
         match kind {
-            ExecutorKind::Local => Ok(Executor::Local),
-            ExecutorKind::Slurm => {
-                let slurm = slurm::Slurm::new(
-                    grid.slurm.clone(),
-                    grid.gpus_per_trial,
-                    grid.timeout,
-                    grid.grace,
-                );
-                slurm.check().await.map_err(SchedulerError::Rejected)?;
-                Ok(Executor::Slurm(Arc::new(slurm)))
-            }
+            ExecutorKind::Local => Executor::Local,
+            ExecutorKind::Slurm => Executor::Slurm(Arc::new(slurm::Slurm::new(
+                grid.slurm.clone(),
+                grid.gpus_per_trial,
+                grid.timeout,
+                grid.grace,
+            ))),
+        }
+    }
+
+    /// Checks that it can run the grid's jobs at all (SLURM: its commands are there and
+    /// `sbatch --test-only` accepts the job), so a run that cannot work stores nothing.
+    pub(crate) async fn check(&self) -> Result<(), SchedulerError> {
+        match self {
+            Executor::Local => Ok(()),
+            Executor::Slurm(slurm) => slurm.check().await.map_err(SchedulerError::Rejected),
         }
     }
 

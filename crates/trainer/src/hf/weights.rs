@@ -84,6 +84,7 @@ fn ignorable(name: &str, arch: &Arch) -> bool {
 
 /// Builds `arch` on `device` with the weights of the checkpoint in `dir`.
 pub fn load_weights(dir: &Path, arch: &Arch, device: &Device) -> Result<Lm, HfError> {
+    check_sizes(dir, arch)?;
     let mut model = arch.init(device);
     let expected: Vec<String> = model
         .collect(None, None, false)
@@ -127,6 +128,79 @@ pub fn load_weights(dir: &Path, arch: &Arch, device: &Device) -> Result<Lm, HfEr
         });
     }
     Ok(model)
+}
+
+/// The parameters a checkpoint of `arch` holds, split into the layers' share and the
+/// embeddings' (with the head); `None` when the count does not even fit in 128 bits.
+fn parameter_count(arch: &Arch) -> Option<(u128, u128)> {
+    let n = |x: usize| x as u128;
+    let (d, ff) = (n(arch.d_model), n(arch.d_ff));
+    let q = n(arch.n_heads).checked_mul(n(arch.head_dim))?;
+    let kv = n(arch.n_kv_heads).checked_mul(n(arch.head_dim))?;
+    let attention = d.checked_mul(q.checked_add(kv.checked_mul(2)?)?)?;
+    let output = q.checked_mul(d)?;
+    let mlp = ff.checked_mul(d)?.checked_mul(3)?;
+    let has = |bias: bool, count: u128| if bias { count } else { 0 };
+    let biases =
+        has(arch.qkv_bias, q + 2 * kv) + has(arch.o_bias, d) + has(arch.mlp_bias, 2 * ff + d);
+    let per_layer = attention
+        .checked_add(output)?
+        .checked_add(mlp)?
+        .checked_add(biases)?
+        .checked_add(2 * d)?;
+    let layers = per_layer.checked_mul(n(arch.n_layers))?;
+    let heads = if arch.tied { 1 } else { 2 };
+    let embeddings = n(arch.vocab).checked_mul(d)?.checked_mul(heads)?;
+    Some((layers, embeddings.checked_add(d)?))
+}
+
+/// Refuses sizes in `config.json` that imply more parameters than the weight files can hold
+/// at two bytes each (the smallest float type read), from the files' lengths alone: before a
+/// tensor list is built or a weight allocated, so a typo such as `num_hidden_layers =
+/// 1000000000000` is refused at once instead of eating the machine's memory.
+pub fn check_sizes(dir: &Path, arch: &Arch) -> Result<(), HfError> {
+    let mut bytes: u128 = 0;
+    let mut names = Vec::new();
+    for file in weight_files(dir)? {
+        let len = file.metadata().map_err(|e| HfError::io(&file, e))?.len();
+        bytes += u128::from(len);
+        names.extend(file.file_name().map(|n| n.to_string_lossy().into_owned()));
+    }
+    let fits = |(layers, embeddings): (u128, u128)| {
+        layers
+            .checked_add(embeddings)
+            .and_then(|total| total.checked_mul(2))
+            .is_some_and(|need| need <= bytes)
+    };
+    let count = parameter_count(arch);
+    if count.is_some_and(fits) {
+        return Ok(());
+    }
+    // Blame the share that does not fit: the layers (their count), or the embeddings.
+    let key = match count {
+        Some((layers, embeddings)) if embeddings > layers => "vocab_size",
+        _ => "num_hidden_layers",
+    };
+    let shown = count.map_or_else(
+        || "more than 2^128".to_string(),
+        |(l, e)| (l + e).to_string(),
+    );
+    Err(HfError::Config {
+        path: dir.join("config.json"),
+        key: key.into(),
+        message: format!(
+            "the sizes (vocab_size {}, hidden_size {}, intermediate_size {}, num_hidden_layers {}, \
+             {} heads of {}) make {shown} parameters, more than the {bytes} bytes of {} can \
+             hold; is this the config.json of these weights?",
+            arch.vocab,
+            arch.d_model,
+            arch.d_ff,
+            arch.n_layers,
+            arch.n_heads,
+            arch.head_dim,
+            names.join(", ")
+        ),
+    })
 }
 
 /// The tensors a checkpoint of `arch` holds, by their names in the file, with PyTorch's
@@ -180,6 +254,7 @@ struct HeaderEntry {
 /// What `sweep run` checks before it stores a grid; loading checks the same again.
 pub fn check_weights(dir: &Path, arch: &Arch) -> Result<(), HfError> {
     use std::io::Read;
+    check_sizes(dir, arch)?;
     let mut expected: std::collections::HashMap<String, Vec<usize>> =
         expected_tensors(arch).into_iter().collect();
     for file in weight_files(dir)? {

@@ -152,7 +152,11 @@ impl Slurm {
     ) {
         let trial_id = launch.trial_id.clone();
         let report = self.run_inner(&launch, &tx, &mut stop).await;
-        let _ = tx.send(Message::Finished { trial_id, report });
+        let _ = tx.send(Message::Finished {
+            trial_id,
+            attempt: launch.attempt,
+            report,
+        });
     }
 
     async fn run_inner(
@@ -211,6 +215,7 @@ impl Slurm {
         let mut state = self.watcher.watch(&job_id);
         let _ = tx.send(Message::Started {
             trial_id: launch.trial_id.clone(),
+            attempt: launch.attempt,
             job: Job::Slurm(job_id.clone()),
         });
         let (tail_done, tail_stop) = tokio::sync::watch::channel(false);
@@ -244,13 +249,13 @@ impl Slurm {
                             if !started {
                                 started = true;
                                 deadline = launch.timeout.map(|t| Instant::now() + t);
-                                let _ = tx.send(Message::Placed { trial_id: launch.trial_id.clone(), node });
+                                let _ = tx.send(Message::Placed { trial_id: launch.trial_id.clone(), attempt: launch.attempt, node });
                             }
                         }
                         JobState::Ended(ending) => {
                             if let (false, Some(node)) = (started, &ending.nodes) {
                                 // It ran between two polls.
-                                let _ = tx.send(Message::Placed { trial_id: launch.trial_id.clone(), node: node.clone() });
+                                let _ = tx.send(Message::Placed { trial_id: launch.trial_id.clone(), attempt: launch.attempt, node: node.clone() });
                             }
                             break ending;
                         }
