@@ -254,6 +254,49 @@ fn a_checkpoint_that_cannot_load_stores_nothing() {
         }
         assert!(!p.db().exists() || p.run(&["status", "bad"]).status.code() != Some(0));
     }
+
+    // Sizes no weight file could hold; an empty path; a judge that is not there. Each names
+    // the grid's line of its own key (`hf =` is line 26, `judge =` line 22), not [trainer]'s.
+    let huge = copy("huge");
+    let config_path = huge.join("config.json");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["num_hidden_layers"] = 1_000_000_000_000_u64.into();
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let cases = [
+        (
+            grid("bad", "huge"),
+            "bad.toml:26:",
+            vec!["num_hidden_layers", "can hold"],
+        ),
+        (grid("bad", ""), "bad.toml:26:", vec!["hf: is empty"]),
+        (
+            grid("bad", "good").replace("[\"sh\", \"judge.sh\"]", "[\"no-such-judge\"]"),
+            "bad.toml:22:",
+            vec!["judge `no-such-judge` is not on PATH"],
+        ),
+        (
+            grid("bad", "good").replace("[\"sh\", \"judge.sh\"]", "[\"./judge.sh\"]"),
+            "bad.toml:22:",
+            vec!["does not exist"],
+        ),
+    ];
+    for (text_of_grid, line, needles) in cases {
+        p.write("bad.toml", &text_of_grid);
+        let started = std::time::Instant::now();
+        let out = p.run(&["run", "bad.toml"]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(line), "{line}: {err}");
+        for needle in needles {
+            assert!(err.contains(needle), "missing {needle:?} in {err}");
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{err}"
+        );
+        assert!(!p.db().exists() || p.run(&["status", "bad"]).status.code() != Some(0));
+    }
 }
 
 /// A grid that aligns the tiny checkpoint (`[trainer.align]`) before fine-tuning it, with

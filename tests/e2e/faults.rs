@@ -532,6 +532,66 @@ fn database_errors_say_their_cause_once() {
         "{}",
         text(&out.stderr)
     );
+    // Each location below is refused with what is wrong with it, once, and nothing is made.
+    let empty = p.write("empty.db", "");
+    let cases = [
+        ("/dev/null", "run", "/dev/null is not a regular file"),
+        ("/dev/null", "status", "/dev/null is not a regular file"),
+        (empty.to_str().unwrap(), "status", "holds no sweeps yet"),
+        (
+            "postgresql:/me@db.example/sweeps",
+            "status",
+            "starts with `postgresql://`",
+        ),
+        (
+            "postgres:me@db.example/sweeps",
+            "status",
+            "starts with `postgres://`",
+        ),
+        (
+            "postgres://me@db.example:port/sweeps",
+            "status",
+            "the URL is malformed: invalid port number",
+        ),
+        // A server that refuses: the connection's own reason, not a pool's time-out.
+        (
+            "postgres://me@127.0.0.1:1/sweeps",
+            "status",
+            "Connection refused",
+        ),
+    ];
+    for (db, command, needle) in cases {
+        let args: &[&str] = if command == "run" {
+            &["run", "g.toml"]
+        } else {
+            &["status"]
+        };
+        let out = sweep_at(&p, db, args);
+        assert_code(&out, 2);
+        let err = text(&out.stderr);
+        assert!(err.contains(needle), "{db}: {err}");
+        assert!(!err.contains("error with configuration"), "{db}: {err}");
+        assert!(!err.contains("older sweep"), "{db}: {err}");
+        assert!(!err.contains("pool timed out"), "{db}: {err}");
+    }
+    assert!(!p.path().join("postgresql:").exists());
+    // A sweep database one of whose tables was dropped by hand.
+    let damaged = p.path().join("damaged.db");
+    sweep_at(&p, damaged.to_str().unwrap(), &["run", "g.toml"]);
+    assert!(damaged.is_file());
+    block_on(async {
+        let url = format!("sqlite://{}", damaged.display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::query("DROP TABLE results")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    });
+    let out = sweep_at(&p, damaged.to_str().unwrap(), &["export", "--csv", "-"]);
+    assert_code(&out, 2);
+    let err = text(&out.stderr);
+    assert!(err.contains("missing one of sweep's tables"), "{err}");
 }
 
 /// Runs `sweep --db DB ARGS` in the project directory.

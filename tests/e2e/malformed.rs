@@ -24,7 +24,12 @@ fn cases() -> Vec<(&'static str, String, usize, Vec<&'static str>)> {
         ("unknown range key", format!("{HEAD}[grid]\nlr = {{ lin = [0, 1], n = 2 }}\n"), 5, vec!["unknown range key `n`"]),
         ("duplicate axis", format!("{HEAD}[grid]\nlr = [1]\n[[zip]]\nlr = [1]\nbs = [2]\n"), 7, vec!["`lr` is already set by grid.lr"]),
         ("fixed shadows axis", format!("{HEAD}[grid]\nlr = [1]\n[fixed]\nlr = 2\n"), 7, vec!["`lr` is already set by grid.lr"]),
-        ("duplicate key", format!("{HEAD}[grid]\nlr = [1]\nlr = [2]\n"), 6, vec!["duplicate key"]),
+        ("duplicate key", format!("{HEAD}[grid]\nlr = [1]\nlr = [2]\n"), 6, vec!["duplicate key `lr`"]),
+        ("duplicate sweep key", "[sweep]\nname = \"a\"\nname = \"b\"\ncommand = [\"echo\"]\n".into(), 3, vec!["duplicate key `name`"]),
+        ("name like a flag", "[sweep]\nname = \"-rf\"\ncommand = [\"echo\"]\n".into(), 2, vec!["invalid sweep name \"-rf\"", "starting with a letter or digit"]),
+        ("NUL in fixed", format!("{HEAD}[grid]\nlr = [1]\n[fixed]\nnote = \"a\\u0000b\"\n"), 7, vec!["fixed.note", "NUL byte"]),
+        ("NUL in an axis", format!("{HEAD}[grid]\nlr = [\"a\\u0000\"]\n"), 5, vec!["grid.lr", "NUL byte"]),
+        ("huge fixed value", format!("{HEAD}[grid]\nlr = [1]\n[fixed]\nnote = \"{}\"\n", "x".repeat(100_000)), 7, vec!["fixed.note", "100000 bytes long", "put long text in a file"]),
         ("zip of unequal lengths", format!("{HEAD}[grid]\nlr = [1]\n[[zip]]\nbs = [8, 16]\naccum = [1]\n"), 6, vec!["differ in length", "zip[0].bs has 2", "zip[0].accum has 1"]),
         ("unknown placeholder", "[sweep]\nname = \"bad\"\ncommand = [\"echo\", \"{learning_rate}\"]\n[grid]\nlr = [1]\n".into(), 3, vec!["`{learning_rate}` names no parameter", "use one of: lr"]),
         ("unclosed placeholder", "[sweep]\nname = \"bad\"\ncommand = [\"echo\", \"{lr\"]\n[grid]\nlr = [1]\n".into(), 3, vec!["argument 2", "is not closed"]),
@@ -161,7 +166,7 @@ fn builtin_trainer_grids_reject_unknown_parameters_before_running() {
     assert_code(&out, 2);
     let err = text(&out.stderr);
     assert!(
-        err.contains("b.toml: built-in trainer parameter `lerning_rate`: unknown"),
+        err.contains("b.toml:4: built-in trainer parameter `lerning_rate`: unknown"),
         "{err}"
     );
     assert!(
@@ -217,4 +222,21 @@ fn a_refused_run_stores_nothing() {
         }
         assert!(!p.path().join("sweep-trials").exists(), "case {name}");
     }
+}
+
+#[test]
+fn a_grid_that_is_not_utf8_names_the_byte_and_its_line() {
+    let p = Project::new();
+    std::fs::write(
+        p.path().join("latin1.toml"),
+        b"[sweep]\nname = \"caf\xe9\"\ncommand = [\"echo\"]\n",
+    )
+    .unwrap();
+    let out = p.run(&["run", "latin1.toml"]);
+    let err = text(&out.stderr);
+    assert_code(&out, 2);
+    assert!(err.contains("latin1.toml:2:12"), "{err}");
+    assert!(err.contains("byte 0xe9 is not UTF-8"), "{err}");
+    assert!(err.contains("save the grid as UTF-8"), "{err}");
+    assert!(!err.contains("check the path"), "{err}");
 }

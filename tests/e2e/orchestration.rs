@@ -191,7 +191,10 @@ echo "{\"event\":\"result\",\"metrics\":{\"attempt\":$SWEEP_ATTEMPT,\"resume\":$
     assert_eq!(by_mode["always"]["attempts"], "3");
     let status = text(&p.run(&["status", "flaky"]).stdout);
     assert!(status.contains("1 completed, 1 failed"), "{status}");
-    assert!(status.contains("exited with code 3"), "{status}");
+    assert!(
+        status.contains("exited with code 3 (stderr: boom in attempt 3)"),
+        "{status}"
+    );
     let log = text(&out.stderr);
     assert!(log.contains("boom in attempt 3"), "{log}");
     // --retry-failed gives the failed trial a fresh budget; it fails again, still recorded.

@@ -497,19 +497,20 @@ fn bad_trainer_tables_and_data_files_are_refused_before_anything_runs() {
         "bad.jsonl",
         "{\"instruction\": \"hi\", \"response\": \"yo\"}\nnot json\n",
     );
+    // Each complaint names the line of the key at fault (line 7), not the [trainer] header.
     let head = "[sweep]\nname = \"b\"\n[grid]\nlearning_rate = [1e-3]\n\n";
     for (body, needles) in [
         (
             "[trainer]\nbase_step = 10\n",
-            vec!["b.toml:6", "unknown field `base_step`"],
+            vec!["b.toml:7", "unknown field `base_step`"],
         ),
         (
             "[trainer]\nmodel = { n_heads = 3 }\n",
-            vec!["b.toml:6", "n_heads must divide d_model"],
+            vec!["b.toml:7", "n_heads must divide d_model"],
         ),
         (
             "[trainer]\nfinetune_data = \"bad.jsonl\"\n",
-            vec!["b.toml:6", "bad.jsonl:2:"],
+            vec!["b.toml:7", "bad.jsonl:2:"],
         ),
         (
             "[trainer]\nkeywords = \"missing.txt\"\n",
@@ -521,15 +522,15 @@ fn bad_trainer_tables_and_data_files_are_refused_before_anything_runs() {
         ),
         (
             "[trainer]\nbase_model = \"missing.bpk\"\n",
-            vec!["b.toml:6", "missing.bpk", "sweep base --save"],
+            vec!["b.toml:7", "missing.bpk", "sweep base --save"],
         ),
         (
             "[trainer]\nbase_model = \"bad.jsonl\"\n",
-            vec!["b.toml:6", "bad.jsonl", "cannot load it as a base model"],
+            vec!["b.toml:7", "bad.jsonl", "cannot load it as a base model"],
         ),
         (
             "[trainer]\nbase_model = \"m.bpk\"\nmodel = { hf = \"m\" }\n",
-            vec!["b.toml:6", "base_model", "drop one of them"],
+            vec!["b.toml:7", "base_model", "drop one of them"],
         ),
     ] {
         p.write("b.toml", &format!("{head}{body}"));
@@ -548,6 +549,7 @@ fn bad_trainer_tables_and_data_files_are_refused_before_anything_runs() {
     let out = p.run(&["run", "c.toml"]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("c.toml:4: "), "the axis's line: {err}");
     assert!(err.contains("`learning_rate`: must be positive"), "{err}");
     assert!(
         err.contains(r#""learning_rate":-0.001"#),

@@ -103,14 +103,93 @@ pub struct Grid {
     pub slurm: SlurmSpec,
 }
 
-/// The `[trainer]` table as written, with where it starts so the trainer's complaints can
-/// point at it.
+/// The `[trainer]` table as written, with where it and each of its keys are, so the
+/// trainer's complaints can point at the line at fault.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainerTable {
     /// The table as JSON (what the trial receives in `SWEEP_TRAINER`).
     pub settings: serde_json::Value,
     /// 1-based line of the table in the grid file.
     pub line: usize,
+    /// 1-based line of each key, dotted below the table (`judge`, `model.hf`,
+    /// `align.steps`), wherever it was written (a sub-table, an inline table, a dotted key).
+    pub key_lines: BTreeMap<String, usize>,
+}
+
+impl TrainerTable {
+    /// The line of `key` (dotted), or of the nearest table above it that was written, or of
+    /// `[trainer]` itself.
+    pub fn line_of(&self, key: &str) -> usize {
+        let mut key = key;
+        loop {
+            if let Some(line) = self.key_lines.get(key) {
+                return *line;
+            }
+            match key.rsplit_once('.') {
+                Some((parent, _)) => key = parent,
+                None => return self.line,
+            }
+        }
+    }
+}
+
+impl Grid {
+    /// The 1-based line where parameter `name` is given: its axis in `[grid]` or a `[[zip]]`,
+    /// or its key in `[fixed]`. For messages about a parameter's values.
+    pub fn param_line(&self, name: &str) -> Option<usize> {
+        use toml::de::{DeTable, DeValue};
+        let root = DeTable::parse(&self.source).ok()?;
+        let line_in = |table: &DeTable<'_>| {
+            table
+                .iter()
+                .find(|(key, _)| &**key.get_ref() == name)
+                .map(|(key, _)| crate::error::line_column(&self.source, key.span().start).0)
+        };
+        for (key, value) in root.get_ref() {
+            let found = match (&**key.get_ref(), value.get_ref()) {
+                ("grid" | "fixed", DeValue::Table(table)) => line_in(table),
+                ("zip", DeValue::Array(zips)) => zips.iter().find_map(|zip| match zip.get_ref() {
+                    DeValue::Table(table) => line_in(table),
+                    _ => None,
+                }),
+                _ => None,
+            };
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+}
+
+/// The line of every key under `[trainer]`, from the parser's spans.
+fn trainer_key_lines(source: &str) -> BTreeMap<String, usize> {
+    fn walk(
+        source: &str,
+        prefix: &str,
+        table: &toml::de::DeTable<'_>,
+        out: &mut BTreeMap<String, usize>,
+    ) {
+        for (key, value) in table {
+            let name = format!("{prefix}{}", key.get_ref());
+            let line = crate::error::line_column(source, key.span().start).0;
+            out.entry(name.clone()).or_insert(line);
+            if let toml::de::DeValue::Table(inner) = value.get_ref() {
+                walk(source, &format!("{name}."), inner, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    let Ok(root) = toml::de::DeTable::parse(source) else {
+        return out;
+    };
+    for (key, value) in root.get_ref() {
+        if let ("trainer", toml::de::DeValue::Table(trainer)) = (&**key.get_ref(), value.get_ref())
+        {
+            walk(source, "", trainer, &mut out);
+        }
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -160,12 +239,25 @@ impl Checker<'_> {
 impl Grid {
     /// Reads and validates a grid file.
     pub fn load(path: &Path) -> Result<Grid, SpecError> {
-        let source = std::fs::read_to_string(path).map_err(|e| SpecError {
+        let bytes = std::fs::read(path).map_err(|e| SpecError {
             path: path.to_path_buf(),
             position: None,
             key: String::new(),
             message: format!("cannot read the grid file: {e}"),
             help: Some("check the path; `sweep run` takes the path of a grid TOML file".into()),
+        })?;
+        let source = String::from_utf8(bytes).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            let bad = e.as_bytes()[at];
+            let text = String::from_utf8_lossy(&e.as_bytes()[..at]);
+            SpecError::at(
+                path,
+                &text,
+                Some(at..at),
+                "",
+                format!("byte 0x{bad:02x} is not UTF-8 text"),
+            )
+            .help("TOML files are UTF-8: save the grid as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)")
         })?;
         Grid::parse(path, &source)
     }
@@ -287,8 +379,15 @@ impl Grid {
             let key = format!("fixed.{key_name}");
             claim_name(&c, &mut seen, &key_name, &key, value.span())?;
             let span = value.span();
+            let list = value.get_ref().is_array();
             let v = scalar(&c, &key, span.clone(), value.into_inner()).map_err(|e| {
-                e.help("[fixed] holds one value per key; to sweep several, move the key to [grid]")
+                if list {
+                    e.help(
+                        "[fixed] holds one value per key; to sweep several, move the key to [grid]",
+                    )
+                } else {
+                    e
+                }
             })?;
             fixed.insert(key_name, v);
         }
@@ -402,7 +501,11 @@ impl Grid {
                         format!("cannot be passed to the trainer: {e}"),
                     )
                 })?;
-                Some(TrainerTable { settings, line })
+                Some(TrainerTable {
+                    settings,
+                    line,
+                    key_lines: trainer_key_lines(source),
+                })
             }
         };
 
@@ -510,6 +613,16 @@ fn syntax_error(c: &Checker<'_>, e: &toml::de::Error) -> SpecError {
     } else {
         "see sweeps/example.toml for the grid format"
     };
+    // toml says "duplicate key" and points at it: name it.
+    let key = e
+        .span()
+        .and_then(|span| c.source.get(span))
+        .map(|k| k.trim().trim_matches('"').to_string())
+        .filter(|k| message.contains("duplicate key") && !k.is_empty() && !k.contains('\n'));
+    let message = match key {
+        Some(key) => format!("{message} `{key}`"),
+        None => message,
+    };
     SpecError::at(c.path, c.source, e.span(), "", message).help(help)
 }
 
@@ -520,11 +633,12 @@ fn check_name(c: &Checker<'_>, name: &Spanned<String>) -> Result<String, SpecErr
         && text
             .chars()
             .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
-        && !text.starts_with('.');
+        && !text.starts_with('.')
+        && !text.starts_with('-');
     if !ok {
         return Err(c
             .err(name.span(), "sweep.name", format!("invalid sweep name {text:?}"))
-            .help("use letters, digits, '-', '_' and '.' (it names a directory), e.g. \"lr-ema-2026\""));
+            .help("use letters, digits, '-', '_' and '.', starting with a letter or digit (it names a directory and is given on command lines), e.g. \"lr-ema-2026\""));
     }
     Ok(text.clone())
 }
@@ -634,6 +748,10 @@ fn duration(
     Ok(parsed)
 }
 
+/// Longest string a parameter may be: trials get every value on their command line and in
+/// `SWEEP_PARAMS`, and Linux takes at most 128 KiB in one argument or variable.
+const MAX_STRING: usize = 64 << 10;
+
 fn scalar(
     c: &Checker<'_>,
     key: &str,
@@ -647,6 +765,12 @@ fn scalar(
             .err(span, key, format!("{f} is not a finite number"))
             .help("use a finite number; a value that must be unbounded is better passed as a string")),
         toml::Value::Boolean(b) => Ok(ParamValue::Bool(b)),
+        toml::Value::String(s) if s.contains('\0') => Err(c
+            .err(span, key, "contains a NUL byte, which no command line or environment can carry")
+            .help("remove the \\u0000 from the value")),
+        toml::Value::String(s) if s.len() > MAX_STRING => Err(c
+            .err(span, key, format!("is {} bytes long, over the {} KiB a parameter may be", s.len(), MAX_STRING >> 10))
+            .help("values reach trials on their command line and in SWEEP_PARAMS, which the system caps at 128 KiB a string: put long text in a file and pass its path")),
         toml::Value::String(s) => Ok(ParamValue::Str(s)),
         other => Err(c
             .err(span, key, format!("expected a number, string or boolean, found {}", other.type_str()))
@@ -938,5 +1062,35 @@ mod tests {
         let e = parse(&format!("{HEAD}[grid]\nlr = []\n")).unwrap_err();
         assert_eq!(e.position.map(|p| p.0), Some(5));
         assert_eq!(e.key, "grid.lr");
+    }
+}
+
+#[cfg(test)]
+mod trainer_key_tests {
+    use super::*;
+
+    #[test]
+    fn trainer_keys_know_their_lines_however_they_are_written() {
+        let text = "[sweep]\nname = \"t\"\n[grid]\nlr = [1]\n[trainer]\njudge = [\"j\"]\nalign = { steps = 3 }\n\n[trainer.model]\nhf = \"m\"\nmax_seq = 64\n";
+        let grid = Grid::parse(Path::new("g.toml"), text).unwrap();
+        let table = grid.trainer.unwrap();
+        assert_eq!(table.line, 5);
+        assert_eq!(table.line_of("judge"), 6);
+        assert_eq!(table.line_of("align.steps"), 7);
+        assert_eq!(table.line_of("model.hf"), 10);
+        assert_eq!(table.line_of("model.max_seq"), 11);
+        // A key not written falls back to its table, then to [trainer].
+        assert_eq!(table.line_of("model.d_model"), 9);
+        assert_eq!(table.line_of("eval_task"), 5);
+    }
+
+    #[test]
+    fn parameters_know_their_lines() {
+        let text = "[sweep]\nname = \"t\"\ncommand = [\"echo\"]\n[grid]\nlr = [1]\n[[zip]]\nbs = [1]\nacc = [2]\n[fixed]\nsteps = 3\n";
+        let grid = Grid::parse(Path::new("g.toml"), text).unwrap();
+        assert_eq!(grid.param_line("lr"), Some(5));
+        assert_eq!(grid.param_line("acc"), Some(8));
+        assert_eq!(grid.param_line("steps"), Some(10));
+        assert_eq!(grid.param_line("seed"), None);
     }
 }

@@ -538,6 +538,12 @@ impl Dispatcher<'_> {
                 None => note,
             });
         }
+        // An exit status alone says little ("exited with code 2"): the stored reason, which
+        // `sweep status` shows, carries the trial's last word on stderr too.
+        if !success && outcome != Outcome::Interrupted && report.spawn_error.is_none() {
+            let tail = last_line(&report.stderr_tail);
+            reason = reason.map(|r| format!("{r}{tail}"));
+        }
         let end = AttemptEnd {
             outcome: if success { Outcome::Completed } else { outcome },
             exit_code: report.exit_code,
@@ -596,12 +602,11 @@ impl Dispatcher<'_> {
             )
             .await?;
         let reason = reason.unwrap_or_default();
-        let tail = last_line(&report.stderr_tail);
         match status {
             Some(TrialStatus::Pending) => {
                 self.summary.retried += 1;
                 reporter.note(&format!(
-                    "trial {trial_id} attempt {} {reason}{tail}; retrying in {}",
+                    "trial {trial_id} attempt {} {reason}; retrying in {}",
                     attempt,
                     humantime_short(backoff)
                 ));
@@ -610,7 +615,7 @@ impl Dispatcher<'_> {
                 self.summary.failed += 1;
                 self.progress.failed += 1;
                 reporter.note(&format!(
-                    "trial {trial_id} failed after {} attempt(s): {reason}{tail}",
+                    "trial {trial_id} failed after {} attempt(s): {reason}",
                     attempt
                 ));
             }

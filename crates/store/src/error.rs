@@ -40,6 +40,17 @@ pub enum StoreError {
     /// The location names a directory.
     #[error("{0} is a directory, not a database file; pass --db with a file inside it, such as {0}/sweep.db")]
     IsADirectory(PathBuf),
+    /// The location names something that is not a regular file (`/dev/null`, a pipe).
+    #[error("{0} is not a regular file, so it cannot hold a database; pass --db with a file path, such as sweep.db")]
+    NotAFile(PathBuf),
+    /// A database URL that cannot be read.
+    #[error("the database URL {location} is malformed: {message}")]
+    MalformedUrl {
+        /// The URL, password hidden.
+        location: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A URL scheme this build does not speak.
     #[error("`{0}://` databases are not supported; use a file path, a sqlite:// URL or a postgres:// URL")]
     UnsupportedUrl(String),
@@ -179,10 +190,12 @@ fn code(e: &sqlx::Error) -> Option<String> {
     }
 }
 
-/// The error's own message, without sqlx's "error returned from database:" wrapping.
+/// The error's own message, without sqlx's wrapping ("error returned from database:",
+/// "error with configuration:"), which would repeat what the caller's message says.
 fn message(e: &sqlx::Error) -> String {
     match e {
         sqlx::Error::Database(db) => db.message().to_string(),
+        sqlx::Error::Configuration(cause) => format!("the URL is malformed: {cause}"),
         other => other.to_string(),
     }
 }
@@ -216,6 +229,9 @@ fn hint(e: &sqlx::Error) -> String {
     }
     if matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) {
         return "\n  help: is the database server running and reachable from this machine? Check the host and port in the URL".to_string();
+    }
+    if message(e).starts_with("no such table") {
+        return "\n  help: the database is missing one of sweep's tables: it was damaged or edited by hand; restore it from a backup, or pass --db with a new file".to_string();
     }
     let help = match code(e).as_deref() {
         Some("8") => "the database file (or its directory) is read-only: `status`, `export` and `report` can still read it; to run trials, make it writable or pass --db with a copy",

@@ -182,6 +182,9 @@ impl Store {
         if path.is_dir() {
             return Err(StoreError::IsADirectory(path));
         }
+        if !in_memory && path.exists() && !path.is_file() {
+            return Err(StoreError::NotAFile(path));
+        }
         let options = options
             .create_if_missing(access == Access::Create)
             .busy_timeout(Duration::from_secs(60))
@@ -266,6 +269,8 @@ impl Store {
         match stored {
             Some(v) if v == latest => Ok(()),
             Some(v) if v > latest => Err(StoreError::Newer(location, v)),
+            // No table at all (an empty file): nothing was ever stored in it.
+            None => Err(StoreError::Empty(location)),
             _ => Err(StoreError::Older(location)),
         }
     }
@@ -359,6 +364,18 @@ fn connect_options(location: &str) -> Result<SqliteConnectOptions, StoreError> {
     if location.starts_with("sqlite:") {
         return SqliteConnectOptions::from_str(location)
             .map_err(|e| StoreError::open(location, false, e));
+    }
+    if let Some(scheme) = ["postgres:", "postgresql:"]
+        .into_iter()
+        .find(|scheme| location.starts_with(scheme))
+    {
+        // `postgres://…` is handled before this: one slash, or none, is a typo.
+        return Err(StoreError::MalformedUrl {
+            location: postgres::redact(location),
+            message: format!(
+                "a PostgreSQL URL starts with `{scheme}//`, as in {scheme}//user@host/database"
+            ),
+        });
     }
     if let Some((scheme, _)) = location.split_once("://") {
         // `postgres://` is handled before this; anything else is not a database sweep knows.

@@ -17,6 +17,9 @@ use crate::{Access, Pool, Store, StoreError, POSTGRES_MIGRATOR};
 /// streams one query. A cluster of N orchestrators needs at most 4 N server connections.
 const MAX_CONNECTIONS: u32 = 4;
 
+/// How long a connection to a server that answers nothing is waited for.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub(crate) async fn open(location: &str, access: Access) -> Result<Store, StoreError> {
     let shown = redact(location);
     let fail = |e: sqlx::Error| StoreError::open(&shown, access == Access::Read, e);
@@ -24,11 +27,18 @@ pub(crate) async fn open(location: &str, access: Access) -> Result<Store, StoreE
         .map_err(fail)?
         .application_name("sweep")
         .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(3600));
+    // One connection first, on its own: a pool that cannot connect says only that it timed
+    // out, where the connection itself says why (refused, no such host, bad password).
+    match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
+        Ok(Ok(first)) => drop(first),
+        Ok(Err(e)) => return Err(fail(e)),
+        Err(_) => return Err(fail(sqlx::Error::PoolTimedOut)),
+    }
     let pool = PgPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
         // A server that is down answers nothing: give up on a connection quickly and let
         // the retry loop decide how long to wait.
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(CONNECT_TIMEOUT)
         .connect_with(options)
         .await
         .map_err(fail)?;

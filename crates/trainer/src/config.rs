@@ -159,6 +159,39 @@ pub enum ConfigError {
     Checkpoint(#[from] crate::hf::HfError),
 }
 
+impl ConfigError {
+    /// The `[trainer]` key at fault (dotted, as in `model.hf`), where the error knows it, so
+    /// the grid's line of that key can be named.
+    pub fn key(&self, config: Option<&TrainerConfig>) -> Option<String> {
+        match self {
+            ConfigError::Value { key, .. } => {
+                Some(key.split('/').next().unwrap_or(key).to_string())
+            }
+            ConfigError::Keywords(_) => Some("keywords".into()),
+            ConfigError::Checkpoint(_) => Some("model.hf".into()),
+            ConfigError::Shape(message) => message
+                .split_once("unknown field `")
+                .and_then(|(_, rest)| rest.split_once('`'))
+                .map(|(key, _)| key.to_string()),
+            ConfigError::Data(error) => {
+                let config = config?;
+                let text = error.to_string();
+                let align = config.align.as_ref();
+                [
+                    ("harmful_prompts", config.harmful_prompts.as_ref()),
+                    ("benign_prompts", config.benign_prompts.as_ref()),
+                    ("finetune_data", config.finetune_data.as_ref()),
+                    ("align.harmful", align.and_then(|a| a.harmful.as_ref())),
+                    ("align.benign", align.and_then(|a| a.benign.as_ref())),
+                ]
+                .into_iter()
+                .find(|(_, path)| path.is_some_and(|p| text.contains(&*p.to_string_lossy())))
+                .map(|(key, _)| key.to_string())
+            }
+        }
+    }
+}
+
 /// The data files of a `[trainer]` table, read.
 #[derive(Debug, Clone, Default)]
 pub struct Files {
@@ -303,6 +336,17 @@ impl TrainerConfig {
             return bad(
                 "save",
                 "writes a Hugging Face directory, so it needs a checkpoint ([trainer.model] hf = \"DIR\")",
+            );
+        }
+        if self
+            .model
+            .hf()
+            .is_some_and(|hf| hf.dir.as_os_str().is_empty())
+        {
+            return bad(
+                "model.hf",
+                "is empty; give the directory of a Hugging Face checkpoint (config.json, \
+                 model.safetensors, tokenizer.json, tokenizer_config.json)",
             );
         }
         if self.judge.as_ref().is_some_and(|c| c.is_empty()) {

@@ -15,10 +15,12 @@ use crate::spec::{check_names, TrialSpec};
 #[derive(Debug, thiserror::Error)]
 pub enum GridError {
     /// A swept or fixed name the trial does not take.
-    #[error("{path}: {error}")]
+    #[error("{path}:{line}: {error}")]
     Name {
         /// The grid file.
         path: String,
+        /// Where the name is given (1 when it cannot be found).
+        line: usize,
         /// Which name.
         error: crate::spec::SpecError,
     },
@@ -33,10 +35,12 @@ pub enum GridError {
         message: String,
     },
     /// One grid point has a value the trial refuses (a negative learning rate, say).
-    #[error("{path}: {error} (in the point {point})")]
+    #[error("{path}:{line}: {error} (in the point {point})")]
     Point {
         /// The grid file.
         path: String,
+        /// Where the parameter at fault is given (1 when it cannot be found).
+        line: usize,
         /// The point's parameters as JSON.
         point: String,
         /// What is wrong with it.
@@ -52,23 +56,29 @@ pub fn check_grid(grid: &Grid, expansion: &Expansion, workdir: &Path) -> Result<
         .swept_names()
         .into_iter()
         .chain(grid.fixed.keys().map(String::as_str));
+    let line_of = |name: &str| grid.param_line(name).unwrap_or(1);
     check_names(names).map_err(|error| GridError::Name {
         path: path.clone(),
+        line: line_of(&error.name),
         error,
     })?;
     if let Some(table) = &grid.trainer {
-        let trainer = |message: String| GridError::Trainer {
+        // Each complaint names the line of the key at fault where it is known.
+        let at = |key: Option<&str>, message: String| GridError::Trainer {
             path: path.clone(),
-            line: table.line,
+            line: key.map_or(table.line, |k| table.line_of(k)),
             message,
         };
         let config = TrainerConfig::from_json(&table.settings.to_string())
-            .map_err(|e| trainer(e.to_string()))?;
-        let help = |e: &dyn std::fmt::Display| {
-            trainer(format!(
-                "{e}\nhelp: relative paths are read from {}",
-                workdir.display()
-            ))
+            .map_err(|e| at(e.key(None).as_deref(), e.to_string()))?;
+        let help = |key: Option<&str>, e: &dyn std::fmt::Display| {
+            at(
+                key,
+                format!(
+                    "{e}\nhelp: relative paths are read from {}",
+                    workdir.display()
+                ),
+            )
         };
         if let Some(judge) = Judge::from_config(
             config.judge.as_ref(),
@@ -77,24 +87,32 @@ pub fn check_grid(grid: &Grid, expansion: &Expansion, workdir: &Path) -> Result<
         ) {
             judge
                 .find_program(workdir)
-                .map_err(|e| trainer(e.to_string()))?;
+                .map_err(|e| at(Some("judge"), format!("[trainer] {e}")))?;
         }
-        let setup = Setup::new(config.relative_to(workdir)).map_err(|e| help(&e))?;
+        let relative = config.relative_to(workdir);
+        let setup = Setup::new(relative.clone())
+            .map_err(|e| help(e.key(Some(&relative)).as_deref(), &e))?;
         let names_base =
             grid.swept_names().contains(&"base_seed") || grid.fixed.contains_key("base_seed");
         if names_base && !setup.config.trains_its_base() {
             return Err(GridError::Name {
                 path: path.clone(),
+                line: line_of("base_seed"),
                 error: crate::spec::base_seed_needs_a_trained_base(),
             });
         }
         if let Some(file) = &setup.config.base_model {
-            crate::base::check_base_file(file, &setup.config)
-                .map_err(|e| help(&format!("base_model {}: {}", e.0.display(), e.1)))?;
+            crate::base::check_base_file(file, &setup.config).map_err(|e| {
+                help(
+                    Some("base_model"),
+                    &format!("base_model {}: {}", e.0.display(), e.1),
+                )
+            })?;
         }
         // A checkpoint that cannot load is refused now, from its headers, not by every trial.
         if let Some(hf) = setup.config.model.hf() {
-            crate::hf::check(&hf.dir).map_err(|e| help(&format!("[trainer.model] hf: {e}")))?;
+            crate::hf::check(&hf.dir)
+                .map_err(|e| help(Some("model.hf"), &format!("[trainer.model] hf: {e}")))?;
         }
     }
     for trial in &expansion.trials {
@@ -104,6 +122,7 @@ pub fn check_grid(grid: &Grid, expansion: &Expansion, workdir: &Path) -> Result<
             all.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
         TrialSpec::from_params(&json).map_err(|error| GridError::Point {
             path: path.clone(),
+            line: line_of(&error.name),
             point: params_to_json(&trial.params),
             error,
         })?;

@@ -6,14 +6,10 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
 
 /// How long a judge may take over one evaluation's answers unless `judge_timeout` says
 /// otherwise: a hung judge fails its trial instead of holding the sweep for ever.
@@ -146,8 +142,9 @@ impl Judge {
             })
     }
 
-    /// One verdict per `(prompt, answer)`: `true` for unsafe. The judge runs in a process
-    /// group of its own, killed whole when it overruns its timeout.
+    /// One verdict per `(prompt, answer)`: `true` for unsafe. The judge stays in the trial's
+    /// process group, so whatever it starts dies with the trial; past its timeout the judge
+    /// itself is killed and the trial fails.
     pub fn label(&self, items: &[(&str, &str)]) -> Result<Vec<bool>, JudgeError> {
         let program = self.command[0].clone();
         let mut child = Command::new(&self.command[0])
@@ -155,7 +152,6 @@ impl Judge {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .process_group(0)
             .spawn()
             .map_err(|error| JudgeError::Spawn {
                 command: program.clone(),
@@ -183,14 +179,14 @@ impl Judge {
         let verdicts = match read {
             Ok(verdicts) => verdicts,
             Err(Unreadable::Io(error)) => {
-                kill_group(&mut child);
+                kill_judge(&mut child);
                 return Err(JudgeError::Io {
                     command: program,
                     error,
                 });
             }
             Err(Unreadable::Label { line, text }) => {
-                kill_group(&mut child);
+                kill_judge(&mut child);
                 return Err(JudgeError::Output {
                     command: program,
                     message: format!(
@@ -235,7 +231,7 @@ impl Judge {
     }
 
     fn timed_out(&self, child: &mut Child) -> JudgeError {
-        kill_group(child);
+        kill_judge(child);
         JudgeError::TimedOut {
             command: self.command[0].clone(),
             limit: humantime::format_duration(self.timeout).to_string(),
@@ -267,11 +263,9 @@ fn read_verdicts(stdout: impl std::io::Read) -> Result<Vec<bool>, Unreadable> {
     Ok(verdicts)
 }
 
-/// Kills the judge and whatever it started (its process group), and reaps it.
-fn kill_group(child: &mut Child) {
-    if let Ok(pid) = i32::try_from(child.id()) {
-        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-    }
+/// Kills the judge and reaps it. What it started itself is in the trial's process group,
+/// which sweep kills when the trial ends.
+fn kill_judge(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -326,12 +320,12 @@ mod tests {
         );
     }
 
-    /// A judge that never answers, or that starts a child which never does, is killed at
-    /// its timeout with everything it started.
+    /// A judge that never answers, or that closes its output and never exits, is killed at
+    /// its timeout.
     #[test]
     fn a_hanging_judge_is_killed_at_its_timeout() {
         let items = [("a", "x")];
-        for script in ["sleep 1003", "sleep 1003 & wait", "exec >&-; sleep 1003"] {
+        for script in ["exec sleep 1003", "exec >&-; exec sleep 1003"] {
             let mut j = judge(script);
             j.timeout = Duration::from_millis(300);
             let started = Instant::now();
