@@ -539,8 +539,9 @@ impl Dispatcher<'_> {
             });
         }
         // An exit status alone says little ("exited with code 2"): the stored reason, which
-        // `sweep status` shows, carries the trial's last word on stderr too.
-        if !success && outcome != Outcome::Interrupted && report.spawn_error.is_none() {
+        // `sweep status` shows, carries the trial's last word on stderr too. (A timeout or an
+        // out-of-memory says why already; their last stderr line is the executor's noise.)
+        if !success && outcome == Outcome::Failed && report.spawn_error.is_none() {
             let tail = last_line(&report.stderr_tail);
             reason = reason.map(|r| format!("{r}{tail}"));
         }
