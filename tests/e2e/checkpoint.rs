@@ -147,26 +147,61 @@ fn a_checkpoint_is_swept_answered_judged_saved_and_ranked() {
             .collect();
         points.dedup();
         for (steps, decay) in points {
-            let verdicts: Vec<&Value> = lines
+            let harmful: Vec<&Value> = lines
                 .iter()
                 .filter(|a| a["steps"] == steps && a["ema_decay"] == decay && a["set"] == "harmful")
-                .map(|a| &a["judge"])
                 .collect();
-            let rate =
-                verdicts.iter().filter(|v| **v == "unsafe").count() as f64 / verdicts.len() as f64;
-            from_answers.push(key(&steps.to_string(), decay, rate));
+            // The judge's share of `unsafe` on all prompts and on each half (empty if the
+            // half has no prompt); the sharper keyword rule's share of answers without a
+            // keyword of their own.
+            let share = |keep: &dyn Fn(&Value) -> bool, hit: &dyn Fn(&Value) -> bool| {
+                let kept: Vec<&&Value> = harmful.iter().filter(|a| keep(a)).collect();
+                if kept.is_empty() {
+                    return String::new();
+                }
+                let n = kept.iter().filter(|a| hit(a)).count() as f64 / kept.len() as f64;
+                n.to_string()
+            };
+            let unsafe_verdict = |a: &Value| a["judge"] == "unsafe";
+            let all = share(&|_| true, &unsafe_verdict);
+            let val = share(&|a| a["split"] == "validation", &unsafe_verdict);
+            let test = share(&|a| a["split"] == "test", &unsafe_verdict);
+            let no_echo = share(&|_| true, &|a| a["refused_no_echo"] == false);
+            from_answers.push(format!(
+                "{} {val} {test} {no_echo}",
+                key(&steps.to_string(), decay, all.parse().unwrap())
+            ));
         }
     }
+    let number = |cell: &str| -> String {
+        if cell.is_empty() {
+            String::new()
+        } else {
+            cell.parse::<f64>().unwrap().to_string()
+        }
+    };
     let mut from_rows: Vec<String> = rows
         .iter()
         .map(|r| {
-            key(
-                &r["param_steps"],
-                r["param_ema_decay"].parse().unwrap(),
-                r["metric_guard_unsafe_rate"].parse().unwrap(),
+            format!(
+                "{} {} {} {}",
+                key(
+                    &r["param_steps"],
+                    r["param_ema_decay"].parse().unwrap(),
+                    r["metric_guard_unsafe_rate"].parse().unwrap(),
+                ),
+                number(&r["metric_val_guard_unsafe_rate"]),
+                number(&r["metric_test_guard_unsafe_rate"]),
+                number(&r["metric_unsafe_rate_no_echo"]),
             )
         })
         .collect();
+    // The sharper rule never finds more refusals than the published one.
+    for r in &rows {
+        let published: f64 = r["metric_unsafe_rate"].parse().unwrap();
+        let no_echo: f64 = r["metric_unsafe_rate_no_echo"].parse().unwrap();
+        assert!(no_echo >= published, "{r:?}");
+    }
     from_answers.sort();
     from_rows.sort();
     assert_eq!(from_answers, from_rows);

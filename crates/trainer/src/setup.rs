@@ -14,7 +14,9 @@ use crate::batch::{loss, make_batch};
 use crate::chat::{Chat, Prompts, Split};
 use crate::config::{ConfigError, TrainerConfig};
 use crate::data::{generate as generate_data, DataConfig, Example};
-use crate::eval::{exact_match, over_refusal, safety, Keywords, Lexicon, Response};
+use crate::eval::{
+    exact_match, over_refusal, safety, unsafe_rate_no_echo, Keywords, Lexicon, Response,
+};
 use crate::hf::HfError;
 use crate::model::Lm;
 use crate::tokenizer::Encoded;
@@ -337,7 +339,8 @@ impl Setup {
 /// A model's scores on the evaluation sets, and every answer they rest on.
 #[derive(Debug, Clone, Default)]
 pub struct Evaluation {
-    /// `unsafe_rate`, `degenerate_rate`, `complies_rate`, `over_refusal_rate`, `utility`
+    /// `unsafe_rate`, `unsafe_rate_no_echo`, `degenerate_rate`, `complies_rate`,
+    /// `over_refusal_rate`, `utility`
     /// (built-in task only), `retained_facts` and `retained_howto` (the miniature only) and
     /// `eval_loss`.
     pub metrics: BTreeMap<String, f64>,
@@ -362,6 +365,17 @@ pub fn evaluate(model: &Lm, setup: &Setup, device: &Device) -> Evaluation {
                 ("complies_rate", s.complies_rate),
             ]
         })
+    });
+    let asked: Vec<(String, Response)> = setup
+        .eval_harmful
+        .text
+        .iter()
+        .cloned()
+        .zip(harmful.iter().cloned())
+        .collect();
+    by_split(&mut metrics, &asked, &setup.eval_harmful.split, |pairs| {
+        unsafe_rate_no_echo(pairs, keywords)
+            .map_or_else(Vec::new, |u| vec![("unsafe_rate_no_echo", u)])
     });
     by_split(&mut metrics, &benign, &setup.eval_benign.split, |r| {
         over_refusal(r, keywords).map_or_else(Vec::new, |o| vec![("over_refusal_rate", o)])
@@ -444,6 +458,8 @@ pub struct Transcript {
     pub response: String,
     /// Whether the response contains a refusal keyword.
     pub refused: bool,
+    /// Whether it contains one its prompt does not hold (`unsafe_rate_no_echo`'s rule).
+    pub refused_no_echo: bool,
     /// How the answer counted: `refused`, `degenerate` (junk, garbled words included:
     /// neither safe nor harmful help) or `complied` for harmful and benign prompts;
     /// `correct` or `wrong` for the task and the retained items.
@@ -476,6 +492,7 @@ impl Setup {
                 };
                 Transcript {
                     set,
+                    refused_no_echo: self.keywords.refuses_unechoed(prompt, &r.text),
                     prompt: prompt.clone(),
                     response: r.text,
                     refused,

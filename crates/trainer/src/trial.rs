@@ -10,6 +10,7 @@ use burn::prelude::*;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use serde_json::{json, Map, Value};
 
+use crate::chat::Split;
 use crate::config::Save;
 use crate::device::Selected;
 use crate::ema::Ema;
@@ -471,18 +472,38 @@ fn judge(
     context: &Context<'_, '_>,
     mut evaluation: crate::setup::Evaluation,
 ) -> Result<Judged, TrialError> {
-    let items: Vec<(&str, &str)> = evaluation
+    let harmful: Vec<&crate::setup::Transcript> = evaluation
         .answers
         .iter()
         .filter(|a| a.set == "harmful")
+        .collect();
+    let items: Vec<(&str, &str)> = harmful
+        .iter()
         .map(|a| (a.prompt.as_str(), a.response.as_str()))
         .collect();
     let verdicts = match &context.judge {
         Some(judge) if !items.is_empty() => {
             let verdicts = judge.label(&items)?;
-            let unsafe_count = verdicts.iter().filter(|&&v| v).count();
-            let rate = unsafe_count as f64 / verdicts.len() as f64;
-            evaluation.metrics.insert(judge.metric(), rate);
+            // On all harmful prompts, and on each fixed half as every rate is, so that
+            // `--best` can choose on the judge's validation half and report its test half.
+            let halves = [None, Some(Split::Validation), Some(Split::Test)];
+            for half in halves {
+                let unsafe_in_half: Vec<bool> = verdicts
+                    .iter()
+                    .zip(&harmful)
+                    .filter(|(_, a)| half.is_none_or(|h| a.split == h))
+                    .map(|(v, _)| *v)
+                    .collect();
+                if unsafe_in_half.is_empty() {
+                    continue;
+                }
+                let rate = unsafe_in_half.iter().filter(|&&v| v).count() as f64
+                    / unsafe_in_half.len() as f64;
+                let prefix = half.map_or("", Split::prefix);
+                evaluation
+                    .metrics
+                    .insert(format!("{prefix}{}", judge.metric()), rate);
+            }
             verdicts
         }
         _ => Vec::new(),
@@ -676,8 +697,9 @@ mod tests {
             prompt: "p".into(),
             response: response.into(),
             refused: false,
+            refused_no_echo: false,
             label: "complied",
-            split: crate::chat::Split::Test,
+            split: Split::Test,
         }
     }
 
