@@ -31,10 +31,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(600);
 type AttemptKey = (String, u32);
 
 struct Running {
-    /// The runner id it was claimed under: what it records with, and what the store checks.
-    lease: String,
-    /// Claimed under a lease that has since been lost: it is killed as soon as it runs.
-    doomed: bool,
     /// What the attempt runs as, once it started.
     job: Option<Job>,
     gpus: Vec<String>,
@@ -48,10 +44,12 @@ struct Dispatcher<'a> {
     sweep: &'a SweepRecord,
     config: &'a RunConfig,
     executor: Executor,
-    /// This runner's current lease (its runner id); a new one after a lost lease.
+    /// This runner's lease (its runner id), under which every running attempt was claimed
+    /// and records: it changes only when no attempt runs (after a lost lease, or when
+    /// strays are taken back), so no attempt ever records under another lease than its own.
     runner_id: String,
-    /// The lease was lost: nothing is claimed until every attempt claimed under it is gone,
-    /// then the runner registers anew.
+    /// The lease was lost: every running attempt belongs to it and is being killed; nothing
+    /// is claimed until they are all gone, then the runner registers anew.
     lease_lost: bool,
     tx: mpsc::UnboundedSender<Message>,
     stop: watch::Receiver<Stop>,
@@ -372,8 +370,6 @@ impl Dispatcher<'_> {
         self.running.insert(
             (claimed.id, claimed.attempt),
             Running {
-                lease: self.runner_id.clone(),
-                doomed: false,
                 job: None,
                 gpus,
                 params: claimed.params,
@@ -400,19 +396,17 @@ impl Dispatcher<'_> {
                     return Ok(false);
                 };
                 running.job = Some(job.clone());
-                if running.doomed {
+                if self.lease_lost {
                     // Its lease was lost before it ran: stop it now, record nothing.
                     Executor::kill(&[job]).await;
                     return Ok(false);
                 }
-                let lease = running.lease.clone();
+                let lease = &self.runner_id;
                 match job {
-                    Job::Process(pid) => {
-                        self.store.set_pid(&trial_id, &lease, attempt, pid).await?
-                    }
+                    Job::Process(pid) => self.store.set_pid(&trial_id, lease, attempt, pid).await?,
                     Job::Slurm(id) => {
                         self.store
-                            .set_job(&trial_id, &lease, attempt, &id, None)
+                            .set_job(&trial_id, lease, attempt, &id, None)
                             .await?
                     }
                 }
@@ -424,13 +418,12 @@ impl Dispatcher<'_> {
                 node,
             } => {
                 if let Some(Running {
-                    lease,
                     job: Some(Job::Slurm(id)),
                     ..
                 }) = self.running.get(&(trial_id.clone(), attempt))
                 {
                     self.store
-                        .set_job(&trial_id, lease, attempt, id, Some(&node))
+                        .set_job(&trial_id, &self.runner_id, attempt, id, Some(&node))
                         .await?;
                 }
                 Ok(false)
@@ -449,9 +442,9 @@ impl Dispatcher<'_> {
                         value,
                     }),
                     Event::Checkpoint { step } => {
-                        if let Some(running) = self.running.get(&(trial_id.clone(), attempt)) {
+                        if self.running.contains_key(&(trial_id.clone(), attempt)) {
                             self.store
-                                .set_checkpoint(&trial_id, &running.lease, attempt, step as i64)
+                                .set_checkpoint(&trial_id, &self.runner_id, attempt, step as i64)
                                 .await?
                         }
                     }
@@ -512,16 +505,14 @@ impl Dispatcher<'_> {
         };
         self.pool.give_back(running.gpus);
         self.progress.running = self.running.len() as u64;
-        if running.doomed {
+        if self.lease_lost {
             // Killed because its lease was lost; the runner that took the trial over records
             // it. (The store would refuse anything said under the old lease anyway.)
             tracing::debug!("attempt {attempt} of {trial_id} ended after its lease was lost");
             return Ok(());
         }
         if let Some(why) = &report.rejected {
-            return self
-                .rejected(&trial_id, &running.lease, attempt, why, reporter)
-                .await;
+            return self.rejected(&trial_id, attempt, why, reporter).await;
         }
         self.held_back = false;
         let has_result = running.results.contains_key(&trial_id);
@@ -555,7 +546,7 @@ impl Dispatcher<'_> {
         if success {
             let Some(others) = self
                 .store
-                .complete(&trial_id, &running.lease, attempt, &running.results, &end)
+                .complete(&trial_id, &self.runner_id, attempt, &running.results, &end)
                 .await?
             else {
                 reporter.note(&format!(
@@ -594,7 +585,7 @@ impl Dispatcher<'_> {
             .store
             .end_unsuccessful(
                 &trial_id,
-                &running.lease,
+                &self.runner_id,
                 attempt,
                 &end,
                 retry_at,
@@ -654,14 +645,15 @@ impl Dispatcher<'_> {
             "this orchestrator missed its heartbeats for longer than the lease; its {} running trial(s) were taken over by another and are stopped here",
             self.running.len()
         ));
-        for running in self.running.values_mut() {
-            running.doomed = true;
-        }
         self.kill_running().await;
     }
 
     /// Goes on under a new lease once nothing of the lost one runs.
     async fn register_anew(&mut self, reporter: &mut dyn Reporter) -> Result<(), SchedulerError> {
+        debug_assert!(
+            self.running.is_empty(),
+            "attempts of the lost lease still run"
+        );
         self.runner_id = self
             .store
             .register_runner(&self.config.host, std::process::id())
@@ -711,7 +703,6 @@ impl Dispatcher<'_> {
     async fn rejected(
         &mut self,
         trial_id: &str,
-        lease: &str,
         attempt: u32,
         why: &str,
         reporter: &mut dyn Reporter,
@@ -726,7 +717,7 @@ impl Dispatcher<'_> {
         self.store
             .end_unsuccessful(
                 trial_id,
-                lease,
+                &self.runner_id,
                 attempt,
                 &end,
                 now_ms(),
