@@ -103,93 +103,66 @@ pub struct Grid {
     pub slurm: SlurmSpec,
 }
 
-/// The `[trainer]` table as written, with where it and each of its keys are, so the
-/// trainer's complaints can point at the line at fault.
+/// The `[trainer]` table as written, with where it starts so the trainer's complaints can
+/// point at it (the line of each of its keys: [`Grid::trainer_key_line`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainerTable {
     /// The table as JSON (what the trial receives in `SWEEP_TRAINER`).
     pub settings: serde_json::Value,
     /// 1-based line of the table in the grid file.
     pub line: usize,
-    /// 1-based line of each key, dotted below the table (`judge`, `model.hf`,
-    /// `align.steps`), wherever it was written (a sub-table, an inline table, a dotted key).
-    pub key_lines: BTreeMap<String, usize>,
-}
-
-impl TrainerTable {
-    /// The line of `key` (dotted), or of the nearest table above it that was written, or of
-    /// `[trainer]` itself.
-    pub fn line_of(&self, key: &str) -> usize {
-        let mut key = key;
-        loop {
-            if let Some(line) = self.key_lines.get(key) {
-                return *line;
-            }
-            match key.rsplit_once('.') {
-                Some((parent, _)) => key = parent,
-                None => return self.line,
-            }
-        }
-    }
 }
 
 impl Grid {
     /// The 1-based line where parameter `name` is given: its axis in `[grid]` or a `[[zip]]`,
     /// or its key in `[fixed]`. For messages about a parameter's values.
     pub fn param_line(&self, name: &str) -> Option<usize> {
-        use toml::de::{DeTable, DeValue};
-        let root = DeTable::parse(&self.source).ok()?;
-        let line_in = |table: &DeTable<'_>| {
-            table
-                .iter()
-                .find(|(key, _)| &**key.get_ref() == name)
-                .map(|(key, _)| crate::error::line_column(&self.source, key.span().start).0)
+        let root = toml::de::DeTable::parse(&self.source).ok()?;
+        ["grid", "zip", "fixed"]
+            .into_iter()
+            .find_map(|table| key_offset(root.get_ref(), &[table, name]))
+            .map(|offset| crate::error::line_column(&self.source, offset).0)
+    }
+
+    /// The 1-based line of the `[trainer]` key `dotted` (`judge`, `model.hf`), or of the
+    /// nearest table above it that was written, or of `[trainer]` itself. For messages about
+    /// the key's value.
+    pub fn trainer_key_line(&self, dotted: &str) -> usize {
+        let header = self.trainer.as_ref().map_or(1, |t| t.line);
+        let Ok(root) = toml::de::DeTable::parse(&self.source) else {
+            return header;
         };
-        for (key, value) in root.get_ref() {
-            let found = match (&**key.get_ref(), value.get_ref()) {
-                ("grid" | "fixed", DeValue::Table(table)) => line_in(table),
-                ("zip", DeValue::Array(zips)) => zips.iter().find_map(|zip| match zip.get_ref() {
-                    DeValue::Table(table) => line_in(table),
-                    _ => None,
-                }),
-                _ => None,
-            };
-            if found.is_some() {
-                return found;
+        let mut path: Vec<&str> = std::iter::once("trainer")
+            .chain(dotted.split('.'))
+            .collect();
+        while path.len() > 1 {
+            if let Some(offset) = key_offset(root.get_ref(), &path) {
+                return crate::error::line_column(&self.source, offset).0;
             }
+            path.pop();
         }
-        None
+        header
     }
 }
 
-/// The line of every key under `[trainer]`, from the parser's spans.
-fn trainer_key_lines(source: &str) -> BTreeMap<String, usize> {
-    fn walk(
-        source: &str,
-        prefix: &str,
-        table: &toml::de::DeTable<'_>,
-        out: &mut BTreeMap<String, usize>,
-    ) {
-        for (key, value) in table {
-            let name = format!("{prefix}{}", key.get_ref());
-            let line = crate::error::line_column(source, key.span().start).0;
-            out.entry(name.clone()).or_insert(line);
-            if let toml::de::DeValue::Table(inner) = value.get_ref() {
-                walk(source, &format!("{name}."), inner, out);
-            }
-        }
+/// Where the key at `path` (table names, then the key) is written below `table`, as a byte
+/// offset: under a table header, in an inline table or as a dotted key alike, since the
+/// parser gives them one tree. An array of tables (`[[zip]]`) is searched table by table.
+fn key_offset(table: &toml::de::DeTable<'_>, path: &[&str]) -> Option<usize> {
+    use toml::de::DeValue;
+    let (first, rest) = path.split_first()?;
+    let (key, value) = table.iter().find(|(key, _)| &**key.get_ref() == *first)?;
+    if rest.is_empty() {
+        return Some(key.span().start);
     }
-    let mut out = BTreeMap::new();
-    let Ok(root) = toml::de::DeTable::parse(source) else {
-        return out;
-    };
-    for (key, value) in root.get_ref() {
-        if let ("trainer", toml::de::DeValue::Table(trainer)) = (&**key.get_ref(), value.get_ref())
-        {
-            walk(source, "", trainer, &mut out);
-        }
+    match value.get_ref() {
+        DeValue::Table(inner) => key_offset(inner, rest),
+        DeValue::Array(items) => items.iter().find_map(|item| match item.get_ref() {
+            DeValue::Table(inner) => key_offset(inner, rest),
+            _ => None,
+        }),
+        _ => None,
     }
-    out
 }
 
 #[derive(Deserialize)]
@@ -501,11 +474,7 @@ impl Grid {
                         format!("cannot be passed to the trainer: {e}"),
                     )
                 })?;
-                Some(TrainerTable {
-                    settings,
-                    line,
-                    key_lines: trainer_key_lines(source),
-                })
+                Some(TrainerTable { settings, line })
             }
         };
 
@@ -1073,15 +1042,14 @@ mod trainer_key_tests {
     fn trainer_keys_know_their_lines_however_they_are_written() {
         let text = "[sweep]\nname = \"t\"\n[grid]\nlr = [1]\n[trainer]\njudge = [\"j\"]\nalign = { steps = 3 }\n\n[trainer.model]\nhf = \"m\"\nmax_seq = 64\n";
         let grid = Grid::parse(Path::new("g.toml"), text).unwrap();
-        let table = grid.trainer.unwrap();
-        assert_eq!(table.line, 5);
-        assert_eq!(table.line_of("judge"), 6);
-        assert_eq!(table.line_of("align.steps"), 7);
-        assert_eq!(table.line_of("model.hf"), 10);
-        assert_eq!(table.line_of("model.max_seq"), 11);
+        assert_eq!(grid.trainer.as_ref().unwrap().line, 5);
+        assert_eq!(grid.trainer_key_line("judge"), 6);
+        assert_eq!(grid.trainer_key_line("align.steps"), 7);
+        assert_eq!(grid.trainer_key_line("model.hf"), 10);
+        assert_eq!(grid.trainer_key_line("model.max_seq"), 11);
         // A key not written falls back to its table, then to [trainer].
-        assert_eq!(table.line_of("model.d_model"), 9);
-        assert_eq!(table.line_of("eval_task"), 5);
+        assert_eq!(grid.trainer_key_line("model.d_model"), 9);
+        assert_eq!(grid.trainer_key_line("eval_task"), 5);
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub fn check_grid(grid: &Grid, expansion: &Expansion, workdir: &Path) -> Result<
         // Each complaint names the line of the key at fault where it is known.
         let at = |key: Option<&str>, message: String| GridError::Trainer {
             path: path.clone(),
-            line: key.map_or(table.line, |k| table.line_of(k)),
+            line: key.map_or(table.line, |k| grid.trainer_key_line(k)),
             message,
         };
         let config = TrainerConfig::from_json(&table.settings.to_string())
