@@ -175,7 +175,6 @@ impl ConfigError {
                 .map(|(key, _)| key.to_string()),
             ConfigError::Data(error) => {
                 let config = config?;
-                let text = error.to_string();
                 let align = config.align.as_ref();
                 [
                     ("harmful_prompts", config.harmful_prompts.as_ref()),
@@ -185,7 +184,7 @@ impl ConfigError {
                     ("align.benign", align.and_then(|a| a.benign.as_ref())),
                 ]
                 .into_iter()
-                .find(|(_, path)| path.is_some_and(|p| text.contains(&*p.to_string_lossy())))
+                .find(|(_, path)| path.is_some_and(|p| p.display().to_string() == error.path()))
                 .map(|(key, _)| key.to_string())
             }
         }

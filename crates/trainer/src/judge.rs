@@ -137,7 +137,7 @@ impl Judge {
             .ok_or_else(|| {
                 missing(format!(
                     "is not on PATH ({}); install it, or give its path",
-                    std::env::var("PATH").unwrap_or_default()
+                    path_var.to_string_lossy()
                 ))
             })
     }

@@ -66,6 +66,20 @@ pub enum FormatError {
     UnknownFormat(String),
 }
 
+impl FormatError {
+    /// The file at fault, as it was named.
+    pub fn path(&self) -> &str {
+        match self {
+            FormatError::Read { path, .. }
+            | FormatError::Syntax { path, .. }
+            | FormatError::Field { path, .. }
+            | FormatError::Empty(path)
+            | FormatError::UnknownRequests(path)
+            | FormatError::UnknownFormat(path) => path,
+        }
+    }
+}
+
 fn read(path: &Path) -> Result<String, FormatError> {
     std::fs::read_to_string(path).map_err(|source| FormatError::Read {
         path: path.display().to_string(),

@@ -84,7 +84,8 @@ fn ignorable(name: &str, arch: &Arch) -> bool {
 
 /// Builds `arch` on `device` with the weights of the checkpoint in `dir`.
 pub fn load_weights(dir: &Path, arch: &Arch, device: &Device) -> Result<Lm, HfError> {
-    check_sizes(dir, arch)?;
+    let files = weight_files(dir)?;
+    check_sizes(dir, &files, arch)?;
     let mut model = arch.init(device);
     let expected: Vec<String> = model
         .collect(None, None, false)
@@ -92,7 +93,7 @@ pub fn load_weights(dir: &Path, arch: &Arch, device: &Device) -> Result<Lm, HfEr
         .map(|t| t.name)
         .collect();
     let mut applied = HashSet::new();
-    for file in weight_files(dir)? {
+    for file in files {
         let mut store = SafetensorsStore::from_file(&file)
             .with_from_adapter(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32)))
             .with_key_remapping(r"^model\.", "")
@@ -154,15 +155,15 @@ fn parameter_count(arch: &Arch) -> Option<(u128, u128)> {
     Some((layers, embeddings.checked_add(d)?))
 }
 
-/// Refuses sizes in `config.json` that imply more parameters than the weight files can hold
-/// at two bytes each (the smallest float type read), from the files' lengths alone: before a
-/// tensor list is built or a weight allocated, so a typo such as `num_hidden_layers =
+/// Refuses sizes in `config.json` that imply more parameters than the weight `files` of `dir`
+/// can hold at two bytes each (the smallest float type read), from the files' lengths alone:
+/// before a tensor list is built or a weight allocated, so a typo such as `num_hidden_layers =
 /// 1000000000000` is refused at once instead of eating the machine's memory.
-pub fn check_sizes(dir: &Path, arch: &Arch) -> Result<(), HfError> {
+fn check_sizes(dir: &Path, files: &[PathBuf], arch: &Arch) -> Result<(), HfError> {
     let mut bytes: u128 = 0;
     let mut names = Vec::new();
-    for file in weight_files(dir)? {
-        let len = file.metadata().map_err(|e| HfError::io(&file, e))?.len();
+    for file in files {
+        let len = file.metadata().map_err(|e| HfError::io(file, e))?.len();
         bytes += u128::from(len);
         names.extend(file.file_name().map(|n| n.to_string_lossy().into_owned()));
     }
@@ -254,10 +255,11 @@ struct HeaderEntry {
 /// What `sweep run` checks before it stores a grid; loading checks the same again.
 pub fn check_weights(dir: &Path, arch: &Arch) -> Result<(), HfError> {
     use std::io::Read;
-    check_sizes(dir, arch)?;
+    let files = weight_files(dir)?;
+    check_sizes(dir, &files, arch)?;
     let mut expected: std::collections::HashMap<String, Vec<usize>> =
         expected_tensors(arch).into_iter().collect();
-    for file in weight_files(dir)? {
+    for file in files {
         let bad = |message: String| HfError::Weights {
             path: file.clone(),
             message,
