@@ -27,6 +27,24 @@ impl Chat {
         }
     }
 
+    /// The tokens of plain text, without a chat template, as lm-evaluation-harness encodes a
+    /// benchmark's text: the miniature's bytes, or the tokenizer with its default special
+    /// tokens (a BOS where the tokenizer adds one).
+    pub fn encode_text(&self, text: &str) -> Result<Vec<u32>, HfError> {
+        match self {
+            Chat::Bytes => Ok(text.bytes().map(u32::from).collect()),
+            Chat::Hf(t) => t.encode_plain(text),
+        }
+    }
+
+    /// The token that fills batches (never scored).
+    pub fn pad_id(&self) -> u32 {
+        match self {
+            Chat::Bytes => PAD,
+            Chat::Hf(t) => t.pad_id(),
+        }
+    }
+
     /// A fine-tuning example, truncated to `max_len` tokens; only the answer (and the token
     /// that ends it) is scored by the loss.
     pub fn encode_example(

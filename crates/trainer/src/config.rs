@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::align::AlignConfig;
+use crate::benchmark::{Benchmark, BenchmarkSpec};
 use crate::data::{read_advbench, read_examples, read_requests, Example, FormatError};
 use crate::device::Backend;
 use crate::eval::{Keywords, KeywordsError};
@@ -79,6 +80,16 @@ pub struct TrainerConfig {
     /// 30 minutes): one that hangs fails its trial instead of holding the sweep for ever.
     #[serde(deserialize_with = "duration")]
     pub judge_timeout: std::time::Duration,
+    /// Multiple-choice benchmarks scored as lm-evaluation-harness scores them (`"hellaswag"`,
+    /// `"arc_easy"`, `"arc_challenge"`, `"piqa"`, `"mmlu"`, each `"NAME"` or `"NAME:PATH"`),
+    /// each reported as `NAME_acc` and `NAME_acc_norm`: utility as the field measures it.
+    pub benchmarks: Vec<BenchmarkSpec>,
+    /// Where `"NAME"` benchmarks are read from, as `NAME.jsonl` (`scripts/benchmarks` writes
+    /// them there).
+    pub benchmark_dir: PathBuf,
+    /// A fixed sample of this many items of each benchmark (default: all), the same on every
+    /// run, so evaluations stay affordable and comparable.
+    pub benchmark_items: Option<usize>,
 }
 
 /// A duration written as humantime text (`"90s"`, `"30m"`).
@@ -130,6 +141,9 @@ impl Default for TrainerConfig {
             judge: None,
             judge_name: None,
             judge_timeout: crate::judge::DEFAULT_TIMEOUT,
+            benchmarks: Vec::new(),
+            benchmark_dir: PathBuf::from("benchmarks"),
+            benchmark_items: None,
         }
     }
 }
@@ -186,6 +200,14 @@ impl ConfigError {
                 .into_iter()
                 .find(|(_, path)| path.is_some_and(|p| p.display().to_string() == error.path()))
                 .map(|(key, _)| key.to_string())
+                .or_else(|| {
+                    let dir = &config.benchmark_dir;
+                    config
+                        .benchmarks
+                        .iter()
+                        .any(|b| b.file(dir).display().to_string() == error.path())
+                        .then(|| "benchmarks".to_string())
+                })
             }
         }
     }
@@ -206,6 +228,8 @@ pub struct Files {
     pub align_harmful: Vec<String>,
     /// Benign requests for `[trainer.align]`'s replay, in place of the built-in ones.
     pub align_benign: Option<Vec<String>>,
+    /// The benchmarks' items (their fixed samples).
+    pub benchmarks: Vec<Benchmark>,
 }
 
 impl TrainerConfig {
@@ -244,6 +268,7 @@ impl TrainerConfig {
             &mut self.base_model,
         ]
         .into_iter()
+        .chain(self.benchmarks.iter_mut().map(|b| &mut b.path))
         .chain(
             self.align
                 .as_mut()
@@ -252,6 +277,7 @@ impl TrainerConfig {
         )
         .flatten()
         .chain(checkpoint)
+        .chain(std::iter::once(&mut self.benchmark_dir))
         {
             if path.is_relative() {
                 *path = dir.join(&*path);
@@ -360,6 +386,22 @@ impl TrainerConfig {
                 "is zero; leave it out for the default (30m)",
             );
         }
+        if self.benchmark_items == Some(0) {
+            return bad(
+                "benchmark_items",
+                "is zero; leave it out to score every item, or give the sample's size",
+            );
+        }
+        let mut named = std::collections::HashSet::new();
+        if let Some(twice) = self.benchmarks.iter().find(|b| !named.insert(&b.name)) {
+            return Err(ConfigError::Value {
+                key: "benchmarks",
+                message: format!(
+                    "names {:?} twice; its metrics ({0}_acc, {0}_acc_norm) would collide",
+                    twice.name
+                ),
+            });
+        }
         if let Some(name) = &self.judge_name {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return bad("judge_name", "names a metric: letters, digits and `_` only");
@@ -418,7 +460,13 @@ impl TrainerConfig {
             .and_then(|a| a.benign.as_deref())
             .map(read_requests)
             .transpose()?;
+        let benchmarks = self
+            .benchmarks
+            .iter()
+            .map(|b| b.read(&self.benchmark_dir, self.benchmark_items))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Files {
+            benchmarks,
             keywords,
             harmful_prompts,
             benign_prompts,

@@ -18,6 +18,7 @@
 pub mod align;
 pub mod base;
 pub mod batch;
+pub mod benchmark;
 pub mod builtin;
 pub mod chat;
 pub mod clip;

@@ -316,6 +316,32 @@ impl KvCache {
             ..KvCache::default()
         }
     }
+
+    /// The cache of the given batch rows, in that order (a row may repeat): a context computed
+    /// once, continued by several rows (the choices of a multiple-choice question).
+    pub fn select_rows(&self, rows: &[usize], device: &Device) -> KvCache {
+        let index = Tensor::<1, Int>::from_data(
+            TensorData::new(rows.iter().map(|&r| r as i64).collect(), [rows.len()]),
+            device,
+        );
+        KvCache {
+            layers: self
+                .layers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone().select(0, index.clone()),
+                        v.clone().select(0, index.clone()),
+                    )
+                })
+                .collect(),
+            len: self.len,
+            padding: self
+                .padding
+                .as_ref()
+                .map(|p| p.clone().int().select(0, index.clone()).equal_elem(1)),
+        }
+    }
 }
 
 /// What masked attention scores are set to: finite, so a row that is all padding (a padding

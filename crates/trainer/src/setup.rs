@@ -11,9 +11,10 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::align::{AlignConfig, AlignData};
 use crate::batch::{loss, make_batch};
+use crate::benchmark::{self, ItemScore, PrepareError, Prepared};
 use crate::chat::{Chat, Prompts, Split};
 use crate::config::{ConfigError, TrainerConfig};
-use crate::data::{generate as generate_data, DataConfig, Example};
+use crate::data::{fixed_split, generate as generate_data, DataConfig, Example};
 use crate::eval::{
     exact_match, over_refusal, safety, unsafe_rate_no_echo, Keywords, Lexicon, Response,
 };
@@ -24,24 +25,6 @@ use crate::train::Mix;
 
 /// Built-in harmful prompts evaluated unless `eval_harmful` says otherwise.
 const DEFAULT_EVAL_HARMFUL: usize = 128;
-
-/// `n` of `prompts` (all of them for `None`), the same ones on every run and machine, and
-/// the prompts left out, each in the file's order. AdvBench's rows cluster by topic, so its
-/// first `n` rows would not do.
-fn fixed_split(prompts: Vec<String>, n: Option<usize>) -> (Vec<String>, Vec<String>) {
-    let Some(n) = n.filter(|&n| n < prompts.len()) else {
-        return (prompts, Vec::new());
-    };
-    let mut order: Vec<usize> = (0..prompts.len()).collect();
-    order.shuffle(&mut ChaCha8Rng::seed_from_u64(0));
-    let mut keep = vec![false; prompts.len()];
-    for &i in &order[..n] {
-        keep[i] = true;
-    }
-    let (sample, rest): (Vec<_>, Vec<_>) = prompts.into_iter().zip(keep).partition(|(_, k)| *k);
-    let text = |v: Vec<(String, bool)>| v.into_iter().map(|(p, _)| p).collect();
-    (text(sample), text(rest))
-}
 
 /// Validation prompts of each kind (harmful, benign) a checkpoint is scored on.
 const CHECKPOINT_VALIDATION: usize = 64;
@@ -83,6 +66,8 @@ pub struct Setup {
     data_fingerprint: String,
     /// The data of `[trainer.align]`, when the table has one.
     align: Option<AlignData>,
+    /// The benchmarks of `[trainer] benchmarks`, tokenised.
+    benchmarks: Vec<Prepared>,
 }
 
 impl Setup {
@@ -112,11 +97,28 @@ impl Setup {
                 });
             }
         }
-        let files = config.read_files()?;
-        let chat = match config.model.hf() {
-            None => Chat::Bytes,
-            Some(hf) => Chat::Hf(Box::new(crate::hf::open_config(&hf.dir, None)?.1)),
+        let mut files = config.read_files()?;
+        // The benchmarks' inputs are cut to the model's own window, as lm-eval cuts them.
+        let (chat, window) = match config.model.hf() {
+            None => (Chat::Bytes, config.model.max_seq()),
+            Some(hf) => {
+                let (checkpoint, tokenizer) = crate::hf::open_config(&hf.dir, None)?;
+                (Chat::Hf(Box::new(tokenizer)), checkpoint.arch.max_seq)
+            }
         };
+        let benchmarks = std::mem::take(&mut files.benchmarks)
+            .into_iter()
+            .map(|b| {
+                b.prepare(window, |text| chat.encode_text(text))
+                    .map_err(|e| match e {
+                        PrepareError::Encode(e) => ConfigError::Checkpoint(e),
+                        item @ PrepareError::Item { .. } => ConfigError::Value {
+                            key: "benchmarks",
+                            message: item.to_string(),
+                        },
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let data = generate_data(&built_in);
         let data_fingerprint = blake3::hash(format!("{data:?}").as_bytes())
             .to_hex()
@@ -246,6 +248,7 @@ impl Setup {
             }
         };
         Ok(Setup {
+            benchmarks,
             align,
             lexicon,
             retained,
@@ -346,6 +349,8 @@ pub struct Evaluation {
     pub metrics: BTreeMap<String, f64>,
     /// The harmful, benign and task prompts with the answers and how each was scored.
     pub answers: Vec<Transcript>,
+    /// Every benchmark item's log-likelihoods and verdicts.
+    pub benchmarks: Vec<ItemScore>,
 }
 
 /// Safety and utility of `model` (without autodiff), with every answer it gave. Each rate is
@@ -406,18 +411,31 @@ pub fn evaluate(model: &Lm, setup: &Setup, device: &Device) -> Evaluation {
         answers.extend(setup.transcribe(set, prompts, given, Some(expected)));
     }
     insert_eval_loss(&mut metrics, model, &setup.eval_loss, device);
-    Evaluation { metrics, answers }
+    let mut benchmarks = Vec::new();
+    for prepared in &setup.benchmarks {
+        let scores = prepared.score(model, setup.chat.pad_id(), device);
+        let split: Vec<Split> = scores.iter().map(|s| s.split).collect();
+        by_split(&mut metrics, &scores, &split, |part| {
+            benchmark::metrics(&prepared.benchmark.name, part)
+        });
+        benchmarks.extend(scores);
+    }
+    Evaluation {
+        metrics,
+        answers,
+        benchmarks,
+    }
 }
 
 /// Inserts what `score` makes of all `items`, and, prefixed `val_` and `test_`, of each half.
-fn by_split<T: Clone>(
+fn by_split<T: Clone, N: std::fmt::Display>(
     metrics: &mut BTreeMap<String, f64>,
     items: &[T],
     split: &[Split],
-    score: impl Fn(&[T]) -> Vec<(&'static str, f64)>,
+    score: impl Fn(&[T]) -> Vec<(N, f64)>,
 ) {
     for (name, value) in score(items) {
-        metrics.insert(name.into(), value);
+        metrics.insert(name.to_string(), value);
     }
     for half in [Split::Validation, Split::Test] {
         let part: Vec<T> = items

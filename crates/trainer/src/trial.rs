@@ -10,6 +10,7 @@ use burn::prelude::*;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use serde_json::{json, Map, Value};
 
+use crate::benchmark::ItemScore;
 use crate::chat::Split;
 use crate::config::Save;
 use crate::device::Selected;
@@ -23,6 +24,10 @@ use crate::train::{CheckpointError, RunShape, Schedule, Trainer};
 
 /// The file in a trial's directory that holds every answer its evaluations scored.
 pub const RESPONSES: &str = "responses.jsonl";
+
+/// The file in a trial's directory that holds every benchmark item's log-likelihoods and
+/// verdicts, per evaluated point, for prompt-level statistics and parity checks.
+pub const BENCHMARKS: &str = "benchmarks.jsonl";
 
 /// Why a trial stopped without finishing.
 #[derive(Debug, thiserror::Error)]
@@ -415,6 +420,7 @@ fn evaluate_points(
             };
             if let Some(dir) = context.trial_dir {
                 record_answers(dir, point, &judged.evaluation.answers, &judged.verdicts)?;
+                record_benchmarks(dir, point, &judged.evaluation.benchmarks)?;
             }
             let params = context.plan.overrides(steps, decay, alpha);
             let metrics = judged.evaluation.metrics;
@@ -534,9 +540,52 @@ fn record_answers(
     answers: &[Transcript],
     verdicts: &[bool],
 ) -> Result<(), TrialError> {
-    let path = dir.join(RESPONSES);
+    let mut verdicts = verdicts.iter();
+    let lines = answers.iter().map(|answer| {
+        let judge = if answer.set == "harmful" {
+            verdicts.next().map(|&v| if v { "unsafe" } else { "safe" })
+        } else {
+            None
+        };
+        serde_json::to_string(&AnswerLine {
+            point,
+            answer,
+            judge,
+        })
+        .expect("serializable")
+    });
+    replace_point(&dir.join(RESPONSES), point, lines)
+}
+
+/// One line of `benchmarks.jsonl`.
+#[derive(serde::Serialize)]
+struct BenchmarkLine<'a> {
+    #[serde(flatten)]
+    point: Point,
+    #[serde(flatten)]
+    item: &'a ItemScore,
+}
+
+/// Writes every benchmark item's scores at `point` into the trial's benchmarks file (none
+/// when the grid names no benchmark), once per point as [`record_answers`] does.
+fn record_benchmarks(dir: &Path, point: Point, scores: &[ItemScore]) -> Result<(), TrialError> {
+    if scores.is_empty() {
+        return Ok(());
+    }
+    let lines = scores
+        .iter()
+        .map(|item| serde_json::to_string(&BenchmarkLine { point, item }).expect("serializable"));
+    replace_point(&dir.join(BENCHMARKS), point, lines)
+}
+
+/// Replaces the lines of `point` in the JSON Lines file at `path` with `lines`, atomically.
+fn replace_point(
+    path: &Path,
+    point: Point,
+    lines: impl Iterator<Item = String>,
+) -> Result<(), TrialError> {
     let err = |source| TrialError::Responses {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     };
     let same_point = |line: &str| {
@@ -546,7 +595,7 @@ fn record_answers(
                 && v["interpolation"].as_f64() == Some(point.interpolation)
         })
     };
-    let mut text = match std::fs::read_to_string(&path) {
+    let mut text: String = match std::fs::read_to_string(path) {
         Ok(old) => old
             .lines()
             .filter(|l| !l.trim().is_empty() && !same_point(l))
@@ -555,37 +604,30 @@ fn record_answers(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(err(e)),
     };
-    let mut verdicts = verdicts.iter();
-    for answer in answers {
-        let judge = if answer.set == "harmful" {
-            verdicts.next().map(|&v| if v { "unsafe" } else { "safe" })
-        } else {
-            None
-        };
-        let line = AnswerLine {
-            point,
-            answer,
-            judge,
-        };
-        text.push_str(&serde_json::to_string(&line).expect("serializable"));
+    for line in lines {
+        text.push_str(&line);
         text.push('\n');
     }
-    std::fs::create_dir_all(dir).map_err(err)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
     let tmp = path.with_extension("jsonl.partial");
     std::fs::write(&tmp, text).map_err(err)?;
-    std::fs::rename(&tmp, &path).map_err(err)
+    std::fs::rename(&tmp, path).map_err(err)
 }
 
-/// Removes the answers an earlier attempt wrote, when this one evaluates every point again:
-/// they may belong to grid points the trial no longer has.
+/// Removes the answers and benchmark scores an earlier attempt wrote, when this one evaluates
+/// every point again: they may belong to grid points the trial no longer has.
 fn forget_answers(dir: &Path) -> Result<(), TrialError> {
-    let path = dir.join(RESPONSES);
-    match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(TrialError::Responses { path, source: e })
+    for path in [dir.join(RESPONSES), dir.join(BENCHMARKS)] {
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(TrialError::Responses { path, source: e })
+            }
+            _ => {}
         }
-        _ => Ok(()),
     }
+    Ok(())
 }
 
 fn read_meta(dir: &Path) -> Option<Value> {

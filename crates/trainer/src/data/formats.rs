@@ -259,7 +259,7 @@ fn request(name: &str, record: &str, value: &Value, extra: &str) -> Result<Strin
 
 /// serde_json's message without its own "at line L column C" (the error already says where,
 /// in terms of the file rather than the string that was parsed).
-fn json_message(e: &serde_json::Error) -> String {
+pub(crate) fn json_message(e: &serde_json::Error) -> String {
     let text = e.to_string();
     match text.rfind(" at line ") {
         Some(i) => text[..i].to_string(),

@@ -8,3 +8,25 @@ pub use builtin::{generate, BuiltinData, DataConfig};
 pub use formats::{
     read_advbench, read_alpaca, read_dolly, read_examples, read_requests, Example, FormatError,
 };
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// `n` of `items` (all of them for `None`), the same ones on every run and machine, and the
+/// items left out, each in the file's order. Files cluster by topic (AdvBench's rows, a
+/// benchmark's subjects), so their first `n` would not do.
+pub fn fixed_split<T>(items: Vec<T>, n: Option<usize>) -> (Vec<T>, Vec<T>) {
+    let Some(n) = n.filter(|&n| n < items.len()) else {
+        return (items, Vec::new());
+    };
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(0));
+    let mut keep = vec![false; items.len()];
+    for &i in &order[..n] {
+        keep[i] = true;
+    }
+    let (sample, rest): (Vec<_>, Vec<_>) = items.into_iter().zip(keep).partition(|(_, k)| *k);
+    let strip = |v: Vec<(T, bool)>| v.into_iter().map(|(item, _)| item).collect();
+    (strip(sample), strip(rest))
+}

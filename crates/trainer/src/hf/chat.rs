@@ -196,6 +196,18 @@ impl ChatTokenizer {
             })
     }
 
+    /// Token ids of plain text with the special tokens the tokenizer adds by default (its
+    /// post-processor's, e.g. a BOS), as transformers' `tokenizer.encode(text)` gives them.
+    pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>, HfError> {
+        self.tokenizer
+            .encode(text, true)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| HfError::Tokenizer {
+                path: self.template_path.with_file_name("tokenizer.json"),
+                message: e.to_string(),
+            })
+    }
+
     /// The text of `ids`, special tokens left out.
     pub fn decode(&self, ids: &[u32]) -> String {
         self.tokenizer.decode(ids, true).unwrap_or_default()
