@@ -698,3 +698,136 @@ fn base_trains_once_and_reports_its_scores() {
         .join(format!("base-{key}.bpk"))
         .exists());
 }
+
+/// Files of `name` anywhere under `root`.
+fn find_files(root: &Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == name) {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// `[trainer] benchmarks`: each benchmark's accuracy metrics with their fixed halves, on every
+/// point a run reports, and each item's log-likelihoods in the trial's `benchmarks.jsonl`.
+#[test]
+fn benchmarks_are_scored_into_metrics_and_per_item_lines() {
+    let p = Project::new();
+    std::fs::create_dir(p.path().join("b")).unwrap();
+    p.write(
+        "b/piqa.jsonl",
+        include_str!("../../crates/trainer/tests/fixtures/benchmarks/piqa.jsonl"),
+    );
+    p.write(
+        "arc.jsonl",
+        include_str!("../../crates/trainer/tests/fixtures/benchmarks/arc_easy.jsonl"),
+    );
+    p.write(
+        "g.toml",
+        &format!(
+            "[sweep]\nname = \"g\"\n[grid]\nlearning_rate = [1e-3]\nsteps = [0, 10]\n{TINY}\
+             benchmarks = [\"piqa\", \"arc_easy:arc.jsonl\"]\nbenchmark_dir = \"b\"\n\
+             benchmark_items = 12\n"
+        ),
+    );
+    let out = p.run(&["run", "g.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows = p.export();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for row in &rows {
+        for name in ["piqa", "arc_easy"] {
+            for metric in ["acc", "acc_norm"] {
+                for prefix in ["", "val_", "test_"] {
+                    let column = format!("metric_{prefix}{name}_{metric}");
+                    let value: f64 = row[&column]
+                        .parse()
+                        .unwrap_or_else(|_| panic!("{column}: {row:?}"));
+                    assert!((0.0..=1.0).contains(&value), "{column} = {value}");
+                }
+            }
+        }
+    }
+    let files = find_files(p.path(), "benchmarks.jsonl");
+    assert_eq!(files.len(), 1, "one run reported both points: {files:?}");
+    let lines: Vec<Value> = std::fs::read_to_string(&files[0])
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // 12 items of each benchmark at each of the two points.
+    assert_eq!(lines.len(), 2 * 2 * 12);
+    for line in &lines {
+        let choices = line["loglikelihoods"].as_array().unwrap();
+        let expected = if line["benchmark"] == "piqa" { 2 } else { 3 };
+        assert!(choices.len() >= expected, "{line}");
+        assert!(choices.iter().all(|c| c.as_f64().unwrap() < 0.0), "{line}");
+        assert!(
+            line["split"] == "validation" || line["split"] == "test",
+            "{line}"
+        );
+    }
+    // The metric is the share of the items' verdicts.
+    let base_piqa: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["steps"] == 0 && l["benchmark"] == "piqa")
+        .collect();
+    let right = base_piqa.iter().filter(|l| l["acc"] == true).count() as f64;
+    let row = rows.iter().find(|r| r["param_steps"] == "0").unwrap();
+    let stored = row["metric_piqa_acc"].parse::<f64>().unwrap();
+    assert!((stored - right / 12.0).abs() < 1e-12, "{stored} vs {right}/12");
+}
+
+/// A benchmark that cannot be read is refused before the sweep is stored, naming the grid's
+/// line, the file, its line and the field.
+#[test]
+fn a_bad_benchmark_is_refused_before_anything_is_stored() {
+    let p = Project::new();
+    p.write(
+        "piqa.jsonl",
+        "{\"goal\": \"g\", \"sol1\": \"a\", \"sol2\": \"b\", \"label\": 0}\n{\"goal\": \"g\", \"sol1\": \"a\", \"label\": 0}\n",
+    );
+    let head = "[sweep]\nname = \"b\"\n[grid]\nlearning_rate = [1e-3]\n\n[trainer]\n";
+    for (body, needles) in [
+        (
+            "benchmarks = [\"piqa:piqa.jsonl\"]\n",
+            vec!["b.toml:7", "piqa.jsonl", "line 2", "`sol2` is missing"],
+        ),
+        (
+            "benchmarks = [\"hellaswag\"]\n",
+            vec![
+                "b.toml:7",
+                "benchmarks/hellaswag.jsonl",
+                "scripts/benchmarks",
+            ],
+        ),
+        (
+            "benchmarks = [\"winogrande\"]\n",
+            vec![
+                "b.toml:7",
+                "unknown benchmark \"winogrande\"",
+                "hellaswag, arc_easy",
+            ],
+        ),
+        (
+            "benchmarks = [\"piqa:piqa.jsonl\"]\nbenchmark_items = 0\n",
+            vec!["b.toml:8", "benchmark_items"],
+        ),
+    ] {
+        p.write("b.toml", &format!("{head}{body}"));
+        let out = p.run(&["run", "b.toml"]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{body}: {err}");
+        for needle in needles {
+            assert!(err.contains(needle), "{body}: missing {needle:?} in {err}");
+        }
+        assert!(!p.db().exists(), "{body}: the database was created");
+    }
+}

@@ -183,6 +183,9 @@ impl ConfigError {
             }
             ConfigError::Keywords(_) => Some("keywords".into()),
             ConfigError::Checkpoint(_) => Some("model.hf".into()),
+            ConfigError::Shape(message) if message.contains("unknown benchmark") => {
+                Some("benchmarks".into())
+            }
             ConfigError::Shape(message) => message
                 .split_once("unknown field `")
                 .and_then(|(_, rest)| rest.split_once('`'))

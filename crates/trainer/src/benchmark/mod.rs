@@ -68,7 +68,18 @@ impl BenchmarkSpec {
     /// Reads the benchmark's file, keeping a fixed sample of `sample` items (all without one).
     pub fn read(&self, dir: &Path, sample: Option<usize>) -> Result<Benchmark, FormatError> {
         let format = Format::of(&self.name).expect("checked when the spec was read");
-        let items = formats::read_items(&self.file(dir), format)?;
+        let file = self.file(dir);
+        if !file.exists() {
+            return Err(FormatError::Read {
+                path: file.display().to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such file; `scripts/benchmarks` fetches the public benchmarks into \
+                     benchmarks/ (pinned by hash), or name a file of your own as \"NAME:PATH\"",
+                ),
+            });
+        }
+        let items = formats::read_items(&file, format)?;
         Ok(Benchmark {
             name: self.name.clone(),
             items: fixed_split(items, sample).0,
