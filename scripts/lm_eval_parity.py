@@ -3,6 +3,11 @@ fixtures, scored on a tiny random Llama, for crates/trainer/tests/lm_eval_parity
 
     python scripts/lm_eval_parity.py OUT_DIR    # run by scripts/lm-eval-parity, in .venv-torch
 
+or, with a real checkpoint and the public files of scripts/benchmarks, on N items of
+HellaSwag and ARC-Easy spread over each file (every k-th), timed:
+
+    python scripts/lm_eval_parity.py OUT_DIR MODEL_DIR N
+
 Writes OUT_DIR/model/ (a Hugging Face directory, as scripts/hf_parity.py makes them), one
 lm-eval task YAML per fixture reading it as a local JSON file, and OUT_DIR/reference.json:
 for each benchmark, each item's `doc_id`, its choices' log-likelihoods, `acc` and `acc_norm`
@@ -47,18 +52,19 @@ doc_to_target: answer
 }
 
 
-def task_files(tasks_dir):
+def task_files(tasks_dir, files):
+    """One task YAML per `name: (file, fields)` of `files`."""
     import lm_eval
 
     tasks_dir.mkdir(parents=True)
     # lm-eval's own HellaSwag preprocessing, next to the YAML that names it.
     utils = Path(lm_eval.__file__).parent / "tasks/hellaswag/utils.py"
     (tasks_dir / "utils.py").write_text(utils.read_text())
-    for task, fields in TASKS.items():
+    for task, (file, fields) in files.items():
         (tasks_dir / f"sweep_{task}.yaml").write_text(
             f"task: sweep_{task}\n"
             "dataset_path: json\n"
-            f"dataset_kwargs:\n  data_files:\n    test: {FIXTURES / (task + '.jsonl')}\n"
+            f"dataset_kwargs:\n  data_files:\n    test: {file}\n"
             "output_type: multiple_choice\n"
             "test_split: test\n"
             + fields
@@ -66,37 +72,59 @@ def task_files(tasks_dir):
         )
 
 
-def main(out):
+def main(out, model_dir=None, items=None):
     out = Path(out).resolve()
     os.environ.update(HF_HOME=str(out / "hf-home"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import torch
-    from hf_parity import CASES, tokenizer_files
+    if model_dir is None:
+        sys.path.insert(0, str(ROOT / "scripts"))
+        import torch
+        from hf_parity import CASES, tokenizer_files
 
-    torch.manual_seed(0)
-    # Its own initialisation (no raised norm, unlike hf_parity.py's), so log-likelihoods are of
-    # a language model's size (tens to hundreds of nats), where f32 keeps 1e-4 of them.
-    model = CASES["llama-gqa-tied"]().eval()
-    model.save_pretrained(out / "model")
-    tokenizer_files(out / "model")
-    task_files(out / "tasks")
+        # Its own initialisation (no raised norm, unlike hf_parity.py's), so log-likelihoods
+        # are of a language model's size (tens to hundreds of nats), where f32 keeps 1e-4.
+        torch.manual_seed(0)
+        model = CASES["llama-gqa-tied"]().eval()
+        model.save_pretrained(out / "model")
+        tokenizer_files(out / "model")
+        model_dir = out / "model"
+        files = {task: (FIXTURES / f"{task}.jsonl", fields) for task, fields in TASKS.items()}
+    else:
+        model_dir = Path(model_dir).resolve()
+        # The public files are HellaSwag's own fields and ARC in the flat form.
+        subset = out / "subset"
+        subset.mkdir(parents=True)
+        files = {}
+        for task, fields in [("hellaswag", TASKS["hellaswag"]), ("arc_easy", TASKS["arc_challenge"])]:
+            lines = (ROOT / "benchmarks" / f"{task}.jsonl").read_text(encoding="utf-8").splitlines(True)
+            step = max(1, len(lines) // int(items))
+            (subset / f"{task}.jsonl").write_text("".join(lines[::step][: int(items)]), encoding="utf-8")
+            files[task] = (subset / f"{task}.jsonl", fields)
+    task_files(out / "tasks", files)
+
+    import time
 
     import lm_eval
+    import torch
     from lm_eval.tasks import TaskManager
 
+    from lm_eval.models.huggingface import HFLM
+
+    lm = HFLM(pretrained=str(model_dir), dtype="float32", batch_size=8, device="cpu")
+    # Timed from here: building the tasks from the files, tokenising and scoring.
+    started = time.perf_counter()
     results = lm_eval.simple_evaluate(
-        model="hf",
-        model_args=f"pretrained={out / 'model'},dtype=float32",
-        tasks=[f"sweep_{t}" for t in TASKS],
+        model=lm,
+        tasks=[f"sweep_{t}" for t in files],
         task_manager=TaskManager(include_path=str(out / "tasks")),
-        batch_size=4,
+        batch_size=8,
         device="cpu",
         log_samples=True,
     )
-    reference = {}
-    for task in TASKS:
+    seconds = time.perf_counter() - started
+    reference = {"model": str(model_dir), "seconds": seconds, "threads": torch.get_num_threads(), "tasks": {}}
+    for task in files:
         samples = sorted(results["samples"][f"sweep_{task}"], key=lambda s: s["doc_id"])
-        reference[task] = [
+        reference["tasks"][task] = [
             {
                 "doc_id": s["doc_id"],
                 "loglikelihoods": [float(r[0][0]) for r in s["resps"]],
@@ -105,8 +133,10 @@ def main(out):
             }
             for s in samples
         ]
-        acc = sum(s["acc"] for s in reference[task]) / len(reference[task])
-        print(f"lm-eval sweep_{task}: {len(samples)} items, acc {acc:.3f}")
+        n = len(samples)
+        acc_norm = sum(s["acc_norm"] for s in samples) / n
+        print(f"lm-eval sweep_{task}: {n} items, acc_norm {acc_norm:.3f}")
+    print(f"lm-eval: {seconds:.1f} s (tasks from the files, tokenising and scoring)")
     (out / "reference.json").write_text(json.dumps(reference) + "\n")
 
 

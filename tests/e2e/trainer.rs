@@ -782,7 +782,10 @@ fn benchmarks_are_scored_into_metrics_and_per_item_lines() {
     let right = base_piqa.iter().filter(|l| l["acc"] == true).count() as f64;
     let row = rows.iter().find(|r| r["param_steps"] == "0").unwrap();
     let stored = row["metric_piqa_acc"].parse::<f64>().unwrap();
-    assert!((stored - right / 12.0).abs() < 1e-12, "{stored} vs {right}/12");
+    assert!(
+        (stored - right / 12.0).abs() < 1e-12,
+        "{stored} vs {right}/12"
+    );
 }
 
 /// A benchmark that cannot be read is refused before the sweep is stored, naming the grid's
