@@ -18,7 +18,7 @@ use crate::chat::Split;
 use crate::data::{fixed_split, FormatError};
 use crate::model::Lm;
 pub use formats::{Format, Item};
-pub use score::{Tokens, TokensError};
+pub use score::{Group, Tokens, TokensError};
 
 /// One entry of `[trainer] benchmarks`: `"NAME"` (the file `NAME.jsonl` in `benchmark_dir`)
 /// or `"NAME:PATH"`; the name says the format and prefixes the metrics.

@@ -14,10 +14,19 @@ use crate::model::{KvCache, Lm};
 /// window makes lm-eval cut each choice's context differently.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tokens {
-    /// `(context, [(choice index, continuation)])`.
-    pub groups: Vec<(Vec<u32>, Vec<(usize, Vec<u32>)>)>,
+    /// The question's contexts and what continues each.
+    pub groups: Vec<Group>,
     /// How many choices the question has.
     pub choices: usize,
+}
+
+/// A context and the choices scored after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// The context's tokens.
+    pub context: Vec<u32>,
+    /// `(choice index, continuation tokens)`.
+    pub continuations: Vec<(usize, Vec<u32>)>,
 }
 
 /// Why a question cannot be scored.
@@ -44,7 +53,7 @@ pub fn tokens<E>(
     let kept = context.trim_end();
     let moved = &context[kept.len()..];
     let context_ids = encode(kept)?;
-    let mut groups: Vec<(Vec<u32>, Vec<(usize, Vec<u32>)>)> = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
     for (i, choice) in choices.iter().enumerate() {
         let whole = encode(&format!("{kept}{moved} {choice}"))?;
         let continuation = whole.get(context_ids.len()..).unwrap_or_default().to_vec();
@@ -56,9 +65,12 @@ pub fn tokens<E>(
         }
         let cut = (context_ids.len() + continuation.len()).saturating_sub(window + 1);
         let prefix = context_ids[cut..].to_vec();
-        match groups.iter_mut().find(|(c, _)| *c == prefix) {
-            Some((_, members)) => members.push((i, continuation)),
-            None => groups.push((prefix, vec![(i, continuation)])),
+        match groups.iter_mut().find(|g| g.context == prefix) {
+            Some(group) => group.continuations.push((i, continuation)),
+            None => groups.push(Group {
+                context: prefix,
+                continuations: vec![(i, continuation)],
+            }),
         }
     }
     Ok(Ok(Tokens {
@@ -86,16 +98,20 @@ pub fn loglikelihoods(
         .enumerate()
         .flat_map(|(q, t)| (0..t.groups.len()).map(move |g| (q, g)))
         .collect();
-    groups.sort_by_key(|&(q, g)| questions[q].groups[g].0.len());
+    groups.sort_by_key(|&(q, g)| questions[q].groups[g].context.len());
     let mut out: Vec<Vec<f64>> = questions.iter().map(|t| vec![0.0; t.choices]).collect();
     for chunk in groups.chunks(CONTEXTS_PER_BATCH) {
-        let batch: Vec<&(Vec<u32>, Vec<(usize, Vec<u32>)>)> = chunk
+        let batch: Vec<&Group> = chunk
             .iter()
             .map(|&(q, g)| &questions[q].groups[g])
             .collect();
         let scores = score_batch(&model, &batch, pad, device);
         for (&(q, g), group_scores) in chunk.iter().zip(scores) {
-            for ((choice, _), ll) in questions[q].groups[g].1.iter().zip(group_scores) {
+            for ((choice, _), ll) in questions[q].groups[g]
+                .continuations
+                .iter()
+                .zip(group_scores)
+            {
                 out[q][*choice] = ll;
             }
         }
@@ -104,19 +120,14 @@ pub fn loglikelihoods(
 }
 
 /// The log-likelihood of each continuation of each group, in order.
-fn score_batch(
-    model: &Lm,
-    groups: &[&(Vec<u32>, Vec<(usize, Vec<u32>)>)],
-    pad: u32,
-    device: &Device,
-) -> Vec<Vec<f64>> {
+fn score_batch(model: &Lm, groups: &[&Group], pad: u32, device: &Device) -> Vec<Vec<f64>> {
     let n = groups.len();
-    let width = groups.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+    let width = groups.iter().map(|g| g.context.len()).max().unwrap_or(0);
     let (mut input, mut padding) = (Vec::with_capacity(n * width), Vec::with_capacity(n * width));
-    for (context, _) in groups {
-        let gap = width - context.len();
+    for group in groups {
+        let gap = width - group.context.len();
         input.extend(std::iter::repeat_n(pad as i64, gap));
-        input.extend(context.iter().map(|&t| t as i64));
+        input.extend(group.context.iter().map(|&t| t as i64));
         padding.extend((0..width).map(|i| i < gap));
     }
     let mut cache = KvCache::with_padding(Tensor::<2, Bool>::from_data(
@@ -137,7 +148,12 @@ fn score_batch(
     let rows: Vec<(usize, &[u32])> = groups
         .iter()
         .enumerate()
-        .flat_map(|(g, (_, members))| members.iter().map(move |(_, c)| (g, c.as_slice())))
+        .flat_map(|(g, group)| {
+            group
+                .continuations
+                .iter()
+                .map(move |(_, c)| (g, c.as_slice()))
+        })
         .collect();
     let r = rows.len();
     let row_group: Vec<usize> = rows.iter().map(|(g, _)| *g).collect();
@@ -188,8 +204,9 @@ fn score_batch(
     let mut values = values.into_iter().map(f64::from);
     groups
         .iter()
-        .map(|(_, members)| {
-            members
+        .map(|group| {
+            group
+                .continuations
                 .iter()
                 .map(|_| values.next().unwrap_or(f64::NAN))
                 .collect()
@@ -212,9 +229,9 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(t.groups.len(), 1);
-        assert_eq!(t.groups[0].0, bytes("Q: x\nA:").unwrap());
-        assert_eq!(t.groups[0].1[0].1, bytes("  yes").unwrap());
-        assert_eq!(t.groups[0].1[1], (1, bytes("  no").unwrap()));
+        assert_eq!(t.groups[0].context, bytes("Q: x\nA:").unwrap());
+        assert_eq!(t.groups[0].continuations[0].1, bytes("  yes").unwrap());
+        assert_eq!(t.groups[0].continuations[1], (1, bytes("  no").unwrap()));
     }
 
     #[test]
@@ -224,8 +241,8 @@ mod tests {
             .unwrap();
         // Inputs of at most window + 1 = 9 tokens: "defgh" + " xyz", "bcdefgh" + " x".
         assert_eq!(t.groups.len(), 2);
-        assert_eq!(t.groups[0].0, bytes("bcdefgh").unwrap());
-        assert_eq!(t.groups[1].0, bytes("defgh").unwrap());
+        assert_eq!(t.groups[0].context, bytes("bcdefgh").unwrap());
+        assert_eq!(t.groups[1].context, bytes("defgh").unwrap());
         let long = tokens("ab", &["x".repeat(20)], 8, bytes).unwrap();
         assert_eq!(long, Err(TokensError::TooLong(0, 21, 8)));
     }
@@ -262,8 +279,12 @@ mod tests {
         .collect();
         let got = loglikelihoods(&model, &questions, crate::tokenizer::PAD, &device);
         for (q, t) in questions.iter().enumerate() {
-            for (context, members) in &t.groups {
-                for (choice, continuation) in members {
+            for Group {
+                context,
+                continuations,
+            } in &t.groups
+            {
+                for (choice, continuation) in continuations {
                     let whole: Vec<u32> = context.iter().chain(continuation).copied().collect();
                     let n = whole.len() - 1;
                     let input = Tensor::<2, Int>::from_data(
