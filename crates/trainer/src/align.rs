@@ -200,7 +200,8 @@ impl AlignData {
     }
 }
 
-/// The cache key of the aligned checkpoint: everything that shapes its weights. The harmful
+/// The cache key of the aligned checkpoint: everything that shapes its weights, down to the
+/// trainer's whole source (`src/hf/` included) and `Cargo.lock`. The harmful
 /// and benign files count by what they hold (in `data`), not by where they lie.
 pub fn key(
     config: &AlignConfig,
@@ -219,7 +220,7 @@ pub fn key(
         "{settings:?}|{checkpoint}|{}|{seed}|{max_seq}|{}|{}",
         data.fingerprint(),
         device_kind(device),
-        env!("SWEEP_TRAINER_SOURCE")
+        env!("SWEEP_CHECKPOINT_SOURCE")
     );
     blake3::hash(text.as_bytes()).to_hex()[..16].to_string()
 }
@@ -400,6 +401,68 @@ fn align(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    mod build {
+        include!("../build/source_key.rs");
+    }
+
+    fn copy_tree(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            let target = to.join(path.file_name().unwrap());
+            if path.is_dir() {
+                copy_tree(&path, &target);
+            } else {
+                std::fs::copy(&path, &target).unwrap();
+            }
+        }
+    }
+
+    /// The keys the build embedded are the keys of these sources; an edit under `src/hf/`
+    /// changes the aligned checkpoint's and leaves the miniature's base alone; a new
+    /// `Cargo.lock` changes both.
+    #[test]
+    fn the_source_keys_follow_every_file_that_shapes_a_cached_model() {
+        let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let lock = crate_dir.join("../../Cargo.lock");
+        let keys = |src: &Path, lock: &Path| {
+            (
+                build::source_key(src, &[Path::new("hf")], lock, &mut |_| {}),
+                build::source_key(src, &[], lock, &mut |_| {}),
+            )
+        };
+        let built = keys(&crate_dir.join("src"), &lock);
+        assert_eq!(
+            built,
+            (
+                env!("SWEEP_TRAINER_SOURCE").to_string(),
+                env!("SWEEP_CHECKPOINT_SOURCE").to_string()
+            )
+        );
+        let copy = tempfile::tempdir().unwrap();
+        let src = copy.path().join("src");
+        copy_tree(&crate_dir.join("src"), &src);
+        let copied_lock = copy.path().join("Cargo.lock");
+        std::fs::copy(&lock, &copied_lock).unwrap();
+        assert_eq!(keys(&src, &copied_lock), built, "the same files elsewhere");
+
+        let loader = src.join("hf/config.rs");
+        let mut text = std::fs::read_to_string(&loader).unwrap();
+        text.push_str("\n// a change to how checkpoints are read\n");
+        std::fs::write(&loader, text).unwrap();
+        let (miniature, checkpoint) = keys(&src, &copied_lock);
+        assert_eq!(
+            miniature, built.0,
+            "the miniature never runs through src/hf"
+        );
+        assert_ne!(checkpoint, built.1, "an aligned checkpoint does");
+
+        std::fs::write(&copied_lock, "# burn's version moved\n").unwrap();
+        let (miniature_locked, checkpoint_locked) = keys(&src, &copied_lock);
+        assert_ne!(miniature_locked, miniature);
+        assert_ne!(checkpoint_locked, checkpoint);
+    }
 
     #[test]
     fn a_cut_answer_keeps_its_whole_sentences() {

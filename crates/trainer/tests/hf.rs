@@ -355,3 +355,47 @@ fn errors_are_typed() {
     let e = hf::load(Path::new("/nonexistent-sweep-model"), None, &Device::flex()).unwrap_err();
     assert!(matches!(e, HfError::Missing { .. }));
 }
+
+/// The checkpoint's key follows what its files hold: the same bytes elsewhere keep it; one
+/// weight changed in place, with the file's size and modification time put back, changes it.
+#[test]
+fn the_fingerprint_follows_the_weights_content_not_their_file_times() {
+    let device = Device::flex();
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("a");
+    checkpoint(&dir, true, "LlamaForCausalLM", &device);
+    let key = hf::fingerprint(&dir).unwrap();
+    let copy = root.path().join("b");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
+    }
+    assert_eq!(
+        hf::fingerprint(&copy).unwrap(),
+        key,
+        "a copy is the same checkpoint"
+    );
+
+    let weights = dir.join("model.safetensors");
+    let modified = std::fs::metadata(&weights).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(&weights, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&weights)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    assert_eq!(
+        std::fs::metadata(&weights).unwrap().modified().unwrap(),
+        modified
+    );
+    assert_ne!(
+        hf::fingerprint(&dir).unwrap(),
+        key,
+        "other weights, same size and mtime"
+    );
+}
