@@ -834,3 +834,147 @@ fn a_bad_benchmark_is_refused_before_anything_is_stored() {
         assert!(!p.db().exists(), "{body}: the database was created");
     }
 }
+
+/// `sweep compare`: two configurations paired prompt by prompt over the same seeds, from the
+/// answers their trials kept (a trial a shared run completed included), against a recount of
+/// those files and a binomial written out here.
+#[test]
+fn compare_pairs_verdicts_by_seed_and_prompt() {
+    let p = Project::new();
+    p.write(
+        "g.toml",
+        &format!(
+            "[sweep]\nname = \"g\"\n[grid]\nlearning_rate = [1e-3, 3e-2]\nsteps = [5, 10]\nseed = [0, 1]\n{TINY}"
+        ),
+    );
+    let out = p.run(&["run", "g.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let compare = |a: &str, b: &str, metric: &str| {
+        let out = p.run(&["compare", "g", a, b, "--metric", metric, "--format", "json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    // Steps 5 is reported by each steps-10 run: its verdicts are in that trial's file.
+    let got = compare(
+        "learning_rate=1e-3,steps=5",
+        "learning_rate=3e-2,steps=5",
+        "unsafe_rate",
+    );
+    // The recount: each seed's run wrote responses.jsonl; steps-5 answers to harmful prompts.
+    let rows = p.export();
+    let mut pairs: Vec<(bool, bool)> = Vec::new();
+    for seed in ["0", "1"] {
+        let verdicts = |lr: &str| -> BTreeMap<String, bool> {
+            // The run of this learning rate and seed wrote its file in its own directory.
+            let file = rows
+                .iter()
+                .filter(|r| r["param_learning_rate"] == lr && r["param_seed"] == seed)
+                .map(|r| {
+                    p.path()
+                        .join("sweep-trials/g")
+                        .join(&r["trial_id"])
+                        .join("responses.jsonl")
+                })
+                .find(|f| f.is_file())
+                .unwrap();
+            std::fs::read_to_string(file)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .filter(|l| l["steps"] == 5 && l["set"] == "harmful")
+                .map(|l| {
+                    (
+                        l["prompt"].as_str().unwrap().to_string(),
+                        l["refused"] == false,
+                    )
+                })
+                .collect()
+        };
+        let (a, b) = (verdicts("0.001"), verdicts("0.03"));
+        pairs.extend(a.iter().map(|(prompt, &x)| (x, b[prompt])));
+    }
+    assert_eq!(got["prompts"], pairs.len());
+    let share = |pick: fn(&(bool, bool)) -> bool| {
+        pairs.iter().filter(|p| pick(p)).count() as f64 / pairs.len() as f64
+    };
+    assert_eq!(got["a"]["rate"].as_f64().unwrap(), share(|p| p.0));
+    assert_eq!(got["b"]["rate"].as_f64().unwrap(), share(|p| p.1));
+    let only_a = pairs.iter().filter(|p| p.0 && !p.1).count() as u64;
+    let only_b = pairs.iter().filter(|p| !p.0 && p.1).count() as u64;
+    assert_eq!(
+        (got["only_a"].as_u64(), got["only_b"].as_u64()),
+        (Some(only_a), Some(only_b))
+    );
+    // McNemar, exact: twice the smaller binomial tail, by integer coefficients.
+    let n = only_a + only_b;
+    let choose = |k: u64| (0..k).fold(1u128, |v, i| v * u128::from(n - i) / u128::from(i + 1));
+    let tail: u128 = (0..=only_a.min(only_b)).map(choose).sum();
+    let expected = (2.0 * tail as f64 / 2f64.powi(n as i32)).min(1.0);
+    let p_value = got["p_value"].as_f64().unwrap();
+    assert!(
+        (p_value - expected).abs() <= 1e-12,
+        "{p_value} vs {expected}"
+    );
+    let (lo, hi) = (
+        got["ci95"][0].as_f64().unwrap(),
+        got["ci95"][1].as_f64().unwrap(),
+    );
+    let d = got["difference"].as_f64().unwrap();
+    assert!(lo <= d && d <= hi, "{got}");
+    assert_eq!(got["replicates"].as_array().unwrap().len(), 2);
+
+    // Every format writes it; the table names both sides.
+    for format in ["table", "csv", "markdown", "latex"] {
+        let out = p.run(&[
+            "compare",
+            "g",
+            "learning_rate=1e-3,steps=10",
+            "learning_rate=3e-2,steps=10",
+            "--format",
+            format,
+        ]);
+        assert!(out.status.success(), "{format}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("unsafe"), "{format}");
+    }
+    // What cannot be compared says why.
+    for (a, b, metric, needle) in [
+        (
+            "learning_rate=1e-3",
+            "learning_rate=3e-2,steps=10",
+            "unsafe_rate",
+            "matches 2 configurations",
+        ),
+        (
+            "learning_rate=1e-3,steps=5",
+            "learning_rate=1e-3,steps=5",
+            "unsafe_rate",
+            "same configuration",
+        ),
+        (
+            "learning_rate=1e-3,steps=5",
+            "learning_rate=3e-2,steps=5",
+            "eval_loss",
+            "no per-prompt verdicts",
+        ),
+        (
+            "learning_rate=1e-4,steps=5",
+            "learning_rate=3e-2,steps=5",
+            "unsafe_rate",
+            "no completed trial",
+        ),
+        (
+            "learning_rate=1e-3,steps=5",
+            "learning_rate=3e-2,steps=5",
+            "hellaswag_acc",
+            "benchmarks.jsonl",
+        ),
+    ] {
+        let out = p.run(&["compare", "g", a, b, "--metric", metric]);
+        let err = text(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{a} {b} {metric}");
+        assert!(
+            err.contains(needle),
+            "{a} / {b} / {metric}: missing {needle:?} in {err}"
+        );
+    }
+}

@@ -2,16 +2,19 @@
 //! computed that the trials did not report.
 
 pub mod aggregate;
+pub mod compare;
 pub mod export;
 pub mod filter;
 pub mod front;
 pub mod html;
+pub mod paired;
 pub mod pareto;
 pub mod plot;
 pub mod render;
 pub mod select;
 pub mod status;
 pub mod table;
+pub mod verdicts;
 
 pub use aggregate::Aggregator;
 pub use export::{aggregate_table, curves_table, trial_cells, trial_columns, ExportError};

@@ -1,5 +1,6 @@
 //! The subcommands, one module each.
 
+mod compare;
 mod export;
 mod generate;
 mod report;
@@ -33,6 +34,9 @@ enum Command {
     Export(export::ExportArgs),
     /// Rank configurations by non-dominated sorting: the safety/utility Pareto front.
     Report(report::ReportArgs),
+    /// Two configurations compared prompt by prompt: paired verdicts over the same seeds, an
+    /// exact McNemar test and a two-level bootstrap interval for the difference in a rate.
+    Compare(compare::CompareArgs),
     /// Train (once) and cache the safety-aligned base model of the built-in trainer.
     Base(trial::BaseArgs),
     /// Greedy answers of a Hugging Face checkpoint to prompts, through its chat template.
@@ -84,6 +88,7 @@ impl Cli {
             Command::Status(args) => status::run(&self.db, args).await,
             Command::Export(args) => export::run(&self.db, args).await,
             Command::Report(args) => report::run(&self.db, args).await,
+            Command::Compare(args) => compare::run(&self.db, args).await,
             Command::Base(args) => tokio::task::block_in_place(|| trial::base(args)),
             Command::Generate(args) => tokio::task::block_in_place(|| generate::run(args)),
             Command::Trial(args) => tokio::task::block_in_place(|| trial::trial(args)),

@@ -17,8 +17,9 @@ use sweep_store::Store;
 use crate::exit_codes;
 use crate::output::say;
 
+/// `--format` of `report` and `compare`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum FormatArg {
+pub enum FormatArg {
     Table,
     Csv,
     Json,
@@ -189,6 +190,12 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
     render(&report, format, args.pareto, &mut out).context("cannot write the report")?;
     out.flush()?;
     Ok(exit_codes::OK)
+}
+
+impl From<FormatArg> for Format {
+    fn from(format: FormatArg) -> Format {
+        format_of(format)
+    }
 }
 
 fn format_of(format: FormatArg) -> Format {

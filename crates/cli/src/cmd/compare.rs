@@ -1,0 +1,86 @@
+//! `sweep compare NAME A B --metric METRIC`: two configurations, prompt by prompt.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use sweep_report::compare::{pair, render_comparison, sides};
+use sweep_report::{Condition, Filter};
+use sweep_store::Store;
+
+use crate::exit_codes;
+use crate::location::default_trials_root;
+
+/// `sweep compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The sweep.
+    name: String,
+    /// Configuration A: conditions NAME OP VALUE joined by commas, e.g.
+    /// 'learning_rate=1e-5,ema_decay=0.99'.
+    #[arg(value_name = "A")]
+    a: String,
+    /// Configuration B, the same way.
+    #[arg(value_name = "B")]
+    b: String,
+    /// The rate compared: unsafe_rate, unsafe_rate_no_echo, complies_rate,
+    /// over_refusal_rate, utility, JUDGE_unsafe_rate or a benchmark's NAME_acc /
+    /// NAME_acc_norm, each also as val_ or test_ (one half of the prompts).
+    #[arg(long, default_value = "unsafe_rate")]
+    metric: String,
+    #[command(flatten)]
+    replicate: super::ReplicateArgs,
+    /// Bootstrap resamples for the interval.
+    #[arg(long, default_value_t = 10_000)]
+    resamples: usize,
+    /// Where the trial directories are (default: sweep-trials/ beside the database).
+    #[arg(long)]
+    trials_dir: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: super::report::FormatArg,
+}
+
+fn conditions(side: &str, text: &str) -> anyhow::Result<Vec<Condition>> {
+    text.split(',')
+        .map(|c| c.trim().parse::<Condition>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("configuration {side} ({text:?})"))
+}
+
+pub async fn run(db: &str, args: CompareArgs) -> anyhow::Result<i32> {
+    let (a, b) = (conditions("A", &args.a)?, conditions("B", &args.b)?);
+    let store = Store::open_read_only(db).await?;
+    let sweep = store.sweep(&args.name).await?;
+    let params = store.param_names(Some(sweep.id)).await?;
+    let metrics = store.metric_names(Some(sweep.id)).await?;
+    let filter_a = Filter::new(&a, &params, &metrics).context("configuration A")?;
+    let filter_b = Filter::new(&b, &params, &metrics).context("configuration B")?;
+    let mut rows = Vec::new();
+    store
+        .for_each_trial(Some(sweep.id), |row| {
+            if filter_a.keep(&row) || filter_b.keep(&row) {
+                rows.push(row);
+            }
+            true
+        })
+        .await?;
+    store.close().await;
+    let replicate = &args.replicate.names;
+    let (side_a, side_b) = sides(rows, (&args.a, &filter_a), (&args.b, &filter_b), replicate)?;
+    let trials_root = args.trials_dir.unwrap_or_else(|| default_trials_root(db));
+    let report = pair(
+        &trials_root,
+        side_a,
+        side_b,
+        &args.metric,
+        replicate,
+        args.resamples,
+    )?;
+    let mut out = std::io::stdout().lock();
+    render_comparison(&report, args.format.into(), &mut out)
+        .context("cannot write the comparison")?;
+    out.flush()?;
+    Ok(exit_codes::OK)
+}

@@ -1,0 +1,396 @@
+//! `sweep compare`: two configurations of a sweep, each named by filters, compared prompt by
+//! prompt on one rate ([`crate::paired`]) from the verdicts their trials wrote
+//! ([`crate::verdicts`]), replicate by replicate, in every output format.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::json;
+use sweep_core::value::{format_float, params_to_json};
+use sweep_core::Params;
+use sweep_store::{TrialRow, TrialStatus};
+
+use crate::paired::{compare, Comparison, Stratum};
+use crate::verdicts::{read, Point, VerdictError, VerdictRule};
+use crate::{ExportError, Filter, Format};
+
+/// One side of a comparison: the configuration its filters select and its completed trials.
+#[derive(Debug, Clone)]
+pub struct Side {
+    /// The filters as the user wrote them.
+    pub label: String,
+    /// The configuration's parameters, replicates left out.
+    pub params: Params,
+    /// Its completed trials.
+    pub trials: Vec<TrialRow>,
+}
+
+/// A comparison that cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    /// No completed trial matches one side's filters.
+    #[error("{side} ({filters}): no completed trial matches")]
+    NoTrials {
+        /// `A` or `B`.
+        side: &'static str,
+        /// Its filters.
+        filters: String,
+    },
+    /// One side's filters select several configurations.
+    #[error(
+        "{side} ({filters}) matches {count} configurations; add conditions until one is left:\n  {configs}"
+    )]
+    Several {
+        /// `A` or `B`.
+        side: &'static str,
+        /// Its filters.
+        filters: String,
+        /// How many.
+        count: usize,
+        /// Their parameters, one a line.
+        configs: String,
+    },
+    /// Both sides are the same configuration.
+    #[error("A and B select the same configuration ({0}); compare two different ones")]
+    Same(String),
+    /// No replicate was run by both.
+    #[error(
+        "A and B share no replicate ({names} values: A has {a}, B has {b}); pairs need the same seeds"
+    )]
+    NoSharedReplicate {
+        /// The replicate parameters.
+        names: String,
+        /// A's values.
+        a: String,
+        /// B's values.
+        b: String,
+    },
+    /// A trial's verdicts cannot be read.
+    #[error("trial {trial}: {source}")]
+    Verdicts {
+        /// The trial.
+        trial: String,
+        /// Why.
+        #[source]
+        source: VerdictError,
+    },
+    /// The two trials of a replicate share no prompt.
+    #[error("{0}: A's and B's trials share no prompt for this metric")]
+    NoPrompts(String),
+}
+
+/// Splits completed `rows` into A's and B's configurations (each must be exactly one).
+pub fn sides(
+    rows: Vec<TrialRow>,
+    a: (&str, &Filter),
+    b: (&str, &Filter),
+    replicate: &[String],
+) -> Result<(Side, Side), CompareError> {
+    let side = |name: &'static str, (label, filter): (&str, &Filter)| {
+        let mut configs: BTreeMap<String, Side> = BTreeMap::new();
+        for row in rows
+            .iter()
+            .filter(|r| r.status == TrialStatus::Completed && filter.keep(r))
+        {
+            let mut params = row.params.clone();
+            params.retain(|k, _| !replicate.contains(k));
+            configs
+                .entry(params_to_json(&params))
+                .or_insert_with(|| Side {
+                    label: label.to_string(),
+                    params,
+                    trials: Vec::new(),
+                })
+                .trials
+                .push(row.clone());
+        }
+        match configs.len() {
+            0 => Err(CompareError::NoTrials {
+                side: name,
+                filters: label.to_string(),
+            }),
+            1 => Ok(configs.into_values().next().expect("one")),
+            count => Err(CompareError::Several {
+                side: name,
+                filters: label.to_string(),
+                count,
+                configs: configs.keys().cloned().collect::<Vec<_>>().join("\n  "),
+            }),
+        }
+    };
+    let (a, b) = (side("A", a)?, side("B", b)?);
+    if a.params == b.params {
+        return Err(CompareError::Same(params_to_json(&a.params)));
+    }
+    Ok((a, b))
+}
+
+/// What `sweep compare` reports.
+#[derive(Debug, Clone)]
+pub struct ComparisonReport {
+    /// The metric compared.
+    pub metric: String,
+    /// A.
+    pub a: Side,
+    /// B.
+    pub b: Side,
+    /// The replicates paired, with the prompts each pairs.
+    pub strata: Vec<(String, usize)>,
+    /// The replicates only one side ran (left out).
+    pub unpaired: Vec<String>,
+    /// The statistics.
+    pub comparison: Comparison,
+}
+
+/// Pairs A's and B's trials by their replicate parameters and their verdicts on `metric` by
+/// prompt, reading each trial's files under `trials_root/SWEEP/TRIAL` (the trial whose
+/// process reported it, for a trial a shared run completed).
+pub fn pair(
+    trials_root: &Path,
+    a: Side,
+    b: Side,
+    metric: &str,
+    replicate: &[String],
+    resamples: usize,
+) -> Result<ComparisonReport, CompareError> {
+    let rule = VerdictRule::of(metric).map_err(|source| CompareError::Verdicts {
+        trial: "-".into(),
+        source,
+    })?;
+    let key = |row: &TrialRow| {
+        let reps: Params = row
+            .params
+            .iter()
+            .filter(|(k, _)| replicate.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let label: Vec<String> = reps
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.to_json()))
+            .collect();
+        label.join(",")
+    };
+    let by_key = |side: &Side| -> BTreeMap<String, TrialRow> {
+        side.trials.iter().map(|t| (key(t), t.clone())).collect()
+    };
+    let (in_a, in_b) = (by_key(&a), by_key(&b));
+    let shared: Vec<&String> = in_a.keys().filter(|k| in_b.contains_key(*k)).collect();
+    if shared.is_empty() {
+        let list = |m: &BTreeMap<String, TrialRow>| m.keys().cloned().collect::<Vec<_>>().join(" ");
+        return Err(CompareError::NoSharedReplicate {
+            names: replicate.join(","),
+            a: list(&in_a),
+            b: list(&in_b),
+        });
+    }
+    let unpaired = in_a
+        .keys()
+        .chain(in_b.keys())
+        .filter(|k| !(in_a.contains_key(*k) && in_b.contains_key(*k)))
+        .cloned()
+        .collect();
+    let verdicts = |row: &TrialRow| {
+        let dir = trials_root
+            .join(&row.sweep)
+            .join(row.completed_by.as_deref().unwrap_or(&row.id));
+        read(&dir, &rule, &point_of(row)).map_err(|source| CompareError::Verdicts {
+            trial: row.id.clone(),
+            source,
+        })
+    };
+    let mut strata = Vec::new();
+    for label in shared {
+        let (va, vb) = (verdicts(&in_a[label])?, verdicts(&in_b[label])?);
+        let pairs: Vec<(bool, bool)> = va
+            .iter()
+            .filter_map(|(prompt, &x)| vb.get(prompt).map(|&y| (x, y)))
+            .collect();
+        if pairs.is_empty() {
+            return Err(CompareError::NoPrompts(label.clone()));
+        }
+        strata.push(Stratum {
+            label: label.clone(),
+            pairs,
+        });
+    }
+    let comparison = compare(&strata, resamples).expect("every stratum has pairs");
+    Ok(ComparisonReport {
+        metric: metric.to_string(),
+        strata: strata
+            .iter()
+            .map(|s| (s.label.clone(), s.pairs.len()))
+            .collect(),
+        a,
+        b,
+        unpaired,
+        comparison,
+    })
+}
+
+/// The grid point a trial's own verdicts are at, from its parameters.
+fn point_of(row: &TrialRow) -> Point {
+    Point(
+        ["steps", "ema_decay", "interpolation"]
+            .into_iter()
+            .filter_map(|k| Some((k, row.params.get(k)?.as_f64()?)))
+            .collect(),
+    )
+}
+
+/// Writes the comparison.
+pub fn render_comparison(
+    report: &ComparisonReport,
+    format: Format,
+    mut out: impl Write,
+) -> Result<(), ExportError> {
+    let c = &report.comparison;
+    let params = |s: &Side| params_to_json(&s.params);
+    let num = |x: f64| format!("{x:.4}");
+    // p-values as papers print them: three decimals, or two significant digits when small.
+    let p_text = |p: f64| {
+        if p >= 0.001 {
+            format!("{p:.3}")
+        } else {
+            format!("{p:.1e}")
+        }
+    };
+    match format {
+        Format::Json => {
+            let value = json!({
+                "metric": report.metric,
+                "a": {"filters": report.a.label, "params": params(&report.a), "rate": c.rate_a},
+                "b": {"filters": report.b.label, "params": params(&report.b), "rate": c.rate_b},
+                "difference": c.difference,
+                "ci95": [c.ci95.0, c.ci95.1],
+                "only_a": c.only_a,
+                "only_b": c.only_b,
+                "p_value": c.p_value,
+                "prompts": c.prompts,
+                "replicates": report.strata.iter().map(|(l, n)| json!({"replicate": l, "prompts": n})).collect::<Vec<_>>(),
+                "unpaired": report.unpaired,
+                "resamples": c.resamples,
+            });
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            )?;
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record([
+                "metric",
+                "a",
+                "b",
+                "rate_a",
+                "rate_b",
+                "difference",
+                "ci95_low",
+                "ci95_high",
+                "only_a",
+                "only_b",
+                "p_value",
+                "prompts",
+                "replicates",
+            ])?;
+            w.write_record([
+                report.metric.clone(),
+                report.a.label.clone(),
+                report.b.label.clone(),
+                format_float(c.rate_a),
+                format_float(c.rate_b),
+                format_float(c.difference),
+                format_float(c.ci95.0),
+                format_float(c.ci95.1),
+                c.only_a.to_string(),
+                c.only_b.to_string(),
+                format_float(c.p_value),
+                c.prompts.to_string(),
+                report.strata.len().to_string(),
+            ])?;
+            w.flush()?;
+        }
+        Format::Markdown => {
+            writeln!(
+                out,
+                "| {m} | A: {a} | B: {b} | A − B | 95 % interval | only A / only B | McNemar p |\n\
+                 |---|---|---|---|---|---|---|\n\
+                 | {n} prompts, {r} replicates | {ra} | {rb} | {d} | [{lo}, {hi}] | {oa} / {ob} | {p} |",
+                m = report.metric,
+                a = report.a.label,
+                b = report.b.label,
+                n = c.prompts,
+                r = report.strata.len(),
+                ra = num(c.rate_a),
+                rb = num(c.rate_b),
+                d = num(c.difference),
+                lo = num(c.ci95.0),
+                hi = num(c.ci95.1),
+                oa = c.only_a,
+                ob = c.only_b,
+                p = p_text(c.p_value),
+            )?;
+        }
+        Format::Latex => {
+            let tex = |s: &str| s.replace('_', "\\_").replace('%', "\\%");
+            writeln!(
+                out,
+                "\\begin{{tabular}}{{lrrrcrr}}\n\\toprule\n\
+                 {m} & A & B & $A-B$ & 95\\% interval & only A / only B & McNemar $p$ \\\\\n\\midrule\n\
+                 {n} prompts, {r} seeds & {ra} & {rb} & {d} & [{lo}, {hi}] & {oa} / {ob} & {p} \\\\\n\
+                 \\bottomrule\n\\end{{tabular}}",
+                m = tex(&report.metric),
+                n = c.prompts,
+                r = report.strata.len(),
+                ra = num(c.rate_a),
+                rb = num(c.rate_b),
+                d = num(c.difference),
+                lo = num(c.ci95.0),
+                hi = num(c.ci95.1),
+                oa = c.only_a,
+                ob = c.only_b,
+                p = p_text(c.p_value),
+            )?;
+        }
+        Format::Table => {
+            let replicates: Vec<String> = report
+                .strata
+                .iter()
+                .map(|(l, n)| format!("{l} ({n})"))
+                .collect();
+            writeln!(
+                out,
+                "{m}, paired prompt by prompt within {r} replicate(s): {reps}\n\
+                 A  {al:<40} {ra}   {ap}\n\
+                 B  {bl:<40} {rb}   {bp}\n\
+                 A - B  {d}   95 % interval [{lo}, {hi}] (two-level bootstrap: replicates, then prompts; {s} resamples)\n\
+                 prompts counted under A only: {oa}, under B only: {ob}; exact McNemar p = {p}",
+                m = report.metric,
+                r = report.strata.len(),
+                reps = replicates.join(", "),
+                al = report.a.label,
+                bl = report.b.label,
+                ra = num(c.rate_a),
+                rb = num(c.rate_b),
+                ap = params(&report.a),
+                bp = params(&report.b),
+                d = num(c.difference),
+                lo = num(c.ci95.0),
+                hi = num(c.ci95.1),
+                s = c.resamples,
+                oa = c.only_a,
+                ob = c.only_b,
+                p = p_text(c.p_value),
+            )?;
+            if !report.unpaired.is_empty() {
+                writeln!(
+                    out,
+                    "left out (run by one side only): {}",
+                    report.unpaired.join(", ")
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
