@@ -511,3 +511,101 @@ fn an_aligned_checkpoint_is_aligned_once_and_fine_tuned_from_there() {
         text(&out.stderr)
     );
 }
+
+/// `sweep eval` on a checkpoint directory reports what a `steps = 0` trial of a grid on it
+/// reports, metric for metric, judge and benchmark included, and keeps the same answers.
+#[test]
+fn eval_of_a_checkpoint_equals_its_steps_0_trial() {
+    let p = Project::new();
+    let device = sweep_trainer::cpu_device();
+    hf::fixture::write(&p.path().join("tiny"), true, "LlamaForCausalLM", 3, &device).unwrap();
+    p.write("judge.sh", JUDGE);
+    p.write(
+        "piqa.jsonl",
+        include_str!("../../crates/trainer/tests/fixtures/benchmarks/piqa.jsonl"),
+    );
+    let trainer = "[trainer]\neval_harmful = 4\neval_benign = 4\nmax_new_tokens = 6\n\
+                   judge = [\"sh\", \"judge.sh\"]\njudge_name = \"guard\"\n\
+                   benchmarks = [\"piqa:piqa.jsonl\"]\n\n[trainer.model]\nhf = \"tiny\"\nmax_seq = 96\n";
+    p.write(
+        "g.toml",
+        &format!("[sweep]\nname = \"g\"\n[grid]\nlearning_rate = [1e-4]\nsteps = [0]\n{trainer}"),
+    );
+    let out = p.run(&["run", "g.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let row = p.export().remove(0);
+
+    let out = p.run(&["eval", "tiny", "--config", "g.toml", "--out", "evaluated"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let event: Value = serde_json::from_slice(&out.stdout).expect("one result line");
+    assert_eq!(event["event"], "result");
+    let metrics = event["metrics"].as_object().unwrap();
+    let stored: Vec<&String> = row.keys().filter(|k| k.starts_with("metric_")).collect();
+    assert_eq!(metrics.len(), stored.len(), "{metrics:?} vs {row:?}");
+    for (name, value) in metrics {
+        let ours = value.as_f64().unwrap();
+        let trial: f64 = row[&format!("metric_{name}")].parse().unwrap();
+        assert!(
+            (ours - trial).abs() <= 1e-12 * trial.abs().max(1.0),
+            "{name}: {ours} vs {trial}"
+        );
+    }
+    for name in [
+        "guard_unsafe_rate",
+        "piqa_acc_norm",
+        "val_unsafe_rate",
+        "eval_loss",
+    ] {
+        assert!(metrics.contains_key(name), "{name}");
+    }
+    let answers = |path: PathBuf| -> Vec<(String, String)> {
+        jsonl(&path)
+            .iter()
+            .map(|l| (l["prompt"].to_string(), l["response"].to_string()))
+            .collect()
+    };
+    let trial_dir = trial_dirs(&p, "g").remove(0);
+    assert_eq!(
+        answers(p.path().join("evaluated/responses.jsonl")),
+        answers(trial_dir.join("responses.jsonl"))
+    );
+    assert_eq!(
+        jsonl(&p.path().join("evaluated/benchmarks.jsonl")).len(),
+        20
+    );
+
+    // A directory that is no checkpoint, and a settings file without [trainer], say so.
+    std::fs::create_dir(p.path().join("empty")).unwrap();
+    let out = p.run(&["eval", "empty"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("config.json"),
+        "{}",
+        text(&out.stderr)
+    );
+    p.write("none.toml", "x = 1\n");
+    let out = p.run(&["eval", "tiny", "--config", "none.toml"]);
+    assert!(
+        text(&out.stderr).contains("no [trainer] table"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A file of [trainer] keys alone is enough.
+    p.write("eval.toml", trainer);
+    let out = p.run(&[
+        "eval",
+        "tiny",
+        "--config",
+        "eval.toml",
+        "--out",
+        "again",
+        "--format",
+        "table",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("guard_unsafe_rate"),
+        "{}",
+        text(&out.stdout)
+    );
+}

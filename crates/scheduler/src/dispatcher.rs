@@ -319,6 +319,11 @@ impl Dispatcher<'_> {
             ("SWEEP_TRIAL_DIR".to_string(), trial_dir_text.clone()),
             ("SWEEP_PARAMS".to_string(), params_to_json(&all)),
             ("SWEEP_ATTEMPT".to_string(), attempt_text.clone()),
+            // The `sweep` binary itself, for a command's trial to end with `sweep eval`.
+            (
+                "SWEEP_BIN".to_string(),
+                self.config.builtin_trial.display().to_string(),
+            ),
             (process::RUNNER_VAR.to_string(), self.runner_id.clone()),
             (
                 "SWEEP_RESUME".to_string(),

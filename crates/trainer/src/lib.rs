@@ -13,7 +13,7 @@
 //! - [`trial`]: a fine-tuning trial with checkpoints, reporting every grid point its run
 //!   computes; [`generate`] and [`eval`] score it (GCG keywords, degenerate answers, exact
 //!   match); [`report`] is what it says as it runs; [`builtin`] is all of it, as `sweep trial`
-//!   runs it.
+//!   runs it; [`evaluator`] is its evaluation alone, of any checkpoint (`sweep eval`).
 
 pub mod align;
 pub mod base;
@@ -27,6 +27,7 @@ pub mod data;
 pub mod device;
 pub mod ema;
 pub mod eval;
+pub mod evaluator;
 pub mod generate;
 pub mod grid;
 pub mod hf;

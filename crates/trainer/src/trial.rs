@@ -407,7 +407,10 @@ fn evaluate_points(
                         1.0 => model,
                         a => crate::ema::interpolate(context.base, &model, a),
                     };
-                    judge(context, evaluate(&model, context.setup, context.device))?
+                    judge(
+                        context.judge.as_ref(),
+                        evaluate(&model, context.setup, context.device),
+                    )?
                 }
             };
             if step == 0 {
@@ -460,22 +463,32 @@ fn evaluate_points(
 
 /// The grid point an evaluation belongs to, as `responses.jsonl` names it.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-struct Point {
+pub(crate) struct Point {
     steps: usize,
     ema_decay: f64,
     interpolation: f64,
 }
 
+impl Point {
+    /// The model as loaded: no step, no EMA, no interpolation (`sweep eval`'s point, and a
+    /// `steps = 0` trial's).
+    pub(crate) const AS_LOADED: Point = Point {
+        steps: 0,
+        ema_decay: 0.0,
+        interpolation: 1.0,
+    };
+}
+
 /// An evaluation with the judge's metric added, and its verdicts on the harmful answers.
 #[derive(Debug, Clone)]
-struct Judged {
-    evaluation: crate::setup::Evaluation,
-    verdicts: Vec<bool>,
+pub(crate) struct Judged {
+    pub(crate) evaluation: crate::setup::Evaluation,
+    pub(crate) verdicts: Vec<bool>,
 }
 
 /// Asks the judge (if one is set) about `evaluation`'s harmful answers and adds its metric.
-fn judge(
-    context: &Context<'_, '_>,
+pub(crate) fn judge(
+    judge: Option<&Judge>,
     mut evaluation: crate::setup::Evaluation,
 ) -> Result<Judged, TrialError> {
     let harmful: Vec<&crate::setup::Transcript> = evaluation
@@ -487,7 +500,7 @@ fn judge(
         .iter()
         .map(|a| (a.prompt.as_str(), a.response.as_str()))
         .collect();
-    let verdicts = match &context.judge {
+    let verdicts = match judge {
         Some(judge) if !items.is_empty() => {
             let verdicts = judge.label(&items)?;
             // On all harmful prompts, and on each fixed half as every rate is, so that
@@ -534,7 +547,7 @@ struct AnswerLine<'a> {
 /// Writes the answers of `point` into the trial's responses file, replacing any that an
 /// interrupted attempt wrote for the same point, so the file holds each point's answers once.
 /// `verdicts`, if any, are the judge's for the harmful answers in order.
-fn record_answers(
+pub(crate) fn record_answers(
     dir: &Path,
     point: Point,
     answers: &[Transcript],
@@ -568,7 +581,11 @@ struct BenchmarkLine<'a> {
 
 /// Writes every benchmark item's scores at `point` into the trial's benchmarks file (none
 /// when the grid names no benchmark), once per point as [`record_answers`] does.
-fn record_benchmarks(dir: &Path, point: Point, scores: &[ItemScore]) -> Result<(), TrialError> {
+pub(crate) fn record_benchmarks(
+    dir: &Path,
+    point: Point,
+    scores: &[ItemScore],
+) -> Result<(), TrialError> {
     if scores.is_empty() {
         return Ok(());
     }

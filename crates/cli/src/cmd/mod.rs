@@ -1,6 +1,7 @@
 //! The subcommands, one module each.
 
 mod compare;
+mod eval;
 mod export;
 mod generate;
 mod report;
@@ -39,6 +40,9 @@ enum Command {
     Compare(compare::CompareArgs),
     /// Train (once) and cache the safety-aligned base model of the built-in trainer.
     Base(trial::BaseArgs),
+    /// Evaluate a Hugging Face checkpoint as a trial would (safety, over-refusal, benchmarks):
+    /// the last step of a trial script that trains with its own code.
+    Eval(eval::EvalArgs),
     /// Greedy answers of a Hugging Face checkpoint to prompts, through its chat template.
     Generate(generate::GenerateArgs),
     /// Run one built-in trial (started by `sweep run` for grids without a command).
@@ -90,6 +94,7 @@ impl Cli {
             Command::Report(args) => report::run(&self.db, args).await,
             Command::Compare(args) => compare::run(&self.db, args).await,
             Command::Base(args) => tokio::task::block_in_place(|| trial::base(args)),
+            Command::Eval(args) => tokio::task::block_in_place(|| eval::run(args)),
             Command::Generate(args) => tokio::task::block_in_place(|| generate::run(args)),
             Command::Trial(args) => tokio::task::block_in_place(|| trial::trial(args)),
             Command::Guard(_) => unreachable!("`sweep guard` runs before the runtime starts"),

@@ -1,0 +1,68 @@
+//! The built-in trial's evaluation of any Hugging Face checkpoint directory, as `sweep eval`
+//! runs it: the harmful and benign prompts, keywords, judge and benchmarks of a grid's
+//! `[trainer]` table, on a model that transformers, TRL, axolotl or sweep's own `save` wrote.
+//! A trial of a trainer sweep does not know (a Python script, say) ends with it and reports
+//! the same metrics, under the same names, as the built-in trainer's `steps = 0`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::builtin::BuiltinError;
+use crate::config::{Save, TrainerConfig};
+use crate::judge::Judge;
+use crate::report::Report;
+use crate::setup::{evaluate, Setup};
+use crate::sizes::{HfSource, ModelSource, HF_MAX_SEQ};
+use crate::trial::{judge, record_answers, record_benchmarks, Point};
+
+/// What `sweep eval` evaluates, and where its answers go.
+#[derive(Debug, Clone)]
+pub struct EvalInputs {
+    /// The checkpoint directory.
+    pub model: PathBuf,
+    /// The `[trainer]` settings (paths resolved); its model, alignment and `save` are
+    /// ignored: the directory is evaluated as it is.
+    pub trainer: TrainerConfig,
+    /// Where `responses.jsonl` and `benchmarks.jsonl` are written; none without it.
+    pub out: Option<PathBuf>,
+    /// `CUDA_VISIBLE_DEVICES`: the GPUs this process may use.
+    pub cuda_visible: String,
+}
+
+/// Evaluates the checkpoint and returns its metrics (and writes every answer to `out`).
+pub fn evaluate_checkpoint(
+    inputs: EvalInputs,
+    report: &mut dyn FnMut(Report),
+) -> Result<BTreeMap<String, f64>, BuiltinError> {
+    let mut config = inputs.trainer;
+    // A trial's `[trainer.model] max_seq` holds for the directory it saved; the default else.
+    let max_seq = config.model.hf().map_or(HF_MAX_SEQ, |h| h.max_seq);
+    config.model = ModelSource::Hf(HfSource {
+        dir: inputs.model.clone(),
+        max_seq,
+    });
+    config.align = None;
+    config.save = Save::None;
+    let selected = config.backend.select(&inputs.cuda_visible)?;
+    report(Report::Note(format!("device: {}", selected.name)));
+    let judge_of = Judge::from_config(
+        config.judge.as_ref(),
+        config.judge_name.as_deref(),
+        config.judge_timeout,
+    );
+    let setup = Setup::new(config)?;
+    report(Report::Note(format!("loading {}", inputs.model.display())));
+    let model = crate::hf::load(&inputs.model, Some(max_seq), &selected.device)?.model;
+    let evaluation = evaluate(&model, &setup, &selected.device);
+    let judged = judge(judge_of.as_ref(), evaluation)?;
+    if let Some(out) = &inputs.out {
+        let point = Point::AS_LOADED;
+        record_answers(out, point, &judged.evaluation.answers, &judged.verdicts)?;
+        record_benchmarks(out, point, &judged.evaluation.benchmarks)?;
+        report(Report::Note(format!(
+            "answers in {}",
+            out.join(crate::trial::RESPONSES).display()
+        )));
+    }
+    Ok(judged.evaluation.metrics)
+}
