@@ -978,3 +978,122 @@ fn compare_pairs_verdicts_by_seed_and_prompt() {
         );
     }
 }
+
+/// `sweep confirm`: the configuration `--best` chooses and a baseline run again on new seeds
+/// as a sweep of their own; the original's trials are not run again, the report uses the new
+/// seeds only, and a second `confirm` resumes instead of running anything twice.
+#[test]
+fn confirm_runs_the_choice_on_new_seeds_only() {
+    let p = Project::new();
+    p.write(
+        "g.toml",
+        &format!(
+            "[sweep]\nname = \"g\"\n[grid]\nlearning_rate = [1e-3, 3e-2]\nsteps = [10]\nseed = [0, 1]\n{TINY}"
+        ),
+    );
+    let out = p.run(&["run", "g.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let best = p.run(&["report", "g", "--best", "eval_loss:min", "--format", "json"]);
+    let best: Value = serde_json::from_slice(&best.stdout).unwrap();
+    let chosen_lr = best["sweeps"][0]["chosen"]["params"]["learning_rate"]
+        .as_f64()
+        .unwrap();
+    let baseline = if chosen_lr == 1e-3 {
+        "learning_rate=3e-2"
+    } else {
+        "learning_rate=1e-3"
+    };
+    let attempts = |p: &Project, sweep: &str| -> Vec<String> {
+        p.export()
+            .into_iter()
+            .filter(|r| r["sweep"] == sweep)
+            .map(|r| format!("{}:{}", r["trial_id"], r["attempts"]))
+            .collect()
+    };
+    let before = attempts(&p, "g");
+
+    let confirm = |format: &str| {
+        p.run(&[
+            "confirm",
+            "g",
+            "--best",
+            "eval_loss:min",
+            "--baseline",
+            baseline,
+            "--seeds",
+            "2",
+            "--format",
+            format,
+        ])
+    };
+    let out = confirm("json");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["sweep"], "g-confirm");
+    assert_eq!(report["seeds"], serde_json::json!([2, 3]));
+    assert_eq!(report["metric"], "test_eval_loss");
+    assert_eq!(
+        attempts(&p, "g"),
+        before,
+        "the original's trials are not run again"
+    );
+    let rows: Vec<_> = p
+        .export()
+        .into_iter()
+        .filter(|r| r["sweep"] == "g-confirm")
+        .collect();
+    assert_eq!(rows.len(), 4);
+    assert!(rows.iter().all(|r| r["status"] == "completed"), "{rows:?}");
+    let mut seeds: Vec<&str> = rows.iter().map(|r| r["param_seed"].as_str()).collect();
+    seeds.sort();
+    assert_eq!(seeds, ["2", "2", "3", "3"]);
+    // The chosen configuration's number is the mean over its new seeds, and nothing else.
+    let chosen = &report["configurations"][0];
+    assert_eq!(chosen["role"], "chosen");
+    assert_eq!(chosen["stat"]["n"], 2);
+    let new_values: Vec<f64> = rows
+        .iter()
+        .filter(|r| r["param_learning_rate"].parse::<f64>().unwrap() == chosen_lr)
+        .map(|r| r["metric_test_eval_loss"].parse().unwrap())
+        .collect();
+    let mean = new_values.iter().sum::<f64>() / 2.0;
+    assert!(
+        (chosen["stat"]["mean"].as_f64().unwrap() - mean).abs() < 1e-9,
+        "{report}"
+    );
+
+    // Again: the same sweep, resumed; nothing runs twice.
+    let after = attempts(&p, "g-confirm");
+    let out = confirm("table");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("0 new, 4 already stored"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("new seeds [2, 3]"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(attempts(&p, "g-confirm"), after);
+
+    // A baseline the sweep does not have stores nothing.
+    let out = p.run(&[
+        "confirm",
+        "g",
+        "--best",
+        "eval_loss:min",
+        "--baseline",
+        "learning_rate=5e-1",
+        "--as",
+        "nope",
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("no completed trial matches"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(p.export().iter().all(|r| r["sweep"] != "nope"));
+}

@@ -3,6 +3,7 @@
 //! command line is filled in ([`template`]) and what a trial process tells the scheduler
 //! ([`protocol`]). Nothing here does I/O beyond reading the grid file, so it is cheap to test.
 
+pub mod confirm;
 pub mod error;
 pub mod expand;
 pub mod key;

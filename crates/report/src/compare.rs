@@ -80,6 +80,46 @@ pub enum CompareError {
     NoPrompts(String),
 }
 
+/// The one configuration of completed `rows` that `filter` selects (replicates grouped);
+/// `side` names it in errors.
+pub fn configuration(
+    rows: &[TrialRow],
+    side: &'static str,
+    (label, filter): (&str, &Filter),
+    replicate: &[String],
+) -> Result<Side, CompareError> {
+    let mut configs: BTreeMap<String, Side> = BTreeMap::new();
+    for row in rows
+        .iter()
+        .filter(|r| r.status == TrialStatus::Completed && filter.keep(r))
+    {
+        let mut params = row.params.clone();
+        params.retain(|k, _| !replicate.contains(k));
+        configs
+            .entry(params_to_json(&params))
+            .or_insert_with(|| Side {
+                label: label.to_string(),
+                params,
+                trials: Vec::new(),
+            })
+            .trials
+            .push(row.clone());
+    }
+    match configs.len() {
+        0 => Err(CompareError::NoTrials {
+            side,
+            filters: label.to_string(),
+        }),
+        1 => Ok(configs.into_values().next().expect("one")),
+        count => Err(CompareError::Several {
+            side,
+            filters: label.to_string(),
+            count,
+            configs: configs.keys().cloned().collect::<Vec<_>>().join("\n  "),
+        }),
+    }
+}
+
 /// Splits completed `rows` into A's and B's configurations (each must be exactly one).
 pub fn sides(
     rows: Vec<TrialRow>,
@@ -87,39 +127,8 @@ pub fn sides(
     b: (&str, &Filter),
     replicate: &[String],
 ) -> Result<(Side, Side), CompareError> {
-    let side = |name: &'static str, (label, filter): (&str, &Filter)| {
-        let mut configs: BTreeMap<String, Side> = BTreeMap::new();
-        for row in rows
-            .iter()
-            .filter(|r| r.status == TrialStatus::Completed && filter.keep(r))
-        {
-            let mut params = row.params.clone();
-            params.retain(|k, _| !replicate.contains(k));
-            configs
-                .entry(params_to_json(&params))
-                .or_insert_with(|| Side {
-                    label: label.to_string(),
-                    params,
-                    trials: Vec::new(),
-                })
-                .trials
-                .push(row.clone());
-        }
-        match configs.len() {
-            0 => Err(CompareError::NoTrials {
-                side: name,
-                filters: label.to_string(),
-            }),
-            1 => Ok(configs.into_values().next().expect("one")),
-            count => Err(CompareError::Several {
-                side: name,
-                filters: label.to_string(),
-                count,
-                configs: configs.keys().cloned().collect::<Vec<_>>().join("\n  "),
-            }),
-        }
-    };
-    let (a, b) = (side("A", a)?, side("B", b)?);
+    let a = configuration(&rows, "A", a, replicate)?;
+    let b = configuration(&rows, "B", b, replicate)?;
     if a.params == b.params {
         return Err(CompareError::Same(params_to_json(&a.params)));
     }

@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod compare;
+pub mod confirm;
 pub mod export;
 pub mod filter;
 pub mod front;

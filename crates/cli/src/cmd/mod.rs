@@ -1,6 +1,7 @@
 //! The subcommands, one module each.
 
 mod compare;
+mod confirm;
 mod eval;
 mod export;
 mod generate;
@@ -38,6 +39,9 @@ enum Command {
     /// Two configurations compared prompt by prompt: paired verdicts over the same seeds, an
     /// exact McNemar test and a two-level bootstrap interval for the difference in a rate.
     Compare(compare::CompareArgs),
+    /// Run the configuration `report --best` chooses (and a baseline) again on new seeds, as
+    /// a sweep of their own, and report it on those seeds only: no winner's curse.
+    Confirm(confirm::ConfirmArgs),
     /// Train (once) and cache the safety-aligned base model of the built-in trainer.
     Base(trial::BaseArgs),
     /// Evaluate a Hugging Face checkpoint as a trial would (safety, over-refusal, benchmarks):
@@ -93,6 +97,7 @@ impl Cli {
             Command::Export(args) => export::run(&self.db, args).await,
             Command::Report(args) => report::run(&self.db, args).await,
             Command::Compare(args) => compare::run(&self.db, args).await,
+            Command::Confirm(args) => confirm::run(&self.db, args).await,
             Command::Base(args) => tokio::task::block_in_place(|| trial::base(args)),
             Command::Eval(args) => tokio::task::block_in_place(|| eval::run(args)),
             Command::Generate(args) => tokio::task::block_in_place(|| generate::run(args)),

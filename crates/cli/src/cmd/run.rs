@@ -41,6 +41,15 @@ pub struct ExecArgs {
     executor: Executor,
 }
 
+impl ExecArgs {
+    /// Where trial directories go.
+    pub(crate) fn trials_root(&self, db: &str) -> PathBuf {
+        self.trials_dir
+            .clone()
+            .unwrap_or_else(|| default_trials_root(db))
+    }
+}
+
 /// `--executor`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Executor {
@@ -113,7 +122,13 @@ pub async fn resume(db: &str, args: ResumeArgs) -> anyhow::Result<i32> {
     execute(db, grid, PathBuf::from(&record.workdir), args.exec).await
 }
 
-async fn execute(db: &str, grid: Grid, workdir: PathBuf, exec: ExecArgs) -> anyhow::Result<i32> {
+/// Runs (or resumes) `grid` from `workdir`: what `run`, `resume` and `confirm` share.
+pub(crate) async fn execute(
+    db: &str,
+    grid: Grid,
+    workdir: PathBuf,
+    exec: ExecArgs,
+) -> anyhow::Result<i32> {
     if !workdir.is_dir() {
         bail!(
             "the sweep's working directory {} no longer exists\nhelp: recreate it, or run the grid again from another directory",
@@ -129,7 +144,7 @@ async fn execute(db: &str, grid: Grid, workdir: PathBuf, exec: ExecArgs) -> anyh
     }
     // Everything that can refuse the run is checked before the database is touched, so a
     // refused run stores nothing (not even the sweep's name).
-    let trials_root = absolute(&exec.trials_dir.unwrap_or_else(|| default_trials_root(db)))?;
+    let trials_root = absolute(&exec.trials_root(db))?;
     let mut config = RunConfig::new(workdir.clone(), trials_root.clone());
     config.lease = exec.lease;
     match exec.executor {
