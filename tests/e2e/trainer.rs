@@ -699,6 +699,17 @@ fn base_trains_once_and_reports_its_scores() {
         .exists());
 }
 
+/// Writes and runs sweep `g` over `axes` (lines of `[grid]`) on the tiny model, with `extra`
+/// `[trainer]` keys.
+fn run_tiny(p: &Project, axes: &str, extra: &str) {
+    p.write(
+        "g.toml",
+        &format!("[sweep]\nname = \"g\"\n[grid]\n{axes}\n{TINY}{extra}"),
+    );
+    let out = p.run(&["run", "g.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
 /// Files of `name` anywhere under `root`.
 fn find_files(root: &Path, name: &str) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
@@ -730,16 +741,11 @@ fn benchmarks_are_scored_into_metrics_and_per_item_lines() {
         "arc.jsonl",
         include_str!("../../crates/trainer/tests/fixtures/benchmarks/arc_easy.jsonl"),
     );
-    p.write(
-        "g.toml",
-        &format!(
-            "[sweep]\nname = \"g\"\n[grid]\nlearning_rate = [1e-3]\nsteps = [0, 10]\n{TINY}\
-             benchmarks = [\"piqa\", \"arc_easy:arc.jsonl\"]\nbenchmark_dir = \"b\"\n\
-             benchmark_items = 12\n"
-        ),
+    run_tiny(
+        &p,
+        "learning_rate = [1e-3]\nsteps = [0, 10]",
+        "benchmarks = [\"piqa\", \"arc_easy:arc.jsonl\"]\nbenchmark_dir = \"b\"\nbenchmark_items = 12\n",
     );
-    let out = p.run(&["run", "g.toml"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
     let rows = p.export();
     assert_eq!(rows.len(), 2, "{rows:?}");
     for row in &rows {
@@ -841,14 +847,11 @@ fn a_bad_benchmark_is_refused_before_anything_is_stored() {
 #[test]
 fn compare_pairs_verdicts_by_seed_and_prompt() {
     let p = Project::new();
-    p.write(
-        "g.toml",
-        &format!(
-            "[sweep]\nname = \"g\"\n[grid]\nlearning_rate = [1e-3, 3e-2]\nsteps = [5, 10]\nseed = [0, 1]\n{TINY}"
-        ),
+    run_tiny(
+        &p,
+        "learning_rate = [1e-3, 3e-2]\nsteps = [5, 10]\nseed = [0, 1]",
+        "",
     );
-    let out = p.run(&["run", "g.toml"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
     let compare = |a: &str, b: &str, metric: &str| {
         let out = p.run(&["compare", "g", a, b, "--metric", metric, "--format", "json"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
@@ -985,14 +988,11 @@ fn compare_pairs_verdicts_by_seed_and_prompt() {
 #[test]
 fn confirm_runs_the_choice_on_new_seeds_only() {
     let p = Project::new();
-    p.write(
-        "g.toml",
-        &format!(
-            "[sweep]\nname = \"g\"\n[grid]\nlearning_rate = [1e-3, 3e-2]\nsteps = [10]\nseed = [0, 1]\n{TINY}"
-        ),
+    run_tiny(
+        &p,
+        "learning_rate = [1e-3, 3e-2]\nsteps = [10]\nseed = [0, 1]",
+        "",
     );
-    let out = p.run(&["run", "g.toml"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
     let best = p.run(&["report", "g", "--best", "eval_loss:min", "--format", "json"]);
     let best: Value = serde_json::from_slice(&best.stdout).unwrap();
     let chosen_lr = best["sweeps"][0]["chosen"]["params"]["learning_rate"]

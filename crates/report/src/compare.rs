@@ -320,47 +320,37 @@ pub fn render_comparison(
             ])?;
             w.flush()?;
         }
-        Format::Markdown => {
-            writeln!(
-                out,
-                "| {m} | A: {a} | B: {b} | A − B | 95 % interval | only A / only B | McNemar p |\n\
-                 |---|---|---|---|---|---|---|\n\
-                 | {n} prompts, {r} replicates | {ra} | {rb} | {d} | [{lo}, {hi}] | {oa} / {ob} | {p} |",
-                m = report.metric,
-                a = report.a.label,
-                b = report.b.label,
-                n = c.prompts,
-                r = report.strata.len(),
-                ra = num(c.rate_a),
-                rb = num(c.rate_b),
-                d = num(c.difference),
-                lo = num(c.ci95.0),
-                hi = num(c.ci95.1),
-                oa = c.only_a,
-                ob = c.only_b,
-                p = p_text(c.p_value),
-            )?;
-        }
-        Format::Latex => {
-            let tex = |s: &str| s.replace('_', "\\_").replace('%', "\\%");
-            writeln!(
-                out,
-                "\\begin{{tabular}}{{lrrrcrr}}\n\\toprule\n\
-                 {m} & A & B & $A-B$ & 95\\% interval & only A / only B & McNemar $p$ \\\\\n\\midrule\n\
-                 {n} prompts, {r} seeds & {ra} & {rb} & {d} & [{lo}, {hi}] & {oa} / {ob} & {p} \\\\\n\
-                 \\bottomrule\n\\end{{tabular}}",
-                m = tex(&report.metric),
-                n = c.prompts,
-                r = report.strata.len(),
-                ra = num(c.rate_a),
-                rb = num(c.rate_b),
-                d = num(c.difference),
-                lo = num(c.ci95.0),
-                hi = num(c.ci95.1),
-                oa = c.only_a,
-                ob = c.only_b,
-                p = p_text(c.p_value),
-            )?;
+        Format::Markdown | Format::Latex => {
+            let cells = [
+                format!("{} prompts, {} seeds", c.prompts, report.strata.len()),
+                num(c.rate_a),
+                num(c.rate_b),
+                num(c.difference),
+                format!("[{}, {}]", num(c.ci95.0), num(c.ci95.1)),
+                format!("{} / {}", c.only_a, c.only_b),
+                p_text(c.p_value),
+            ];
+            if format == Format::Markdown {
+                writeln!(
+                    out,
+                    "| {} | A: {} | B: {} | A − B | 95 % interval | only A / only B | McNemar p |\n\
+                     |---|---|---|---|---|---|---|\n| {} |",
+                    report.metric,
+                    report.a.label,
+                    report.b.label,
+                    cells.join(" | ")
+                )?;
+            } else {
+                let tex = |s: &str| s.replace('_', "\\_").replace('%', "\\%");
+                writeln!(
+                    out,
+                    "\\begin{{tabular}}{{lrrrcrr}}\n\\toprule\n\
+                     {} & A & B & $A-B$ & 95\\% interval & only A / only B & McNemar $p$ \\\\\n\\midrule\n\
+                     {} \\\\\n\\bottomrule\n\\end{{tabular}}",
+                    tex(&report.metric),
+                    cells.join(" & ")
+                )?;
+            }
         }
         Format::Table => {
             let replicates: Vec<String> = report
