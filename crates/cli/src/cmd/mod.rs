@@ -36,16 +36,22 @@ enum Command {
     Export(export::ExportArgs),
     /// Rank configurations by non-dominated sorting: the safety/utility Pareto front.
     Report(report::ReportArgs),
-    /// Two configurations compared prompt by prompt: paired verdicts over the same seeds, an
-    /// exact McNemar test and a two-level bootstrap interval for the difference in a rate.
+    /// Compare two configurations prompt by prompt, seed by seed.
+    ///
+    /// Paired verdicts over the same seeds, an exact McNemar test and a two-level bootstrap
+    /// interval (seeds, then prompts) for the difference in a rate.
     Compare(compare::CompareArgs),
-    /// Run the configuration `report --best` chooses (and a baseline) again on new seeds, as
-    /// a sweep of their own, and report it on those seeds only: no winner's curse.
+    /// Run the configuration `report --best` chooses again on new seeds, and report it there.
+    ///
+    /// The chosen configuration (and a baseline) on seeds no trial used, as a sweep of their
+    /// own (resumable), reported on those seeds only: no winner's curse.
     Confirm(confirm::ConfirmArgs),
     /// Train (once) and cache the safety-aligned base model of the built-in trainer.
     Base(trial::BaseArgs),
-    /// Evaluate a Hugging Face checkpoint as a trial would (safety, over-refusal, benchmarks):
-    /// the last step of a trial script that trains with its own code.
+    /// Evaluate a Hugging Face checkpoint as a built-in trial would.
+    ///
+    /// Safety, over-refusal, benchmarks and the judge of a `[trainer]` table: the last step of
+    /// a trial script that trains with its own code.
     Eval(eval::EvalArgs),
     /// Greedy answers of a Hugging Face checkpoint to prompts, through its chat template.
     Generate(generate::GenerateArgs),
