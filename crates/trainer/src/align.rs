@@ -14,189 +14,30 @@
 //! it: the checkpoint, the token ids of the refusal data and replay prompts, these settings,
 //! the seed, the kind of device and the trainer's source.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::prelude::*;
 use burn::store::{BurnpackStore, ModuleSnapshot};
-use serde::Deserialize;
 
-use crate::base::{cached, device_kind, CacheError, Progress};
-use crate::chat::{Chat, Prompts};
-use crate::data::builtin::REFUSALS;
-use crate::data::Example;
+use crate::align_data::{AlignData, LeftOut};
+use crate::cache::{cached, device_kind, CacheError};
+use crate::config::AlignConfig;
 use crate::hf::HfError;
 use crate::model::Lm;
+use crate::progress::Progress;
 use crate::report::Report;
 use crate::setup::{validation_error, Setup};
 use crate::tokenizer::Encoded;
 use crate::train::{train, Mix, OptimConfig, RunShape, Schedule};
 
-/// The `[trainer.align]` table: how a checkpoint is safety-aligned before fine-tuning.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AlignConfig {
-    /// Optimizer steps.
-    pub steps: usize,
-    /// Examples per step.
-    pub batch_size: usize,
-    /// Peak learning rate (a tenth of the steps warm up, then cosine to a tenth).
-    pub lr: f64,
-    /// An AdvBench-style CSV of more harmful requests to refuse; rows that an evaluation set
-    /// holds are dropped (so the same file can also be `harmful_prompts`).
-    pub harmful: Option<PathBuf>,
-    /// Share of each batch drawn from the benign replay, in [0, 1).
-    pub replay: f64,
-    /// Benign requests the checkpoint answers for the replay: a fixed sample of those of the
-    /// `benign` file, or of the built-in training ones.
-    pub replay_prompts: usize,
-    /// Benign requests for the replay (Alpaca JSON, Dolly or MT-Bench JSONL, or one a line in
-    /// `.txt`), closer to what users ask than the built-in ones; rows that an evaluation set
-    /// holds are dropped, like the harmful file's.
-    pub benign: Option<PathBuf>,
-    /// Longest replay answer, in tokens; a longer one is cut at its last full sentence.
-    pub replay_tokens: usize,
-}
-
-impl Default for AlignConfig {
-    fn default() -> AlignConfig {
-        AlignConfig {
-            steps: 60,
-            batch_size: 8,
-            lr: 5e-5,
-            harmful: None,
-            replay: 0.5,
-            replay_prompts: 128,
-            replay_tokens: 64,
-            benign: None,
-        }
-    }
-}
-
-impl AlignConfig {
-    /// The value at fault, if any, with what to do.
-    pub fn problem(&self) -> Option<(&'static str, &'static str)> {
-        if self.steps == 0 {
-            return Some((
-                "steps",
-                "must be positive (drop [trainer.align] for no alignment)",
-            ));
-        }
-        if self.batch_size == 0 {
-            return Some(("batch_size", "must be positive"));
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Some(("lr", "must be a positive number"));
-        }
-        if !(0.0..1.0).contains(&self.replay) {
-            return Some(("replay", "is a share of each batch: at least 0 and below 1"));
-        }
-        if self.replay > 0.0 && (self.replay_prompts == 0 || self.replay_tokens == 0) {
-            return Some((
-                "replay_prompts/replay_tokens",
-                "must be positive while replay is (or set replay = 0)",
-            ));
-        }
-        None
-    }
-
-    /// The optimizer of the stage.
-    fn optim(&self) -> OptimConfig {
-        OptimConfig {
-            lr: self.lr,
-            weight_decay: 0.0,
-            warmup: self.steps.div_ceil(10),
-            schedule: Schedule::Cosine { min_ratio: 0.1 },
-            ..OptimConfig::default()
-        }
-    }
-}
-
-/// The alignment's data, made when a trial's [`Setup`] is.
-#[derive(Debug, Clone, Default)]
-pub struct AlignData {
-    /// Harmful requests with refusals.
-    pub refusals: Vec<Encoded>,
-    /// Benign requests whose answers the checkpoint itself gives.
-    pub replay_prompts: Prompts,
-    /// The requests of each file left out because an evaluation set holds them.
-    pub left_out: LeftOut,
-}
-
-/// How many requests of each `[trainer.align]` file were left out because an evaluation or
-/// validation set holds them: the log says so, since a file that overlaps the evaluated
-/// prompts trains on fewer requests than it holds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LeftOut {
-    /// Of `harmful`.
-    pub harmful: usize,
-    /// Of `benign`.
-    pub benign: usize,
-}
-
-/// A prompt as compared for overlap: case and surrounding space do not make it new.
-fn normalized(prompt: &str) -> String {
-    prompt.trim().to_lowercase()
-}
-
-impl AlignData {
-    /// Refusals for the built-in harmful training requests and `file_harmful`, less every
-    /// prompt in `evaluated`; a fixed sample of `benign` requests for the replay.
-    pub fn new(
-        config: &AlignConfig,
-        builtin_harmful: &[Example],
-        file_harmful: &[String],
-        benign: &[String],
-        evaluated: &[&Prompts],
-        chat: &Chat,
-        max_seq: usize,
-    ) -> Result<AlignData, HfError> {
-        let seen: std::collections::HashSet<String> = evaluated
-            .iter()
-            .flat_map(|p| p.text.iter().map(|t| normalized(t)))
-            .collect();
-        let fresh = |p: &str| !seen.contains(&normalized(p));
-        let from_file: Vec<&String> = file_harmful.iter().filter(|p| fresh(p)).collect();
-        let harmful_left_out = file_harmful.len() - from_file.len();
-        let refusals = builtin_harmful
-            .iter()
-            .filter(|e| fresh(&e.prompt))
-            .map(|e| chat.encode_example(&e.prompt, &e.response, max_seq))
-            .chain(
-                from_file
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, p)| chat.encode_example(p, REFUSALS[i % REFUSALS.len()], max_seq)),
-            )
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut replay: Vec<String> = benign.iter().filter(|p| fresh(p)).cloned().collect();
-        let left_out = LeftOut {
-            harmful: harmful_left_out,
-            benign: benign.len() - replay.len(),
-        };
-        replay.sort_by_key(|p| blake3::hash(p.as_bytes()).to_hex().to_string());
-        replay.truncate(if config.replay > 0.0 {
-            config.replay_prompts
-        } else {
-            0
-        });
-        Ok(AlignData {
-            refusals,
-            replay_prompts: Prompts::new(replay, chat)?,
-            left_out,
-        })
-    }
-
-    /// A hash of the token ids the stage trains on (refusals and replay prompts): it changes
-    /// with the data, the files, the tokenizer and the chat template alike.
-    fn fingerprint(&self) -> String {
-        let mut hasher = blake3::Hasher::new();
-        for e in &self.refusals {
-            hasher.update(format!("{:?}{:?}", e.tokens, e.target).as_bytes());
-        }
-        for ids in &self.replay_prompts.ids {
-            hasher.update(format!("{ids:?}").as_bytes());
-        }
-        hasher.finalize().to_hex().to_string()
+/// The optimizer of the stage.
+fn optim(config: &AlignConfig) -> OptimConfig {
+    OptimConfig {
+        lr: config.lr,
+        weight_decay: 0.0,
+        warmup: config.steps.div_ceil(10),
+        schedule: Schedule::Cosine { min_ratio: 0.1 },
+        ..OptimConfig::default()
     }
 }
 
@@ -388,7 +229,7 @@ fn align(
         &ad,
         &mix,
         shape,
-        &config.optim(),
+        &optim(config),
         seed,
         |step, loss, model| {
             progress.report(step, loss, &model, setup, device, report);
@@ -401,6 +242,10 @@ fn align(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat::{Chat, Prompts};
+    use crate::data::builtin::REFUSALS;
+    use crate::data::Example;
+    use std::path::PathBuf;
 
     mod build {
         include!("../build/source_key.rs");

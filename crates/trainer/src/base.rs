@@ -2,24 +2,19 @@
 //! once per configuration, and cached by the hash of everything that shapes it. A lock file
 //! makes trials that start together wait for one training run instead of each doing it.
 
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use burn::prelude::*;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 
+use crate::cache::{cached, device_kind, write_whole, CacheError};
 use crate::config::TrainerConfig;
 use crate::ema::Ema;
 use crate::model::{Lm, ModelConfig};
+use crate::progress::Progress;
 use crate::report::Report;
-use crate::setup::{evaluate, validation_error, Setup};
+use crate::setup::{validation_error, Setup};
 use crate::train::{train, OptimConfig, RunShape, Schedule};
-
-/// The base model (its cache, or a saved file) cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("base model {0}: {1}")]
-pub struct CacheError(pub PathBuf, pub String);
 
 /// How the safety-aligned base model is trained. Part of its cache key.
 #[derive(Debug, Clone, PartialEq)]
@@ -179,46 +174,6 @@ pub fn train_base(
     }
 }
 
-/// What a training run of `sweep base` says as it goes: its loss every `loss_every` steps
-/// (and at its end), and its scores every `eval_every` steps when asked
-/// (`sweep base --eval-every`), to see where the bars are reached.
-pub(crate) struct Progress {
-    /// The loss metric's name.
-    pub loss_name: &'static str,
-    /// Steps between loss reports.
-    pub loss_every: usize,
-    /// The run's steps.
-    pub steps: usize,
-    /// Steps between evaluations, if any.
-    pub eval_every: Option<usize>,
-}
-
-impl Progress {
-    /// Reports what step `step` (ending with `loss`, giving `model`) has to say.
-    pub fn report(
-        &self,
-        step: usize,
-        loss: f64,
-        model: &Lm,
-        setup: &Setup,
-        device: &Device,
-        report: &mut dyn FnMut(Report),
-    ) {
-        if step.is_multiple_of(self.loss_every) || step == self.steps {
-            report(Report::Metric {
-                step,
-                name: self.loss_name,
-                value: loss,
-            });
-        }
-        if self.eval_every.is_some_and(|n| step.is_multiple_of(n)) {
-            for (name, value) in evaluate(&model.valid(), setup, device).metrics {
-                report(Report::Note(format!("step {step}: {name} {value:.4}")));
-            }
-        }
-    }
-}
-
 /// The decay of the weight average over the base run's second half: a horizon of about a
 /// hundred steps, one validation interval.
 const AVERAGE_DECAY: f64 = 0.99;
@@ -247,86 +202,6 @@ pub fn base_model(
     cached(&path, "training the base model", load, report, |report| {
         Ok(train_base(config, setup, device, eval_every, report))
     })
-}
-
-/// The model cached at `path`, or the one `make` trains (`doing` it, as the log says), written
-/// there whole first. A lock
-/// file beside it makes processes that ask at the same time wait for one of them to train
-/// it instead of each doing so.
-pub(crate) fn cached(
-    path: &Path,
-    doing: &str,
-    load: impl Fn(&Path) -> Result<Lm, String>,
-    report: &mut dyn FnMut(Report),
-    make: impl FnOnce(&mut dyn FnMut(Report)) -> Result<Lm, CacheError>,
-) -> Result<Lm, CacheError> {
-    let cache_err = |e: String| CacheError(path.to_path_buf(), e);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| cache_err(e.to_string()))?;
-    }
-    let lock = path.with_extension("lock");
-    loop {
-        if path.exists() {
-            return load(path)
-                .map_err(|e| cache_err(format!("cannot load ({e}); delete the file to retrain")));
-        }
-        match OpenOptions::new().write(true).create_new(true).open(&lock) {
-            Ok(_) => break,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                if lock_is_stale(&lock) {
-                    let _ = std::fs::remove_file(&lock);
-                    continue;
-                }
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            Err(e) => return Err(cache_err(e.to_string())),
-        }
-    }
-    let _ = std::fs::write(&lock, std::process::id().to_string());
-    report(Report::Note(format!(
-        "{doing} (cached as {})",
-        path.display()
-    )));
-    let made = make(report);
-    let saved = made.and_then(|model| {
-        write_whole(&model, path).map_err(cache_err)?;
-        Ok(model)
-    });
-    let _ = std::fs::remove_file(&lock);
-    saved
-}
-
-/// The kind of `device` (`Cpu`, `Cuda`), without its index: float rounding differs between
-/// kinds, not between two devices of one kind.
-pub(crate) fn device_kind(device: &Device) -> String {
-    format!("{device:?}")
-        .chars()
-        .filter(|c| !c.is_ascii_digit())
-        .collect()
-}
-
-/// Writes `model` to `path` through a temporary file renamed into place, so a reader never
-/// sees half a model.
-fn write_whole(model: &Lm, path: &Path) -> Result<(), String> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    model
-        .save_into(&mut BurnpackStore::from_file(&tmp))
-        .map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, path).map_err(|e| e.to_string())
-}
-
-/// A lock whose writer process is gone (it crashed while training).
-fn lock_is_stale(lock: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(lock) else {
-        return false;
-    };
-    let Ok(pid) = text.trim().parse::<u32>() else {
-        // Written but not yet filled in: give the writer a moment.
-        return std::fs::metadata(lock)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(30));
-    };
-    !Path::new("/proc").join(pid.to_string()).exists() && Path::new("/proc/self").exists()
 }
 
 /// What `sweep base --save` writes beside a base model file (`<file>.json`): where the

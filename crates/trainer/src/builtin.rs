@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use crate::base::{
-    base_file_key, base_model, load_base_file, save_base_file, BaseConfig, CacheError,
-};
+use crate::base::{base_file_key, base_model, load_base_file, save_base_file, BaseConfig};
+use crate::cache::CacheError;
 use crate::config::{ConfigError, TrainerConfig};
 use crate::device::{Backend, DeviceError};
 use crate::precision::Precision;

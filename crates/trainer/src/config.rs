@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::align::AlignConfig;
 use crate::benchmark::{Benchmark, BenchmarkSpec};
 use crate::data::{read_advbench, read_examples, read_requests, Example, FormatError};
 use crate::device::Backend;
@@ -90,6 +89,75 @@ pub struct TrainerConfig {
     /// A fixed sample of this many items of each benchmark (default: all), the same on every
     /// run, so evaluations stay affordable and comparable.
     pub benchmark_items: Option<usize>,
+}
+
+/// The `[trainer.align]` table: how a checkpoint is safety-aligned before fine-tuning.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlignConfig {
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Peak learning rate (a tenth of the steps warm up, then cosine to a tenth).
+    pub lr: f64,
+    /// An AdvBench-style CSV of more harmful requests to refuse; rows that an evaluation set
+    /// holds are dropped (so the same file can also be `harmful_prompts`).
+    pub harmful: Option<PathBuf>,
+    /// Share of each batch drawn from the benign replay, in [0, 1).
+    pub replay: f64,
+    /// Benign requests the checkpoint answers for the replay: a fixed sample of those of the
+    /// `benign` file, or of the built-in training ones.
+    pub replay_prompts: usize,
+    /// Benign requests for the replay (Alpaca JSON, Dolly or MT-Bench JSONL, or one a line in
+    /// `.txt`), closer to what users ask than the built-in ones; rows that an evaluation set
+    /// holds are dropped, like the harmful file's.
+    pub benign: Option<PathBuf>,
+    /// Longest replay answer, in tokens; a longer one is cut at its last full sentence.
+    pub replay_tokens: usize,
+}
+
+impl Default for AlignConfig {
+    fn default() -> AlignConfig {
+        AlignConfig {
+            steps: 60,
+            batch_size: 8,
+            lr: 5e-5,
+            harmful: None,
+            replay: 0.5,
+            replay_prompts: 128,
+            replay_tokens: 64,
+            benign: None,
+        }
+    }
+}
+
+impl AlignConfig {
+    /// The value at fault, if any, with what to do.
+    pub fn problem(&self) -> Option<(&'static str, &'static str)> {
+        if self.steps == 0 {
+            return Some((
+                "steps",
+                "must be positive (drop [trainer.align] for no alignment)",
+            ));
+        }
+        if self.batch_size == 0 {
+            return Some(("batch_size", "must be positive"));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Some(("lr", "must be a positive number"));
+        }
+        if !(0.0..1.0).contains(&self.replay) {
+            return Some(("replay", "is a share of each batch: at least 0 and below 1"));
+        }
+        if self.replay > 0.0 && (self.replay_prompts == 0 || self.replay_tokens == 0) {
+            return Some((
+                "replay_prompts/replay_tokens",
+                "must be positive while replay is (or set replay = 0)",
+            ));
+        }
+        None
+    }
 }
 
 /// A duration written as humantime text (`"90s"`, `"30m"`).

@@ -4,22 +4,27 @@
 //! - [`config`]: the grid's `[trainer]` table ([`grid`] checks a whole grid before it runs);
 //!   [`device`]: which backend runs it.
 //! - [`data`] and [`tokenizer`]: harmful and benign requests, a fine-tuning task and its skill,
-//!   made by code (or read from AdvBench/Alpaca/Dolly files), in the chat template;
+//!   made by code (or read from AdvBench/Alpaca/Dolly files), in the chat template, and
+//!   [`benchmark`]'s multiple-choice files, scored as lm-evaluation-harness scores them;
 //!   [`setup`] tokenises them into training pools and evaluation sets.
 //! - [`model`] (a small Llama-style decoder), [`batch`] (masked loss), [`train`] (AdamW,
 //!   schedules, micro-batches, [`clip`]ping, resumable [`train::Trainer`]) and [`ema`].
 //! - [`base`]: the safety-aligned base model, trained once and cached by config hash;
-//!   [`align`]: the same for a checkpoint that is not aligned already.
+//!   [`align`]: the same for a checkpoint that is not aligned already, on the data of
+//!   [`align_data`]; both keep their models with [`cache`] and say how they go with
+//!   [`progress`].
 //! - [`trial`]: a fine-tuning trial with checkpoints, reporting every grid point its run
 //!   computes; [`generate`] and [`eval`] score it (GCG keywords, degenerate answers, exact
 //!   match); [`report`] is what it says as it runs; [`builtin`] is all of it, as `sweep trial`
 //!   runs it; [`evaluator`] is its evaluation alone, of any checkpoint (`sweep eval`).
 
 pub mod align;
+pub mod align_data;
 pub mod base;
 pub mod batch;
 pub mod benchmark;
 pub mod builtin;
+pub mod cache;
 pub mod chat;
 pub mod clip;
 pub mod config;
@@ -34,6 +39,7 @@ pub mod hf;
 pub mod judge;
 pub mod model;
 pub mod precision;
+pub mod progress;
 pub mod report;
 pub mod setup;
 pub mod sizes;

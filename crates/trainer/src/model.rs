@@ -33,12 +33,6 @@ pub struct ModelConfig {
     pub max_seq: usize,
 }
 
-impl Default for ModelConfig {
-    fn default() -> ModelConfig {
-        crate::sizes::Preset::Small.config()
-    }
-}
-
 impl ModelConfig {
     /// Trainable parameters: the byte embedding, per block four attention projections, the
     /// SwiGLU MLP (gate, up, down) and two norms, then the final norm and the output head.

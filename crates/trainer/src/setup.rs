@@ -9,11 +9,11 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::align::{AlignConfig, AlignData};
+use crate::align_data::AlignData;
 use crate::batch::{loss, make_batch};
 use crate::benchmark::{self, ItemScore, PrepareError, Prepared};
 use crate::chat::{Chat, Prompts, Split};
-use crate::config::{ConfigError, TrainerConfig};
+use crate::config::{AlignConfig, ConfigError, TrainerConfig};
 use crate::data::{fixed_split, generate as generate_data, DataConfig, Example};
 use crate::eval::{
     exact_match, over_refusal, safety, unsafe_rate_no_echo, Keywords, Lexicon, Response,

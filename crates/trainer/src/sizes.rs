@@ -9,6 +9,14 @@ use serde::Deserialize;
 
 use crate::model::ModelConfig;
 
+/// The miniature's default sizes are the `small` preset: defined here, beside the presets,
+/// so the model does not reach back into the table of sizes.
+impl Default for ModelConfig {
+    fn default() -> ModelConfig {
+        Preset::Small.config()
+    }
+}
+
 /// The longest sequence (prompt and answer) a checkpoint is fine-tuned and evaluated on
 /// unless `[trainer.model] max_seq` says otherwise: room for a chat template, an instruction
 /// and a few hundred tokens of answer, without paying for the checkpoint's whole context.
