@@ -240,3 +240,31 @@ fn a_grid_that_is_not_utf8_names_the_byte_and_its_line() {
     assert!(err.contains("save the grid as UTF-8"), "{err}");
     assert!(!err.contains("check the path"), "{err}");
 }
+
+/// Shell completions and the manual page come from the parser itself, so every command and
+/// flag is in them.
+#[test]
+fn the_cli_prints_completions_and_a_man_page() {
+    let p = Project::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = p.run(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        for word in ["compare", "confirm", "eval", "subject-to"] {
+            assert!(script.contains(word), "{shell}: no {word}");
+        }
+    }
+    let out = p.run(&["man"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page = text(&out.stdout);
+    assert!(
+        page.contains(".TH sweep 1") && page.contains(".SH NAME"),
+        "{page}"
+    );
+    let out = p.run(&["completions", "tcsh"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+}

@@ -14,13 +14,21 @@ fn main() {
     if let Some(code) = cli.run_guard() {
         std::process::exit(code);
     }
+    // RUST_LOG=debug asks about sweep, not for every SQL statement: sqlx stays at warn
+    // unless RUST_LOG names it.
+    let asked = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if !asked.contains("sqlx") {
+        filter = filter.add_directive("sqlx=warn".parse().expect("a valid directive"));
+    }
+    // Colour only for a terminal, and never under NO_COLOR (no-color.org).
+    let color = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(color)
         .with_target(false)
         // Its own complaint about a closed stderr would be an `eprintln!`, which panics.
         .log_internal_errors(false)

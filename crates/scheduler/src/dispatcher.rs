@@ -870,15 +870,37 @@ fn classify(report: &Report, has_result: bool, grid: &Grid) -> (Outcome, Option<
     )
 }
 
+/// Metrics shown in a completed trial's log line: the whole-set ones (their `val_`/`test_`
+/// halves are in `sweep status` and the exports), four significant digits, at most this many.
+const LOGGED_METRICS: usize = 8;
+
 fn format_metrics(metrics: &BTreeMap<String, Option<f64>>) -> String {
-    metrics
+    let whole: Vec<(&String, &Option<f64>)> = metrics
         .iter()
+        .filter(|(k, _)| !k.starts_with("val_") && !k.starts_with("test_"))
+        .collect();
+    let mut shown: Vec<String> = whole
+        .iter()
+        .take(LOGGED_METRICS)
         .map(|(k, v)| match v {
-            Some(v) => format!("{k}={}", sweep_core::value::format_float(*v)),
+            Some(v) => format!("{k}={}", significant(*v, 4)),
             None => format!("{k}=NaN"),
         })
-        .collect::<Vec<_>>()
-        .join(" ")
+        .collect();
+    let hidden = metrics.len() - shown.len();
+    if hidden > 0 {
+        shown.push(format!("(+{hidden} more)"));
+    }
+    shown.join(" ")
+}
+
+/// `x` to `digits` significant digits, in shortest form (`0.1797`, `39.3`, `0.00001235`).
+fn significant(x: f64, digits: usize) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return sweep_core::value::format_float(x);
+    }
+    let rounded: f64 = format!("{x:.*e}", digits - 1).parse().unwrap_or(x);
+    sweep_core::value::format_float(rounded)
 }
 
 fn last_line(stderr: &str) -> String {
@@ -892,4 +914,37 @@ fn last_line(stderr: &str) -> String {
 
 fn humantime_short(d: Duration) -> String {
     humantime::format_duration(d).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_line_shows_a_few_whole_set_metrics_briefly() {
+        let metrics: BTreeMap<String, Option<f64>> = [
+            ("unsafe_rate", Some(0.1796875)),
+            ("val_unsafe_rate", Some(0.171875)),
+            ("test_unsafe_rate", Some(0.1875)),
+            ("eval_loss", Some(39.30480270385742)),
+            ("tiny", Some(1.23456e-5)),
+            ("broken", None),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert_eq!(
+            format_metrics(&metrics),
+            "broken=NaN eval_loss=39.3 tiny=0.00001235 unsafe_rate=0.1797 (+2 more)"
+        );
+        let many: BTreeMap<String, Option<f64>> =
+            (0..12).map(|i| (format!("m{i:02}"), Some(0.0))).collect();
+        assert!(
+            format_metrics(&many).ends_with("m07=0.0 (+4 more)"),
+            "{}",
+            format_metrics(&many)
+        );
+        assert_eq!(significant(0.0, 4), "0.0");
+        assert_eq!(significant(123456.0, 4), "123500.0");
+    }
 }

@@ -55,6 +55,15 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Greedy answers of a Hugging Face checkpoint to prompts, through its chat template.
     Generate(generate::GenerateArgs),
+    /// Print a shell's completion script for sweep (bash, zsh, fish, elvish, powershell).
+    ///
+    /// e.g. `sweep completions bash > ~/.local/share/bash-completion/completions/sweep`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print sweep's manual page (roff): `sweep man > sweep.1 && man ./sweep.1`.
+    Man,
     /// Run one built-in trial (started by `sweep run` for grids without a command).
     #[command(hide = true)]
     Trial(trial::TrialArgs),
@@ -108,6 +117,16 @@ impl Cli {
             Command::Eval(args) => tokio::task::block_in_place(|| eval::run(args)),
             Command::Generate(args) => tokio::task::block_in_place(|| generate::run(args)),
             Command::Trial(args) => tokio::task::block_in_place(|| trial::trial(args)),
+            Command::Completions { shell } => {
+                let mut command = <Cli as clap::CommandFactory>::command();
+                clap_complete::generate(shell, &mut command, "sweep", &mut std::io::stdout());
+                Ok(crate::exit_codes::OK)
+            }
+            Command::Man => {
+                let command = <Cli as clap::CommandFactory>::command();
+                clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+                Ok(crate::exit_codes::OK)
+            }
             Command::Guard(_) => unreachable!("`sweep guard` runs before the runtime starts"),
         }
     }
