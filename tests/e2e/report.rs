@@ -365,3 +365,42 @@ fn best_is_chosen_on_validation_and_reported_on_test_in_every_format() {
     let out = p.run(&["report", "plain", "--subject-to", "utility>=1"]);
     assert_ne!(out.status.code(), Some(0), "--subject-to needs --best");
 }
+
+/// A `wandb.log`-style line records every curve it holds, and a result with a value that is
+/// no number keeps its numbers (noted in the attempt's log) instead of failing the trial.
+#[test]
+fn several_curves_on_a_line_and_a_text_value_in_a_result_keep_the_numbers() {
+    let p = Project::new();
+    p.write(
+        "w.sh",
+        r#"#!/bin/sh
+echo '{"event":"metric","step":1,"metrics":{"loss":2.5,"lr":0.001}}'
+echo '{"event":"result","metrics":{"score":0.75,"note":"ok"}}'
+"#,
+    );
+    p.write(
+        "g.toml",
+        "[sweep]\nname = \"w\"\ncommand = [\"sh\", \"w.sh\"]\nmax_attempts = 1\n[grid]\nx = [1]\n",
+    );
+    assert_code(&p.run(&["run", "g.toml"]), 0);
+    let rows = p.export();
+    assert_eq!(rows[0]["status"], "completed");
+    assert_eq!(rows[0]["metric_score"], "0.75");
+    assert_eq!(rows[0]["attempts"], "1", "not trained again");
+    let out = p.run(&["export", "--curves", "--csv", "-"]);
+    let mut body: Vec<String> = text(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| l.split_once(',').unwrap().1.to_string())
+        .collect();
+    body.sort();
+    assert_eq!(body, ["1,loss,2.5", "1,lr,0.001"]);
+    let log = std::fs::read_to_string(
+        p.path()
+            .join("sweep-trials/w")
+            .join(&rows[0]["trial_id"])
+            .join("logs/attempt-1.stdout.log"),
+    )
+    .unwrap();
+    assert!(log.contains("`note` is \"ok\", not a number"), "{log}");
+}

@@ -7,6 +7,15 @@
 //! {"event":"result","params":{"steps":50},"metrics":{"unsafe_rate":0.02}}
 //! ```
 //!
+//! Several curves at one step may share a line, as `wandb.log` takes them:
+//!
+//! ```text
+//! {"event":"metric","step":100,"metrics":{"train_loss":1.25,"lr":0.0003}}
+//! ```
+//!
+//! A value in a `result` or such a `metric` line that is not a number (`"note": "ok"`) is
+//! left out with a note in the trial's log; the numbers beside it are kept.
+//!
 //! Any other line is ordinary output and goes to the trial's log. A `result` with `params`
 //! reports the metrics of another point of the same sweep (this trial's parameters with those
 //! overridden), so one training run can fill in several grid points. Python's `NaN` and
@@ -64,6 +73,15 @@ pub enum ParseOutcome {
     Event(Event),
     /// Ordinary output.
     Output,
+    /// Events read from a line in one of the forgiving forms (several curves on one
+    /// `metric` line, or values that are not numbers left out), with a note for each value
+    /// left out.
+    Lenient {
+        /// The events, in the line's order.
+        events: Vec<Event>,
+        /// What was left out, for the trial's log.
+        notes: Vec<String>,
+    },
     /// A line that looks like an event but is not a valid one, with the reason.
     Invalid(String),
 }
@@ -78,13 +96,69 @@ pub fn parse_line(line: &str) -> ParseOutcome {
         Ok(event) => return ParseOutcome::Event(event),
         Err(e) => e,
     };
-    let Some(patched) = replace_non_finite(trimmed) else {
-        return ParseOutcome::Invalid(first.to_string());
+    let patched = replace_non_finite(trimmed);
+    let text = patched.as_deref().unwrap_or(trimmed);
+    let error = match patched.as_deref().map(serde_json::from_str::<Event>) {
+        Some(Ok(event)) => return ParseOutcome::Event(event),
+        Some(Err(e)) => e,
+        None => first,
     };
-    match serde_json::from_str::<Event>(&patched) {
-        Ok(event) => ParseOutcome::Event(event),
-        Err(e) => ParseOutcome::Invalid(e.to_string()),
+    match lenient(text) {
+        Some((events, notes)) => ParseOutcome::Lenient { events, notes },
+        None => ParseOutcome::Invalid(error.to_string()),
     }
+}
+
+/// The forgiving forms: a `metric` line with a `metrics` object (one curve point each), and a
+/// `result` or such a `metric` line whose values are not all numbers (those left out, with a
+/// note). `None` for anything else, which stays invalid.
+fn lenient(text: &str) -> Option<(Vec<Event>, Vec<String>)> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let object = value.as_object()?;
+    let kind = object.get("event")?.as_str()?;
+    let allowed: &[&str] = match kind {
+        "metric" => &["event", "step", "metrics"],
+        "result" => &["event", "metrics", "params"],
+        _ => return None,
+    };
+    if object.keys().any(|k| !allowed.contains(&k.as_str())) {
+        return None;
+    }
+    let mut notes = Vec::new();
+    let mut numbers = BTreeMap::new();
+    for (name, v) in object.get("metrics")?.as_object()? {
+        match v {
+            serde_json::Value::Null => {
+                numbers.insert(name.clone(), None);
+            }
+            serde_json::Value::Number(n) => {
+                numbers.insert(name.clone(), n.as_f64().filter(|x| x.is_finite()));
+            }
+            other => notes.push(format!(
+                "{kind}: `{name}` is {other}, not a number; left out, the other values kept"
+            )),
+        }
+    }
+    let events = match kind {
+        "metric" => {
+            let step = object.get("step")?.as_u64()?;
+            numbers
+                .into_iter()
+                .map(|(name, value)| Event::Metric { step, name, value })
+                .collect()
+        }
+        _ => {
+            let params: Params = match object.get("params") {
+                None => Params::new(),
+                Some(p) => serde_json::from_value(p.clone()).ok()?,
+            };
+            vec![Event::Result {
+                metrics: numbers,
+                params,
+            }]
+        }
+    };
+    Some((events, notes))
 }
 
 /// Replaces what JSON cannot carry as a finite `f64` outside strings by `null`: the bare
@@ -259,6 +333,56 @@ mod tests {
             parse_line(r#"{"event":"bogus"}"#),
             ParseOutcome::Invalid(_)
         ));
+    }
+
+    #[test]
+    fn several_curves_share_a_metric_line() {
+        let line =
+            r#"{"event":"metric","step":7,"metrics":{"train_loss":1.5,"lr":NaN,"note":"warm"}}"#;
+        let ParseOutcome::Lenient { events, notes } = parse_line(line) else {
+            panic!("{:?}", parse_line(line))
+        };
+        assert_eq!(
+            events,
+            vec![
+                Event::Metric {
+                    step: 7,
+                    name: "lr".into(),
+                    value: None
+                },
+                Event::Metric {
+                    step: 7,
+                    name: "train_loss".into(),
+                    value: Some(1.5)
+                },
+            ]
+        );
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("`note`"), "{notes:?}");
+    }
+
+    #[test]
+    fn a_value_that_is_no_number_leaves_the_rest_of_a_result() {
+        let line = r#"{"event":"result","metrics":{"unsafe_rate":0.25,"note":"ok","flag":true},"params":{"steps":50}}"#;
+        let ParseOutcome::Lenient { events, notes } = parse_line(line) else {
+            panic!("{:?}", parse_line(line))
+        };
+        let [Event::Result { metrics, params }] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(metrics.len(), 1);
+        assert_eq!(metrics["unsafe_rate"], Some(0.25));
+        assert_eq!(params["steps"], ParamValue::Int(50));
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        // Still invalid: an unknown key, a metric line without its step, params that are no
+        // parameters.
+        for bad in [
+            r#"{"event":"result","metrics":{"a":"x"},"extra":1}"#,
+            r#"{"event":"metric","metrics":{"a":1}}"#,
+            r#"{"event":"result","metrics":{"a":"x"},"params":{"s":[1]}}"#,
+        ] {
+            assert!(matches!(parse_line(bad), ParseOutcome::Invalid(_)), "{bad}");
+        }
     }
 
     #[test]

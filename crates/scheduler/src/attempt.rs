@@ -141,6 +141,19 @@ pub(crate) async fn read_stdout(
                     event,
                 });
             }
+            ParseOutcome::Lenient { events, notes } => {
+                for note in notes {
+                    let note = format!("[sweep] {note}: {}\n", excerpt(line));
+                    let _ = log.write_all(note.as_bytes()).await;
+                }
+                for event in events {
+                    let _ = tx.send(Message::Event {
+                        trial_id: trial_id.clone(),
+                        attempt,
+                        event,
+                    });
+                }
+            }
             ParseOutcome::Output => {
                 let _ = log.write_all(bytes).await;
                 let _ = log.write_all(b"\n").await;
