@@ -80,6 +80,22 @@ pub(crate) struct Report {
     /// The executor refused to start it (`sbatch` rejected the job): not the trial's fault,
     /// so no attempt is spent.
     pub rejected: Option<String>,
+    /// sweep's own task watching the attempt failed (a panic): the attempt is killed, counted
+    /// as failed and retried, and its slot is given back.
+    pub abandoned: bool,
+}
+
+impl Report {
+    /// The report of an attempt whose watching task ended without one (`why`: its panic).
+    pub(crate) fn abandoned(why: &str) -> Report {
+        Report {
+            abandoned: true,
+            reason: Some(format!(
+                "sweep's watcher of this attempt failed ({why}); the attempt was killed"
+            )),
+            ..Report::default()
+        }
+    }
 }
 
 pub(crate) const STDERR_TAIL_BYTES: usize = 4096;

@@ -508,6 +508,12 @@ impl Dispatcher<'_> {
         let Some(running) = self.running.remove(&(trial_id.clone(), attempt)) else {
             return Ok(());
         };
+        if report.abandoned {
+            // Nobody watches its process any more: end it before its slot is reused.
+            if let Some(job) = &running.job {
+                Executor::kill(std::slice::from_ref(job)).await;
+            }
+        }
         self.pool.give_back(running.gpus);
         self.progress.running = self.running.len() as u64;
         if self.lease_lost {

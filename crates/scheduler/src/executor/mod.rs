@@ -12,7 +12,7 @@ use sweep_core::Grid;
 use sweep_store::Orphan;
 use tokio::sync::{mpsc, watch};
 
-use crate::attempt::{Job, Launch, Message};
+use crate::attempt::{Job, Launch, Message, Report};
 use crate::{process, SchedulerError, Stop};
 pub use slurm::CliError;
 
@@ -80,14 +80,12 @@ impl Executor {
         tx: mpsc::UnboundedSender<Message>,
         stop: watch::Receiver<Stop>,
     ) {
-        match self {
-            Executor::Local => {
-                tokio::spawn(local::run(launch, tx, stop));
-            }
-            Executor::Slurm(slurm) => {
-                tokio::spawn(slurm.clone().run(launch, tx, stop));
-            }
-        }
+        let (trial_id, attempt, done) = (launch.trial_id.clone(), launch.attempt, tx.clone());
+        let task = match self {
+            Executor::Local => tokio::spawn(local::run(launch, tx, stop)),
+            Executor::Slurm(slurm) => tokio::spawn(slurm.clone().run(launch, tx, stop)),
+        };
+        tokio::spawn(supervise(task, trial_id, attempt, done));
     }
 
     /// Kills these attempts now, without waiting for them to end (the dispatcher is giving
@@ -134,5 +132,58 @@ impl Executor {
             }
         }
         said
+    }
+}
+
+/// Waits for an attempt's task and, if it ended without its report (a panic), sends one for
+/// it: without this a panicking task would hold its slot (and GPUs) for ever and the sweep
+/// would never end.
+async fn supervise(
+    task: tokio::task::JoinHandle<()>,
+    trial_id: String,
+    attempt: u32,
+    tx: mpsc::UnboundedSender<Message>,
+) {
+    let Err(e) = task.await else {
+        return;
+    };
+    let why = match e.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into()),
+        Err(_) => "cancelled".into(),
+    };
+    let _ = tx.send(Message::Finished {
+        trial_id,
+        attempt,
+        report: Report::abandoned(&why),
+    });
+}
+
+#[cfg(test)]
+mod supervise_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_attempt_still_reports_its_end() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async { panic!("watcher bug") });
+        supervise(task, "t1".into(), 3, tx.clone()).await;
+        let Some(Message::Finished {
+            trial_id,
+            attempt,
+            report,
+        }) = rx.recv().await
+        else {
+            panic!("no report")
+        };
+        assert_eq!((trial_id.as_str(), attempt), ("t1", 3));
+        assert!(report.abandoned);
+        assert!(report.reason.unwrap().contains("watcher bug"));
+        // A task that ends normally sent its own report; nothing is added.
+        supervise(tokio::spawn(async {}), "t2".into(), 1, tx).await;
+        assert!(rx.try_recv().is_err());
     }
 }
