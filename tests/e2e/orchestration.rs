@@ -592,3 +592,60 @@ fn a_missing_program_fails_at_once_with_its_name() {
         "{status}"
     );
 }
+
+/// A failed trial is found by state, read as JSON, and its attempt's own words are one
+/// command away: `sweep status --state failed --json`, `sweep logs ID`.
+#[test]
+fn status_filters_by_state_and_logs_shows_an_attempts_output() {
+    let p = Project::new();
+    p.write(
+        "t.sh",
+        "#!/bin/sh\necho \"working on $1\"\nif [ \"$1\" = 2 ]; then echo \"no GPU for x=$1\" >&2; exit 3; fi\necho '{\"event\":\"result\",\"metrics\":{\"ok\":1}}'\n",
+    );
+    p.write(
+        "g.toml",
+        "[sweep]\nname = \"l\"\ncommand = [\"sh\", \"t.sh\", \"{x}\"]\nmax_attempts = 1\n[grid]\nx = [1, 2]\n",
+    );
+    assert_code(&p.run(&["run", "g.toml"]), 1);
+    let out = p.run(&["status", "l", "--state", "failed", "--json"]);
+    assert_code(&out, 0);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["params"]["x"], 2);
+    assert!(
+        rows[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no GPU for x=2"),
+        "{rows:?}"
+    );
+    let id = rows[0]["trial_id"].as_str().unwrap();
+    let out = p.run(&["logs", &id[..8], "--stream", "stderr"]);
+    assert_code(&out, 0);
+    assert!(
+        text(&out.stdout).contains("no GPU for x=2"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!text(&out.stdout).contains("working on"), "stderr only");
+    let out = p.run(&["logs", id, "--stream", "stdout", "--tail", "1"]);
+    assert!(
+        text(&out.stdout).contains("working on 2"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = p.run(&["logs", "zzzz"]);
+    assert!(
+        text(&out.stderr).contains("no trial's id starts with"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = p.run(&["status", "--state", "done"]);
+    assert_code(&out, 2);
+    assert!(
+        text(&out.stderr).contains("one of pending, running"),
+        "{}",
+        text(&out.stderr)
+    );
+}

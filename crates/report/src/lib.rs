@@ -23,5 +23,5 @@ pub use filter::{Condition, Filter};
 pub use front::{FrontBuilder, FrontReport};
 pub use render::{render, render_selection, Format};
 pub use select::{select, Constraint, Halves, Selection};
-pub use status::status_table;
+pub use status::{status_json, status_table};
 pub use table::{Table, TableFormat, TableWriter};

@@ -5,6 +5,7 @@ mod confirm;
 mod eval;
 mod export;
 mod generate;
+mod logs;
 mod report;
 mod run;
 mod status;
@@ -32,6 +33,8 @@ enum Command {
     Resume(run::ResumeArgs),
     /// Show trial counts by state and a per-trial table.
     Status(status::StatusArgs),
+    /// Print a trial's attempt logs (stdout and stderr), found by its id.
+    Logs(logs::LogsArgs),
     /// Export trials to CSV.
     Export(export::ExportArgs),
     /// Rank configurations by non-dominated sorting: the safety/utility Pareto front.
@@ -110,6 +113,7 @@ impl Cli {
             Command::Resume(args) => run::resume(&self.db, args).await,
             Command::Status(args) => status::run(&self.db, args).await,
             Command::Export(args) => export::run(&self.db, args).await,
+            Command::Logs(args) => logs::run(&self.db, args).await,
             Command::Report(args) => report::run(&self.db, args).await,
             Command::Compare(args) => compare::run(&self.db, args).await,
             Command::Confirm(args) => confirm::run(&self.db, args).await,

@@ -3,8 +3,8 @@
 use std::io::Write;
 
 use clap::Args;
-use sweep_report::status_table;
-use sweep_store::Store;
+use sweep_report::{status_json, status_table};
+use sweep_store::{Store, TrialStatus};
 
 use crate::exit_codes;
 
@@ -14,8 +14,26 @@ pub struct StatusArgs {
     /// Show one sweep (default: every sweep in the database).
     name: Option<String>,
     /// Only the counts, no per-trial table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json")]
     summary: bool,
+    /// Only trials in these states (pending, running, completed, failed, interrupted);
+    /// repeat or join with commas.
+    #[arg(long, value_delimiter = ',', value_parser = parse_state)]
+    state: Vec<TrialStatus>,
+    /// Every trial as a JSON array (state, attempts, times, last error, params, metrics),
+    /// for scripts and `pandas.read_json`.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_state(text: &str) -> Result<TrialStatus, String> {
+    TrialStatus::ALL
+        .into_iter()
+        .find(|s| s.as_str() == text)
+        .ok_or_else(|| {
+            let all: Vec<&str> = TrialStatus::ALL.iter().map(|s| s.as_str()).collect();
+            format!("{text:?} is no state; one of {}", all.join(", "))
+        })
 }
 
 pub async fn run(db: &str, args: StatusArgs) -> anyhow::Result<i32> {
@@ -25,6 +43,27 @@ pub async fn run(db: &str, args: StatusArgs) -> anyhow::Result<i32> {
         Some(name) => vec![store.sweep(name).await?],
         None => store.sweeps().await?,
     };
+    let keep =
+        |row: &sweep_store::TrialRow| args.state.is_empty() || args.state.contains(&row.status);
+    if args.json {
+        let mut rows = Vec::new();
+        for sweep in &sweeps {
+            rows.extend(
+                store
+                    .trial_rows(Some(sweep.id))
+                    .await?
+                    .into_iter()
+                    .filter(keep),
+            );
+        }
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&status_json(&rows))?
+        )?;
+        store.close().await;
+        return Ok(exit_codes::OK);
+    }
     if sweeps.is_empty() {
         writeln!(out, "no sweeps in {}", sweep_store::redact(db))?;
     }
@@ -37,7 +76,12 @@ pub async fn run(db: &str, args: StatusArgs) -> anyhow::Result<i32> {
             counts.total()
         )?;
         if !args.summary {
-            let rows = store.trial_rows(Some(sweep.id)).await?;
+            let rows: Vec<_> = store
+                .trial_rows(Some(sweep.id))
+                .await?
+                .into_iter()
+                .filter(keep)
+                .collect();
             writeln!(out, "{}", status_table(&rows, sweep_store::now_ms()))?;
         }
     }
