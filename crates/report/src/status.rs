@@ -109,6 +109,35 @@ fn short(v: f64) -> String {
     }
 }
 
+/// Each trial as one JSON object (`pandas.read_json` reads the array): its state, attempts,
+/// times, placement, the last failure's reason, and its parameters and metrics as objects.
+pub fn status_json(rows: &[TrialRow]) -> serde_json::Value {
+    let time = |t: Option<i64>| t.map(crate::export::rfc3339);
+    serde_json::Value::Array(
+        rows.iter()
+            .map(|r| {
+                serde_json::json!({
+                    "trial_id": r.id,
+                    "sweep": r.sweep,
+                    "status": r.status.as_str(),
+                    "attempts": r.attempts,
+                    "out_of_memory": r.out_of_memory,
+                    "started_at": time(r.started_at),
+                    "finished_at": time(r.finished_at),
+                    "duration_s": r.duration_s(),
+                    "gpu": r.gpu,
+                    "job_id": r.job_id,
+                    "node": r.node,
+                    "completed_by": r.completed_by,
+                    "error": r.error,
+                    "params": r.params.iter().map(|(k, v)| (k.clone(), v.to_json())).collect::<serde_json::Map<_, _>>(),
+                    "metrics": r.metrics,
+                })
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,33 +176,4 @@ mod tests {
         let stopped = cell(row(TrialStatus::Interrupted, Some(1_000), None));
         assert!(!stopped.contains("so far"), "{stopped}");
     }
-}
-
-/// Each trial as one JSON object (`pandas.read_json` reads the array): its state, attempts,
-/// times, placement, the last failure's reason, and its parameters and metrics as objects.
-pub fn status_json(rows: &[TrialRow]) -> serde_json::Value {
-    let time = |t: Option<i64>| t.map(crate::export::rfc3339);
-    serde_json::Value::Array(
-        rows.iter()
-            .map(|r| {
-                serde_json::json!({
-                    "trial_id": r.id,
-                    "sweep": r.sweep,
-                    "status": r.status.as_str(),
-                    "attempts": r.attempts,
-                    "out_of_memory": r.out_of_memory,
-                    "started_at": time(r.started_at),
-                    "finished_at": time(r.finished_at),
-                    "duration_s": r.duration_s(),
-                    "gpu": r.gpu,
-                    "job_id": r.job_id,
-                    "node": r.node,
-                    "completed_by": r.completed_by,
-                    "error": r.error,
-                    "params": r.params.iter().map(|(k, v)| (k.clone(), v.to_json())).collect::<serde_json::Map<_, _>>(),
-                    "metrics": r.metrics,
-                })
-            })
-            .collect(),
-    )
 }
