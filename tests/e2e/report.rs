@@ -87,7 +87,9 @@ fn pareto_front_in_every_format() {
             .stdout,
     );
     assert!(
-        md.starts_with("| rank | on front | n | x | unsafe_rate:min | utility:max |\n|---|"),
+        md.starts_with(
+            "| rank | on front | n | x | unsafe_rate:min (mean ± std) | utility:max (mean ± std) |\n|---|"
+        ),
         "{md}"
     );
 

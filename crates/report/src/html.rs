@@ -35,11 +35,12 @@ pub fn html_page(report: &FrontReport, svg: &str, title: &str) -> String {
         }
         for o in &report.objectives {
             let s = r.config.stats[&o.metric];
-            let _ = write!(
-                rows,
-                "<td data-v=\"{}\">{:.4} ± {:.4} (n={})</td>",
-                s.mean, s.mean, s.std, s.n
-            );
+            let shown = if s.n > 1 {
+                format!("{:.4} ± {:.4} (n={})", s.mean, s.std, s.n)
+            } else {
+                format!("{:.4} (n=1)", s.mean)
+            };
+            let _ = write!(rows, "<td data-v=\"{}\">{shown}</td>", s.mean);
         }
         rows.push_str("</tr>\n");
     }
@@ -48,7 +49,7 @@ pub fn html_page(report: &FrontReport, svg: &str, title: &str) -> String {
         let _ = write!(head, "<th>{}</th>", escape(p));
     }
     for o in &report.objectives {
-        let _ = write!(head, "<th>{}</th>", escape(&o.to_string()));
+        let _ = write!(head, "<th>{} (mean ± std)</th>", escape(&o.to_string()));
     }
     let excluded: String = report
         .excluded
