@@ -24,6 +24,34 @@
 
 use std::collections::BTreeMap;
 
+/// The environment a trial process is started with: the names, written once for the
+/// scheduler that sets them and the trials (built-in, `sweep eval`) that read them. Their
+/// meanings are in docs/protocol.md.
+pub mod env {
+    /// The sweep's name.
+    pub const SWEEP: &str = "SWEEP_SWEEP";
+    /// The trial's id.
+    pub const TRIAL_ID: &str = "SWEEP_TRIAL_ID";
+    /// The trial's directory (checkpoints, logs, answers), kept across attempts.
+    pub const TRIAL_DIR: &str = "SWEEP_TRIAL_DIR";
+    /// Every parameter, swept and fixed, as a JSON object.
+    pub const PARAMS: &str = "SWEEP_PARAMS";
+    /// The attempt's number, from 1.
+    pub const ATTEMPT: &str = "SWEEP_ATTEMPT";
+    /// `1` when an earlier attempt started (a checkpoint may exist).
+    pub const RESUME: &str = "SWEEP_RESUME";
+    /// Every value of every swept parameter this trial could report, as JSON.
+    pub const AXES: &str = "SWEEP_AXES";
+    /// The grid's `[trainer]` table as JSON.
+    pub const TRAINER: &str = "SWEEP_TRAINER";
+    /// The `sweep` binary running the sweep.
+    pub const BIN: &str = "SWEEP_BIN";
+    /// The orchestrator (runner) that started the attempt.
+    pub const RUNNER: &str = "SWEEP_RUNNER";
+    /// How many parts to split each micro-batch into after out-of-memory attempts.
+    pub const MICRO_BATCH_SPLIT: &str = "SWEEP_MICRO_BATCH_SPLIT";
+}
+
 use serde::{Deserialize, Serialize};
 
 use crate::value::Params;

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use sweep_core::protocol::env;
 use sweep_core::protocol::Event;
 use sweep_core::value::params_to_json;
 use sweep_core::{trial_id, Grid, Params, TrialKey};
@@ -314,25 +315,22 @@ impl Dispatcher<'_> {
             ],
         };
         let mut env = vec![
-            ("SWEEP_SWEEP".to_string(), self.sweep.name.clone()),
-            ("SWEEP_TRIAL_ID".to_string(), claimed.id.clone()),
-            ("SWEEP_TRIAL_DIR".to_string(), trial_dir_text.clone()),
-            ("SWEEP_PARAMS".to_string(), params_to_json(&all)),
-            ("SWEEP_ATTEMPT".to_string(), attempt_text.clone()),
+            (env::SWEEP.to_string(), self.sweep.name.clone()),
+            (env::TRIAL_ID.to_string(), claimed.id.clone()),
+            (env::TRIAL_DIR.to_string(), trial_dir_text.clone()),
+            (env::PARAMS.to_string(), params_to_json(&all)),
+            (env::ATTEMPT.to_string(), attempt_text.clone()),
             // The `sweep` binary itself, for a command's trial to end with `sweep eval`.
             (
-                "SWEEP_BIN".to_string(),
+                env::BIN.to_string(),
                 self.config.builtin_trial.display().to_string(),
             ),
             (process::RUNNER_VAR.to_string(), self.runner_id.clone()),
             (
-                "SWEEP_RESUME".to_string(),
+                env::RESUME.to_string(),
                 if claimed.attempt > 1 { "1" } else { "0" }.to_string(),
             ),
-            (
-                "SWEEP_AXES".to_string(),
-                axes_json(self.grid, &claimed.params),
-            ),
+            (env::AXES.to_string(), axes_json(self.grid, &claimed.params)),
             (
                 oom::SPLIT_VAR.to_string(),
                 oom::split_after(claimed.out_of_memory).to_string(),
@@ -342,7 +340,7 @@ impl Dispatcher<'_> {
             env.push(("CUDA_VISIBLE_DEVICES".to_string(), devices));
         }
         if let Some(trainer) = &self.grid.trainer {
-            env.push(("SWEEP_TRAINER".to_string(), trainer.settings.to_string()));
+            env.push((env::TRAINER.to_string(), trainer.settings.to_string()));
         }
         let launch = Launch {
             trial_id: claimed.id.clone(),

@@ -5,7 +5,7 @@
 /// The variable that tells an attempt into how many parts to split each micro-batch: `1`, then
 /// `2`, `4`, … after each out-of-memory attempt. The built-in trainer follows it; a user
 /// command may read it or ignore it.
-pub const SPLIT_VAR: &str = "SWEEP_MICRO_BATCH_SPLIT";
+pub const SPLIT_VAR: &str = sweep_core::protocol::env::MICRO_BATCH_SPLIT;
 
 /// The largest split asked for (beyond it a micro-batch is a single example anyway).
 const MAX_SPLIT_LOG2: u32 = 10;

@@ -25,7 +25,7 @@ pub fn alive(pid: i64) -> bool {
 
 /// The environment variable naming the runner that started a trial's process: with
 /// `SWEEP_TRIAL_ID` it marks every process of that attempt, whatever group it is in.
-pub const RUNNER_VAR: &str = "SWEEP_RUNNER";
+pub const RUNNER_VAR: &str = sweep_core::protocol::env::RUNNER;
 
 /// Kills what a runner that is gone left running for `trial_id`: the process group `pgid`
 /// it recorded, after checking (through `/proc`, where there is one) that the group still

@@ -75,7 +75,7 @@ pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(Report)) -> Result<(), Bu
         serde_json::from_str(&inputs.params)
             .map_err(|e| BuiltinError::Json("the trial parameters", e.to_string()))?;
     let axes: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&inputs.axes)
-        .map_err(|e| BuiltinError::Json("SWEEP_AXES", e.to_string()))?;
+        .map_err(|e| BuiltinError::Json(sweep_core::protocol::env::AXES, e.to_string()))?;
     let mut spec = TrialSpec::from_params(&params)?;
     let split = inputs.micro_batch_split.max(1) as usize;
     spec.micro_batch = spec.micro_batch.div_ceil(split);

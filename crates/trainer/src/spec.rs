@@ -45,6 +45,25 @@ pub struct TrialSpec {
     pub base_seed: Option<u64>,
 }
 
+impl Default for TrialSpec {
+    /// The built-in trial's defaults, written once: [`TrialSpec::from_params`] starts from
+    /// them and [`KNOWN`]'s help text is checked against them.
+    fn default() -> TrialSpec {
+        TrialSpec {
+            optim: OptimConfig::default(),
+            batch_size: 16,
+            micro_batch: 16,
+            steps: 200,
+            ema_decay: 0.0,
+            ema_mode: EmaMode::Shadow,
+            interpolation: 1.0,
+            seed: 0,
+            refusal_replay: 0.0,
+            base_seed: None,
+        }
+    }
+}
+
 /// Parameters the built-in trial understands, with their defaults.
 pub const KNOWN: [(&str, &str); 16] = [
     ("learning_rate", "1e-3"),
@@ -138,11 +157,12 @@ impl TrialSpec {
                 Some(v) => Err(err(name, format!("must be a string, got {v}"))),
             }
         };
-        let lr = num("learning_rate", 1e-3)?;
+        let d = TrialSpec::default();
+        let lr = num("learning_rate", d.optim.lr)?;
         if lr <= 0.0 {
             return Err(err("learning_rate", format!("must be positive, got {lr}")));
         }
-        let batch_size = count("batch_size", 16)?;
+        let batch_size = count("batch_size", d.batch_size)?;
         if batch_size == 0 {
             return Err(err("batch_size", "must be at least 1".into()));
         }
@@ -153,21 +173,21 @@ impl TrialSpec {
                 format!("must be from 1 to batch_size ({batch_size}), got {micro_batch}"),
             ));
         }
-        let ema_decay = num("ema_decay", 0.0)?;
+        let ema_decay = num("ema_decay", d.ema_decay)?;
         if !(0.0..1.0).contains(&ema_decay) {
             return Err(err(
                 "ema_decay",
                 format!("must be in [0, 1), got {ema_decay}"),
             ));
         }
-        let interpolation = num("interpolation", 1.0)?;
+        let interpolation = num("interpolation", d.interpolation)?;
         if !(interpolation > 0.0 && interpolation <= 1.0) {
             return Err(err(
                 "interpolation",
                 format!("must be in (0, 1] (1 is the fine-tuned model), got {interpolation}"),
             ));
         }
-        let refusal_replay = num("refusal_replay", 0.0)?;
+        let refusal_replay = num("refusal_replay", d.refusal_replay)?;
         if !(0.0..1.0).contains(&refusal_replay) {
             return Err(err(
                 "refusal_replay",
@@ -183,35 +203,50 @@ impl TrialSpec {
                 })
                 .transpose()
         };
-        let ema_mode = match word("ema_mode", "shadow")?.as_str() {
-            "shadow" => EmaMode::Shadow,
-            "feedback" => EmaMode::Feedback,
-            other => {
+        let ema_mode = match params
+            .get("ema_mode")
+            .map(|_| word("ema_mode", ""))
+            .transpose()?
+            .as_deref()
+        {
+            None => d.ema_mode,
+            Some("shadow") => EmaMode::Shadow,
+            Some("feedback") => EmaMode::Feedback,
+            Some(other) => {
                 return Err(err(
                     "ema_mode",
                     format!("must be \"shadow\" or \"feedback\", got {other:?}"),
                 ))
             }
         };
-        let schedule = match word("schedule", "constant")?.as_str() {
-            "constant" => Schedule::Constant,
-            "cosine" => Schedule::Cosine { min_ratio: 0.1 },
-            other => {
+        let schedule = match params
+            .get("schedule")
+            .map(|_| word("schedule", ""))
+            .transpose()?
+            .as_deref()
+        {
+            None => d.optim.schedule,
+            Some("constant") => Schedule::Constant,
+            Some("cosine") => Schedule::Cosine { min_ratio: 0.1 },
+            Some(other) => {
                 return Err(err(
                     "schedule",
                     format!("must be \"constant\" or \"cosine\", got {other:?}"),
                 ))
             }
         };
-        let weight_decay = num("weight_decay", 0.0)?;
+        let weight_decay = num("weight_decay", f64::from(d.optim.weight_decay))?;
         if weight_decay < 0.0 {
             return Err(err(
                 "weight_decay",
                 format!("must be ≥ 0, got {weight_decay}"),
             ));
         }
-        let grad_clip = num("grad_clip", 1.0)?;
-        let (beta1, beta2) = (num("beta1", 0.9)?, num("beta2", 0.95)?);
+        let grad_clip = num("grad_clip", d.optim.grad_clip.map_or(0.0, f64::from))?;
+        let (beta1, beta2) = (
+            num("beta1", f64::from(d.optim.beta1))?,
+            num("beta2", f64::from(d.optim.beta2))?,
+        );
         for (name, b) in [("beta1", beta1), ("beta2", beta2)] {
             if !(0.0..1.0).contains(&b) {
                 return Err(err(name, format!("must be in [0, 1), got {b}")));
@@ -223,18 +258,18 @@ impl TrialSpec {
                 weight_decay: weight_decay as f32,
                 beta1: beta1 as f32,
                 beta2: beta2 as f32,
-                epsilon: 1e-8,
                 grad_clip: (grad_clip > 0.0).then_some(grad_clip as f32),
-                warmup: count("warmup", 0)?,
+                warmup: count("warmup", d.optim.warmup)?,
                 schedule,
+                ..d.optim
             },
             batch_size,
             micro_batch,
-            steps: count("steps", 200)?,
+            steps: count("steps", d.steps)?,
             ema_decay,
             interpolation,
             ema_mode,
-            seed: whole("seed")?.unwrap_or(0),
+            seed: whole("seed")?.unwrap_or(d.seed),
             refusal_replay,
             base_seed: whole("base_seed")?,
         })
@@ -244,6 +279,54 @@ impl TrialSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `KNOWN`'s help text states the defaults `from_params` uses: the first number of each
+    /// entry (or its first quoted word) is the default's value.
+    #[test]
+    fn the_help_text_states_the_defaults() {
+        let d = TrialSpec::from_params(&Map::new()).unwrap();
+        assert_eq!(d, TrialSpec::default());
+        let numbers = [
+            ("learning_rate", d.optim.lr),
+            ("batch_size", d.batch_size as f64),
+            ("steps", d.steps as f64),
+            ("ema_decay", d.ema_decay),
+            ("interpolation", d.interpolation),
+            ("seed", d.seed as f64),
+            ("refusal_replay", d.refusal_replay),
+            ("weight_decay", f64::from(d.optim.weight_decay)),
+            ("warmup", d.optim.warmup as f64),
+            ("grad_clip", d.optim.grad_clip.map_or(0.0, f64::from)),
+            ("beta1", f64::from(d.optim.beta1)),
+            ("beta2", f64::from(d.optim.beta2)),
+        ];
+        let help = |name: &str| KNOWN.iter().find(|(k, _)| *k == name).unwrap().1;
+        for (name, value) in numbers {
+            let stated: f64 = help(name)
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(
+                (stated - value).abs() < 1e-6,
+                "{name}: help says {stated}, default is {value}"
+            );
+        }
+        let first_word = |name: &str| help(name).split('"').nth(1).unwrap().to_string();
+        assert_eq!(first_word("ema_mode"), "shadow");
+        assert_eq!(d.ema_mode, EmaMode::Shadow);
+        assert_eq!(first_word("schedule"), "constant");
+        assert_eq!(d.optim.schedule, Schedule::Constant);
+        assert_eq!(help("micro_batch"), "batch_size");
+        assert_eq!(d.micro_batch, d.batch_size);
+        // Every parameter with a default in the help is one `from_params` reads.
+        assert_eq!(
+            KNOWN.len(),
+            numbers.len() + 4,
+            "ema_mode, schedule, micro_batch, base_seed"
+        );
+    }
 
     fn params(json: &str) -> Map<String, Value> {
         serde_json::from_str(json).unwrap()

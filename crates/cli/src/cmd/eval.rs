@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, ValueEnum};
-use sweep_core::protocol::Event;
+use sweep_core::protocol::{env, Event};
 use sweep_core::Grid;
 use sweep_trainer::config::TrainerConfig;
 use sweep_trainer::evaluator::{evaluate_checkpoint, EvalInputs};
@@ -48,7 +48,7 @@ enum EvalFormat {
 /// have one), of the running sweep, or the built-in ones.
 fn trainer_config(file: Option<&PathBuf>) -> anyhow::Result<TrainerConfig> {
     let Some(path) = file else {
-        return match std::env::var("SWEEP_TRAINER") {
+        return match std::env::var(env::TRAINER) {
             Ok(json) => TrainerConfig::from_json(&json)
                 .map_err(|e| anyhow!("$SWEEP_TRAINER (the sweep's [trainer] table): {e}")),
             Err(_) => Ok(TrainerConfig::default()),
@@ -90,7 +90,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
     let trainer = trainer_config(args.config.as_ref())?;
     let out = args
         .out
-        .or_else(|| std::env::var_os("SWEEP_TRIAL_DIR").map(PathBuf::from))
+        .or_else(|| std::env::var_os(env::TRIAL_DIR).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("."));
     let inputs = EvalInputs {
         model: args.model,

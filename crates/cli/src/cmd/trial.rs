@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail};
 use clap::Args;
 use serde_json::json;
-use sweep_core::protocol::Event;
+use sweep_core::protocol::{env, Event};
 use sweep_core::Grid;
 use sweep_trainer::builtin::{self, BuiltinError, TrialInputs};
 use sweep_trainer::config::TrainerConfig;
@@ -26,19 +26,19 @@ const STOPPED: i32 = 143;
 #[derive(Debug, Args)]
 pub struct TrialArgs {
     /// Parameters as a JSON object (default: $SWEEP_PARAMS).
-    #[arg(long, env = "SWEEP_PARAMS", default_value = "{}")]
+    #[arg(long, env = env::PARAMS, default_value = "{}")]
     params: String,
     /// The grid's `[trainer]` table as JSON (default: $SWEEP_TRAINER).
-    #[arg(long, env = "SWEEP_TRAINER", default_value = "{}")]
+    #[arg(long, env = env::TRAINER, default_value = "{}")]
     trainer: String,
     /// Values of every swept parameter, as JSON (default: $SWEEP_AXES).
-    #[arg(long, env = "SWEEP_AXES", default_value = "{}")]
+    #[arg(long, env = env::AXES, default_value = "{}")]
     axes: String,
     /// Where checkpoints go (default: $SWEEP_TRIAL_DIR; none without it).
-    #[arg(long, env = "SWEEP_TRIAL_DIR")]
+    #[arg(long, env = env::TRIAL_DIR)]
     trial_dir: Option<PathBuf>,
     /// Continue from the checkpoint in the trial directory ($SWEEP_RESUME=1).
-    #[arg(long, env = "SWEEP_RESUME", value_parser = parse_flag, default_value = "0")]
+    #[arg(long, env = env::RESUME, value_parser = parse_flag, default_value = "0")]
     resume: bool,
     /// Where the base model is cached (default: `.cache` in the sweep's trial directory root).
     #[arg(long, env = "SWEEP_CACHE_DIR")]
