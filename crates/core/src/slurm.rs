@@ -31,6 +31,9 @@ pub struct SlurmSpec {
     pub mem: Option<String>,
     /// Further `sbatch` options, passed as written (`["--constraint=a100", "--exclusive"]`).
     pub extra: Vec<String>,
+    /// Shell lines the job runs before the trial (`module load cuda`, `. venv/bin/activate`),
+    /// in order, after the trial's environment is exported; the first that fails ends the job.
+    pub setup: Vec<String>,
     /// How often the orchestrator asks `squeue` about its jobs (one call for all of them).
     pub poll: Duration,
 }
@@ -50,6 +53,7 @@ impl Default for SlurmSpec {
             cpus_per_task: None,
             mem: None,
             extra: Vec::new(),
+            setup: Vec::new(),
             poll: DEFAULT_POLL,
         }
     }
@@ -67,6 +71,8 @@ pub(crate) struct RawSlurm {
     mem: Option<Spanned<String>>,
     #[serde(default)]
     extra: Vec<Spanned<String>>,
+    #[serde(default)]
+    setup: Vec<Spanned<String>>,
     poll: Option<Spanned<String>>,
 }
 
@@ -120,6 +126,19 @@ impl RawSlurm {
             }
             extra.push(option);
         }
+        let mut setup = Vec::new();
+        for line in self.setup {
+            let span = line.span();
+            let line = line.into_inner();
+            if line.trim().is_empty() || line.contains('\n') {
+                return Err(err(
+                    span,
+                    "slurm.setup",
+                    format!("{line:?}: give one shell line per entry, e.g. \"module load cuda\""),
+                ));
+            }
+            setup.push(line);
+        }
         let poll = match self.poll {
             None => DEFAULT_POLL,
             Some(text) => {
@@ -158,6 +177,7 @@ impl RawSlurm {
             cpus_per_task,
             mem: word(self.mem, "mem")?,
             extra,
+            setup,
         })
     }
 }
@@ -215,5 +235,9 @@ mod tests {
         assert!(e.contains("slurm.poll"), "{e}");
         let e = parse("partitions = \"gpu\"\n").unwrap_err();
         assert!(e.contains("partitions"), "{e}");
+        let e = parse("setup = [\"module load cuda\\nrm -rf x\"]\n").unwrap_err();
+        assert!(e.contains("slurm.setup") && e.contains("one shell line"), "{e}");
+        let grid = parse("setup = [\"module load cuda\", \". venv/bin/activate\"]\n").unwrap();
+        assert_eq!(grid.slurm.setup.len(), 2);
     }
 }

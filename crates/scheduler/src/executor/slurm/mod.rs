@@ -165,7 +165,7 @@ impl Slurm {
         tx: &mpsc::UnboundedSender<Message>,
         stop: &mut tokio::sync::watch::Receiver<Stop>,
     ) -> Report {
-        let files = match JobFiles::create(launch).await {
+        let files = match JobFiles::create(launch, &self.spec.setup).await {
             Ok(files) => files,
             Err(e) => {
                 return Report {
@@ -382,7 +382,7 @@ struct JobFiles {
 }
 
 impl JobFiles {
-    async fn create(launch: &Launch) -> Result<JobFiles, String> {
+    async fn create(launch: &Launch, setup: &[String]) -> Result<JobFiles, String> {
         let dir = &launch.log_dir;
         tokio::fs::create_dir_all(dir)
             .await
@@ -397,7 +397,7 @@ impl JobFiles {
         }
         let write = async {
             let mut file = tokio::fs::File::create(&script).await?;
-            file.write_all(job_script(launch).as_bytes()).await?;
+            file.write_all(job_script(launch, setup).as_bytes()).await?;
             file.flush().await
         };
         write
@@ -415,12 +415,22 @@ impl JobFiles {
     }
 }
 
-/// The batch script: the trial's environment, then its command in place of the shell, so
-/// that SLURM's signals reach the trial itself.
-fn job_script(launch: &Launch) -> String {
+/// The batch script: the trial's environment, the `[slurm] setup` lines (any failing ends
+/// the job with its status), then its command in place of the shell, so that SLURM's signals
+/// reach the trial itself.
+fn job_script(launch: &Launch, setup: &[String]) -> String {
     let mut script = String::from("#!/bin/sh\n# Written by sweep for one attempt of one trial.\n");
     for (name, value) in &launch.env {
         script.push_str(&format!("export {name}={}\n", shell_quote(value)));
+    }
+    if !setup.is_empty() {
+        script.push_str(&format!(
+            "cd {} || exit\n",
+            shell_quote(&launch.workdir.display().to_string())
+        ));
+        for line in setup {
+            script.push_str(&format!("{line} || exit\n"));
+        }
     }
     let mut argv = launch.argv.clone();
     // Relative to the working directory, as for a local attempt.
@@ -514,8 +524,29 @@ mod tests {
     }
 
     #[test]
+    fn setup_lines_run_before_the_trial_and_stop_the_job_when_they_fail() {
+        let setup = [
+            "module load cuda/12.1".to_string(),
+            ". venv/bin/activate".to_string(),
+        ];
+        let script = job_script(&launch(), &setup);
+        let cd = script
+            .find("cd '/work/dir' || exit\n")
+            .expect("in the working directory");
+        let module = script
+            .find("module load cuda/12.1 || exit\n")
+            .expect("the first line");
+        let venv = script
+            .find(". venv/bin/activate || exit\n")
+            .expect("the second line");
+        let exec = script.find("exec ").unwrap();
+        assert!(script.find("export SWEEP_PARAMS").unwrap() < cd);
+        assert!(cd < module && module < venv && venv < exec, "{script}");
+    }
+
+    #[test]
     fn the_script_exports_the_environment_and_execs_the_command() {
-        let script = job_script(&launch());
+        let script = job_script(&launch(), &[]);
         assert!(script.starts_with("#!/bin/sh\n"));
         assert!(
             script.contains("export SWEEP_PARAMS='{\"lr\":0.1}'\n"),
