@@ -64,21 +64,21 @@ fn product_zip_and_exclude_give_exactly_the_expected_trials() {
     }
     assert_eq!(got, want);
     assert_eq!(rows.len(), 10);
-    // Metrics are the known function of the parameters, and fixed values are not columns.
+    // Metrics are the known function of the parameters; fixed values are columns too.
     for r in &rows {
         let lr: f64 = r["param_lr"].parse().unwrap();
         let seed: f64 = r["param_seed"].parse().unwrap();
         assert_eq!(r["metric_score"].parse::<f64>().unwrap(), lr * 10.0 + seed);
         assert_eq!(r["status"], "completed");
         assert_eq!(r["attempts"], "1");
-        assert!(!r.contains_key("param_epochs"));
+        assert_eq!(r["param_epochs"], "1");
     }
-    // Columns: fixed block, then sorted params, then sorted metrics.
+    // Columns: the fixed block, then sorted parameters (swept and `[fixed]`), then metrics.
     let out = p.run(&["export", "--csv", "-"]);
     let header = text(&out.stdout).lines().next().unwrap().to_string();
     assert_eq!(
         header,
-        "trial_id,sweep,status,attempts,out_of_memory,started_at,finished_at,duration_s,gpu,param_accum,param_bs,param_lr,param_seed,metric_score"
+        "trial_id,sweep,status,attempts,out_of_memory,started_at,finished_at,duration_s,gpu,param_accum,param_bs,param_epochs,param_lr,param_seed,metric_score"
     );
     // Re-running a finished sweep runs nothing.
     let before = p.lines("runs.log").len();

@@ -406,3 +406,31 @@ echo '{"event":"result","metrics":{"score":0.75,"note":"ok"}}'
     .unwrap();
     assert!(log.contains("`note` is \"ok\", not a number"), "{log}");
 }
+
+/// `[fixed]` values are parameters of every trial: exports carry them beside the swept
+/// ones, and `--where` filters on them.
+#[test]
+fn exports_carry_the_fixed_parameters() {
+    let p = Project::new();
+    p.write(
+        "f.sh",
+        "#!/bin/sh\necho '{\"event\":\"result\",\"metrics\":{\"m\":1}}'\n",
+    );
+    p.write(
+        "g.toml",
+        "[sweep]\nname = \"f\"\ncommand = [\"sh\", \"f.sh\"]\n[grid]\nx = [1, 2]\n[fixed]\nepochs = 3\noptimizer = \"adamw\"\n",
+    );
+    assert_code(&p.run(&["run", "g.toml"]), 0);
+    let rows = p.export();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter()
+            .all(|r| r["param_epochs"] == "3" && r["param_optimizer"] == "adamw"),
+        "{rows:?}"
+    );
+    let out = p.run(&["export", "--aggregate", "--csv", "-", "--where", "epochs=3"]);
+    assert_code(&out, 0);
+    let csv = text(&out.stdout);
+    assert!(csv.lines().next().unwrap().contains("epochs"), "{csv}");
+    assert_eq!(csv.lines().count(), 3, "two configurations: {csv}");
+}

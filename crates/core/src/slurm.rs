@@ -236,7 +236,10 @@ mod tests {
         let e = parse("partitions = \"gpu\"\n").unwrap_err();
         assert!(e.contains("partitions"), "{e}");
         let e = parse("setup = [\"module load cuda\\nrm -rf x\"]\n").unwrap_err();
-        assert!(e.contains("slurm.setup") && e.contains("one shell line"), "{e}");
+        assert!(
+            e.contains("slurm.setup") && e.contains("one shell line"),
+            "{e}"
+        );
         let grid = parse("setup = [\"module load cuda\", \". venv/bin/activate\"]\n").unwrap();
         assert_eq!(grid.slurm.setup.len(), 2);
     }

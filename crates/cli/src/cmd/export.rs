@@ -66,11 +66,21 @@ pub async fn run(db: &str, args: ExportArgs) -> anyhow::Result<i32> {
         Some(name) => Some(store.sweep(name).await?.id),
         None => None,
     };
-    let filter = Filter::new(
-        &args.filters,
-        &store.param_names(sweep_id).await?,
-        &store.metric_names(sweep_id).await?,
-    )?;
+    // `[fixed]` values are parameters of every trial too: exported beside the swept ones.
+    let fixed = fixed_params(&store, args.name.as_deref()).await?;
+    let mut params = store.param_names(sweep_id).await?;
+    params.extend(fixed.values().flat_map(|f| f.keys().cloned()));
+    params.sort();
+    params.dedup();
+    let with_fixed = |mut row: sweep_store::TrialRow| {
+        if let Some(values) = fixed.get(&row.sweep) {
+            for (k, v) in values {
+                row.params.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        row
+    };
+    let filter = Filter::new(&args.filters, &params, &store.metric_names(sweep_id).await?)?;
     let out: Box<dyn Write> = if path.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())
     } else {
@@ -81,6 +91,7 @@ pub async fn run(db: &str, args: ExportArgs) -> anyhow::Result<i32> {
         let mut kept = HashSet::new();
         store
             .for_each_trial(sweep_id, |row| {
+                let row = with_fixed(row);
                 if filter.keep(&row) {
                     kept.insert(row.id);
                 }
@@ -94,6 +105,7 @@ pub async fn run(db: &str, args: ExportArgs) -> anyhow::Result<i32> {
         let mut aggregator = Aggregator::new(Some(&args.replicate.names));
         store
             .for_each_trial(sweep_id, |row| {
+                let row = with_fixed(row);
                 if filter.keep(&row) {
                     aggregator.add(&row);
                 }
@@ -103,12 +115,12 @@ pub async fn run(db: &str, args: ExportArgs) -> anyhow::Result<i32> {
         aggregate_table(&aggregator.finish()).write(format, out)?;
     } else {
         // Streamed: one trial in memory at a time.
-        let params = store.param_names(sweep_id).await?;
         let metrics = store.metric_names(sweep_id).await?;
         let mut writer = TableWriter::new(format, trial_columns(&params, &metrics), out)?;
         let mut failure = None;
         store
             .for_each_trial(sweep_id, |row| {
+                let row = with_fixed(row);
                 if !filter.keep(&row) {
                     return true;
                 }
@@ -128,4 +140,24 @@ pub async fn run(db: &str, args: ExportArgs) -> anyhow::Result<i32> {
     }
     store.close().await;
     Ok(exit_codes::OK)
+}
+
+/// Each sweep's `[fixed]` values (of one sweep, or all), from the grid stored with it. A grid
+/// that no longer parses (stored by an older sweep) contributes none.
+async fn fixed_params(
+    store: &Store,
+    name: Option<&str>,
+) -> anyhow::Result<std::collections::HashMap<String, sweep_core::Params>> {
+    let records = match name {
+        Some(name) => vec![store.sweep(name).await?],
+        None => store.sweeps().await?,
+    };
+    Ok(records
+        .into_iter()
+        .filter_map(|r| {
+            let grid =
+                sweep_core::Grid::parse(std::path::Path::new(&r.grid_path), &r.grid_toml).ok()?;
+            Some((r.name, grid.fixed))
+        })
+        .collect())
 }
