@@ -66,6 +66,16 @@ impl Backend {
     }
 }
 
+/// The CPU device of every backend this build has: flex, and libtorch's in a `tch` build.
+/// What parity checks against other tools run on, so the libtorch build checks both.
+pub fn cpu_devices() -> Vec<Device> {
+    [Backend::Flex, Backend::Tch]
+        .into_iter()
+        .filter_map(|b| b.select("").ok())
+        .map(|s| s.device)
+        .collect()
+}
+
 #[cfg(feature = "tch")]
 #[allow(deprecated)] // burn-tch is deprecated upstream; it is the libtorch path burn 0.22 has
 fn select_tch(cuda_visible: &str) -> Result<Selected, DeviceError> {

@@ -30,12 +30,7 @@ fn logits_and_greedy_tokens_equal_transformers() {
             .expect("SWEEP_HF_PARITY names the directory scripts/hf-parity writes"),
     );
     // Flex always; libtorch too in the libtorch build.
-    #[allow(unused_mut)]
-    let mut devices = vec![Device::flex()];
-    #[cfg(feature = "tch")]
-    #[allow(deprecated)]
-    // burn-tch is deprecated upstream; it is the libtorch path burn 0.22 has
-    devices.push(Device::libtorch());
+    let devices = sweep_trainer::device::cpu_devices();
     for device in &devices {
         compare(&root, device);
     }

@@ -22,12 +22,8 @@ fn loglikelihoods_and_verdicts_equal_lm_evaluation_harness() {
         std::env::var_os("SWEEP_LM_EVAL_PARITY")
             .expect("SWEEP_LM_EVAL_PARITY names the directory scripts/lm-eval-parity writes"),
     );
-    #[allow(unused_mut)]
-    let mut devices = vec![Device::flex()];
-    #[cfg(feature = "tch")]
-    #[allow(deprecated)]
-    // burn-tch is deprecated upstream; it is the libtorch path burn 0.22 has
-    devices.push(Device::libtorch());
+    // Flex always; libtorch too in the libtorch build.
+    let devices = sweep_trainer::device::cpu_devices();
     for device in &devices {
         compare(&root, device);
     }
@@ -129,12 +125,8 @@ fn smollm2_acc_norm_equals_lm_evaluation_harness() {
             .unwrap();
     let model = PathBuf::from(reference["model"].as_str().unwrap());
     let benchmarks = reference["tasks"].as_object().unwrap();
-    #[allow(unused_mut)]
-    let mut devices = vec![Device::flex()];
-    #[cfg(feature = "tch")]
-    #[allow(deprecated)]
-    // burn-tch is deprecated upstream; it is the libtorch path burn 0.22 has
-    devices.push(Device::libtorch());
+    // Flex always; libtorch too in the libtorch build.
+    let devices = sweep_trainer::device::cpu_devices();
     let items: usize = benchmarks
         .values()
         .map(|v| v.as_array().unwrap().len())
