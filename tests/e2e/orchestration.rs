@@ -649,3 +649,31 @@ fn status_filters_by_state_and_logs_shows_an_attempts_output() {
         text(&out.stderr)
     );
 }
+
+/// A running trial without results shows where it has got to: its last step's curves.
+#[test]
+fn status_shows_a_running_trials_last_step() {
+    let p = project_with_trial();
+    p.write(
+        "g.toml",
+        &grid("live", "", "[grid]\nlr = [0.1]\nseed = [0]\n"),
+    );
+    let mut child = p
+        .sweep(&["run", "g.toml"])
+        .env("LOG_DIR", p.path())
+        .env("SLEEP", "30")
+        .spawn()
+        .unwrap();
+    let mut seen = String::new();
+    let shown = wait_for(Duration::from_secs(30), || {
+        seen = text(&p.run(&["status", "live"]).stdout);
+        seen.contains("step 1: loss=1.5")
+    });
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = child.wait();
+    assert!(shown, "{seen}");
+    assert!(seen.contains("running"), "{seen}");
+}

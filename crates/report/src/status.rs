@@ -1,15 +1,20 @@
 //! The per-trial table of `sweep status`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use sweep_core::value::format_float;
-use sweep_store::{TrialRow, TrialStatus};
+use sweep_store::{CurveRow, TrialRow, TrialStatus};
 
 /// A plain-text table: trial, state, attempts (and how many ran out of GPU memory), duration,
 /// GPU, the cluster job and node (for sweeps run through SLURM), parameters, metrics, and the
 /// last error of trials that have one. `now_ms` (Unix ms) dates the running trials, so a
 /// trial that has run for an hour says so instead of showing nothing until it ends.
-pub fn status_table(rows: &[TrialRow], now_ms: i64) -> String {
+pub fn status_table(
+    rows: &[TrialRow],
+    latest: &BTreeMap<String, Vec<CurveRow>>,
+    now_ms: i64,
+) -> String {
     let jobs = rows.iter().any(|r| r.job_id.is_some());
     let mut header = vec!["TRIAL", "STATE", "ATT", "DURATION", "GPU"];
     if jobs {
@@ -33,6 +38,14 @@ pub fn status_table(rows: &[TrialRow], now_ms: i64) -> String {
                 .join(" ");
             if let Some(error) = r.error.as_deref().filter(|_| r.metrics.is_empty()) {
                 metrics = error.lines().next().unwrap_or_default().to_string();
+            }
+            // A running trial without results says where it has got to.
+            if let Some(points) = latest.get(&r.id).filter(|_| r.metrics.is_empty()) {
+                let values: Vec<String> = points
+                    .iter()
+                    .map(|p| format!("{}={}", p.name, p.value.map_or("NaN".to_string(), short)))
+                    .collect();
+                metrics = format!("step {}: {}", points[0].step, values.join(" "));
             }
             let mut row = vec![
                 r.id.clone(),
@@ -165,7 +178,13 @@ mod tests {
     #[test]
     fn a_running_trial_shows_how_long_it_has_run() {
         let now = 10_000_000;
-        let cell = |r: TrialRow| status_table(&[r], now).lines().nth(1).unwrap().to_string();
+        let cell = |r: TrialRow| {
+            status_table(&[r], &BTreeMap::new(), now)
+                .lines()
+                .nth(1)
+                .unwrap()
+                .to_string()
+        };
         let running = cell(row(TrialStatus::Running, Some(now - 2_160_400), None));
         assert!(running.contains("  2160s so far  "), "{running}");
         let done = cell(row(TrialStatus::Completed, Some(1_000), Some(5_500)));

@@ -205,6 +205,37 @@ pub struct CurveRow {
 }
 
 impl Store {
+    /// Where each running trial of a sweep has got to: every curve point at the highest step
+    /// of its latest attempt, by trial. What `sweep status` shows before a trial has results.
+    pub async fn latest_points(
+        &self,
+        sweep_id: i64,
+    ) -> Result<BTreeMap<String, Vec<CurveRow>>, StoreError> {
+        let sql = "SELECT c.trial_id, c.step, c.name, c.value FROM curves c \
+                   JOIN trials t ON t.id = c.trial_id \
+                   WHERE t.sweep_id = $1 AND t.status = 'running' \
+                   AND c.attempt = (SELECT MAX(a.attempt) FROM curves a WHERE a.trial_id = c.trial_id) \
+                   AND c.step = (SELECT MAX(s.step) FROM curves s \
+                                 WHERE s.trial_id = c.trial_id AND s.attempt = c.attempt) \
+                   ORDER BY c.trial_id, c.name";
+        let rows: Vec<(String, i64, String, Option<f64>)> = with_pool!(self, |pool| {
+            Ok(sqlx::query_as(sql).bind(sweep_id).fetch_all(pool).await?)
+        })?;
+        let mut out: BTreeMap<String, Vec<CurveRow>> = BTreeMap::new();
+        for (trial_id, step, name, value) in rows {
+            let points = out.entry(trial_id.clone()).or_default();
+            // A step reported twice keeps its last value.
+            points.retain(|p| p.name != name);
+            points.push(CurveRow {
+                trial_id,
+                step,
+                name,
+                value,
+            });
+        }
+        Ok(out)
+    }
+
     /// Curve points of one sweep (or all), ordered by trial, name and step. Where a resumed
     /// trial reported the same step twice, the later attempt's value wins.
     pub async fn curves(&self, sweep_id: Option<i64>) -> Result<Vec<CurveRow>, StoreError> {

@@ -82,7 +82,12 @@ pub async fn run(db: &str, args: StatusArgs) -> anyhow::Result<i32> {
                 .into_iter()
                 .filter(keep)
                 .collect();
-            writeln!(out, "{}", status_table(&rows, sweep_store::now_ms()))?;
+            let latest = store.latest_points(sweep.id).await?;
+            writeln!(
+                out,
+                "{}",
+                status_table(&rows, &latest, sweep_store::now_ms())
+            )?;
         }
     }
     store.close().await;
