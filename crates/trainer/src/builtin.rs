@@ -97,7 +97,8 @@ pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(Report)) -> Result<(), Bu
     let setup = Setup::new(config)?;
     let selected = backend.select(&inputs.cuda_visible)?;
     report(Report::Note(format!("device: {}", selected.name)));
-    let base = starting_model(&base_config, &setup, &cache, &selected.device, None, report)?;
+    let (base, starting_key) =
+        starting_model(&base_config, &setup, &cache, &selected.device, None, report)?;
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))
         .map_err(BuiltinError::Signal)?;
@@ -160,11 +161,7 @@ pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(Report)) -> Result<(), Bu
         dir,
         resume: inputs.resume,
     });
-    let fingerprint = format!(
-        "{}|{:?}",
-        starting_key(&base_config, &setup, &selected.device)?,
-        setup.config
-    );
+    let fingerprint = format!("{starting_key}|{:?}", setup.config);
     run_trial(
         &setup,
         &base,
@@ -179,10 +176,12 @@ pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(Report)) -> Result<(), Bu
     Ok(())
 }
 
-/// The model fine-tuning starts from: the checkpoint `[trainer.model] hf` names, as loaded
-/// or as `[trainer.align]` aligns it (once, then cached), the base model file
-/// `[trainer] base_model` names, or the built-in miniature's aligned base (trained once,
-/// then cached).
+/// The model fine-tuning starts from, and a key that names it: the checkpoint
+/// `[trainer.model] hf` names, as loaded (keyed by its content) or as `[trainer.align]`
+/// aligns it (once, then cached; keyed by the alignment's cache key), the base model file
+/// `[trainer] base_model` names (keyed by its hash), or the built-in miniature's aligned base
+/// (trained once, then cached; keyed by its cache key). The checkpoint's content is hashed
+/// once here, for both the alignment's cache and the key.
 fn starting_model(
     base_config: &BaseConfig,
     setup: &Setup,
@@ -190,71 +189,45 @@ fn starting_model(
     device: &crate::Device,
     eval_every: Option<usize>,
     report: &mut dyn FnMut(Report),
-) -> Result<crate::model::Lm, BuiltinError> {
+) -> Result<(crate::model::Lm, String), BuiltinError> {
     if let Some(file) = &setup.config.base_model {
-        return Ok(load_base_file(file, base_config, setup, device, report)?);
+        let model = load_base_file(file, base_config, setup, device, report)?;
+        return Ok((model, base_file_key(file)?));
     }
     match setup.config.model.hf() {
         Some(hf) => {
             report(Report::Note(format!("loading {}", hf.dir.display())));
             let model = crate::hf::load(&hf.dir, Some(hf.max_seq), device)?.model;
-            let Some(align) = setup.align() else {
-                return Ok(model);
+            let checkpoint = crate::hf::fingerprint(&hf.dir)?;
+            let Some((config, data)) = setup.align() else {
+                return Ok((model, checkpoint));
             };
-            let key = crate::hf::fingerprint(&hf.dir)?;
-            Ok(crate::align::aligned(
+            let key = crate::align::key(
+                config,
+                &checkpoint,
+                data,
+                base_config.seed,
+                setup.config.model.max_seq(),
+                device,
+            );
+            let aligned = crate::align::aligned(
                 model,
-                &key,
-                align,
+                &checkpoint,
+                (config, data),
                 setup,
                 base_config.seed,
                 cache,
                 device,
                 eval_every,
                 report,
-            )?)
+            )?;
+            Ok((aligned, format!("aligned-{key}")))
         }
-        None => Ok(base_model(
-            base_config,
-            setup,
-            cache,
-            device,
-            eval_every,
-            report,
-        )?),
-    }
-}
-
-/// A key for the starting model: the checkpoint's fingerprint (or its alignment's cache key),
-/// the base model file's hash, or the base model's cache key.
-fn starting_key(
-    base_config: &BaseConfig,
-    setup: &Setup,
-    device: &crate::Device,
-) -> Result<String, BuiltinError> {
-    if let Some(file) = &setup.config.base_model {
-        return Ok(base_file_key(file)?);
-    }
-    Ok(match setup.config.model.hf() {
-        Some(hf) => {
-            let checkpoint = crate::hf::fingerprint(&hf.dir)?;
-            match setup.align() {
-                None => checkpoint,
-                Some((config, data)) => {
-                    let key = crate::align::key(
-                        config,
-                        &checkpoint,
-                        data,
-                        base_config.seed,
-                        setup.config.model.max_seq(),
-                        device,
-                    );
-                    format!("aligned-{key}")
-                }
-            }
+        None => {
+            let model = base_model(base_config, setup, cache, device, eval_every, report)?;
+            Ok((model, base_config.key(setup, device)))
         }
-        None => base_config.key(setup, device),
-    })
+    }
 }
 
 /// The base-model cache of a trial directory `<root>/<sweep>/<trial>`: one per root, shared
@@ -312,7 +285,7 @@ pub fn base(
     report(Report::Note(format!("device: {}", selected.name)));
     let device = selected.device;
     let start = std::time::Instant::now();
-    let model = starting_model(&base_config, &setup, &cache, &device, eval_every, report)?;
+    let (model, key) = starting_model(&base_config, &setup, &cache, &device, eval_every, report)?;
     let transcripts = if show_responses {
         crate::setup::transcripts(&model, &setup, &device).map_err(ConfigError::from)?
     } else {
@@ -330,7 +303,7 @@ pub fn base(
         report(Report::Note(format!("saved as {}", file.display())));
     }
     Ok(BaseSummary {
-        key: starting_key(&base_config, &setup, &device)?,
+        key,
         seconds: start.elapsed().as_secs_f64(),
         metrics,
         transcripts,

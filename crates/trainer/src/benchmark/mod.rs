@@ -215,7 +215,7 @@ fn argmax(values: &[f64]) -> usize {
     best
 }
 
-/// `NAME_acc` and `NAME_acc_norm` of `scores` (one benchmark's), with `metric` naming them.
+/// `NAME_acc` and `NAME_acc_norm` of `scores` (one benchmark's, called `name`).
 pub fn metrics(name: &str, scores: &[ItemScore]) -> Vec<(String, f64)> {
     if scores.is_empty() {
         return Vec::new();
