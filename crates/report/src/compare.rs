@@ -66,6 +66,9 @@ pub enum CompareError {
         /// B's values.
         b: String,
     },
+    /// The metric has no per-prompt verdicts.
+    #[error(transparent)]
+    Metric(VerdictError),
     /// A trial's verdicts cannot be read.
     #[error("trial {trial}: {source}")]
     Verdicts {
@@ -163,10 +166,7 @@ pub fn pair(
     replicate: &[String],
     resamples: usize,
 ) -> Result<ComparisonReport, CompareError> {
-    let rule = VerdictRule::of(metric).map_err(|source| CompareError::Verdicts {
-        trial: "-".into(),
-        source,
-    })?;
+    let rule = VerdictRule::of(metric).map_err(CompareError::Metric)?;
     let key = |row: &TrialRow| {
         let reps: Params = row
             .params

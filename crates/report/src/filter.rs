@@ -58,6 +58,12 @@ pub enum FilterError {
     NotANumber(String),
 }
 
+/// A configuration named by conditions joined by commas (`learning_rate=1e-5,ema_decay=0`),
+/// as `sweep compare` and `sweep confirm --baseline` take one.
+pub fn conditions(text: &str) -> Result<Vec<Condition>, FilterError> {
+    text.split(',').map(|c| c.trim().parse()).collect()
+}
+
 impl FromStr for Condition {
     type Err = FilterError;
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use sweep_report::compare::{pair, render_comparison, sides};
-use sweep_report::{Condition, Filter};
+use sweep_report::{conditions, Filter};
 use sweep_store::Store;
 
 use crate::exit_codes;
@@ -42,15 +42,9 @@ pub struct CompareArgs {
     format: super::report::FormatArg,
 }
 
-fn conditions(side: &str, text: &str) -> anyhow::Result<Vec<Condition>> {
-    text.split(',')
-        .map(|c| c.trim().parse::<Condition>())
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("configuration {side} ({text:?})"))
-}
-
 pub async fn run(db: &str, args: CompareArgs) -> anyhow::Result<i32> {
-    let (a, b) = (conditions("A", &args.a)?, conditions("B", &args.b)?);
+    let a = conditions(&args.a).with_context(|| format!("configuration A ({:?})", args.a))?;
+    let b = conditions(&args.b).with_context(|| format!("configuration B ({:?})", args.b))?;
     let store = Store::open_read_only(db).await?;
     let sweep = store.sweep(&args.name).await?;
     let params = store.param_names(Some(sweep.id)).await?;

@@ -10,7 +10,7 @@ use sweep_core::{Grid, ParamValue};
 use sweep_report::compare::{configuration, pair};
 use sweep_report::confirm::{confirmed, render_confirmation, ConfirmReport};
 use sweep_report::pareto::Objective;
-use sweep_report::{select, Aggregator, Condition, Constraint, Filter, Halves};
+use sweep_report::{conditions, select, Aggregator, Constraint, Filter, Halves};
 use sweep_store::{Store, TrialRow};
 
 use crate::exit_codes;
@@ -85,11 +85,7 @@ pub async fn run(db: &str, args: ConfirmArgs) -> anyhow::Result<i32> {
     };
     let mut configs = vec![("chosen", chosen.params.clone())];
     if let Some(text) = &args.baseline {
-        let conditions = text
-            .split(',')
-            .map(|c| c.trim().parse::<Condition>())
-            .collect::<Result<Vec<_>, _>>()
-            .context("--baseline")?;
+        let conditions = conditions(text).context("--baseline")?;
         let filter = Filter::new(&conditions, &params, &metrics).context("--baseline")?;
         let baseline = configuration(&rows, "the baseline", (text, &filter), &replicate)?;
         if baseline.params == chosen.params {
