@@ -1,7 +1,7 @@
 //! `sweep report`: ranks, aggregates, exclusions and formats on trials whose metrics are known
 //! functions of their parameters.
 
-use crate::support::{assert_code, text, Project};
+use crate::support::{assert_code, block_on, text, Project};
 
 /// x = 1..4 maps to (unsafe_rate, utility) = (0.1, 0.2), (0.2, 0.5), (0.2, 0.4), (0.4, 0.3);
 /// seed 1 adds 0.02 to unsafe_rate. x = 5 fails; x = 6 reports no utility.
@@ -70,7 +70,7 @@ fn pareto_front_in_every_format() {
     let lines: Vec<&str> = csv_text.lines().collect();
     assert_eq!(
         lines[0],
-        "sweep,rank,front_share,n,param_x,unsafe_rate_mean,unsafe_rate_std,unsafe_rate_n,unsafe_rate_ci95,utility_mean,utility_std,utility_n,utility_ci95"
+        "sweep,rank,front_share,n,param_x,metric_unsafe_rate_mean,metric_unsafe_rate_std,metric_unsafe_rate_n,metric_unsafe_rate_ci95,metric_utility_mean,metric_utility_std,metric_utility_n,metric_utility_ci95"
     );
     assert_eq!(lines.len(), 3, "{csv_text}");
     assert!(lines[1].starts_with("front,1,2/2,2,1,0.11,"), "{csv_text}");
@@ -220,7 +220,7 @@ fn exports_aggregate_curves_and_json() {
     let mut lines = csv_text.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "sweep,trials,param_x,unsafe_rate_mean,unsafe_rate_std,unsafe_rate_n,unsafe_rate_ci95,utility_mean,utility_std,utility_n,utility_ci95"
+        "sweep,trials,param_x,metric_unsafe_rate_mean,metric_unsafe_rate_std,metric_unsafe_rate_n,metric_unsafe_rate_ci95,metric_utility_mean,metric_utility_std,metric_utility_n,metric_utility_ci95"
     );
     let x1 = lines.next().unwrap();
     assert!(x1.starts_with("front,2,1,0.11,0.0141421356237309"), "{x1}");
@@ -265,10 +265,15 @@ echo '{"event":"result","metrics":{"ok":1}}'
     );
     assert_code(&p.run(&["run", "g.toml"]), 0);
     let out = p.run(&["export", "--curves", "--csv", "-"]);
+    let header = text(&out.stdout).lines().next().unwrap().to_string();
+    assert_eq!(
+        header, "trial_id,sweep,param_x,step,name,value",
+        "each point carries its trial's parameters"
+    );
     let body: Vec<String> = text(&out.stdout)
         .lines()
         .skip(1)
-        .map(|l| l.split_once(',').unwrap().1.to_string())
+        .map(|l| l.splitn(4, ',').last().unwrap().to_string())
         .collect();
     assert_eq!(body, ["1,loss,2.0", "2,loss,NaN"]);
 }
@@ -327,7 +332,7 @@ fn best_is_chosen_on_validation_and_reported_on_test_in_every_format() {
     let col = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
     assert_eq!(col("param_x"), "3");
     assert_eq!(col("eligible"), "1/3");
-    assert_eq!(col("test_unsafe_rate_mean"), "0.13");
+    assert_eq!(col("metric_test_unsafe_rate_mean"), "0.13");
 
     for format in ["table", "markdown", "latex"] {
         let out = best(&["--subject-to", "utility>=0.8", "--format", format]);
@@ -393,7 +398,7 @@ echo '{"event":"result","metrics":{"score":0.75,"note":"ok"}}'
     let mut body: Vec<String> = text(&out.stdout)
         .lines()
         .skip(1)
-        .map(|l| l.split_once(',').unwrap().1.to_string())
+        .map(|l| l.splitn(4, ',').last().unwrap().to_string())
         .collect();
     body.sort();
     assert_eq!(body, ["1,loss,2.5", "1,lr,0.001"]);
@@ -433,4 +438,113 @@ fn exports_carry_the_fixed_parameters() {
     let csv = text(&out.stdout);
     assert!(csv.lines().next().unwrap().contains("epochs"), "{csv}");
     assert_eq!(csv.lines().count(), 3, "two configurations: {csv}");
+}
+
+/// The store's `trials_wide` view (one column per parameter and metric) holds what the
+/// per-trial export holds, under the same column names, for sweeps with different
+/// parameters and metrics; a metric first reported later gets its column.
+#[test]
+fn the_wide_view_holds_the_per_trial_export() {
+    let p = Project::new();
+    p.write(
+        "a.sh",
+        "#!/bin/sh\necho \"{\\\"event\\\":\\\"result\\\",\\\"metrics\\\":{\\\"m\\\":0.$1,\\\"it's\\\":0.25}}\"\n",
+    );
+    p.write(
+        "a.toml",
+        "[sweep]\nname = \"a\"\ncommand = [\"sh\", \"a.sh\", \"{x}\"]\n[grid]\nx = [1, 2]\n[fixed]\noptimizer = \"adamw\"\n",
+    );
+    assert_code(&p.run(&["run", "a.toml"]), 0);
+    p.write(
+        "b.sh",
+        "#!/bin/sh\necho '{\"event\":\"result\",\"metrics\":{\"loss\":0.5}}'\n",
+    );
+    p.write(
+        "b.toml",
+        "[sweep]\nname = \"b\"\ncommand = [\"sh\", \"b.sh\"]\n[grid]\nseed = [7]\n",
+    );
+    assert_code(&p.run(&["run", "b.toml"]), 0);
+
+    let out = p.run(&["export", "--csv", "-"]);
+    assert_code(&out, 0);
+    let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    let exported: Vec<Vec<String>> = reader
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    let (columns, rows) = block_on(read_wide_view(&p));
+    assert_eq!(columns, header);
+    assert!(header.contains(&"metric_it's".to_string()), "{header:?}");
+    assert!(
+        header.contains(&"param_optimizer".to_string()),
+        "{header:?}"
+    );
+    assert_eq!(rows, exported);
+}
+
+/// Every column of `trials_wide` as text (empty for NULL), whichever backend holds it.
+async fn read_wide_view(p: &Project) -> (Vec<String>, Vec<Vec<String>>) {
+    use sqlx::Row;
+    if p.on_postgres() {
+        let pool = sqlx::PgPool::connect(p.location()).await.unwrap();
+        let columns: Vec<(String, String)> = sqlx::query_as(
+            "SELECT column_name::TEXT, data_type::TEXT FROM information_schema.columns \
+             WHERE table_name = 'trials_wide' ORDER BY ordinal_position",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let select = columns
+            .iter()
+            .map(|(c, ty)| {
+                let c = format!("\"{}\"", c.replace('"', "\"\""));
+                if ty == "jsonb" {
+                    format!("{c} #>> '{{}}'")
+                } else {
+                    format!("{c}::TEXT")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(&format!("SELECT {select} FROM trials_wide"))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let rows = rows
+            .iter()
+            .map(|r| {
+                (0..columns.len())
+                    .map(|i| r.get::<Option<String>, _>(i).unwrap_or_default())
+                    .collect()
+            })
+            .collect();
+        (columns.into_iter().map(|(c, _)| c).collect(), rows)
+    } else {
+        let url = format!("sqlite://{}", p.db().display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let columns: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info('trials_wide')")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let select = columns
+            .iter()
+            .map(|c| format!("CAST(\"{}\" AS TEXT)", c.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(&format!("SELECT {select} FROM trials_wide"))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let rows = rows
+            .iter()
+            .map(|r| {
+                (0..columns.len())
+                    .map(|i| r.get::<Option<String>, _>(i).unwrap_or_default())
+                    .collect()
+            })
+            .collect();
+        (columns, rows)
+    }
 }

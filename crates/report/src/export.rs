@@ -6,7 +6,7 @@
 //! column order is the same on every run. Missing values are empty; a metric the trial reported as
 //! non-finite is `NaN` in CSV and `null` in JSON.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, UNIX_EPOCH};
 
 use sweep_store::{CurveRow, TrialRow};
@@ -39,18 +39,9 @@ impl From<csv::Error> for ExportError {
     }
 }
 
-/// The fixed leading columns of the per-trial export.
-pub const BASE_COLUMNS: [&str; 9] = [
-    "trial_id",
-    "sweep",
-    "status",
-    "attempts",
-    "out_of_memory",
-    "started_at",
-    "finished_at",
-    "duration_s",
-    "gpu",
-];
+/// The fixed leading columns of the per-trial export: those of the store's `trials_wide`
+/// view, so a data frame read either way has the same columns.
+pub use sweep_store::TRIAL_COLUMNS as BASE_COLUMNS;
 
 /// The per-trial columns for the given parameter and metric names (each sorted).
 pub fn trial_columns(params: &[String], metrics: &[String]) -> Vec<String> {
@@ -91,7 +82,8 @@ pub fn trial_cells(row: &TrialRow, params: &[String], metrics: &[String]) -> Vec
 }
 
 /// One row per configuration (see [`crate::aggregate::Aggregator`]), with
-/// `<metric>_mean`, `_std`, `_n` and `_ci95`.
+/// `metric_<name>_mean`, `_std`, `_n` and `_ci95`: the per-trial column's name with the
+/// statistic after it, so one prefix selects the metrics of either export.
 pub fn aggregate_table(configs: &[Configuration]) -> Table {
     let params: BTreeSet<&str> = configs
         .iter()
@@ -105,7 +97,7 @@ pub fn aggregate_table(configs: &[Configuration]) -> Table {
     columns.extend(params.iter().map(|p| format!("param_{p}")));
     for m in &metrics {
         for s in ["mean", "std", "n", "ci95"] {
-            columns.push(format!("{m}_{s}"));
+            columns.push(format!("metric_{m}_{s}"));
         }
     }
     let rows = configs
@@ -137,24 +129,39 @@ pub fn aggregate_table(configs: &[Configuration]) -> Table {
     Table { columns, rows }
 }
 
-/// Curve points in long form: `trial_id, step, name, value`.
-pub fn curves_table(points: &[CurveRow]) -> Table {
-    Table {
-        columns: ["trial_id", "step", "name", "value"]
-            .map(String::from)
-            .to_vec(),
-        rows: points
-            .iter()
-            .map(|p| {
-                vec![
-                    Cell::Text(p.trial_id.clone()),
-                    Cell::Int(p.step),
-                    Cell::Text(p.name.clone()),
-                    p.value.map_or(Cell::Num(f64::NAN), Cell::Num),
-                ]
-            })
-            .collect(),
-    }
+/// Curve points in long form: `trial_id, sweep, param_<name>…, step, name, value`, each
+/// point with its trial's parameters (as the per-trial export has them), so a learning-curve
+/// plot groups by a parameter without a join. Points of trials not in `trials` are left out.
+pub fn curves_table(
+    points: &[CurveRow],
+    params: &[String],
+    trials: &HashMap<String, TrialRow>,
+) -> Table {
+    let mut columns = vec!["trial_id".to_string(), "sweep".to_string()];
+    columns.extend(params.iter().map(|p| format!("param_{p}")));
+    columns.extend(["step", "name", "value"].map(String::from));
+    let rows = points
+        .iter()
+        .filter_map(|p| {
+            let trial = trials.get(&p.trial_id)?;
+            let mut cells = vec![
+                Cell::Text(p.trial_id.clone()),
+                Cell::Text(trial.sweep.clone()),
+            ];
+            cells.extend(
+                params
+                    .iter()
+                    .map(|name| trial.params.get(name).map_or(Cell::Empty, Cell::from)),
+            );
+            cells.extend([
+                Cell::Int(p.step),
+                Cell::Text(p.name.clone()),
+                p.value.map_or(Cell::Num(f64::NAN), Cell::Num),
+            ]);
+            Some(cells)
+        })
+        .collect();
+    Table { columns, rows }
 }
 
 /// A Unix-ms timestamp in RFC 3339 UTC with milliseconds.

@@ -81,7 +81,7 @@ pub fn render(
             header.extend(params.iter().map(|p| format!("param_{p}")));
             for o in &report.objectives {
                 for s in ["mean", "std", "n", "ci95"] {
-                    header.push(format!("{}_{s}", o.metric));
+                    header.push(format!("metric_{}_{s}", o.metric));
                 }
             }
             w.write_record(&header)?;
@@ -243,9 +243,9 @@ pub fn render_selection(
             let mut header = vec!["sweep".to_string(), "eligible".into(), "n".into()];
             header.extend(params.iter().map(|p| format!("param_{p}")));
             for m in &metrics {
-                header.push(format!("{choose}{m}_mean"));
+                header.push(format!("metric_{choose}{m}_mean"));
                 for s in ["mean", "std", "n", "ci95"] {
-                    header.push(format!("{report}{m}_{s}"));
+                    header.push(format!("metric_{report}{m}_{s}"));
                 }
             }
             w.write_record(&header)?;

@@ -16,6 +16,7 @@ mod retry;
 mod runners;
 mod sweeps;
 mod trials;
+mod wide;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -31,6 +32,7 @@ pub use retry::RETRY_ENV;
 pub use runners::{Orphan, Runner};
 pub use sweeps::SweepRecord;
 pub use trials::{AttemptEnd, Claimed, CurvePoint, Outcome};
+pub use wide::{TRIAL_COLUMNS, WIDE_VIEW};
 
 /// The state of a trial, with the words used in the store, `status` and exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -82,6 +84,8 @@ pub struct Store {
     pool: Pool,
     /// The location as given, with any password hidden, for error messages.
     location: String,
+    /// Metric names `trials_wide` is known to have a column for (see [`wide`]).
+    wide_names: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 /// The two backends. The SQL is written once, with `$N` placeholders, which both accept; the
@@ -161,6 +165,14 @@ impl Store {
         Store::open_with(location, Access::Read).await
     }
 
+    fn new(pool: Pool, location: String) -> Store {
+        Store {
+            pool,
+            location,
+            wide_names: Default::default(),
+        }
+    }
+
     /// Which database this store runs on.
     pub fn backend(&self) -> Backend {
         match self.pool {
@@ -218,10 +230,7 @@ impl Store {
                 .fetch_all(&pool)
                 .await
                 .map_err(fail)?;
-        let store = Store {
-            pool: Pool::Sqlite(pool),
-            location: location.to_string(),
-        };
+        let store = Store::new(Pool::Sqlite(pool), location.to_string());
         let ours = tables.iter().any(|t| t == "_sqlx_migrations");
         if !ours && tables.iter().any(|t| !t.starts_with("sqlite_")) {
             return Err(StoreError::Foreign(location.to_string(), tables.join(", ")));
@@ -246,6 +255,7 @@ impl Store {
                 Err(e) => return Err(StoreError::migrate(location, e)),
             }
         }
+        store.refresh_wide_view_or_warn().await;
         Ok(store)
     }
 

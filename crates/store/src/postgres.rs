@@ -55,10 +55,7 @@ pub(crate) async fn open(location: &str, access: Access) -> Result<Store, StoreE
     if !ours && access != Access::Create {
         return Err(StoreError::Empty(shown));
     }
-    let store = Store {
-        pool: Pool::Postgres(pool.clone()),
-        location: shown.clone(),
-    };
+    let store = Store::new(Pool::Postgres(pool.clone()), shown.clone());
     if access == Access::Read {
         store.check_schema(ours).await?;
         return Ok(store);
@@ -67,6 +64,7 @@ pub(crate) async fn open(location: &str, access: Access) -> Result<Store, StoreE
         .run(&pool)
         .await
         .map_err(|e| StoreError::migrate(&shown, e))?;
+    store.refresh_wide_view_or_warn().await;
     Ok(store)
 }
 

@@ -84,6 +84,8 @@ impl Store {
             tx.commit().await?;
             Ok(())
         })?;
+        self.note_param_names(&grid.fixed.keys().cloned().collect())
+            .await?;
         self.sweep(&grid.name).await
     }
 
@@ -129,6 +131,12 @@ impl Store {
             tx.commit().await?;
             Ok((before, after))
         })?;
+        let names = trials
+            .iter()
+            .flat_map(|t| t.params.keys().cloned())
+            .collect();
+        self.note_param_names(&names).await?;
+        self.refresh_wide_view_or_warn().await;
         let added = (after - before) as u64;
         Ok(Registered {
             added,

@@ -349,7 +349,7 @@ impl Store {
         results: &BTreeMap<String, BTreeMap<String, Option<f64>>>,
         end: &AttemptEnd,
     ) -> Result<Option<u64>, StoreError> {
-        with_pool!(self, |pool| {
+        let done = with_pool!(self, |pool| {
             let now = now_ms();
             let mut tx = pool.write_tx().await?;
             let owned = sqlx::query(
@@ -405,7 +405,12 @@ impl Store {
             finish_attempt!(tx, trial_id, attempt, end, now)?;
             tx.commit().await?;
             Ok(Some(others))
-        })
+        })?;
+        if done.is_some() {
+            self.note_metric_names(results.values().flat_map(|m| m.keys()))
+                .await;
+        }
+        Ok(done)
     }
 
     /// Records an attempt that did not succeed. A failure is retried (status `pending` until

@@ -1,6 +1,6 @@
 //! `sweep export`: trials, configurations or curves as CSV or JSON.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -35,13 +35,14 @@ pub struct ExportArgs {
     /// Where to write, or `-` for stdout.
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
-    /// One row per configuration: metrics averaged over replicates (`<metric>_mean`, `_std`,
-    /// `_n`, `_ci95`).
+    /// One row per configuration: metrics averaged over replicates (`metric_<name>_mean`,
+    /// `_std`, `_n`, `_ci95`).
     #[arg(long, conflicts_with = "curves")]
     aggregate: bool,
     #[command(flatten)]
     replicate: super::ReplicateArgs,
-    /// Per-step metrics in long form: trial_id, step, name, value.
+    /// Per-step metrics in long form: trial_id, sweep, the trial's parameters, step, name,
+    /// value.
     #[arg(long)]
     curves: bool,
     /// Keep only trials matching NAME OP VALUE (a parameter or metric); repeat to combine.
@@ -88,19 +89,19 @@ pub async fn run(db: &str, args: ExportArgs) -> anyhow::Result<i32> {
     };
     let out = BufWriter::new(out);
     if args.curves {
-        let mut kept = HashSet::new();
+        let mut kept = HashMap::new();
         store
-            .for_each_trial(sweep_id, |row| {
-                let row = with_fixed(row);
+            .for_each_trial(sweep_id, |mut row| {
+                row = with_fixed(row);
                 if filter.keep(&row) {
-                    kept.insert(row.id);
+                    row.metrics.clear();
+                    kept.insert(row.id.clone(), row);
                 }
                 true
             })
             .await?;
-        let mut points = store.curves(sweep_id).await?;
-        points.retain(|p| kept.contains(&p.trial_id));
-        curves_table(&points).write(format, out)?;
+        let points = store.curves(sweep_id).await?;
+        curves_table(&points, &params, &kept).write(format, out)?;
     } else if args.aggregate {
         let mut aggregator = Aggregator::new(Some(&args.replicate.names));
         store
