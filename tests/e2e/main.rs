@@ -7,6 +7,7 @@ mod findings;
 mod malformed;
 mod orchestration;
 mod postgres;
+mod protocol;
 mod report;
 mod slurm;
 mod support;
