@@ -100,14 +100,20 @@ fn pareto_front_in_every_format() {
     );
     assert_eq!(per_trial.lines().count(), 1 + 2, "{per_trial}");
 
-    // Objectives nobody reported are a clear error, not an empty table.
+    // Objectives nobody reported are a clear error that lists the metrics, not an empty
+    // table; so is a --color-by typo, listing the parameters.
     let out = p.run(&["report", "--objective", "nope:min"]);
     assert_code(&out, 2);
+    let err = text(&out.stderr);
     assert!(
-        text(&out.stderr).contains("nothing to rank"),
-        "{}",
-        text(&out.stderr)
+        err.contains("no trial reports `nope` (the metrics are: unsafe_rate, utility)"),
+        "{err}"
     );
+    let out = p.run(&["report", "--color-by", "xx", "--plot", "f.svg"]);
+    assert_code(&out, 2);
+    let err = text(&out.stderr);
+    assert!(err.contains("(the parameters are: x)"), "{err}");
+    assert!(!p.path().join("f.svg").exists());
 }
 
 #[test]

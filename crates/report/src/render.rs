@@ -136,11 +136,11 @@ pub fn render(
                 .collect();
             text_table(&header, &body, format == Format::Markdown, &mut out)?;
             if let Some((hv, reference)) = &report.hypervolume {
-                let r: Vec<String> = reference.iter().map(|x| format_float(*x)).collect();
+                let r: Vec<String> = reference.iter().map(|x| rounded(*x)).collect();
                 writeln!(
                     out,
                     "\nhypervolume of the front: {} (reference {})",
-                    format_float(*hv),
+                    rounded(*hv),
                     r.join(", ")
                 )?;
             }
@@ -471,4 +471,26 @@ fn tex_escape(s: &str) -> String {
         }
     }
     out
+}
+
+/// Six significant digits, as a reader compares them (`1200`, not `1200.0000149999998`);
+/// exports keep every digit.
+fn rounded(x: f64) -> String {
+    match format!("{x:.5e}").parse::<f64>() {
+        Ok(r) if x.is_finite() => format_float(r),
+        _ => format_float(x),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rounded;
+
+    #[test]
+    fn printed_numbers_keep_six_significant_digits() {
+        assert_eq!(rounded(1200.0000149999998), "1200.0");
+        assert_eq!(rounded(0.06000000000000001), "0.06");
+        assert_eq!(rounded(4.10401), "4.10401");
+        assert_eq!(rounded(123456789.0), "123457000.0");
+    }
 }

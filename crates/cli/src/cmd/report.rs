@@ -128,6 +128,16 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
             exit_codes::OK
         });
     }
+    for objective in &args.objectives {
+        if !metrics.is_empty() && !metrics.contains(&objective.metric) {
+            bail!(
+                "objective {objective}: no trial reports `{}` (the metrics are: {}); \
+                 pick others with --objective METRIC:min|max",
+                objective.metric,
+                metrics.join(", ")
+            );
+        }
+    }
     let mut builder = FrontBuilder::new(&args.objectives, replicate);
     store
         .for_each_trial(sweep_id, |row| {
@@ -168,7 +178,17 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
             .iter()
             .any(|r| r.config.params.contains_key(param))
         {
-            bail!("--color-by {param}: no configuration has that parameter");
+            let mut known: Vec<&str> = report
+                .ranked
+                .iter()
+                .flat_map(|r| r.config.params.keys().map(String::as_str))
+                .collect();
+            known.sort();
+            known.dedup();
+            bail!(
+                "--color-by {param}: no configuration has that parameter (the parameters are: {})",
+                known.join(", ")
+            );
         }
     }
     if args.plot.is_some() || args.html.is_some() {
