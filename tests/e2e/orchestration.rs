@@ -637,7 +637,22 @@ fn status_filters_by_state_and_logs_shows_an_attempts_output() {
     );
     let out = p.run(&["logs", "zzzz"]);
     assert!(
-        text(&out.stderr).contains("no trial's id starts with"),
+        text(&out.stderr).contains("no trial's id starts with this"),
+        "{}",
+        text(&out.stderr)
+    );
+    // By the point's parameters, as `compare` names configurations.
+    let out = p.run(&["logs", "x=2", "--sweep", "l", "--stream", "stderr"]);
+    assert_code(&out, 0);
+    assert!(
+        text(&out.stdout).contains("no GPU for x=2"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = p.run(&["logs", "x>=1"]);
+    assert_code(&out, 2);
+    assert!(
+        text(&out.stderr).contains("names 2 trials"),
         "{}",
         text(&out.stderr)
     );
@@ -676,4 +691,71 @@ fn status_shows_a_running_trials_last_step() {
     let _ = child.wait();
     assert!(shown, "{seen}");
     assert!(seen.contains("running"), "{seen}");
+}
+
+/// `sweep logs --follow` prints a running trial's output as it comes, moves on to its next
+/// attempt, marks stderr, and stops by itself when the trial is done.
+#[test]
+fn logs_follow_a_trial_through_its_attempts_until_it_ends() {
+    let p = Project::new();
+    p.write(
+        "t.sh",
+        "#!/bin/sh
+for i in 0 1 2 3 4; do echo \"a$SWEEP_ATTEMPT tick $i\"; sleep 0.3; done
+\
+         echo \"a$SWEEP_ATTEMPT warns\" >&2
+\
+         if [ \"$SWEEP_ATTEMPT\" = 1 ]; then exit 1; fi\n\
+         echo '{\"event\":\"result\",\"metrics\":{\"ok\":1}}'\n",
+    );
+    p.write(
+        "g.toml",
+        "[sweep]\nname = \"f\"\ncommand = [\"sh\", \"t.sh\"]\nbackoff = \"0s\"\n[grid]\nx = [1]\n",
+    );
+    let mut run = p
+        .sweep(&["run", "g.toml"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Follow from the moment the first attempt has written something.
+    let started = std::time::Instant::now();
+    while !p.path().join("sweep-trials/f").exists() {
+        assert!(started.elapsed().as_secs() < 20, "the sweep never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut follow = p
+        .sweep(&["logs", "x=1", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let followed = std::time::Instant::now();
+    loop {
+        if follow.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            followed.elapsed().as_secs() < 30,
+            "--follow did not stop after the trial ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = follow.wait_with_output().unwrap();
+    assert_code(&out, 0);
+    assert!(run.wait().unwrap().success());
+    let shown = text(&out.stdout);
+    for line in [
+        "a1 tick 4",
+        "stderr| a1 warns",
+        "# attempt 2",
+        "a2 tick 0",
+        "a2 tick 4",
+        "stderr| a2 warns",
+    ] {
+        assert!(shown.contains(line), "{line:?} missing from:\n{shown}");
+    }
+    assert!(
+        shown.find("a1 tick 4").unwrap() < shown.find("a2 tick 0").unwrap(),
+        "{shown}"
+    );
 }

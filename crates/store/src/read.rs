@@ -151,6 +151,20 @@ impl Store {
         })
     }
 
+    /// One trial's state, or `None` if no trial has this id: what `sweep logs --follow`
+    /// polls to know when to stop.
+    pub async fn trial_status(&self, trial_id: &str) -> Result<Option<TrialStatus>, StoreError> {
+        let status: Option<String> = with_pool!(self, |pool| {
+            Ok(
+                sqlx::query_scalar("SELECT status FROM trials WHERE id = $1")
+                    .bind(trial_id)
+                    .fetch_optional(pool)
+                    .await?,
+            )
+        })?;
+        Ok(status.as_deref().and_then(TrialStatus::parse))
+    }
+
     /// Names of all swept parameters of one sweep (or all), sorted.
     pub async fn param_names(&self, sweep_id: Option<i64>) -> Result<Vec<String>, StoreError> {
         let filter = if sweep_id.is_some() {
