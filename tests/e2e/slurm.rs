@@ -312,7 +312,8 @@ fn jobs_refused_mid_sweep_wait_for_running_ones_then_stop_the_run_with_nothing_l
     let err = text(&out.stderr);
     assert!(err.contains("it waits until one of the"), "{err}");
     assert!(
-        err.contains("SLURM refused the job of trial") && err.contains("not available"),
+        err.contains("the slurm executor refused the job of trial")
+            && err.contains("not available"),
         "{err}"
     );
     // The two that ran are stored; the refused trials spent no attempt.

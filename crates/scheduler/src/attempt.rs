@@ -10,6 +10,8 @@ use sweep_core::protocol::{parse_line, Event, ParseOutcome};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::mpsc;
 
+use crate::executor::JobRef;
+
 /// Everything needed to start an attempt.
 #[derive(Debug, Clone)]
 pub(crate) struct Launch {
@@ -30,13 +32,13 @@ pub(crate) struct Launch {
 /// while a newer one runs, and nothing of the old one may be taken for the new one's.
 #[derive(Debug)]
 pub(crate) enum Message {
-    /// The attempt runs as `job` (a process group, or a queued SLURM job).
+    /// The attempt runs as `job` (a process group, or an executor's job, maybe queued).
     Started {
         trial_id: String,
         attempt: u32,
-        job: Job,
+        job: JobRef,
     },
-    /// The attempt's SLURM job started on `node`.
+    /// The attempt's job started on `node` (executors that place jobs on nodes).
     Placed {
         trial_id: String,
         attempt: u32,
@@ -54,15 +56,6 @@ pub(crate) enum Message {
     },
 }
 
-/// What an attempt runs as, to record, watch and kill.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Job {
-    /// A local process group.
-    Process(u32),
-    /// A SLURM job id.
-    Slurm(String),
-}
-
 /// How an attempt ended.
 #[derive(Debug, Default)]
 pub(crate) struct Report {
@@ -75,10 +68,10 @@ pub(crate) struct Report {
     pub stderr_tail: String,
     pub invalid_events: Vec<String>,
     /// Why it ended, where the executor knows better than the exit status (a preempted or
-    /// externally cancelled SLURM job).
+    /// externally cancelled job).
     pub reason: Option<String>,
-    /// The executor refused to start it (`sbatch` rejected the job): not the trial's fault,
-    /// so no attempt is spent.
+    /// The executor refused to start it (SLURM's `sbatch` rejected the job): not the
+    /// trial's fault, so no attempt is spent.
     pub rejected: Option<String>,
     /// sweep's own task watching the attempt failed (a panic): the attempt is killed, counted
     /// as failed and retried, and its slot is given back.

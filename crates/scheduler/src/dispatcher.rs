@@ -2,6 +2,7 @@
 //! lease and reclaims trials of dead orchestrators, and stops when told to.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sweep_core::protocol::env;
@@ -15,11 +16,12 @@ use sweep_store::{
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
-use crate::attempt::{Job, Launch, Message, Report};
-use crate::executor::Executor;
+use crate::attempt::{Launch, Message, Report};
+use crate::executor::{self, with_executor, Executor, JobRef};
 use crate::gpus::GpuPool;
 use crate::oom;
 use crate::process::{self, signal_name};
+use crate::supervisor;
 use crate::{Progress, Reporter, RunConfig, SchedulerError, Stop, Summary};
 
 /// Curve points buffered before they are written in one transaction.
@@ -33,18 +35,18 @@ type AttemptKey = (String, u32);
 
 struct Running {
     /// What the attempt runs as, once it started.
-    job: Option<Job>,
+    job: Option<JobRef>,
     gpus: Vec<String>,
     params: Params,
     results: BTreeMap<String, BTreeMap<String, Option<f64>>>,
 }
 
-struct Dispatcher<'a> {
+struct Dispatcher<'a, E: Executor> {
     store: &'a Store,
     grid: &'a Grid,
     sweep: &'a SweepRecord,
     config: &'a RunConfig,
-    executor: Executor,
+    executor: Arc<E>,
     /// This runner's lease (its runner id), under which every running attempt was claimed
     /// and records: it changes only when no attempt runs (after a lost lease, or when
     /// strays are taken back), so no attempt ever records under another lease than its own.
@@ -75,7 +77,24 @@ pub async fn run_sweep(
     reporter: &mut dyn Reporter,
 ) -> Result<Summary, SchedulerError> {
     let slots = slots(grid, config)?;
-    let executor = Executor::new(config.executor, grid);
+    with_executor!(config.executor, grid, |executor| {
+        run_on(executor, store, grid, sweep, config, stop, slots, reporter).await
+    })
+}
+
+/// [`run_sweep`] on one executor.
+#[allow(clippy::too_many_arguments)]
+async fn run_on<E: Executor>(
+    executor: E,
+    store: &Store,
+    grid: &Grid,
+    sweep: &SweepRecord,
+    config: &RunConfig,
+    stop: watch::Receiver<Stop>,
+    slots: usize,
+    reporter: &mut dyn Reporter,
+) -> Result<Summary, SchedulerError> {
+    let executor = Arc::new(executor);
     let runner = store
         .register_runner(&config.host, std::process::id())
         .await?;
@@ -132,7 +151,7 @@ pub async fn run_sweep(
 /// a refused run leaves the database as it found it.
 pub async fn preflight(grid: &Grid, config: &RunConfig) -> Result<(), SchedulerError> {
     slots(grid, config)?;
-    Executor::new(config.executor, grid).check().await
+    executor::check(config.executor, grid).await
 }
 
 /// How many attempts run at once: `parallel`, capped by the GPUs when trials lease them.
@@ -154,7 +173,7 @@ fn slots(grid: &Grid, config: &RunConfig) -> Result<usize, SchedulerError> {
     Ok(config.parallel.min(config.gpus.len() / per_trial))
 }
 
-impl Dispatcher<'_> {
+impl<E: Executor> Dispatcher<'_, E> {
     async fn run(
         &mut self,
         rx: &mut mpsc::UnboundedReceiver<Message>,
@@ -368,8 +387,12 @@ impl Dispatcher<'_> {
             claimed.id,
             claimed.attempt
         );
-        self.executor
-            .spawn(launch, self.tx.clone(), self.stop.clone());
+        supervisor::spawn(
+            self.executor.clone(),
+            launch,
+            self.tx.clone(),
+            self.stop.clone(),
+        );
         self.running.insert(
             (claimed.id, claimed.attempt),
             Running {
@@ -401,15 +424,17 @@ impl Dispatcher<'_> {
                 running.job = Some(job.clone());
                 if self.lease_lost {
                     // Its lease was lost before it ran: stop it now, record nothing.
-                    Executor::kill(&[job]).await;
+                    self.executor.kill(&[job]).await;
                     return Ok(false);
                 }
                 let lease = &self.runner_id;
                 match job {
-                    Job::Process(pid) => self.store.set_pid(&trial_id, lease, attempt, pid).await?,
-                    Job::Slurm(id) => {
+                    JobRef::Process(pid) => {
+                        self.store.set_pid(&trial_id, lease, attempt, pid).await?
+                    }
+                    JobRef::Job { executor, id } => {
                         self.store
-                            .set_job(&trial_id, lease, attempt, &id, None)
+                            .set_job(&trial_id, lease, attempt, executor, &id, None)
                             .await?
                     }
                 }
@@ -421,12 +446,19 @@ impl Dispatcher<'_> {
                 node,
             } => {
                 if let Some(Running {
-                    job: Some(Job::Slurm(id)),
+                    job: Some(JobRef::Job { executor, id }),
                     ..
                 }) = self.running.get(&(trial_id.clone(), attempt))
                 {
                     self.store
-                        .set_job(&trial_id, &self.runner_id, attempt, id, Some(&node))
+                        .set_job(
+                            &trial_id,
+                            &self.runner_id,
+                            attempt,
+                            executor,
+                            id,
+                            Some(&node),
+                        )
                         .await?;
                 }
                 Ok(false)
@@ -509,7 +541,7 @@ impl Dispatcher<'_> {
         if report.abandoned {
             // Nobody watches its process any more: end it before its slot is reused.
             if let Some(job) = &running.job {
-                Executor::kill(std::slice::from_ref(job)).await;
+                self.executor.kill(std::slice::from_ref(job)).await;
             }
         }
         self.pool.give_back(running.gpus);
@@ -697,12 +729,12 @@ impl Dispatcher<'_> {
 
     /// Kills every attempt this dispatcher runs (process groups, SLURM jobs).
     async fn kill_running(&self) {
-        let jobs: Vec<Job> = self
+        let jobs: Vec<JobRef> = self
             .running
             .values()
             .filter_map(|r| r.job.clone())
             .collect();
-        Executor::kill(&jobs).await;
+        self.executor.kill(&jobs).await;
     }
 
     /// The executor refused to start an attempt. The trial goes back to the queue without
@@ -736,6 +768,7 @@ impl Dispatcher<'_> {
             .await?;
         if self.running.is_empty() {
             return Err(SchedulerError::Submission {
+                executor: E::NAME,
                 trial: trial_id.to_string(),
                 message: why.to_string(),
             });
@@ -804,7 +837,8 @@ impl Dispatcher<'_> {
     /// Stops what taken-back trials left running, and says so.
     async fn clean_up(&self, orphans: &[Orphan], why: &str, reporter: &mut dyn Reporter) -> u64 {
         for orphan in orphans {
-            for line in self.executor.clean_up(orphan, &self.config.host).await {
+            for line in executor::clean_up_orphan(&*self.executor, orphan, &self.config.host).await
+            {
                 reporter.note(&line);
             }
         }

@@ -13,6 +13,7 @@ mod gpus;
 pub mod guard;
 mod oom;
 mod process;
+mod supervisor;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -143,11 +144,20 @@ pub enum SchedulerError {
     TrialDir(PathBuf, std::io::Error),
     /// The executor would not run the sweep's jobs at all (SLURM's `sbatch --test-only`
     /// refused them: a bad partition or account, a limit), or its commands are missing.
-    #[error("SLURM will not run this sweep's jobs: {0}\n  help: fix the grid's [slurm] table (partition, account, qos, time, gres; `sinfo` lists partitions), then run the same command again; nothing was started")]
-    Rejected(CliError),
+    #[error("the {executor} executor will not run this sweep's jobs: {message}\n  help: {help}, then run the same command again; nothing was started")]
+    Rejected {
+        /// Its name.
+        executor: &'static str,
+        /// What it said.
+        message: String,
+        /// What to change.
+        help: &'static str,
+    },
     /// A job was refused while none of this run's others was running.
-    #[error("SLURM refused the job of trial {trial}: {message}\n  help: the trial is back in the queue with its attempts untouched and results so far are stored; fix the cause, then run the same command again")]
+    #[error("the {executor} executor refused the job of trial {trial}: {message}\n  help: the trial is back in the queue with its attempts untouched and results so far are stored; fix the cause, then run the same command again")]
     Submission {
+        /// The executor's name.
+        executor: &'static str,
         /// The trial whose job was refused.
         trial: String,
         /// What the executor said.

@@ -32,6 +32,9 @@ pub struct Orphan {
     pub runner: Option<String>,
     /// The executor's job its attempt ran as (a SLURM job id), to cancel.
     pub job_id: Option<String>,
+    /// The name of the executor that made `job_id`; `None` for jobs recorded before
+    /// executors were (SLURM's, then the only one with job ids).
+    pub executor: Option<String>,
     /// The number of that attempt.
     pub attempt: i64,
 }
@@ -188,7 +191,7 @@ macro_rules! hand_back {
     ($tx:expr, $owned_by:expr, $owner:expr, $reason:expr) => {{
         let now = now_ms();
         let select = format!(
-            "SELECT t.id, t.pid, t.attempts, t.owner, r.host, t.job_id FROM trials t LEFT JOIN runners r ON r.id = t.owner \
+            "SELECT t.id, t.pid, t.attempts, t.owner, r.host, t.job_id, t.executor FROM trials t LEFT JOIN runners r ON r.id = t.owner \
              WHERE t.status = 'running' AND {}",
             $owned_by
         );
@@ -196,10 +199,11 @@ macro_rules! hand_back {
         if let Some(owner) = $owner {
             query = query.bind(owner);
         }
-        let rows: Vec<(String, Option<i64>, i64, Option<String>, Option<String>, Option<String>)> =
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(String, Option<i64>, i64, Option<String>, Option<String>, Option<String>, Option<String>)> =
             query.fetch_all(&mut *$tx).await?;
         let mut orphans = Vec::with_capacity(rows.len());
-        for (trial_id, pid, attempts, runner, host, job_id) in rows {
+        for (trial_id, pid, attempts, runner, host, job_id, executor) in rows {
             sqlx::query(
                 "UPDATE trials SET status = 'interrupted', owner = NULL, pid = NULL, finished_at = $1, \
                  error = $2 WHERE id = $3 AND status = 'running'",
@@ -225,6 +229,7 @@ macro_rules! hand_back {
                 host,
                 runner,
                 job_id,
+                executor,
                 attempt: attempts,
             });
         }

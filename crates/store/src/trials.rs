@@ -146,7 +146,7 @@ impl Store {
         };
         let sql = format!(
             "UPDATE trials SET status = 'running', owner = $4, attempts = attempts + 1, \
-             started_at = $2, finished_at = NULL, gpu = $5, pid = NULL, job_id = NULL, node = NULL, error = NULL \
+             started_at = $2, finished_at = NULL, gpu = $5, pid = NULL, job_id = NULL, executor = NULL, node = NULL, error = NULL \
              WHERE id = ({next}) \
              RETURNING id, params, attempts, checkpoint_step, out_of_memory"
         );
@@ -181,7 +181,7 @@ impl Store {
                     "INSERT INTO attempts (trial_id, attempt, owner, gpu, started_at) VALUES ($1, $2, $3, $4, $5) \
                      ON CONFLICT (trial_id, attempt) DO UPDATE SET owner = excluded.owner, gpu = excluded.gpu, \
                      started_at = excluded.started_at, finished_at = NULL, outcome = NULL, exit_code = NULL, \
-                     signal = NULL, reason = NULL, stderr_tail = NULL, job_id = NULL, node = NULL",
+                     signal = NULL, reason = NULL, stderr_tail = NULL, job_id = NULL, executor = NULL, node = NULL",
                 )
                 .bind(id)
                 .bind(attempt)
@@ -251,37 +251,43 @@ impl Store {
         })
     }
 
-    /// Records the executor's job that runs a trial's attempt (a SLURM job id) and, once it
-    /// is known, the node it runs on: `sweep status` shows them, and a run that takes the
-    /// trial back cancels the job. Only the runner that holds the trial may.
+    /// Records the job that runs a trial's attempt, with the name of the executor that made
+    /// it (a SLURM job id of `slurm`) and, once it is known, the node it runs on: `sweep
+    /// status` shows them, and a run that takes the trial back asks that executor to stop
+    /// the job. Only the runner that holds the trial may.
     pub async fn set_job(
         &self,
         trial_id: &str,
         runner_id: &str,
         attempt: u32,
+        executor: &str,
         job_id: &str,
         node: Option<&str>,
     ) -> Result<(), StoreError> {
         with_pool!(self, |pool| {
             let mut tx = pool.write_tx().await?;
             let owned = sqlx::query(
-                "UPDATE trials SET job_id = $1, node = COALESCE($2, node) WHERE id = $3 AND owner = $4 AND attempts = $5",
+                "UPDATE trials SET job_id = $1, executor = $6, node = COALESCE($2, node) \
+                 WHERE id = $3 AND owner = $4 AND attempts = $5",
             )
             .bind(job_id)
             .bind(node)
             .bind(trial_id)
             .bind(runner_id)
             .bind(attempt as i64)
+            .bind(executor)
             .execute(&mut *tx)
             .await?;
             if owned.rows_affected() == 1 {
                 sqlx::query(
-                    "UPDATE attempts SET job_id = $1, node = COALESCE($2, node) WHERE trial_id = $3 AND attempt = $4",
+                    "UPDATE attempts SET job_id = $1, executor = $5, node = COALESCE($2, node) \
+                     WHERE trial_id = $3 AND attempt = $4",
                 )
                 .bind(job_id)
                 .bind(node)
                 .bind(trial_id)
                 .bind(attempt as i64)
+                .bind(executor)
                 .execute(&mut *tx)
                 .await?;
             }

@@ -1,63 +1,145 @@
 //! The local executor: each attempt is a child process in a process group of its own (or a
-//! `sweep guard` that starts one), watched until it exits.
+//! `sweep guard` that starts one).
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use tokio::process::Command;
-use tokio::sync::{mpsc, watch};
+use sweep_store::Orphan;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
-use crate::attempt::{read_stderr, read_stdout, Job, Launch, Message, Report};
-use crate::process;
-use crate::{guard, Stop};
+use super::{Executor, JobRef, JobUpdate, RunningJob};
+use crate::attempt::{read_stderr, read_stdout, Launch, Message, Report};
+use crate::{guard, process, SchedulerError};
 
-/// Runs the attempt to its end. Events go to `tx` as they arrive; the report is sent last.
-pub(crate) async fn run(
-    launch: Launch,
-    tx: mpsc::UnboundedSender<Message>,
-    mut stop: watch::Receiver<Stop>,
-) {
-    let trial_id = launch.trial_id.clone();
-    let report = run_inner(&launch, &tx, &mut stop).await;
-    let _ = tx.send(Message::Finished {
-        trial_id,
-        attempt: launch.attempt,
-        report,
-    });
+/// Child processes of this orchestrator, on this machine.
+pub struct Local;
+
+/// A running child process group.
+pub(crate) struct LocalJob {
+    child: Child,
+    /// The group's id (the child's pid).
+    pid: u32,
+    /// Whether [`RunningJob::next`] has said it runs (it does from the start).
+    announced: bool,
+    status: Option<std::io::Result<ExitStatus>>,
+    events: JoinHandle<Vec<String>>,
+    tail: JoinHandle<String>,
 }
 
-async fn run_inner(
-    launch: &Launch,
-    tx: &mpsc::UnboundedSender<Message>,
-    stop: &mut watch::Receiver<Stop>,
-) -> Report {
-    if let Err(e) = tokio::fs::create_dir_all(&launch.log_dir).await {
-        return Report {
-            spawn_error: Some(format!("cannot create {}: {e}", launch.log_dir.display())),
+impl Executor for Local {
+    type Job = LocalJob;
+    const NAME: &'static str = "local";
+
+    async fn check(&self) -> Result<(), SchedulerError> {
+        Ok(())
+    }
+
+    fn leases_gpus(&self) -> bool {
+        true
+    }
+
+    fn visible_devices(&self, gpus: &[String]) -> Option<String> {
+        Some(gpus.join(","))
+    }
+
+    async fn submit(
+        &self,
+        launch: &Launch,
+        tx: mpsc::UnboundedSender<Message>,
+    ) -> Result<LocalJob, Report> {
+        let never_started = |why: String| Report {
+            spawn_error: Some(why),
             ..Report::default()
         };
-    }
-    let stem = launch.log_dir.join(format!("attempt-{}", launch.attempt));
-    let (out_log, err_log) = match (
-        tokio::fs::File::create(stem.with_extension("stdout.log")).await,
-        tokio::fs::File::create(stem.with_extension("stderr.log")).await,
-    ) {
-        (Ok(o), Ok(e)) => (o, e),
-        (Err(e), _) | (_, Err(e)) => {
-            return Report {
-                spawn_error: Some(format!(
+        tokio::fs::create_dir_all(&launch.log_dir)
+            .await
+            .map_err(|e| {
+                never_started(format!("cannot create {}: {e}", launch.log_dir.display()))
+            })?;
+        let stem = launch.log_dir.join(format!("attempt-{}", launch.attempt));
+        let (out_log, err_log) = match (
+            tokio::fs::File::create(stem.with_extension("stdout.log")).await,
+            tokio::fs::File::create(stem.with_extension("stderr.log")).await,
+        ) {
+            (Ok(o), Ok(e)) => (o, e),
+            (Err(e), _) | (_, Err(e)) => {
+                return Err(never_started(format!(
                     "cannot create log files in {}: {e}",
                     launch.log_dir.display()
-                )),
-                ..Report::default()
+                )))
+            }
+        };
+        let mut child = command(launch).spawn().map_err(|e| {
+            never_started(format!(
+                "cannot start `{}` in {}: {e}",
+                launch.argv[0],
+                launch.workdir.display()
+            ))
+        })?;
+        let pid = child.id().unwrap_or(0);
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let events = tokio::spawn(read_stdout(
+            stdout,
+            out_log,
+            launch.trial_id.clone(),
+            launch.attempt,
+            tx,
+        ));
+        let tail = tokio::spawn(read_stderr(stderr, err_log));
+        Ok(LocalJob {
+            child,
+            pid,
+            announced: false,
+            status: None,
+            events,
+            tail,
+        })
+    }
+
+    async fn kill(&self, jobs: &[JobRef]) {
+        for job in jobs {
+            if let JobRef::Process(pid) = job {
+                process::signal_group(*pid, Signal::SIGKILL);
             }
         }
-    };
+    }
 
+    async fn clean_up_unrecorded(&self, _orphan: &Orphan) -> Vec<String> {
+        // Its processes are found by their marks on this host (see `Local::clean_up`).
+        Vec::new()
+    }
+}
+
+impl Local {
+    /// Kills what an attempt of a taken-back trial left running on this host: its recorded
+    /// process group, and any process marked with its trial and runner (an attempt whose
+    /// pid was never recorded). Nothing for an attempt on another host.
+    pub(crate) fn clean_up(orphan: &Orphan, host: &str) -> Vec<String> {
+        if orphan.host.as_deref() != Some(host) {
+            return Vec::new();
+        }
+        process::kill_orphan(orphan.pid, &orphan.trial_id, orphan.runner.as_deref())
+            .into_iter()
+            .map(|group| {
+                format!(
+                    "killed leftover process group {group} of trial {}",
+                    orphan.trial_id
+                )
+            })
+            .collect()
+    }
+}
+
+/// The attempt's command: through the guard when there is one, in its own process group,
+/// with the trial's environment, stdin closed and both outputs piped.
+fn command(launch: &Launch) -> Command {
     let mut cmd = match &launch.guard {
         Some(guard) => {
             let mut cmd = Command::new(guard);
@@ -90,99 +172,58 @@ async fn run_inner(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(false);
-    let mut child = match cmd.spawn() {
-        Ok(child) => child,
-        Err(e) => {
-            return Report {
-                spawn_error: Some(format!(
-                    "cannot start `{}` in {}: {e}",
-                    launch.argv[0],
-                    launch.workdir.display()
-                )),
-                ..Report::default()
-            }
-        }
-    };
-    let pid = child.id().unwrap_or(0);
-    let _ = tx.send(Message::Started {
-        trial_id: launch.trial_id.clone(),
-        attempt: launch.attempt,
-        job: Job::Process(pid),
-    });
+    cmd
+}
 
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let events = tokio::spawn(read_stdout(
-        stdout,
-        out_log,
-        launch.trial_id.clone(),
-        launch.attempt,
-        tx.clone(),
-    ));
-    let tail = tokio::spawn(read_stderr(stderr, err_log));
+impl RunningJob for LocalJob {
+    fn job_ref(&self) -> JobRef {
+        JobRef::Process(self.pid)
+    }
 
-    let mut report = Report::default();
-    let deadline = launch.timeout.map(|t| Instant::now() + t);
-    let mut kill_at: Option<Instant> = None;
-    let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
-    let mut stop_open = true;
-    let status = loop {
-        let stop_now = *stop.borrow();
-        if stop_now == Stop::Now {
-            process::signal_group(pid, Signal::SIGKILL);
+    async fn next(&mut self) -> JobUpdate {
+        if !self.announced {
+            self.announced = true;
+            return JobUpdate::Running { node: None };
         }
-        tokio::select! {
-            status = child.wait() => break status,
-            _ = sleep_until(deadline.unwrap_or(far)), if deadline.is_some() && kill_at.is_none() => {
-                report.timed_out = true;
-                process::signal_group(pid, Signal::SIGTERM);
-                kill_at = Some(Instant::now() + launch.grace);
-            }
-            _ = sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
-                process::signal_group(pid, Signal::SIGKILL);
-                kill_at = Some(far);
-            }
-            changed = stop.changed(), if stop_open => {
-                if changed.is_err() {
-                    stop_open = false;
-                    continue;
-                }
-                match *stop.borrow() {
-                    Stop::Run => {}
-                    Stop::Graceful => {
-                        if !report.timed_out {
-                            report.interrupted = true;
-                        }
-                        process::signal_group(pid, Signal::SIGTERM);
-                        kill_at = Some(Instant::now() + launch.grace);
-                    }
-                    Stop::Now => {
-                        report.interrupted |= !report.timed_out;
-                        process::signal_group(pid, Signal::SIGKILL);
-                    }
-                }
-            }
+        if self.status.is_none() {
+            // Cancel-safe: a wait dropped half-way leaves the child to be waited for again.
+            self.status = Some(self.child.wait().await);
         }
-    };
-    // Anything the trial left running in its group goes with it.
-    process::signal_group(pid, Signal::SIGKILL);
-    match status {
-        Ok(status) => {
-            report.exit_code = status.code();
-            report.signal = status.signal();
-        }
-        Err(e) => report.spawn_error = Some(format!("cannot wait for the trial process: {e}")),
+        JobUpdate::Ended
     }
-    // What the trial wrote before it exited is in the pipes now; a process that left the
-    // group (setsid, a daemon) may hold them open for ever, so read for a bounded while only.
-    let drain = Instant::now() + DRAIN;
-    report.invalid_events = finish_reader(events, drain, "stdout").await;
-    report.stderr_tail = finish_reader(tail, drain, "stderr").await;
-    if report.exit_code == Some(guard::SPAWN_FAILED_CODE) {
-        // The guard could not start the command: as good as a failed spawn.
-        report.spawn_error = guard::spawn_failure(&report.stderr_tail);
+
+    async fn terminate(&mut self) {
+        process::signal_group(self.pid, Signal::SIGTERM);
     }
-    report
+
+    async fn kill(&mut self) {
+        process::signal_group(self.pid, Signal::SIGKILL);
+    }
+
+    async fn finish(self, report: &mut Report) {
+        // Anything the trial left running in its group goes with it.
+        process::signal_group(self.pid, Signal::SIGKILL);
+        match self.status {
+            Some(Ok(status)) => {
+                report.exit_code = status.code();
+                report.signal = status.signal();
+            }
+            Some(Err(e)) => {
+                report.spawn_error = Some(format!("cannot wait for the trial process: {e}"))
+            }
+            None => {}
+        }
+        // What the trial wrote before it exited is in the pipes now; a process that left the
+        // group (setsid, a daemon) may hold them open for ever, so read for a bounded while
+        // only.
+        let drain = Instant::now() + DRAIN;
+        report.invalid_events = finish_reader(self.events, drain, "stdout").await;
+        report.stderr_tail = finish_reader(self.tail, drain, "stderr").await;
+        if report.exit_code == Some(guard::SPAWN_FAILED_CODE) {
+            // The guard could not start the command: as good as a failed spawn.
+            report.spawn_error = guard::spawn_failure(&report.stderr_tail);
+        }
+    }
 }
 
 /// How long the output of an exited trial is still read, for anything it left holding the

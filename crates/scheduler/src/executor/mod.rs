@@ -1,20 +1,26 @@
-//! Executors: how an attempt is started, watched, signalled and cleaned up after. The
-//! dispatcher claims trials and records what attempts report; an executor decides where they
-//! run: as local child processes, or as SLURM jobs on a cluster.
+//! Executors: where an attempt runs. The seam is two traits: an [`Executor`] submits an
+//! attempt and gets back a [`RunningJob`], which can be waited on, sent a termination
+//! request and killed. Everything else about an attempt's life (its timeout, the grace
+//! between a termination request and a kill, Ctrl-C, the report it ends with) is the one
+//! supervisor's ([`crate::supervisor`]), the same for every executor, as nextest keeps its
+//! policy apart from how a process is run.
+//!
+//! Adding an executor is one file implementing the two traits, and one line in
+//! [`ExecutorKind`]'s [`with_executor!`] and [`clean_up_orphan`]: nothing else in the
+//! scheduler, the store or the CLI knows the executors' names.
 
 mod local;
 mod slurm;
 
-use std::sync::Arc;
+use std::future::Future;
 
-use nix::sys::signal::Signal;
 use sweep_core::Grid;
 use sweep_store::Orphan;
-use tokio::sync::{mpsc, watch};
 
-use crate::attempt::{Job, Launch, Message, Report};
-use crate::{process, SchedulerError, Stop};
-pub use slurm::CliError;
+use crate::attempt::{Launch, Message, Report};
+use crate::SchedulerError;
+pub use local::Local;
+pub use slurm::{CliError, Slurm};
 
 /// Which executor runs a sweep's attempts (`sweep run --executor`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,164 +32,137 @@ pub enum ExecutorKind {
     Slurm,
 }
 
-/// A running executor.
-pub(crate) enum Executor {
-    Local,
-    Slurm(Arc<slurm::Slurm>),
+/// Runs `$body` with `$executor` bound to the executor of `$kind` for `$grid`: the one place
+/// that turns a kind into an implementation.
+macro_rules! with_executor {
+    ($kind:expr, $grid:expr, |$executor:ident| $body:expr) => {
+        match $kind {
+            $crate::executor::ExecutorKind::Local => {
+                let $executor = $crate::executor::Local;
+                $body
+            }
+            $crate::executor::ExecutorKind::Slurm => {
+                let $executor = $crate::executor::Slurm::for_grid($grid);
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_executor;
+
+/// What an attempt runs as, as the store records it: a process group on this host, or a job
+/// id of the executor that submitted it (recorded with the executor's name, so a later run
+/// of any executor knows whom to ask to stop it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum JobRef {
+    /// A local process group (the guard's pid).
+    Process(u32),
+    /// An id the executor `executor` gave the job.
+    Job {
+        /// [`Executor::NAME`] of the executor that made it.
+        executor: &'static str,
+        /// Its id there.
+        id: String,
+    },
 }
 
-impl Executor {
-    /// The executor of `kind` for `grid`. Call [`Executor::check`] before anything is stored.
-    pub(crate) fn new(kind: ExecutorKind, grid: &Grid) -> Executor {
-        match kind {
-            ExecutorKind::Local => Executor::Local,
-            ExecutorKind::Slurm => Executor::Slurm(Arc::new(slurm::Slurm::new(
-                grid.slurm.clone(),
-                grid.gpus_per_trial,
-                grid.timeout,
-                grid.grace,
-            ))),
-        }
-    }
+/// A change in a running job's life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum JobUpdate {
+    /// It started running (on `node`, where the executor places jobs): its timeout counts
+    /// from here, not from a queue.
+    Running {
+        /// Where it runs, when that is news.
+        node: Option<String>,
+    },
+    /// It ended; [`RunningJob::finish`] says how.
+    Ended,
+}
 
-    /// Checks that it can run the grid's jobs at all (SLURM: its commands are there and
-    /// `sbatch --test-only` accepts the job), so a run that cannot work stores nothing.
-    pub(crate) async fn check(&self) -> Result<(), SchedulerError> {
-        match self {
-            Executor::Local => Ok(()),
-            Executor::Slurm(slurm) => slurm.check().await.map_err(SchedulerError::Rejected),
-        }
-    }
+/// Where attempts run. See the module's description.
+pub(crate) trait Executor: Send + Sync + 'static {
+    /// An attempt submitted to it.
+    type Job: RunningJob;
+
+    /// Its name, recorded beside the job ids it makes (`local`, `slurm`).
+    const NAME: &'static str;
+
+    /// Checks that it can run the grid's jobs at all, so a run that cannot work stores
+    /// nothing. The error says what to fix.
+    fn check(&self) -> impl Future<Output = Result<(), SchedulerError>> + Send;
 
     /// Whether attempts get their GPUs from the dispatcher's pool (`--gpus`), rather than
     /// from the executor (SLURM's GRES).
-    pub(crate) fn leases_gpus(&self) -> bool {
-        matches!(self, Executor::Local)
-    }
+    fn leases_gpus(&self) -> bool;
 
     /// `CUDA_VISIBLE_DEVICES` for an attempt that leased `gpus` (none: the CPU), or `None`
-    /// where the executor sets it: SLURM does for a job that asks for GPUs through GRES; a
-    /// job that asks for none gets it empty, so the login node's value does not leak in.
-    pub(crate) fn visible_devices(&self, gpus: &[String]) -> Option<String> {
-        match self {
-            Executor::Local => Some(gpus.join(",")),
-            Executor::Slurm(slurm) if slurm.requests_gres() => None,
-            Executor::Slurm(_) => Some(String::new()),
-        }
-    }
+    /// where the executor sets it.
+    fn visible_devices(&self, gpus: &[String]) -> Option<String>;
 
-    /// Starts an attempt in its own task; it reports through `tx` and ends with
-    /// [`Message::Finished`].
-    pub(crate) fn spawn(
+    /// Starts an attempt; its stdout's events go to `events`. A job that never started is
+    /// its report (a command that cannot start, a refused submission).
+    fn submit(
         &self,
-        launch: Launch,
-        tx: mpsc::UnboundedSender<Message>,
-        stop: watch::Receiver<Stop>,
-    ) {
-        let (trial_id, attempt, done) = (launch.trial_id.clone(), launch.attempt, tx.clone());
-        let task = match self {
-            Executor::Local => tokio::spawn(local::run(launch, tx, stop)),
-            Executor::Slurm(slurm) => tokio::spawn(slurm.clone().run(launch, tx, stop)),
-        };
-        tokio::spawn(supervise(task, trial_id, attempt, done));
-    }
+        launch: &Launch,
+        events: tokio::sync::mpsc::UnboundedSender<Message>,
+    ) -> impl Future<Output = Result<Self::Job, Report>> + Send;
 
-    /// Kills these attempts now, without waiting for them to end (the dispatcher is giving
-    /// up its trials).
-    pub(crate) async fn kill(jobs: &[Job]) {
-        let mut slurm_ids = Vec::new();
-        for job in jobs {
-            match job {
-                Job::Process(pgid) => process::signal_group(*pgid, Signal::SIGKILL),
-                Job::Slurm(id) => slurm_ids.push(id.clone()),
-            }
-        }
-        slurm::Slurm::cancel(&slurm_ids).await;
-    }
+    /// Kills this run's jobs now, without waiting for them (the dispatcher is giving up its
+    /// trials).
+    fn kill(&self, jobs: &[JobRef]) -> impl Future<Output = ()> + Send;
 
-    /// Stops what a trial taken back from a dead runner left running: its SLURM job (on any
-    /// node) or, on this host, its process groups. Returns lines saying what was stopped.
-    pub(crate) async fn clean_up(&self, orphan: &Orphan, host: &str) -> Vec<String> {
-        let mut said = Vec::new();
-        let attempt = u32::try_from(orphan.attempt).unwrap_or(0);
-        // Its job; or, on a cluster, a job that was submitted but whose id was never
-        // recorded (found by its name).
-        let unrecorded = orphan.pid.is_none() && matches!(self, Executor::Slurm(_));
-        let cancel = orphan.job_id.is_some() || unrecorded;
-        if cancel
-            && slurm::Slurm::cancel_orphan(orphan.job_id.as_deref(), &orphan.trial_id, attempt)
-                .await
-        {
-            if let Some(id) = &orphan.job_id {
-                said.push(format!(
-                    "cancelled leftover SLURM job {id} of trial {}",
-                    orphan.trial_id
-                ));
-            }
+    /// Stops what an attempt of a trial taken back from a dead runner left behind when its
+    /// job was never recorded (submitted, then the runner died): only the executor that
+    /// would have made it can look for it. Returns lines saying what was stopped.
+    fn clean_up_unrecorded(&self, orphan: &Orphan) -> impl Future<Output = Vec<String>> + Send;
+}
+
+/// One submitted attempt. Methods are called by the supervisor only, in its loop.
+pub(crate) trait RunningJob: Send + 'static {
+    /// What to record, and to kill by.
+    fn job_ref(&self) -> JobRef;
+
+    /// Waits for the next change. Cancel-safe: the supervisor waits on it beside its timers.
+    fn next(&mut self) -> impl Future<Output = JobUpdate> + Send;
+
+    /// Asks the job to stop (SIGTERM to its process group; for SLURM, to its steps), so it
+    /// can checkpoint within its grace period.
+    fn terminate(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// Stops it now.
+    fn kill(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// After [`JobUpdate::Ended`]: collects its output and fills in how it ended (exit
+    /// status, stderr tail, malformed events, the executor's reason).
+    fn finish(self, report: &mut Report) -> impl Future<Output = ()> + Send;
+}
+
+/// Stops what a trial taken back from a dead runner left running, whichever executor ran it:
+/// its recorded job through the executor that made it; otherwise its process groups, if it
+/// ran on this host, and a job the executor running now may have submitted without
+/// recording it.
+pub(crate) async fn clean_up_orphan<E: Executor>(
+    current: &E,
+    orphan: &Orphan,
+    host: &str,
+) -> Vec<String> {
+    match (&orphan.job_id, orphan.executor.as_deref()) {
+        // Job ids stored before executors were recorded are SLURM's, the only one that made
+        // them then.
+        (Some(id), Some(Slurm::NAME) | None) => Slurm::clean_up(id, orphan).await,
+        (Some(id), Some(other)) => vec![format!(
+            "trial {} left job {id} of an executor this build does not know ({other}); stop it by hand",
+            orphan.trial_id
+        )],
+        (None, _) => {
+            let mut said = Local::clean_up(orphan, host);
+            said.extend(current.clean_up_unrecorded(orphan).await);
+            said
         }
-        if orphan.host.as_deref() == Some(host) && orphan.job_id.is_none() {
-            for group in
-                process::kill_orphan(orphan.pid, &orphan.trial_id, orphan.runner.as_deref())
-            {
-                said.push(format!(
-                    "killed leftover process group {group} of trial {}",
-                    orphan.trial_id
-                ));
-            }
-        }
-        said
     }
 }
 
-/// Waits for an attempt's task and, if it ended without its report (a panic), sends one for
-/// it: without this a panicking task would hold its slot (and GPUs) for ever and the sweep
-/// would never end.
-async fn supervise(
-    task: tokio::task::JoinHandle<()>,
-    trial_id: String,
-    attempt: u32,
-    tx: mpsc::UnboundedSender<Message>,
-) {
-    let Err(e) = task.await else {
-        return;
-    };
-    let why = match e.try_into_panic() {
-        Ok(payload) => payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".into()),
-        Err(_) => "cancelled".into(),
-    };
-    let _ = tx.send(Message::Finished {
-        trial_id,
-        attempt,
-        report: Report::abandoned(&why),
-    });
-}
-
-#[cfg(test)]
-mod supervise_tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_panicking_attempt_still_reports_its_end() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(async { panic!("watcher bug") });
-        supervise(task, "t1".into(), 3, tx.clone()).await;
-        let Some(Message::Finished {
-            trial_id,
-            attempt,
-            report,
-        }) = rx.recv().await
-        else {
-            panic!("no report")
-        };
-        assert_eq!((trial_id.as_str(), attempt), ("t1", 3));
-        assert!(report.abandoned);
-        assert!(report.reason.unwrap().contains("watcher bug"));
-        // A task that ends normally sent its own report; nothing is added.
-        supervise(tokio::spawn(async {}), "t2".into(), 1, tx).await;
-        assert!(rx.try_recv().is_err());
-    }
+/// Checks, before anything is stored, that the executor of `kind` can run `grid`.
+pub(crate) async fn check(kind: ExecutorKind, grid: &Grid) -> Result<(), SchedulerError> {
+    with_executor!(kind, grid, |executor| executor.check().await)
 }

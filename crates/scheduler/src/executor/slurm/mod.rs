@@ -13,20 +13,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sweep_core::SlurmSpec;
+use sweep_core::{Grid, SlurmSpec};
+use sweep_store::Orphan;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
-use tokio::time::{sleep_until, Instant};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 pub use cli::CliError;
 
-use crate::attempt::{read_stdout, tail_text, Job, Launch, Message, Report, STDERR_TAIL_BYTES};
-use crate::Stop;
+use super::{Executor, JobRef, JobUpdate, RunningJob};
+use crate::attempt::{read_stdout, tail_text, Launch, Message, Report, STDERR_TAIL_BYTES};
+use crate::SchedulerError;
 use cli::{call, shell_quote, Ending};
 use watch::{JobState, Watcher};
 
-/// Submits and watches this orchestrator's SLURM jobs.
-pub(crate) struct Slurm {
+/// One SLURM batch job per attempt: submits and watches this orchestrator's jobs.
+pub struct Slurm {
     spec: SlurmSpec,
     /// `--gres` for every job (`[slurm].gres`, else `gpu:N` for `gpus_per_trial = N`).
     gres: Option<String>,
@@ -43,6 +46,16 @@ fn job_name(trial_id: &str, attempt: u32) -> String {
 }
 
 impl Slurm {
+    /// The executor of a grid: its `[slurm]` table, `gpus_per_trial`, `timeout` and `grace`.
+    pub(crate) fn for_grid(grid: &Grid) -> Slurm {
+        Slurm::new(
+            grid.slurm.clone(),
+            grid.gpus_per_trial,
+            grid.timeout,
+            grid.grace,
+        )
+    }
+
     /// An executor for a grid with `spec`, `gpus_per_trial` and `timeout`/`grace`.
     pub(crate) fn new(
         spec: SlurmSpec,
@@ -65,11 +78,6 @@ impl Slurm {
             time,
             watcher,
         }
-    }
-
-    /// Whether its jobs ask for generic resources (GPUs), which SLURM then makes visible.
-    pub(crate) fn requests_gres(&self) -> bool {
-        self.gres.is_some()
     }
 
     /// The `sbatch` options every job of the sweep gets.
@@ -97,7 +105,7 @@ impl Slurm {
 
     /// Asks SLURM whether it would accept the sweep's jobs (`sbatch --test-only`), so that a
     /// bad partition, account or limit is reported before any trial is claimed.
-    pub(crate) async fn check(&self) -> Result<(), CliError> {
+    async fn test_only(&self) -> Result<(), CliError> {
         let mut args = self.options();
         args.retain(|a| a != "--parsable");
         args.extend(["--test-only".into(), "--wrap=true".into()]);
@@ -105,7 +113,7 @@ impl Slurm {
     }
 
     /// Cancels jobs now (SLURM sends TERM, then KILL after its KillWait).
-    pub(crate) async fn cancel(ids: &[String]) {
+    async fn cancel(ids: &[String]) {
         if ids.is_empty() {
             return;
         }
@@ -119,7 +127,7 @@ impl Slurm {
     /// false where there is no SLURM client to ask.
     /// It waits (a minute at most) until the job has left the queue, so that the trial's
     /// next job never runs beside it in the same directory.
-    pub(crate) async fn cancel_orphan(job_id: Option<&str>, trial_id: &str, attempt: u32) -> bool {
+    async fn cancel_orphan(job_id: Option<&str>, trial_id: &str, attempt: u32) -> bool {
         let name = format!("--name={}", job_name(trial_id, attempt));
         let mut args = vec![name.clone()];
         args.extend(job_id.map(str::to_string));
@@ -143,43 +151,60 @@ impl Slurm {
         true
     }
 
-    /// Runs one attempt as a SLURM job to its end; the report is sent last.
-    pub(crate) async fn run(
-        self: Arc<Self>,
-        launch: Launch,
-        tx: mpsc::UnboundedSender<Message>,
-        mut stop: tokio::sync::watch::Receiver<Stop>,
-    ) {
-        let trial_id = launch.trial_id.clone();
-        let report = self.run_inner(&launch, &tx, &mut stop).await;
-        let _ = tx.send(Message::Finished {
-            trial_id,
-            attempt: launch.attempt,
-            report,
-        });
+    /// Cancels the recorded job of a taken-back trial's attempt (and any job of that
+    /// attempt's name), saying so.
+    pub(crate) async fn clean_up(job_id: &str, orphan: &Orphan) -> Vec<String> {
+        let attempt = u32::try_from(orphan.attempt).unwrap_or(0);
+        if Slurm::cancel_orphan(Some(job_id), &orphan.trial_id, attempt).await {
+            vec![format!(
+                "cancelled leftover SLURM job {job_id} of trial {}",
+                orphan.trial_id
+            )]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+impl Executor for Slurm {
+    type Job = SlurmJob;
+    const NAME: &'static str = "slurm";
+
+    async fn check(&self) -> Result<(), SchedulerError> {
+        self.test_only()
+            .await
+            .map_err(|e| SchedulerError::Rejected {
+                executor: Self::NAME,
+                message: e.to_string(),
+                help: "fix the grid's [slurm] table (partition, account, qos, time, gres; \
+                       `sinfo` lists partitions)",
+            })
     }
 
-    async fn run_inner(
+    fn leases_gpus(&self) -> bool {
+        false
+    }
+
+    /// SLURM sets it for a job that asks for GPUs through GRES; a job that asks for none
+    /// gets it empty, so the login node's value does not leak in.
+    fn visible_devices(&self, _gpus: &[String]) -> Option<String> {
+        match self.gres {
+            Some(_) => None,
+            None => Some(String::new()),
+        }
+    }
+
+    async fn submit(
         &self,
         launch: &Launch,
-        tx: &mpsc::UnboundedSender<Message>,
-        stop: &mut tokio::sync::watch::Receiver<Stop>,
-    ) -> Report {
-        let files = match JobFiles::create(launch, &self.spec.setup).await {
-            Ok(files) => files,
-            Err(e) => {
-                return Report {
-                    spawn_error: Some(e),
-                    ..Report::default()
-                }
-            }
-        };
-        if *stop.borrow() != Stop::Run {
-            return Report {
-                interrupted: true,
+        tx: mpsc::UnboundedSender<Message>,
+    ) -> Result<SlurmJob, Report> {
+        let files = JobFiles::create(launch, &self.spec.setup)
+            .await
+            .map_err(|e| Report {
+                spawn_error: Some(e),
                 ..Report::default()
-            };
-        }
+            })?;
         let name = job_name(&launch.trial_id, launch.attempt);
         let mut args = self.options();
         args.extend([
@@ -189,35 +214,26 @@ impl Slurm {
             format!("--error={}", literal_path(&files.stderr)),
             files.script.display().to_string(),
         ]);
+        let rejected = |why: String| Report {
+            rejected: Some(why),
+            ..Report::default()
+        };
         let job_id = match call("sbatch", &args)
             .await
             .map(|(out, _)| cli::parse_submitted(&out))
         {
             Ok(Some(id)) => id,
-            Ok(None) => {
-                return Report {
-                    rejected: Some("sbatch printed no job id".into()),
-                    ..Report::default()
-                }
-            }
+            Ok(None) => return Err(rejected("sbatch printed no job id".into())),
             Err(e) => {
                 if matches!(e, CliError::TimedOut(..)) {
                     // It may have been submitted all the same: such a job must not run
                     // unwatched beside the next attempt.
                     let _ = call("scancel", &[format!("--name={name}")]).await;
                 }
-                return Report {
-                    rejected: Some(e.to_string()),
-                    ..Report::default()
-                };
+                return Err(rejected(e.to_string()));
             }
         };
-        let mut state = self.watcher.watch(&job_id);
-        let _ = tx.send(Message::Started {
-            trial_id: launch.trial_id.clone(),
-            attempt: launch.attempt,
-            job: Job::Slurm(job_id.clone()),
-        });
+        let state = self.watcher.watch(&job_id);
         let (tail_done, tail_stop) = tokio::sync::watch::channel(false);
         let (pipe_in, pipe_out) = tokio::io::duplex(64 * 1024);
         let tail = tokio::spawn(tail_file(files.output.clone(), pipe_in, tail_stop));
@@ -226,88 +242,134 @@ impl Slurm {
             files.stdout_log,
             launch.trial_id.clone(),
             launch.attempt,
-            tx.clone(),
+            tx,
         ));
+        Ok(SlurmJob {
+            job_id,
+            state,
+            started: false,
+            ending: None,
+            cancelled_by_us: false,
+            tail_done,
+            tail,
+            events,
+            output: files.output,
+            stderr: files.stderr,
+        })
+    }
 
-        let mut report = Report::default();
-        let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
-        let mut deadline: Option<Instant> = None;
-        let mut kill_at: Option<Instant> = None;
-        let mut started = false;
-        let mut cancelled_by_us = false;
-        let mut stop_open = true;
-        let ending: Ending = loop {
-            tokio::select! {
-                changed = state.changed() => {
-                    if changed.is_err() {
-                        break Ending { state: "UNKNOWN".into(), exit_code: 0, signal: None, nodes: None };
-                    }
-                    let now = state.borrow_and_update().clone();
-                    match now {
-                        JobState::Queued => {}
-                        JobState::Running { node } => {
-                            if !started {
-                                started = true;
-                                deadline = launch.timeout.map(|t| Instant::now() + t);
-                                let _ = tx.send(Message::Placed { trial_id: launch.trial_id.clone(), attempt: launch.attempt, node });
-                            }
-                        }
-                        JobState::Ended(ending) => {
-                            if let (false, Some(node)) = (started, &ending.nodes) {
-                                // It ran between two polls.
-                                let _ = tx.send(Message::Placed { trial_id: launch.trial_id.clone(), attempt: launch.attempt, node: node.clone() });
-                            }
-                            break ending;
-                        }
-                    }
+    async fn kill(&self, jobs: &[JobRef]) {
+        let ids: Vec<String> = jobs
+            .iter()
+            .filter_map(|job| match job {
+                JobRef::Job { id, .. } => Some(id.clone()),
+                JobRef::Process(_) => None,
+            })
+            .collect();
+        Slurm::cancel(&ids).await;
+    }
+
+    /// A job submitted for the attempt whose id was never recorded (its runner died right
+    /// after `sbatch`) is found by its name and cancelled.
+    async fn clean_up_unrecorded(&self, orphan: &Orphan) -> Vec<String> {
+        if orphan.pid.is_none() {
+            let attempt = u32::try_from(orphan.attempt).unwrap_or(0);
+            Slurm::cancel_orphan(None, &orphan.trial_id, attempt).await;
+        }
+        Vec::new()
+    }
+}
+
+/// One attempt's SLURM job, watched through the orchestrator's poller; its events are read
+/// by tailing the job's stdout file.
+pub(crate) struct SlurmJob {
+    job_id: String,
+    state: tokio::sync::watch::Receiver<JobState>,
+    /// Whether [`RunningJob::next`] has said it runs.
+    started: bool,
+    /// How it ended, once it has.
+    ending: Option<Ending>,
+    cancelled_by_us: bool,
+    tail_done: tokio::sync::watch::Sender<bool>,
+    tail: JoinHandle<()>,
+    events: JoinHandle<Vec<String>>,
+    output: PathBuf,
+    stderr: PathBuf,
+}
+
+impl RunningJob for SlurmJob {
+    fn job_ref(&self) -> JobRef {
+        JobRef::Job {
+            executor: Slurm::NAME,
+            id: self.job_id.clone(),
+        }
+    }
+
+    async fn next(&mut self) -> JobUpdate {
+        loop {
+            if let Some(ending) = &self.ending {
+                if let (false, Some(node)) = (self.started, &ending.nodes) {
+                    // It ran between two polls.
+                    self.started = true;
+                    return JobUpdate::Running {
+                        node: Some(node.clone()),
+                    };
                 }
-                _ = sleep_until(deadline.unwrap_or(far)), if deadline.is_some() && kill_at.is_none() => {
-                    report.timed_out = true;
-                    signal(&job_id, "TERM").await;
-                    kill_at = Some(Instant::now() + launch.grace);
-                }
-                _ = sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
-                    cancelled_by_us = true;
-                    Slurm::cancel(std::slice::from_ref(&job_id)).await;
-                    kill_at = Some(far);
-                }
-                changed = stop.changed(), if stop_open => {
-                    if changed.is_err() {
-                        stop_open = false;
-                        continue;
-                    }
-                    let now = *stop.borrow();
-                    match now {
-                        Stop::Run => {}
-                        Stop::Graceful if started => {
-                            report.interrupted |= !report.timed_out;
-                            signal(&job_id, "TERM").await;
-                            kill_at = Some(Instant::now() + launch.grace);
-                        }
-                        // Not started yet (nothing to save), or stop at once.
-                        Stop::Graceful | Stop::Now => {
-                            report.interrupted |= !report.timed_out;
-                            cancelled_by_us = true;
-                            Slurm::cancel(std::slice::from_ref(&job_id)).await;
-                        }
-                    }
-                }
+                return JobUpdate::Ended;
             }
-        };
-        let _ = tail_done.send(true);
-        let _ = tail.await;
-        report.invalid_events = events.await.unwrap_or_default();
-        report.stderr_tail = read_tail(&files.stderr).await;
-        describe(&mut report, &ending, &job_id, cancelled_by_us);
-        let ran = started || ending.nodes.is_some();
-        if ran && report.reason.is_none() && !files.output.exists() {
+            if self.state.changed().await.is_err() {
+                self.ending = Some(Ending {
+                    state: "UNKNOWN".into(),
+                    exit_code: 0,
+                    signal: None,
+                    nodes: None,
+                });
+                continue;
+            }
+            let now = self.state.borrow_and_update().clone();
+            match now {
+                JobState::Queued => {}
+                JobState::Running { node } => {
+                    if !self.started {
+                        self.started = true;
+                        return JobUpdate::Running { node: Some(node) };
+                    }
+                }
+                JobState::Ended(ending) => self.ending = Some(ending),
+            }
+        }
+    }
+
+    async fn terminate(&mut self) {
+        signal(&self.job_id, "TERM").await;
+    }
+
+    async fn kill(&mut self) {
+        self.cancelled_by_us = true;
+        Slurm::cancel(std::slice::from_ref(&self.job_id)).await;
+    }
+
+    async fn finish(self, report: &mut Report) {
+        let _ = self.tail_done.send(true);
+        let _ = self.tail.await;
+        report.invalid_events = self.events.await.unwrap_or_default();
+        report.stderr_tail = read_tail(&self.stderr).await;
+        let ending = self.ending.unwrap_or(Ending {
+            state: "UNKNOWN".into(),
+            exit_code: 0,
+            signal: None,
+            nodes: None,
+        });
+        describe(report, &ending, &self.job_id, self.cancelled_by_us);
+        let ran = self.started || ending.nodes.is_some();
+        if ran && report.reason.is_none() && !self.output.exists() {
             report.reason = Some(format!(
-                "SLURM job {job_id} ran but its output {} never appeared here: the trials \
+                "SLURM job {} ran but its output {} never appeared here: the trials \
                  directory must be on a file system the compute nodes share (--trials-dir)",
-                files.output.display()
+                self.job_id,
+                self.output.display()
             ));
         }
-        report
     }
 }
 
