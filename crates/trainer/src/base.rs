@@ -35,7 +35,7 @@ impl Default for BaseConfig {
     fn default() -> BaseConfig {
         BaseConfig {
             model: ModelConfig::default(),
-            steps: 2000,
+            steps: 4000,
             batch_size: 16,
             optim: OptimConfig {
                 lr: 3e-3,

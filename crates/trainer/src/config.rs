@@ -189,7 +189,7 @@ impl Default for TrainerConfig {
             backend: Backend::Flex,
             precision: Precision::Fp32,
             model: ModelSource::default(),
-            base_steps: 2000,
+            base_steps: 4000,
             base_lr: 3e-3,
             base_seed: 0,
             cache_dir: None,
