@@ -156,127 +156,8 @@ mod tests {
     //! The supervisor on a test executor whose jobs are scripted, not processes: what it asks
     //! a job to do, and what it reports, for each way an attempt can end.
 
-    use std::sync::{Arc, Mutex};
-
-    use sweep_store::Orphan;
-    use tokio::sync::Notify;
-
     use super::*;
-    use crate::executor::JobRef;
-    use crate::SchedulerError;
-
-    /// How a scripted job behaves.
-    #[derive(Clone, Copy)]
-    enum Plan {
-        /// Runs for this long, stopping early on a termination request.
-        RunsFor(Duration),
-        /// Runs until killed; ignores termination requests.
-        IgnoresTerm,
-        /// Stays queued until killed.
-        Queued,
-        /// Panics while it is watched.
-        Panics,
-        /// Never starts: the executor refuses it.
-        Refused,
-    }
-
-    struct Scripted {
-        plan: Plan,
-        /// What the supervisor asked of the job, in order.
-        asked: Arc<Mutex<Vec<&'static str>>>,
-    }
-
-    struct ScriptedJob {
-        plan: Plan,
-        asked: Arc<Mutex<Vec<&'static str>>>,
-        announced: bool,
-        end_at: Option<Instant>,
-        stopped: Arc<Notify>,
-        exit: Option<i32>,
-    }
-
-    impl Executor for Scripted {
-        type Job = ScriptedJob;
-        const NAME: &'static str = "scripted";
-
-        async fn check(&self) -> Result<(), SchedulerError> {
-            Ok(())
-        }
-        fn leases_gpus(&self) -> bool {
-            true
-        }
-        fn visible_devices(&self, gpus: &[String]) -> Option<String> {
-            Some(gpus.join(","))
-        }
-        async fn submit(
-            &self,
-            _launch: &Launch,
-            _events: mpsc::UnboundedSender<Message>,
-        ) -> Result<ScriptedJob, Report> {
-            if let Plan::Refused = self.plan {
-                return Err(Report {
-                    rejected: Some("no room".into()),
-                    ..Report::default()
-                });
-            }
-            Ok(ScriptedJob {
-                plan: self.plan,
-                asked: self.asked.clone(),
-                announced: false,
-                end_at: match self.plan {
-                    Plan::RunsFor(d) => Some(Instant::now() + d),
-                    _ => None,
-                },
-                stopped: Arc::new(Notify::new()),
-                exit: None,
-            })
-        }
-        async fn kill(&self, _jobs: &[JobRef]) {}
-        async fn clean_up_unrecorded(&self, _orphan: &Orphan) -> Vec<String> {
-            Vec::new()
-        }
-    }
-
-    impl RunningJob for ScriptedJob {
-        fn job_ref(&self) -> JobRef {
-            JobRef::Job {
-                executor: Scripted::NAME,
-                id: "1".into(),
-            }
-        }
-        async fn next(&mut self) -> JobUpdate {
-            if let Plan::Panics = self.plan {
-                panic!("watcher bug");
-            }
-            if !self.announced && !matches!(self.plan, Plan::Queued) {
-                self.announced = true;
-                return JobUpdate::Running { node: None };
-            }
-            if self.exit.is_none() {
-                let far = Instant::now() + Duration::from_secs(3600);
-                tokio::select! {
-                    _ = sleep_until(self.end_at.unwrap_or(far)) => self.exit = Some(0),
-                    _ = self.stopped.notified() => {}
-                }
-            }
-            JobUpdate::Ended
-        }
-        async fn terminate(&mut self) {
-            self.asked.lock().unwrap().push("terminate");
-            if let Plan::RunsFor(_) = self.plan {
-                self.exit = Some(143);
-                self.stopped.notify_one();
-            }
-        }
-        async fn kill(&mut self) {
-            self.asked.lock().unwrap().push("kill");
-            self.exit.get_or_insert(137);
-            self.stopped.notify_one();
-        }
-        async fn finish(self, report: &mut Report) {
-            report.exit_code = self.exit;
-        }
-    }
+    use crate::executor::scripted::{Plan, Scripted};
 
     fn launch(timeout: Option<Duration>, grace: Duration) -> Launch {
         Launch {
@@ -299,11 +180,8 @@ mod tests {
         timeout: Option<Duration>,
         stop_with: Option<(Duration, Stop)>,
     ) -> (Vec<&'static str>, Vec<Message>, Report) {
-        let asked = Arc::new(Mutex::new(Vec::new()));
-        let executor = Arc::new(Scripted {
-            plan,
-            asked: asked.clone(),
-        });
+        let executor = Arc::new(Scripted::always(plan));
+        let asked = executor.asked.clone();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = watch::channel(Stop::Run);
         spawn(

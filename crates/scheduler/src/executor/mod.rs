@@ -10,6 +10,8 @@
 //! scheduler, the store or the CLI knows the executors' names.
 
 mod local;
+#[cfg(test)]
+pub(crate) mod scripted;
 mod slurm;
 
 use std::future::Future;
