@@ -30,7 +30,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 /// The end-to-end tests' project helpers: a temp directory, the real binary, its exports.
-#[allow(dead_code)]
+#[expect(dead_code, reason = "the benchmark uses a few of the helpers")]
 #[path = "../../../tests/e2e/support.rs"]
 mod support;
 

@@ -183,6 +183,18 @@ impl Store {
     }
 }
 
+/// A running trial as `hand_back!` reads it: id, process group, attempt, owner, host, job id
+/// and the executor that made the job.
+type OrphanRow = (
+    String,
+    Option<i64>,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 /// Marks the running trials that `owned_by` (a condition on `t`, the trials, with `owner` bound
 /// to its one placeholder if it has one) selects as interrupted, closes their attempts as
 /// lost, and evaluates to them with the host, process group and job their attempt ran as.
@@ -199,8 +211,7 @@ macro_rules! hand_back {
         if let Some(owner) = $owner {
             query = query.bind(owner);
         }
-        #[allow(clippy::type_complexity)]
-        let rows: Vec<(String, Option<i64>, i64, Option<String>, Option<String>, Option<String>, Option<String>)> =
+        let rows: Vec<OrphanRow> =
             query.fetch_all(&mut *$tx).await?;
         let mut orphans = Vec::with_capacity(rows.len());
         for (trial_id, pid, attempts, runner, host, job_id, executor) in rows {

@@ -426,7 +426,7 @@ impl Store {
     /// budget at once. Does nothing, not even to the attempt's own row, unless this attempt
     /// of `runner_id` still holds the trial: the end of an attempt that was taken over (its
     /// row already says `lost`) is never recorded against the trial or a newer attempt.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(clippy::too_many_arguments)]
     pub async fn end_unsuccessful(
         &self,
         trial_id: &str,

@@ -112,7 +112,7 @@ fn replay_examples(
 /// the aligned weights from `cache_dir` when this alignment ran before. A lock makes trials
 /// that start together wait for one run. `eval_every` evaluates the model every that many
 /// steps (`sweep base --eval-every`).
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments)]
 pub fn aligned(
     checkpoint: Lm,
     checkpoint_key: &str,
@@ -171,7 +171,7 @@ fn validation_note(model: &Lm, setup: &Setup, device: &Device) -> String {
 const BAR: f64 = 0.10;
 
 /// The alignment run itself.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments)]
 fn align(
     checkpoint: Lm,
     setup: &Setup,

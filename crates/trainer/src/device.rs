@@ -77,7 +77,10 @@ pub fn cpu_devices() -> Vec<Device> {
 }
 
 #[cfg(feature = "tch")]
-#[allow(deprecated)] // burn-tch is deprecated upstream; it is the libtorch path burn 0.22 has
+#[expect(
+    deprecated,
+    reason = "burn-tch is deprecated upstream; it is the libtorch path burn 0.22 has"
+)]
 fn select_tch(cuda_visible: &str) -> Result<Selected, DeviceError> {
     if cuda_visible.is_empty() {
         return Ok(Selected {

@@ -444,7 +444,7 @@ mod tests {
 
     #[cfg(feature = "tch")]
     #[test]
-    #[allow(deprecated)] // burn-tch is deprecated upstream
+    #[expect(deprecated, reason = "burn-tch is deprecated upstream")]
     fn bf16_compute_learns_with_fp32_weights_on_libtorch() {
         bf16_compute_learns_with_fp32_weights(&Device::libtorch());
     }

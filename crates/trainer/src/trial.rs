@@ -218,7 +218,7 @@ pub struct Checkpoints<'a> {
 /// `fingerprint` names everything else the run depends on (the base model, the data); a
 /// checkpoint with another fingerprint is not resumed from. Stops with a checkpoint when
 /// `stop` is set. On a GPU, `[trainer] precision` decides the fine-tuning's compute dtype.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments)]
 pub fn run_trial(
     setup: &Setup,
     base: &Lm,

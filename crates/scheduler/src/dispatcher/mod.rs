@@ -91,7 +91,7 @@ pub async fn run_sweep(
 }
 
 /// [`run_sweep`] on one executor.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments)]
 async fn run_on<E: Executor>(
     executor: E,
     store: &Store,
