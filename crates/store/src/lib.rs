@@ -14,16 +14,14 @@ mod postgres;
 mod read;
 mod retry;
 mod runners;
+mod sqlite;
 mod sweeps;
 mod trials;
 mod wide;
 
-use std::path::Path;
-use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, PgPool, SqlitePool};
+use sqlx::{PgPool, SqlitePool};
 
 pub use error::StoreError;
 pub use postgres::{fresh_database as fresh_postgres_database, redact, TEST_SERVER_ENV};
@@ -183,80 +181,10 @@ impl Store {
 
     async fn open_with(location: &str, access: Access) -> Result<Store, StoreError> {
         if is_postgres(location) {
-            return postgres::open(location, access).await;
+            postgres::open(location, access).await
+        } else {
+            sqlite::open(location, access).await
         }
-        let options = connect_options(location)?;
-        let in_memory = location.contains(":memory:");
-        let path = options.get_filename().to_path_buf();
-        if access != Access::Create && !in_memory && !path.exists() {
-            return Err(StoreError::Missing(path));
-        }
-        if path.is_dir() {
-            return Err(StoreError::IsADirectory(path));
-        }
-        if !in_memory && path.exists() && !path.is_file() {
-            return Err(StoreError::NotAFile(path));
-        }
-        let options = options
-            .create_if_missing(access == Access::Create)
-            .busy_timeout(Duration::from_secs(60))
-            .foreign_keys(true)
-            // Reports walk the whole sweep: map the file and keep a 64 MiB page cache rather
-            // than pread-ing each page into a 2 MiB one.
-            .pragma("mmap_size", "268435456")
-            .pragma("cache_size", "-65536")
-            // Reading a million-trial sweep is slow by design; it is not worth a warning.
-            .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(3600));
-        let options = match access {
-            Access::Read => options.read_only(true),
-            Access::Create | Access::Write => options
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal),
-        };
-        let fail = |e: sqlx::Error| StoreError::open(location, access == Access::Read, e);
-        let pool = match connect(&options).await {
-            Ok(pool) => pool,
-            // A WAL database whose directory this user cannot write (so SQLite cannot create
-            // its shared-memory file) opens only as immutable. That is exact when no
-            // write-ahead log exists: then every committed row is in the file itself.
-            Err(e) if access == Access::Read && is_read_only(&e) && !wal_exists(&path) => {
-                connect(&options.immutable(true)).await.map_err(fail)?
-            }
-            Err(e) => return Err(fail(e)),
-        };
-        // Never add sweep's tables to somebody else's database.
-        let tables: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
-                .fetch_all(&pool)
-                .await
-                .map_err(fail)?;
-        let store = Store::new(Pool::Sqlite(pool), location.to_string());
-        let ours = tables.iter().any(|t| t == "_sqlx_migrations");
-        if !ours && tables.iter().any(|t| !t.starts_with("sqlite_")) {
-            return Err(StoreError::Foreign(location.to_string(), tables.join(", ")));
-        }
-        if access == Access::Read {
-            store.check_schema(ours).await?;
-            return Ok(store);
-        }
-        // SQLite migrations take no lock: two processes creating the same new database race,
-        // and the loser's CREATE TABLE fails. Running again sees the winner's work as applied.
-        let Pool::Sqlite(pool) = &store.pool else {
-            unreachable!("opened as SQLite")
-        };
-        let mut tries = 0;
-        loop {
-            match SQLITE_MIGRATOR.run(pool).await {
-                Ok(()) => break,
-                Err(e) if tries < 5 && !StoreError::is_version_error(&e) => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(50 * tries)).await;
-                }
-                Err(e) => return Err(StoreError::migrate(location, e)),
-            }
-        }
-        store.refresh_wide_view_or_warn().await;
-        Ok(store)
     }
 
     /// For a read-only open, which cannot migrate: the database must be at this build's schema.
@@ -328,70 +256,9 @@ pub(crate) enum Access {
     Read,
 }
 
-/// A pool on `options`. Switching a new database to WAL needs a moment of exclusive access,
-/// and SQLite answers SQLITE_BUSY there without consulting the busy timeout: retry briefly.
-async fn connect(options: &SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
-    let mut tries = 0;
-    loop {
-        match SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.clone())
-            .await
-        {
-            Err(e) if tries < 20 && is_busy(&e) => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(25 * tries)).await;
-            }
-            done => return done,
-        }
-    }
-}
-
-fn is_read_only(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.code().and_then(|c| c.parse::<i64>().ok()).is_some_and(|c| c & 0xff == 8))
-}
-
-/// Whether the database at `path` has a write-ahead log beside it.
-fn wal_exists(path: &Path) -> bool {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    Path::new(&wal).exists()
-}
-
-fn is_busy(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "5" || c == "517"))
-}
-
 /// Whether `location` names a PostgreSQL server rather than a SQLite file.
 pub fn is_postgres(location: &str) -> bool {
     location.starts_with("postgres://") || location.starts_with("postgresql://")
-}
-
-fn connect_options(location: &str) -> Result<SqliteConnectOptions, StoreError> {
-    if location.trim().is_empty() {
-        return Err(StoreError::EmptyLocation);
-    }
-    if location.starts_with("sqlite:") {
-        return SqliteConnectOptions::from_str(location)
-            .map_err(|e| StoreError::open(location, false, e));
-    }
-    if let Some(scheme) = ["postgres:", "postgresql:"]
-        .into_iter()
-        .find(|scheme| location.starts_with(scheme))
-    {
-        // `postgres://…` is handled before this: one slash, or none, is a typo.
-        return Err(StoreError::MalformedUrl {
-            location: postgres::redact(location),
-            message: format!(
-                "a PostgreSQL URL starts with `{scheme}//`, as in {scheme}//user@host/database"
-            ),
-        });
-    }
-    if let Some((scheme, _)) = location.split_once("://") {
-        // `postgres://` is handled before this; anything else is not a database sweep knows.
-        return Err(StoreError::UnsupportedUrl(scheme.to_string()));
-    }
-    Ok(SqliteConnectOptions::new().filename(Path::new(location)))
 }
 
 /// The current time in Unix milliseconds.
