@@ -190,7 +190,7 @@ fn text_table(
 pub fn render_selection(
     selection: &Selection,
     format: Format,
-    mut out: impl Write,
+    out: impl Write,
 ) -> Result<(), ExportError> {
     let chosen: Vec<&Configuration> = selection
         .choices
@@ -204,178 +204,215 @@ pub fn render_selection(
     params.sort();
     params.dedup();
     let metrics = selection.metrics();
-    let (choose, report) = (selection.halves.choose, selection.halves.report);
-    let stat =
-        |c: &Configuration, prefix: &str, m: &str| c.stats.get(&format!("{prefix}{m}")).copied();
+    let parts = SelectionParts {
+        selection,
+        params,
+        metrics,
+    };
     match format {
-        Format::Json => {
-            let stat_json = |s: Option<Stat>| {
-                s.map(|s| json!({"mean": s.mean, "std": s.std, "n": s.n, "ci95": s.ci95}))
-            };
-            let value = json!({
-                "objective": selection.objective.to_string(),
-                "subject_to": selection.constraints.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
-                "chosen_on": choose,
-                "reported_on": report,
-                "sweeps": selection.choices.iter().map(|ch| json!({
-                    "sweep": ch.sweep,
-                    "eligible": ch.eligible.0,
-                    "configurations": ch.eligible.1,
-                    "bounds": ch.bounds.iter().map(|(c, v)| json!({"constraint": c, "value": v})).collect::<Vec<_>>(),
-                    "chosen": ch.config.as_ref().map(|c| json!({
-                        "params": c.params.iter().map(|(k, v)| (k.clone(), v.to_json())).collect::<serde_json::Map<_, _>>(),
-                        "trials": c.trials,
-                        "metrics": metrics.iter().map(|m| (m.clone(), json!({
-                            "chosen_on": stat_json(stat(c, choose, m)),
-                            "reported": stat_json(stat(c, report, m)),
-                        }))).collect::<serde_json::Map<_, _>>(),
-                    })),
-                })).collect::<Vec<_>>(),
-            });
-            writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(&value).unwrap_or_default()
-            )?;
+        Format::Json => parts.json(out),
+        Format::Csv => parts.csv(out),
+        Format::Table | Format::Markdown | Format::Latex => parts.text(format, out),
+    }
+}
+
+/// What every format of a `--best` selection shows: the selection, the chosen
+/// configurations' parameter names and the metrics reported.
+struct SelectionParts<'a> {
+    selection: &'a Selection,
+    params: Vec<String>,
+    metrics: Vec<String>,
+}
+
+impl SelectionParts<'_> {
+    /// A statistic of `c`: metric `m` on the half `prefix` names.
+    fn stat(c: &Configuration, prefix: &str, m: &str) -> Option<Stat> {
+        c.stats.get(&format!("{prefix}{m}")).copied()
+    }
+
+    fn json(&self, mut out: impl Write) -> Result<(), ExportError> {
+        let (selection, metrics) = (self.selection, &self.metrics);
+        let (choose, report) = (selection.halves.choose, selection.halves.report);
+        let stat = Self::stat;
+        let stat_json = |s: Option<Stat>| {
+            s.map(|s| json!({"mean": s.mean, "std": s.std, "n": s.n, "ci95": s.ci95}))
+        };
+        let value = json!({
+            "objective": selection.objective.to_string(),
+            "subject_to": selection.constraints.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            "chosen_on": choose,
+            "reported_on": report,
+            "sweeps": selection.choices.iter().map(|ch| json!({
+                "sweep": ch.sweep,
+                "eligible": ch.eligible.0,
+                "configurations": ch.eligible.1,
+                "bounds": ch.bounds.iter().map(|(c, v)| json!({"constraint": c, "value": v})).collect::<Vec<_>>(),
+                "chosen": ch.config.as_ref().map(|c| json!({
+                    "params": c.params.iter().map(|(k, v)| (k.clone(), v.to_json())).collect::<serde_json::Map<_, _>>(),
+                    "trials": c.trials,
+                    "metrics": metrics.iter().map(|m| (m.clone(), json!({
+                        "chosen_on": stat_json(stat(c, choose, m)),
+                        "reported": stat_json(stat(c, report, m)),
+                    }))).collect::<serde_json::Map<_, _>>(),
+                })),
+            })).collect::<Vec<_>>(),
+        });
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        )?;
+
+        Ok(())
+    }
+
+    fn csv(&self, out: impl Write) -> Result<(), ExportError> {
+        let (selection, params, metrics) = (self.selection, &self.params, &self.metrics);
+        let (choose, report) = (selection.halves.choose, selection.halves.report);
+        let stat = Self::stat;
+        let mut w = csv::Writer::from_writer(out);
+        let mut header = vec!["sweep".to_string(), "eligible".into(), "n".into()];
+        header.extend(params.iter().map(|p| format!("param_{p}")));
+        for m in metrics.iter() {
+            header.push(format!("metric_{choose}{m}_mean"));
+            for s in ["mean", "std", "n", "ci95"] {
+                header.push(format!("metric_{report}{m}_{s}"));
+            }
         }
-        Format::Csv => {
-            let mut w = csv::Writer::from_writer(out);
-            let mut header = vec!["sweep".to_string(), "eligible".into(), "n".into()];
-            header.extend(params.iter().map(|p| format!("param_{p}")));
-            for m in &metrics {
-                header.push(format!("metric_{choose}{m}_mean"));
-                for s in ["mean", "std", "n", "ci95"] {
-                    header.push(format!("metric_{report}{m}_{s}"));
+        w.write_record(&header)?;
+        for ch in &selection.choices {
+            let mut rec = vec![
+                ch.sweep.clone(),
+                format!("{}/{}", ch.eligible.0, ch.eligible.1),
+            ];
+            match &ch.config {
+                None => rec.resize(header.len(), String::new()),
+                Some(c) => {
+                    rec.push(c.trials.len().to_string());
+                    rec.extend(params.iter().map(|p| param_text(c, p)));
+                    for m in metrics.iter() {
+                        let chosen_on = stat(c, choose, m).map(|s| format_float(s.mean));
+                        rec.push(chosen_on.unwrap_or_default());
+                        match stat(c, report, m) {
+                            Some(s) => rec.extend([
+                                format_float(s.mean),
+                                format_float(s.std),
+                                s.n.to_string(),
+                                format_float(s.ci95),
+                            ]),
+                            None => rec.extend(vec![String::new(); 4]),
+                        }
+                    }
                 }
             }
-            w.write_record(&header)?;
-            for ch in &selection.choices {
-                let mut rec = vec![
+            w.write_record(&rec)?;
+        }
+        w.flush()?;
+
+        Ok(())
+    }
+
+    fn text(&self, format: Format, mut out: impl Write) -> Result<(), ExportError> {
+        let (selection, params, metrics) = (self.selection, &self.params, &self.metrics);
+        let (choose, report) = (selection.halves.choose, selection.halves.report);
+        let stat = Self::stat;
+        let name = |prefix: &str, m: &str| {
+            if prefix.is_empty() {
+                m.to_string()
+            } else {
+                format!("{prefix}{m}")
+            }
+        };
+        let mut header = vec!["sweep".to_string(), "eligible".into(), "n".into()];
+        header.extend(params.iter().cloned());
+        for m in metrics.iter() {
+            header.push(name(choose, m));
+            header.push(format!("{} (± 95 % CI)", name(report, m)));
+        }
+        let body: Vec<Vec<String>> = selection
+            .choices
+            .iter()
+            .map(|ch| {
+                let mut cells = vec![
                     ch.sweep.clone(),
                     format!("{}/{}", ch.eligible.0, ch.eligible.1),
                 ];
                 match &ch.config {
-                    None => rec.resize(header.len(), String::new()),
+                    None => {
+                        cells.push("none meets the constraints".into());
+                        cells.resize(header.len(), String::new());
+                    }
                     Some(c) => {
-                        rec.push(c.trials.len().to_string());
-                        rec.extend(params.iter().map(|p| param_text(c, p)));
-                        for m in &metrics {
-                            let chosen_on = stat(c, choose, m).map(|s| format_float(s.mean));
-                            rec.push(chosen_on.unwrap_or_default());
-                            match stat(c, report, m) {
-                                Some(s) => rec.extend([
-                                    format_float(s.mean),
-                                    format_float(s.std),
-                                    s.n.to_string(),
-                                    format_float(s.ci95),
-                                ]),
-                                None => rec.extend(vec![String::new(); 4]),
-                            }
+                        cells.push(c.trials.len().to_string());
+                        cells.extend(params.iter().map(|p| param_text(c, p)));
+                        for m in metrics.iter() {
+                            cells.push(
+                                stat(c, choose, m)
+                                    .map_or(String::new(), |s| format!("{:.4}", s.mean)),
+                            );
+                            cells.push(
+                                stat(c, report, m)
+                                    .map_or(String::new(), |s| plus_minus(s.mean, s.ci95, s.n)),
+                            );
                         }
                     }
                 }
-                w.write_record(&rec)?;
-            }
-            w.flush()?;
-        }
-        Format::Table | Format::Markdown | Format::Latex => {
-            let name = |prefix: &str, m: &str| {
-                if prefix.is_empty() {
-                    m.to_string()
-                } else {
-                    format!("{prefix}{m}")
-                }
-            };
-            let mut header = vec!["sweep".to_string(), "eligible".into(), "n".into()];
-            header.extend(params.iter().cloned());
-            for m in &metrics {
-                header.push(name(choose, m));
-                header.push(format!("{} (± 95 % CI)", name(report, m)));
-            }
-            let body: Vec<Vec<String>> = selection
-                .choices
+                cells
+            })
+            .collect();
+        if format == Format::Latex {
+            writeln!(
+                out,
+                "% Generated by `sweep report --best`; needs \\usepackage{{booktabs}}."
+            )?;
+            writeln!(
+                out,
+                "\\begin{{tabular}}{{l{}}}",
+                "r".repeat(header.len() - 1)
+            )?;
+            writeln!(out, "\\toprule")?;
+            let escaped: Vec<String> = header
                 .iter()
-                .map(|ch| {
-                    let mut cells = vec![
-                        ch.sweep.clone(),
-                        format!("{}/{}", ch.eligible.0, ch.eligible.1),
-                    ];
-                    match &ch.config {
-                        None => {
-                            cells.push("none meets the constraints".into());
-                            cells.resize(header.len(), String::new());
-                        }
-                        Some(c) => {
-                            cells.push(c.trials.len().to_string());
-                            cells.extend(params.iter().map(|p| param_text(c, p)));
-                            for m in &metrics {
-                                cells.push(
-                                    stat(c, choose, m)
-                                        .map_or(String::new(), |s| format!("{:.4}", s.mean)),
-                                );
-                                cells
-                                    .push(stat(c, report, m).map_or(String::new(), |s| {
-                                        plus_minus(s.mean, s.ci95, s.n)
-                                    }));
-                            }
-                        }
-                    }
-                    cells
-                })
+                .map(|h| tex_escape(h).replace('±', "$\\pm$"))
                 .collect();
-            if format == Format::Latex {
-                writeln!(
-                    out,
-                    "% Generated by `sweep report --best`; needs \\usepackage{{booktabs}}."
-                )?;
-                writeln!(
-                    out,
-                    "\\begin{{tabular}}{{l{}}}",
-                    "r".repeat(header.len() - 1)
-                )?;
-                writeln!(out, "\\toprule")?;
-                let escaped: Vec<String> = header
+            writeln!(out, "{} \\\\", escaped.join(" & "))?;
+            writeln!(out, "\\midrule")?;
+            for row in &body {
+                let cells: Vec<String> = row
                     .iter()
-                    .map(|h| tex_escape(h).replace('±', "$\\pm$"))
+                    .map(|c| tex_escape(c).replace('±', "$\\pm$"))
                     .collect();
-                writeln!(out, "{} \\\\", escaped.join(" & "))?;
-                writeln!(out, "\\midrule")?;
-                for row in &body {
-                    let cells: Vec<String> = row
-                        .iter()
-                        .map(|c| tex_escape(c).replace('±', "$\\pm$"))
-                        .collect();
-                    writeln!(out, "{} \\\\", cells.join(" & "))?;
-                }
-                writeln!(out, "\\bottomrule")?;
-                writeln!(out, "\\end{{tabular}}")?;
-            } else {
-                text_table(&header, &body, format == Format::Markdown, &mut out)?;
-                if format == Format::Table {
-                    writeln!(
-                        out,
-                        "\nchosen on {} prompts, reported on {} prompts (n: trials averaged)",
-                        if choose.is_empty() {
-                            "all"
-                        } else {
-                            "validation"
-                        },
-                        if report.is_empty() {
-                            "the same"
-                        } else {
-                            "held-out test"
-                        },
-                    )?;
-                    for ch in &selection.choices {
-                        for (c, v) in &ch.bounds {
-                            writeln!(out, "{}: {c} is {}", ch.sweep, format_float(*v))?;
-                        }
+                writeln!(out, "{} \\\\", cells.join(" & "))?;
+            }
+            writeln!(out, "\\bottomrule")?;
+            writeln!(out, "\\end{{tabular}}")?;
+        } else {
+            text_table(&header, &body, format == Format::Markdown, &mut out)?;
+            if format == Format::Table {
+                writeln!(
+                    out,
+                    "\nchosen on {} prompts, reported on {} prompts (n: trials averaged)",
+                    if choose.is_empty() {
+                        "all"
+                    } else {
+                        "validation"
+                    },
+                    if report.is_empty() {
+                        "the same"
+                    } else {
+                        "held-out test"
+                    },
+                )?;
+                for ch in &selection.choices {
+                    for (c, v) in &ch.bounds {
+                        writeln!(out, "{}: {c} is {}", ch.sweep, format_float(*v))?;
                     }
                 }
             }
         }
+
+        Ok(())
     }
-    Ok(())
 }
 
 /// `mean ± spread` to four places, or the mean alone for a single value.
