@@ -444,6 +444,23 @@ fn exports_carry_the_fixed_parameters() {
     let csv = text(&out.stdout);
     assert!(csv.lines().next().unwrap().contains("epochs"), "{csv}");
     assert_eq!(csv.lines().count(), 3, "two configurations: {csv}");
+    // Reports see the same parameters as exports: --where on a `[fixed]` one.
+    let out = p.run(&[
+        "report",
+        "--objective",
+        "m:max",
+        "--where",
+        "optimizer=adamw",
+        "--format",
+        "csv",
+    ]);
+    assert_code(&out, 0);
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        3,
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 /// The store's `trials_wide` view (one column per parameter and metric) holds what the

@@ -14,6 +14,7 @@ pub mod plot;
 pub mod render;
 pub mod select;
 pub mod status;
+pub mod stored;
 pub mod table;
 pub mod verdicts;
 
@@ -24,4 +25,5 @@ pub use front::{FrontBuilder, FrontReport};
 pub use render::{render, render_selection, Format};
 pub use select::{select, Constraint, Halves, Selection};
 pub use status::{status_json, status_table};
+pub use stored::{FixedParams, Stored};
 pub use table::{Table, TableFormat, TableWriter};

@@ -7,11 +7,11 @@ use anyhow::{bail, Context};
 use clap::Args;
 use sweep_core::confirm::confirmation_grid;
 use sweep_core::{Grid, ParamValue};
-use sweep_report::compare::{configuration, pair};
-use sweep_report::confirm::{confirmed, render_confirmation, ConfirmReport};
+use sweep_report::compare::{configuration, pair, ComparisonReport};
+use sweep_report::confirm::{confirmed, render_confirmation, ConfirmReport, Confirmed};
 use sweep_report::pareto::Objective;
 use sweep_report::{conditions, select, Aggregator, Constraint, Filter, Halves};
-use sweep_store::{Store, TrialRow};
+use sweep_store::{Store, SweepRecord, TrialRow};
 
 use crate::exit_codes;
 use crate::output::say;
@@ -51,48 +51,7 @@ pub async fn run(db: &str, args: ConfirmArgs) -> anyhow::Result<i32> {
     let Some(seed_name) = replicate.first().cloned() else {
         bail!("--replicate names no parameter to take the new seeds");
     };
-    let store = Store::open_read_only(db).await?;
-    let record = store.sweep(&args.name).await?;
-    let params = store.param_names(Some(record.id)).await?;
-    let metrics = store.metric_names(Some(record.id)).await?;
-    let mut rows: Vec<TrialRow> = Vec::new();
-    store
-        .for_each_trial(Some(record.id), |row| {
-            rows.push(row);
-            true
-        })
-        .await?;
-    store.close().await;
-
-    // The choice, exactly as `report --best` makes it.
-    let mut aggregator = Aggregator::new(Some(&replicate));
-    for row in &rows {
-        aggregator.add(row);
-    }
-    let selection = select(
-        &aggregator.finish(),
-        &args.best,
-        &args.subject_to,
-        Halves::SPLIT,
-    )?;
-    let Some(chosen) = selection.choices.into_iter().find_map(|c| c.config) else {
-        bail!(
-            "sweep {}: no configuration meets the constraints; `sweep report {} --best {}` shows the bounds",
-            args.name,
-            args.name,
-            args.best
-        );
-    };
-    let mut configs = vec![("chosen", chosen.params.clone())];
-    if let Some(text) = &args.baseline {
-        let conditions = conditions(text).context("--baseline")?;
-        let filter = Filter::new(&conditions, &params, &metrics).context("--baseline")?;
-        let baseline = configuration(&rows, "the baseline", (text, &filter), &replicate)?;
-        if baseline.params == chosen.params {
-            bail!("--baseline {text}: that is the chosen configuration itself; name another");
-        }
-        configs.push(("baseline", baseline.params));
-    }
+    let (record, rows, configs) = choose(db, &args, &replicate).await?;
 
     // Seeds no trial of the sweep used.
     let used = rows
@@ -120,7 +79,7 @@ pub async fn run(db: &str, args: ConfirmArgs) -> anyhow::Result<i32> {
     let grid = Grid::parse(&path, &text)?;
     say!(
         "confirming {} on seeds {:?} as sweep {name} ({})",
-        sweep_core::value::params_to_json(&chosen.params),
+        sweep_core::value::params_to_json(&configs[0].1),
         seeds,
         path.display()
     );
@@ -131,42 +90,8 @@ pub async fn run(db: &str, args: ConfirmArgs) -> anyhow::Result<i32> {
     }
 
     // The report, on the new seeds only.
-    let store = Store::open_read_only(db).await?;
-    let sweep = store.sweep(&name).await?;
-    let mut new_rows: Vec<TrialRow> = Vec::new();
-    store
-        .for_each_trial(Some(sweep.id), |row| {
-            new_rows.push(row);
-            true
-        })
-        .await?;
-    store.close().await;
-    let reported = format!("{}{}", Halves::SPLIT.report, args.best.metric);
-    let metric = if new_rows.iter().any(|r| r.metrics.contains_key(&reported)) {
-        reported
-    } else {
-        args.best.metric.clone()
-    };
-    let confirmed = confirmed(&new_rows, &configs, &replicate, &metric);
-    let paired = match confirmed.as_slice() {
-        [chosen, baseline] => {
-            match pair(
-                &trials_root,
-                chosen.side(),
-                baseline.side(),
-                &metric,
-                &replicate,
-                10_000,
-            ) {
-                Ok(report) => Some(report),
-                Err(e) => {
-                    say!("no prompt-level comparison: {e}");
-                    None
-                }
-            }
-        }
-        _ => None,
-    };
+    let (metric, confirmed, paired) =
+        on_new_seeds(db, &name, &args.best, &configs, &replicate, &trials_root).await?;
     let report = ConfirmReport {
         original: args.name,
         sweep: name,
@@ -180,4 +105,108 @@ pub async fn run(db: &str, args: ConfirmArgs) -> anyhow::Result<i32> {
         .context("cannot write the report")?;
     out.flush()?;
     Ok(exit_codes::OK)
+}
+
+/// A configuration to confirm: what it is called in the report, and its parameters.
+type Named = (&'static str, sweep_core::Params);
+
+/// The choice, exactly as `report --best` makes it, and the baseline beside it; with the
+/// sweep and its trials.
+async fn choose(
+    db: &str,
+    args: &ConfirmArgs,
+    replicate: &[String],
+) -> anyhow::Result<(SweepRecord, Vec<TrialRow>, Vec<Named>)> {
+    let store = Store::open_read_only(db).await?;
+    let record = store.sweep(&args.name).await?;
+    let params = store.param_names(Some(record.id)).await?;
+    let metrics = store.metric_names(Some(record.id)).await?;
+    let mut rows: Vec<TrialRow> = Vec::new();
+    store
+        .for_each_trial(Some(record.id), |row| {
+            rows.push(row);
+            true
+        })
+        .await?;
+    store.close().await;
+
+    let mut aggregator = Aggregator::new(Some(replicate));
+    for row in &rows {
+        aggregator.add(row);
+    }
+    let selection = select(
+        &aggregator.finish(),
+        &args.best,
+        &args.subject_to,
+        Halves::SPLIT,
+    )?;
+    let Some(chosen) = selection.choices.into_iter().find_map(|c| c.config) else {
+        bail!(
+            "sweep {}: no configuration meets the constraints; `sweep report {} --best {}` shows the bounds",
+            args.name,
+            args.name,
+            args.best
+        );
+    };
+    let mut configs = vec![("chosen", chosen.params.clone())];
+    if let Some(text) = &args.baseline {
+        let conditions = conditions(text).context("--baseline")?;
+        let filter = Filter::new(&conditions, &params, &metrics).context("--baseline")?;
+        let baseline = configuration(&rows, "the baseline", (text, &filter), replicate)?;
+        if baseline.params == chosen.params {
+            bail!("--baseline {text}: that is the chosen configuration itself; name another");
+        }
+        configs.push(("baseline", baseline.params));
+    }
+
+    Ok((record, rows, configs))
+}
+
+/// The confirmation sweep's configurations on its new seeds, and the chosen one paired with
+/// the baseline prompt by prompt (when there is one and the answers were kept).
+async fn on_new_seeds(
+    db: &str,
+    name: &str,
+    best: &Objective,
+    configs: &[Named],
+    replicate: &[String],
+    trials_root: &std::path::Path,
+) -> anyhow::Result<(String, Vec<Confirmed>, Option<ComparisonReport>)> {
+    let store = Store::open_read_only(db).await?;
+    let sweep = store.sweep(name).await?;
+    let mut new_rows: Vec<TrialRow> = Vec::new();
+    store
+        .for_each_trial(Some(sweep.id), |row| {
+            new_rows.push(row);
+            true
+        })
+        .await?;
+    store.close().await;
+    let reported = format!("{}{}", Halves::SPLIT.report, best.metric);
+    let metric = if new_rows.iter().any(|r| r.metrics.contains_key(&reported)) {
+        reported
+    } else {
+        best.metric.clone()
+    };
+    let confirmed = confirmed(&new_rows, configs, replicate, &metric);
+    let paired = match confirmed.as_slice() {
+        [chosen, baseline] => {
+            match pair(
+                trials_root,
+                chosen.side(),
+                baseline.side(),
+                &metric,
+                replicate,
+                10_000,
+            ) {
+                Ok(report) => Some(report),
+                Err(e) => {
+                    say!("no prompt-level comparison: {e}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    Ok((metric, confirmed, paired))
 }

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use sweep_report::{
-    aggregate_table, curves_table, trial_cells, trial_columns, Aggregator, Condition, Filter,
-    TableFormat, TableWriter,
+    aggregate_table, curves_table, trial_cells, trial_columns, Condition, Filter, FixedParams,
+    Stored, TableFormat, TableWriter,
 };
 use sweep_store::Store;
 
@@ -68,20 +68,15 @@ pub async fn run(db: &str, args: ExportArgs) -> anyhow::Result<i32> {
         None => None,
     };
     // `[fixed]` values are parameters of every trial too: exported beside the swept ones.
-    let fixed = fixed_params(&store, args.name.as_deref()).await?;
-    let mut params = store.param_names(sweep_id).await?;
-    params.extend(fixed.values().flat_map(|f| f.keys().cloned()));
-    params.sort();
-    params.dedup();
-    let with_fixed = |mut row: sweep_store::TrialRow| {
-        if let Some(values) = fixed.get(&row.sweep) {
-            for (k, v) in values {
-                row.params.entry(k.clone()).or_insert_with(|| v.clone());
-            }
-        }
-        row
-    };
+    let fixed = FixedParams::load(&store, args.name.as_deref()).await?;
+    let params = fixed.with_names(store.param_names(sweep_id).await?);
     let filter = Filter::new(&args.filters, &params, &store.metric_names(sweep_id).await?)?;
+    let stored = Stored {
+        store: &store,
+        sweep_id,
+        fixed: &fixed,
+        filter: &filter,
+    };
     let out: Box<dyn Write> = if path.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())
     } else {
@@ -90,49 +85,33 @@ pub async fn run(db: &str, args: ExportArgs) -> anyhow::Result<i32> {
     let out = BufWriter::new(out);
     if args.curves {
         let mut kept = HashMap::new();
-        store
-            .for_each_trial(sweep_id, |mut row| {
-                row = with_fixed(row);
-                if filter.keep(&row) {
-                    row.metrics.clear();
-                    kept.insert(row.id.clone(), row);
-                }
+        stored
+            .for_each(|mut row| {
+                row.metrics.clear();
+                kept.insert(row.id.clone(), row);
                 true
             })
             .await?;
         let points = store.curves(sweep_id).await?;
         curves_table(&points, &params, &kept).write(format, out)?;
     } else if args.aggregate {
-        let mut aggregator = Aggregator::new(Some(&args.replicate.names));
-        store
-            .for_each_trial(sweep_id, |row| {
-                let row = with_fixed(row);
-                if filter.keep(&row) {
-                    aggregator.add(&row);
-                }
-                true
-            })
-            .await?;
-        aggregate_table(&aggregator.finish()).write(format, out)?;
+        let configurations = stored.aggregate(Some(&args.replicate.names)).await?;
+        aggregate_table(&configurations).write(format, out)?;
     } else {
         // Streamed: one trial in memory at a time.
         let metrics = store.metric_names(sweep_id).await?;
         let mut writer = TableWriter::new(format, trial_columns(&params, &metrics), out)?;
         let mut failure = None;
-        store
-            .for_each_trial(sweep_id, |row| {
-                let row = with_fixed(row);
-                if !filter.keep(&row) {
-                    return true;
-                }
-                match writer.row(&trial_cells(&row, &params, &metrics)) {
+        stored
+            .for_each(
+                |row| match writer.row(&trial_cells(&row, &params, &metrics)) {
                     Ok(()) => true,
                     Err(e) => {
                         failure = Some(e);
                         false
                     }
-                }
-            })
+                },
+            )
             .await?;
         if let Some(e) = failure {
             return Err(e.into());
@@ -141,24 +120,4 @@ pub async fn run(db: &str, args: ExportArgs) -> anyhow::Result<i32> {
     }
     store.close().await;
     Ok(exit_codes::OK)
-}
-
-/// Each sweep's `[fixed]` values (of one sweep, or all), from the grid stored with it. A grid
-/// that no longer parses (stored by an older sweep) contributes none.
-async fn fixed_params(
-    store: &Store,
-    name: Option<&str>,
-) -> anyhow::Result<std::collections::HashMap<String, sweep_core::Params>> {
-    let records = match name {
-        Some(name) => vec![store.sweep(name).await?],
-        None => store.sweeps().await?,
-    };
-    Ok(records
-        .into_iter()
-        .filter_map(|r| {
-            let grid =
-                sweep_core::Grid::parse(std::path::Path::new(&r.grid_path), &r.grid_toml).ok()?;
-            Some((r.name, grid.fixed))
-        })
-        .collect())
 }

@@ -9,8 +9,8 @@ use sweep_report::html::html_page;
 use sweep_report::pareto::Objective;
 use sweep_report::plot::plot_svg;
 use sweep_report::{
-    render, render_selection, select, Aggregator, Condition, Constraint, Filter, Format,
-    FrontBuilder, Halves,
+    render, render_selection, select, Condition, Constraint, Filter, FixedParams, Format,
+    FrontBuilder, Halves, Stored,
 };
 use sweep_store::Store;
 
@@ -96,27 +96,26 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
         Some(name) => Some(store.sweep(name).await?.id),
         None => None,
     };
-    let params = store.param_names(sweep_id).await?;
+    let fixed = FixedParams::load(&store, args.name.as_deref()).await?;
+    let params = fixed.with_names(store.param_names(sweep_id).await?);
     let metrics = store.metric_names(sweep_id).await?;
     let filter = Filter::new(&args.filters, &params, &metrics)?;
+    let stored = Stored {
+        store: &store,
+        sweep_id,
+        fixed: &fixed,
+        filter: &filter,
+    };
     let replicate = (!args.per_trial).then_some(args.replicate.names.as_slice());
     if let Some(objective) = &args.best {
-        let mut aggregator = Aggregator::new(replicate);
-        store
-            .for_each_trial(sweep_id, |row| {
-                if filter.keep(&row) {
-                    aggregator.add(&row);
-                }
-                true
-            })
-            .await?;
+        let configurations = stored.aggregate(replicate).await?;
         store.close().await;
         let halves = if args.same_prompts {
             Halves::SAME
         } else {
             Halves::SPLIT
         };
-        let selection = select(&aggregator.finish(), objective, &args.subject_to, halves)?;
+        let selection = select(&configurations, objective, &args.subject_to, halves)?;
         let mut out = std::io::stdout().lock();
         render_selection(&selection, format_of(args.format), &mut out)
             .context("cannot write the report")?;
@@ -139,11 +138,9 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
         }
     }
     let mut builder = FrontBuilder::new(&args.objectives, replicate);
-    store
-        .for_each_trial(sweep_id, |row| {
-            if filter.keep(&row) {
-                builder.add(&row);
-            }
+    stored
+        .for_each(|row| {
+            builder.add(&row);
             true
         })
         .await?;

@@ -1,0 +1,98 @@
+//! The stream every report starts from: a sweep's stored trials (or every sweep's), each with
+//! its sweep's `[fixed]` values among its parameters, kept or dropped by `--where`. One
+//! place, so `report`, `export` and `confirm` see the same trials with the same parameters.
+
+use std::collections::HashMap;
+
+use sweep_core::{Grid, Params};
+use sweep_store::{Store, StoreError, TrialRow};
+
+use crate::aggregate::{Aggregator, Configuration};
+use crate::filter::Filter;
+
+/// Each sweep's `[fixed]` values, from the grid stored with it. A grid that no longer parses
+/// (stored by an older sweep) contributes none.
+#[derive(Debug, Default)]
+pub struct FixedParams(HashMap<String, Params>);
+
+impl FixedParams {
+    /// The `[fixed]` values of the sweep `name`, or of every sweep.
+    pub async fn load(store: &Store, name: Option<&str>) -> Result<FixedParams, StoreError> {
+        let records = match name {
+            Some(name) => vec![store.sweep(name).await?],
+            None => store.sweeps().await?,
+        };
+        Ok(FixedParams(
+            records
+                .into_iter()
+                .filter_map(|r| {
+                    let grid =
+                        Grid::parse(std::path::Path::new(&r.grid_path), &r.grid_toml).ok()?;
+                    Some((r.name, grid.fixed))
+                })
+                .collect(),
+        ))
+    }
+
+    /// `row` with its sweep's `[fixed]` values added to its parameters (a swept value of the
+    /// same name, which a grid cannot have, would win).
+    pub fn apply(&self, mut row: TrialRow) -> TrialRow {
+        if let Some(values) = self.0.get(&row.sweep) {
+            for (k, v) in values {
+                row.params.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        row
+    }
+
+    /// The swept parameters' names with the `[fixed]` ones, sorted.
+    pub fn with_names(&self, mut swept: Vec<String>) -> Vec<String> {
+        swept.extend(self.0.values().flat_map(|f| f.keys().cloned()));
+        swept.sort();
+        swept.dedup();
+        swept
+    }
+}
+
+/// What a report reads: which sweep, its `[fixed]` values, and the `--where` filter.
+pub struct Stored<'a> {
+    /// The store.
+    pub store: &'a Store,
+    /// One sweep, or every sweep.
+    pub sweep_id: Option<i64>,
+    /// Their `[fixed]` values.
+    pub fixed: &'a FixedParams,
+    /// The trials kept.
+    pub filter: &'a Filter,
+}
+
+impl Stored<'_> {
+    /// Hands the kept trials to `visit` one at a time (`visit` returns false to stop), so a
+    /// sweep of millions of trials is never held in memory.
+    pub async fn for_each(
+        &self,
+        mut visit: impl FnMut(TrialRow) -> bool,
+    ) -> Result<(), StoreError> {
+        self.store
+            .for_each_trial(self.sweep_id, |row| {
+                let row = self.fixed.apply(row);
+                !self.filter.keep(&row) || visit(row)
+            })
+            .await
+    }
+
+    /// The kept trials folded into configurations (replicates by `replicate`; `None`: every
+    /// trial its own).
+    pub async fn aggregate(
+        &self,
+        replicate: Option<&[String]>,
+    ) -> Result<Vec<Configuration>, StoreError> {
+        let mut aggregator = Aggregator::new(replicate);
+        self.for_each(|row| {
+            aggregator.add(&row);
+            true
+        })
+        .await?;
+        Ok(aggregator.finish())
+    }
+}
