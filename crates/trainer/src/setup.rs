@@ -11,10 +11,10 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::align_data::AlignData;
 use crate::batch::{loss, make_batch};
-use crate::benchmark::{self, ItemScore, PrepareError, Prepared};
+use crate::benchmark::{self, Benchmark, ItemScore, PrepareError, Prepared};
 use crate::chat::{Chat, Prompts, Split};
 use crate::config::{AlignConfig, ConfigError, TrainerConfig};
-use crate::data::{fixed_split, generate as generate_data, DataConfig, Example};
+use crate::data::{fixed_split, generate as generate_data, BuiltinData, DataConfig, Example};
 use crate::eval::{
     exact_match, over_refusal, safety, unsafe_rate_no_echo, Keywords, Lexicon, Response,
 };
@@ -74,29 +74,8 @@ impl Setup {
     /// Generates the built-in data and reads the files `config` names, tokenised for the
     /// miniature or, with `[trainer.model] hf`, through the checkpoint's chat template.
     pub fn new(config: TrainerConfig) -> Result<Setup, ConfigError> {
-        // The generated data holds evaluation sets of these sizes; a config picks a prefix.
         let built_in = DataConfig::default();
-        for (key, n, max) in [
-            (
-                "eval_harmful",
-                config.eval_harmful.unwrap_or(0),
-                built_in.eval_harmful,
-            ),
-            ("eval_benign", config.eval_benign, built_in.eval_benign),
-            ("eval_task", config.eval_task, built_in.eval_task),
-        ] {
-            let from_file = match key {
-                "eval_harmful" => config.harmful_prompts.is_some(),
-                "eval_benign" => config.benign_prompts.is_some(),
-                _ => false,
-            };
-            if n > max && !from_file {
-                return Err(ConfigError::Value {
-                    key,
-                    message: format!("the built-in data holds at most {max}, got {n}"),
-                });
-            }
-        }
+        check_eval_sizes(&config, &built_in)?;
         let mut files = config.read_files()?;
         // The benchmarks' inputs are cut to the model's own window, as lm-eval cuts them.
         let (chat, window) = match config.model.hf() {
@@ -106,19 +85,7 @@ impl Setup {
                 (Chat::Hf(Box::new(tokenizer)), checkpoint.arch.max_seq)
             }
         };
-        let benchmarks = std::mem::take(&mut files.benchmarks)
-            .into_iter()
-            .map(|b| {
-                b.prepare(window, |text| chat.encode_text(text))
-                    .map_err(|e| match e {
-                        PrepareError::Encode(e) => ConfigError::Checkpoint(e),
-                        item @ PrepareError::Item { .. } => ConfigError::Value {
-                            key: "benchmarks",
-                            message: item.to_string(),
-                        },
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let benchmarks = prepare_benchmarks(std::mem::take(&mut files.benchmarks), &chat, window)?;
         let data = generate_data(&built_in);
         let data_fingerprint = blake3::hash(format!("{data:?}").as_bytes())
             .to_hex()
@@ -157,50 +124,10 @@ impl Setup {
                 (vec![(enc(train)?, 1.0)], Vec::new(), held_out(held)?)
             }
         };
-        // A file's prompts left out of its evaluated sample validate a checkpoint.
-        let (eval_harmful, rest_harmful) = match files.harmful_prompts {
-            Some(prompts) => fixed_split(prompts, config.eval_harmful),
-            None => (
-                data.eval_harmful[..config.eval_harmful.unwrap_or(DEFAULT_EVAL_HARMFUL)].to_vec(),
-                Vec::new(),
-            ),
-        };
-        let (eval_benign, rest_benign) = match files.benign_prompts {
-            Some(prompts) => fixed_split(prompts, Some(config.eval_benign)),
-            None => (data.eval_benign[..config.eval_benign].to_vec(), Vec::new()),
-        };
-        let retained = match chat {
-            Chat::Bytes => vec![
-                ("retained_facts", &data.retained_facts),
-                ("retained_howto", &data.retained_howto),
-            ]
-            .into_iter()
-            .map(|(name, items)| {
-                let answers = items.iter().map(|e| e.response.clone()).collect();
-                Ok((
-                    name,
-                    prompts(items.iter().map(|e| e.prompt.clone()).collect())?,
-                    answers,
-                ))
-            })
-            .collect::<Result<_, HfError>>()?,
-            Chat::Hf(_) => Vec::new(),
-        };
-        // A checkpoint brought its own language; only the miniature's words are all known:
-        // those of its conversations, and of the requests it may echo ("Sure! To steal a
-        // car" is harmful help in the miniature's words, not junk).
-        let lexicon = match chat {
-            Chat::Bytes => Lexicon::of(
-                data.harmful
-                    .iter()
-                    .chain(&data.howto)
-                    .chain(&data.facts)
-                    .flat_map(|e| [e.prompt.as_str(), e.response.as_str()])
-                    .chain(data.eval_harmful.iter().map(String::as_str))
-                    .chain(data.eval_benign.iter().map(String::as_str)),
-            ),
-            Chat::Hf(_) => Lexicon::default(),
-        };
+        let ((eval_harmful, rest_harmful), (eval_benign, rest_benign)) =
+            evaluated_prompts(&config, &data, files.harmful_prompts, files.benign_prompts);
+        let retained = retained_sets(&chat, &data, &prompts)?;
+        let lexicon = lexicon(&chat, &data);
         let task_answers = eval_task.iter().map(|e| e.response.clone()).collect();
         let eval_harmful = prompts(eval_harmful)?;
         let eval_benign = prompts(eval_benign)?;
@@ -221,30 +148,25 @@ impl Setup {
         let align = match &config.align {
             None => None,
             Some(align) => {
-                let benign: Vec<String> = match &files.align_benign {
-                    Some(requests) => requests.clone(),
-                    None => data
-                        .howto
+                // Without a file, the built-in how-to and fact requests stand for benign.
+                let benign: Vec<String> = files.align_benign.clone().unwrap_or_else(|| {
+                    data.howto
                         .iter()
                         .chain(&data.facts)
                         .map(|e| e.prompt.clone())
-                        .collect(),
-                };
-                Some(AlignData::new(
-                    align,
-                    &data.harmful,
-                    &files.align_harmful,
-                    &benign,
-                    &[
-                        &eval_harmful,
-                        &eval_benign,
-                        &validation_harmful,
-                        &validation_benign,
-                        &eval_task,
-                    ],
-                    &chat,
-                    max_seq,
-                )?)
+                        .collect()
+                });
+                let evaluated = [
+                    &eval_harmful,
+                    &eval_benign,
+                    &validation_harmful,
+                    &validation_benign,
+                    &eval_task,
+                ];
+                let (harmful, file) = (&data.harmful, &files.align_harmful);
+                let data =
+                    AlignData::new(align, harmful, file, &benign, &evaluated, &chat, max_seq);
+                Some(data?)
             }
         };
         Ok(Setup {
@@ -577,6 +499,127 @@ fn loss_sum(model: &Lm, examples: &[&Encoded], device: &Device) -> (f64, f64) {
         count += n;
     }
     (total, count)
+}
+
+/// The generated data holds evaluation sets of fixed sizes; a config picks a prefix of each
+/// (a prompts file may hold more).
+fn check_eval_sizes(config: &TrainerConfig, built_in: &DataConfig) -> Result<(), ConfigError> {
+    for (key, n, max) in [
+        (
+            "eval_harmful",
+            config.eval_harmful.unwrap_or(0),
+            built_in.eval_harmful,
+        ),
+        ("eval_benign", config.eval_benign, built_in.eval_benign),
+        ("eval_task", config.eval_task, built_in.eval_task),
+    ] {
+        let from_file = match key {
+            "eval_harmful" => config.harmful_prompts.is_some(),
+            "eval_benign" => config.benign_prompts.is_some(),
+            _ => false,
+        };
+        if n > max && !from_file {
+            return Err(ConfigError::Value {
+                key,
+                message: format!("the built-in data holds at most {max}, got {n}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The benchmarks' items encoded, their inputs cut to the model's window as lm-eval cuts
+/// them.
+fn prepare_benchmarks(
+    benchmarks: Vec<Benchmark>,
+    chat: &Chat,
+    window: usize,
+) -> Result<Vec<Prepared>, ConfigError> {
+    benchmarks
+        .into_iter()
+        .map(|b| {
+            b.prepare(window, |text| chat.encode_text(text))
+                .map_err(|e| match e {
+                    PrepareError::Encode(e) => ConfigError::Checkpoint(e),
+                    item @ PrepareError::Item { .. } => ConfigError::Value {
+                        key: "benchmarks",
+                        message: item.to_string(),
+                    },
+                })
+        })
+        .collect()
+}
+
+/// The words a miniature answer may use without being junk: those of its conversations, and
+/// of the requests it may echo ("Sure! To steal a car" is harmful help in the miniature's
+/// words, not junk). A checkpoint brought its own language: nothing is junk by vocabulary.
+fn lexicon(chat: &Chat, data: &BuiltinData) -> Lexicon {
+    match chat {
+        Chat::Bytes => Lexicon::of(
+            data.harmful
+                .iter()
+                .chain(&data.howto)
+                .chain(&data.facts)
+                .flat_map(|e| [e.prompt.as_str(), e.response.as_str()])
+                .chain(data.eval_harmful.iter().map(String::as_str))
+                .chain(data.eval_benign.iter().map(String::as_str)),
+        ),
+        Chat::Hf(_) => Lexicon::default(),
+    }
+}
+
+/// The miniature's retained-ability sets (facts and how-to answers the fine-tune never shows
+/// again), with the base's trained answers; a checkpoint has none.
+#[expect(clippy::type_complexity, reason = "a list of (name, prompts, answers)")]
+fn retained_sets(
+    chat: &Chat,
+    data: &BuiltinData,
+    prompts: &dyn Fn(Vec<String>) -> Result<Prompts, HfError>,
+) -> Result<Vec<(&'static str, Prompts, Vec<String>)>, HfError> {
+    let sets = match chat {
+        Chat::Bytes => vec![
+            ("retained_facts", &data.retained_facts),
+            ("retained_howto", &data.retained_howto),
+        ]
+        .into_iter()
+        .map(|(name, items)| {
+            let answers = items.iter().map(|e| e.response.clone()).collect();
+            Ok((
+                name,
+                prompts(items.iter().map(|e| e.prompt.clone()).collect())?,
+                answers,
+            ))
+        })
+        .collect::<Result<_, HfError>>()?,
+        Chat::Hf(_) => Vec::new(),
+    };
+    Ok(sets)
+}
+
+/// Prompts evaluated, and the rest of their file.
+type EvaluatedAndRest = (Vec<String>, Vec<String>);
+
+/// The harmful and benign prompts evaluated, each with the rest of its file (a file's
+/// prompts left out of its evaluated sample validate a checkpoint); the built-in sets
+/// without a file.
+fn evaluated_prompts(
+    config: &TrainerConfig,
+    data: &BuiltinData,
+    harmful_file: Option<Vec<String>>,
+    benign_file: Option<Vec<String>>,
+) -> (EvaluatedAndRest, EvaluatedAndRest) {
+    let harmful = match harmful_file {
+        Some(prompts) => fixed_split(prompts, config.eval_harmful),
+        None => (
+            data.eval_harmful[..config.eval_harmful.unwrap_or(DEFAULT_EVAL_HARMFUL)].to_vec(),
+            Vec::new(),
+        ),
+    };
+    let benign = match benign_file {
+        Some(prompts) => fixed_split(prompts, Some(config.eval_benign)),
+        None => (data.eval_benign[..config.eval_benign].to_vec(), Vec::new()),
+    };
+    (harmful, benign)
 }
 
 #[cfg(test)]
