@@ -128,151 +128,137 @@ impl TrialSpec {
     /// Reads the parameters (unknown names and bad values are errors).
     pub fn from_params(params: &Map<String, Value>) -> Result<TrialSpec, SpecError> {
         check_names(params.keys().map(String::as_str))?;
-        let err = |name: &str, message: String| SpecError {
-            name: name.into(),
-            message,
-        };
-        let num = |name: &str, default: f64| -> Result<f64, SpecError> {
-            match params.get(name) {
-                None => Ok(default),
-                Some(v) => v
-                    .as_f64()
-                    .filter(|x| x.is_finite())
-                    .ok_or_else(|| err(name, format!("must be a number, got {v}"))),
-            }
-        };
-        let count = |name: &str, default: usize| -> Result<usize, SpecError> {
-            match params.get(name) {
-                None => Ok(default),
-                Some(v) => v
-                    .as_u64()
-                    .map(|n| n as usize)
-                    .ok_or_else(|| err(name, format!("must be a whole number ≥ 0, got {v}"))),
-            }
-        };
-        let word = |name: &str, default: &str| -> Result<String, SpecError> {
-            match params.get(name) {
-                None => Ok(default.to_string()),
-                Some(Value::String(s)) => Ok(s.clone()),
-                Some(v) => Err(err(name, format!("must be a string, got {v}"))),
-            }
-        };
+        let p = Reader(params);
         let d = TrialSpec::default();
-        let lr = num("learning_rate", d.optim.lr)?;
+        let lr = p.num("learning_rate", d.optim.lr)?;
         if lr <= 0.0 {
-            return Err(err("learning_rate", format!("must be positive, got {lr}")));
+            return Err(bad("learning_rate", format!("must be positive, got {lr}")));
         }
-        let batch_size = count("batch_size", d.batch_size)?;
+        let batch_size = p.count("batch_size", d.batch_size)?;
         if batch_size == 0 {
-            return Err(err("batch_size", "must be at least 1".into()));
+            return Err(bad("batch_size", "must be at least 1".into()));
         }
-        let micro_batch = count("micro_batch", batch_size)?;
+        let micro_batch = p.count("micro_batch", batch_size)?;
         if micro_batch == 0 || micro_batch > batch_size {
-            return Err(err(
+            return Err(bad(
                 "micro_batch",
                 format!("must be from 1 to batch_size ({batch_size}), got {micro_batch}"),
             ));
         }
-        let ema_decay = num("ema_decay", d.ema_decay)?;
-        if !(0.0..1.0).contains(&ema_decay) {
-            return Err(err(
-                "ema_decay",
-                format!("must be in [0, 1), got {ema_decay}"),
-            ));
-        }
-        let interpolation = num("interpolation", d.interpolation)?;
+        let share = |name: &str, default: f64, what: &str| -> Result<f64, SpecError> {
+            let x = p.num(name, default)?;
+            if (0.0..1.0).contains(&x) {
+                Ok(x)
+            } else {
+                Err(bad(name, format!("must be {what}, got {x}")))
+            }
+        };
+        let interpolation = p.num("interpolation", d.interpolation)?;
         if !(interpolation > 0.0 && interpolation <= 1.0) {
-            return Err(err(
+            return Err(bad(
                 "interpolation",
                 format!("must be in (0, 1] (1 is the fine-tuned model), got {interpolation}"),
             ));
         }
-        let refusal_replay = num("refusal_replay", d.refusal_replay)?;
-        if !(0.0..1.0).contains(&refusal_replay) {
-            return Err(err(
-                "refusal_replay",
-                format!("must be a share in [0, 1) of each batch, got {refusal_replay}"),
-            ));
-        }
-        let whole = |name: &str| -> Result<Option<u64>, SpecError> {
-            params
-                .get(name)
-                .map(|v| {
-                    v.as_u64()
-                        .ok_or_else(|| err(name, format!("must be a whole number ≥ 0, got {v}")))
-                })
-                .transpose()
-        };
-        let ema_mode = match params
-            .get("ema_mode")
-            .map(|_| word("ema_mode", ""))
-            .transpose()?
-            .as_deref()
-        {
+        let ema_mode = match p.choice("ema_mode", &["shadow", "feedback"])? {
             None => d.ema_mode,
             Some("shadow") => EmaMode::Shadow,
-            Some("feedback") => EmaMode::Feedback,
-            Some(other) => {
-                return Err(err(
-                    "ema_mode",
-                    format!("must be \"shadow\" or \"feedback\", got {other:?}"),
-                ))
-            }
+            Some(_) => EmaMode::Feedback,
         };
-        let schedule = match params
-            .get("schedule")
-            .map(|_| word("schedule", ""))
-            .transpose()?
-            .as_deref()
-        {
+        let schedule = match p.choice("schedule", &["constant", "cosine"])? {
             None => d.optim.schedule,
             Some("constant") => Schedule::Constant,
-            Some("cosine") => Schedule::Cosine { min_ratio: 0.1 },
-            Some(other) => {
-                return Err(err(
-                    "schedule",
-                    format!("must be \"constant\" or \"cosine\", got {other:?}"),
-                ))
-            }
+            Some(_) => Schedule::Cosine { min_ratio: 0.1 },
         };
-        let weight_decay = num("weight_decay", f64::from(d.optim.weight_decay))?;
+        let weight_decay = p.num("weight_decay", f64::from(d.optim.weight_decay))?;
         if weight_decay < 0.0 {
-            return Err(err(
+            return Err(bad(
                 "weight_decay",
                 format!("must be ≥ 0, got {weight_decay}"),
             ));
         }
-        let grad_clip = num("grad_clip", d.optim.grad_clip.map_or(0.0, f64::from))?;
-        let (beta1, beta2) = (
-            num("beta1", f64::from(d.optim.beta1))?,
-            num("beta2", f64::from(d.optim.beta2))?,
-        );
-        for (name, b) in [("beta1", beta1), ("beta2", beta2)] {
-            if !(0.0..1.0).contains(&b) {
-                return Err(err(name, format!("must be in [0, 1), got {b}")));
-            }
-        }
+        let grad_clip = p.num("grad_clip", d.optim.grad_clip.map_or(0.0, f64::from))?;
         Ok(TrialSpec {
             optim: OptimConfig {
                 lr,
                 weight_decay: weight_decay as f32,
-                beta1: beta1 as f32,
-                beta2: beta2 as f32,
+                beta1: share("beta1", f64::from(d.optim.beta1), "in [0, 1)")? as f32,
+                beta2: share("beta2", f64::from(d.optim.beta2), "in [0, 1)")? as f32,
                 grad_clip: (grad_clip > 0.0).then_some(grad_clip as f32),
-                warmup: count("warmup", d.optim.warmup)?,
+                warmup: p.count("warmup", d.optim.warmup)?,
                 schedule,
                 ..d.optim
             },
             batch_size,
             micro_batch,
-            steps: count("steps", d.steps)?,
-            ema_decay,
+            steps: p.count("steps", d.steps)?,
+            ema_decay: share("ema_decay", d.ema_decay, "in [0, 1)")?,
             interpolation,
             ema_mode,
-            seed: whole("seed")?.unwrap_or(d.seed),
-            refusal_replay,
-            base_seed: whole("base_seed")?,
+            seed: p.whole("seed")?.unwrap_or(d.seed),
+            refusal_replay: share(
+                "refusal_replay",
+                d.refusal_replay,
+                "a share in [0, 1) of each batch",
+            )?,
+            base_seed: p.whole("base_seed")?,
         })
+    }
+}
+
+/// A parameter `name` with a bad value.
+fn bad(name: &str, message: String) -> SpecError {
+    SpecError {
+        name: name.into(),
+        message,
+    }
+}
+
+/// Reads a trial's parameters by kind, naming the parameter in every error.
+struct Reader<'a>(&'a Map<String, Value>);
+
+impl Reader<'_> {
+    /// A finite number, or `default` when absent.
+    fn num(&self, name: &str, default: f64) -> Result<f64, SpecError> {
+        match self.0.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .as_f64()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| bad(name, format!("must be a number, got {v}"))),
+        }
+    }
+
+    /// A whole number ≥ 0, if given.
+    fn whole(&self, name: &str) -> Result<Option<u64>, SpecError> {
+        self.0
+            .get(name)
+            .map(|v| {
+                v.as_u64()
+                    .ok_or_else(|| bad(name, format!("must be a whole number ≥ 0, got {v}")))
+            })
+            .transpose()
+    }
+
+    /// A whole number ≥ 0, or `default` when absent.
+    fn count(&self, name: &str, default: usize) -> Result<usize, SpecError> {
+        Ok(self.whole(name)?.map_or(default, |n| n as usize))
+    }
+
+    /// One of `allowed` words, if given.
+    fn choice<'w>(&self, name: &str, allowed: &[&'w str]) -> Result<Option<&'w str>, SpecError> {
+        let Some(v) = self.0.get(name) else {
+            return Ok(None);
+        };
+        let quoted: Vec<String> = allowed.iter().map(|w| format!("{w:?}")).collect();
+        let wanted = quoted.join(" or ");
+        match v {
+            Value::String(s) => match allowed.iter().find(|w| **w == s.as_str()) {
+                Some(w) => Ok(Some(*w)),
+                None => Err(bad(name, format!("must be {wanted}, got {s:?}"))),
+            },
+            other => Err(bad(name, format!("must be a string, got {other}"))),
+        }
     }
 }
 
