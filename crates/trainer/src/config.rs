@@ -362,6 +362,14 @@ impl TrainerConfig {
             key: "backend",
             message: e.to_string(),
         })?;
+        self.check_model()?;
+        self.check_align()?;
+        self.check_evaluation()
+    }
+
+    /// The model and how its base is made: sizes, window, the miniature's base recipe, a
+    /// checkpoint's directory.
+    fn check_model(&self) -> Result<(), ConfigError> {
         let bad = |key, message: &str| {
             Err(ConfigError::Value {
                 key,
@@ -374,27 +382,6 @@ impl TrainerConfig {
                 "is a base for the built-in miniature; a checkpoint ([trainer.model] hf) is \
                  fine-tuned as loaded: drop one of them",
             );
-        }
-        if let Some(align) = &self.align {
-            if self.model.hf().is_none() {
-                return bad(
-                    "align",
-                    "aligns a checkpoint ([trainer.model] hf); the miniature's base is aligned \
-                     by base_steps and base_lr",
-                );
-            }
-            if let Some((key, message)) = align.problem() {
-                return Err(ConfigError::Value {
-                    key: match key {
-                        "steps" => "align.steps",
-                        "batch_size" => "align.batch_size",
-                        "lr" => "align.lr",
-                        "replay" => "align.replay",
-                        _ => "align.replay_prompts/replay_tokens",
-                    },
-                    message: message.into(),
-                });
-            }
         }
         if let Some(m) = self.model.builtin() {
             if m.d_model == 0 || m.n_heads == 0 || m.n_layers == 0 || m.d_ff == 0 {
@@ -419,21 +406,6 @@ impl TrainerConfig {
         if !(self.base_lr.is_finite() && self.base_lr > 0.0) {
             return bad("base_lr", "must be a positive number");
         }
-        if self.max_new_tokens == 0 {
-            return bad("max_new_tokens", "must be positive");
-        }
-        if self.eval_harmful == Some(0) || self.eval_benign == 0 || self.eval_task == 0 {
-            return bad(
-                "eval_harmful/eval_benign/eval_task",
-                "must be positive; these are the sizes of the evaluation sets",
-            );
-        }
-        if self.save != Save::None && self.model.hf().is_none() {
-            return bad(
-                "save",
-                "writes a Hugging Face directory, so it needs a checkpoint ([trainer.model] hf = \"DIR\")",
-            );
-        }
         if self
             .model
             .hf()
@@ -443,6 +415,60 @@ impl TrainerConfig {
                 "model.hf",
                 "is empty; give the directory of a Hugging Face checkpoint (config.json, \
                  model.safetensors, tokenizer.json, tokenizer_config.json)",
+            );
+        }
+        if self.save != Save::None && self.model.hf().is_none() {
+            return bad(
+                "save",
+                "writes a Hugging Face directory, so it needs a checkpoint ([trainer.model] hf = \"DIR\")",
+            );
+        }
+        Ok(())
+    }
+
+    /// `[trainer.align]`: for a checkpoint only, with sound settings.
+    fn check_align(&self) -> Result<(), ConfigError> {
+        let Some(align) = &self.align else {
+            return Ok(());
+        };
+        if self.model.hf().is_none() {
+            return Err(ConfigError::Value {
+                key: "align",
+                message: "aligns a checkpoint ([trainer.model] hf); the miniature's base is \
+                          aligned by base_steps and base_lr"
+                    .into(),
+            });
+        }
+        if let Some((key, message)) = align.problem() {
+            return Err(ConfigError::Value {
+                key: match key {
+                    "steps" => "align.steps",
+                    "batch_size" => "align.batch_size",
+                    "lr" => "align.lr",
+                    "replay" => "align.replay",
+                    _ => "align.replay_prompts/replay_tokens",
+                },
+                message: message.into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// What evaluation reads: generation length, set sizes, the judge, the benchmarks.
+    fn check_evaluation(&self) -> Result<(), ConfigError> {
+        let bad = |key, message: &str| {
+            Err(ConfigError::Value {
+                key,
+                message: message.to_string(),
+            })
+        };
+        if self.max_new_tokens == 0 {
+            return bad("max_new_tokens", "must be positive");
+        }
+        if self.eval_harmful == Some(0) || self.eval_benign == 0 || self.eval_task == 0 {
+            return bad(
+                "eval_harmful/eval_benign/eval_task",
+                "must be positive; these are the sizes of the evaluation sets",
             );
         }
         if self.judge.as_ref().is_some_and(|c| c.is_empty()) {
