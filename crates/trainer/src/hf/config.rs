@@ -87,29 +87,7 @@ pub fn read_config(path: &Path) -> Result<HfConfig, HfError> {
         key: key.to_string(),
         message,
     };
-    let family = match file.architectures.as_deref() {
-        Some([one]) if one == "LlamaForCausalLM" => Family::Llama,
-        Some([one]) if one == "Qwen2ForCausalLM" => Family::Qwen2,
-        Some(other) => {
-            return Err(bad(
-                "architectures",
-                format!(
-                    "{other:?} is not supported; sweep runs LlamaForCausalLM and \
-                     Qwen2ForCausalLM checkpoints"
-                ),
-            ))
-        }
-        None => {
-            return Err(bad(
-                "architectures",
-                format!(
-                    "missing (model_type {:?}); sweep runs LlamaForCausalLM and \
-                     Qwen2ForCausalLM checkpoints",
-                    file.model_type.as_deref().unwrap_or("unknown")
-                ),
-            ))
-        }
-    };
+    let family = family(&file).map_err(|(key, message)| bad(key, message))?;
     if let Some(act) = file.hidden_act.as_deref().filter(|a| *a != "silu") {
         return Err(bad(
             "hidden_act",
@@ -163,24 +141,7 @@ pub fn read_config(path: &Path) -> Result<HfConfig, HfError> {
     if !(file.rms_norm_eps.is_finite() && file.rms_norm_eps > 0.0) {
         return Err(bad("rms_norm_eps", "must be a positive number".into()));
     }
-    let (theta, scaling_key, scaling) = match &file.rope_parameters {
-        Some(params) => (
-            params
-                .get("rope_theta")
-                .and_then(|v| v.as_f64())
-                .unwrap_or(file.rope_theta),
-            "rope_parameters",
-            Some(params),
-        ),
-        None => (file.rope_theta, "rope_scaling", file.rope_scaling.as_ref()),
-    };
-    if !(theta.is_finite() && theta > 0.0) {
-        return Err(bad("rope_theta", "must be a positive number".into()));
-    }
-    let scaling = match scaling {
-        None => RopeScaling::None,
-        Some(table) => rope_scaling(table).map_err(|m| bad(scaling_key, m))?,
-    };
+    let rope = rope(&file).map_err(|(key, message)| bad(key, message))?;
     let qwen = family == Family::Qwen2;
     Ok(HfConfig {
         family,
@@ -193,17 +154,64 @@ pub fn read_config(path: &Path) -> Result<HfConfig, HfError> {
             head_dim,
             d_ff: file.intermediate_size,
             rms_eps: file.rms_norm_eps,
-            rope: Rope {
-                theta,
-                style: RopeStyle::Halves,
-                scaling,
-            },
+            rope,
             qkv_bias: qwen || file.attention_bias,
             o_bias: !qwen && file.attention_bias,
             mlp_bias: !qwen && file.mlp_bias,
             tied: file.tie_word_embeddings,
             max_seq: file.max_position_embeddings.unwrap_or(2048),
         },
+    })
+}
+
+/// The model family `architectures` names, or why it cannot be run (the key and what is wrong).
+fn family(file: &ConfigFile) -> Result<Family, (&'static str, String)> {
+    match file.architectures.as_deref() {
+        Some([one]) if one == "LlamaForCausalLM" => Ok(Family::Llama),
+        Some([one]) if one == "Qwen2ForCausalLM" => Ok(Family::Qwen2),
+        Some(other) => Err((
+            "architectures",
+            format!(
+                "{other:?} is not supported; sweep runs LlamaForCausalLM and \
+                 Qwen2ForCausalLM checkpoints"
+            ),
+        )),
+        None => Err((
+            "architectures",
+            format!(
+                "missing (model_type {:?}); sweep runs LlamaForCausalLM and \
+                 Qwen2ForCausalLM checkpoints",
+                file.model_type.as_deref().unwrap_or("unknown")
+            ),
+        )),
+    }
+}
+
+/// The rotary positions: θ and the scaling kind, from `rope_parameters` (transformers 5) or
+/// `rope_theta` with `rope_scaling` (earlier), or why not (the key and what is wrong).
+fn rope(file: &ConfigFile) -> Result<Rope, (&'static str, String)> {
+    let (theta, scaling_key, scaling) = match &file.rope_parameters {
+        Some(params) => (
+            params
+                .get("rope_theta")
+                .and_then(|v| v.as_f64())
+                .unwrap_or(file.rope_theta),
+            "rope_parameters",
+            Some(params),
+        ),
+        None => (file.rope_theta, "rope_scaling", file.rope_scaling.as_ref()),
+    };
+    if !(theta.is_finite() && theta > 0.0) {
+        return Err(("rope_theta", "must be a positive number".into()));
+    }
+    let scaling = match scaling {
+        None => RopeScaling::None,
+        Some(table) => rope_scaling(table).map_err(|m| (scaling_key, m))?,
+    };
+    Ok(Rope {
+        theta,
+        style: RopeStyle::Halves,
+        scaling,
     })
 }
 
