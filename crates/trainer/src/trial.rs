@@ -261,40 +261,14 @@ pub fn run_trial(
     let mut done: Reported = Vec::new();
 
     if let Some(ck) = checkpoints.filter(|c| c.resume) {
-        let dir = ck.dir.join("checkpoint");
-        match read_meta(&dir) {
-            Some(meta) if meta["fingerprint"] == json!(fingerprint) => {
-                // The base model is a template of the right shape for either kind of model.
-                trainer.restore(&dir, || base.clone())?;
-                for (i, shadow) in shadows.iter_mut().enumerate() {
-                    let path = dir.join(format!("ema-{i}.bpk"));
-                    let mut model = base.clone();
-                    model
-                        .load_from(&mut BurnpackStore::from_file(&path))
-                        .map_err(|e| CheckpointError::at(&path, e))?;
-                    *shadow = Ema::from_shadow(model, shadow.decay);
-                }
-                done = serde_json::from_value(meta["reported"].clone()).unwrap_or_default();
-                report(Report::Note(format!(
-                    "resumed from the checkpoint at step {} ({} point(s) already evaluated)",
-                    trainer.step(),
-                    done.len()
-                )));
-                // Report them again: this attempt's results are what the store records.
-                for (params, metrics) in &done {
-                    report(Report::Result {
-                        params: params.clone(),
-                        metrics: metrics.clone(),
-                    });
-                }
-            }
-            Some(_) => report(Report::Note(
-                "the checkpoint is from other settings or another base model; starting over".into(),
-            )),
-            None => report(Report::Note(
-                "no checkpoint to resume from; starting over".into(),
-            )),
-        }
+        done = resume(
+            ck.dir,
+            &fingerprint,
+            &mut trainer,
+            &mut shadows,
+            base,
+            report,
+        )?;
     }
 
     let mut context = Context {
@@ -358,6 +332,60 @@ pub fn run_trial(
         let _ = std::fs::remove_dir_all(ck.dir.join("checkpoint"));
     }
     Ok(())
+}
+
+/// Restores the run from the checkpoint in `trial_dir` if it was written with the same
+/// `fingerprint`, and reports again what it had reported (this attempt's results are what
+/// the store records). Returns those points; none when it starts over.
+fn resume(
+    trial_dir: &Path,
+    fingerprint: &str,
+    trainer: &mut Trainer,
+    shadows: &mut [Ema],
+    base: &Lm,
+    report: &mut dyn FnMut(Report),
+) -> Result<Reported, TrialError> {
+    let dir = trial_dir.join("checkpoint");
+    match read_meta(&dir) {
+        Some(meta) if meta["fingerprint"] == json!(fingerprint) => {
+            // The base model is a template of the right shape for either kind of model.
+            trainer.restore(&dir, || base.clone())?;
+            for (i, shadow) in shadows.iter_mut().enumerate() {
+                let path = dir.join(format!("ema-{i}.bpk"));
+                let mut model = base.clone();
+                model
+                    .load_from(&mut BurnpackStore::from_file(&path))
+                    .map_err(|e| CheckpointError::at(&path, e))?;
+                *shadow = Ema::from_shadow(model, shadow.decay);
+            }
+            let done: Reported =
+                serde_json::from_value(meta["reported"].clone()).unwrap_or_default();
+            report(Report::Note(format!(
+                "resumed from the checkpoint at step {} ({} point(s) already evaluated)",
+                trainer.step(),
+                done.len()
+            )));
+            for (params, metrics) in &done {
+                report(Report::Result {
+                    params: params.clone(),
+                    metrics: metrics.clone(),
+                });
+            }
+            Ok(done)
+        }
+        Some(_) => {
+            report(Report::Note(
+                "the checkpoint is from other settings or another base model; starting over".into(),
+            ));
+            Ok(Vec::new())
+        }
+        None => {
+            report(Report::Note(
+                "no checkpoint to resume from; starting over".into(),
+            ));
+            Ok(Vec::new())
+        }
+    }
 }
 
 /// What evaluating a step's points needs besides the run's state.

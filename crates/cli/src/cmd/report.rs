@@ -10,7 +10,7 @@ use sweep_report::pareto::Objective;
 use sweep_report::plot::plot_svg;
 use sweep_report::{
     render, render_selection, select, Condition, Constraint, Filter, FixedParams, Format,
-    FrontBuilder, Halves, Stored,
+    FrontBuilder, FrontReport, Halves, Stored,
 };
 use sweep_store::Store;
 
@@ -168,6 +168,12 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
         say!("hint: pick metrics the trials report with --objective METRIC:min|max");
         return Ok(exit_codes::ERROR);
     }
+    write_front(&args, &report)?;
+    Ok(exit_codes::OK)
+}
+
+/// The front in the chosen format, and the plot and page if asked for.
+fn write_front(args: &ReportArgs, report: &FrontReport) -> anyhow::Result<()> {
     let format = format_of(args.format);
     if let Some(param) = &args.color_by {
         if !report
@@ -189,7 +195,7 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
         }
     }
     if args.plot.is_some() || args.html.is_some() {
-        let svg = plot_svg(&report, args.color_by.as_deref())?;
+        let svg = plot_svg(report, args.color_by.as_deref())?;
         if let Some(path) = &args.plot {
             std::fs::write(path, &svg)
                 .with_context(|| format!("cannot write {}", path.display()))?;
@@ -199,14 +205,14 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
                 "sweep report: {}",
                 args.name.as_deref().unwrap_or("all sweeps")
             );
-            std::fs::write(path, html_page(&report, &svg, &title))
+            std::fs::write(path, html_page(report, &svg, &title))
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
     }
     let mut out = std::io::stdout().lock();
-    render(&report, format, args.pareto, &mut out).context("cannot write the report")?;
+    render(report, format, args.pareto, &mut out).context("cannot write the report")?;
     out.flush()?;
-    Ok(exit_codes::OK)
+    Ok(())
 }
 
 impl From<FormatArg> for Format {
