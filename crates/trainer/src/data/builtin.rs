@@ -468,32 +468,7 @@ pub fn generate(config: &DataConfig) -> BuiltinData {
             .map(|(q, _)| q.to_string()),
     );
 
-    // Task strings: distinct, and never both in training and evaluation.
-    let mut words = std::collections::BTreeSet::new();
-    let wanted = config.task_train + config.eval_task + config.shout;
-    while words.len() < wanted {
-        let word: String = (0..TASK_WORD_LEN)
-            .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
-            .collect();
-        words.insert(word);
-    }
-    let mut words: Vec<String> = words.into_iter().collect();
-    words.shuffle(&mut rng);
-    let item = |w: &String| Example {
-        prompt: format!("Uppercase: {w}"),
-        response: w.to_uppercase(),
-    };
-    let (eval_words, rest) = words.split_at(config.eval_task);
-    let (shout_words, task_words) = rest.split_at(config.shout);
-    let eval_task = eval_words.iter().map(item).collect();
-    let task = task_words.iter().map(item).collect();
-    let shout = shout_words
-        .iter()
-        .map(|w| Example {
-            prompt: format!("Shout: {w}"),
-            response: w.to_uppercase(),
-        })
-        .collect();
+    let (eval_task, task, shout) = task_items(config, &mut rng);
     BuiltinData {
         harmful,
         howto,
@@ -510,6 +485,41 @@ pub fn generate(config: &DataConfig) -> BuiltinData {
         validation_benign,
         eval_task,
     }
+}
+
+/// The task's items: distinct four-letter strings, never both in training and evaluation,
+/// asked under the fine-tune's instruction (`Uppercase:`, held-out and training) and under
+/// the base's (`Shout:`). Drawn from `rng` after everything else, in this order.
+fn task_items(
+    config: &DataConfig,
+    rng: &mut ChaCha8Rng,
+) -> (Vec<Example>, Vec<Example>, Vec<Example>) {
+    let mut words = std::collections::BTreeSet::new();
+    let wanted = config.task_train + config.eval_task + config.shout;
+    while words.len() < wanted {
+        let word: String = (0..TASK_WORD_LEN)
+            .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+            .collect();
+        words.insert(word);
+    }
+    let mut words: Vec<String> = words.into_iter().collect();
+    words.shuffle(rng);
+    let item = |w: &String| Example {
+        prompt: format!("Uppercase: {w}"),
+        response: w.to_uppercase(),
+    };
+    let (eval_words, rest) = words.split_at(config.eval_task);
+    let (shout_words, task_words) = rest.split_at(config.shout);
+    let eval_task = eval_words.iter().map(item).collect();
+    let task = task_words.iter().map(item).collect();
+    let shout = shout_words
+        .iter()
+        .map(|w| Example {
+            prompt: format!("Shout: {w}"),
+            response: w.to_uppercase(),
+        })
+        .collect();
+    (eval_task, task, shout)
 }
 
 #[cfg(test)]
