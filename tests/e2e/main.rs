@@ -11,4 +11,5 @@ mod protocol;
 mod report;
 mod slurm;
 mod support;
+mod terminal;
 mod trainer;
