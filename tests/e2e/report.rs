@@ -506,6 +506,20 @@ fn the_wide_view_holds_the_per_trial_export() {
     assert_eq!(rows, exported);
 }
 
+/// Rows of text columns (NULL as empty), whichever backend's rows they are.
+macro_rules! as_text {
+    ($rows:expr, $columns:expr) => {
+        $rows
+            .iter()
+            .map(|r| {
+                (0..$columns)
+                    .map(|i| r.get::<Option<String>, _>(i).unwrap_or_default())
+                    .collect()
+            })
+            .collect()
+    };
+}
+
 /// Every column of `trials_wide` as text (empty for NULL), whichever backend holds it.
 async fn read_wide_view(p: &Project) -> (Vec<String>, Vec<Vec<String>>) {
     use sqlx::Row;
@@ -534,14 +548,7 @@ async fn read_wide_view(p: &Project) -> (Vec<String>, Vec<Vec<String>>) {
             .fetch_all(&pool)
             .await
             .unwrap();
-        let rows = rows
-            .iter()
-            .map(|r| {
-                (0..columns.len())
-                    .map(|i| r.get::<Option<String>, _>(i).unwrap_or_default())
-                    .collect()
-            })
-            .collect();
+        let rows = as_text!(rows, columns.len());
         (columns.into_iter().map(|(c, _)| c).collect(), rows)
     } else {
         let url = format!("sqlite://{}", p.db().display());
@@ -560,14 +567,7 @@ async fn read_wide_view(p: &Project) -> (Vec<String>, Vec<Vec<String>>) {
             .fetch_all(&pool)
             .await
             .unwrap();
-        let rows = rows
-            .iter()
-            .map(|r| {
-                (0..columns.len())
-                    .map(|i| r.get::<Option<String>, _>(i).unwrap_or_default())
-                    .collect()
-            })
-            .collect();
+        let rows = as_text!(rows, columns.len());
         (columns, rows)
     }
 }

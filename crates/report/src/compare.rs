@@ -12,6 +12,7 @@ use sweep_core::Params;
 use sweep_store::{TrialRow, TrialStatus};
 
 use crate::paired::{compare, Comparison, Stratum};
+use crate::render::write_json;
 use crate::verdicts::{read, Point, VerdictError, VerdictRule};
 use crate::{ExportError, Filter, Format};
 
@@ -296,12 +297,7 @@ fn comparison_json(report: &ComparisonReport, mut out: impl Write) -> Result<(),
         "unpaired": report.unpaired,
         "resamples": c.resamples,
     });
-    writeln!(
-        out,
-        "{}",
-        serde_json::to_string_pretty(&value).unwrap_or_default()
-    )?;
-
+    write_json(&value, &mut out)?;
     Ok(())
 }
 
@@ -339,7 +335,6 @@ fn comparison_csv(report: &ComparisonReport, out: impl Write) -> Result<(), Expo
         report.strata.len().to_string(),
     ])?;
     w.flush()?;
-
     Ok(())
 }
 
@@ -380,7 +375,6 @@ fn comparison_row(
             cells.join(" & ")
         )?;
     }
-
     Ok(())
 }
 
@@ -422,6 +416,5 @@ fn comparison_text(report: &ComparisonReport, mut out: impl Write) -> Result<(),
             report.unpaired.join(", ")
         )?;
     }
-
     Ok(())
 }

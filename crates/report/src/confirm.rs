@@ -11,6 +11,7 @@ use sweep_store::TrialRow;
 
 use crate::aggregate::Stat;
 use crate::compare::{render_comparison, ComparisonReport, Side};
+use crate::render::write_json;
 use crate::{Aggregator, ExportError, Format};
 
 /// One configuration on the new seeds.
@@ -120,11 +121,7 @@ pub fn render_confirmation(
                 "prompts": p.comparison.prompts,
             })),
         });
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_default()
-        )?;
+        write_json(&value, &mut out)?;
         return Ok(());
     }
     writeln!(

@@ -64,11 +64,7 @@ pub fn render(
                     "metrics": r.config.stats.iter().map(|(k, s)| (k.clone(), json!({"mean": s.mean, "std": s.std, "n": s.n, "ci95": s.ci95}))).collect::<serde_json::Map<_, _>>(),
                 })).collect::<Vec<_>>(),
             });
-            writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(&value).unwrap_or_default()
-            )?;
+            write_json(&value, &mut out)?;
         }
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);
@@ -257,12 +253,7 @@ impl SelectionParts<'_> {
                 })),
             })).collect::<Vec<_>>(),
         });
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_default()
-        )?;
-
+        write_json(&value, &mut out)?;
         Ok(())
     }
 
@@ -308,7 +299,6 @@ impl SelectionParts<'_> {
             w.write_record(&rec)?;
         }
         w.flush()?;
-
         Ok(())
     }
 
@@ -410,7 +400,6 @@ impl SelectionParts<'_> {
                 }
             }
         }
-
         Ok(())
     }
 }
@@ -508,6 +497,15 @@ fn tex_escape(s: &str) -> String {
         }
     }
     out
+}
+
+/// A JSON value, pretty-printed, on a line of its own: what every `--format json` writes.
+pub(crate) fn write_json(value: &serde_json::Value, mut out: impl Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    )
 }
 
 /// Six significant digits, as a reader compares them (`1200`, not `1200.0000149999998`);
