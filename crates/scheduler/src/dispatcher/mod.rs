@@ -197,6 +197,22 @@ impl<E: Executor> Dispatcher<'_, E> {
         let mut wake_at: Option<Instant> = None;
         let mut queue_dry = false;
         loop {
+            // The stop is read here too, not only when its branch below is picked: attempts
+            // that end because of it can be handled first, and their trials, interrupted,
+            // must not be claimed again.
+            if !stopping && *stop.borrow() != Stop::Run {
+                stopping = true;
+                self.summary.stopped = true;
+                let how = if *stop.borrow() == Stop::Now {
+                    "killing"
+                } else {
+                    "stopping"
+                };
+                reporter.note(&format!(
+                    "{how} {} running trial(s); results so far are stored",
+                    self.running.len()
+                ));
+            }
             if self.lease_lost && self.running.is_empty() {
                 self.register_anew(reporter).await?;
                 queue_dry = false;
@@ -250,14 +266,10 @@ impl<E: Executor> Dispatcher<'_, E> {
                     wake_at = None;
                     queue_dry = false;
                 }
+                // Wakes the loop, whose top starts the stop.
                 changed = stop.changed(), if stop_open => {
                     if changed.is_err() {
                         stop_open = false;
-                    } else if *stop.borrow() != Stop::Run && !stopping {
-                        stopping = true;
-                        self.summary.stopped = true;
-                        let how = if *stop.borrow() == Stop::Now { "killing" } else { "stopping" };
-                        reporter.note(&format!("{how} {} running trial(s); results so far are stored", self.running.len()));
                     }
                 }
             }
