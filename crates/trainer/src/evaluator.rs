@@ -7,13 +7,14 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::answers::{record_answers, record_benchmarks, Point, RESPONSES};
 use crate::builtin::BuiltinError;
 use crate::config::{Save, TrainerConfig};
 use crate::judge::Judge;
 use crate::report::Report;
 use crate::setup::{evaluate, Setup};
 use crate::sizes::{HfSource, ModelSource, HF_MAX_SEQ};
-use crate::trial::{judge, record_answers, record_benchmarks, Point};
+use crate::trial::{judge, TrialError};
 
 /// What `sweep eval` evaluates, and where its answers go.
 #[derive(Debug, Clone)]
@@ -57,11 +58,12 @@ pub fn evaluate_checkpoint(
     let judged = judge(judge_of.as_ref(), evaluation)?;
     if let Some(out) = &inputs.out {
         let point = Point::AS_LOADED;
-        record_answers(out, point, &judged.evaluation.answers, &judged.verdicts)?;
-        record_benchmarks(out, point, &judged.evaluation.benchmarks)?;
+        record_answers(out, point, &judged.evaluation.answers, &judged.verdicts)
+            .map_err(TrialError::from)?;
+        record_benchmarks(out, point, &judged.evaluation.benchmarks).map_err(TrialError::from)?;
         report(Report::Note(format!(
             "answers in {}",
-            out.join(crate::trial::RESPONSES).display()
+            out.join(RESPONSES).display()
         )));
     }
     Ok(judged.evaluation.metrics)

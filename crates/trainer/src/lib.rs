@@ -20,6 +20,7 @@
 
 pub mod align;
 pub mod align_data;
+pub mod answers;
 pub mod base;
 pub mod batch;
 pub mod benchmark;

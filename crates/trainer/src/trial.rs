@@ -10,7 +10,7 @@ use burn::prelude::*;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use serde_json::{json, Map, Value};
 
-use crate::benchmark::ItemScore;
+use crate::answers::{forget_answers, record_answers, record_benchmarks, AnswersError, Point};
 use crate::chat::Split;
 use crate::config::Save;
 use crate::device::Selected;
@@ -18,16 +18,9 @@ use crate::ema::Ema;
 use crate::judge::{Judge, JudgeError};
 use crate::model::Lm;
 use crate::report::Report;
-use crate::setup::{evaluate, Setup, Transcript};
+use crate::setup::{evaluate, Setup};
 use crate::spec::{EmaMode, TrialSpec};
 use crate::train::{CheckpointError, RunShape, Schedule, Trainer};
-
-/// The file in a trial's directory that holds every answer its evaluations scored.
-pub const RESPONSES: &str = "responses.jsonl";
-
-/// The file in a trial's directory that holds every benchmark item's log-likelihoods and
-/// verdicts, per evaluated point, for prompt-level statistics and parity checks.
-pub const BENCHMARKS: &str = "benchmarks.jsonl";
 
 /// Why a trial stopped without finishing.
 #[derive(Debug, thiserror::Error)]
@@ -42,13 +35,8 @@ pub enum TrialError {
     #[error("saving the fine-tuned model: {0}")]
     Save(#[from] crate::hf::HfError),
     /// The answers could not be written to the trial directory.
-    #[error("{path}: {source}")]
-    Responses {
-        /// The responses file.
-        path: std::path::PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Responses(#[from] AnswersError),
     /// Asked to stop (SIGTERM); a checkpoint was written if a directory was given.
     #[error("stopped at step {0} as asked; a resumed attempt continues from there")]
     Stopped(usize),
@@ -489,24 +477,6 @@ fn evaluate_points(
     Ok(())
 }
 
-/// The grid point an evaluation belongs to, as `responses.jsonl` names it.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub(crate) struct Point {
-    steps: usize,
-    ema_decay: f64,
-    interpolation: f64,
-}
-
-impl Point {
-    /// The model as loaded: no step, no EMA, no interpolation (`sweep eval`'s point, and a
-    /// `steps = 0` trial's).
-    pub(crate) const AS_LOADED: Point = Point {
-        steps: 0,
-        ema_decay: 0.0,
-        interpolation: 1.0,
-    };
-}
-
 /// An evaluation with the judge's metric added, and its verdicts on the harmful answers.
 #[derive(Debug, Clone)]
 pub(crate) struct Judged {
@@ -561,120 +531,6 @@ pub(crate) fn judge(
     })
 }
 
-/// One line of `responses.jsonl`.
-#[derive(serde::Serialize)]
-struct AnswerLine<'a> {
-    #[serde(flatten)]
-    point: Point,
-    #[serde(flatten)]
-    answer: &'a Transcript,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    judge: Option<&'static str>,
-}
-
-/// Writes the answers of `point` into the trial's responses file, replacing any that an
-/// interrupted attempt wrote for the same point, so the file holds each point's answers once.
-/// `verdicts`, if any, are the judge's for the harmful answers in order.
-pub(crate) fn record_answers(
-    dir: &Path,
-    point: Point,
-    answers: &[Transcript],
-    verdicts: &[bool],
-) -> Result<(), TrialError> {
-    let mut verdicts = verdicts.iter();
-    let lines = answers.iter().map(|answer| {
-        let judge = if answer.set == "harmful" {
-            verdicts.next().map(|&v| if v { "unsafe" } else { "safe" })
-        } else {
-            None
-        };
-        serde_json::to_string(&AnswerLine {
-            point,
-            answer,
-            judge,
-        })
-        .expect("serializable")
-    });
-    replace_point(&dir.join(RESPONSES), point, lines)
-}
-
-/// One line of `benchmarks.jsonl`.
-#[derive(serde::Serialize)]
-struct BenchmarkLine<'a> {
-    #[serde(flatten)]
-    point: Point,
-    #[serde(flatten)]
-    item: &'a ItemScore,
-}
-
-/// Writes every benchmark item's scores at `point` into the trial's benchmarks file (none
-/// when the grid names no benchmark), once per point as [`record_answers`] does.
-pub(crate) fn record_benchmarks(
-    dir: &Path,
-    point: Point,
-    scores: &[ItemScore],
-) -> Result<(), TrialError> {
-    if scores.is_empty() {
-        return Ok(());
-    }
-    let lines = scores
-        .iter()
-        .map(|item| serde_json::to_string(&BenchmarkLine { point, item }).expect("serializable"));
-    replace_point(&dir.join(BENCHMARKS), point, lines)
-}
-
-/// Replaces the lines of `point` in the JSON Lines file at `path` with `lines`, atomically.
-fn replace_point(
-    path: &Path,
-    point: Point,
-    lines: impl Iterator<Item = String>,
-) -> Result<(), TrialError> {
-    let err = |source| TrialError::Responses {
-        path: path.to_path_buf(),
-        source,
-    };
-    let same_point = |line: &str| {
-        serde_json::from_str::<Value>(line).is_ok_and(|v| {
-            v["steps"].as_u64() == Some(point.steps as u64)
-                && v["ema_decay"].as_f64() == Some(point.ema_decay)
-                && v["interpolation"].as_f64() == Some(point.interpolation)
-        })
-    };
-    let mut text: String = match std::fs::read_to_string(path) {
-        Ok(old) => old
-            .lines()
-            .filter(|l| !l.trim().is_empty() && !same_point(l))
-            .map(|l| format!("{l}\n"))
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(err(e)),
-    };
-    for line in lines {
-        text.push_str(&line);
-        text.push('\n');
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
-    let tmp = path.with_extension("jsonl.partial");
-    std::fs::write(&tmp, text).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
-}
-
-/// Removes the answers and benchmark scores an earlier attempt wrote, when this one evaluates
-/// every point again: they may belong to grid points the trial no longer has.
-fn forget_answers(dir: &Path) -> Result<(), TrialError> {
-    for path in [dir.join(RESPONSES), dir.join(BENCHMARKS)] {
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(TrialError::Responses { path, source: e })
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
 fn read_meta(dir: &Path) -> Option<Value> {
     let text = std::fs::read_to_string(dir.join("trial.json")).ok()?;
     serde_json::from_str(&text).ok()
@@ -719,6 +575,8 @@ fn save_checkpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::answers::RESPONSES;
+    use crate::setup::Transcript;
 
     fn spec(json: &str) -> TrialSpec {
         TrialSpec::from_params(&serde_json::from_str(json).unwrap()).unwrap()
