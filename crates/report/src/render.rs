@@ -11,7 +11,7 @@ use crate::select::Selection;
 use crate::ExportError;
 
 /// Output format of `sweep report`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// Aligned text for a terminal.
     Table,

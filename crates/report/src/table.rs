@@ -68,7 +68,7 @@ pub struct Table {
 }
 
 /// How a table is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum TableFormat {
     /// RFC 4180 CSV with a header row.
     Csv,

@@ -39,7 +39,7 @@ pub struct CompareArgs {
     trials_dir: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
-    format: super::report::FormatArg,
+    format: sweep_report::Format,
 }
 
 pub async fn run(db: &str, args: CompareArgs) -> anyhow::Result<i32> {
@@ -73,8 +73,7 @@ pub async fn run(db: &str, args: CompareArgs) -> anyhow::Result<i32> {
         args.resamples,
     )?;
     let mut out = std::io::stdout().lock();
-    render_comparison(&report, args.format.into(), &mut out)
-        .context("cannot write the comparison")?;
+    render_comparison(&report, args.format, &mut out).context("cannot write the comparison")?;
     out.flush()?;
     Ok(exit_codes::OK)
 }

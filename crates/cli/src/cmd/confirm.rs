@@ -41,7 +41,7 @@ pub struct ConfirmArgs {
     replicate: super::ReplicateArgs,
     /// Output format of the final report.
     #[arg(long, value_enum, default_value = "table")]
-    format: super::report::FormatArg,
+    format: sweep_report::Format,
     #[command(flatten)]
     exec: super::run::ExecArgs,
 }
@@ -101,8 +101,7 @@ pub async fn run(db: &str, args: ConfirmArgs) -> anyhow::Result<i32> {
         paired,
     };
     let mut out = std::io::stdout().lock();
-    render_confirmation(&report, args.format.into(), &mut out)
-        .context("cannot write the report")?;
+    render_confirmation(&report, args.format, &mut out).context("cannot write the report")?;
     out.flush()?;
     Ok(exit_codes::OK)
 }

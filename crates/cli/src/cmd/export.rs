@@ -6,7 +6,7 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use sweep_report::{
     aggregate_table, curves_table, trial_cells, trial_columns, Condition, Filter, FixedParams,
     Stored, TableFormat, TableWriter,
@@ -14,12 +14,6 @@ use sweep_report::{
 use sweep_store::Store;
 
 use crate::exit_codes;
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum FormatArg {
-    Csv,
-    Json,
-}
 
 /// `sweep export`.
 #[derive(Debug, Args)]
@@ -31,7 +25,7 @@ pub struct ExportArgs {
     csv: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "csv")]
-    format: FormatArg,
+    format: TableFormat,
     /// Where to write, or `-` for stdout.
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -53,13 +47,7 @@ pub struct ExportArgs {
 pub async fn run(db: &str, args: ExportArgs) -> anyhow::Result<i32> {
     let (format, path) = match (&args.csv, &args.output) {
         (Some(path), _) => (TableFormat::Csv, path.clone()),
-        (None, Some(path)) => (
-            match args.format {
-                FormatArg::Csv => TableFormat::Csv,
-                FormatArg::Json => TableFormat::Json,
-            },
-            path.clone(),
-        ),
+        (None, Some(path)) => (args.format, path.clone()),
         (None, None) => bail!("say where to write: --csv FILE, or --output FILE (`-` for stdout)"),
     };
     let store = Store::open_read_only(db).await?;

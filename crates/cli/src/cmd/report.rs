@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use sweep_report::html::html_page;
 use sweep_report::pareto::Objective;
 use sweep_report::plot::plot_svg;
@@ -18,15 +18,6 @@ use crate::exit_codes;
 use crate::output::say;
 
 /// `--format` of `report` and `compare`.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum FormatArg {
-    Table,
-    Csv,
-    Json,
-    Markdown,
-    Latex,
-}
-
 /// `sweep report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -51,7 +42,7 @@ pub struct ReportArgs {
     reference: Option<Vec<f64>>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
-    format: FormatArg,
+    format: Format,
     /// Keep only trials matching NAME OP VALUE (a parameter or metric; OP one of = != < <= > >=);
     /// repeat to combine.
     #[arg(long = "where", value_name = "FILTER")]
@@ -117,8 +108,7 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
         };
         let selection = select(&configurations, objective, &args.subject_to, halves)?;
         let mut out = std::io::stdout().lock();
-        render_selection(&selection, format_of(args.format), &mut out)
-            .context("cannot write the report")?;
+        render_selection(&selection, args.format, &mut out).context("cannot write the report")?;
         out.flush()?;
         let none = selection.choices.iter().all(|c| c.config.is_none());
         return Ok(if none {
@@ -174,7 +164,7 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
 
 /// The front in the chosen format, and the plot and page if asked for.
 fn write_front(args: &ReportArgs, report: &FrontReport) -> anyhow::Result<()> {
-    let format = format_of(args.format);
+    let format = args.format;
     if let Some(param) = &args.color_by {
         if !report
             .ranked
@@ -213,20 +203,4 @@ fn write_front(args: &ReportArgs, report: &FrontReport) -> anyhow::Result<()> {
     render(report, format, args.pareto, &mut out).context("cannot write the report")?;
     out.flush()?;
     Ok(())
-}
-
-impl From<FormatArg> for Format {
-    fn from(format: FormatArg) -> Format {
-        format_of(format)
-    }
-}
-
-fn format_of(format: FormatArg) -> Format {
-    match format {
-        FormatArg::Table => Format::Table,
-        FormatArg::Csv => Format::Csv,
-        FormatArg::Json => Format::Json,
-        FormatArg::Markdown => Format::Markdown,
-        FormatArg::Latex => Format::Latex,
-    }
 }

@@ -37,8 +37,8 @@ pub struct ExecArgs {
     lease: Duration,
     /// Where trials run: child processes here, or one SLURM job per attempt (submitted with
     /// the grid's [slurm] table; docs/cluster.md).
-    #[arg(long, value_enum, default_value_t = Executor::Local)]
-    executor: Executor,
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
+    executor: ExecutorKind,
 }
 
 impl ExecArgs {
@@ -48,15 +48,6 @@ impl ExecArgs {
             .clone()
             .unwrap_or_else(|| default_trials_root(db))
     }
-}
-
-/// `--executor`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Executor {
-    /// Child processes of this `sweep run`, on this machine.
-    Local,
-    /// SLURM batch jobs (sbatch, squeue, scancel), on a cluster's shared file system.
-    Slurm,
 }
 
 /// At least one trial at a time, or nothing would ever run.
@@ -147,14 +138,12 @@ pub(crate) async fn execute(
     let trials_root = absolute(&exec.trials_root(db))?;
     let mut config = RunConfig::new(workdir.clone(), trials_root.clone());
     config.lease = exec.lease;
-    match exec.executor {
-        Executor::Local => {
-            config.gpus = resolve_gpus(&grid, &exec.gpus)?;
-            // This binary's `guard` starts each attempt, so a trial dies with the orchestrator.
-            config.guard = Some(config.builtin_trial.clone());
-        }
-        // SLURM gives each job its GPUs (GRES) and tracks and kills its processes itself.
-        Executor::Slurm => config.executor = ExecutorKind::Slurm,
+    config.executor = exec.executor;
+    // An executor elsewhere (SLURM) gives each job its GPUs and tracks its processes itself.
+    if exec.executor.runs_here() {
+        config.gpus = resolve_gpus(&grid, &exec.gpus)?;
+        // This binary's `guard` starts each attempt, so a trial dies with the orchestrator.
+        config.guard = Some(config.builtin_trial.clone());
     }
     config.heartbeat = config.heartbeat.min(exec.lease / 4);
     config.parallel = exec.parallel.unwrap_or(grid.parallel);

@@ -25,13 +25,22 @@ pub use local::Local;
 pub use slurm::{CliError, Slurm};
 
 /// Which executor runs a sweep's attempts (`sweep run --executor`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExecutorKind {
-    /// Child processes of this orchestrator, on this machine.
+    /// Child processes of this `sweep run`, on this machine.
     #[default]
     Local,
-    /// One SLURM batch job per attempt, configured by the grid's `[slurm]` table.
+    /// SLURM batch jobs (sbatch, squeue, scancel), on a cluster's shared file system; one
+    /// per attempt, configured by the grid's `[slurm]` table.
     Slurm,
+}
+
+impl ExecutorKind {
+    /// Whether its attempts are child processes of this run, on this machine: they lease
+    /// its GPUs (`--gpus`) and start under its guard.
+    pub fn runs_here(self) -> bool {
+        matches!(self, ExecutorKind::Local)
+    }
 }
 
 /// Runs `$body` with `$executor` bound to the executor of `$kind` for `$grid`: the one place
