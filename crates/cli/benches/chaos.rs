@@ -97,13 +97,18 @@ fn paused_runners(pauses: usize) -> bool {
              [grid]\nx = {{ lin = [1, {trials}], num = {trials} }}\n"
         ),
     );
-    let runner = || {
+    // Each runner's log is kept in the project (kept itself when the scenario fails), so a
+    // runner that stops early says why.
+    let runner = |i: usize| {
+        let log = std::fs::File::create(p.path().join(format!("runner-{i}.log"))).expect("log");
         let mut cmd = p.sweep(&["run", "g.toml", "--lease", "3s"]);
-        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.stdout(Stdio::null())
+            .stderr(log)
+            .env("RUST_LOG", "debug");
         cmd.spawn().expect("start sweep")
     };
     let started = Instant::now();
-    let mut runners = [runner(), runner()];
+    let mut runners = [runner(0), runner(1)];
     let mut paused = 0;
     while paused < pauses {
         let before = support::attempts_started(&p.lines("ledger"));
@@ -125,9 +130,10 @@ fn paused_runners(pauses: usize) -> bool {
         signal(victim, Signal::SIGCONT);
         paused += 1;
     }
-    for r in &mut runners {
-        let _ = r.wait();
-    }
+    let exits: Vec<Option<i32>> = runners
+        .iter_mut()
+        .map(|r| r.wait().ok().and_then(|s| s.code()))
+        .collect();
     let chaos_s = started.elapsed().as_secs_f64();
     let last = p
         .sweep(&["run", "g.toml"])
@@ -173,7 +179,9 @@ fn paused_runners(pauses: usize) -> bool {
         "orphaned processes 1 s after the last run: {}",
         orphans.len()
     );
+    println!("runners' exit codes: {exits:?} (their logs: runner-0.log, runner-1.log)");
     let ok = paused == pauses
+        && exits.iter().all(|c| *c == Some(0))
         && rows.len() == trials
         && lost == 0
         && twice.is_empty()
