@@ -718,28 +718,20 @@ for i in 0 1 2 3 4; do echo \"a$SWEEP_ATTEMPT tick $i\"; sleep 0.3; done
         .spawn()
         .unwrap();
     // Follow from the moment the first attempt has written something.
-    let started = std::time::Instant::now();
-    while !p.path().join("sweep-trials/f").exists() {
-        assert!(started.elapsed().as_secs() < 20, "the sweep never started");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    let started = wait_for(Duration::from_secs(20), || {
+        p.path().join("sweep-trials/f").exists()
+    });
+    assert!(started, "the sweep never started");
+    std::thread::sleep(Duration::from_millis(200));
     let mut follow = p
         .sweep(&["logs", "x=1", "--follow"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let followed = std::time::Instant::now();
-    loop {
-        if follow.try_wait().unwrap().is_some() {
-            break;
-        }
-        assert!(
-            followed.elapsed().as_secs() < 30,
-            "--follow did not stop after the trial ended"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let stopped = wait_for(Duration::from_secs(30), || {
+        follow.try_wait().unwrap().is_some()
+    });
+    assert!(stopped, "--follow did not stop after the trial ended");
     let out = follow.wait_with_output().unwrap();
     assert_code(&out, 0);
     assert!(run.wait().unwrap().success());

@@ -64,7 +64,6 @@ pub(crate) async fn open(location: &str, access: Access) -> Result<Store, StoreE
         .run(&pool)
         .await
         .map_err(|e| StoreError::migrate(&shown, e))?;
-    store.refresh_wide_view_or_warn().await;
     Ok(store)
 }
 

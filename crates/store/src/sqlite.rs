@@ -84,7 +84,6 @@ pub(crate) async fn open(location: &str, access: Access) -> Result<Store, StoreE
             Err(e) => return Err(StoreError::migrate(location, e)),
         }
     }
-    store.refresh_wide_view_or_warn().await;
     Ok(store)
 }
 

@@ -75,7 +75,7 @@ impl Store {
     }
 
     /// [`Store::refresh_wide_view`] where the view is a convenience beside work that has
-    /// succeeded (results committed, a database opened): a failure is logged, not returned.
+    /// succeeded (results committed, trials registered): a failure is logged, not returned.
     pub(crate) async fn refresh_wide_view_or_warn(&self) {
         if let Err(e) = self.refresh_wide_view().await {
             tracing::warn!("cannot update the {WIDE_VIEW} view: {e}");
