@@ -2,6 +2,7 @@
 //! Trials are small POSIX `sh` scripts speaking the JSON-lines protocol.
 
 mod checkpoint;
+mod dashboard;
 mod faults;
 mod findings;
 mod malformed;

@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sqlx::sqlite::SqliteConnectOptions;
-use sweep_core::{expand, Grid};
-use sweep_store::Store;
+#[path = "support/big_store.rs"]
+mod big_store;
 
 fn sweep_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("bench path");
@@ -57,38 +56,7 @@ fn main() {
     );
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("big.db");
-    let configs = (n / 100).max(1);
-    let grid = Grid::parse(
-        Path::new("big.toml"),
-        &format!(
-            "[sweep]\nname = \"big\"\ncommand = [\"true\"]\n[grid]\nlearning_rate = {{ log = [1e-6, 1e-1], num = {configs} }}\nseed = {{ lin = [0, 99], num = 100 }}\n"
-        ),
-    )
-    .expect("grid");
-    let trials = expand(&grid).trials;
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let setup = Instant::now();
-    runtime.block_on(async {
-        let store = Store::open(db.to_str().unwrap()).await.expect("open");
-        let sweep = store.register_sweep(&grid, "/tmp").await.expect("sweep");
-        store.register_trials(&sweep, &trials).await.expect("register");
-        store.close().await;
-        // Completed trials with two metrics that are deterministic functions of the ordinal.
-        let pool = sqlx::SqlitePool::connect_with(SqliteConnectOptions::new().filename(&db)).await.expect("pool");
-        for sql in [
-            "UPDATE trials SET status = 'completed', attempts = 1, started_at = 1767225600000 + ordinal, finished_at = 1767225600000 + ordinal + 60000",
-            "INSERT INTO results (trial_id, name, value) SELECT id, 'unsafe_rate', ((ordinal * 7919) % 1000) / 1000.0 FROM trials",
-            "INSERT INTO results (trial_id, name, value) SELECT id, 'utility', ((ordinal * 104729) % 997) / 997.0 FROM trials",
-        ] {
-            sqlx::query(sql).execute(&pool).await.expect("fill");
-        }
-        pool.close().await;
-    });
-    println!(
-        "store of {} completed trials built in {:.1} s",
-        trials.len(),
-        setup.elapsed().as_secs_f64()
-    );
+    let trials = big_store::build(&db, n);
 
     if let Ok(keep) = std::env::var("BENCH_KEEP_DB") {
         std::fs::copy(&db, &keep).expect("copy the store");
@@ -122,7 +90,7 @@ fn main() {
         let peak = runs.iter().map(|r| r.1).max().unwrap_or(0);
         println!(
             "{label} over {} trials: median {:.2} s, peak RSS {:.0} MiB (3 runs)",
-            trials.len(),
+            trials,
             times[1].as_secs_f64(),
             peak as f64 / 1024.0
         );

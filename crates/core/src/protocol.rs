@@ -24,6 +24,17 @@
 
 use std::collections::BTreeMap;
 
+/// The files a trial leaves in its directory for the reports to read, named once for the
+/// trainer that writes them and the reports (`sweep compare`, the dashboard) that read them.
+pub mod files {
+    /// Every answer its evaluations scored, a JSON line each, with the grid point it is at
+    /// (`steps`, `ema_decay`, `interpolation`), its `set`, `prompt`, `response`, `label`
+    /// and verdicts.
+    pub const RESPONSES: &str = "responses.jsonl";
+    /// Every benchmark item's log-likelihoods and verdicts, per evaluated point.
+    pub const BENCHMARKS: &str = "benchmarks.jsonl";
+}
+
 /// The environment a trial process is started with: the names, written once for the
 /// scheduler that sets them and the trials (built-in, `sweep eval`) that read them. Their
 /// meanings are in docs/protocol.md.

@@ -13,7 +13,7 @@ use sweep_store::{TrialRow, TrialStatus};
 
 use crate::paired::{compare, Comparison, Stratum};
 use crate::render::write_json;
-use crate::verdicts::{read, Point, VerdictError, VerdictRule};
+use crate::verdicts::{read, trial_dir, Point, VerdictError, VerdictRule};
 use crate::{ExportError, Filter, Format};
 
 /// One side of a comparison: the configuration its filters select and its completed trials.
@@ -201,10 +201,7 @@ pub fn pair(
         .cloned()
         .collect();
     let verdicts = |row: &TrialRow| {
-        let dir = trials_root
-            .join(&row.sweep)
-            .join(row.completed_by.as_deref().unwrap_or(&row.id));
-        read(&dir, &rule, &point_of(row)).map_err(|source| CompareError::Verdicts {
+        read(&trial_dir(trials_root, row), &rule, &Point::of(row)).map_err(|source| CompareError::Verdicts {
             trial: row.id.clone(),
             source,
         })
@@ -236,16 +233,6 @@ pub fn pair(
         unpaired,
         comparison,
     })
-}
-
-/// The grid point a trial's own verdicts are at, from its parameters.
-fn point_of(row: &TrialRow) -> Point {
-    Point(
-        ["steps", "ema_decay", "interpolation"]
-            .into_iter()
-            .filter_map(|k| Some((k, row.params.get(k)?.as_f64()?)))
-            .collect(),
-    )
 }
 
 /// Writes the comparison.

@@ -7,11 +7,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use sweep_store::TrialRow;
 
-/// The file under a trial's directory that holds every evaluated answer.
-pub const RESPONSES: &str = "responses.jsonl";
-/// The file under a trial's directory that holds every benchmark item's scores.
-pub const BENCHMARKS: &str = "benchmarks.jsonl";
+pub use sweep_core::protocol::files::{BENCHMARKS, RESPONSES};
 
 /// How one metric's verdict is read off a line.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,11 +148,29 @@ impl VerdictRule {
 pub struct Point(pub BTreeMap<&'static str, f64>);
 
 impl Point {
-    fn holds(&self, line: &Value) -> bool {
+    /// The point a trial's own answers are at, from its parameters.
+    pub fn of(row: &TrialRow) -> Point {
+        Point(
+            ["steps", "ema_decay", "interpolation"]
+                .into_iter()
+                .filter_map(|k| Some((k, row.params.get(k)?.as_f64()?)))
+                .collect(),
+        )
+    }
+
+    /// Whether a line of a trial's files is at this point.
+    pub fn holds(&self, line: &Value) -> bool {
         self.0
             .iter()
             .all(|(k, v)| line[*k].as_f64().is_some_and(|x| x == *v))
     }
+}
+
+/// Where a trial's files are under `root`: its own directory, or, when a shared run reported
+/// it, that run's.
+pub fn trial_dir(root: &Path, row: &TrialRow) -> PathBuf {
+    root.join(&row.sweep)
+        .join(row.completed_by.as_deref().unwrap_or(&row.id))
 }
 
 /// The verdicts of `rule` at `point` in the trial directory `dir`, by prompt.

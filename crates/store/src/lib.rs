@@ -9,6 +9,7 @@
 //! one statement or one transaction, so a crash at any point leaves the store consistent and
 //! resumable.
 
+mod browse;
 mod error;
 mod postgres;
 mod read;
@@ -23,6 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::{PgPool, SqlitePool};
 
+pub use browse::{Pace, TrialOrder, TrialPage};
 pub use error::StoreError;
 pub use postgres::{fresh_database as fresh_postgres_database, redact, TEST_SERVER_ENV};
 pub use read::{AttemptRow, Counts, CurveRow, TrialRow};

@@ -123,18 +123,9 @@ impl Store {
         } else {
             ""
         };
-        // One row per trial, metrics folded into a JSON object by the database: row transfer
-        // is the cost that dominates reading large sweeps.
-        let metrics = match self.backend() {
-            Backend::Sqlite => "json_group_object(r.name, r.value)",
-            Backend::Postgres => "json_object_agg(r.name, r.value)::TEXT",
-        };
         let sql = format!(
-            "SELECT t.id, s.name AS sweep, t.ordinal, t.params, t.status, t.attempts, t.out_of_memory, t.started_at, \
-                    t.finished_at, t.gpu, t.error, t.completed_by, t.job_id, t.node, \
-                    (SELECT {metrics} FROM results r WHERE r.trial_id = t.id) AS metrics \
-             FROM trials t JOIN sweeps s ON s.id = t.sweep_id \
-             WHERE (t.active = 1 OR t.status = 'completed') {filter} ORDER BY t.sweep_id, t.ordinal"
+            "{} WHERE (t.active = 1 OR t.status = 'completed') {filter} ORDER BY t.sweep_id, t.ordinal",
+            trial_select(self.backend())
         );
         with_pool!(once self, |pool| {
             let mut query = sqlx::query(&sql);
@@ -274,27 +265,49 @@ impl Store {
             }
             Ok(query.fetch_all(pool).await?)
         })?;
-        let mut out: Vec<CurveRow> = Vec::new();
-        for (trial_id, step, name, value) in rows {
-            if let Some(last) = out.last_mut() {
-                if last.trial_id == trial_id && last.name == name && last.step == step {
-                    last.value = value;
-                    continue;
-                }
-            }
-            out.push(CurveRow {
-                trial_id,
-                step,
-                name,
-                value,
-            });
-        }
-        Ok(out)
+        Ok(last_value_per_step(rows))
     }
 }
 
+/// Curve rows ordered by trial, name, step and insertion, folded so that a step reported twice
+/// (by a resumed trial) keeps its last value.
+pub(crate) fn last_value_per_step(rows: Vec<(String, i64, String, Option<f64>)>) -> Vec<CurveRow> {
+    let mut out: Vec<CurveRow> = Vec::new();
+    for (trial_id, step, name, value) in rows {
+        if let Some(last) = out.last_mut() {
+            if last.trial_id == trial_id && last.name == name && last.step == step {
+                last.value = value;
+                continue;
+            }
+        }
+        out.push(CurveRow {
+            trial_id,
+            step,
+            name,
+            value,
+        });
+    }
+    out
+}
+
+/// The `SELECT … FROM` that [`trial_row`] reads, for `t` (trials) joined with `s` (sweeps).
+/// One row per trial, metrics folded into a JSON object by the database: row transfer is the
+/// cost that dominates reading large sweeps.
+pub(crate) fn trial_select(backend: Backend) -> String {
+    let metrics = match backend {
+        Backend::Sqlite => "json_group_object(r.name, r.value)",
+        Backend::Postgres => "json_object_agg(r.name, r.value)::TEXT",
+    };
+    format!(
+        "SELECT t.id, s.name AS sweep, t.ordinal, t.params, t.status, t.attempts, t.out_of_memory, t.started_at, \
+                t.finished_at, t.gpu, t.error, t.completed_by, t.job_id, t.node, \
+                (SELECT {metrics} FROM results r WHERE r.trial_id = t.id) AS metrics \
+         FROM trials t JOIN sweeps s ON s.id = t.sweep_id"
+    )
+}
+
 /// A trial row as `for_each_trial` selects it, from either backend.
-fn trial_row<'r, R>(r: &'r R) -> Result<TrialRow, StoreError>
+pub(crate) fn trial_row<'r, R>(r: &'r R) -> Result<TrialRow, StoreError>
 where
     R: Row,
     usize: sqlx::ColumnIndex<R>,
@@ -345,28 +358,42 @@ pub struct AttemptRow {
     pub outcome: Option<String>,
     /// Why it ended, for anything but success.
     pub reason: Option<String>,
+    /// When it started and ended (Unix ms).
+    pub started_at: i64,
+    /// See `started_at`; `None` while it runs.
+    pub finished_at: Option<i64>,
+    /// The process's exit code, or the signal that ended it.
+    pub exit_code: Option<i64>,
+    /// See `exit_code`.
+    pub signal: Option<i64>,
+    /// The last lines the attempt wrote to stderr, as stored when it ended.
+    pub stderr_tail: Option<String>,
 }
 
 impl Store {
     /// The attempts of one trial, in order: what `sweep status` cannot show in one line, and
     /// what a reader checks to see that every attempt had a fair run.
     pub async fn attempts(&self, trial_id: &str) -> Result<Vec<AttemptRow>, StoreError> {
-        /// `attempt, owner, outcome, reason`.
-        type Columns = (i64, Option<String>, Option<String>, Option<String>);
-        const SQL: &str = "SELECT attempt, owner, outcome, reason FROM attempts \
+        const SQL: &str = "SELECT attempt, owner, outcome, reason, started_at, finished_at, \
+                           exit_code, signal, stderr_tail FROM attempts \
                            WHERE trial_id = $1 ORDER BY attempt";
-        let rows: Vec<Columns> = with_pool!(self, |pool| Ok(sqlx::query_as(SQL)
-            .bind(trial_id)
-            .fetch_all(pool)
-            .await?))?;
-        Ok(rows
-            .into_iter()
-            .map(|(attempt, owner, outcome, reason)| AttemptRow {
-                attempt: attempt as u32,
-                owner,
-                outcome,
-                reason,
-            })
-            .collect())
+        with_pool!(self, |pool| {
+            let rows = sqlx::query(SQL).bind(trial_id).fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(AttemptRow {
+                    attempt: r.try_get::<i64, _>("attempt")? as u32,
+                    owner: r.try_get("owner")?,
+                    outcome: r.try_get("outcome")?,
+                    reason: r.try_get("reason")?,
+                    started_at: r.try_get("started_at")?,
+                    finished_at: r.try_get("finished_at")?,
+                    exit_code: r.try_get::<Option<i64>, _>("exit_code")?,
+                    signal: r.try_get::<Option<i64>, _>("signal")?,
+                    stderr_tail: r.try_get("stderr_tail")?,
+                });
+            }
+            Ok(out)
+        })
     }
 }

@@ -9,12 +9,7 @@ use serde_json::Value;
 use crate::benchmark::ItemScore;
 use crate::setup::Transcript;
 
-/// The file in a trial's directory that holds every answer its evaluations scored.
-pub const RESPONSES: &str = "responses.jsonl";
-
-/// The file in a trial's directory that holds every benchmark item's log-likelihoods and
-/// verdicts, per evaluated point, for prompt-level statistics and parity checks.
-pub const BENCHMARKS: &str = "benchmarks.jsonl";
+pub use sweep_core::protocol::files::{BENCHMARKS, RESPONSES};
 
 /// An answer file could not be written or read.
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,7 @@ mod generate;
 mod logs;
 mod report;
 mod run;
+mod serve;
 mod status;
 mod trial;
 
@@ -37,6 +38,12 @@ enum Command {
     Logs(logs::LogsArgs),
     /// Export trials to CSV.
     Export(export::ExportArgs),
+    /// Serve a live, read-only dashboard of the store's sweeps in the browser.
+    ///
+    /// The Pareto front with colour by any parameter, parallel coordinates, learning curves,
+    /// a trial table sorted and paged by the database, and each trial's attempts, logs and
+    /// answers beside the base model's; it follows running sweeps as trials finish.
+    Serve(serve::ServeArgs),
     /// Rank configurations by non-dominated sorting: the safety/utility Pareto front.
     Report(report::ReportArgs),
     /// Compare two configurations prompt by prompt, seed by seed.
@@ -114,6 +121,7 @@ impl Cli {
             Command::Status(args) => status::run(&self.db, args).await,
             Command::Export(args) => export::run(&self.db, args).await,
             Command::Logs(args) => logs::run(&self.db, args).await,
+            Command::Serve(args) => serve::run(&self.db, args).await,
             Command::Report(args) => report::run(&self.db, args).await,
             Command::Compare(args) => compare::run(&self.db, args).await,
             Command::Confirm(args) => confirm::run(&self.db, args).await,

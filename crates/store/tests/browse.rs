@@ -1,0 +1,193 @@
+//! Browsing a sweep a page at a time, as the dashboard does: pages in each order and state,
+//! one trial, its curves, the sweep's pace. With `SWEEP_TEST_POSTGRES` set, on PostgreSQL.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use sweep_core::{expand, Grid};
+use sweep_store::{
+    AttemptEnd, CurvePoint, Outcome, Store, SweepRecord, TrialOrder, TrialPage, TrialStatus,
+};
+
+async fn store_with(n: usize) -> (tempfile::TempDir, Store, SweepRecord) {
+    let dir = tempfile::tempdir().unwrap();
+    let location = match std::env::var(sweep_store::TEST_SERVER_ENV) {
+        Ok(server) => sweep_store::fresh_postgres_database(&server).await.unwrap(),
+        Err(_) => dir.path().join("s.db").display().to_string(),
+    };
+    let store = Store::open(&location).await.unwrap();
+    let values: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+    let text = format!(
+        "[sweep]\nname = \"b\"\ncommand = [\"true\"]\n[grid]\nx = [{}]\n",
+        values.join(", ")
+    );
+    let grid = Grid::parse(Path::new("b.toml"), &text).unwrap();
+    let sweep = store.register_sweep(&grid, "/tmp").await.unwrap();
+    store
+        .register_trials(&sweep, &expand(&grid).trials)
+        .await
+        .unwrap();
+    (dir, store, sweep)
+}
+
+/// Claims the next trial and completes it with `m`, or fails it when `m` is `None`.
+async fn finish_next(store: &Store, sweep: &SweepRecord, runner: &str, m: Option<f64>) -> String {
+    let claimed = store
+        .claim(sweep.id, runner, Duration::from_secs(60), 1, None)
+        .await
+        .unwrap()
+        .expect("a trial to claim");
+    let end = |outcome| AttemptEnd {
+        outcome,
+        exit_code: Some(if m.is_some() { 0 } else { 1 }),
+        signal: None,
+        reason: m.is_none().then(|| "boom".into()),
+        stderr_tail: "last words\n".into(),
+    };
+    match m {
+        Some(v) => {
+            let results = BTreeMap::from([(
+                claimed.id.clone(),
+                BTreeMap::from([("m".to_string(), Some(v))]),
+            )]);
+            store
+                .complete(&claimed.id, runner, claimed.attempt, &results, &end(Outcome::Completed))
+                .await
+                .unwrap();
+        }
+        None => {
+            store
+                .end_unsuccessful(
+                    &claimed.id,
+                    runner,
+                    claimed.attempt,
+                    &end(Outcome::Failed),
+                    0,
+                    1,
+                    false,
+                )
+                .await
+                .unwrap();
+        }
+    }
+    claimed.id
+}
+
+fn page(order: TrialOrder, descending: bool) -> TrialPage {
+    TrialPage {
+        status: None,
+        order,
+        descending,
+        offset: 0,
+        limit: 100,
+    }
+}
+
+fn xs(rows: &[sweep_store::TrialRow]) -> Vec<String> {
+    rows.iter().map(|r| r.params["x"].to_string()).collect()
+}
+
+#[tokio::test]
+async fn pages_come_in_each_order_and_state_with_the_total() {
+    let (_dir, store, sweep) = store_with(5).await;
+    let runner = store.register_runner("h", 1).await.unwrap().id;
+    // x = 1, 2, 3 complete with m = 0.3, 0.1, 0.2; x = 4 fails; x = 5 stays pending.
+    for m in [Some(0.3), Some(0.1), Some(0.2), None] {
+        finish_next(&store, &sweep, &runner, m).await;
+    }
+    let (rows, total) = store
+        .trial_page(sweep.id, &page(TrialOrder::Ordinal, false))
+        .await
+        .unwrap();
+    assert_eq!((xs(&rows), total), (vec!["1", "2", "3", "4", "5"].into_iter().map(String::from).collect(), 5));
+
+    let by_m = |descending| page(TrialOrder::Metric("m".into()), descending);
+    let (rows, _) = store.trial_page(sweep.id, &by_m(false)).await.unwrap();
+    assert_eq!(xs(&rows), ["2", "3", "1", "4", "5"], "trials without the metric last");
+    let (rows, _) = store.trial_page(sweep.id, &by_m(true)).await.unwrap();
+    assert_eq!(xs(&rows), ["1", "3", "2", "4", "5"], "last in either direction");
+
+    let failed = TrialPage {
+        status: Some(TrialStatus::Failed),
+        ..by_m(false)
+    };
+    let (rows, total) = store.trial_page(sweep.id, &failed).await.unwrap();
+    assert_eq!((xs(&rows), total), (vec!["4".to_string()], 1));
+
+    let second = TrialPage {
+        offset: 2,
+        limit: 2,
+        ..page(TrialOrder::Ordinal, true)
+    };
+    let (rows, total) = store.trial_page(sweep.id, &second).await.unwrap();
+    assert_eq!((xs(&rows), total), (vec!["3".to_string(), "2".to_string()], 5));
+
+    let (rows, _) = store
+        .trial_page(sweep.id, &page(TrialOrder::Status, false))
+        .await
+        .unwrap();
+    let states: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
+    assert_eq!(states, ["completed", "completed", "completed", "failed", "pending"]);
+
+    let twos = store.completed_with(sweep.id, "x", 2.0, 10).await.unwrap();
+    assert_eq!(xs(&twos), ["2"]);
+    let fours = store.completed_with(sweep.id, "x", 4.0, 10).await.unwrap();
+    assert!(fours.is_empty(), "x = 4 failed: only completed trials count");
+    let odd = store.completed_with(sweep.id, "no\"such", 2.0, 10).await.unwrap();
+    assert!(odd.is_empty());
+
+    let pace = store.pace(sweep.id).await.unwrap();
+    assert_eq!(pace.completed, 3);
+    assert!(pace.first_start.unwrap() <= pace.last_end.unwrap());
+}
+
+#[tokio::test]
+async fn one_trial_comes_with_its_metrics_attempts_and_curves() {
+    let (_dir, store, sweep) = store_with(2).await;
+    let runner = store.register_runner("h", 1).await.unwrap().id;
+    let id = finish_next(&store, &sweep, &runner, Some(0.5)).await;
+    let row = store.trial(&id).await.unwrap().expect("the trial");
+    assert_eq!(row.metrics["m"], Some(0.5));
+    assert_eq!(row.status, TrialStatus::Completed);
+    assert!(store.trial("0000000000000000").await.unwrap().is_none());
+
+    let attempts = store.attempts(&id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].stderr_tail.as_deref(), Some("last words\n"));
+    assert_eq!(attempts[0].exit_code, Some(0));
+    assert!(attempts[0].finished_at.is_some());
+
+    let point = |attempt, step, name: &str, value| CurvePoint {
+        trial_id: id.clone(),
+        attempt,
+        step,
+        name: name.into(),
+        value: Some(value),
+    };
+    store
+        .add_curve_points(&[
+            point(1, 10, "loss", 2.0),
+            point(1, 20, "loss", 1.5),
+            point(2, 20, "loss", 1.4),
+            point(2, 10, "acc", 0.1),
+        ])
+        .await
+        .unwrap();
+    let curves: Vec<(String, i64, Option<f64>)> = store
+        .trial_curves(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.name, c.step, c.value))
+        .collect();
+    assert_eq!(
+        curves,
+        [
+            ("acc".to_string(), 10, Some(0.1)),
+            ("loss".to_string(), 10, Some(2.0)),
+            ("loss".to_string(), 20, Some(1.4)),
+        ],
+        "a step reported again by a later attempt keeps the later value"
+    );
+}
