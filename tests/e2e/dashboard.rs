@@ -1,11 +1,11 @@
 //! `sweep serve` in a real browser: headless Chromium loads each page while a sweep runs, and
 //! the test reads the DOM the page's script drew (the front's points, a learning curve, a
-//! trial's answers beside the base model's, the running sweep's progress). With
-//! `SWEEP_SCREENSHOTS=DIR` it also leaves a screenshot of each page there
-//! (`scripts/dashboard-screenshots` writes the ones in docs/).
+//! trial's answers beside the base model's, the running sweep's progress).
+//! (`scripts/dashboard-screenshots` takes the pictures in docs/ the same way, of the
+//! quickstart sweep.)
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -93,23 +93,14 @@ fn chromium(profile: &Path) -> Command {
     cmd
 }
 
-/// The DOM after the page's script ran (and a screenshot of it into `shots`, if given).
-fn page(profile: &Path, url: &str, shots: Option<(&Path, &str)>) -> String {
+/// The DOM after the page's script ran.
+fn page(profile: &Path, url: &str) -> String {
     let out = chromium(profile)
         .arg("--dump-dom")
         .arg(url)
         .output()
         .expect("run chromium (scripts/chromium-install)");
     assert!(out.status.success(), "chromium: {}", text(&out.stderr));
-    if let Some((dir, name)) = shots {
-        let file = dir.join(format!("{name}.png"));
-        let shot = chromium(profile)
-            .arg(format!("--screenshot={}", file.display()))
-            .arg(url)
-            .output()
-            .expect("run chromium");
-        assert!(shot.status.success() && file.exists(), "{}", text(&shot.stderr));
-    }
     text(&out.stdout)
 }
 
@@ -134,7 +125,10 @@ fn the_dashboard_draws_a_running_sweep_its_front_curves_and_answers() {
             .expect("start the slow sweep"),
     );
     let running = || p.sql("SELECT CAST(COUNT(*) AS TEXT) FROM curves")[0] != "0";
-    assert!(wait_for(Duration::from_secs(60), running), "the slow sweep's trial never reported");
+    assert!(
+        wait_for(Duration::from_secs(60), running),
+        "the slow sweep's trial never reported"
+    );
 
     let mut serve = p
         .sweep(&["serve", "--bind", "127.0.0.1:0"])
@@ -147,28 +141,56 @@ fn the_dashboard_draws_a_running_sweep_its_front_curves_and_answers() {
     let url = BufReader::new(stderr)
         .lines()
         .map_while(Result::ok)
-        .find_map(|l| Some(l[l.find("http://")?..].split_whitespace().next()?.to_string()))
+        .find_map(|l| {
+            Some(
+                l[l.find("http://")?..]
+                    .split_whitespace()
+                    .next()?
+                    .to_string(),
+            )
+        })
         .expect("sweep serve prints its address");
 
     let profile = tempfile::tempdir().unwrap();
-    let shots: Option<PathBuf> = std::env::var_os("SWEEP_SCREENSHOTS").map(PathBuf::from);
-    let shot = |name| shots.as_deref().map(|d| (d, name));
 
-    let sweeps = page(profile.path(), &format!("{url}#/"), shot("sweeps"));
-    assert!(sweeps.contains("#/sweep/tiny") && sweeps.contains("#/sweep/slow"), "{sweeps}");
-    assert!(sweeps.contains("live · updated"), "a running sweep is followed: {sweeps}");
+    let sweeps = page(profile.path(), &format!("{url}#/"));
+    assert!(
+        sweeps.contains("#/sweep/tiny") && sweeps.contains("#/sweep/slow"),
+        "{sweeps}"
+    );
+    assert!(
+        sweeps.contains("live · updated"),
+        "a running sweep is followed: {sweeps}"
+    );
 
-    let tiny = page(profile.path(), &format!("{url}#/sweep/tiny"), shot("sweep"));
-    assert!(count(&tiny, "class=\"point front\"") >= 1, "the front's points: {tiny}");
-    // 7 configurations (the base and 2 × 3 fine-tuned points), every one drawn.
-    assert_eq!(count(&tiny, "class=\"point"), 7, "{tiny}");
-    assert!(count(&tiny, "class=\"curve\"") >= 1, "a learning curve: {tiny}");
-    assert!(count(&tiny, "class=\"pc-line") == 7, "parallel coordinates: {tiny}");
-    assert_eq!(count(&tiny, "class=\"trial-row\""), 7, "the trial table: {tiny}");
+    let tiny = page(profile.path(), &format!("{url}#/sweep/tiny"));
+    assert!(
+        count(&tiny, "class=\"point front\"") >= 1,
+        "the front's points: {tiny}"
+    );
+    // 9 configurations (the base, and 2 learning rates × 2 step counts × 2 EMA decays),
+    // every one drawn.
+    assert_eq!(count(&tiny, "class=\"point"), 9, "{tiny}");
+    assert!(
+        count(&tiny, "class=\"curve\"") >= 1,
+        "a learning curve: {tiny}"
+    );
+    assert!(
+        count(&tiny, "class=\"pc-line") == 9,
+        "parallel coordinates: {tiny}"
+    );
+    assert_eq!(
+        count(&tiny, "class=\"trial-row\""),
+        9,
+        "the trial table: {tiny}"
+    );
 
-    let slow = page(profile.path(), &format!("{url}#/sweep/slow"), None);
+    let slow = page(profile.path(), &format!("{url}#/sweep/slow"));
     assert!(slow.contains("running: "), "{slow}");
-    assert!(slow.contains(" step 3 "), "the running trial's last step: {slow}");
+    assert!(
+        slow.contains(" step 3 "),
+        "the running trial's last step: {slow}"
+    );
 
     let id = p.sql(
         "SELECT t.id FROM trials t JOIN sweeps s ON s.id = t.sweep_id WHERE s.name = 'tiny' \
@@ -176,10 +198,17 @@ fn the_dashboard_draws_a_running_sweep_its_front_curves_and_answers() {
          AND t.params LIKE '%\"ema_decay\":0.0%'",
     )[0]
     .clone();
-    let trial = page(profile.path(), &format!("{url}#/trial/{id}"), shot("trial"));
+    let trial = page(profile.path(), &format!("{url}#/trial/{id}"));
     // Every answer the run wrote at this trial's point, one row each.
-    let ran = p.sql(&format!("SELECT COALESCE(completed_by, id) FROM trials WHERE id = '{id}'"))[0].clone();
-    let file = p.path().join("sweep-trials/tiny").join(ran).join("responses.jsonl");
+    let ran = p.sql(&format!(
+        "SELECT COALESCE(completed_by, id) FROM trials WHERE id = '{id}'"
+    ))[0]
+        .clone();
+    let file = p
+        .path()
+        .join("sweep-trials/tiny")
+        .join(ran)
+        .join("responses.jsonl");
     let answers = std::fs::read_to_string(&file).expect("the run's responses.jsonl");
     let own = answers
         .lines()
@@ -188,7 +217,16 @@ fn the_dashboard_draws_a_running_sweep_its_front_curves_and_answers() {
         .count();
     assert!(own > 0);
     assert_eq!(count(&trial, "class=\"answer-row\""), own, "{trial}");
-    assert!(trial.contains("base: trial "), "beside the base model's answers: {trial}");
-    assert!(count(&trial, "class=\"curve\"") >= 1, "the run's curves: {trial}");
-    assert!(trial.contains("attempt-1.stderr.log") || trial.contains("from the run of trial"), "{trial}");
+    assert!(
+        trial.contains("base: trial "),
+        "beside the base model's answers: {trial}"
+    );
+    assert!(
+        count(&trial, "class=\"curve\"") >= 1,
+        "the run's curves: {trial}"
+    );
+    assert!(
+        trial.contains("attempt-1.stderr.log") || trial.contains("from the run of trial"),
+        "{trial}"
+    );
 }

@@ -25,7 +25,11 @@ fn sweep_binary() -> PathBuf {
 fn get(addr: &str, path: &str) -> (String, usize, Duration) {
     let start = Instant::now();
     let mut stream = TcpStream::connect(addr).expect("connect");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("send");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
     let mut response = Vec::new();
     stream.read_to_end(&mut response).expect("read");
     let elapsed = start.elapsed();
@@ -55,7 +59,10 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let bin = sweep_binary();
-    assert!(bin.exists(), "build the binary first: cargo build --release");
+    assert!(
+        bin.exists(),
+        "build the binary first: cargo build --release"
+    );
     let dir = tempfile::tempdir().expect("temp dir");
     let db = match std::env::var_os("BENCH_DB") {
         Some(path) => PathBuf::from(path),
@@ -67,7 +74,13 @@ fn main() {
     };
     let started = Instant::now();
     let mut child = Command::new(&bin)
-        .args(["--db", db.to_str().unwrap(), "serve", "--bind", "127.0.0.1:0"])
+        .args([
+            "--db",
+            db.to_str().unwrap(),
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+        ])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -99,7 +112,11 @@ fn main() {
             "{label}: the sweep page's {} requests one after another {:.0} ms ({})",
             page.len(),
             total.as_secs_f64() * 1000.0,
-            times.iter().map(|t| format!("{:.1}", t.as_secs_f64() * 1000.0)).collect::<Vec<_>>().join(" + ")
+            times
+                .iter()
+                .map(|t| format!("{:.1}", t.as_secs_f64() * 1000.0))
+                .collect::<Vec<_>>()
+                .join(" + ")
         );
         total
     };
@@ -113,21 +130,45 @@ fn main() {
     );
     let runs = 5;
     let loads: Vec<Duration> = (0..runs).map(|_| load("warm")).collect();
-    println!("sweep page, median of {runs}: {:.0} ms", median(loads).as_secs_f64() * 1000.0);
+    println!(
+        "sweep page, median of {runs}: {:.0} ms",
+        median(loads).as_secs_f64() * 1000.0
+    );
     for (label, path) in [
         ("the sweeps list", "/api/sweeps".to_string()),
         ("the kept front", "/api/sweeps/big/front".to_string()),
-        ("table sorted by utility, largest first", "/api/sweeps/big/trials?sort=metric:utility&desc=true&limit=50".to_string()),
-        ("table of failed trials (none)", "/api/sweeps/big/trials?status=failed&limit=50".to_string()),
-        ("table page 10,000 (offset 500,000)", "/api/sweeps/big/trials?offset=500000&limit=50".to_string()),
-        ("table filtered by --where (reads the sweep)", "/api/sweeps/big/trials?where=seed%3D7&limit=50".to_string()),
+        (
+            "table sorted by utility, largest first",
+            "/api/sweeps/big/trials?sort=metric:utility&desc=true&limit=50".to_string(),
+        ),
+        (
+            "table of failed trials (none)",
+            "/api/sweeps/big/trials?status=failed&limit=50".to_string(),
+        ),
+        (
+            "table page 10,000 (offset 500,000)",
+            "/api/sweeps/big/trials?offset=500000&limit=50".to_string(),
+        ),
+        (
+            "table filtered by --where (reads the sweep)",
+            "/api/sweeps/big/trials?where=seed%3D7&limit=50".to_string(),
+        ),
         ("one trial", format!("/api/trials/{}", first_trial(&db))),
     ] {
         let times: Vec<Duration> = (0..runs).map(|_| get(&addr, &path).2).collect();
-        println!("{label}: median {:.1} ms ({runs} runs)", median(times).as_secs_f64() * 1000.0);
+        println!(
+            "{label}: median {:.1} ms ({runs} runs)",
+            median(times).as_secs_f64() * 1000.0
+        );
     }
-    let (_, _, other) = get(&addr, "/api/sweeps/big/front?objectives=unsafe_rate:min,utility:min");
-    println!("a front on other objectives, first time: {:.2} s", other.as_secs_f64());
+    let (_, _, other) = get(
+        &addr,
+        "/api/sweeps/big/front?objectives=unsafe_rate:min,utility:min",
+    );
+    println!(
+        "a front on other objectives, first time: {:.2} s",
+        other.as_secs_f64()
+    );
 }
 
 /// Some trial's id, for the trial page.

@@ -24,6 +24,11 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+// replaceChildren, skipping null and false (which it would write out as text).
+function fill(node, ...children) {
+  node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 function svg(tag, attrs, ...children) {
   const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -50,7 +55,7 @@ function fmt(x) {
   if (typeof x !== "number") return String(x);
   if (Number.isInteger(x)) return String(x);
   const a = Math.abs(x);
-  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return x.toExponential(2);
+  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return x.toExponential(2).replace(/\.?0+e/, "e");
   return x.toPrecision(4).replace(/\.?0+$/, "");
 }
 
@@ -88,7 +93,7 @@ function hideTip() { tip.hidden = true; }
 
 function crumbs(...parts) {
   const c = document.getElementById("crumbs");
-  c.replaceChildren(...parts.flatMap((p, i) => (i ? [" / ", p] : [p])));
+  fill(c, ...parts.flatMap((p, i) => (i ? [" / ", p] : [p])));
 }
 
 function failure(where, error) {
@@ -137,7 +142,12 @@ function axisScale(values, lo, hi) {
   if (log) {
     for (let e = Math.ceil(a); e <= Math.floor(b); e++) ticks.push(10 ** e);
   } else {
-    for (let i = 0; i <= 4; i++) ticks.push(min + ((max - min) * i) / 4);
+    // Round steps (1, 2 or 5 × 10^k), about five of them.
+    const span = max - min || Math.abs(max) || 1;
+    const raw = span / 6, power = 10 ** Math.floor(Math.log10(raw));
+    const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw);
+    for (let t = Math.ceil(min / step) * step; t <= max + step * 1e-9; t += step) ticks.push(Number(t.toPrecision(12)));
+    if (!ticks.length) ticks.push(min);
   }
   return { map, ticks, log };
 }
@@ -179,7 +189,7 @@ function sweepsView() {
   crumbs("sweeps");
   return poller(async () => {
     const { sweeps } = await api("/api/sweeps");
-    main.replaceChildren(
+    fill(main,
       el("h1", {}, "Sweeps"),
       sweeps.length === 0
         ? el("p", { class: "muted" }, "No sweeps in this store yet: `sweep run GRID.toml` starts one.")
@@ -208,7 +218,7 @@ function sweepView(name) {
   const pcPanel = el("div", { class: "panel", id: "parallel" });
   const curvesPanel = el("div", { class: "panel", id: "curves" });
   const tablePanel = el("div", { class: "panel", id: "trials" });
-  main.replaceChildren(el("h1", {}, name), summary, el("div", { class: "grid2" }, frontPanel, curvesPanel), pcPanel, tablePanel);
+  fill(main, el("h1", {}, name), summary, el("div", { class: "grid2" }, frontPanel, curvesPanel), pcPanel, tablePanel);
   let info = null;
   let front = null;
 
@@ -218,12 +228,12 @@ function sweepView(name) {
     try {
       front = await api(`/api/sweeps/${enc}/front?${query}`);
     } catch (e) {
-      frontPanel.replaceChildren(el("h2", {}, "Pareto front"), frontControls(), failure("front", e));
-      pcPanel.replaceChildren();
+      fill(frontPanel, el("h2", {}, "Pareto front"), frontControls(), failure("front", e));
+      fill(pcPanel);
       return;
     }
-    frontPanel.replaceChildren(el("h2", {}, "Pareto front"), frontControls(), frontPlot(front, state, info), frontNote(front));
-    pcPanel.replaceChildren(el("h2", {}, "Parallel coordinates"), parallelPlot(front, state, info));
+    fill(frontPanel, el("h2", {}, "Pareto front"), frontControls(), frontPlot(front, state, info), frontNote(front));
+    fill(pcPanel, el("h2", {}, "Parallel coordinates"), parallelPlot(front, state, info));
     drawCurves();
   }
 
@@ -256,7 +266,7 @@ function sweepView(name) {
   async function drawCurves() {
     const firsts = (front?.configurations || []).filter((c) => c.rank === 1).slice(0, 12);
     if (!firsts.length) {
-      curvesPanel.replaceChildren(el("h2", {}, "Learning curves"), el("p", { class: "muted" }, "No configuration on the front yet."));
+      fill(curvesPanel, el("h2", {}, "Learning curves"), el("p", { class: "muted" }, "No configuration on the front yet."));
       return;
     }
     // One line per run: configurations a shared run reported have that run's curves.
@@ -270,10 +280,12 @@ function sweepView(name) {
     const all = [...runs.values()].slice(0, 6);
     const names = [...new Set(all.flatMap(([, c]) => Object.keys(c)))].sort();
     if (!names.length) {
-      curvesPanel.replaceChildren(el("h2", {}, "Learning curves"), el("p", { class: "muted" }, "The front's trials reported no curves (metric events)."));
+      fill(curvesPanel, el("h2", {}, "Learning curves"), el("p", { class: "muted" }, "The front's trials reported no curves (metric events)."));
       return;
     }
-    if (!names.includes(state.curve)) state.curve = names.includes("loss") ? "loss" : names[0];
+    // The fine-tuning loss first, where the trainer reports one.
+    const preferred = ["train_loss", "loss"].find((n) => names.includes(n)) || names[0];
+    if (!names.includes(state.curve)) state.curve = preferred;
     const select = el("select", { onchange: (e) => { state.curve = e.target.value; drawCurves(); } },
       names.map((n) => el("option", { value: n, selected: n === state.curve }, n)));
     const series = all.map(([run, c, configs]) => ({
@@ -281,7 +293,7 @@ function sweepView(name) {
       label: configs.length > 1 ? `run ${run.slice(0, 8)} (${configs.length} front points)` : paramText(configs[0].params),
       points: c[state.curve] || [],
     }));
-    curvesPanel.replaceChildren(el("h2", {}, "Learning curves"),
+    fill(curvesPanel, el("h2", {}, "Learning curves"),
       el("div", { class: "controls" }, el("label", {}, "metric"), select, el("span", { class: "muted" }, "of the runs behind the front (a shared run reports several points)")),
       linePlot(series, state.curve));
   }
@@ -293,7 +305,7 @@ function sweepView(name) {
     try {
       page = await api(`/api/sweeps/${enc}/trials?${q}`);
     } catch (e) {
-      tablePanel.replaceChildren(el("h2", {}, "Trials"), tableControls(), failure("trials", e));
+      fill(tablePanel, el("h2", {}, "Trials"), tableControls(), failure("trials", e));
       return;
     }
     const metrics = (state.objectives || []).map((o) => o.split(":")[0]);
@@ -319,7 +331,7 @@ function sweepView(name) {
       el("button", { disabled: t.offset === 0, onclick: () => { t.offset = Math.max(0, t.offset - t.limit); drawTable(); } }, "← previous"),
       el("span", {}, page.total ? `${t.offset + 1}–${last} of ${page.total}` : "no trials"),
       el("button", { disabled: last >= page.total, onclick: () => { t.offset += t.limit; drawTable(); } }, "next →"));
-    tablePanel.replaceChildren(el("h2", {}, "Trials"), tableControls(), el("div", { class: "scroll" }, table), pager);
+    fill(tablePanel, el("h2", {}, "Trials"), tableControls(), el("div", { class: "scroll" }, table), pager);
   }
 
   function tableControls() {
@@ -334,7 +346,7 @@ function sweepView(name) {
 
   function drawSummary() {
     const c = info.counts;
-    summary.replaceChildren(
+    fill(summary,
       el("div", { class: "controls" }, progressBar(c),
         el("span", {}, `${c.completed} completed, ${c.running} running, ${c.pending} pending, ${c.failed} failed, ${c.interrupted} interrupted of ${c.total}`),
         info.eta_s !== null ? el("span", { class: "muted", id: "eta" }, `· about ${duration(info.eta_s)} to go at the pace so far`) : null),
@@ -359,10 +371,10 @@ function sweepView(name) {
       if (state.objectives) {
         // Over a large sweep the first front takes a while (every trial is read once; then it
         // is kept until trials finish): the table does not wait for it.
-        if (first) frontPanel.replaceChildren(el("h2", {}, "Pareto front"), el("p", { class: "muted" }, `Ranking the configurations of ${c0(info)} trials…`));
+        if (first) fill(frontPanel, el("h2", {}, "Pareto front"), el("p", { class: "muted" }, `Ranking the configurations of ${c0(info)} trials…`));
         frontDrawn = drawFront();
       } else {
-        frontPanel.replaceChildren(el("h2", {}, "Pareto front"), el("p", { class: "muted" }, "A front needs trials that report two metrics; none yet."));
+        fill(frontPanel, el("h2", {}, "Pareto front"), el("p", { class: "muted" }, "A front needs trials that report two metrics; none yet."));
       }
       await Promise.all([frontDrawn, drawTable()]);
     }
@@ -441,7 +453,10 @@ function parallelPlot(front, state, info) {
     if (numeric) {
       const s = axisScale(values, bottom, top);
       map = (v) => (typeof v === "number" ? s.map(v) : null);
-      ticks = s.ticks.map((t) => [t, s.map(t)]);
+      // A parameter's few values are its ticks; a metric's axis gets round ones.
+      const distinct = [...new Set(values.filter((v) => typeof v === "number"))];
+      const own = i < params.length && distinct.length <= 8 ? distinct : s.ticks;
+      ticks = own.map((t) => [t, s.map(t)]);
     } else {
       const distinct = [...new Set(values.map((v) => String(v)))].sort();
       const pos = (i2) => (distinct.length === 1 ? (top + bottom) / 2 : bottom - (i2 * (bottom - top)) / (distinct.length - 1));
@@ -492,7 +507,7 @@ function trialView(id) {
   crumbs(el("a", { href: "#/" }, "sweeps"), el("span", { id: "trial-sweep" }), id);
   return poller(async () => {
     const t = await api(`/api/trials/${id}`);
-    document.getElementById("trial-sweep").replaceChildren(el("a", { href: `#/sweep/${encodeURIComponent(t.sweep)}` }, t.sweep));
+    fill(document.getElementById("trial-sweep"), el("a", { href: `#/sweep/${encodeURIComponent(t.sweep)}` }, t.sweep));
     const [curves, answers] = await Promise.all([
       api(`/api/trials/${id}/curves`).catch((e) => ({ error: e })),
       api(`/api/trials/${id}/answers`).catch((e) => ({ error: e })),
@@ -505,7 +520,7 @@ function trialView(id) {
         logView.textContent = await r.text();
         logView.hidden = false;
       } }, f)) : el("span", { class: "muted" }, `none in ${t.dir}/logs`));
-    main.replaceChildren(
+    fill(main,
       el("h1", {}, `trial ${t.id}`),
       el("div", { class: "grid2" },
         el("div", { class: "panel" }, el("h2", {}, "Parameters"),
@@ -524,7 +539,9 @@ function trialView(id) {
             ? el("dl", { class: "kv", id: "metrics" }, Object.entries(t.metrics).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, fmt(v))]))
             : el("p", { class: "muted" }, "No final metrics yet."))),
       el("div", { class: "panel", id: "trial-curves" }, el("h2", {}, "Learning curves"), trialCurves(curves, t.id)),
-      el("div", { class: "panel" }, el("h2", {}, "Attempts"), logs, logView,
+      el("div", { class: "panel" }, el("h2", {}, "Attempts"),
+        t.run !== t.id ? el("p", { class: "muted" }, "of the run of trial ", el("a", { href: `#/trial/${t.run}` }, t.run), ", which reported this trial's point among others") : null,
+        logs, logView,
         el("table", {}, el("thead", {}, el("tr", {}, ["#", "outcome", "exit", "why", "started", "stderr (last lines)"].map((h) => el("th", {}, h)))),
           el("tbody", {}, t.attempts_detail.map((a) => el("tr", {},
             el("td", {}, a.attempt), el("td", {}, a.outcome || "running"),
@@ -551,7 +568,7 @@ function answersTable(a) {
   const sets = [...new Set(a.rows.map((r) => r.set))];
   let shown = { set: "", differ: false };
   const body = el("tbody");
-  const draw = () => body.replaceChildren(...a.rows
+  const draw = () => fill(body, ...a.rows
     .filter((r) => (!shown.set || r.set === shown.set) && (!shown.differ || r.base_label !== r.label))
     .map((r) => el("tr", { class: "answer-row" },
       el("td", {}, r.set, el("div", { class: "muted" }, r.split || "")),

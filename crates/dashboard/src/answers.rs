@@ -12,15 +12,25 @@ use sweep_store::{Store, StoreError, TrialRow};
 /// The most answers one trial page lists.
 const MAX_ANSWERS: usize = 5_000;
 
-/// The lines of `responses.jsonl` at the trial's own point, keyed by set and prompt in file
-/// order, and what could not be read. `None` when the file is not there.
-fn read_answers(root: &Path, row: &TrialRow) -> Option<(Vec<(String, Value)>, Vec<String>)> {
+/// A trial's answers at its own point, in file order, each keyed by its set and prompt; and
+/// the lines that could not be read, by file and line.
+struct Answers {
+    lines: Vec<(String, Value)>,
+    problems: Vec<String>,
+}
+
+/// The lines of `responses.jsonl` at the trial's own point. `None` when the file is not there.
+fn read_answers(root: &Path, row: &TrialRow) -> Option<Answers> {
     let path = trial_dir(root, row).join(RESPONSES);
     let text = std::fs::read_to_string(&path).ok()?;
     let point = Point::of(row);
     let mut lines = Vec::new();
     let mut problems = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         match serde_json::from_str::<Value>(line) {
             Ok(v) if point.holds(&v) => {
                 let key = format!(
@@ -31,10 +41,14 @@ fn read_answers(root: &Path, row: &TrialRow) -> Option<(Vec<(String, Value)>, Ve
                 lines.push((key, v));
             }
             Ok(_) => {}
-            Err(e) => problems.push(format!("{}:{}: not a JSON line: {e}", path.display(), i + 1)),
+            Err(e) => problems.push(format!(
+                "{}:{}: not a JSON line: {e}",
+                path.display(),
+                i + 1
+            )),
         }
     }
-    Some((lines, problems))
+    Some(Answers { lines, problems })
 }
 
 /// The unchanged base beside `row`: a completed `steps = 0` trial of its sweep, the one with
@@ -46,12 +60,13 @@ async fn base_of(store: &Store, row: &TrialRow) -> Result<Option<TrialRow>, Stor
     }
     let sweep = store.sweep(&row.sweep).await?;
     let bases = store.completed_with(sweep.id, "steps", 0.0, 100).await?;
-    let same_seed = bases
-        .iter()
-        .position(|b| match (b.params.get("seed"), row.params.get("seed")) {
-            (Some(a), Some(b)) => a.matches(b),
-            _ => false,
-        });
+    let same_seed =
+        bases
+            .iter()
+            .position(|b| match (b.params.get("seed"), row.params.get("seed")) {
+                (Some(a), Some(b)) => a.matches(b),
+                _ => false,
+            });
     Ok(match same_seed {
         Some(i) => bases.into_iter().nth(i),
         None => bases.into_iter().next(),
@@ -59,8 +74,16 @@ async fn base_of(store: &Store, row: &TrialRow) -> Result<Option<TrialRow>, Stor
 }
 
 /// The page's answers table for `row`.
-pub(crate) async fn answers(store: &Store, root: &Path, row: &TrialRow) -> Result<Value, StoreError> {
-    let Some((own, mut problems)) = read_answers(root, row) else {
+pub(crate) async fn answers(
+    store: &Store,
+    root: &Path,
+    row: &TrialRow,
+) -> Result<Value, StoreError> {
+    let Some(Answers {
+        lines: own,
+        mut problems,
+    }) = read_answers(root, row)
+    else {
         return Ok(json!({
             "rows": [],
             "note": format!(
@@ -74,11 +97,13 @@ pub(crate) async fn answers(store: &Store, root: &Path, row: &TrialRow) -> Resul
     let mut by_prompt: HashMap<String, Value> = HashMap::new();
     let mut note = None;
     match &base {
-        Some(b) if b.id == row.id => note = Some("this trial is the unchanged base (steps = 0)".to_string()),
+        Some(b) if b.id == row.id => {
+            note = Some("this trial is the unchanged base (steps = 0)".to_string())
+        }
         Some(b) => match read_answers(root, b) {
-            Some((lines, more)) => {
-                problems.extend(more);
-                by_prompt.extend(lines);
+            Some(theirs) => {
+                problems.extend(theirs.problems);
+                by_prompt.extend(theirs.lines);
             }
             None => note = Some(format!("the base trial {} left no {RESPONSES}", b.id)),
         },

@@ -146,7 +146,10 @@ pub(crate) async fn prewarm(shared: Arc<Shared>) {
                 .map(|_| ())
         };
         if let Err(e) = warmed.await {
-            tracing::debug!("dashboard: front of {} not computed ahead: {e}", record.name);
+            tracing::debug!(
+                "dashboard: front of {} not computed ahead: {e}",
+                record.name
+            );
         }
     }
 }
@@ -234,11 +237,18 @@ fn log_files(dir: &std::path::Path) -> Vec<String> {
     names
 }
 
+/// A trial with its sweep's `[fixed]` values, and the attempts, logs and directory of the
+/// process that ran it (for a trial a shared run reported, that run's, named in `run`).
 async fn trial(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Answer {
     let row = trial_row(&s.store, &id).await?;
-    let attempts = s.store.attempts(&id).await?;
+    let row = FixedParams::load(&s.store, Some(&row.sweep))
+        .await?
+        .apply(row);
+    let run = row.completed_by.clone().unwrap_or_else(|| row.id.clone());
+    let attempts = s.store.attempts(&run).await?;
     let dir = trial_dir(&s.trials_root, &row);
     let mut value = json::trial(&row);
+    value["run"] = json!(run);
     value["attempts_detail"] = attempts.iter().map(json::attempt).collect();
     value["dir"] = json!(dir.display().to_string());
     value["logs"] = json!(log_files(&dir.join("logs")));
@@ -262,7 +272,9 @@ async fn curves(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Answer 
 
 async fn trial_answers(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Answer {
     let row = trial_row(&s.store, &id).await?;
-    Ok(Json(answers::answers(&s.store, &s.trials_root, &row).await?))
+    Ok(Json(
+        answers::answers(&s.store, &s.trials_root, &row).await?,
+    ))
 }
 
 /// At most this much of a log file's end is served.

@@ -13,9 +13,18 @@ const STYLE: &str = include_str!("../assets/style.css");
 /// `/`, `/app.js`, `/style.css`.
 pub(crate) fn routes() -> Router {
     Router::new()
-        .route("/", get(|| async { page("text/html; charset=utf-8", INDEX) }))
-        .route("/app.js", get(|| async { page("text/javascript; charset=utf-8", SCRIPT) }))
-        .route("/style.css", get(|| async { page("text/css; charset=utf-8", STYLE) }))
+        .route(
+            "/",
+            get(|| async { page("text/html; charset=utf-8", INDEX) }),
+        )
+        .route(
+            "/app.js",
+            get(|| async { page("text/javascript; charset=utf-8", SCRIPT) }),
+        )
+        .route(
+            "/style.css",
+            get(|| async { page("text/css; charset=utf-8", STYLE) }),
+        )
 }
 
 fn page(kind: &'static str, body: &'static str) -> impl IntoResponse {

@@ -29,7 +29,12 @@ pub(crate) struct FrontQuery {
 impl FrontQuery {
     fn key(&self, sweep: &SweepRecord) -> String {
         let objectives: Vec<String> = self.objectives.iter().map(|o| o.to_string()).collect();
-        format!("{}\0{}\0{:?}", sweep.id, objectives.join(","), self.replicate)
+        format!(
+            "{}\0{}\0{:?}",
+            sweep.id,
+            objectives.join(","),
+            self.replicate
+        )
     }
 }
 

@@ -56,7 +56,10 @@ pub async fn bind(
 
 /// The dashboard's routes: the page, its assets and the API, behind the token if there is one.
 pub fn router(dashboard: Dashboard) -> Router {
-    routes(shared(dashboard.store, dashboard.trials_root), dashboard.token)
+    routes(
+        shared(dashboard.store, dashboard.trials_root),
+        dashboard.token,
+    )
 }
 
 fn shared(store: Store, trials_root: PathBuf) -> Arc<Shared> {

@@ -81,7 +81,8 @@ pub(crate) async fn page(
         let (rows, total) = store.trial_page(sweep.id, &page).await?;
         return Ok((rows.into_iter().map(|r| fixed.apply(r)).collect(), total));
     }
-    let wanted = conditions(text).map_err(|e| ApiError::BadRequest(format!("where {text:?}: {e}")))?;
+    let wanted =
+        conditions(text).map_err(|e| ApiError::BadRequest(format!("where {text:?}: {e}")))?;
     let params = fixed.with_names(store.param_names(Some(sweep.id)).await?);
     let metrics = store.metric_names(Some(sweep.id)).await?;
     let filter = Filter::new(&wanted, &params, &metrics)

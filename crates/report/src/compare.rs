@@ -201,9 +201,11 @@ pub fn pair(
         .cloned()
         .collect();
     let verdicts = |row: &TrialRow| {
-        read(&trial_dir(trials_root, row), &rule, &Point::of(row)).map_err(|source| CompareError::Verdicts {
-            trial: row.id.clone(),
-            source,
+        read(&trial_dir(trials_root, row), &rule, &Point::of(row)).map_err(|source| {
+            CompareError::Verdicts {
+                trial: row.id.clone(),
+                source,
+            }
         })
     };
     let mut strata = Vec::new();

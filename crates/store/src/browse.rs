@@ -49,7 +49,11 @@ impl Store {
     pub async fn trial(&self, trial_id: &str) -> Result<Option<TrialRow>, StoreError> {
         let sql = format!("{} WHERE t.id = $1", trial_select(self.backend()));
         with_pool!(self, |pool| {
-            match sqlx::query(&sql).bind(trial_id).fetch_optional(pool).await? {
+            match sqlx::query(&sql)
+                .bind(trial_id)
+                .fetch_optional(pool)
+                .await?
+            {
                 Some(r) => Ok(Some(trial_row(&r)?)),
                 None => Ok(None),
             }

@@ -52,7 +52,13 @@ async fn finish_next(store: &Store, sweep: &SweepRecord, runner: &str, m: Option
                 BTreeMap::from([("m".to_string(), Some(v))]),
             )]);
             store
-                .complete(&claimed.id, runner, claimed.attempt, &results, &end(Outcome::Completed))
+                .complete(
+                    &claimed.id,
+                    runner,
+                    claimed.attempt,
+                    &results,
+                    &end(Outcome::Completed),
+                )
                 .await
                 .unwrap();
         }
@@ -100,13 +106,30 @@ async fn pages_come_in_each_order_and_state_with_the_total() {
         .trial_page(sweep.id, &page(TrialOrder::Ordinal, false))
         .await
         .unwrap();
-    assert_eq!((xs(&rows), total), (vec!["1", "2", "3", "4", "5"].into_iter().map(String::from).collect(), 5));
+    assert_eq!(
+        (xs(&rows), total),
+        (
+            vec!["1", "2", "3", "4", "5"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            5
+        )
+    );
 
     let by_m = |descending| page(TrialOrder::Metric("m".into()), descending);
     let (rows, _) = store.trial_page(sweep.id, &by_m(false)).await.unwrap();
-    assert_eq!(xs(&rows), ["2", "3", "1", "4", "5"], "trials without the metric last");
+    assert_eq!(
+        xs(&rows),
+        ["2", "3", "1", "4", "5"],
+        "trials without the metric last"
+    );
     let (rows, _) = store.trial_page(sweep.id, &by_m(true)).await.unwrap();
-    assert_eq!(xs(&rows), ["1", "3", "2", "4", "5"], "last in either direction");
+    assert_eq!(
+        xs(&rows),
+        ["1", "3", "2", "4", "5"],
+        "last in either direction"
+    );
 
     let failed = TrialPage {
         status: Some(TrialStatus::Failed),
@@ -121,20 +144,32 @@ async fn pages_come_in_each_order_and_state_with_the_total() {
         ..page(TrialOrder::Ordinal, true)
     };
     let (rows, total) = store.trial_page(sweep.id, &second).await.unwrap();
-    assert_eq!((xs(&rows), total), (vec!["3".to_string(), "2".to_string()], 5));
+    assert_eq!(
+        (xs(&rows), total),
+        (vec!["3".to_string(), "2".to_string()], 5)
+    );
 
     let (rows, _) = store
         .trial_page(sweep.id, &page(TrialOrder::Status, false))
         .await
         .unwrap();
     let states: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
-    assert_eq!(states, ["completed", "completed", "completed", "failed", "pending"]);
+    assert_eq!(
+        states,
+        ["completed", "completed", "completed", "failed", "pending"]
+    );
 
     let twos = store.completed_with(sweep.id, "x", 2.0, 10).await.unwrap();
     assert_eq!(xs(&twos), ["2"]);
     let fours = store.completed_with(sweep.id, "x", 4.0, 10).await.unwrap();
-    assert!(fours.is_empty(), "x = 4 failed: only completed trials count");
-    let odd = store.completed_with(sweep.id, "no\"such", 2.0, 10).await.unwrap();
+    assert!(
+        fours.is_empty(),
+        "x = 4 failed: only completed trials count"
+    );
+    let odd = store
+        .completed_with(sweep.id, "no\"such", 2.0, 10)
+        .await
+        .unwrap();
     assert!(odd.is_empty());
 
     let pace = store.pace(sweep.id).await.unwrap();

@@ -36,7 +36,10 @@ pub async fn run(db: &str, args: ServeArgs) -> anyhow::Result<i32> {
         Some(t) => format!("http://{address}/?token={t}"),
         None => format!("http://{address}/"),
     };
-    say!("dashboard of {} at {url} (Ctrl-C stops it)", sweep_store::redact(db));
+    say!(
+        "dashboard of {} at {url} (Ctrl-C stops it)",
+        sweep_store::redact(db)
+    );
     let dashboard = Dashboard {
         store,
         trials_root: args.trials_dir.unwrap_or_else(|| default_trials_root(db)),
