@@ -349,7 +349,7 @@ function sweepView(name) {
     fill(summary,
       el("div", { class: "controls" }, progressBar(c),
         el("span", {}, `${c.completed} completed, ${c.running} running, ${c.pending} pending, ${c.failed} failed, ${c.interrupted} interrupted of ${c.total}`),
-        info.eta_s !== null ? el("span", { class: "muted", id: "eta" }, `· about ${duration(info.eta_s)} to go at the pace so far`) : null),
+        info.eta_s !== null ? el("span", { class: "muted", id: "eta" }, `· about ${duration(info.eta_s)} to go at the pace seen since the dashboard started watching`) : null),
       info.running.length
         ? el("div", {}, el("span", { class: "muted" }, "running: "),
           info.running.map((r) => el("span", {}, el("a", { href: `#/trial/${r.trial}` }, r.trial.slice(0, 8)),
@@ -423,7 +423,7 @@ function frontPlot(front, state, info) {
       paramText(c.params),
       `rank ${c.rank} · on the front in ${c.front_share[0]}/${c.front_share[1]} seed(s)`,
       ...[xm, ym].map((m) => { const s = c.stats[m]; return `${m}: ${fmt(s.mean)} ± ${fmt(s.std)} sd (n=${s.n}${s.n > 1 ? `, 95 % CI ± ${fmt(s.ci95)}` : ""})`; }),
-      `trials: ${c.trials.slice(0, 6).join(", ")}${c.trials.length > 6 ? " …" : ""}`,
+      `trials: ${c.trials.join(", ")}${c.trial_count > c.trials.length ? ` … (${c.trial_count})` : ""}`,
     ].join("\n");
     plot.append(svg("circle", {
       class: `point${c.rank === 1 ? " front" : ""}`, "data-rank": c.rank,

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use sweep_report::pareto::Objective;
 use sweep_report::verdicts::trial_dir;
 use sweep_report::FixedParams;
-use sweep_store::{now_ms, Store, TrialRow, TrialStatus};
+use sweep_store::{Store, TrialRow, TrialStatus};
 
 use crate::error::ApiError;
 use crate::front::FrontQuery;
@@ -62,21 +62,15 @@ fn default_objectives(metrics: &[String]) -> Vec<String> {
 async fn sweep(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Answer {
     let record = s.store.sweep(&name).await?;
     let counts = s.store.counts(record.id).await?;
-    let pace = s.store.pace(record.id).await?;
     let fixed = FixedParams::load(&s.store, Some(&name)).await?;
     let params = fixed.with_names(s.store.param_names(Some(record.id)).await?);
     let metrics = s.store.metric_names(Some(record.id)).await?;
     let left = counts.get(TrialStatus::Pending)
         + counts.get(TrialStatus::Running)
         + counts.get(TrialStatus::Interrupted);
-    // Time to finish at the pace so far: trials completed per second since the first start.
-    let eta_s = match pace.first_start {
-        Some(start) if pace.completed > 0 && left > 0 => {
-            let elapsed_s = (now_ms() - start).max(1) as f64 / 1000.0;
-            Some(left as f64 * elapsed_s / pace.completed as f64)
-        }
-        _ => None,
-    };
+    let eta_s = s
+        .pace
+        .time_to_finish(record.id, counts.get(TrialStatus::Completed), left);
     let running: Vec<Value> = s
         .store
         .latest_points(record.id)
@@ -96,8 +90,6 @@ async fn sweep(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Answer
         "grid_path": record.grid_path,
         "grid_toml": record.grid_toml,
         "counts": json::counts(&counts),
-        "first_start": pace.first_start,
-        "last_end": pace.last_end,
         "eta_s": eta_s,
         "params": params,
         "metrics": metrics,
@@ -158,7 +150,7 @@ async fn front(
     State(s): State<Arc<Shared>>,
     Path(name): Path<String>,
     Query(args): Query<FrontArgs>,
-) -> Answer {
+) -> Result<impl IntoResponse, ApiError> {
     let record = s.store.sweep(&name).await?;
     let metrics = s.store.metric_names(Some(record.id)).await?;
     let objectives: Vec<String> = match &args.objectives {
@@ -199,8 +191,11 @@ async fn front(
         replicate,
     };
     let counts = s.store.counts(record.id).await?;
-    let value = s.fronts.get(&s.store, &record, &query, &counts).await?;
-    Ok(Json((*value).clone()))
+    let body = s.fronts.get(&s.store, &record, &query, &counts).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    ))
 }
 
 async fn trials(

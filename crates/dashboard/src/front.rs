@@ -17,6 +17,9 @@ use crate::json;
 /// more points says nothing more and costs the page its speed.
 pub(crate) const MAX_CONFIGURATIONS: usize = 5_000;
 
+/// The most trial ids listed per configuration.
+const MAX_TRIAL_IDS: usize = 6;
+
 /// Which front of a sweep.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct FrontQuery {
@@ -44,7 +47,8 @@ pub(crate) struct FrontCache {
     entries: Mutex<HashMap<String, Slot>>,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<(Counts, Arc<Value>)>>>;
+/// A front as sent (its JSON text), with the counts it was computed at.
+type Slot = Arc<tokio::sync::Mutex<Option<(Counts, Arc<str>)>>>;
 
 /// Kept fronts beyond this many are dropped (all of them: a dashboard asks for few).
 const MAX_KEPT: usize = 64;
@@ -58,7 +62,7 @@ impl FrontCache {
         sweep: &SweepRecord,
         query: &FrontQuery,
         counts: &Counts,
-    ) -> Result<Arc<Value>, StoreError> {
+    ) -> Result<Arc<str>, StoreError> {
         let slot: Slot = {
             let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
             if entries.len() > MAX_KEPT {
@@ -72,7 +76,7 @@ impl FrontCache {
                 return Ok(value.clone());
             }
         }
-        let value = Arc::new(compute(store, sweep, query).await?);
+        let value: Arc<str> = compute(store, sweep, query).await?.to_string().into();
         *kept = Some((counts.clone(), value.clone()));
         Ok(value)
     }
@@ -129,7 +133,10 @@ fn front_json(report: &FrontReport, read: u64, computed_ms: u128) -> Value {
             json!({
                 "rank": r.rank,
                 "params": json::params(&r.config.params),
-                "trials": r.config.trials,
+                // The first few, to open one; over 10^6 trials every id would be most of
+                // the answer.
+                "trials": r.config.trials.iter().take(MAX_TRIAL_IDS).collect::<Vec<_>>(),
+                "trial_count": r.config.trials.len(),
                 "front_share": [r.front_share.0, r.front_share.1],
                 "stats": stats,
             })

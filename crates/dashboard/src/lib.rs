@@ -13,6 +13,7 @@ mod auth;
 mod error;
 mod front;
 mod json;
+mod pace;
 mod table;
 
 use std::net::SocketAddr;
@@ -39,6 +40,7 @@ struct Shared {
     store: Store,
     trials_root: PathBuf,
     fronts: front::FrontCache,
+    pace: pace::Pace,
 }
 
 /// Listens on `addr`, refusing an address other machines can reach unless a token guards it.
@@ -67,6 +69,7 @@ fn shared(store: Store, trials_root: PathBuf) -> Arc<Shared> {
         store,
         trials_root,
         fronts: front::FrontCache::default(),
+        pace: pace::Pace::default(),
     })
 }
 

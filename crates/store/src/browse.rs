@@ -1,8 +1,6 @@
 //! Reads for browsing a sweep a page at a time (the dashboard): one trial, one page of trials
-//! in a chosen order, one trial's curves, and the sweep's pace. Each answers from the indexes
+//! in a chosen order, one trial's curves, the completed trials with a given parameter value. Each answers from the indexes
 //! without reading the whole sweep, so a page stays quick on a store of millions of trials.
-
-use sqlx::Row;
 
 use crate::read::{trial_row, trial_select};
 use crate::{with_pool, CurveRow, Store, StoreError, TrialRow, TrialStatus};
@@ -31,17 +29,6 @@ pub struct TrialPage {
     pub offset: u64,
     /// Trials on the page.
     pub limit: u64,
-}
-
-/// When a sweep's trials ran, for its pace and time to finish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Pace {
-    /// The first start of any of its trials (Unix ms).
-    pub first_start: Option<i64>,
-    /// The last end of a completed trial (Unix ms).
-    pub last_end: Option<i64>,
-    /// Completed trials.
-    pub completed: u64,
 }
 
 impl Store {
@@ -166,22 +153,6 @@ impl Store {
                 .fetch_all(pool)
                 .await?;
             rows.iter().map(trial_row).collect()
-        })
-    }
-
-    /// When a sweep's trials ran.
-    pub async fn pace(&self, sweep_id: i64) -> Result<Pace, StoreError> {
-        const SQL: &str = "SELECT MIN(started_at) AS first_start, \
-                           MAX(CASE WHEN status = 'completed' THEN finished_at END) AS last_end, \
-                           SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END) AS completed \
-                           FROM trials WHERE sweep_id = $1 AND active = 1";
-        with_pool!(self, |pool| {
-            let r = sqlx::query(SQL).bind(sweep_id).fetch_one(pool).await?;
-            Ok(Pace {
-                first_start: r.try_get("first_start")?,
-                last_end: r.try_get("last_end")?,
-                completed: r.try_get::<Option<i64>, _>("completed")?.unwrap_or(0) as u64,
-            })
         })
     }
 }

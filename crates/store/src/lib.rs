@@ -24,7 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::{PgPool, SqlitePool};
 
-pub use browse::{Pace, TrialOrder, TrialPage};
+pub use browse::{TrialOrder, TrialPage};
 pub use error::StoreError;
 pub use postgres::{fresh_database as fresh_postgres_database, redact, TEST_SERVER_ENV};
 pub use read::{AttemptRow, Counts, CurveRow, TrialRow};

@@ -156,38 +156,25 @@ impl Store {
         Ok(status.as_deref().and_then(TrialStatus::parse))
     }
 
-    /// Names of all swept parameters of one sweep (or all), sorted.
+    /// Names of all swept parameters of one sweep (or all), sorted: every name a trial of it
+    /// was registered with, kept as they are registered.
     pub async fn param_names(&self, sweep_id: Option<i64>) -> Result<Vec<String>, StoreError> {
-        let filter = if sweep_id.is_some() {
-            "AND t.sweep_id = $1"
-        } else {
-            ""
-        };
-        let params = match self.backend() {
-            Backend::Sqlite => "t.params",
-            Backend::Postgres => "t.params::JSON",
-        };
-        let sql = format!(
-            "SELECT DISTINCT j.key FROM trials t, json_each({params}) j \
-             WHERE (t.active = 1 OR t.status = 'completed') {filter} ORDER BY j.key"
-        );
-        with_pool!(self, |pool| {
-            let mut query = sqlx::query_scalar(&sql);
-            if let Some(id) = sweep_id {
-                query = query.bind(id);
-            }
-            Ok(query.fetch_all(pool).await?)
-        })
+        self.names("sweep_param_names", sweep_id).await
     }
 
-    /// Names of all reported metrics of one sweep (or all), sorted.
+    /// Names of all reported metrics of one sweep (or all), sorted, kept as results are
+    /// recorded.
     pub async fn metric_names(&self, sweep_id: Option<i64>) -> Result<Vec<String>, StoreError> {
+        self.names("sweep_result_names", sweep_id).await
+    }
+
+    async fn names(&self, table: &str, sweep_id: Option<i64>) -> Result<Vec<String>, StoreError> {
         let sql = match sweep_id {
-            Some(_) => "SELECT DISTINCT r.name FROM results r JOIN trials t ON t.id = r.trial_id WHERE t.sweep_id = $1 ORDER BY r.name",
-            None => "SELECT DISTINCT name FROM results ORDER BY name",
+            Some(_) => format!("SELECT name FROM {table} WHERE sweep_id = $1 ORDER BY name"),
+            None => format!("SELECT DISTINCT name FROM {table} ORDER BY name"),
         };
         with_pool!(self, |pool| {
-            let mut query = sqlx::query_scalar(sql);
+            let mut query = sqlx::query_scalar(&sql);
             if let Some(id) = sweep_id {
                 query = query.bind(id);
             }

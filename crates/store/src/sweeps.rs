@@ -1,5 +1,7 @@
 //! Registering sweeps and their trials.
 
+use std::collections::BTreeSet;
+
 use sweep_core::value::params_to_json;
 use sweep_core::{trial_id, Grid, Trial};
 
@@ -106,6 +108,18 @@ impl Store {
                 )
             })
             .collect();
+        let names: BTreeSet<String> = trials
+            .iter()
+            .flat_map(|t| t.params.keys().cloned())
+            .collect();
+        // The sweep's own list of names, in the same transaction as its trials.
+        let note_names = format!(
+            "INSERT INTO sweep_param_names (sweep_id, name) VALUES {} ON CONFLICT DO NOTHING",
+            (2..names.len() + 2)
+                .map(|i| format!("($1, ${i})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         let (before, after): (i64, i64) = with_pool!(self, |pool| {
             let mut tx = pool.write_tx().await?;
             let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM trials WHERE sweep_id = $1")
@@ -124,6 +138,13 @@ impl Store {
                 }
                 query.execute(&mut *tx).await?;
             }
+            if !names.is_empty() {
+                let mut query = sqlx::query(&note_names).bind(sweep.id);
+                for name in &names {
+                    query = query.bind(name);
+                }
+                query.execute(&mut *tx).await?;
+            }
             let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM trials WHERE sweep_id = $1")
                 .bind(sweep.id)
                 .fetch_one(&mut *tx)
@@ -131,10 +152,6 @@ impl Store {
             tx.commit().await?;
             Ok((before, after))
         })?;
-        let names = trials
-            .iter()
-            .flat_map(|t| t.params.keys().cloned())
-            .collect();
         self.note_param_names(&names).await?;
         self.refresh_wide_view_or_warn().await;
         let added = (after - before) as u64;
