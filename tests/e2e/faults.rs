@@ -129,13 +129,16 @@ fn a_restart_kills_what_a_dead_orchestrators_trials_left_running() {
     );
 }
 
-/// The guard processes (`sweep guard ...`) of a sweep's attempts.
+/// The guard processes (`sweep-guard ...`, or `sweep guard ...`) of a sweep's attempts.
 fn guards_of(sweep: &str) -> Vec<i64> {
     processes_of(sweep)
         .into_iter()
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.split(|b| *b == 0).nth(1) == Some(b"guard".as_slice()))
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let mut args = c.split(|b| *b == 0);
+                let program = args.next().unwrap_or_default();
+                program.ends_with(b"sweep-guard") || args.next() == Some(b"guard".as_slice())
+            })
         })
         .collect()
 }

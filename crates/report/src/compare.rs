@@ -6,13 +6,11 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-use serde_json::json;
-use sweep_core::value::{format_float, params_to_json};
+use sweep_core::value::params_to_json;
 use sweep_core::Params;
 use sweep_store::{TrialRow, TrialStatus};
 
 use crate::paired::{compare, Comparison, Stratum};
-use crate::render::write_json;
 use crate::verdicts::{read, trial_dir, Point, VerdictError, VerdictRule};
 use crate::{ExportError, Filter, Format};
 
@@ -241,28 +239,18 @@ pub fn pair(
 pub fn render_comparison(
     report: &ComparisonReport,
     format: Format,
-    out: impl Write,
+    mut out: impl Write,
 ) -> Result<(), ExportError> {
-    match format {
-        Format::Json => comparison_json(report, out),
-        Format::Csv => comparison_csv(report, out),
-        Format::Markdown | Format::Latex => comparison_row(report, format, out),
-        Format::Table => comparison_text(report, out),
-    }
-}
-
-/// A side's parameters as canonical JSON.
-fn params(side: &Side) -> String {
-    params_to_json(&side.params)
+    format.exporter().comparison(report, &mut out)
 }
 
 /// A rate or difference as the tables print it.
-fn num(x: f64) -> String {
+pub(crate) fn num(x: f64) -> String {
     format!("{x:.4}")
 }
 
 /// p-values as papers print them: three decimals, or two significant digits when small.
-fn p_text(p: f64) -> String {
+pub(crate) fn p_text(p: f64) -> String {
     if p >= 0.001 {
         format!("{p:.3}")
     } else {
@@ -270,71 +258,11 @@ fn p_text(p: f64) -> String {
     }
 }
 
-fn comparison_json(report: &ComparisonReport, mut out: impl Write) -> Result<(), ExportError> {
+/// The comparison as one table row (Markdown and LaTeX): prompts and seeds, both rates, the
+/// difference, its interval, the discordant pairs, McNemar's p.
+pub(crate) fn comparison_cells(report: &ComparisonReport) -> [String; 7] {
     let c = &report.comparison;
-    let value = json!({
-        "metric": report.metric,
-        "a": {"filters": report.a.label, "params": params(&report.a), "rate": c.rate_a},
-        "b": {"filters": report.b.label, "params": params(&report.b), "rate": c.rate_b},
-        "difference": c.difference,
-        "ci95": [c.ci95.0, c.ci95.1],
-        "only_a": c.only_a,
-        "only_b": c.only_b,
-        "p_value": c.p_value,
-        "prompts": c.prompts,
-        "replicates": report.strata.iter().map(|(l, n)| json!({"replicate": l, "prompts": n})).collect::<Vec<_>>(),
-        "unpaired": report.unpaired,
-        "resamples": c.resamples,
-    });
-    write_json(&value, &mut out)?;
-    Ok(())
-}
-
-fn comparison_csv(report: &ComparisonReport, out: impl Write) -> Result<(), ExportError> {
-    let c = &report.comparison;
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record([
-        "metric",
-        "a",
-        "b",
-        "rate_a",
-        "rate_b",
-        "difference",
-        "ci95_low",
-        "ci95_high",
-        "only_a",
-        "only_b",
-        "p_value",
-        "prompts",
-        "replicates",
-    ])?;
-    w.write_record([
-        report.metric.clone(),
-        report.a.label.clone(),
-        report.b.label.clone(),
-        format_float(c.rate_a),
-        format_float(c.rate_b),
-        format_float(c.difference),
-        format_float(c.ci95.0),
-        format_float(c.ci95.1),
-        c.only_a.to_string(),
-        c.only_b.to_string(),
-        format_float(c.p_value),
-        c.prompts.to_string(),
-        report.strata.len().to_string(),
-    ])?;
-    w.flush()?;
-    Ok(())
-}
-
-/// One table row with its header, in Markdown or LaTeX.
-fn comparison_row(
-    report: &ComparisonReport,
-    format: Format,
-    mut out: impl Write,
-) -> Result<(), ExportError> {
-    let c = &report.comparison;
-    let cells = [
+    [
         format!("{} prompts, {} seeds", c.prompts, report.strata.len()),
         num(c.rate_a),
         num(c.rate_b),
@@ -342,68 +270,6 @@ fn comparison_row(
         format!("[{}, {}]", num(c.ci95.0), num(c.ci95.1)),
         format!("{} / {}", c.only_a, c.only_b),
         p_text(c.p_value),
-    ];
-    if format == Format::Markdown {
-        writeln!(
-            out,
-            "| {} | A: {} | B: {} | A − B | 95 % interval | only A / only B | McNemar p |\n\
-             |---|---|---|---|---|---|---|\n| {} |",
-            report.metric,
-            report.a.label,
-            report.b.label,
-            cells.join(" | ")
-        )?;
-    } else {
-        let tex = |s: &str| s.replace('_', "\\_").replace('%', "\\%");
-        writeln!(
-            out,
-            "\\begin{{tabular}}{{lrrrcrr}}\n\\toprule\n\
-             {} & A & B & $A-B$ & 95\\% interval & only A / only B & McNemar $p$ \\\\\n\\midrule\n\
-             {} \\\\\n\\bottomrule\n\\end{{tabular}}",
-            tex(&report.metric),
-            cells.join(" & ")
-        )?;
-    }
-    Ok(())
+    ]
 }
 
-fn comparison_text(report: &ComparisonReport, mut out: impl Write) -> Result<(), ExportError> {
-    let c = &report.comparison;
-    let replicates: Vec<String> = report
-        .strata
-        .iter()
-        .map(|(l, n)| format!("{l} ({n})"))
-        .collect();
-    writeln!(
-        out,
-        "{m}, paired prompt by prompt within {r} replicate(s): {reps}\n\
-         A  {al:<40} {ra}   {ap}\n\
-         B  {bl:<40} {rb}   {bp}\n\
-         A - B  {d}   95 % interval [{lo}, {hi}] (two-level bootstrap: replicates, then prompts; {s} resamples)\n\
-         prompts counted under A only: {oa}, under B only: {ob}; exact McNemar p = {p}",
-        m = report.metric,
-        r = report.strata.len(),
-        reps = replicates.join(", "),
-        al = report.a.label,
-        bl = report.b.label,
-        ra = num(c.rate_a),
-        rb = num(c.rate_b),
-        ap = params(&report.a),
-        bp = params(&report.b),
-        d = num(c.difference),
-        lo = num(c.ci95.0),
-        hi = num(c.ci95.1),
-        s = c.resamples,
-        oa = c.only_a,
-        ob = c.only_b,
-        p = p_text(c.p_value),
-    )?;
-    if !report.unpaired.is_empty() {
-        writeln!(
-            out,
-            "left out (run by one side only): {}",
-            report.unpaired.join(", ")
-        )?;
-    }
-    Ok(())
-}

@@ -21,7 +21,7 @@ pub(crate) struct Launch {
     pub env: Vec<(String, String)>,
     pub workdir: PathBuf,
     /// The program whose `guard` subcommand starts the command (see [`crate::guard`]).
-    pub guard: Option<PathBuf>,
+    pub guard: Option<crate::guard::GuardProgram>,
     pub log_dir: PathBuf,
     pub timeout: Option<Duration>,
     pub grace: Duration,

@@ -11,6 +11,7 @@
 //! command.
 
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
@@ -28,12 +29,115 @@ pub const SPAWN_FAILED_CODE: i32 = 127;
 /// How a guard's stderr says that the command could not be started.
 const SPAWN_FAILED: &str = "sweep guard: cannot start";
 
+/// The small binary that is only the guard, installed beside `sweep`: starting it costs an
+/// attempt far less than starting the whole `sweep` binary (which also parses its full
+/// command line) would.
+pub const GUARD_BINARY: &str = "sweep-guard";
+
+/// The program that starts each attempt under the guard, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardProgram {
+    /// The executable.
+    pub program: PathBuf,
+    /// The subcommand before the guard's arguments (`guard` for the `sweep` binary).
+    pub subcommand: Option<&'static str>,
+}
+
+impl GuardProgram {
+    /// [`GUARD_BINARY`] beside `exe` (the running `sweep`) where it was built or installed
+    /// with it; otherwise `exe guard`, which does the same, more slowly.
+    pub fn beside(exe: &Path) -> GuardProgram {
+        let small = exe.with_file_name(GUARD_BINARY);
+        if small.is_file() {
+            GuardProgram {
+                program: small,
+                subcommand: None,
+            }
+        } else {
+            GuardProgram {
+                program: exe.to_path_buf(),
+                subcommand: Some("guard"),
+            }
+        }
+    }
+}
+
+/// What the guard is asked to do: written by the local executor, read by `sweep-guard` and
+/// `sweep guard` alike (`--parent PID --grace-ms MS -- COMMAND...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardArgs {
+    /// The orchestrator's pid.
+    pub parent: u32,
+    /// The trial's grace period after SIGTERM.
+    pub grace: Duration,
+    /// The trial's command.
+    pub command: Vec<String>,
+}
+
+impl GuardArgs {
+    /// The arguments that [`GuardArgs::parse`] reads back.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--parent".to_string(),
+            self.parent.to_string(),
+            "--grace-ms".to_string(),
+            self.grace.as_millis().to_string(),
+            "--".to_string(),
+        ];
+        args.extend(self.command.iter().cloned());
+        args
+    }
+
+    /// Reads what [`GuardArgs::to_args`] wrote; an error says what is wrong.
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<GuardArgs, String> {
+        let mut args = args.into_iter();
+        let mut parent = None;
+        let mut grace = None;
+        while let Some(arg) = args.next() {
+            let mut number = |name: &str| -> Result<u64, String> {
+                let value = args.next().ok_or(format!("{name} needs a value"))?;
+                value
+                    .parse()
+                    .map_err(|_| format!("{name} {value:?} is not a whole number"))
+            };
+            match arg.as_str() {
+                "--parent" => parent = Some(number("--parent")? as u32),
+                "--grace-ms" => grace = Some(Duration::from_millis(number("--grace-ms")?)),
+                "--" => break,
+                other => return Err(format!("unexpected argument {other:?}")),
+            }
+        }
+        let command: Vec<String> = args.collect();
+        match (parent, grace) {
+            _ if command.is_empty() => Err("no command after --".into()),
+            (Some(parent), Some(grace)) => Ok(GuardArgs {
+                parent,
+                grace,
+                command,
+            }),
+            _ => Err("--parent and --grace-ms are required".into()),
+        }
+    }
+}
+
 /// Why the guard could not start the command, from the stderr of a guard that exited with
 /// [`SPAWN_FAILED_CODE`] (`cannot start `prog` in DIR: error`); `None` when the command did
 /// start (and exited 127 itself).
 pub fn spawn_failure(stderr: &str) -> Option<String> {
     let line = stderr.lines().find(|l| l.starts_with(SPAWN_FAILED))?;
     Some(line.trim_start_matches("sweep guard: ").to_string())
+}
+
+/// The guard as a program: reads its arguments ([`GuardArgs`]) and runs; returns the exit
+/// code to leave with. An argument it cannot read is a command it cannot start.
+pub fn main(args: impl IntoIterator<Item = String>) -> i32 {
+    match GuardArgs::parse(args) {
+        Ok(a) => run(a.parent, a.grace, &a.command),
+        Err(e) => {
+            eprintln!("{SPAWN_FAILED}: {e}");
+            SPAWN_FAILED_CODE
+        }
+    }
 }
 
 /// Runs `argv` under the guard; returns the exit code to leave with, when the command's
@@ -129,4 +233,41 @@ fn leave_as(status: ExitStatus) -> i32 {
         let _ = signal::raise(sig);
     }
     128 + raw
+}
+
+#[cfg(test)]
+mod args_tests {
+    use super::*;
+
+    #[test]
+    fn the_guards_arguments_read_back_as_written() {
+        let args = GuardArgs {
+            parent: 42,
+            grace: Duration::from_millis(1500),
+            command: vec!["sh".into(), "-c".into(), "--parent 1".into()],
+        };
+        assert_eq!(GuardArgs::parse(args.to_args()), Ok(args));
+        for (bad, says) in [
+            (vec!["--parent", "x", "--", "true"], "not a whole number"),
+            (vec!["--parent", "1", "--", "true"], "required"),
+            (vec!["--parent", "1", "--grace-ms", "5", "--"], "no command"),
+            (vec!["--oops"], "unexpected"),
+        ] {
+            let e = GuardArgs::parse(bad.iter().map(|s| s.to_string())).unwrap_err();
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_small_guard_is_used_where_it_sits_beside_sweep() {
+        let dir = tempfile::tempdir().unwrap();
+        let sweep = dir.path().join("sweep");
+        std::fs::write(&sweep, "").unwrap();
+        let alone = GuardProgram::beside(&sweep);
+        assert_eq!((alone.program.as_path(), alone.subcommand), (sweep.as_path(), Some("guard")));
+        std::fs::write(dir.path().join(GUARD_BINARY), "").unwrap();
+        let small = GuardProgram::beside(&sweep);
+        assert_eq!(small.program, dir.path().join(GUARD_BINARY));
+        assert_eq!(small.subcommand, None);
+    }
 }

@@ -54,10 +54,10 @@ pub struct RunConfig {
     pub host: String,
     /// The program whose `trial` subcommand runs built-in trials (grids without `command`).
     pub builtin_trial: PathBuf,
-    /// The program whose `guard` subcommand ([`guard::run`]) starts each attempt, so that a
-    /// trial's whole process group dies with the orchestrator; `None` starts the command
-    /// itself, and only its first process gets the parent-death signal.
-    pub guard: Option<PathBuf>,
+    /// The guard ([`guard::run`]) that starts each attempt, so that a trial's whole process
+    /// group dies with the orchestrator; `None` starts the command itself, and only its first
+    /// process gets the parent-death signal.
+    pub guard: Option<guard::GuardProgram>,
     /// Where attempts run: local processes, or SLURM jobs.
     pub executor: ExecutorKind,
 }

@@ -83,18 +83,13 @@ enum Command {
     Guard(GuardArgs),
 }
 
-/// `sweep guard`.
+/// `sweep guard`: the guard's arguments, as `sweep-guard` reads them
+/// (`--parent PID --grace-ms MS -- COMMAND...`).
 #[derive(Debug, clap::Args)]
 pub struct GuardArgs {
-    /// The orchestrator's pid.
-    #[arg(long)]
-    parent: u32,
-    /// The trial's grace period after SIGTERM, in milliseconds.
-    #[arg(long)]
-    grace_ms: u64,
-    /// The trial's command.
+    /// `--parent PID --grace-ms MS -- COMMAND...`
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
-    command: Vec<String>,
+    args: Vec<String>,
 }
 
 impl Cli {
@@ -105,12 +100,7 @@ impl Cli {
         let Command::Guard(args) = &self.command else {
             return None;
         };
-        let grace = std::time::Duration::from_millis(args.grace_ms);
-        Some(sweep_scheduler::guard::run(
-            args.parent,
-            grace,
-            &args.command,
-        ))
+        Some(sweep_scheduler::guard::main(args.args.iter().cloned()))
     }
 
     /// Runs the chosen subcommand; returns the process exit code.

@@ -1,5 +1,5 @@
 //! The local executor: each attempt is a child process in a process group of its own (or a
-//! `sweep guard` that starts one).
+//! guard (`sweep-guard`, or `sweep guard`) that starts one).
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -142,15 +142,14 @@ impl Local {
 fn command(launch: &Launch) -> Command {
     let mut cmd = match &launch.guard {
         Some(guard) => {
-            let mut cmd = Command::new(guard);
-            cmd.arg("guard")
-                .arg("--parent")
-                .arg(std::process::id().to_string())
-                .arg("--grace-ms")
-                .arg(launch.grace.as_millis().to_string())
-                .arg("--")
+            let mut cmd = Command::new(&guard.program);
+            let args = guard::GuardArgs {
+                parent: std::process::id(),
+                grace: launch.grace,
                 // The guard runs in the working directory: relative paths resolve there.
-                .args(&launch.argv);
+                command: launch.argv.clone(),
+            };
+            cmd.args(guard.subcommand).args(args.to_args());
             process::isolate(&mut cmd, guard::PARENT_DIED);
             cmd
         }
