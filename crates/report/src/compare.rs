@@ -272,4 +272,3 @@ pub(crate) fn comparison_cells(report: &ComparisonReport) -> [String; 7] {
         p_text(c.p_value),
     ]
 }
-

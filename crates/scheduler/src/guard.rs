@@ -264,7 +264,10 @@ mod args_tests {
         let sweep = dir.path().join("sweep");
         std::fs::write(&sweep, "").unwrap();
         let alone = GuardProgram::beside(&sweep);
-        assert_eq!((alone.program.as_path(), alone.subcommand), (sweep.as_path(), Some("guard")));
+        assert_eq!(
+            (alone.program.as_path(), alone.subcommand),
+            (sweep.as_path(), Some("guard"))
+        );
         std::fs::write(dir.path().join(GUARD_BINARY), "").unwrap();
         let small = GuardProgram::beside(&sweep);
         assert_eq!(small.program, dir.path().join(GUARD_BINARY));

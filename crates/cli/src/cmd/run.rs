@@ -143,7 +143,9 @@ pub(crate) async fn execute(
     if exec.executor.runs_here() {
         config.gpus = resolve_gpus(&grid, &exec.gpus)?;
         // This binary's `guard` starts each attempt, so a trial dies with the orchestrator.
-        config.guard = Some(sweep_scheduler::guard::GuardProgram::beside(&config.builtin_trial));
+        config.guard = Some(sweep_scheduler::guard::GuardProgram::beside(
+            &config.builtin_trial,
+        ));
     }
     config.heartbeat = config.heartbeat.min(exec.lease / 4);
     config.parallel = exec.parallel.unwrap_or(grid.parallel);

@@ -97,7 +97,11 @@ impl Exporter for Csv {
         Ok(())
     }
 
-    fn comparison(&self, report: &ComparisonReport, out: &mut dyn Write) -> Result<(), ExportError> {
+    fn comparison(
+        &self,
+        report: &ComparisonReport,
+        out: &mut dyn Write,
+    ) -> Result<(), ExportError> {
         let c = &report.comparison;
         let mut w = csv::Writer::from_writer(out);
         w.write_record([

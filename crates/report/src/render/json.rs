@@ -14,9 +14,10 @@ use crate::ExportError;
 pub(super) struct Json;
 
 fn stat_json(s: Option<Stat>) -> serde_json::Value {
-    s.map_or(serde_json::Value::Null, |s| {
-        json!({"mean": s.mean, "std": s.std, "n": s.n, "ci95": s.ci95})
-    })
+    s.map_or(
+        serde_json::Value::Null,
+        |s| json!({"mean": s.mean, "std": s.std, "n": s.n, "ci95": s.ci95}),
+    )
 }
 
 impl Exporter for Json {
@@ -67,7 +68,11 @@ impl Exporter for Json {
         Ok(())
     }
 
-    fn comparison(&self, report: &ComparisonReport, out: &mut dyn Write) -> Result<(), ExportError> {
+    fn comparison(
+        &self,
+        report: &ComparisonReport,
+        out: &mut dyn Write,
+    ) -> Result<(), ExportError> {
         let c = &report.comparison;
         let value = json!({
             "metric": report.metric,

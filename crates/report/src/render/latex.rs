@@ -83,17 +83,29 @@ impl Exporter for Latex {
             "r".repeat(header.len() - 1)
         )?;
         writeln!(out, "\\toprule")?;
-        writeln!(out, "{} \\\\", header.iter().map(cell).collect::<Vec<_>>().join(" & "))?;
+        writeln!(
+            out,
+            "{} \\\\",
+            header.iter().map(cell).collect::<Vec<_>>().join(" & ")
+        )?;
         writeln!(out, "\\midrule")?;
         for row in &body {
-            writeln!(out, "{} \\\\", row.iter().map(cell).collect::<Vec<_>>().join(" & "))?;
+            writeln!(
+                out,
+                "{} \\\\",
+                row.iter().map(cell).collect::<Vec<_>>().join(" & ")
+            )?;
         }
         writeln!(out, "\\bottomrule")?;
         writeln!(out, "\\end{{tabular}}")?;
         Ok(())
     }
 
-    fn comparison(&self, report: &ComparisonReport, out: &mut dyn Write) -> Result<(), ExportError> {
+    fn comparison(
+        &self,
+        report: &ComparisonReport,
+        out: &mut dyn Write,
+    ) -> Result<(), ExportError> {
         let tex = |s: &str| s.replace('_', "\\_").replace('%', "\\%");
         writeln!(
             out,

@@ -38,8 +38,7 @@ pub trait Exporter {
     /// The Pareto report.
     fn front(&self, front: &FrontView, out: &mut dyn Write) -> Result<(), ExportError>;
     /// A `--best` selection.
-    fn selection(&self, selection: &SelectionView, out: &mut dyn Write)
-        -> Result<(), ExportError>;
+    fn selection(&self, selection: &SelectionView, out: &mut dyn Write) -> Result<(), ExportError>;
     /// A paired, prompt-level comparison.
     fn comparison(&self, report: &ComparisonReport, out: &mut dyn Write)
         -> Result<(), ExportError>;

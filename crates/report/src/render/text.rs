@@ -124,7 +124,11 @@ impl Exporter for Text {
         Ok(())
     }
 
-    fn comparison(&self, report: &ComparisonReport, out: &mut dyn Write) -> Result<(), ExportError> {
+    fn comparison(
+        &self,
+        report: &ComparisonReport,
+        out: &mut dyn Write,
+    ) -> Result<(), ExportError> {
         if self.markdown {
             writeln!(
                 out,
