@@ -160,6 +160,14 @@ pub fn run(parent: u32, grace: Duration, argv: &[String]) -> i32 {
         eprintln!("{SPAWN_FAILED}: cannot block signals: {e}");
         return SPAWN_FAILED_CODE;
     }
+    // The guard arms its own parent-death signal (the orchestrator then starts it without a
+    // `pre_exec` hook, so with a cheap `posix_spawn`, not a `fork` of its whole address
+    // space); an orchestrator that died before this line is caught just below.
+    #[cfg(target_os = "linux")]
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(PARENT_DIED) {
+        eprintln!("{SPAWN_FAILED}: cannot arm the parent-death signal: {e}");
+        return SPAWN_FAILED_CODE;
+    }
     if getppid() != Pid::from_raw(parent as i32) {
         // The orchestrator died before the parent-death signal was armed: start nothing.
         return 128 + PARENT_DIED as i32;

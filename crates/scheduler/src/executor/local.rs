@@ -150,7 +150,8 @@ fn command(launch: &Launch) -> Command {
                 command: launch.argv.clone(),
             };
             cmd.args(guard.subcommand).args(args.to_args());
-            process::isolate(&mut cmd, guard::PARENT_DIED);
+            // Its own process group; the guard arms its parent-death signal itself.
+            cmd.process_group(0);
             cmd
         }
         None => {
