@@ -268,21 +268,26 @@ impl<R: tokio::io::AsyncRead + Unpin> LineReader<R> {
     }
 }
 
-/// Copies stderr to its log as it comes (each read is written through, so the log can be
-/// followed while the trial runs) and keeps the last few KiB for the store.
-pub(crate) async fn read_stderr(
-    mut stderr: impl AsyncRead + Unpin,
-    mut log: tokio::fs::File,
-) -> String {
+/// Copies stderr to its log at `path` as it comes (each read is written through, so the log
+/// can be followed while the trial runs) and keeps the last few KiB for the store. The file is
+/// created with the first bytes: most trials write nothing there, and a file costs an attempt
+/// an inode (the most expensive part of starting a trivial one).
+pub(crate) async fn read_stderr(mut stderr: impl AsyncRead + Unpin, path: PathBuf) -> String {
     // Each read is already a batch: written and flushed as it is, with no buffer between.
     let mut tail: VecDeque<u8> = VecDeque::with_capacity(STDERR_TAIL_BYTES);
     let mut buf = vec![0u8; 8192];
+    let mut log: Option<tokio::fs::File> = None;
     loop {
         match stderr.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                let _ = log.write_all(&buf[..n]).await;
-                let _ = log.flush().await;
+                if log.is_none() {
+                    log = tokio::fs::File::create(&path).await.ok();
+                }
+                if let Some(log) = log.as_mut() {
+                    let _ = log.write_all(&buf[..n]).await;
+                    let _ = log.flush().await;
+                }
                 tail.extend(&buf[..n]);
                 let excess = tail.len().saturating_sub(STDERR_TAIL_BYTES);
                 tail.drain(..excess);
@@ -332,8 +337,10 @@ mod tests {
     #[tokio::test]
     async fn logs_hold_what_a_running_trial_printed() {
         let (err_path, err_log) = log_file("logs", "stderr.log");
+        drop(err_log);
+        std::fs::remove_file(&err_path).unwrap();
         let (mut err_in, err_out) = tokio::io::duplex(1024);
-        let stderr = tokio::spawn(read_stderr(err_out, tokio::fs::File::from_std(err_log)));
+        let stderr = tokio::spawn(read_stderr(err_out, err_path.clone()));
         err_in
             .write_all(b"aligning the checkpoint\n")
             .await
@@ -408,5 +415,20 @@ mod tests {
         assert!(rx.recv().await.is_none());
         assert_eq!(std::fs::metadata(&path).unwrap().len(), long.len() as u64);
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+}
+
+#[cfg(test)]
+mod lazy_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_attempt_that_writes_nothing_to_stderr_leaves_no_stderr_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("attempt-1.stderr.log");
+        let (err_in, err_out) = tokio::io::duplex(64);
+        drop(err_in);
+        assert_eq!(read_stderr(err_out, path.clone()).await, "");
+        assert!(!path.exists());
     }
 }

@@ -82,11 +82,27 @@ pub async fn run(db: &str, args: LogsArgs) -> anyhow::Result<i32> {
             )
         })?,
     };
+    let marker = logs.join(format!("attempt-{attempt}.stdout.log"));
+    if !marker.exists() {
+        bail!(
+            "trial {}: attempt {attempt} left no logs in {} (its attempts so far: 1 to {})",
+            row.id,
+            logs.display(),
+            last_attempt(&logs).unwrap_or(0)
+        );
+    }
     for stream in streams {
         let path = logs.join(format!("attempt-{attempt}.{stream}.log"));
-        let text =
-            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         writeln!(out, "# {}", path.display())?;
+        let text = match std::fs::read(&path) {
+            Ok(text) => text,
+            // A stderr log is made only once the attempt writes to stderr.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                writeln!(out, "# (nothing written)")?;
+                continue;
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
         write_tail(&String::from_utf8_lossy(&text), args.tail, &mut out)?;
     }
     Ok(exit_codes::OK)

@@ -63,18 +63,17 @@ impl Executor for Local {
                 never_started(format!("cannot create {}: {e}", launch.log_dir.display()))
             })?;
         let stem = launch.log_dir.join(format!("attempt-{}", launch.attempt));
-        let (out_log, err_log) = match (
-            tokio::fs::File::create(stem.with_extension("stdout.log")).await,
-            tokio::fs::File::create(stem.with_extension("stderr.log")).await,
-        ) {
-            (Ok(o), Ok(e)) => (o, e),
-            (Err(e), _) | (_, Err(e)) => {
-                return Err(never_started(format!(
+        // The stdout log always (it marks the attempt, and a trial's result line is there);
+        // the stderr log only once the trial writes to stderr.
+        let out_log = tokio::fs::File::create(stem.with_extension("stdout.log"))
+            .await
+            .map_err(|e| {
+                never_started(format!(
                     "cannot create log files in {}: {e}",
                     launch.log_dir.display()
-                )))
-            }
-        };
+                ))
+            })?;
+        let err_path = stem.with_extension("stderr.log");
         let mut child = command(launch).spawn().map_err(|e| {
             never_started(format!(
                 "cannot start `{}` in {}: {e}",
@@ -92,7 +91,7 @@ impl Executor for Local {
             launch.attempt,
             tx,
         ));
-        let tail = tokio::spawn(read_stderr(stderr, err_log));
+        let tail = tokio::spawn(read_stderr(stderr, err_path));
         Ok(LocalJob {
             child,
             pid,
