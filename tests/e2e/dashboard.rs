@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use crate::support::{text, wait_for, Project};
 
-/// The built-in trainer on a model small enough to align in seconds: two fine-tuning runs
-/// (one per learning rate), each reporting every step count and EMA decay.
-const TINY_GRID: &str = r#"
+/// The built-in trainer on a model small enough to align in seconds (`trainer::TINY`): two
+/// fine-tuning runs (one per learning rate), each reporting every step count and EMA decay.
+fn tiny_grid() -> String {
+    format!(
+        r#"
 [sweep]
 name = "tiny"
 parallel = 1
@@ -33,16 +35,10 @@ ema_decay = 0.9
 
 [fixed]
 seed = 0
-
-[trainer]
-base_steps = 30
-checkpoint_every = 5
-eval_harmful = 8
-eval_benign = 8
-eval_task = 8
-max_new_tokens = 8
-model = { d_model = 32, n_heads = 2, n_layers = 1, d_ff = 64 }
-"#;
+{}"#,
+        crate::trainer::TINY
+    )
+}
 
 /// A sweep that stays running: its trial reports a few curve points, then waits.
 const SLOW_GRID: &str = r#"
@@ -112,7 +108,7 @@ fn count(dom: &str, needle: &str) -> usize {
 #[ignore = "needs Chromium: scripts/chromium-install"]
 fn the_dashboard_draws_a_running_sweep_its_front_curves_and_answers() {
     let p = Project::new();
-    p.write("tiny.toml", TINY_GRID);
+    p.write("tiny.toml", &tiny_grid());
     let out = p.run(&["run", "tiny.toml"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     p.write("slow.sh", SLOW_SH);

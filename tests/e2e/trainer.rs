@@ -12,7 +12,7 @@ use crate::support::{text, Project};
 
 /// A model small enough to align in a few seconds; the numbers mean nothing, the mechanics
 /// are real.
-const TINY: &str = r#"
+pub(crate) const TINY: &str = r#"
 [trainer]
 base_steps = 30
 checkpoint_every = 5

@@ -13,14 +13,6 @@ use std::time::{Duration, Instant};
 #[path = "support/big_store.rs"]
 mod big_store;
 
-fn sweep_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("bench path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("sweep")
-}
-
 /// One GET on a fresh connection: status line, body size, wall time.
 fn get(addr: &str, path: &str) -> (String, usize, Duration) {
     let start = Instant::now();
@@ -54,15 +46,8 @@ impl Drop for Server {
 }
 
 fn main() {
-    let n: u64 = std::env::var("BENCH_TRIALS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
-    let bin = sweep_binary();
-    assert!(
-        bin.exists(),
-        "build the binary first: cargo build --release"
-    );
+    let n = big_store::trials_wanted();
+    let bin = big_store::sweep_binary();
     let dir = tempfile::tempdir().expect("temp dir");
     let db = match std::env::var_os("BENCH_DB") {
         Some(path) => PathBuf::from(path),

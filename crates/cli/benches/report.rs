@@ -3,20 +3,11 @@
 //!
 //! `cargo build --release && cargo bench -p sweep --bench report` (BENCH_TRIALS to resize).
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "support/big_store.rs"]
 mod big_store;
-
-fn sweep_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("bench path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("sweep")
-}
 
 /// Runs the command, returning wall time and peak resident memory (VmHWM, polled).
 fn measure(cmd: &mut Command) -> (Duration, u64) {
@@ -45,15 +36,8 @@ fn measure(cmd: &mut Command) -> (Duration, u64) {
 }
 
 fn main() {
-    let n: u64 = std::env::var("BENCH_TRIALS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
-    let bin = sweep_binary();
-    assert!(
-        bin.exists(),
-        "build the binary first: cargo build --release"
-    );
+    let n = big_store::trials_wanted();
+    let bin = big_store::sweep_binary();
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("big.db");
     let trials = big_store::build(&db, n);

@@ -1,6 +1,8 @@
 //! Browsing a sweep a page at a time, as the dashboard does: pages in each order and state,
 //! one trial, its curves, the completed trials with a parameter's value. With `SWEEP_TEST_POSTGRES` set, on PostgreSQL.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -11,24 +13,7 @@ use sweep_store::{
 };
 
 async fn store_with(n: usize) -> (tempfile::TempDir, Store, SweepRecord) {
-    let dir = tempfile::tempdir().unwrap();
-    let location = match std::env::var(sweep_store::TEST_SERVER_ENV) {
-        Ok(server) => sweep_store::fresh_postgres_database(&server).await.unwrap(),
-        Err(_) => dir.path().join("s.db").display().to_string(),
-    };
-    let store = Store::open(&location).await.unwrap();
-    let values: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
-    let text = format!(
-        "[sweep]\nname = \"b\"\ncommand = [\"true\"]\n[grid]\nx = [{}]\n",
-        values.join(", ")
-    );
-    let grid = Grid::parse(Path::new("b.toml"), &text).unwrap();
-    let sweep = store.register_sweep(&grid, "/tmp").await.unwrap();
-    store
-        .register_trials(&sweep, &expand(&grid).trials)
-        .await
-        .unwrap();
-    (dir, store, sweep)
+    support::store_with("b", n).await
 }
 
 /// Claims the next trial and completes it with `m`, or fails it when `m` is `None`.

@@ -2,36 +2,17 @@
 //! runners' trials come back as interrupted. With `SWEEP_TEST_POSTGRES` set (`.ci/run` sets
 //! it for a second pass), every store is a fresh database on that PostgreSQL server instead.
 
-use std::path::Path;
+mod support;
+
 use std::time::Duration;
 
-use sweep_core::{expand, Grid};
 use sweep_store::{now_ms, AttemptEnd, Outcome, Store, StoreError, SweepRecord, TrialStatus};
 
 /// The lease the tests claim under: long enough never to lapse by itself while one runs.
 const LEASE: Duration = Duration::from_secs(60);
 
 async fn store_with(n: usize) -> (tempfile::TempDir, Store, SweepRecord) {
-    let dir = tempfile::tempdir().unwrap();
-    let location = match std::env::var(sweep_store::TEST_SERVER_ENV) {
-        Ok(server) => sweep_store::fresh_postgres_database(&server).await.unwrap(),
-        Err(_) => dir.path().join("s.db").display().to_string(),
-    };
-    let store = Store::open(&location).await.unwrap();
-    let text = format!(
-        "[sweep]\nname = \"t\"\ncommand = [\"true\"]\n[grid]\nx = [{}]\n",
-        (1..=n)
-            .map(|i| i.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let grid = Grid::parse(Path::new("t.toml"), &text).unwrap();
-    let sweep = store.register_sweep(&grid, "/tmp").await.unwrap();
-    store
-        .register_trials(&sweep, &expand(&grid).trials)
-        .await
-        .unwrap();
-    (dir, store, sweep)
+    support::store_with("t", n).await
 }
 
 fn failed(reason: &str) -> AttemptEnd {

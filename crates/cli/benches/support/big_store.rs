@@ -1,8 +1,8 @@
-//! A store of many completed trials, built directly in SQL for the report and dashboard
-//! benchmarks: `n / 100` learning rates × 100 seeds, each trial completed with `unsafe_rate`
+//! What the report and dashboard benchmarks share: the binary they drive, and a store of many
+//! completed trials built directly in SQL: `n / 100` learning rates × 100 seeds, each trial completed with `unsafe_rate`
 //! and `utility` that are deterministic functions of its expansion order.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use sqlx::sqlite::SqliteConnectOptions;
@@ -45,4 +45,28 @@ pub fn build(db: &Path, n: u64) -> usize {
         setup.elapsed().as_secs_f64()
     );
     trials.len()
+}
+
+/// The `sweep` binary of this build (the benchmarks drive it as a user would), which must
+/// have been built first.
+pub fn sweep_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("bench path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("sweep");
+    assert!(
+        bin.exists(),
+        "build the binary first: cargo build --release"
+    );
+    bin
+}
+
+/// How many trials the store holds: `BENCH_TRIALS`, 10^6 by default.
+pub fn trials_wanted() -> u64 {
+    std::env::var("BENCH_TRIALS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000)
 }
