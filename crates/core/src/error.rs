@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// Displayed as `FILE:LINE:COLUMN: KEY: MESSAGE` followed by a `help:` line, so editors and
 /// terminals can jump to the spot.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpecError {
+pub struct GridError {
     /// The grid file.
     pub path: PathBuf,
     /// 1-based line and column of the offending text, when known.
@@ -22,7 +22,7 @@ pub struct SpecError {
     pub help: Option<String>,
 }
 
-impl SpecError {
+impl GridError {
     /// An error at a byte span of `source`, which is resolved to a line and column.
     pub fn at(
         path: &Path,
@@ -31,7 +31,7 @@ impl SpecError {
         key: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
-        SpecError {
+        GridError {
             path: path.to_path_buf(),
             position: span.map(|s| line_column(source, s.start)),
             key: key.into(),
@@ -47,7 +47,7 @@ impl SpecError {
     }
 }
 
-impl fmt::Display for SpecError {
+impl fmt::Display for GridError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.path.display())?;
         if let Some((line, column)) = self.position {
@@ -65,7 +65,7 @@ impl fmt::Display for SpecError {
     }
 }
 
-impl std::error::Error for SpecError {}
+impl std::error::Error for GridError {}
 
 /// 1-based line and column (in characters) of byte `offset` in `source`.
 pub fn line_column(source: &str, offset: usize) -> (usize, usize) {
@@ -91,7 +91,7 @@ mod tests {
 
     #[test]
     fn display_names_file_position_key_and_help() {
-        let e = SpecError::at(
+        let e = GridError::at(
             Path::new("g.toml"),
             "x = 1\ny = 2",
             Some(6..7),

@@ -13,7 +13,7 @@ pub mod spec;
 pub mod template;
 pub mod value;
 
-pub use error::SpecError;
+pub use error::GridError;
 pub use expand::{expand, Expansion, Trial};
 pub use key::{trial_id, TrialKey};
 pub use protocol::{Event, ParseOutcome};

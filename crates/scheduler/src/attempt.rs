@@ -52,13 +52,13 @@ pub(crate) enum Message {
     Finished {
         trial_id: String,
         attempt: u32,
-        report: Report,
+        report: AttemptReport,
     },
 }
 
 /// How an attempt ended.
 #[derive(Debug, Default)]
-pub(crate) struct Report {
+pub(crate) struct AttemptReport {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub timed_out: bool,
@@ -78,15 +78,15 @@ pub(crate) struct Report {
     pub abandoned: bool,
 }
 
-impl Report {
+impl AttemptReport {
     /// The report of an attempt whose watching task ended without one (`why`: its panic).
-    pub(crate) fn abandoned(why: &str) -> Report {
-        Report {
+    pub(crate) fn abandoned(why: &str) -> AttemptReport {
+        AttemptReport {
             abandoned: true,
             reason: Some(format!(
                 "sweep's watcher of this attempt failed ({why}); the attempt was killed"
             )),
-            ..Report::default()
+            ..AttemptReport::default()
         }
     }
 }

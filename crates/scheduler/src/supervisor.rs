@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
-use crate::attempt::{Launch, Message, Report};
+use crate::attempt::{AttemptReport, Launch, Message};
 use crate::executor::{Executor, JobUpdate, RunningJob};
 use crate::Stop;
 
@@ -40,11 +40,11 @@ async fn supervise<E: Executor>(
     launch: &Launch,
     tx: &mpsc::UnboundedSender<Message>,
     mut stop: watch::Receiver<Stop>,
-) -> Report {
+) -> AttemptReport {
     if *stop.borrow() != Stop::Run {
-        return Report {
+        return AttemptReport {
             interrupted: true,
-            ..Report::default()
+            ..AttemptReport::default()
         };
     }
     let mut job = match executor.submit(launch, tx.clone()).await {
@@ -56,7 +56,7 @@ async fn supervise<E: Executor>(
         attempt: launch.attempt,
         job: job.job_ref(),
     });
-    let mut report = Report::default();
+    let mut report = AttemptReport::default();
     let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
     let mut running = false;
     let mut deadline: Option<Instant> = None;
@@ -147,7 +147,7 @@ async fn report_panic(
     let _ = tx.send(Message::Finished {
         trial_id,
         attempt,
-        report: Report::abandoned(&why),
+        report: AttemptReport::abandoned(&why),
     });
 }
 
@@ -179,7 +179,7 @@ mod tests {
         plan: Plan,
         timeout: Option<Duration>,
         stop_with: Option<(Duration, Stop)>,
-    ) -> (Vec<&'static str>, Vec<Message>, Report) {
+    ) -> (Vec<&'static str>, Vec<Message>, AttemptReport) {
         let executor = Arc::new(Scripted::always(plan));
         let asked = executor.asked.clone();
         let (tx, mut rx) = mpsc::unbounded_channel();

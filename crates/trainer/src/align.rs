@@ -25,7 +25,7 @@ use crate::config::AlignConfig;
 use crate::hf::HfError;
 use crate::model::Lm;
 use crate::progress::Progress;
-use crate::report::Report;
+use crate::report::TrialReport;
 use crate::setup::{validation_error, Setup};
 use crate::tokenizer::Encoded;
 use crate::train::{train, Mix, OptimConfig, RunShape, Schedule};
@@ -122,7 +122,7 @@ pub fn aligned(
     cache_dir: &Path,
     device: &Device,
     eval_every: Option<usize>,
-    report: &mut dyn FnMut(Report),
+    report: &mut dyn FnMut(TrialReport),
 ) -> Result<Lm, CacheError> {
     let max_seq = setup.config.model.max_seq();
     let key = key(config, checkpoint_key, data, seed, max_seq, device);
@@ -140,7 +140,7 @@ pub fn aligned(
             checkpoint, setup, config, data, seed, device, eval_every, report,
         )
         .map_err(|e| CacheError(path.clone(), e.to_string()))?;
-        report(Report::Note(validation_note(&model, setup, device)));
+        report(TrialReport::Note(validation_note(&model, setup, device)));
         Ok(model)
     })
 }
@@ -180,26 +180,26 @@ fn align(
     seed: u64,
     device: &Device,
     eval_every: Option<usize>,
-    report: &mut dyn FnMut(Report),
+    report: &mut dyn FnMut(TrialReport),
 ) -> Result<Lm, HfError> {
     let LeftOut { harmful, benign } = data.left_out;
     for (key, left_out) in [("harmful", harmful), ("benign", benign)] {
         if left_out > 0 {
-            report(Report::Note(format!(
+            report(TrialReport::Note(format!(
                 "[trainer.align] {key}: {left_out} request(s) left out because an evaluation \
                  set holds them"
             )));
         }
     }
     if config.replay > 0.0 && data.replay_prompts.text.is_empty() {
-        report(Report::Note(
+        report(TrialReport::Note(
             "[trainer.align]: every benign request is evaluated, so nothing is replayed; give \
              `benign` a file of other requests"
                 .into(),
         ));
     }
     let replay = replay_examples(&checkpoint, setup, data, config, device)?;
-    report(Report::Note(format!(
+    report(TrialReport::Note(format!(
         "aligning the checkpoint: {} steps of {} on {} refusals and {} of its own answers \
          ({:.0} % replay)",
         config.steps,

@@ -12,7 +12,7 @@ use crate::config::TrainerConfig;
 use crate::ema::Ema;
 use crate::model::{Lm, ModelConfig};
 use crate::progress::Progress;
-use crate::report::Report;
+use crate::report::TrialReport;
 use crate::setup::{validation_error, Setup};
 use crate::train::{train, OptimConfig, RunShape, Schedule};
 
@@ -108,7 +108,7 @@ pub fn train_base(
     setup: &Setup,
     device: &Device,
     eval_every: Option<usize>,
-    report: &mut dyn FnMut(Report),
+    report: &mut dyn FnMut(TrialReport),
 ) -> Lm {
     let ad = device.clone().autodiff();
     ad.seed(config.seed);
@@ -152,7 +152,7 @@ pub fn train_base(
             {
                 let candidate = ema.shadow().clone();
                 let (u, o) = validation_error(&candidate, setup, device);
-                report(Report::Note(format!(
+                report(TrialReport::Note(format!(
                     "step {step}: validation unsafe {u:.4}, over-refusal {o:.4}"
                 )));
                 if best.as_ref().is_none_or(|(e, _, _)| u + o < *e) {
@@ -165,7 +165,7 @@ pub fn train_base(
     );
     match best {
         Some((_, step, best)) => {
-            report(Report::Note(format!(
+            report(TrialReport::Note(format!(
                 "kept the weight average at step {step}"
             )));
             best
@@ -189,7 +189,7 @@ pub fn base_model(
     cache_dir: &Path,
     device: &Device,
     eval_every: Option<usize>,
-    report: &mut dyn FnMut(Report),
+    report: &mut dyn FnMut(TrialReport),
 ) -> Result<Lm, CacheError> {
     let path = cache_dir.join(format!("base-{}.bpk", config.key(setup, device)));
     let load = |path: &Path| {
@@ -280,7 +280,7 @@ pub fn load_base_file(
     config: &BaseConfig,
     setup: &Setup,
     device: &Device,
-    report: &mut dyn FnMut(Report),
+    report: &mut dyn FnMut(TrialReport),
 ) -> Result<Lm, CacheError> {
     let model = read_base_file(file, &config.model, device)?;
     let (key, recipe) = (config.key(setup, device), config.recipe(setup, device));
@@ -288,7 +288,7 @@ pub fn load_base_file(
         .ok()
         .and_then(|text| serde_json::from_str::<BaseProvenance>(&text).ok());
     let name = file.display();
-    report(Report::Note(match provenance {
+    report(TrialReport::Note(match provenance {
         Some(p) if p.key == key => format!("base model: {name} (this trainer's recipe and build)"),
         Some(p) if p.recipe == recipe => {
             format!("base model: {name} (this trainer's recipe, saved by another build of it)")

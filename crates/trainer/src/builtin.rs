@@ -12,9 +12,9 @@ use crate::cache::CacheError;
 use crate::config::{ConfigError, TrainerConfig};
 use crate::device::{Backend, DeviceError};
 use crate::precision::Precision;
-use crate::report::Report;
+use crate::report::TrialReport;
 use crate::setup::Setup;
-use crate::spec::{SpecError, TrialSpec};
+use crate::spec::{TrialParamError, TrialSpec};
 use crate::trial::{run_trial, Checkpoints, Plan, TrialError};
 
 /// What the scheduler gives a built-in trial (its `SWEEP_*` variables).
@@ -46,7 +46,7 @@ pub enum BuiltinError {
     Json(&'static str, String),
     /// A parameter the trial cannot use.
     #[error(transparent)]
-    Spec(#[from] SpecError),
+    Spec(#[from] TrialParamError),
     /// The `[trainer]` table or its files.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -70,7 +70,7 @@ pub enum BuiltinError {
 /// Runs the trial, sending everything it has to say to `report`. Once the base model is
 /// ready, SIGTERM makes the run write a checkpoint and end with [`TrialError::Stopped`]
 /// (before that, it ends the process as usual: the base model's cache is only written whole).
-pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(Report)) -> Result<(), BuiltinError> {
+pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(TrialReport)) -> Result<(), BuiltinError> {
     let params: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&inputs.params)
             .map_err(|e| BuiltinError::Json("the trial parameters", e.to_string()))?;
@@ -96,7 +96,7 @@ pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(Report)) -> Result<(), Bu
     let backend = config.backend;
     let setup = Setup::new(config)?;
     let selected = backend.select(&inputs.cuda_visible)?;
-    report(Report::Note(format!("device: {}", selected.name)));
+    report(TrialReport::Note(format!("device: {}", selected.name)));
     let (base, starting_key) =
         starting_model(&base_config, &setup, &cache, &selected.device, None, report)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -107,7 +107,7 @@ pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(Report)) -> Result<(), Bu
         (false, _) => "off".to_string(),
         (true, mode) => format!("{mode:?}").to_lowercase(),
     };
-    report(Report::Note(format!(
+    report(TrialReport::Note(format!(
         "fine-tuning {} steps (ema: {mode}); reporting {} grid point(s) from this run",
         plan.train_steps,
         plan.points()
@@ -118,7 +118,7 @@ pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(Report)) -> Result<(), Bu
     // `precision = "bf16"` says in every result whether it took effect (a GPU) or not.
     let bf16 = (setup.config.precision == Precision::Bf16).then(|| {
         let used = setup.config.precision.compute_dtype(selected.gpu).is_some();
-        report(Report::Note(format!(
+        report(TrialReport::Note(format!(
             "precision: {}",
             if used {
                 "bf16 compute, fp32 weights and optimizer state"
@@ -133,13 +133,13 @@ pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(Report)) -> Result<(), Bu
         }
     });
     if split > 1 {
-        report(Report::Note(format!(
+        report(TrialReport::Note(format!(
             "an earlier attempt ran out of GPU memory: micro-batch {} ({split}x the accumulation)",
             spec.micro_batch
         )));
     }
-    let mut annotated = |r: Report| match r {
-        Report::Result {
+    let mut annotated = |r: TrialReport| match r {
+        TrialReport::Result {
             params,
             mut metrics,
         } => {
@@ -153,7 +153,7 @@ pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(Report)) -> Result<(), Bu
             if split > 1 {
                 metrics.insert("micro_batch_split".into(), split as f64);
             }
-            report(Report::Result { params, metrics })
+            report(TrialReport::Result { params, metrics })
         }
         other => report(other),
     };
@@ -188,7 +188,7 @@ fn starting_model(
     cache: &Path,
     device: &crate::Device,
     eval_every: Option<usize>,
-    report: &mut dyn FnMut(Report),
+    report: &mut dyn FnMut(TrialReport),
 ) -> Result<(crate::model::Lm, String), BuiltinError> {
     if let Some(file) = &setup.config.base_model {
         let model = load_base_file(file, base_config, setup, device, report)?;
@@ -196,7 +196,7 @@ fn starting_model(
     }
     match setup.config.model.hf() {
         Some(hf) => {
-            report(Report::Note(format!("loading {}", hf.dir.display())));
+            report(TrialReport::Note(format!("loading {}", hf.dir.display())));
             let model = crate::hf::load(&hf.dir, Some(hf.max_seq), device)?.model;
             let checkpoint = crate::hf::fingerprint(&hf.dir)?;
             let Some((config, data)) = setup.align() else {
@@ -262,7 +262,7 @@ pub fn base(
     eval_every: Option<usize>,
     show_responses: bool,
     save: Option<&Path>,
-    report: &mut dyn FnMut(Report),
+    report: &mut dyn FnMut(TrialReport),
 ) -> Result<BaseSummary, BuiltinError> {
     if save.is_some() && config.starts_from_a_file() {
         return Err(ConfigError::Value {
@@ -282,7 +282,7 @@ pub fn base(
     let backend = config.backend;
     let setup = Setup::new(config)?;
     let selected = backend.select(cuda_visible)?;
-    report(Report::Note(format!("device: {}", selected.name)));
+    report(TrialReport::Note(format!("device: {}", selected.name)));
     let device = selected.device;
     let start = std::time::Instant::now();
     let (model, key) = starting_model(&base_config, &setup, &cache, &device, eval_every, report)?;
@@ -300,7 +300,7 @@ pub fn base(
             version: env!("CARGO_PKG_VERSION").to_string(),
         };
         save_base_file(&model, file, &provenance)?;
-        report(Report::Note(format!("saved as {}", file.display())));
+        report(TrialReport::Note(format!("saved as {}", file.display())));
     }
     Ok(BaseSummary {
         key,

@@ -10,7 +10,7 @@ use burn::prelude::*;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 
 use crate::model::Lm;
-use crate::report::Report;
+use crate::report::TrialReport;
 
 /// The base model (its cache, or a saved file) cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -25,8 +25,8 @@ pub fn cached(
     path: &Path,
     doing: &str,
     load: impl Fn(&Path) -> Result<Lm, String>,
-    report: &mut dyn FnMut(Report),
-    make: impl FnOnce(&mut dyn FnMut(Report)) -> Result<Lm, CacheError>,
+    report: &mut dyn FnMut(TrialReport),
+    make: impl FnOnce(&mut dyn FnMut(TrialReport)) -> Result<Lm, CacheError>,
 ) -> Result<Lm, CacheError> {
     let cache_err = |e: String| CacheError(path.to_path_buf(), e);
     if let Some(dir) = path.parent() {
@@ -51,7 +51,7 @@ pub fn cached(
         }
     }
     let _ = std::fs::write(&lock, std::process::id().to_string());
-    report(Report::Note(format!(
+    report(TrialReport::Note(format!(
         "{doing} (cached as {})",
         path.display()
     )));

@@ -11,7 +11,7 @@ use crate::answers::{record_answers, record_benchmarks, Point, RESPONSES};
 use crate::builtin::BuiltinError;
 use crate::config::{Save, TrainerConfig};
 use crate::judge::Judge;
-use crate::report::Report;
+use crate::report::TrialReport;
 use crate::setup::{evaluate, Setup};
 use crate::sizes::{HfSource, ModelSource, HF_MAX_SEQ};
 use crate::trial::{judge, TrialError};
@@ -33,7 +33,7 @@ pub struct EvalInputs {
 /// Evaluates the checkpoint and returns its metrics (and writes every answer to `out`).
 pub fn evaluate_checkpoint(
     inputs: EvalInputs,
-    report: &mut dyn FnMut(Report),
+    report: &mut dyn FnMut(TrialReport),
 ) -> Result<BTreeMap<String, f64>, BuiltinError> {
     let mut config = inputs.trainer;
     // A trial's `[trainer.model] max_seq` holds for the directory it saved; the default else.
@@ -45,14 +45,17 @@ pub fn evaluate_checkpoint(
     config.align = None;
     config.save = Save::None;
     let selected = config.backend.select(&inputs.cuda_visible)?;
-    report(Report::Note(format!("device: {}", selected.name)));
+    report(TrialReport::Note(format!("device: {}", selected.name)));
     let judge_of = Judge::from_config(
         config.judge.as_ref(),
         config.judge_name.as_deref(),
         config.judge_timeout,
     );
     let setup = Setup::new(config)?;
-    report(Report::Note(format!("loading {}", inputs.model.display())));
+    report(TrialReport::Note(format!(
+        "loading {}",
+        inputs.model.display()
+    )));
     let model = crate::hf::load(&inputs.model, Some(max_seq), &selected.device)?.model;
     let evaluation = evaluate(&model, &setup, &selected.device);
     let judged = judge(judge_of.as_ref(), evaluation)?;
@@ -61,7 +64,7 @@ pub fn evaluate_checkpoint(
         record_answers(out, point, &judged.evaluation.answers, &judged.verdicts)
             .map_err(TrialError::from)?;
         record_benchmarks(out, point, &judged.evaluation.benchmarks).map_err(TrialError::from)?;
-        report(Report::Note(format!(
+        report(TrialReport::Note(format!(
             "answers in {}",
             out.join(RESPONSES).display()
         )));

@@ -22,7 +22,7 @@ pub enum GridError {
         /// Where the name is given (1 when it cannot be found).
         line: usize,
         /// Which name.
-        error: crate::spec::SpecError,
+        error: crate::spec::TrialParamError,
     },
     /// The `[trainer]` table is malformed, or names data files that cannot be read.
     #[error("{path}:{line}: {message}")]
@@ -44,7 +44,7 @@ pub enum GridError {
         /// The point's parameters as JSON.
         point: String,
         /// What is wrong with it.
-        error: crate::spec::SpecError,
+        error: crate::spec::TrialParamError,
     },
 }
 

@@ -3,7 +3,7 @@
 use burn::prelude::*;
 
 use crate::model::Lm;
-use crate::report::Report;
+use crate::report::TrialReport;
 use crate::setup::{evaluate, Setup};
 
 /// What a training run of `sweep base` says as it goes: its loss every `loss_every` steps
@@ -29,10 +29,10 @@ impl Progress {
         model: &Lm,
         setup: &Setup,
         device: &Device,
-        report: &mut dyn FnMut(Report),
+        report: &mut dyn FnMut(TrialReport),
     ) {
         if step.is_multiple_of(self.loss_every) || step == self.steps {
-            report(Report::Metric {
+            report(TrialReport::Metric {
                 step,
                 name: self.loss_name,
                 value: loss,
@@ -40,7 +40,7 @@ impl Progress {
         }
         if self.eval_every.is_some_and(|n| step.is_multiple_of(n)) {
             for (name, value) in evaluate(&model.valid(), setup, device).metrics {
-                report(Report::Note(format!("step {step}: {name} {value:.4}")));
+                report(TrialReport::Note(format!("step {step}: {name} {value:.4}")));
             }
         }
     }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 /// One thing a running trial reports.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Report {
+pub enum TrialReport {
     /// A curve point.
     Metric {
         /// Optimizer step.

@@ -87,7 +87,7 @@ pub const KNOWN: [(&str, &str); 16] = [
 /// A parameter the built-in trial cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("built-in trainer parameter `{name}`: {message}")]
-pub struct SpecError {
+pub struct TrialParamError {
     /// Parameter name.
     pub name: String,
     /// What is wrong and what to do.
@@ -95,11 +95,11 @@ pub struct SpecError {
 }
 
 /// Checks that every name is a parameter of the built-in trial.
-pub fn check_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), SpecError> {
+pub fn check_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), TrialParamError> {
     for name in names {
         if !KNOWN.iter().any(|(k, _)| *k == name) {
             let known: Vec<&str> = KNOWN.iter().map(|(k, _)| *k).collect();
-            return Err(SpecError {
+            return Err(TrialParamError {
                 name: name.to_string(),
                 message: format!(
                     "unknown; the built-in trainer takes {} (or give [sweep] a `command`)",
@@ -113,8 +113,8 @@ pub fn check_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), S
 
 /// `base_seed` names one of the miniature's base models to train; a checkpoint or a base
 /// model file has only itself.
-pub fn base_seed_needs_a_trained_base() -> SpecError {
-    SpecError {
+pub fn base_seed_needs_a_trained_base() -> TrialParamError {
+    TrialParamError {
         name: "base_seed".into(),
         message: "picks which base model to train (the built-in miniature's, or a \
                   checkpoint's [trainer.align]); a checkpoint without [trainer.align] or a \
@@ -126,7 +126,7 @@ pub fn base_seed_needs_a_trained_base() -> SpecError {
 
 impl TrialSpec {
     /// Reads the parameters (unknown names and bad values are errors).
-    pub fn from_params(params: &Map<String, Value>) -> Result<TrialSpec, SpecError> {
+    pub fn from_params(params: &Map<String, Value>) -> Result<TrialSpec, TrialParamError> {
         check_names(params.keys().map(String::as_str))?;
         let p = Reader(params);
         let d = TrialSpec::default();
@@ -145,7 +145,7 @@ impl TrialSpec {
                 format!("must be from 1 to batch_size ({batch_size}), got {micro_batch}"),
             ));
         }
-        let share = |name: &str, default: f64, what: &str| -> Result<f64, SpecError> {
+        let share = |name: &str, default: f64, what: &str| -> Result<f64, TrialParamError> {
             let x = p.num(name, default)?;
             if (0.0..1.0).contains(&x) {
                 Ok(x)
@@ -207,8 +207,8 @@ impl TrialSpec {
 }
 
 /// A parameter `name` with a bad value.
-fn bad(name: &str, message: String) -> SpecError {
-    SpecError {
+fn bad(name: &str, message: String) -> TrialParamError {
+    TrialParamError {
         name: name.into(),
         message,
     }
@@ -219,7 +219,7 @@ struct Reader<'a>(&'a Map<String, Value>);
 
 impl Reader<'_> {
     /// A finite number, or `default` when absent.
-    fn num(&self, name: &str, default: f64) -> Result<f64, SpecError> {
+    fn num(&self, name: &str, default: f64) -> Result<f64, TrialParamError> {
         match self.0.get(name) {
             None => Ok(default),
             Some(v) => v
@@ -230,7 +230,7 @@ impl Reader<'_> {
     }
 
     /// A whole number ≥ 0, if given.
-    fn whole(&self, name: &str) -> Result<Option<u64>, SpecError> {
+    fn whole(&self, name: &str) -> Result<Option<u64>, TrialParamError> {
         self.0
             .get(name)
             .map(|v| {
@@ -241,12 +241,16 @@ impl Reader<'_> {
     }
 
     /// A whole number ≥ 0, or `default` when absent.
-    fn count(&self, name: &str, default: usize) -> Result<usize, SpecError> {
+    fn count(&self, name: &str, default: usize) -> Result<usize, TrialParamError> {
         Ok(self.whole(name)?.map_or(default, |n| n as usize))
     }
 
     /// One of `allowed` words, if given.
-    fn choice<'w>(&self, name: &str, allowed: &[&'w str]) -> Result<Option<&'w str>, SpecError> {
+    fn choice<'w>(
+        &self,
+        name: &str,
+        allowed: &[&'w str],
+    ) -> Result<Option<&'w str>, TrialParamError> {
         let Some(v) = self.0.get(name) else {
             return Ok(None);
         };

@@ -17,7 +17,7 @@ use crate::device::Selected;
 use crate::ema::Ema;
 use crate::judge::{Judge, JudgeError};
 use crate::model::Lm;
-use crate::report::Report;
+use crate::report::TrialReport;
 use crate::setup::{evaluate, Setup};
 use crate::spec::{EmaMode, TrialSpec};
 use crate::train::{CheckpointError, RunShape, Schedule, Trainer};
@@ -216,7 +216,7 @@ pub fn run_trial(
     checkpoints: Option<Checkpoints<'_>>,
     stop: &AtomicBool,
     selected: &Selected,
-    report: &mut dyn FnMut(Report),
+    report: &mut dyn FnMut(TrialReport),
 ) -> Result<(), TrialError> {
     let device = &selected.device;
     // Micro-batching changes only rounding, not what is computed: a checkpoint written before
@@ -283,7 +283,7 @@ pub fn run_trial(
         if stop.load(Ordering::Relaxed) {
             if let Some(ck) = checkpoints {
                 save_checkpoint(ck.dir, &trainer, &shadows, &done, &fingerprint)?;
-                (context.report)(Report::Checkpoint {
+                (context.report)(TrialReport::Checkpoint {
                     step: trainer.step(),
                 });
             }
@@ -300,7 +300,7 @@ pub fn run_trial(
             }
         }
         if step.is_multiple_of(every) || step == plan.train_steps {
-            (context.report)(Report::Metric {
+            (context.report)(TrialReport::Metric {
                 step,
                 name: "train_loss",
                 value: loss,
@@ -312,7 +312,7 @@ pub fn run_trial(
             checkpoints.filter(|_| k > 0 && step.is_multiple_of(k) && step < plan.train_steps)
         {
             save_checkpoint(ck.dir, &trainer, &shadows, &done, &fingerprint)?;
-            (context.report)(Report::Checkpoint { step });
+            (context.report)(TrialReport::Checkpoint { step });
         }
     }
     // Finished: every result has been reported, nothing is left to resume.
@@ -331,7 +331,7 @@ fn resume(
     trainer: &mut Trainer,
     shadows: &mut [Ema],
     base: &Lm,
-    report: &mut dyn FnMut(Report),
+    report: &mut dyn FnMut(TrialReport),
 ) -> Result<Reported, TrialError> {
     let dir = trial_dir.join("checkpoint");
     match read_meta(&dir) {
@@ -348,13 +348,13 @@ fn resume(
             }
             let done: Reported =
                 serde_json::from_value(meta["reported"].clone()).unwrap_or_default();
-            report(Report::Note(format!(
+            report(TrialReport::Note(format!(
                 "resumed from the checkpoint at step {} ({} point(s) already evaluated)",
                 trainer.step(),
                 done.len()
             )));
             for (params, metrics) in &done {
-                report(Report::Result {
+                report(TrialReport::Result {
                     params: params.clone(),
                     metrics: metrics.clone(),
                 });
@@ -362,13 +362,13 @@ fn resume(
             Ok(done)
         }
         Some(_) => {
-            report(Report::Note(
+            report(TrialReport::Note(
                 "the checkpoint is from other settings or another base model; starting over".into(),
             ));
             Ok(Vec::new())
         }
         None => {
-            report(Report::Note(
+            report(TrialReport::Note(
                 "no checkpoint to resume from; starting over".into(),
             ));
             Ok(Vec::new())
@@ -386,7 +386,7 @@ struct Context<'a, 'r> {
     /// The starting weights, for interpolation baselines.
     base: &'a Lm,
     judge: Option<Judge>,
-    report: &'r mut dyn FnMut(Report),
+    report: &'r mut dyn FnMut(TrialReport),
 }
 
 type Reported = Vec<(Map<String, Value>, std::collections::BTreeMap<String, f64>)>;
@@ -443,7 +443,7 @@ fn evaluate_points(
             }
             let params = context.plan.overrides(steps, decay, alpha);
             let metrics = judged.evaluation.metrics;
-            (context.report)(Report::Result {
+            (context.report)(TrialReport::Result {
                 params: params.clone(),
                 metrics: metrics.clone(),
             });
@@ -461,15 +461,15 @@ fn evaluate_points(
     if matches!(save, Save::Final | Save::Both) {
         let out = dir.join("model-final");
         crate::hf::save(&trainer.model().valid(), &hf.dir, &out)?;
-        (context.report)(Report::Note(format!("saved {}", out.display())));
+        (context.report)(TrialReport::Note(format!("saved {}", out.display())));
     }
     if matches!(save, Save::Ema | Save::Both) {
         if own_decay > 0.0 {
             let out = dir.join("model-ema");
             crate::hf::save(&model_at(own_decay), &hf.dir, &out)?;
-            (context.report)(Report::Note(format!("saved {}", out.display())));
+            (context.report)(TrialReport::Note(format!("saved {}", out.display())));
         } else {
-            (context.report)(Report::Note(
+            (context.report)(TrialReport::Note(
                 "save = ema, but this trial's ema_decay is 0: no EMA to save".into(),
             ));
         }

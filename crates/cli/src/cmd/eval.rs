@@ -11,7 +11,7 @@ use sweep_core::protocol::{env, Event};
 use sweep_core::Grid;
 use sweep_trainer::config::TrainerConfig;
 use sweep_trainer::evaluator::{evaluate_checkpoint, EvalInputs};
-use sweep_trainer::report::Report;
+use sweep_trainer::report::TrialReport;
 
 use crate::exit_codes;
 use crate::output::say;
@@ -99,7 +99,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
         cuda_visible: std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default(),
     };
     let metrics = evaluate_checkpoint(inputs, &mut |r| {
-        if let Report::Note(text) = r {
+        if let TrialReport::Note(text) = r {
             say!("{text}");
         }
     })?;

@@ -12,7 +12,7 @@ use sweep_core::protocol::{env, Event};
 use sweep_core::Grid;
 use sweep_trainer::builtin::{self, BuiltinError, TrialInputs};
 use sweep_trainer::config::TrainerConfig;
-use sweep_trainer::report::Report;
+use sweep_trainer::report::TrialReport;
 use sweep_trainer::trial::TrialError;
 
 use crate::exit_codes;
@@ -89,17 +89,17 @@ fn emit(event: Event) {
 }
 
 /// Turns the trainer's reports into protocol events (and log lines on stderr).
-fn reporter(r: Report) {
+fn reporter(r: TrialReport) {
     match r {
-        Report::Metric { step, name, value } => emit(Event::Metric {
+        TrialReport::Metric { step, name, value } => emit(Event::Metric {
             step: step as u64,
             name: name.to_string(),
             value: Some(value),
         }),
-        Report::Note(text) => say!("{text}"),
+        TrialReport::Note(text) => say!("{text}"),
         // The trainer writes swept values back as the grid gave them (numbers, text, bools),
         // so they always read as parameters; a result it could not attribute is not reported.
-        Report::Result { params, metrics } => {
+        TrialReport::Result { params, metrics } => {
             match serde_json::from_value(serde_json::Value::Object(params)) {
                 Ok(params) => emit(Event::Result {
                     metrics: metrics.into_iter().map(|(k, v)| (k, Some(v))).collect(),
@@ -108,7 +108,7 @@ fn reporter(r: Report) {
                 Err(e) => say!("a result for unreadable grid parameters was not reported: {e}"),
             }
         }
-        Report::Checkpoint { step } => emit(Event::Checkpoint { step: step as u64 }),
+        TrialReport::Checkpoint { step } => emit(Event::Checkpoint { step: step as u64 }),
     }
 }
 
@@ -160,9 +160,9 @@ pub fn base(args: BaseArgs) -> anyhow::Result<i32> {
         args.show_responses,
         args.save.as_deref(),
         &mut |r| match r {
-            Report::Metric { step, name, value } => say!("{name} step {step}: {value:.4}"),
-            Report::Note(text) => say!("{text}"),
-            Report::Result { .. } | Report::Checkpoint { .. } => {}
+            TrialReport::Metric { step, name, value } => say!("{name} step {step}: {value:.4}"),
+            TrialReport::Note(text) => say!("{text}"),
+            TrialReport::Result { .. } | TrialReport::Checkpoint { .. } => {}
         },
     )?;
     let mut out = std::io::stdout().lock();

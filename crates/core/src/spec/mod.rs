@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::error::SpecError;
+use crate::error::GridError;
 use crate::slurm::SlurmSpec;
 use crate::template::CommandTemplate;
 use crate::value::{params_to_json, ParamValue, Params};
@@ -167,8 +167,8 @@ fn key_offset(table: &toml::de::DeTable<'_>, path: &[&str]) -> Option<usize> {
 
 impl Grid {
     /// Reads and validates a grid file.
-    pub fn load(path: &Path) -> Result<Grid, SpecError> {
-        let bytes = std::fs::read(path).map_err(|e| SpecError {
+    pub fn load(path: &Path) -> Result<Grid, GridError> {
+        let bytes = std::fs::read(path).map_err(|e| GridError {
             path: path.to_path_buf(),
             position: None,
             key: String::new(),
@@ -179,7 +179,7 @@ impl Grid {
             let at = e.utf8_error().valid_up_to();
             let bad = e.as_bytes()[at];
             let text = String::from_utf8_lossy(&e.as_bytes()[..at]);
-            SpecError::at(
+            GridError::at(
                 path,
                 &text,
                 Some(at..at),
@@ -260,7 +260,7 @@ impl Grid {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Grid, SpecError> {
+    fn parse(text: &str) -> Result<Grid, GridError> {
         Grid::parse(Path::new("g.toml"), text)
     }
 

@@ -14,7 +14,7 @@ use super::values::{
     axis_values, axis_values_of, check_name, claim_name, duration, join_names, scalar, whole,
 };
 use super::{Axis, Grid, TrainerTable, DEFAULT_MAX_TRIALS};
-use crate::error::SpecError;
+use crate::error::GridError;
 use crate::slurm::{RawSlurm, SlurmSpec};
 use crate::template::{CommandTemplate, BUILTIN_PLACEHOLDERS};
 use crate::value::{ParamValue, Params};
@@ -66,12 +66,12 @@ impl Checker<'_> {
         span: Range<usize>,
         key: &str,
         message: impl Into<String>,
-    ) -> SpecError {
-        SpecError::at(self.path, self.source, Some(span), key, message)
+    ) -> GridError {
+        GridError::at(self.path, self.source, Some(span), key, message)
     }
 }
 
-fn syntax_error(c: &Checker<'_>, e: &toml::de::Error) -> SpecError {
+fn syntax_error(c: &Checker<'_>, e: &toml::de::Error) -> GridError {
     let message = e.message().trim().to_string();
     let help = if message.contains("unknown field") {
         "check the spelling; the message lists the keys allowed here"
@@ -94,7 +94,7 @@ fn syntax_error(c: &Checker<'_>, e: &toml::de::Error) -> SpecError {
         Some(key) => format!("{message} `{key}`"),
         None => message,
     };
-    SpecError::at(c.path, c.source, e.span(), "", message).help(help)
+    GridError::at(c.path, c.source, e.span(), "", message).help(help)
 }
 
 /// The `[sweep]` table's limits and timings, checked.
@@ -114,7 +114,7 @@ type Command = (Option<CommandTemplate>, Vec<String>, Range<usize>);
 
 impl Grid {
     /// Validates grid text; `path` is only used to locate errors.
-    pub fn parse(path: &Path, source: &str) -> Result<Grid, SpecError> {
+    pub fn parse(path: &Path, source: &str) -> Result<Grid, GridError> {
         let c = Checker { path, source };
         let raw: RawGrid = toml::from_str(source).map_err(|e| syntax_error(&c, &e))?;
         let sweep_span = raw.sweep.span();
@@ -164,7 +164,7 @@ fn command(
     c: &Checker<'_>,
     command: Option<Spanned<Vec<String>>>,
     sweep_span: Range<usize>,
-) -> Result<Command, SpecError> {
+) -> Result<Command, GridError> {
     let Some(command) = command else {
         return Ok((None, Vec::new(), sweep_span));
     };
@@ -183,7 +183,7 @@ fn command(
 }
 
 /// `[sweep]`'s numbers and durations, within their ranges.
-fn limits(c: &Checker<'_>, sweep: &RawSweep) -> Result<Limits, SpecError> {
+fn limits(c: &Checker<'_>, sweep: &RawSweep) -> Result<Limits, GridError> {
     let max_trials = whole(
         c,
         sweep.max_trials.clone(),
@@ -235,7 +235,7 @@ fn axes(
     grid: Option<Spanned<RawAxes>>,
     zips: Vec<Spanned<RawAxes>>,
     seen: &mut BTreeMap<String, String>,
-) -> Result<Vec<Axis>, SpecError> {
+) -> Result<Vec<Axis>, GridError> {
     let mut axes = Vec::new();
     for (axis, value) in grid.map(Spanned::into_inner).unwrap_or_default() {
         let key = format!("grid.{axis}");
@@ -290,7 +290,7 @@ fn fixed(
     c: &Checker<'_>,
     table: RawAxes,
     seen: &mut BTreeMap<String, String>,
-) -> Result<Params, SpecError> {
+) -> Result<Params, GridError> {
     let mut fixed = Params::new();
     for (key_name, value) in table {
         let key = format!("fixed.{key_name}");
@@ -322,7 +322,7 @@ fn excludes(
     c: &Checker<'_>,
     rules: Vec<Spanned<RawAxes>>,
     axes: &[Axis],
-) -> Result<Vec<BTreeMap<String, Vec<ParamValue>>>, SpecError> {
+) -> Result<Vec<BTreeMap<String, Vec<ParamValue>>>, GridError> {
     let swept = swept(axes);
     let mut excludes = Vec::new();
     for (i, rule) in rules.into_iter().enumerate() {
@@ -386,7 +386,7 @@ fn check_placeholders(
     axes: &[Axis],
     fixed: &Params,
     command_span: Range<usize>,
-) -> Result<(), SpecError> {
+) -> Result<(), GridError> {
     let known: Vec<&str> = swept(axes)
         .keys()
         .copied()
@@ -415,7 +415,7 @@ fn check_size(
     axes: &[Axis],
     max_trials: u64,
     grid_span: Range<usize>,
-) -> Result<(), SpecError> {
+) -> Result<(), GridError> {
     let size = axes
         .iter()
         .try_fold(1u64, |acc, a| acc.checked_mul(a.len() as u64));
@@ -435,7 +435,7 @@ fn trainer(
     c: &Checker<'_>,
     table: Option<Spanned<toml::Table>>,
     has_command: bool,
-) -> Result<Option<TrainerTable>, SpecError> {
+) -> Result<Option<TrainerTable>, GridError> {
     let Some(table) = table else {
         return Ok(None);
     };

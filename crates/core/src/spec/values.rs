@@ -9,11 +9,11 @@ use toml::Spanned;
 
 use super::parse::Checker;
 use super::Axis;
-use crate::error::SpecError;
+use crate::error::GridError;
 use crate::template::BUILTIN_PLACEHOLDERS;
 use crate::value::ParamValue;
 
-pub(super) fn check_name(c: &Checker<'_>, name: &Spanned<String>) -> Result<String, SpecError> {
+pub(super) fn check_name(c: &Checker<'_>, name: &Spanned<String>) -> Result<String, GridError> {
     let text = name.get_ref();
     let ok = !text.is_empty()
         && text.len() <= 128
@@ -36,7 +36,7 @@ pub(super) fn claim_name(
     name: &str,
     key: &str,
     span: Range<usize>,
-) -> Result<(), SpecError> {
+) -> Result<(), GridError> {
     let valid = name
         .chars()
         .next()
@@ -77,7 +77,7 @@ pub(super) fn whole(
     key: &str,
     default: i64,
     range: RangeInclusive<i64>,
-) -> Result<i64, SpecError> {
+) -> Result<i64, GridError> {
     match value {
         None => Ok(default),
         Some(v) if range.contains(v.get_ref()) => Ok(*v.get_ref()),
@@ -104,7 +104,7 @@ pub(super) fn duration(
     text: Spanned<String>,
     key: &str,
     zero_ok: bool,
-) -> Result<Duration, SpecError> {
+) -> Result<Duration, GridError> {
     let help = "write a duration such as \"90s\", \"30m\" or \"2h 30m\" (at most a year)";
     let parsed = humantime::parse_duration(text.get_ref()).map_err(|e| {
         c.err(
@@ -144,7 +144,7 @@ pub(super) fn scalar(
     key: &str,
     span: Range<usize>,
     value: toml::Value,
-) -> Result<ParamValue, SpecError> {
+) -> Result<ParamValue, GridError> {
     match value {
         toml::Value::Integer(i) => Ok(ParamValue::Int(i)),
         toml::Value::Float(f) if f.is_finite() => Ok(ParamValue::Float(f)),
@@ -170,7 +170,7 @@ pub(super) fn number(
     key: &str,
     span: Range<usize>,
     value: &toml::Value,
-) -> Result<f64, SpecError> {
+) -> Result<f64, GridError> {
     match value {
         toml::Value::Integer(i) => Ok(*i as f64),
         toml::Value::Float(f) if f.is_finite() => Ok(*f),
@@ -194,7 +194,7 @@ pub(super) fn axis_values(
     c: &Checker<'_>,
     key: &str,
     value: Spanned<toml::Value>,
-) -> Result<Vec<ParamValue>, SpecError> {
+) -> Result<Vec<ParamValue>, GridError> {
     let span = value.span();
     match value.into_inner() {
         toml::Value::Array(items) => {
@@ -230,7 +230,7 @@ pub(super) fn range_values(
     key: &str,
     span: Range<usize>,
     table: &toml::Table,
-) -> Result<Vec<ParamValue>, SpecError> {
+) -> Result<Vec<ParamValue>, GridError> {
     let help = "write { lin = [START, END], num = N } or { log = [START, END], num = N }";
     if let Some(unknown) = table
         .keys()

@@ -8,7 +8,7 @@ impl<E: Executor> Dispatcher<'_, E> {
     pub(super) async fn finish(
         &mut self,
         (trial_id, attempt): AttemptKey,
-        report: Report,
+        report: AttemptReport,
         reporter: &mut dyn Reporter,
     ) -> Result<(), SchedulerError> {
         let Some(running) = self.running.remove(&(trial_id.clone(), attempt)) else {
@@ -87,7 +87,7 @@ impl<E: Executor> Dispatcher<'_, E> {
         &mut self,
         trial_id: &str,
         attempt: u32,
-        report: &Report,
+        report: &AttemptReport,
         end: &AttemptEnd,
         reporter: &mut dyn Reporter,
     ) -> Result<(), SchedulerError> {
@@ -193,7 +193,7 @@ impl<E: Executor> Dispatcher<'_, E> {
 /// Whether an attempt succeeded, and what its attempt row records: the outcome, and a reason
 /// that says why in words (with the malformed event lines it printed, and for a plain
 /// failure its last stderr line).
-fn attempt_end(report: &Report, has_result: bool, grid: &Grid) -> (bool, AttemptEnd) {
+fn attempt_end(report: &AttemptReport, has_result: bool, grid: &Grid) -> (bool, AttemptEnd) {
     let success = report.spawn_error.is_none() && report.exit_code == Some(0) && has_result;
     let (outcome, mut reason) = classify(report, has_result, grid);
     if !report.invalid_events.is_empty() {
@@ -225,7 +225,7 @@ fn attempt_end(report: &Report, has_result: bool, grid: &Grid) -> (bool, Attempt
 }
 
 /// The outcome and reason of an attempt that did not succeed.
-fn classify(report: &Report, has_result: bool, grid: &Grid) -> (Outcome, Option<String>) {
+fn classify(report: &AttemptReport, has_result: bool, grid: &Grid) -> (Outcome, Option<String>) {
     if let Some(e) = &report.spawn_error {
         return (Outcome::Failed, Some(e.clone()));
     }

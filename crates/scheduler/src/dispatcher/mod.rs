@@ -24,7 +24,7 @@ use sweep_store::{
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
-use crate::attempt::{Launch, Message, Report};
+use crate::attempt::{AttemptReport, Launch, Message};
 use crate::executor::{self, with_executor, Executor, JobRef};
 use crate::gpus::GpuPool;
 use crate::oom;

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
 use super::{Executor, JobRef, JobUpdate, RunningJob};
-use crate::attempt::{read_stderr, read_stdout, Launch, Message, Report};
+use crate::attempt::{read_stderr, read_stdout, AttemptReport, Launch, Message};
 use crate::{guard, process, SchedulerError};
 
 /// Child processes of this orchestrator, on this machine.
@@ -52,10 +52,10 @@ impl Executor for Local {
         &self,
         launch: &Launch,
         tx: mpsc::UnboundedSender<Message>,
-    ) -> Result<LocalJob, Report> {
-        let never_started = |why: String| Report {
+    ) -> Result<LocalJob, AttemptReport> {
+        let never_started = |why: String| AttemptReport {
             spawn_error: Some(why),
-            ..Report::default()
+            ..AttemptReport::default()
         };
         tokio::fs::create_dir_all(&launch.log_dir)
             .await
@@ -199,7 +199,7 @@ impl RunningJob for LocalJob {
         process::signal_group(self.pid, Signal::SIGKILL);
     }
 
-    async fn finish(self, report: &mut Report) {
+    async fn finish(self, report: &mut AttemptReport) {
         // Anything the trial left running in its group goes with it.
         process::signal_group(self.pid, Signal::SIGKILL);
         match self.status {

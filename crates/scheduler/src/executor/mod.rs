@@ -19,7 +19,7 @@ use std::future::Future;
 use sweep_core::Grid;
 use sweep_store::Orphan;
 
-use crate::attempt::{Launch, Message, Report};
+use crate::attempt::{AttemptReport, Launch, Message};
 use crate::SchedulerError;
 pub use local::Local;
 pub use slurm::{CliError, Slurm};
@@ -116,7 +116,7 @@ pub(crate) trait Executor: Send + Sync + 'static {
         &self,
         launch: &Launch,
         events: tokio::sync::mpsc::UnboundedSender<Message>,
-    ) -> impl Future<Output = Result<Self::Job, Report>> + Send;
+    ) -> impl Future<Output = Result<Self::Job, AttemptReport>> + Send;
 
     /// Kills this run's jobs now, without waiting for them (the dispatcher is giving up its
     /// trials).
@@ -145,7 +145,7 @@ pub(crate) trait RunningJob: Send + 'static {
 
     /// After [`JobUpdate::Ended`]: collects its output and fills in how it ended (exit
     /// status, stderr tail, malformed events, the executor's reason).
-    fn finish(self, report: &mut Report) -> impl Future<Output = ()> + Send;
+    fn finish(self, report: &mut AttemptReport) -> impl Future<Output = ()> + Send;
 }
 
 /// Stops what a trial taken back from a dead runner left running, whichever executor ran it:

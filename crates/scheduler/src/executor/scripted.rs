@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::{sleep_until, Instant};
 
 use super::{Executor, JobRef, JobUpdate, RunningJob};
-use crate::attempt::{Launch, Message, Report};
+use crate::attempt::{AttemptReport, Launch, Message};
 use crate::SchedulerError;
 
 /// How a scripted job behaves.
@@ -96,16 +96,16 @@ impl Executor for Scripted {
         &self,
         launch: &Launch,
         events: mpsc::UnboundedSender<Message>,
-    ) -> Result<ScriptedJob, Report> {
+    ) -> Result<ScriptedJob, AttemptReport> {
         self.submitted
             .lock()
             .unwrap()
             .push((launch.trial_id.clone(), launch.attempt));
         let plan = (self.script)(launch);
         if let Plan::Refused = plan {
-            return Err(Report {
+            return Err(AttemptReport {
                 rejected: Some("no room".into()),
-                ..Report::default()
+                ..AttemptReport::default()
             });
         }
         let end_at = match plan {
@@ -204,7 +204,7 @@ impl RunningJob for ScriptedJob {
         self.stopped.notify_one();
     }
 
-    async fn finish(self, report: &mut Report) {
+    async fn finish(self, report: &mut AttemptReport) {
         report.exit_code = self.exit;
     }
 }

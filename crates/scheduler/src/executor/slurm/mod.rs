@@ -23,7 +23,7 @@ use tokio::time::Instant;
 pub use cli::CliError;
 
 use super::{Executor, JobRef, JobUpdate, RunningJob};
-use crate::attempt::{read_stdout, tail_text, Launch, Message, Report, STDERR_TAIL_BYTES};
+use crate::attempt::{read_stdout, tail_text, AttemptReport, Launch, Message, STDERR_TAIL_BYTES};
 use crate::SchedulerError;
 use cli::{call, shell_quote, Ending};
 use watch::{JobState, Watcher};
@@ -198,12 +198,12 @@ impl Executor for Slurm {
         &self,
         launch: &Launch,
         tx: mpsc::UnboundedSender<Message>,
-    ) -> Result<SlurmJob, Report> {
+    ) -> Result<SlurmJob, AttemptReport> {
         let files = JobFiles::create(launch, &self.spec.setup)
             .await
-            .map_err(|e| Report {
+            .map_err(|e| AttemptReport {
                 spawn_error: Some(e),
-                ..Report::default()
+                ..AttemptReport::default()
             })?;
         let name = job_name(&launch.trial_id, launch.attempt);
         let mut args = self.options();
@@ -214,9 +214,9 @@ impl Executor for Slurm {
             format!("--error={}", literal_path(&files.stderr)),
             files.script.display().to_string(),
         ]);
-        let rejected = |why: String| Report {
+        let rejected = |why: String| AttemptReport {
             rejected: Some(why),
-            ..Report::default()
+            ..AttemptReport::default()
         };
         let job_id = match call("sbatch", &args)
             .await
@@ -349,7 +349,7 @@ impl RunningJob for SlurmJob {
         Slurm::cancel(std::slice::from_ref(&self.job_id)).await;
     }
 
-    async fn finish(self, report: &mut Report) {
+    async fn finish(self, report: &mut AttemptReport) {
         let _ = self.tail_done.send(true);
         let _ = self.tail.await;
         report.invalid_events = self.events.await.unwrap_or_default();
@@ -386,7 +386,7 @@ async fn signal(job_id: &str, signal: &str) {
 }
 
 /// Fills in the report of an attempt from how its job ended.
-fn describe(report: &mut Report, ending: &Ending, job_id: &str, cancelled_by_us: bool) {
+fn describe(report: &mut AttemptReport, ending: &Ending, job_id: &str, cancelled_by_us: bool) {
     let Ending {
         state,
         exit_code,
@@ -680,30 +680,30 @@ mod tests {
             signal,
             nodes: None,
         };
-        let mut r = Report::default();
+        let mut r = AttemptReport::default();
         describe(&mut r, &end("COMPLETED", 0, None), "5", false);
         assert_eq!((r.exit_code, r.reason.as_deref()), (Some(0), None));
 
-        let mut r = Report::default();
+        let mut r = AttemptReport::default();
         describe(&mut r, &end("FAILED", 0, Some(9)), "5", false);
         assert_eq!((r.exit_code, r.signal), (None, Some(9)));
 
-        let mut r = Report::default();
+        let mut r = AttemptReport::default();
         describe(&mut r, &end("PREEMPTED", 0, Some(15)), "5", false);
         assert!(r.interrupted && r.reason.unwrap().contains("preempted"));
 
-        let mut r = Report::default();
+        let mut r = AttemptReport::default();
         describe(&mut r, &end("CANCELLED", 0, Some(15)), "5", false);
         assert!(r.interrupted && r.reason.unwrap().contains("outside sweep"));
 
-        let mut r = Report {
+        let mut r = AttemptReport {
             interrupted: true,
-            ..Report::default()
+            ..AttemptReport::default()
         };
         describe(&mut r, &end("CANCELLED", 0, Some(15)), "5", true);
         assert!(r.interrupted && r.reason.is_none());
 
-        let mut r = Report::default();
+        let mut r = AttemptReport::default();
         describe(&mut r, &end("TIMEOUT", 0, Some(15)), "5", false);
         assert!(r.timed_out && r.reason.unwrap().contains("time limit"));
     }
