@@ -92,6 +92,17 @@ impl fmt::Display for ParamValue {
     }
 }
 
+/// A parameter set as a JSON object, each value as the grid wrote it: what every JSON export
+/// and the dashboard show.
+pub fn params_to_value(params: &Params) -> serde_json::Value {
+    serde_json::Value::Object(
+        params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect(),
+    )
+}
+
 /// Canonical JSON of a parameter set: keys sorted, floats in shortest round-trip form, no
 /// spaces. Trial keys are hashes of this text.
 pub fn params_to_json(params: &Params) -> String {

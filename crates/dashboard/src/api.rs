@@ -192,10 +192,7 @@ async fn front(
     };
     let counts = s.store.counts(record.id).await?;
     let body = s.fronts.get(&s.store, &record, &query, &counts).await?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    ))
+    Ok(([(header::CONTENT_TYPE, "application/json")], body))
 }
 
 async fn trials(

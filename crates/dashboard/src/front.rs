@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use axum::body::Bytes;
 use serde_json::{json, Value};
+use sweep_core::value::params_to_value;
 use sweep_report::pareto::Objective;
 use sweep_report::{Filter, FixedParams, FrontBuilder, FrontReport, Stored};
 use sweep_store::{Counts, Store, StoreError, SweepRecord};
@@ -47,8 +49,9 @@ pub(crate) struct FrontCache {
     entries: Mutex<HashMap<String, Slot>>,
 }
 
-/// A front as sent (its JSON text), with the counts it was computed at.
-type Slot = Arc<tokio::sync::Mutex<Option<(Counts, Arc<str>)>>>;
+/// A front as sent (its JSON text, shared by every response without a copy), with the counts
+/// it was computed at.
+type Slot = Arc<tokio::sync::Mutex<Option<(Counts, Bytes)>>>;
 
 /// Kept fronts beyond this many are dropped (all of them: a dashboard asks for few).
 const MAX_KEPT: usize = 64;
@@ -62,7 +65,7 @@ impl FrontCache {
         sweep: &SweepRecord,
         query: &FrontQuery,
         counts: &Counts,
-    ) -> Result<Arc<str>, StoreError> {
+    ) -> Result<Bytes, StoreError> {
         let slot: Slot = {
             let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
             if entries.len() > MAX_KEPT {
@@ -76,7 +79,7 @@ impl FrontCache {
                 return Ok(value.clone());
             }
         }
-        let value: Arc<str> = compute(store, sweep, query).await?.to_string().into();
+        let value = Bytes::from(compute(store, sweep, query).await?.to_string());
         *kept = Some((counts.clone(), value.clone()));
         Ok(value)
     }
@@ -120,19 +123,11 @@ fn front_json(report: &FrontReport, read: u64, computed_ms: u128) -> Value {
                 .config
                 .stats
                 .iter()
-                .map(|(name, s)| {
-                    let stat = json!({
-                        "mean": json::number(s.mean),
-                        "std": json::number(s.std),
-                        "n": s.n,
-                        "ci95": json::number(s.ci95),
-                    });
-                    (name.clone(), stat)
-                })
+                .map(|(name, s)| (name.clone(), s.to_json()))
                 .collect();
             json!({
                 "rank": r.rank,
-                "params": json::params(&r.config.params),
+                "params": params_to_value(&r.config.params),
                 // The first few, to open one; over 10^6 trials every id would be most of
                 // the answer.
                 "trials": r.config.trials.iter().take(MAX_TRIAL_IDS).collect::<Vec<_>>(),

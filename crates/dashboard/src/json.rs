@@ -1,18 +1,8 @@
 //! The store's rows as the page reads them.
 
 use serde_json::{json, Map, Value};
-use sweep_core::Params;
+use sweep_core::value::params_to_value;
 use sweep_store::{AttemptRow, Counts, TrialRow, TrialStatus};
-
-/// Parameters as a JSON object, values as the grid wrote them.
-pub(crate) fn params(params: &Params) -> Value {
-    Value::Object(
-        params
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_json()))
-            .collect::<Map<_, _>>(),
-    )
-}
 
 /// Trials per state, every state present.
 pub(crate) fn counts(counts: &Counts) -> Value {
@@ -35,7 +25,7 @@ pub(crate) fn trial(row: &TrialRow) -> Value {
         "id": row.id,
         "sweep": row.sweep,
         "ordinal": row.ordinal,
-        "params": params(&row.params),
+        "params": params_to_value(&row.params),
         "status": row.status.as_str(),
         "attempts": row.attempts,
         "out_of_memory": row.out_of_memory,

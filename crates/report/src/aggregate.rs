@@ -23,6 +23,12 @@ pub struct Stat {
 }
 
 impl Stat {
+    /// `{"mean", "std", "n", "ci95"}`, a non-finite number as `null`: how every JSON output
+    /// (reports, the dashboard) writes a statistic.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"mean": self.mean, "std": self.std, "n": self.n, "ci95": self.ci95})
+    }
+
     /// Summarises `values` (all finite); `None` when empty.
     pub fn of(values: &[f64]) -> Option<Stat> {
         let n = values.len();

@@ -100,9 +100,6 @@ pub fn render_confirmation(
     format: Format,
     mut out: impl Write,
 ) -> Result<(), ExportError> {
-    let stat_json = |s: &Option<Stat>| {
-        s.map(|s| json!({"mean": s.mean, "std": s.std, "n": s.n, "ci95": s.ci95}))
-    };
     if format == Format::Json {
         let value = json!({
             "original": report.original,
@@ -112,7 +109,7 @@ pub fn render_confirmation(
             "configurations": report.configs.iter().map(|c| json!({
                 "role": c.role,
                 "params": params_to_json(&c.params),
-                "stat": stat_json(&c.stat),
+                "stat": c.stat.as_ref().map(Stat::to_json),
             })).collect::<Vec<_>>(),
             "paired": report.paired.as_ref().map(|p| json!({
                 "difference": p.comparison.difference,

@@ -44,6 +44,20 @@ pub struct FrontReport {
     pub hypervolume: Option<(f64, Vec<f64>)>,
 }
 
+impl FrontReport {
+    /// Every ranked configuration's parameter names, sorted: the columns of every format.
+    pub fn param_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .ranked
+            .iter()
+            .flat_map(|r| r.config.params.keys().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
 /// Builds a [`FrontReport`] from trials handed over one at a time.
 pub struct FrontBuilder {
     objectives: Vec<Objective>,

@@ -14,13 +14,7 @@ fn escape(s: &str) -> String {
 
 /// The page, with `svg` (from [`crate::plot::plot_svg`]) inlined.
 pub fn html_page(report: &FrontReport, svg: &str, title: &str) -> String {
-    let mut params: Vec<String> = report
-        .ranked
-        .iter()
-        .flat_map(|r| r.config.params.keys().cloned())
-        .collect();
-    params.sort();
-    params.dedup();
+    let params = report.param_names();
     let mut rows = String::new();
     for r in &report.ranked {
         let class = if r.rank == 1 { " class=\"front\"" } else { "" };

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use sweep_core::value::format_float;
+use sweep_core::value::{format_float, params_to_value};
 use sweep_store::{CurveRow, TrialRow, TrialStatus};
 
 /// A plain-text table: trial, state, attempts (and how many ran out of GPU memory), duration,
@@ -143,7 +143,7 @@ pub fn status_json(rows: &[TrialRow]) -> serde_json::Value {
                     "node": r.node,
                     "completed_by": r.completed_by,
                     "error": r.error,
-                    "params": r.params.iter().map(|(k, v)| (k.clone(), v.to_json())).collect::<serde_json::Map<_, _>>(),
+                    "params": params_to_value(&r.params),
                     "metrics": r.metrics,
                 })
             })

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use serde_json::json;
-use sweep_core::value::params_to_json;
+use sweep_core::value::{params_to_json, params_to_value};
 
 use super::{write_json, Exporter, FrontView, SelectionView};
 use crate::aggregate::Stat;
@@ -14,10 +14,7 @@ use crate::ExportError;
 pub(super) struct Json;
 
 fn stat_json(s: Option<Stat>) -> serde_json::Value {
-    s.map_or(
-        serde_json::Value::Null,
-        |s| json!({"mean": s.mean, "std": s.std, "n": s.n, "ci95": s.ci95}),
-    )
+    s.map_or(serde_json::Value::Null, |s| s.to_json())
 }
 
 impl Exporter for Json {
@@ -30,7 +27,7 @@ impl Exporter for Json {
             "configurations": front.rows.iter().map(|r| json!({
                 "sweep": r.config.sweep,
                 "rank": r.rank,
-                "params": r.config.params.iter().map(|(k, v)| (k.clone(), v.to_json())).collect::<serde_json::Map<_, _>>(),
+                "params": params_to_value(&r.config.params),
                 "trials": r.config.trials,
                 "front_share": [r.front_share.0, r.front_share.1],
                 "metrics": r.config.stats.iter().map(|(k, s)| (k.clone(), stat_json(Some(*s)))).collect::<serde_json::Map<_, _>>(),
@@ -55,7 +52,7 @@ impl Exporter for Json {
                 "configurations": ch.eligible.1,
                 "bounds": ch.bounds.iter().map(|(c, v)| json!({"constraint": c, "value": v})).collect::<Vec<_>>(),
                 "chosen": ch.config.as_ref().map(|c| json!({
-                    "params": c.params.iter().map(|(k, v)| (k.clone(), v.to_json())).collect::<serde_json::Map<_, _>>(),
+                    "params": params_to_value(&c.params),
                     "trials": c.trials,
                     "metrics": metrics.iter().map(|m| (m.clone(), json!({
                         "chosen_on": stat_json(stat(c, choose, m)),

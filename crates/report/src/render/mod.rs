@@ -68,13 +68,6 @@ pub struct FrontView<'a> {
 impl<'a> FrontView<'a> {
     /// Every ranked configuration, or the front's only.
     fn new(report: &'a FrontReport, only_front: bool) -> FrontView<'a> {
-        let mut params: Vec<String> = report
-            .ranked
-            .iter()
-            .flat_map(|r| r.config.params.keys().cloned())
-            .collect();
-        params.sort();
-        params.dedup();
         FrontView {
             report,
             rows: report
@@ -82,7 +75,7 @@ impl<'a> FrontView<'a> {
                 .iter()
                 .filter(|r| !only_front || r.rank == 1)
                 .collect(),
-            params,
+            params: report.param_names(),
         }
     }
 }
