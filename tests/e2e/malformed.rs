@@ -9,7 +9,10 @@ fn cases() -> Vec<(&'static str, String, usize, Vec<&'static str>)> {
     vec![
         ("syntax", format!("{HEAD}[grid\nlr = [1]\n"), 4, vec!["help:"]),
         ("no sweep table", "[grid]\nlr = [1]\n".into(), 1, vec!["missing field `sweep`", "start the file with a [sweep] table"]),
-        ("unknown top-level key", format!("{HEAD}[grids]\nlr = [1]\n"), 4, vec!["unknown field `grids`"]),
+        ("unknown table", format!("{HEAD}[grids]\nlr = [1]\n"), 4, vec!["grids: unknown table", "[sweep], [grid], [[zip]]", "[slurm]"]),
+        ("key outside every table", format!("oops = 1\n{HEAD}"), 1, vec!["unknown key `oops` outside every table", "[sweep]"]),
+        ("bad executor table", format!("{HEAD}[grid]\nlr = [1]\n[slurm]\npartition = \"gpu debug\"\n"), 7, vec!["slurm.partition", "not a single word"]),
+        ("unknown executor key", format!("{HEAD}[grid]\nlr = [1]\n[slurm]\npartitoin = \"gpu\"\n"), 7, vec!["unknown field `partitoin`"]),
         ("unknown sweep key", "[sweep]\nname = \"bad\"\ncommand = [\"echo\"]\nparalel = 2\n".into(), 4, vec!["unknown field `paralel`"]),
         ("empty command", "[sweep]\nname = \"bad\"\ncommand = []\n".into(), 3, vec!["the command is empty"]),
         ("bad name", "[sweep]\nname = \"my sweep/1\"\ncommand = [\"echo\"]\n".into(), 2, vec!["invalid sweep name"]),

@@ -40,6 +40,34 @@ impl GridError {
         }
     }
 
+    /// The error of a file that `toml` (or serde, reading it) refused: an unknown or
+    /// missing key, a duplicate, bad syntax; located where `toml` says.
+    pub fn syntax(path: &Path, source: &str, e: &toml::de::Error) -> Self {
+        let message = e.message().trim().to_string();
+        let help = if message.contains("unknown field") {
+            "check the spelling; the message lists the keys allowed here"
+        } else if message.contains("missing field `sweep`") {
+            "start the file with a [sweep] table giving `name` and `command`"
+        } else if message.contains("missing field") {
+            "add the missing key"
+        } else if message.contains("duplicate key") {
+            "each key may appear once per table; an axis is swept in one place only"
+        } else {
+            "see sweeps/example.toml for the grid format"
+        };
+        // toml says "duplicate key" and points at it: name it.
+        let key = e
+            .span()
+            .and_then(|span| source.get(span))
+            .map(|k| k.trim().trim_matches('"').to_string())
+            .filter(|k| message.contains("duplicate key") && !k.is_empty() && !k.contains('\n'));
+        let message = match key {
+            Some(key) => format!("{message} `{key}`"),
+            None => message,
+        };
+        GridError::at(path, source, e.span(), "", message).help(help)
+    }
+
     /// Adds advice on how to fix the file.
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());

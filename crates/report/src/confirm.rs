@@ -2,17 +2,12 @@
 //! again on seeds that played no part in the choice, so the number carries no winner's curse
 //! at the level of fine-tuning seeds (nor of prompts: it is read on the test half).
 
-use std::io::Write;
-
-use serde_json::json;
-use sweep_core::value::params_to_json;
 use sweep_core::Params;
 use sweep_store::TrialRow;
 
 use crate::aggregate::Stat;
-use crate::compare::{render_comparison, ComparisonReport, Side};
-use crate::render::write_json;
-use crate::{Aggregator, ExportError, Format};
+use crate::compare::{ComparisonReport, Side};
+use crate::Aggregator;
 
 /// One configuration on the new seeds.
 #[derive(Debug, Clone)]
@@ -92,53 +87,4 @@ impl Confirmed {
             trials: self.trials.clone(),
         }
     }
-}
-
-/// Writes the report: a table on a terminal, or one JSON document.
-pub fn render_confirmation(
-    report: &ConfirmReport,
-    format: Format,
-    mut out: impl Write,
-) -> Result<(), ExportError> {
-    if format == Format::Json {
-        let value = json!({
-            "original": report.original,
-            "sweep": report.sweep,
-            "metric": report.metric,
-            "seeds": report.seeds,
-            "configurations": report.configs.iter().map(|c| json!({
-                "role": c.role,
-                "params": params_to_json(&c.params),
-                "stat": c.stat.as_ref().map(Stat::to_json),
-            })).collect::<Vec<_>>(),
-            "paired": report.paired.as_ref().map(|p| json!({
-                "difference": p.comparison.difference,
-                "ci95": [p.comparison.ci95.0, p.comparison.ci95.1],
-                "p_value": p.comparison.p_value,
-                "prompts": p.comparison.prompts,
-            })),
-        });
-        write_json(&value, &mut out)?;
-        return Ok(());
-    }
-    writeln!(
-        out,
-        "{} on new seeds {:?} (sweep {}; chosen in sweep {}, whose trials took no part here)",
-        report.metric, report.seeds, report.sweep, report.original
-    )?;
-    for c in &report.configs {
-        let value = match &c.stat {
-            Some(s) => format!(
-                "{:.4} ± {:.4} (95 % interval over {} seeds)",
-                s.mean, s.ci95, s.n
-            ),
-            None => "not reported".to_string(),
-        };
-        writeln!(out, "{:<9} {value}   {}", c.role, params_to_json(&c.params))?;
-    }
-    if let Some(paired) = &report.paired {
-        writeln!(out)?;
-        render_comparison(paired, Format::Table, &mut out)?;
-    }
-    Ok(())
 }

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use dispatcher::{preflight, run_sweep};
-pub use executor::{CliError, ExecutorKind};
+pub use executor::{check_tables, CliError, ExecutorKind};
 pub use gpus::{parse_nvidia_smi, GpuPool, GpuRequest};
 pub use oom::SPLIT_VAR;
 pub use process::{alive, processes_marked};
@@ -163,6 +163,10 @@ pub enum SchedulerError {
         /// What the executor said.
         message: String,
     },
+    /// The grid's table of an executor is wrong (checked by [`executor::check_tables`]
+    /// before a run, so met here only by a grid that skipped that check).
+    #[error(transparent)]
+    Grid(#[from] sweep_core::GridError),
     /// The directory trials run in no longer exists.
     #[error("the sweep's working directory {0} no longer exists, so no trial can start there\n  help: recreate it, or run the grid again from another directory under a new [sweep] name")]
     WorkdirGone(PathBuf),

@@ -8,8 +8,9 @@ use clap::Args;
 use sweep_core::confirm::confirmation_grid;
 use sweep_core::{Grid, ParamValue};
 use sweep_report::compare::{configuration, pair, ComparisonReport};
-use sweep_report::confirm::{confirmed, render_confirmation, ConfirmReport, Confirmed};
+use sweep_report::confirm::{confirmed, ConfirmReport, Confirmed};
 use sweep_report::pareto::Objective;
+use sweep_report::render::render_confirmation;
 use sweep_report::{conditions, select, Aggregator, Constraint, Filter, Halves};
 use sweep_store::{Store, SweepRecord, TrialRow};
 

@@ -126,6 +126,10 @@ pub(crate) async fn execute(
             workdir.display()
         );
     }
+    if let Err(e) = sweep_scheduler::check_tables(&grid) {
+        say!("error: {e}");
+        return Ok(exit_codes::ERROR);
+    }
     let expansion = expand(&grid);
     if grid.command.is_none() {
         if let Err(e) = sweep_trainer::grid::check_grid(&grid, &expansion, &workdir) {

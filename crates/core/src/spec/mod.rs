@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::GridError;
-use crate::slurm::SlurmSpec;
 use crate::template::CommandTemplate;
 use crate::value::{params_to_json, ParamValue, Params};
 
@@ -99,8 +98,11 @@ pub struct Grid {
     pub fixed: Params,
     /// The `[trainer]` table (settings of the built-in trainer), checked by the trainer.
     pub trainer: Option<TrainerTable>,
-    /// The `[slurm]` table: how trials are submitted with `--executor slurm`.
-    pub slurm: SlurmSpec,
+    /// The top-level tables core does not read, by name, with their 1-based lines: the
+    /// executors' settings (`[slurm]`). Each executor reads its own table from `source`, so
+    /// that its complaints name their lines too; the scheduler refuses a table no executor
+    /// claims (a misspelt `[slrum]`).
+    pub other_tables: BTreeMap<String, usize>,
 }
 
 /// The `[trainer]` table as written, with where it starts so the trainer's complaints can

@@ -15,15 +15,19 @@ use super::values::{
 };
 use super::{Axis, Grid, TrainerTable, DEFAULT_MAX_TRIALS};
 use crate::error::GridError;
-use crate::slurm::{RawSlurm, SlurmSpec};
 use crate::template::{CommandTemplate, BUILTIN_PLACEHOLDERS};
 use crate::value::{ParamValue, Params};
 
 /// A table of axes as written: name to value, in file order, each with its span.
 type RawAxes = IndexMap<String, Spanned<toml::Value>>;
 
+/// The tables `Grid::parse` reads; any other top-level table is an executor's
+/// ([`Grid::other_tables`]).
+const TABLES: [&str; 6] = ["sweep", "grid", "zip", "exclude", "fixed", "trainer"];
+
+/// Unknown top-level keys are not refused here (serde skips them): [`other_tables`] keeps the
+/// tables among them for the executors and refuses the rest.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawGrid {
     sweep: Spanned<RawSweep>,
     #[serde(default)]
@@ -36,8 +40,6 @@ struct RawGrid {
     fixed: RawAxes,
     #[serde(default)]
     trainer: Option<Spanned<toml::Table>>,
-    #[serde(default)]
-    slurm: Option<RawSlurm>,
 }
 
 #[derive(Deserialize)]
@@ -71,32 +73,6 @@ impl Checker<'_> {
     }
 }
 
-fn syntax_error(c: &Checker<'_>, e: &toml::de::Error) -> GridError {
-    let message = e.message().trim().to_string();
-    let help = if message.contains("unknown field") {
-        "check the spelling; the message lists the keys allowed here"
-    } else if message.contains("missing field `sweep`") {
-        "start the file with a [sweep] table giving `name` and `command`"
-    } else if message.contains("missing field") {
-        "add the missing key"
-    } else if message.contains("duplicate key") {
-        "each key may appear once per table; an axis is swept in one place only"
-    } else {
-        "see sweeps/example.toml for the grid format"
-    };
-    // toml says "duplicate key" and points at it: name it.
-    let key = e
-        .span()
-        .and_then(|span| c.source.get(span))
-        .map(|k| k.trim().trim_matches('"').to_string())
-        .filter(|k| message.contains("duplicate key") && !k.is_empty() && !k.contains('\n'));
-    let message = match key {
-        Some(key) => format!("{message} `{key}`"),
-        None => message,
-    };
-    GridError::at(c.path, c.source, e.span(), "", message).help(help)
-}
-
 /// The `[sweep]` table's limits and timings, checked.
 struct Limits {
     parallel: usize,
@@ -116,7 +92,8 @@ impl Grid {
     /// Validates grid text; `path` is only used to locate errors.
     pub fn parse(path: &Path, source: &str) -> Result<Grid, GridError> {
         let c = Checker { path, source };
-        let raw: RawGrid = toml::from_str(source).map_err(|e| syntax_error(&c, &e))?;
+        let raw: RawGrid =
+            toml::from_str(source).map_err(|e| GridError::syntax(path, source, &e))?;
         let sweep_span = raw.sweep.span();
         let sweep = raw.sweep.into_inner();
         let name = check_name(&c, &sweep.name)?;
@@ -132,13 +109,10 @@ impl Grid {
         check_placeholders(&c, template.as_ref(), &axes, &fixed, command_span)?;
         check_size(&c, &axes, limits.max_trials, grid_span)?;
         let trainer = trainer(&c, raw.trainer, template.is_some())?;
-        let slurm = match raw.slurm {
-            None => SlurmSpec::default(),
-            Some(raw) => raw.check(|span, key, message| c.err(span, key, message))?,
-        };
+        let other_tables = other_tables(&c)?;
 
         Ok(Grid {
-            slurm,
+            other_tables,
             path: path.to_path_buf(),
             source: source.to_string(),
             name,
@@ -157,6 +131,35 @@ impl Grid {
             trainer,
         })
     }
+}
+
+/// The top-level tables other than [`TABLES`], with their lines; any other top-level key
+/// (a value outside every table) is refused, as it belongs to nobody.
+fn other_tables(c: &Checker<'_>) -> Result<BTreeMap<String, usize>, GridError> {
+    let root =
+        toml::de::DeTable::parse(c.source).map_err(|e| GridError::syntax(c.path, c.source, &e))?;
+    let mut tables = BTreeMap::new();
+    for (key, value) in root.get_ref() {
+        let name = &**key.get_ref();
+        if TABLES.contains(&name) {
+            continue;
+        }
+        if !matches!(value.get_ref(), toml::de::DeValue::Table(_)) {
+            return Err(c
+                .err(
+                    key.span(),
+                    name,
+                    format!("unknown key `{name}` outside every table"),
+                )
+                .help(format!(
+                    "settings belong in a table: {}",
+                    TABLES.map(|t| format!("[{t}]")).join(", ")
+                )));
+        }
+        let line = crate::error::line_column(c.source, key.span().start).0;
+        tables.insert(name.to_string(), line);
+    }
+    Ok(tables)
 }
 
 /// `[sweep] command`: not empty, and a template whose braces parse.

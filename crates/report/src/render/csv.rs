@@ -8,6 +8,7 @@ use sweep_core::value::format_float;
 use super::{param_text, Exporter, FrontView, SelectionView};
 use crate::aggregate::Stat;
 use crate::compare::ComparisonReport;
+use crate::confirm::ConfirmReport;
 use crate::ExportError;
 
 /// The CSV writer.
@@ -134,6 +135,47 @@ impl Exporter for Csv {
             c.prompts.to_string(),
             report.strata.len().to_string(),
         ])?;
+        w.flush()?;
+        Ok(())
+    }
+
+    /// One row per configuration: the metric's statistic over the new seeds and the
+    /// parameters; the prompt-level comparison is `sweep compare`'s CSV.
+    fn confirmation(&self, report: &ConfirmReport, out: &mut dyn Write) -> Result<(), ExportError> {
+        let mut params: Vec<&String> = report
+            .configs
+            .iter()
+            .flat_map(|c| c.params.keys())
+            .collect();
+        params.sort();
+        params.dedup();
+        let mut w = csv::Writer::from_writer(out);
+        let mut header: Vec<String> = ["sweep", "original", "role", "metric", "seeds"]
+            .map(String::from)
+            .to_vec();
+        header.extend(["mean", "std", "n", "ci95"].map(|s| format!("metric_{s}")));
+        header.extend(params.iter().map(|p| format!("param_{p}")));
+        w.write_record(&header)?;
+        let seeds: Vec<String> = report.seeds.iter().map(i64::to_string).collect();
+        for c in &report.configs {
+            let mut row = vec![
+                report.sweep.clone(),
+                report.original.clone(),
+                c.role.to_string(),
+                report.metric.clone(),
+                seeds.join(" "),
+            ];
+            row.extend(
+                c.stat
+                    .map_or_else(|| [(); 4].map(|_| String::new()), stat_cells),
+            );
+            row.extend(
+                params
+                    .iter()
+                    .map(|p| c.params.get(*p).map(|v| v.to_string()).unwrap_or_default()),
+            );
+            w.write_record(&row)?;
+        }
         w.flush()?;
         Ok(())
     }

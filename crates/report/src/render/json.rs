@@ -8,6 +8,7 @@ use sweep_core::value::{params_to_json, params_to_value};
 use super::{write_json, Exporter, FrontView, SelectionView};
 use crate::aggregate::Stat;
 use crate::compare::ComparisonReport;
+use crate::confirm::ConfirmReport;
 use crate::ExportError;
 
 /// The JSON writer.
@@ -84,6 +85,28 @@ impl Exporter for Json {
             "replicates": report.strata.iter().map(|(l, n)| json!({"replicate": l, "prompts": n})).collect::<Vec<_>>(),
             "unpaired": report.unpaired,
             "resamples": c.resamples,
+        });
+        write_json(&value, out)?;
+        Ok(())
+    }
+
+    fn confirmation(&self, report: &ConfirmReport, out: &mut dyn Write) -> Result<(), ExportError> {
+        let value = json!({
+            "original": report.original,
+            "sweep": report.sweep,
+            "metric": report.metric,
+            "seeds": report.seeds,
+            "configurations": report.configs.iter().map(|c| json!({
+                "role": c.role,
+                "params": params_to_value(&c.params),
+                "stat": stat_json(c.stat),
+            })).collect::<Vec<_>>(),
+            "paired": report.paired.as_ref().map(|p| json!({
+                "difference": p.comparison.difference,
+                "ci95": [p.comparison.ci95.0, p.comparison.ci95.1],
+                "p_value": p.comparison.p_value,
+                "prompts": p.comparison.prompts,
+            })),
         });
         write_json(&value, out)?;
         Ok(())

@@ -14,6 +14,7 @@ use sweep_core::value::format_float;
 
 use crate::aggregate::{Configuration, Stat};
 use crate::compare::ComparisonReport;
+use crate::confirm::ConfirmReport;
 use crate::front::{FrontReport, Ranked};
 use crate::select::Selection;
 use crate::ExportError;
@@ -42,6 +43,8 @@ pub trait Exporter {
     /// A paired, prompt-level comparison.
     fn comparison(&self, report: &ComparisonReport, out: &mut dyn Write)
         -> Result<(), ExportError>;
+    /// `sweep confirm`'s report: the choice and the baseline on new seeds.
+    fn confirmation(&self, report: &ConfirmReport, out: &mut dyn Write) -> Result<(), ExportError>;
 }
 
 impl Format {
@@ -178,6 +181,25 @@ pub fn render_selection(
     format.exporter().selection(&view, &mut out)
 }
 
+/// Writes `sweep confirm`'s report.
+pub fn render_confirmation(
+    report: &ConfirmReport,
+    format: Format,
+    mut out: impl Write,
+) -> Result<(), ExportError> {
+    format.exporter().confirmation(report, &mut out)
+}
+
+/// A configuration's value on the new seeds: mean ± 95 % interval over them, as the table,
+/// Markdown and LaTeX formats print it.
+fn confirmed_text(stat: Option<&Stat>) -> String {
+    match stat {
+        Some(s) if s.n > 1 => format!("{:.4} ± {:.4}", s.mean, s.ci95),
+        Some(s) => format!("{:.4}", s.mean),
+        None => "not reported".to_string(),
+    }
+}
+
 /// `mean ± spread` to four places, or the mean alone for a single value.
 fn plus_minus(mean: f64, spread: f64, n: usize) -> String {
     if n > 1 {
@@ -215,7 +237,86 @@ fn rounded(x: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::rounded;
+    use sweep_core::{ParamValue, Params};
+
+    use super::{render_confirmation, rounded, Format};
+    use crate::aggregate::Stat;
+    use crate::confirm::{ConfirmReport, Confirmed};
+
+    fn confirm_report() -> ConfirmReport {
+        let config = |role, lr: f64, stat| Confirmed {
+            role,
+            params: Params::from([("learning_rate".to_string(), ParamValue::Float(lr))]),
+            stat,
+            trials: Vec::new(),
+        };
+        ConfirmReport {
+            original: "g".into(),
+            sweep: "g-confirm".into(),
+            metric: "test_unsafe_rate".into(),
+            seeds: vec![2, 3],
+            configs: vec![
+                config(
+                    "chosen",
+                    1e-4,
+                    Some(Stat {
+                        mean: 0.125,
+                        std: 0.01,
+                        n: 2,
+                        ci95: 0.09,
+                    }),
+                ),
+                config("baseline", 3e-4, None),
+            ],
+            paired: None,
+        }
+    }
+
+    fn confirmation(format: Format) -> String {
+        let mut out = Vec::new();
+        render_confirmation(&confirm_report(), format, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_confirmation_is_written_in_every_format() {
+        let table = confirmation(Format::Table);
+        assert!(table.contains("new seeds [2, 3]"), "{table}");
+        assert!(table.contains("0.1250 ± 0.0900"), "{table}");
+        assert!(table.contains("not reported"), "{table}");
+
+        let markdown = confirmation(Format::Markdown);
+        assert!(
+            markdown.contains("| chosen | 0.1250 ± 0.0900 | 2 |"),
+            "{markdown}"
+        );
+
+        let csv = confirmation(Format::Csv);
+        let mut rows = ::csv::Reader::from_reader(csv.as_bytes());
+        let header = rows.headers().unwrap().clone();
+        let records: Vec<_> = rows.records().map(Result::unwrap).collect();
+        assert_eq!(records.len(), 2, "{csv}");
+        let at = |name: &str| header.iter().position(|h| h == name).unwrap();
+        assert_eq!(&records[0][at("role")], "chosen");
+        assert_eq!(&records[0][at("metric_mean")], "0.125");
+        assert_eq!(&records[0][at("param_learning_rate")], "0.0001");
+        assert_eq!(
+            &records[1][at("metric_mean")],
+            "",
+            "no number where none was reported"
+        );
+
+        let latex = confirmation(Format::Latex);
+        assert!(latex.contains("\\begin{tabular}{llr}"), "{latex}");
+        assert!(
+            latex.contains("chosen & learning\\_rate = 0.0001 & 0.1250 $\\pm$ 0.0900"),
+            "{latex}"
+        );
+
+        let json: serde_json::Value = serde_json::from_str(&confirmation(Format::Json)).unwrap();
+        assert_eq!(json["configurations"][0]["params"]["learning_rate"], 1e-4);
+        assert!(json["configurations"][1]["stat"].is_null());
+    }
 
     #[test]
     fn printed_numbers_keep_six_significant_digits() {

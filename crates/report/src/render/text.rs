@@ -5,8 +5,9 @@ use std::io::Write;
 
 use sweep_core::value::{format_float, params_to_json};
 
-use super::{plus_minus, rounded, Exporter, FrontView, SelectionView};
+use super::{confirmed_text, plus_minus, rounded, Exporter, FrontView, SelectionView};
 use crate::compare::{comparison_cells, num, p_text, ComparisonReport};
+use crate::confirm::ConfirmReport;
 use crate::ExportError;
 
 /// The text writer: aligned columns, or Markdown.
@@ -177,6 +178,49 @@ impl Exporter for Text {
                 "left out (run by one side only): {}",
                 report.unpaired.join(", ")
             )?;
+        }
+        Ok(())
+    }
+
+    /// The two configurations on their new seeds, then (where answers were kept) their
+    /// prompt-level comparison.
+    fn confirmation(&self, report: &ConfirmReport, out: &mut dyn Write) -> Result<(), ExportError> {
+        let seeds: Vec<String> = report.seeds.iter().map(i64::to_string).collect();
+        let title = format!(
+            "{} on new seeds {:?} (sweep {}; chosen in sweep {}, whose trials took no part here)",
+            report.metric, report.seeds, report.sweep, report.original
+        );
+        if self.markdown {
+            writeln!(out, "{title}\n")?;
+        } else {
+            writeln!(out, "{title}")?;
+        }
+        let header = [
+            "role".to_string(),
+            format!(
+                "{} (± 95 % CI over seeds {})",
+                report.metric,
+                seeds.join(", ")
+            ),
+            "n".to_string(),
+            "parameters".to_string(),
+        ];
+        let body: Vec<Vec<String>> = report
+            .configs
+            .iter()
+            .map(|c| {
+                vec![
+                    c.role.to_string(),
+                    confirmed_text(c.stat.as_ref()),
+                    c.stat.map_or(0, |s| s.n).to_string(),
+                    params_to_json(&c.params),
+                ]
+            })
+            .collect();
+        self.table(&header, &body, out)?;
+        if let Some(paired) = &report.paired {
+            writeln!(out)?;
+            self.comparison(paired, out)?;
         }
         Ok(())
     }

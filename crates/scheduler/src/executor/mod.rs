@@ -5,9 +5,10 @@
 //! supervisor's ([`crate::supervisor`]), the same for every executor, as nextest keeps its
 //! policy apart from how a process is run.
 //!
-//! Adding an executor is one file implementing the two traits, and one line in
-//! [`ExecutorKind`]'s [`with_executor!`] and [`clean_up_orphan`]: nothing else in the
-//! scheduler, the store or the CLI knows the executors' names.
+//! Adding an executor is one file implementing the two traits (and reading its own grid
+//! table, if it has settings), and one line each in [`ExecutorKind`], [`with_executor!`],
+//! [`clean_up_orphan`] and [`check_tables`]: nothing else in the scheduler, the store, core
+//! or the CLI knows the executors' names.
 
 mod local;
 #[cfg(test)]
@@ -16,7 +17,7 @@ mod slurm;
 
 use std::future::Future;
 
-use sweep_core::Grid;
+use sweep_core::{Grid, GridError};
 use sweep_store::Orphan;
 
 use crate::attempt::{AttemptReport, Launch, Message};
@@ -53,7 +54,7 @@ macro_rules! with_executor {
                 $body
             }
             $crate::executor::ExecutorKind::Slurm => {
-                let $executor = $crate::executor::Slurm::for_grid($grid);
+                let $executor = $crate::executor::Slurm::for_grid($grid)?;
                 $body
             }
         }
@@ -170,6 +171,27 @@ pub(crate) async fn clean_up_orphan<E: Executor>(
             said.extend(current.clean_up_unrecorded(orphan).await);
             said
         }
+    }
+}
+
+/// Checks the executors' tables of `grid` (every top-level table core leaves to them, read
+/// whichever executor runs it, so a mistake in `[slurm]` is found on the laptop too) and that
+/// no table is left that no executor reads.
+pub fn check_tables(grid: &Grid) -> Result<(), GridError> {
+    let claimed = [slurm::TABLE];
+    slurm::SlurmSpec::from_grid(grid)?;
+    match grid.other_tables.iter().find(|(name, _)| !claimed.contains(&name.as_str())) {
+        None => Ok(()),
+        Some((name, &line)) => Err(GridError {
+            path: grid.path.clone(),
+            position: Some((line, 1)),
+            key: name.clone(),
+            message: "unknown table: no part of sweep reads it".into(),
+            help: Some(format!(
+                "check the spelling; a grid's tables are [sweep], [grid], [[zip]], [[exclude]], [fixed], [trainer] and the executors': {}",
+                claimed.map(|t| format!("[{t}]")).join(", ")
+            )),
+        }),
     }
 }
 

@@ -7,13 +7,14 @@
 //! by two jobs at once and resumes from its checkpoint.
 
 mod cli;
+mod spec;
 mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sweep_core::{Grid, SlurmSpec};
+use sweep_core::{Grid, GridError};
 use sweep_store::Orphan;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -21,6 +22,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use cli::CliError;
+pub(crate) use spec::{SlurmSpec, TABLE};
 
 use super::{Executor, JobRef, JobUpdate, RunningJob};
 use crate::attempt::{read_stdout, tail_text, AttemptReport, Launch, Message, STDERR_TAIL_BYTES};
@@ -47,13 +49,13 @@ fn job_name(trial_id: &str, attempt: u32) -> String {
 
 impl Slurm {
     /// The executor of a grid: its `[slurm]` table, `gpus_per_trial`, `timeout` and `grace`.
-    pub(crate) fn for_grid(grid: &Grid) -> Slurm {
-        Slurm::new(
-            grid.slurm.clone(),
+    pub(crate) fn for_grid(grid: &Grid) -> Result<Slurm, GridError> {
+        Ok(Slurm::new(
+            SlurmSpec::from_grid(grid)?,
             grid.gpus_per_trial,
             grid.timeout,
             grid.grace,
-        )
+        ))
     }
 
     /// An executor for a grid with `spec`, `gpus_per_trial` and `timeout`/`grace`.

@@ -1,5 +1,7 @@
 //! The grid's `[slurm]` table: how each trial is submitted when it runs as a SLURM job
-//! (`sweep run --executor slurm`).
+//! (`sweep run --executor slurm`). Core leaves the table to this executor
+//! ([`Grid::other_tables`]); it is read from the grid's text, so every complaint names its
+//! line like core's do.
 //!
 //! It is not part of a sweep's identity: moving a sweep to another partition, or giving it
 //! more time, changes where trials run, not what they compute, so it never makes a stored
@@ -8,7 +10,11 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use sweep_core::{Grid, GridError};
 use toml::Spanned;
+
+/// The grid table this executor reads.
+pub(crate) const TABLE: &str = "slurm";
 
 /// Submission settings for SLURM jobs, checked where the grid is parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,9 +65,29 @@ impl Default for SlurmSpec {
     }
 }
 
+/// The grid file as this executor reads it: only its table (serde skips the others).
+#[derive(Deserialize)]
+struct Tables {
+    slurm: Option<RawSlurm>,
+}
+
+impl SlurmSpec {
+    /// The grid's `[slurm]` table, checked; the defaults where it has none.
+    pub(crate) fn from_grid(grid: &Grid) -> Result<SlurmSpec, GridError> {
+        let tables: Tables = toml::from_str(&grid.source)
+            .map_err(|e| GridError::syntax(&grid.path, &grid.source, &e))?;
+        match tables.slurm {
+            None => Ok(SlurmSpec::default()),
+            Some(raw) => raw.check(|span, key, message| {
+                GridError::at(&grid.path, &grid.source, Some(span), key, message)
+            }),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawSlurm {
+struct RawSlurm {
     partition: Option<Spanned<String>>,
     account: Option<Spanned<String>>,
     qos: Option<Spanned<String>>,
@@ -78,7 +104,7 @@ pub(crate) struct RawSlurm {
 
 impl RawSlurm {
     /// Checks each value; `err(span, key, message)` locates a complaint in the grid file.
-    pub(crate) fn check<E>(
+    fn check<E>(
         self,
         err: impl Fn(std::ops::Range<usize>, &str, String) -> E,
     ) -> Result<SlurmSpec, E> {
@@ -186,23 +212,25 @@ impl RawSlurm {
 mod tests {
     use std::path::Path;
 
-    use crate::Grid;
+    use sweep_core::Grid;
 
-    fn parse(slurm: &str) -> Result<Grid, String> {
+    use super::SlurmSpec;
+
+    fn parse(slurm: &str) -> Result<SlurmSpec, String> {
         let text = format!(
             "[sweep]\nname = \"s\"\ncommand = [\"true\"]\n[grid]\nx = [1]\n[slurm]\n{slurm}"
         );
-        Grid::parse(Path::new("g.toml"), &text).map_err(|e| e.to_string())
+        let grid = Grid::parse(Path::new("g.toml"), &text).map_err(|e| e.to_string())?;
+        SlurmSpec::from_grid(&grid).map_err(|e| e.to_string())
     }
 
     #[test]
     fn every_setting_is_read() {
-        let grid = parse(
+        let s = parse(
             "partition = \"gpu\"\naccount = \"lab\"\nqos = \"high\"\ntime = \"02:00:00\"\n\
              gres = \"gpu:a100:1\"\ncpus_per_task = 8\nmem = \"32G\"\nextra = [\"--exclusive\"]\n",
         )
         .unwrap();
-        let s = grid.slurm;
         assert_eq!(s.partition.as_deref(), Some("gpu"));
         assert_eq!(s.account.as_deref(), Some("lab"));
         assert_eq!(s.qos.as_deref(), Some("high"));
@@ -212,10 +240,7 @@ mod tests {
         assert_eq!(s.mem.as_deref(), Some("32G"));
         assert_eq!(s.extra, ["--exclusive"]);
         assert_eq!(s.poll, super::DEFAULT_POLL);
-        assert_eq!(
-            parse("poll = \"500ms\"").unwrap().slurm.poll.as_millis(),
-            500
-        );
+        assert_eq!(parse("poll = \"500ms\"").unwrap().poll.as_millis(), 500);
     }
 
     #[test]
@@ -240,7 +265,7 @@ mod tests {
             e.contains("slurm.setup") && e.contains("one shell line"),
             "{e}"
         );
-        let grid = parse("setup = [\"module load cuda\", \". venv/bin/activate\"]\n").unwrap();
-        assert_eq!(grid.slurm.setup.len(), 2);
+        let s = parse("setup = [\"module load cuda\", \". venv/bin/activate\"]\n").unwrap();
+        assert_eq!(s.setup.len(), 2);
     }
 }
