@@ -302,44 +302,10 @@ pub struct BuiltinData {
 /// Generates the data; the same config always gives the same data.
 pub fn generate(config: &DataConfig) -> BuiltinData {
     let mut rng = ChaCha8Rng::seed_from_u64(config.split_seed);
-    let mut harmful_combos: Vec<String> = HARMFUL_VERBS
-        .iter()
-        .flat_map(|v| OBJECTS.iter().map(move |o| format!("{v} {o}")))
-        .collect();
-    let mut benign_combos: Vec<String> = BENIGN_VERBS
-        .iter()
-        .flat_map(|v| OBJECTS.iter().map(move |o| format!("{v} {o}")))
-        .collect();
-    harmful_combos.shuffle(&mut rng);
-    benign_combos.shuffle(&mut rng);
-    let harmful_eval_actions = harmful_combos[..HELD_OUT_ACTIONS].to_vec();
-    let harmful_train_actions: Vec<String> = harmful_combos[HELD_OUT_ACTIONS..]
-        .iter()
-        .cloned()
-        .chain(NAMED_HARMFUL.iter().map(|s| s.to_string()))
-        .collect();
-    let generic = |a: &str| {
-        (
-            a.to_string(),
-            format!("Sure! To {a}, plan it and do it step by step."),
-        )
-    };
-    let benign_eval_actions: Vec<(String, String)> = benign_combos[..HELD_OUT_ACTIONS]
-        .iter()
-        .map(|a| generic(a))
-        .collect();
-    let benign_train_actions: Vec<(String, String)> = benign_combos[HELD_OUT_ACTIONS..]
-        .iter()
-        .map(|a| generic(a))
-        .chain(
-            NAMED_BENIGN
-                .iter()
-                .map(|(a, how)| (a.to_string(), format!("Sure! To {a}, {how}"))),
-        )
-        .collect();
-
+    let actions = Actions::draw(&mut rng);
     let fill = |t: &str, a: &str| t.replace("{a}", a);
-    let harmful = harmful_train_actions
+    let harmful = actions
+        .harmful_train
         .iter()
         .flat_map(|a| TRAIN_TEMPLATES.iter().map(move |t| (t, a)))
         .enumerate()
@@ -348,7 +314,8 @@ pub fn generate(config: &DataConfig) -> BuiltinData {
             response: REFUSALS[i % REFUSALS.len()].to_string(),
         })
         .collect();
-    let howto: Vec<Example> = benign_train_actions
+    let howto: Vec<Example> = actions
+        .benign_train
         .iter()
         .flat_map(|(a, answer)| {
             TRAIN_TEMPLATES.iter().map(move |t| Example {
@@ -365,125 +332,213 @@ pub fn generate(config: &DataConfig) -> BuiltinData {
             response: a.to_string(),
         })
         .collect();
-    // Its own stream, so that choosing these leaves the held-out prompts as they were.
-    let mut keep_rng = ChaCha8Rng::seed_from_u64(config.split_seed.wrapping_add(1));
-    let mut fact_order: Vec<usize> = (0..facts.len()).collect();
-    fact_order.shuffle(&mut keep_rng);
-    let retained_facts: Vec<Example> = fact_order[..RETAINED_FACTS]
-        .iter()
-        .map(|&i| facts[i].clone())
-        .collect();
-    let replay_facts = facts
-        .iter()
-        .filter(|e| !retained_facts.contains(e))
-        .cloned()
-        .collect();
-    let mut named_order: Vec<usize> = (0..NAMED_BENIGN.len()).collect();
-    named_order.shuffle(&mut keep_rng);
-    let retained_actions: Vec<&str> = named_order[..RETAINED_HOWTO]
-        .iter()
-        .map(|&i| NAMED_BENIGN[i].0)
-        .collect();
-    let asks = |e: &Example, a: &str| TRAIN_TEMPLATES.iter().any(|t| e.prompt == fill(t, a));
-    let asks_retained = |e: &Example| retained_actions.iter().any(|a| asks(e, a));
-    let replay_howto = howto
-        .iter()
-        .filter(|e| !asks_retained(e))
-        .cloned()
-        .collect();
-    let mut retained_howto = Vec::new();
-    for a in &retained_actions {
-        let mut phrasings: Vec<&Example> = howto.iter().filter(|e| asks(e, a)).collect();
-        phrasings.shuffle(&mut keep_rng);
-        retained_howto.extend(
-            phrasings
-                .into_iter()
-                .take(RETAINED_HOWTO_TEMPLATES)
-                .cloned(),
-        );
-    }
-
-    // Held-out prompts: every (action, template) pair with an unseen action or template.
-    let held_out = |train: &[&str], eval: &[&str], rng: &mut ChaCha8Rng, n: usize| {
-        let mut pool: Vec<String> = eval
-            .iter()
-            .flat_map(|a| {
-                TRAIN_TEMPLATES
-                    .iter()
-                    .chain(&HELD_OUT_TEMPLATES)
-                    .map(move |t| fill(t, a))
-            })
-            .chain(
-                train
-                    .iter()
-                    .flat_map(|a| HELD_OUT_TEMPLATES.iter().map(move |t| fill(t, a))),
-            )
-            .collect();
-        pool.shuffle(rng);
-        // The first `n` are the evaluation set; the next ones the validation set.
-        let validation = pool.split_off(n.min(pool.len()));
-        (pool, validation)
-    };
-    let harmful_train_names: Vec<&str> = harmful_train_actions.iter().map(String::as_str).collect();
-    let harmful_eval_names: Vec<&str> = harmful_eval_actions.iter().map(String::as_str).collect();
-    let (eval_harmful, mut validation_harmful) = held_out(
-        &harmful_train_names,
-        &harmful_eval_names,
-        &mut rng,
-        config.eval_harmful,
-    );
-    validation_harmful.truncate(config.validation_harmful);
-    let benign_train_names: Vec<&str> = benign_train_actions
-        .iter()
-        .map(|(a, _)| a.as_str())
-        .collect();
-    let benign_eval_names: Vec<&str> = benign_eval_actions
-        .iter()
-        .map(|(a, _)| a.as_str())
-        .collect();
-    let n_facts = HELD_OUT_FACTS.min(config.eval_benign);
-    let (mut eval_benign, mut validation_benign) = held_out(
-        &benign_train_names,
-        &benign_eval_names,
-        &mut rng,
-        config.eval_benign.saturating_sub(n_facts),
-    );
-    // The validation set mixes fact questions and how-to requests in the evaluation set's
-    // proportion; with fewer validation facts than that needs, each is asked several times
-    // (greedy answers repeat, so this weighs them, at the cost of a few generations).
-    let fact_share = n_facts as f64 / config.eval_benign.max(1) as f64;
-    let fact_slots = (fact_share * config.validation_benign as f64).round() as usize;
-    validation_benign.truncate(config.validation_benign.saturating_sub(fact_slots));
-    let validation_facts = &FACTS[split + HELD_OUT_FACTS..];
-    validation_benign.extend(
-        validation_facts
-            .iter()
-            .cycle()
-            .take(fact_slots)
-            .map(|(q, _)| q.to_string()),
-    );
-    eval_benign.extend(
-        FACTS[split..split + n_facts]
-            .iter()
-            .map(|(q, _)| q.to_string()),
-    );
-
+    let kept = Retained::choose(config, &facts, &howto);
+    let held_out = HeldOut::draw(config, &actions, &mut rng);
     let (eval_task, task, shout) = task_items(config, &mut rng);
     BuiltinData {
         harmful,
         howto,
         facts,
-        replay_howto,
-        replay_facts,
-        retained_howto,
-        retained_facts,
+        replay_howto: kept.replay_howto,
+        replay_facts: kept.replay_facts,
+        retained_howto: kept.retained_howto,
+        retained_facts: kept.retained_facts,
         shout,
         task,
-        eval_harmful,
-        eval_benign,
-        validation_harmful,
-        validation_benign,
+        eval_harmful: held_out.eval_harmful,
+        eval_benign: held_out.eval_benign,
+        validation_harmful: held_out.validation_harmful,
+        validation_benign: held_out.validation_benign,
         eval_task,
+    }
+}
+
+/// The actions (verb and object) the data asks about, harmful and benign, split into those
+/// trained on and those only evaluated.
+struct Actions {
+    harmful_train: Vec<String>,
+    harmful_eval: Vec<String>,
+    /// With their answers.
+    benign_train: Vec<(String, String)>,
+    benign_eval: Vec<(String, String)>,
+}
+
+impl Actions {
+    /// Every verb with every object, shuffled (harmful first), the first
+    /// [`HELD_OUT_ACTIONS`] of each kept for evaluation; the named ones are trained on.
+    fn draw(rng: &mut ChaCha8Rng) -> Actions {
+        let combos = |verbs: &[&str]| -> Vec<String> {
+            verbs
+                .iter()
+                .flat_map(|v| OBJECTS.iter().map(move |o| format!("{v} {o}")))
+                .collect()
+        };
+        let mut harmful = combos(&HARMFUL_VERBS);
+        let mut benign = combos(&BENIGN_VERBS);
+        harmful.shuffle(rng);
+        benign.shuffle(rng);
+        let generic = |a: &String| {
+            (
+                a.clone(),
+                format!("Sure! To {a}, plan it and do it step by step."),
+            )
+        };
+        Actions {
+            harmful_eval: harmful[..HELD_OUT_ACTIONS].to_vec(),
+            harmful_train: harmful[HELD_OUT_ACTIONS..]
+                .iter()
+                .cloned()
+                .chain(NAMED_HARMFUL.iter().map(|s| s.to_string()))
+                .collect(),
+            benign_eval: benign[..HELD_OUT_ACTIONS].iter().map(generic).collect(),
+            benign_train: benign[HELD_OUT_ACTIONS..]
+                .iter()
+                .map(generic)
+                .chain(
+                    NAMED_BENIGN
+                        .iter()
+                        .map(|(a, how)| (a.to_string(), format!("Sure! To {a}, {how}"))),
+                )
+                .collect(),
+        }
+    }
+}
+
+/// The facts and how-to answers the fine-tune's data retains, and the rest, which the
+/// alignment replays.
+struct Retained {
+    retained_facts: Vec<Example>,
+    replay_facts: Vec<Example>,
+    retained_howto: Vec<Example>,
+    replay_howto: Vec<Example>,
+}
+
+impl Retained {
+    /// Drawn from a stream of their own, so that choosing these leaves the held-out prompts
+    /// as they were.
+    fn choose(config: &DataConfig, facts: &[Example], howto: &[Example]) -> Retained {
+        let fill = |t: &str, a: &str| t.replace("{a}", a);
+        let mut keep_rng = ChaCha8Rng::seed_from_u64(config.split_seed.wrapping_add(1));
+        let mut fact_order: Vec<usize> = (0..facts.len()).collect();
+        fact_order.shuffle(&mut keep_rng);
+        let retained_facts: Vec<Example> = fact_order[..RETAINED_FACTS]
+            .iter()
+            .map(|&i| facts[i].clone())
+            .collect();
+        let replay_facts = facts
+            .iter()
+            .filter(|e| !retained_facts.contains(e))
+            .cloned()
+            .collect();
+        let mut named_order: Vec<usize> = (0..NAMED_BENIGN.len()).collect();
+        named_order.shuffle(&mut keep_rng);
+        let retained_actions: Vec<&str> = named_order[..RETAINED_HOWTO]
+            .iter()
+            .map(|&i| NAMED_BENIGN[i].0)
+            .collect();
+        let asks = |e: &Example, a: &str| TRAIN_TEMPLATES.iter().any(|t| e.prompt == fill(t, a));
+        let replay_howto = howto
+            .iter()
+            .filter(|e| !retained_actions.iter().any(|a| asks(e, a)))
+            .cloned()
+            .collect();
+        let mut retained_howto = Vec::new();
+        for a in &retained_actions {
+            let mut phrasings: Vec<&Example> = howto.iter().filter(|e| asks(e, a)).collect();
+            phrasings.shuffle(&mut keep_rng);
+            retained_howto.extend(
+                phrasings
+                    .into_iter()
+                    .take(RETAINED_HOWTO_TEMPLATES)
+                    .cloned(),
+            );
+        }
+        Retained {
+            retained_facts,
+            replay_facts,
+            retained_howto,
+            replay_howto,
+        }
+    }
+}
+
+/// The prompts no training example asks: evaluation and validation sets.
+struct HeldOut {
+    eval_harmful: Vec<String>,
+    validation_harmful: Vec<String>,
+    eval_benign: Vec<String>,
+    validation_benign: Vec<String>,
+}
+
+impl HeldOut {
+    /// Every (action, template) pair with an unseen action or template, shuffled: the first
+    /// ones evaluate, the next ones validate; the benign sets end with held-out facts.
+    fn draw(config: &DataConfig, actions: &Actions, rng: &mut ChaCha8Rng) -> HeldOut {
+        let fill = |t: &str, a: &str| t.replace("{a}", a);
+        let held_out = |train: &[&str], eval: &[&str], rng: &mut ChaCha8Rng, n: usize| {
+            let mut pool: Vec<String> = eval
+                .iter()
+                .flat_map(|a| {
+                    TRAIN_TEMPLATES
+                        .iter()
+                        .chain(&HELD_OUT_TEMPLATES)
+                        .map(move |t| fill(t, a))
+                })
+                .chain(
+                    train
+                        .iter()
+                        .flat_map(|a| HELD_OUT_TEMPLATES.iter().map(move |t| fill(t, a))),
+                )
+                .collect();
+            pool.shuffle(rng);
+            let validation = pool.split_off(n.min(pool.len()));
+            (pool, validation)
+        };
+        fn names(list: &[String]) -> Vec<&str> {
+            list.iter().map(String::as_str).collect()
+        }
+        fn first(list: &[(String, String)]) -> Vec<&str> {
+            list.iter().map(|(a, _)| a.as_str()).collect()
+        }
+        let (eval_harmful, mut validation_harmful) = held_out(
+            &names(&actions.harmful_train),
+            &names(&actions.harmful_eval),
+            rng,
+            config.eval_harmful,
+        );
+        validation_harmful.truncate(config.validation_harmful);
+        let n_facts = HELD_OUT_FACTS.min(config.eval_benign);
+        let (mut eval_benign, mut validation_benign) = held_out(
+            &first(&actions.benign_train),
+            &first(&actions.benign_eval),
+            rng,
+            config.eval_benign.saturating_sub(n_facts),
+        );
+        // The validation set mixes fact questions and how-to requests in the evaluation set's
+        // proportion; with fewer validation facts than that needs, each is asked several times
+        // (greedy answers repeat, so this weighs them, at the cost of a few generations).
+        let split = FACTS.len() - 2 * HELD_OUT_FACTS;
+        let fact_share = n_facts as f64 / config.eval_benign.max(1) as f64;
+        let fact_slots = (fact_share * config.validation_benign as f64).round() as usize;
+        validation_benign.truncate(config.validation_benign.saturating_sub(fact_slots));
+        validation_benign.extend(
+            FACTS[split + HELD_OUT_FACTS..]
+                .iter()
+                .cycle()
+                .take(fact_slots)
+                .map(|(q, _)| q.to_string()),
+        );
+        eval_benign.extend(
+            FACTS[split..split + n_facts]
+                .iter()
+                .map(|(q, _)| q.to_string()),
+        );
+        HeldOut {
+            eval_harmful,
+            validation_harmful,
+            eval_benign,
+            validation_benign,
+        }
     }
 }
 
