@@ -17,11 +17,30 @@ pub struct Ema {
     shadow: Option<Lm>,
 }
 
-struct Collect(HashMap<ParamId, Tensor<1>>);
+/// A model's parameters by id; with `trainable_only`, only those that take gradients (a
+/// LoRA model's adapters: its frozen weights never move, so their average is themselves).
+struct Collect {
+    values: HashMap<ParamId, Tensor<1>>,
+    trainable_only: bool,
+}
+
+impl Collect {
+    fn of(model: &Lm, trainable_only: bool) -> HashMap<ParamId, Tensor<1>> {
+        let mut collect = Collect {
+            values: HashMap::new(),
+            trainable_only,
+        };
+        model.visit(&mut collect);
+        collect.values
+    }
+}
 
 impl ModuleVisitor for Collect {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.0
+        if self.trainable_only && !param.is_require_grad() {
+            return;
+        }
+        self.values
             .insert(param.id, param.val().inner().flatten(0, D - 1));
     }
 }
@@ -48,6 +67,10 @@ struct Replace<'a>(&'a HashMap<ParamId, Tensor<1>>);
 
 impl ModuleMapper for Replace<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        // A frozen weight stays as it is, and frozen.
+        if !param.is_require_grad() {
+            return param;
+        }
         let (id, value, mapper) = param.consume();
         let value = match self.0.get(&id) {
             Some(v) => {
@@ -93,23 +116,20 @@ impl Ema {
 
     /// θ̄ ← β·θ̄ + (1−β)·θ.
     pub fn update(&mut self, model: &Lm) {
-        let mut collect = Collect(HashMap::new());
-        model.visit(&mut collect);
+        let current = Collect::of(model, true);
         let shadow = self
             .shadow
             .take()
             .expect("the shadow is only taken inside update");
         self.shadow = Some(shadow.map(&mut Blend {
-            current: &collect.0,
+            current: &current,
             decay: self.decay,
         }));
     }
 
     /// Copies θ̄ into `model` (the `feedback` reading of EMA).
     pub fn feed_back(&self, model: Lm) -> Lm {
-        let mut collect = Collect(HashMap::new());
-        self.shadow().visit(&mut collect);
-        model.map(&mut Replace(&collect.0))
+        model.map(&mut Replace(&Collect::of(self.shadow(), false)))
     }
 }
 

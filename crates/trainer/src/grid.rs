@@ -9,7 +9,8 @@ use sweep_core::{Expansion, Grid};
 use crate::config::TrainerConfig;
 use crate::judge::Judge;
 use crate::setup::Setup;
-use crate::spec::{check_names, TrialSpec};
+use crate::sizes::ModelSource;
+use crate::spec::{check_names, TrialParamError, TrialSpec};
 
 /// Why a grid cannot run the built-in trial.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,8 @@ pub fn check_grid(grid: &Grid, expansion: &Expansion, workdir: &Path) -> Result<
         line: line_of(&error.name),
         error,
     })?;
+    // The model's shapes, for the LoRA ranks (the miniature's default without a table).
+    let mut arch = crate::model::ModelConfig::default().arch();
     if let Some(table) = &grid.trainer {
         // Each complaint names the line of the key at fault where it is known.
         let at = |key: Option<&str>, message: String| GridError::Trainer {
@@ -110,22 +113,36 @@ pub fn check_grid(grid: &Grid, expansion: &Expansion, workdir: &Path) -> Result<
             })?;
         }
         // A checkpoint that cannot load is refused now, from its headers, not by every trial.
-        if let Some(hf) = setup.config.model.hf() {
-            crate::hf::check(&hf.dir)
-                .map_err(|e| help(Some("model.hf"), &format!("[trainer.model] hf: {e}")))?;
-        }
+        arch = match &setup.config.model {
+            ModelSource::Hf(hf) => {
+                crate::hf::check(&hf.dir)
+                    .map_err(|e| help(Some("model.hf"), &format!("[trainer.model] hf: {e}")))?
+                    .arch
+            }
+            ModelSource::Builtin(miniature) => miniature.arch(),
+        };
     }
     for trial in &expansion.trials {
         let mut all = trial.params.clone();
         all.extend(grid.fixed.clone());
         let json: serde_json::Map<String, serde_json::Value> =
             all.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
-        TrialSpec::from_params(&json).map_err(|error| GridError::Point {
+        let point = |error: TrialParamError| GridError::Point {
             path: path.clone(),
             line: line_of(&error.name),
             point: params_to_json(&trial.params),
             error,
-        })?;
+        };
+        let spec = TrialSpec::from_params(&json).map_err(point)?;
+        if let Some(lora) = &spec.lora {
+            lora.check_rank(|t| arch.projection_dims(t))
+                .map_err(|message| {
+                    point(TrialParamError {
+                        name: "lora_rank".into(),
+                        message,
+                    })
+                })?;
+        }
     }
     Ok(())
 }

@@ -7,7 +7,7 @@
 //!   made by code (or read from AdvBench/Alpaca/Dolly files), in the chat template, and
 //!   [`benchmark`]'s multiple-choice files, scored as lm-evaluation-harness scores them;
 //!   [`setup`] tokenises them into training pools and evaluation sets.
-//! - [`model`] (a small Llama-style decoder), [`batch`] (masked loss), [`train`] (AdamW,
+//! - [`model`] (a small Llama-style decoder, with [`lora`] adapters in a LoRA trial), [`batch`] (masked loss), [`train`] (AdamW,
 //!   schedules, micro-batches, [`clip`]ping, resumable [`train::Trainer`]) and [`ema`].
 //! - [`base`]: the safety-aligned base model, trained once and cached by config hash;
 //!   [`align`]: the same for a checkpoint that is not aligned already, on the data of
@@ -38,6 +38,7 @@ pub mod generate;
 pub mod grid;
 pub mod hf;
 pub mod judge;
+pub mod lora;
 pub mod model;
 pub mod precision;
 pub mod progress;

@@ -15,6 +15,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Bool, DType, Int, TensorData};
 
+use crate::lora::{Adapters, LayerAdapters, Lora, LoraSpec, Target};
 use crate::tokenizer::VOCAB_SIZE;
 
 /// Sizes of the built-in miniature. The defaults (the `small` preset, about 0.4 M parameters)
@@ -240,7 +241,24 @@ impl Arch {
                 .collect(),
             norm: norm(),
             lm_head: (!self.tied).then(|| linear(d, self.vocab, false)),
+            lora: None,
             arch: self.clone(),
+        }
+    }
+
+    /// `(d_in, d_out)` of a block's projection `target`.
+    pub fn projection_dims(&self, target: Target) -> (usize, usize) {
+        let (d, q, kv) = (
+            self.d_model,
+            self.n_heads * self.head_dim,
+            self.n_kv_heads * self.head_dim,
+        );
+        match target {
+            Target::Q => (d, q),
+            Target::K | Target::V => (d, kv),
+            Target::O => (q, d),
+            Target::Gate | Target::Up => (d, self.d_ff),
+            Target::Down => (self.d_ff, d),
         }
     }
 }
@@ -262,10 +280,41 @@ pub struct Mlp {
     down_proj: Linear,
 }
 
+impl Attention {
+    /// The projection `target` (`q`, `k`, `v` or `o`) of this block.
+    fn projection_mut(&mut self, target: Target) -> &mut Linear {
+        match target {
+            Target::Q => &mut self.q_proj,
+            Target::K => &mut self.k_proj,
+            Target::V => &mut self.v_proj,
+            _ => &mut self.o_proj,
+        }
+    }
+}
+
 impl Mlp {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+    fn forward(&self, x: Tensor<3>, adapters: Option<&LayerAdapters>) -> Tensor<3> {
+        let at = |t| adapters.and_then(|a| a.get(t));
+        let gate = silu(project(&self.gate_proj, at(Target::Gate), x.clone()));
+        let up = project(&self.up_proj, at(Target::Up), x);
+        project(&self.down_proj, at(Target::Down), gate * up)
+    }
+
+    /// The projection `target` (`gate`, `up` or `down`) of this block.
+    fn projection_mut(&mut self, target: Target) -> &mut Linear {
+        match target {
+            Target::Gate => &mut self.gate_proj,
+            Target::Up => &mut self.up_proj,
+            _ => &mut self.down_proj,
+        }
+    }
+}
+
+/// `linear(x)`, plus its adapter's output where it has one.
+fn project(linear: &Linear, adapter: Option<&Lora>, x: Tensor<3>) -> Tensor<3> {
+    match adapter {
+        None => linear.forward(x),
+        Some(adapter) => linear.forward(x.clone()) + adapter.forward(x),
     }
 }
 
@@ -286,6 +335,9 @@ pub struct Lm {
     norm: RmsNorm,
     /// `None` when the head is tied to `embed_tokens`.
     lm_head: Option<Linear>,
+    /// LoRA adapters beside the blocks' projections (a LoRA trial's model; the rest is then
+    /// frozen). Absent from files written without them, which load as before.
+    lora: Option<Adapters>,
     #[module(skip)]
     arch: Arch,
 }
@@ -412,6 +464,60 @@ impl Lm {
         self.embed_tokens.weight.val().dtype()
     }
 
+    /// The model with fresh adapters beside the projections `spec` targets and every other
+    /// weight frozen (no gradient, so no optimizer state): a LoRA trial's starting point,
+    /// whose output equals this model's. Draws from `device`'s generator.
+    pub fn with_lora(self, spec: &LoraSpec, device: &Device) -> Lm {
+        let mut model = self.no_grad();
+        let arch = model.arch.clone();
+        model.lora = Some(Adapters::init(
+            spec,
+            arch.n_layers,
+            |t| arch.projection_dims(t),
+            device,
+        ));
+        model
+    }
+
+    /// The model with `adapters` beside its projections, every other weight frozen.
+    pub fn with_adapters(self, adapters: Adapters) -> Lm {
+        let mut model = self.no_grad();
+        model.lora = Some(adapters);
+        model
+    }
+
+    /// Its adapters, if it is a LoRA model.
+    pub fn adapters(&self) -> Option<&Adapters> {
+        self.lora.as_ref()
+    }
+
+    /// The adapters folded into the weights they sit beside (`W + scale · A B`), leaving a
+    /// plain model: what is evaluated (no adapter products in generation) and saved as a
+    /// Hugging Face directory. A model without adapters is returned as it is.
+    pub fn merged(mut self) -> Lm {
+        let Some(adapters) = self.lora.take() else {
+            return self;
+        };
+        for (layer, adapted) in self.layers.iter_mut().zip(&adapters.layers) {
+            for target in Target::ALL {
+                let Some(adapter) = adapted.get(target) else {
+                    continue;
+                };
+                let linear = match target.parent() {
+                    "self_attn" => layer.self_attn.projection_mut(target),
+                    _ => layer.mlp.projection_mut(target),
+                };
+                let delta = adapter.delta();
+                // A clone of a parameter is a handle to the same tensor, not a copy.
+                linear.weight = linear.weight.clone().map(|w| {
+                    let dtype = w.dtype();
+                    w + delta.cast(dtype)
+                });
+            }
+        }
+        self
+    }
+
     /// Logits `[batch, seq, vocab]` for every position of `tokens` `[batch, seq]`.
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
         self.forward_from(tokens, &mut None)
@@ -471,10 +577,14 @@ impl Lm {
         let scale = (head_dim as f64).powf(-0.5);
         for (i, layer) in self.layers.iter().enumerate() {
             let attn = &layer.self_attn;
+            let adapters = self.lora.as_ref().map(|l| &l.layers[i]);
+            let at = |t| adapters.and_then(|a| a.get(t));
             let h = layer.input_layernorm.forward(x.clone());
-            let q = rope.apply(heads(attn.q_proj.forward(h.clone()), arch.n_heads));
-            let mut k = rope.apply(heads(attn.k_proj.forward(h.clone()), arch.n_kv_heads));
-            let mut v = heads(attn.v_proj.forward(h), arch.n_kv_heads);
+            let q = project(&attn.q_proj, at(Target::Q), h.clone());
+            let q = rope.apply(heads(q, arch.n_heads));
+            let k = project(&attn.k_proj, at(Target::K), h.clone());
+            let mut k = rope.apply(heads(k, arch.n_kv_heads));
+            let mut v = heads(project(&attn.v_proj, at(Target::V), h), arch.n_kv_heads);
             if let Some(cache) = cache.as_mut() {
                 if let Some((pk, pv)) = cache.layers.get(i) {
                     k = Tensor::cat(vec![pk.clone(), k], 2);
@@ -491,9 +601,9 @@ impl Lm {
                 .matmul(repeat(v))
                 .swap_dims(1, 2)
                 .reshape([batch, seq, arch.n_heads * head_dim]);
-            x = x + attn.o_proj.forward(attended);
+            x = x + project(&attn.o_proj, at(Target::O), attended);
             let h = layer.post_attention_layernorm.forward(x.clone());
-            x = x + layer.mlp.forward(h);
+            x = x + layer.mlp.forward(h, adapters);
         }
         if let Some(cache) = cache.as_mut() {
             cache.len = start + seq;

@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::lora::{parse_targets, LoraSpec};
 use crate::train::{OptimConfig, Schedule};
 
 /// How the EMA shadow is used.
@@ -43,6 +44,9 @@ pub struct TrialSpec {
     /// miniature only): zipped with `seed`, replicates then span base models too, so their
     /// intervals include base-to-base variance and not only the fine-tuning's.
     pub base_seed: Option<u64>,
+    /// `method = "lora"`: adapters beside frozen weights, with these settings; `None` is
+    /// full fine-tuning (`method = "full"`, the default).
+    pub lora: Option<LoraSpec>,
 }
 
 impl Default for TrialSpec {
@@ -60,12 +64,13 @@ impl Default for TrialSpec {
             seed: 0,
             refusal_replay: 0.0,
             base_seed: None,
+            lora: None,
         }
     }
 }
 
 /// Parameters the built-in trial understands, with their defaults.
-pub const KNOWN: [(&str, &str); 16] = [
+pub const KNOWN: [(&str, &str); 22] = [
     ("learning_rate", "1e-3"),
     ("batch_size", "16"),
     ("micro_batch", "batch_size"),
@@ -82,6 +87,15 @@ pub const KNOWN: [(&str, &str); 16] = [
     ("grad_clip", "1.0 (0 = off)"),
     ("beta1", "0.9"),
     ("beta2", "0.95"),
+    ("method", "\"full\" or \"lora\""),
+    ("lora_rank", "8 (with method = \"lora\"; 0 on a full point: none)"),
+    ("lora_alpha", "8 (the adapter's output is scaled by lora_alpha / lora_rank)"),
+    ("lora_dropout", "0"),
+    (
+        "lora_targets",
+        "\"q,v\" (any of q, k, v, o, gate, up, down, or attention, mlp, all)",
+    ),
+    ("lora_rslora", "false (true scales by lora_alpha / √lora_rank)"),
 ];
 
 /// A parameter the built-in trial cannot use.
@@ -202,8 +216,92 @@ impl TrialSpec {
                 "a share in [0, 1) of each batch",
             )?,
             base_seed: p.whole("base_seed")?,
+            lora: lora(&p)?,
         })
     }
+}
+
+/// The LoRA parameters: checked for `method = "lora"`; on a full point each must be absent
+/// or say "none" (rank 0), since it would change nothing there and a grid that crosses them
+/// with `method` would run the same full fine-tuning once per LoRA value.
+fn lora(p: &Reader<'_>) -> Result<Option<LoraSpec>, TrialParamError> {
+    let d = LoraSpec::default();
+    let lora = match p.choice("method", &["full", "lora"])? {
+        None | Some("full") => false,
+        Some(_) => true,
+    };
+    let targets = match p.0.get("lora_targets") {
+        None => None,
+        Some(Value::String(text)) => Some(text.as_str()),
+        Some(other) => {
+            return Err(bad(
+                "lora_targets",
+                format!("must be a string such as \"q,v\" or \"all\", got {other}"),
+            ))
+        }
+    };
+    let rslora = match p.0.get("lora_rslora") {
+        None => d.rslora,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(bad(
+                "lora_rslora",
+                format!("must be true or false, got {other}"),
+            ))
+        }
+    };
+    if !lora {
+        let none = |name: &str, is_none: bool| -> Result<(), TrialParamError> {
+            if is_none {
+                return Ok(());
+            }
+            Err(bad(
+                name,
+                format!(
+                    "{} means nothing with method = \"full\" (this point fine-tunes every \
+                     weight); to cross full fine-tuning with LoRA settings, zip them: \
+                     [[zip]] method = [\"full\", \"lora\"], lora_rank = [0, 8] (0: none)",
+                    p.0[name]
+                ),
+            ))
+        };
+        none("lora_rank", p.whole("lora_rank")?.is_none_or(|r| r == 0))?;
+        none("lora_alpha", p.0.get("lora_alpha").is_none_or(|v| v.as_f64() == Some(0.0)))?;
+        none("lora_dropout", p.0.get("lora_dropout").is_none_or(|v| v.as_f64() == Some(0.0)))?;
+        none("lora_targets", targets.is_none_or(|t| matches!(t.trim(), "" | "none")))?;
+        none("lora_rslora", !rslora)?;
+        return Ok(None);
+    }
+    let rank = p.count("lora_rank", d.rank)?;
+    if rank == 0 {
+        return Err(bad(
+            "lora_rank",
+            "must be at least 1 with method = \"lora\" (0 means no adapter: method = \"full\")"
+                .into(),
+        ));
+    }
+    let alpha = p.num("lora_alpha", d.alpha)?;
+    if alpha <= 0.0 {
+        return Err(bad("lora_alpha", format!("must be positive, got {alpha}")));
+    }
+    let dropout = p.num("lora_dropout", d.dropout)?;
+    if !(0.0..1.0).contains(&dropout) {
+        return Err(bad(
+            "lora_dropout",
+            format!("must be in [0, 1), got {dropout}"),
+        ));
+    }
+    let targets = match targets {
+        None => d.targets,
+        Some(text) => parse_targets(text).map_err(|e| bad("lora_targets", e))?,
+    };
+    Ok(Some(LoraSpec {
+        rank,
+        alpha,
+        dropout,
+        targets,
+        rslora,
+    }))
 }
 
 /// A parameter `name` with a bad value.
@@ -303,7 +401,20 @@ mod tests {
                 "{name}: help says {stated}, default is {value}"
             );
         }
+        let lora = LoraSpec::default();
+        for (name, value) in [
+            ("lora_rank", lora.rank as f64),
+            ("lora_alpha", lora.alpha),
+            ("lora_dropout", lora.dropout),
+        ] {
+            let stated: f64 = help(name).split_whitespace().next().unwrap().parse().unwrap();
+            assert_eq!(stated, value, "{name}");
+        }
         let first_word = |name: &str| help(name).split('"').nth(1).unwrap().to_string();
+        assert_eq!(first_word("method"), "full");
+        assert_eq!(d.lora, None);
+        assert_eq!(first_word("lora_targets"), lora.targets_text());
+        assert!(help("lora_rslora").starts_with(&lora.rslora.to_string()));
         assert_eq!(first_word("ema_mode"), "shadow");
         assert_eq!(d.ema_mode, EmaMode::Shadow);
         assert_eq!(first_word("schedule"), "constant");
@@ -313,8 +424,8 @@ mod tests {
         // Every parameter with a default in the help is one `from_params` reads.
         assert_eq!(
             KNOWN.len(),
-            numbers.len() + 4,
-            "ema_mode, schedule, micro_batch, base_seed"
+            numbers.len() + 4 + 6,
+            "ema_mode, schedule, micro_batch, base_seed, and the six LoRA parameters"
         );
     }
 
@@ -338,6 +449,28 @@ mod tests {
         let s =
             TrialSpec::from_params(&params(r#"{"refusal_replay": 0.1, "base_seed": 3}"#)).unwrap();
         assert_eq!((s.refusal_replay, s.base_seed), (0.1, Some(3)));
+    }
+
+    #[test]
+    fn lora_settings_are_read_and_none_values_pass_on_full_points() {
+        let s = TrialSpec::from_params(&params(
+            r#"{"method": "lora", "lora_rank": 64, "lora_alpha": 16, "lora_targets": "all",
+                "lora_dropout": 0.05, "lora_rslora": true}"#,
+        ))
+        .unwrap();
+        let lora = s.lora.unwrap();
+        assert_eq!((lora.rank, lora.alpha, lora.dropout), (64, 16.0, 0.05));
+        assert_eq!(lora.targets_text(), "q,k,v,o,gate,up,down");
+        assert!(lora.rslora);
+        let d = TrialSpec::from_params(&params(r#"{"method": "lora"}"#)).unwrap();
+        assert_eq!(d.lora, Some(LoraSpec::default()));
+        // The zip's row of a full point: each LoRA key at its "none".
+        let full = TrialSpec::from_params(&params(
+            r#"{"method": "full", "lora_rank": 0, "lora_alpha": 0, "lora_targets": "none",
+                "lora_dropout": 0, "lora_rslora": false}"#,
+        ))
+        .unwrap();
+        assert_eq!(full.lora, None);
     }
 
     #[test]
@@ -369,6 +502,35 @@ mod tests {
             (
                 r#"{"base_seed": 1.5}"#,
                 "base_seed`: must be a whole number",
+            ),
+            (r#"{"method": "qlora"}"#, "method`: must be \"full\" or \"lora\""),
+            (
+                r#"{"lora_rank": 8}"#,
+                "lora_rank`: 8 means nothing with method = \"full\"",
+            ),
+            (
+                r#"{"method": "full", "lora_targets": "all"}"#,
+                "lora_targets`: \"all\" means nothing",
+            ),
+            (
+                r#"{"method": "lora", "lora_rank": 0}"#,
+                "lora_rank`: must be at least 1",
+            ),
+            (
+                r#"{"method": "lora", "lora_targets": "qkv"}"#,
+                "lora_targets`: \"qkv\" is not a projection",
+            ),
+            (
+                r#"{"method": "lora", "lora_dropout": 1}"#,
+                "lora_dropout`: must be in [0, 1)",
+            ),
+            (
+                r#"{"method": "lora", "lora_alpha": -2}"#,
+                "lora_alpha`: must be positive",
+            ),
+            (
+                r#"{"method": "lora", "lora_rslora": 1}"#,
+                "lora_rslora`: must be true or false",
             ),
         ] {
             let e = TrialSpec::from_params(&params(json))

@@ -37,6 +37,9 @@ pub enum TrialError {
     /// The answers could not be written to the trial directory.
     #[error(transparent)]
     Responses(#[from] AnswersError),
+    /// A parameter the model cannot take (a LoRA rank above a projection's width).
+    #[error(transparent)]
+    Param(#[from] crate::spec::TrialParamError),
     /// Asked to stop (SIGTERM); a checkpoint was written if a directory was given.
     #[error("stopped at step {0} as asked; a resumed attempt continues from there")]
     Stopped(usize),
@@ -235,7 +238,21 @@ pub fn run_trial(
         batch_size: spec.batch_size,
         micro_batch: spec.micro_batch,
     };
-    let model = base.clone().to_device(&ad).train();
+    // What training starts from: the base itself, or the base frozen with fresh adapters
+    // (drawn from the trial's seed); also the template checkpoints load into.
+    let start = match &spec.lora {
+        None => base.clone(),
+        Some(lora) => {
+            lora.check_rank(|t| base.arch().projection_dims(t))
+                .map_err(|message| crate::spec::TrialParamError {
+                    name: "lora_rank".into(),
+                    message,
+                })?;
+            device.seed(spec.seed);
+            base.clone().with_lora(lora, device)
+        }
+    };
+    let model = start.clone().to_device(&ad).train();
     let compute = setup.config.precision.compute_dtype(selected.gpu);
     let mut trainer =
         Trainer::new(model, &ad, &mix, shape, &spec.optim, spec.seed).computing_in(compute);
@@ -254,7 +271,7 @@ pub fn run_trial(
             &fingerprint,
             &mut trainer,
             &mut shadows,
-            base,
+            &start,
             report,
         )?;
     }
@@ -330,17 +347,17 @@ fn resume(
     fingerprint: &str,
     trainer: &mut Trainer,
     shadows: &mut [Ema],
-    base: &Lm,
+    start: &Lm,
     report: &mut dyn FnMut(TrialReport),
 ) -> Result<Reported, TrialError> {
     let dir = trial_dir.join("checkpoint");
     match read_meta(&dir) {
         Some(meta) if meta["fingerprint"] == json!(fingerprint) => {
-            // The base model is a template of the right shape for either kind of model.
-            trainer.restore(&dir, || base.clone())?;
+            // The starting model is a template of the right shape (adapters included).
+            trainer.restore(&dir, || start.clone())?;
             for (i, shadow) in shadows.iter_mut().enumerate() {
                 let path = dir.join(format!("ema-{i}.bpk"));
-                let mut model = base.clone();
+                let mut model = start.clone();
                 model
                     .load_from(&mut BurnpackStore::from_file(&path))
                     .map_err(|e| CheckpointError::at(&path, e))?;
@@ -406,10 +423,12 @@ fn evaluate_points(
     };
     let positive = context.plan.decays.iter().filter(|d| d.value > 0.0);
     let shadow_of: Vec<(f64, &Ema)> = positive.map(|d| d.value).zip(shadows).collect();
-    let model_at = |decay: f64| match shadow_of.iter().find(|(d, _)| *d == decay) {
+    // Without autodiff, and a LoRA model's adapters folded into its weights.
+    let unmerged_at = |decay: f64| match shadow_of.iter().find(|(d, _)| *d == decay) {
         Some((_, shadow)) => shadow.shadow().clone(),
         None => trainer.model().valid(),
     };
+    let model_at = |decay: f64| unmerged_at(decay).merged();
     // Before the first step every shadow, and every interpolation, is the starting model:
     // one evaluation serves all.
     let mut at_start: Option<Judged> = None;
@@ -458,16 +477,24 @@ fn evaluate_points(
         return Ok(());
     }
     let save = context.setup.config.save;
-    if matches!(save, Save::Final | Save::Both) {
-        let out = dir.join("model-final");
-        crate::hf::save(&trainer.model().valid(), &hf.dir, &out)?;
+    // A LoRA model is saved merged (a plain checkpoint) and as PEFT's adapter directory.
+    let mut save_as = |decay: f64, name: &str| -> Result<(), TrialError> {
+        let out = dir.join(format!("model-{name}"));
+        crate::hf::save(&model_at(decay), &hf.dir, &out)?;
         (context.report)(TrialReport::Note(format!("saved {}", out.display())));
+        if let Some(adapters) = unmerged_at(decay).adapters() {
+            let out = dir.join(format!("adapter-{name}"));
+            crate::hf::peft::save_adapter(adapters, &hf.dir, &out)?;
+            (context.report)(TrialReport::Note(format!("saved {}", out.display())));
+        }
+        Ok(())
+    };
+    if matches!(save, Save::Final | Save::Both) {
+        save_as(0.0, "final")?;
     }
     if matches!(save, Save::Ema | Save::Both) {
         if own_decay > 0.0 {
-            let out = dir.join("model-ema");
-            crate::hf::save(&model_at(own_decay), &hf.dir, &out)?;
-            (context.report)(TrialReport::Note(format!("saved {}", out.display())));
+            save_as(own_decay, "ema")?;
         } else {
             (context.report)(TrialReport::Note(
                 "save = ema, but this trial's ema_decay is 0: no EMA to save".into(),

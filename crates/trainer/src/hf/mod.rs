@@ -7,6 +7,7 @@
 mod chat;
 mod config;
 pub mod fixture;
+pub mod peft;
 mod weights;
 
 use std::path::{Path, PathBuf};
