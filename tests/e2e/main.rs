@@ -5,6 +5,7 @@ mod checkpoint;
 mod dashboard;
 mod faults;
 mod findings;
+mod lora;
 mod malformed;
 mod orchestration;
 mod postgres;

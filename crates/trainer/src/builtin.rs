@@ -107,8 +107,12 @@ pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(TrialReport)) -> Result<(
         (false, _) => "off".to_string(),
         (true, mode) => format!("{mode:?}").to_lowercase(),
     };
+    let method = match &spec.lora {
+        None => "every weight".to_string(),
+        Some(lora) => lora.to_string(),
+    };
     report(TrialReport::Note(format!(
-        "fine-tuning {} steps (ema: {mode}); reporting {} grid point(s) from this run",
+        "fine-tuning {} steps ({method}; ema: {mode}); reporting {} grid point(s) from this run",
         plan.train_steps,
         plan.points()
     )));

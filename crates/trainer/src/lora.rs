@@ -380,9 +380,14 @@ mod tests {
         assert_eq!(t("q,v").unwrap(), [Target::Q, Target::V]);
         assert_eq!(t("v q_proj").unwrap(), [Target::Q, Target::V]);
         assert_eq!(t("attention").unwrap(), Target::ALL[..4]);
-        assert_eq!(t("mlp, q").unwrap(), [Target::Q, Target::Gate, Target::Up, Target::Down]);
+        assert_eq!(
+            t("mlp, q").unwrap(),
+            [Target::Q, Target::Gate, Target::Up, Target::Down]
+        );
         assert_eq!(t("all").unwrap(), Target::ALL);
-        assert!(t("qkv").unwrap_err().contains("\"qkv\" is not a projection"));
+        assert!(t("qkv")
+            .unwrap_err()
+            .contains("\"qkv\" is not a projection"));
         assert!(t("lm_head").is_err());
         assert!(t(" , ").unwrap_err().contains("names no projection"));
     }
@@ -395,7 +400,14 @@ mod tests {
             ..LoraSpec::default()
         };
         assert_eq!(spec.scale(), 2.0);
-        assert_eq!(LoraSpec { rslora: true, ..spec }.scale(), 8.0);
+        assert_eq!(
+            LoraSpec {
+                rslora: true,
+                ..spec
+            }
+            .scale(),
+            8.0
+        );
     }
 
     /// A fresh adapter adds nothing (B is zero), and a trained one adds exactly what its

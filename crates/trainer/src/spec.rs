@@ -88,14 +88,23 @@ pub const KNOWN: [(&str, &str); 22] = [
     ("beta1", "0.9"),
     ("beta2", "0.95"),
     ("method", "\"full\" or \"lora\""),
-    ("lora_rank", "8 (with method = \"lora\"; 0 on a full point: none)"),
-    ("lora_alpha", "8 (the adapter's output is scaled by lora_alpha / lora_rank)"),
+    (
+        "lora_rank",
+        "8 (with method = \"lora\"; 0 on a full point: none)",
+    ),
+    (
+        "lora_alpha",
+        "8 (the adapter's output is scaled by lora_alpha / lora_rank)",
+    ),
     ("lora_dropout", "0"),
     (
         "lora_targets",
         "\"q,v\" (any of q, k, v, o, gate, up, down, or attention, mlp, all)",
     ),
-    ("lora_rslora", "false (true scales by lora_alpha / √lora_rank)"),
+    (
+        "lora_rslora",
+        "false (true scales by lora_alpha / √lora_rank)",
+    ),
 ];
 
 /// A parameter the built-in trial cannot use.
@@ -266,9 +275,20 @@ fn lora(p: &Reader<'_>) -> Result<Option<LoraSpec>, TrialParamError> {
             ))
         };
         none("lora_rank", p.whole("lora_rank")?.is_none_or(|r| r == 0))?;
-        none("lora_alpha", p.0.get("lora_alpha").is_none_or(|v| v.as_f64() == Some(0.0)))?;
-        none("lora_dropout", p.0.get("lora_dropout").is_none_or(|v| v.as_f64() == Some(0.0)))?;
-        none("lora_targets", targets.is_none_or(|t| matches!(t.trim(), "" | "none")))?;
+        none(
+            "lora_alpha",
+            p.0.get("lora_alpha")
+                .is_none_or(|v| v.as_f64() == Some(0.0)),
+        )?;
+        none(
+            "lora_dropout",
+            p.0.get("lora_dropout")
+                .is_none_or(|v| v.as_f64() == Some(0.0)),
+        )?;
+        none(
+            "lora_targets",
+            targets.is_none_or(|t| matches!(t.trim(), "" | "none")),
+        )?;
         none("lora_rslora", !rslora)?;
         return Ok(None);
     }
@@ -407,7 +427,12 @@ mod tests {
             ("lora_alpha", lora.alpha),
             ("lora_dropout", lora.dropout),
         ] {
-            let stated: f64 = help(name).split_whitespace().next().unwrap().parse().unwrap();
+            let stated: f64 = help(name)
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
             assert_eq!(stated, value, "{name}");
         }
         let first_word = |name: &str| help(name).split('"').nth(1).unwrap().to_string();
@@ -503,7 +528,10 @@ mod tests {
                 r#"{"base_seed": 1.5}"#,
                 "base_seed`: must be a whole number",
             ),
-            (r#"{"method": "qlora"}"#, "method`: must be \"full\" or \"lora\""),
+            (
+                r#"{"method": "qlora"}"#,
+                "method`: must be \"full\" or \"lora\"",
+            ),
             (
                 r#"{"lora_rank": 8}"#,
                 "lora_rank`: 8 means nothing with method = \"full\"",

@@ -113,7 +113,10 @@ fn a_lora_model_starts_as_its_base_and_trains_only_its_adapters() {
     let ad = device.clone().autodiff();
     let (base, lora) = base_and_lora(&ad, "all");
     // B is zero: the same logits, to the bit.
-    assert_eq!(max_diff(logits(&base, &device), logits(&lora, &device)), 0.0);
+    assert_eq!(
+        max_diff(logits(&base, &device), logits(&lora, &device)),
+        0.0
+    );
     let (adapters, frozen) = weights(&lora);
     assert_eq!(frozen, all_weights(&base), "every base weight is frozen");
     // r 4 beside 7 projections in 2 blocks of width 32 / 64.
@@ -157,7 +160,10 @@ fn the_ema_and_feedback_average_the_adapters_and_leave_the_base() {
     let (t, _) = weights(&trained);
     // The shadow has no autodiff, so it is split where the trained model's weights split.
     let (shadow_adapters, shadow_frozen) = split_like(ema.shadow(), &start);
-    assert_eq!(shadow_frozen, frozen, "the average of a frozen weight is itself");
+    assert_eq!(
+        shadow_frozen, frozen,
+        "the average of a frozen weight is itself"
+    );
     for ((a, b), h) in s.iter().zip(&t).zip(&shadow_adapters) {
         let mid = 0.5 * a + 0.5 * b;
         assert!((h - mid).abs() <= 4.0 * f32::EPSILON * a.abs().max(b.abs()) + 1e-12);

@@ -9,9 +9,9 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::{Int, TensorData};
-use burn::optim::GradientsParams;
 use sweep_trainer::batch::{loss, make_batch};
 use sweep_trainer::hf;
 use sweep_trainer::lora::Target;
@@ -57,8 +57,8 @@ fn compare(dir: &Path, device: &Device, save: bool) {
             .unwrap();
     let base = hf::load(dir, Some(128), device).unwrap_or_else(|e| panic!("{e}"));
     let arch = base.model.arch().clone();
-    let adapters =
-        hf::peft::load_adapter(&dir.join("adapter"), &arch, device).unwrap_or_else(|e| panic!("{e}"));
+    let adapters = hf::peft::load_adapter(&dir.join("adapter"), &arch, device)
+        .unwrap_or_else(|e| panic!("{e}"));
     let model = base.model.clone().with_adapters(adapters);
     let start = model.clone();
     let ids: Vec<u32> = numbers(&reference["ids"])
@@ -84,7 +84,11 @@ fn compare(dir: &Path, device: &Device, save: bool) {
     let expected = numbers(&reference["logits"]);
     let worst = worst_difference(&logits(&model), &expected);
     let adapted = worst_difference(&logits(&base.model), &expected);
-    assert!(adapted > 0.1, "{}: the adapter moves the logits by {adapted} only", dir.display());
+    assert!(
+        adapted > 0.1,
+        "{}: the adapter moves the logits by {adapted} only",
+        dir.display()
+    );
     let scale = expected.iter().map(|x| x.abs()).fold(0.0, f64::max);
     println!(
         "{} on {device:?}: logits with PEFT's adapter, max |d| {worst:.2e} (logits up to {scale:.1})",
@@ -144,18 +148,29 @@ fn compare(dir: &Path, device: &Device, save: bool) {
         .flat_map(|l| [l.a.val(), l.b.val()])
         .map(|t| f64::from(t.powi_scalar(2).sum().into_scalar::<f32>()))
         .sum();
-    let clip = optim.grad_clip.map_or(1.0, |c| (f64::from(c) / (squares.sqrt() + 1e-6)).min(1.0));
+    let clip = optim
+        .grad_clip
+        .map_or(1.0, |c| (f64::from(c) / (squares.sqrt() + 1e-6)).min(1.0));
     let factors = |l: &sweep_trainer::lora::Lora| [l.a.val(), l.b.val()];
-    let layers = ours.layers.iter().zip(&theirs.layers).zip(&their_grads.layers);
+    let layers = ours
+        .layers
+        .iter()
+        .zip(&theirs.layers)
+        .zip(&their_grads.layers);
     for (i, ((mine, peft), grads)) in layers.enumerate() {
         for target in Target::ALL {
-            let (Some(m), Some(p), Some(g)) = (mine.get(target), peft.get(target), grads.get(target))
+            let (Some(m), Some(p), Some(g)) =
+                (mine.get(target), peft.get(target), grads.get(target))
             else {
                 continue;
             };
             for f in 0..2 {
                 let values = |t: Tensor<2>| t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
-                let (x, y, g) = (values(factors(m)[f].clone()), values(factors(p)[f].clone()), values(factors(g)[f].clone()));
+                let (x, y, g) = (
+                    values(factors(m)[f].clone()),
+                    values(factors(p)[f].clone()),
+                    values(factors(g)[f].clone()),
+                );
                 let ours_g = values(my_grads[i][&(target, f)].clone());
                 for k in 0..x.len() {
                     grad_worst = grad_worst.max(f64::from((ours_g[k] - g[k]).abs()));
@@ -177,8 +192,16 @@ fn compare(dir: &Path, device: &Device, save: bool) {
          adapter after one AdamW step max |d| {step_worst:.2e} ({noise} weight(s) with clipped |g| < 100 ε left out, {compared} compared)",
         dir.display()
     );
-    assert!(grad_worst <= 1e-4 * grad_scale, "{}: gradients differ by {grad_worst}", dir.display());
-    assert!(step_worst < 1e-5, "{}: adapters differ by {step_worst}", dir.display());
+    assert!(
+        grad_worst <= 1e-4 * grad_scale,
+        "{}: gradients differ by {grad_worst}",
+        dir.display()
+    );
+    assert!(
+        step_worst < 1e-5,
+        "{}: adapters differ by {step_worst}",
+        dir.display()
+    );
     assert!(
         noise * 20 < compared,
         "{}: {noise} of {} gradients near zero",

@@ -134,7 +134,11 @@ pub fn load_adapter(dir: &Path, arch: &Arch, device: &Device) -> Result<Adapters
             Dtype::F32 => TensorData::from_bytes_vec(view.data().to_vec(), shape, DType::F32),
             Dtype::BF16 => TensorData::from_bytes_vec(view.data().to_vec(), shape, DType::BF16),
             Dtype::F16 => TensorData::from_bytes_vec(view.data().to_vec(), shape, DType::F16),
-            other => return Err(missing(format!("is {other:?}; sweep reads f32, bf16 and f16"))),
+            other => {
+                return Err(missing(format!(
+                    "is {other:?}; sweep reads f32, bf16 and f16"
+                )))
+            }
         };
         // PyTorch's [out, in] to burn's [in, out].
         Ok(Tensor::<2>::from_data(data.convert::<f32>(), device).transpose())
@@ -246,7 +250,8 @@ mod tests {
             targets: crate::lora::parse_targets("q,v,down").unwrap(),
             ..LoraSpec::default()
         };
-        let mut adapters = Adapters::init(&spec, arch.n_layers, |t| arch.projection_dims(t), &device);
+        let mut adapters =
+            Adapters::init(&spec, arch.n_layers, |t| arch.projection_dims(t), &device);
         for layer in &mut adapters.layers {
             let lora = layer.slot(Target::Down).as_mut().unwrap();
             let shape = lora.b.val().dims();
@@ -260,7 +265,10 @@ mod tests {
         let out = dir.path().join("adapter");
         save_adapter(&adapters, Path::new("models/base"), &out).unwrap();
         let config: Value = read_json(&out.join(CONFIG)).unwrap();
-        assert_eq!(config["target_modules"], json!(["q_proj", "v_proj", "down_proj"]));
+        assert_eq!(
+            config["target_modules"],
+            json!(["q_proj", "v_proj", "down_proj"])
+        );
         assert_eq!(config["r"], 4);
         let back = load_adapter(&out, &arch, &device).unwrap();
         assert_eq!(back.spec(), &spec);
@@ -281,7 +289,12 @@ mod tests {
             d_model: arch.d_model / 2,
             ..arch
         };
-        let e = load_adapter(&out, &smaller, &device).unwrap_err().to_string();
-        assert!(e.contains("lora_A.weight") && e.contains("has shape"), "{e}");
+        let e = load_adapter(&out, &smaller, &device)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("lora_A.weight") && e.contains("has shape"),
+            "{e}"
+        );
     }
 }
