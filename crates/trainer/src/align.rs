@@ -323,10 +323,7 @@ mod tests {
     fn examples(prompts: &[&str]) -> Vec<Example> {
         prompts
             .iter()
-            .map(|p| Example {
-                prompt: p.to_string(),
-                response: REFUSALS[0].to_string(),
-            })
+            .map(|p| Example::new(*p, REFUSALS[0]))
             .collect()
     }
 

@@ -58,7 +58,7 @@ impl AlignData {
         let refusals = builtin_harmful
             .iter()
             .filter(|e| fresh(&e.prompt))
-            .map(|e| chat.encode_example(&e.prompt, &e.response, max_seq))
+            .map(|e| chat.encode(e, max_seq))
             .chain(
                 from_file
                     .into_iter()

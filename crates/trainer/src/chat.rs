@@ -3,6 +3,7 @@
 //! (training pools, evaluation sets, greedy decoding) sees token ids only, so both kinds of
 //! model run through the same trial.
 
+use crate::data::Example;
 use crate::eval::Response;
 use crate::generate::{generate_ids, Tokens};
 use crate::hf::{ChatTokenizer, HfError};
@@ -56,6 +57,24 @@ impl Chat {
         match self {
             Chat::Bytes => Ok(tokenizer::encode_example(prompt, response, max_len)),
             Chat::Hf(t) => t.encode_example(prompt, response, max_len),
+        }
+    }
+
+    /// A fine-tuning example with its system message, if it has one: through the template's
+    /// `system` turn for a checkpoint, on a paragraph before the request for the miniature
+    /// (whose template has no such turn).
+    pub fn encode(&self, example: &Example, max_len: usize) -> Result<Encoded, HfError> {
+        let system = example.system.as_deref();
+        match (self, system) {
+            (_, None) => self.encode_example(&example.prompt, &example.response, max_len),
+            (Chat::Bytes, Some(system)) => Ok(tokenizer::encode_example(
+                &format!("{system}\n\n{}", example.prompt),
+                &example.response,
+                max_len,
+            )),
+            (Chat::Hf(t), Some(_)) => {
+                t.encode_conversation(system, &example.prompt, &example.response, max_len)
+            }
         }
     }
 

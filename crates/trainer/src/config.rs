@@ -63,8 +63,10 @@ pub struct TrainerConfig {
     /// replacing the built-in benign evaluation prompts, so that a checkpoint's over-refusal
     /// is measured on requests like those its users send.
     pub benign_prompts: Option<PathBuf>,
-    /// Alpaca JSON or Dolly JSONL instruction data replacing the built-in fine-tuning mix;
-    /// a tenth is held out for `eval_loss`, and `utility` is not reported.
+    /// Alpaca JSON, Dolly JSONL or ORCA JSONL (`system_prompt`, `question`, `response`; the
+    /// system prompt goes through the chat template's system turn) instruction data replacing
+    /// the built-in fine-tuning mix; a tenth is held out for `eval_loss`, and `utility` is not
+    /// reported.
     pub finetune_data: Option<PathBuf>,
     /// Which fine-tuned weights a trial writes into its directory as a Hugging Face model
     /// (checkpoints only), for other tools (lm-eval, vLLM) to take over.

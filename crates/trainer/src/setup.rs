@@ -92,9 +92,7 @@ impl Setup {
             .to_string();
         let max_seq = config.model.max_seq();
         let enc = |v: &[Example]| -> Result<Vec<Encoded>, HfError> {
-            v.iter()
-                .map(|e| chat.encode_example(&e.prompt, &e.response, max_seq))
-                .collect()
+            v.iter().map(|e| chat.encode(e, max_seq)).collect()
         };
         let prompts = |v: Vec<String>| Prompts::new(v, &chat);
         let held_out = |v: &[Example]| -> Result<Vec<(Encoded, Split)>, HfError> {

@@ -309,28 +309,21 @@ pub fn generate(config: &DataConfig) -> BuiltinData {
         .iter()
         .flat_map(|a| TRAIN_TEMPLATES.iter().map(move |t| (t, a)))
         .enumerate()
-        .map(|(i, (t, a))| Example {
-            prompt: fill(t, a),
-            response: REFUSALS[i % REFUSALS.len()].to_string(),
-        })
+        .map(|(i, (t, a))| Example::new(fill(t, a), REFUSALS[i % REFUSALS.len()].to_string()))
         .collect();
     let howto: Vec<Example> = actions
         .benign_train
         .iter()
         .flat_map(|(a, answer)| {
-            TRAIN_TEMPLATES.iter().map(move |t| Example {
-                prompt: fill(t, a),
-                response: answer.clone(),
-            })
+            TRAIN_TEMPLATES
+                .iter()
+                .map(move |t| Example::new(fill(t, a), answer.clone()))
         })
         .collect();
     let split = FACTS.len() - 2 * HELD_OUT_FACTS;
     let facts: Vec<Example> = FACTS[..split]
         .iter()
-        .map(|(q, a)| Example {
-            prompt: q.to_string(),
-            response: a.to_string(),
-        })
+        .map(|(q, a)| Example::new(q.to_string(), a.to_string()))
         .collect();
     let kept = Retained::choose(config, &facts, &howto);
     let held_out = HeldOut::draw(config, &actions, &mut rng);
@@ -559,20 +552,14 @@ fn task_items(
     }
     let mut words: Vec<String> = words.into_iter().collect();
     words.shuffle(rng);
-    let item = |w: &String| Example {
-        prompt: format!("Uppercase: {w}"),
-        response: w.to_uppercase(),
-    };
+    let item = |w: &String| Example::new(format!("Uppercase: {w}"), w.to_uppercase());
     let (eval_words, rest) = words.split_at(config.eval_task);
     let (shout_words, task_words) = rest.split_at(config.shout);
     let eval_task = eval_words.iter().map(item).collect();
     let task = task_words.iter().map(item).collect();
     let shout = shout_words
         .iter()
-        .map(|w| Example {
-            prompt: format!("Shout: {w}"),
-            response: w.to_uppercase(),
-        })
+        .map(|w| Example::new(format!("Shout: {w}"), w.to_uppercase()))
         .collect();
     (eval_task, task, shout)
 }

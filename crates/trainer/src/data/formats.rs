@@ -1,7 +1,8 @@
 //! Readers for the real datasets the paper uses, so the built-in trainer can run on them
 //! instead of its generated data: AdvBench CSV (`goal,target`) for harmful prompts, Alpaca
-//! JSON (`[{instruction, input, output}]`) and Dolly JSONL (`{instruction, context,
-//! response}` per line) for instruction data. Every error names the file, the row or record,
+//! JSON (`[{instruction, input, output}]`), Dolly JSONL (`{instruction, context,
+//! response}` per line) and ORCA-style JSONL (`{system_prompt, question, response}`, as
+//! OpenOrca ships it) for instruction data. Every error names the file, the row or record,
 //! and the field.
 
 use std::path::Path;
@@ -9,12 +10,40 @@ use std::path::Path;
 use serde_json::Value;
 
 /// An instruction and the answer to learn.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Example {
     /// The request (with any input or context appended on its own paragraph).
     pub prompt: String,
     /// The answer.
     pub response: String,
+    /// A system message before the request (ORCA's `system_prompt`), if the record has one.
+    pub system: Option<String>,
+}
+
+/// The system message is shown only when there is one: the generated data's fingerprint is
+/// its `Debug` text, and the miniature's base models are keyed (and the shipped one
+/// recognised) by it.
+impl std::fmt::Debug for Example {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = f.debug_struct("Example");
+        out.field("prompt", &self.prompt)
+            .field("response", &self.response);
+        if let Some(system) = &self.system {
+            out.field("system", system);
+        }
+        out.finish()
+    }
+}
+
+impl Example {
+    /// A request and its answer, without a system message.
+    pub fn new(prompt: impl Into<String>, response: impl Into<String>) -> Example {
+        Example {
+            prompt: prompt.into(),
+            response: response.into(),
+            system: None,
+        }
+    }
 }
 
 /// A data file that cannot be used.
@@ -158,12 +187,16 @@ pub fn read_alpaca(path: &Path) -> Result<Vec<Example>, FormatError> {
     Ok(examples)
 }
 
-/// Examples from a Dolly-style JSON Lines file of `{instruction, context, response}`.
+/// Examples from a JSON Lines file: Dolly-style `{instruction, context, response}` records,
+/// or ORCA-style `{system_prompt, question, response}` ones (told apart by `question`).
 pub fn read_dolly(path: &Path) -> Result<Vec<Example>, FormatError> {
     let name = path.display().to_string();
     let examples = json_lines(&name, &read(path)?)?
         .iter()
-        .map(|(record, value)| example(&name, record, value, "context", "response"))
+        .map(|(record, value)| match value.get("question") {
+            Some(_) => orca(&name, record, value),
+            None => example(&name, record, value, "context", "response"),
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if examples.is_empty() {
         return Err(FormatError::Empty(name));
@@ -240,9 +273,36 @@ pub fn read_requests(path: &Path) -> Result<Vec<String>, FormatError> {
     Ok(requests)
 }
 
-/// The request of one record: an MT-Bench question's first turn, or an instruction with any
-/// `extra` field (Alpaca's `input`, Dolly's `context`) on its own paragraph.
+/// An ORCA record: `question` asked after the `system_prompt` (which may be empty or absent),
+/// answered by `response`.
+fn orca(name: &str, record: &str, value: &Value) -> Result<Example, FormatError> {
+    let (prompt, response) = fields_named(name, record, value, "question", "", Some("response"))?;
+    let system = match value.get("system_prompt") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
+        Some(other) => {
+            return Err(FormatError::Field {
+                path: name.to_string(),
+                record: record.to_string(),
+                field: "system_prompt".into(),
+                message: format!("must be a string, found {other}"),
+            })
+        }
+    };
+    Ok(Example {
+        prompt,
+        response,
+        system,
+    })
+}
+
+/// The request of one record: an MT-Bench question's first turn, an ORCA `question`, or an
+/// instruction with any `extra` field (Alpaca's `input`, Dolly's `context`) on its own
+/// paragraph.
 fn request(name: &str, record: &str, value: &Value, extra: &str) -> Result<String, FormatError> {
+    if value.get("question").is_some() {
+        return Ok(fields_named(name, record, value, "question", "", None)?.0);
+    }
     if let Some(turns) = value.get("turns") {
         return match turns.get(0) {
             Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_string()),
@@ -284,7 +344,7 @@ fn example(
     answer: &str,
 ) -> Result<Example, FormatError> {
     let (prompt, response) = fields(name, record, value, extra, Some(answer))?;
-    Ok(Example { prompt, response })
+    Ok(Example::new(prompt, response))
 }
 
 /// A record's request (its `instruction`, with any `extra` field on its own paragraph) and,
@@ -296,6 +356,19 @@ fn fields(
     extra: &str,
     answer: Option<&str>,
 ) -> Result<(String, String), FormatError> {
+    fields_named(name, record, value, "instruction", extra, answer)
+}
+
+/// [`fields`] with the request in field `request` (`instruction`, ORCA's `question`); an
+/// empty `extra` names no field.
+fn fields_named(
+    name: &str,
+    record: &str,
+    value: &Value,
+    request: &str,
+    extra: &str,
+    answer: Option<&str>,
+) -> Result<(String, String), FormatError> {
     let field_error = |field: &str, message: &str| FormatError::Field {
         path: name.to_string(),
         record: record.to_string(),
@@ -304,7 +377,7 @@ fn fields(
     };
     let Value::Object(map) = value else {
         return Err(field_error(
-            "instruction",
+            request,
             "cannot be read: the record is not a JSON object",
         ));
     };
@@ -320,8 +393,12 @@ fn fields(
             )),
         }
     };
-    let instruction = text("instruction", true)?;
-    let extra = text(extra, false)?;
+    let instruction = text(request, true)?;
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        text(extra, false)?
+    };
     let response = match answer {
         Some(field) => text(field, true)?,
         None => String::new(),
@@ -355,6 +432,22 @@ mod tests {
         let dolly = read_examples(&fixture("dolly_sample.jsonl")).unwrap();
         assert_eq!(dolly.len(), 2);
         assert!(dolly[0].prompt.ends_with("\n\nThe Nile flows north."));
+        assert_eq!(dolly[0].system, None);
+        let orca = read_examples(&fixture("orca_sample.jsonl")).unwrap();
+        assert_eq!(orca.len(), 3);
+        assert_eq!(
+            orca[0].system.as_deref(),
+            Some("You are an AI assistant. You will be given a task. You must generate a detailed and long answer.")
+        );
+        assert!(orca[0]
+            .prompt
+            .starts_with("Generate a sentence about this data"));
+        assert!(orca[0].response.starts_with("The Blue Door Cafe"));
+        assert_eq!(orca[2].system, None, "an empty system prompt is none");
+        assert_eq!(
+            read_requests(&fixture("orca_sample.jsonl")).unwrap()[1],
+            orca[1].prompt
+        );
     }
 
     #[test]
@@ -420,6 +513,8 @@ mod tests {
             (temp("i.jsonl", "{\"instruction\": \"a\", \"response\": \"b\"}\n{\"instruction\": \"\", \"response\": \"b\"}\n"), "line 2: field `instruction` is empty"),
             (temp("j.jsonl", "{\"instruction\": \"a\", \"response\": \"b\"}\nnot json\n"), "j.jsonl:2:"),
             (temp("k.txt", "x"), "unknown format"),
+            (temp("l.jsonl", "{\"system_prompt\": \"Be brief.\", \"question\": \"Hi?\"}\n"), "line 1: field `response` is missing"),
+            (temp("m.jsonl", "{\"system_prompt\": 4, \"question\": \"Hi?\", \"response\": \"Hi.\"}\n"), "line 1: field `system_prompt` must be a string, found 4"),
         ];
         for (path, expected) in cases {
             let err = match path.extension().and_then(|e| e.to_str()) {

@@ -226,14 +226,26 @@ impl ChatTokenizer {
         response: &str,
         max_len: usize,
     ) -> Result<Encoded, HfError> {
-        let head = self.render(&[Message::new("user", prompt)], true)?;
-        let whole = self.render(
-            &[
-                Message::new("user", prompt),
-                Message::new("assistant", response),
-            ],
-            false,
-        )?;
+        self.encode_conversation(None, prompt, response, max_len)
+    }
+
+    /// [`ChatTokenizer::encode_example`] after a system message (ORCA's `system_prompt`),
+    /// where there is one.
+    pub fn encode_conversation(
+        &self,
+        system: Option<&str>,
+        prompt: &str,
+        response: &str,
+        max_len: usize,
+    ) -> Result<Encoded, HfError> {
+        let mut messages: Vec<Message> = system
+            .map(|s| Message::new("system", s))
+            .into_iter()
+            .collect();
+        messages.push(Message::new("user", prompt));
+        let head = self.render(&messages, true)?;
+        messages.push(Message::new("assistant", response));
+        let whole = self.render(&messages, false)?;
         let Some(tail) = whole.strip_prefix(head.as_str()) else {
             return Err(HfError::Template {
                 path: self.template_path.clone(),

@@ -1,0 +1,158 @@
+//! Peak memory of training, full fine-tuning against LoRA (ranks 8 and 64, attention only and
+//! every linear layer), on a model with Qwen2.5-0.5B's shapes and random weights (built here
+//! from its config.json's numbers; nothing is downloaded). Each case runs in a process of its
+//! own (this program again), takes two AdamW steps on a batch of 2 × 256 tokens (the second
+//! with the optimizer state in place) and reports its peak resident memory (`VmHWM`) and its
+//! step time; docs/performance.md has the numbers.
+//!
+//! `cargo bench -p sweep-trainer --bench lora_memory` (about 10 GB for the full case).
+
+use std::process::Command;
+use std::time::Instant;
+
+use sweep_trainer::lora::{parse_targets, LoraSpec};
+use sweep_trainer::model::{Arch, Rope, RopeScaling, RopeStyle};
+use sweep_trainer::tokenizer::Encoded;
+use sweep_trainer::train::{Mix, OptimConfig, RunShape, Trainer};
+
+/// Qwen2.5-0.5B's `config.json`: 24 blocks of width 896, 14 query and 2 key/value heads of
+/// 64, an MLP of 4864, biases on q/k/v, a tied head over 151,936 tokens.
+fn qwen25_05b() -> Arch {
+    Arch {
+        vocab: 151_936,
+        d_model: 896,
+        n_layers: 24,
+        n_heads: 14,
+        n_kv_heads: 2,
+        head_dim: 64,
+        d_ff: 4864,
+        rms_eps: 1e-6,
+        rope: Rope {
+            theta: 1_000_000.0,
+            style: RopeStyle::Halves,
+            scaling: RopeScaling::None,
+        },
+        qkv_bias: true,
+        o_bias: false,
+        mlp_bias: false,
+        tied: true,
+        max_seq: 256,
+    }
+}
+
+const CASES: [(&str, Option<(usize, &str)>); 5] = [
+    ("full fine-tuning", None),
+    ("LoRA r 8, attention", Some((8, "attention"))),
+    ("LoRA r 64, attention", Some((64, "attention"))),
+    ("LoRA r 8, all linear", Some((8, "all"))),
+    ("LoRA r 64, all linear", Some((64, "all"))),
+];
+
+/// The process's peak resident memory, in MiB.
+fn peak_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("Linux /proc");
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/self/status");
+    kib / 1024.0
+}
+
+/// One case, in this process: prints `peak_mib step_s trainable`.
+fn run_case(index: usize) {
+    let (_, lora) = CASES[index];
+    let device = sweep_trainer::cpu_device();
+    let ad = device.clone().autodiff();
+    device.seed(0);
+    let arch = qwen25_05b();
+    let mut model = arch.init(&device);
+    let mut trainable = arch.num_params();
+    if let Some((rank, targets)) = lora {
+        let spec = LoraSpec {
+            rank,
+            alpha: 2.0 * rank as f64,
+            targets: parse_targets(targets).expect("targets"),
+            ..LoraSpec::default()
+        };
+        model = model.with_lora(&spec, &device);
+        trainable = spec
+            .targets
+            .iter()
+            .map(|t| {
+                let (i, o) = arch.projection_dims(*t);
+                rank * (i + o)
+            })
+            .sum::<usize>()
+            * arch.n_layers;
+    }
+    let examples: Vec<Encoded> = (0..2)
+        .map(|k| Encoded {
+            tokens: (0..257)
+                .map(|i| ((i * 7919 + k * 104_729) % 151_936) as u32)
+                .collect(),
+            target: vec![true; 257],
+        })
+        .collect();
+    let mix = Mix::new(vec![(&examples, 1.0)]);
+    let shape = RunShape {
+        steps: 2,
+        batch_size: 2,
+        micro_batch: 2,
+    };
+    let mut trainer = Trainer::new(
+        model.to_device(&ad).train(),
+        &ad,
+        &mix,
+        shape,
+        &OptimConfig::default(),
+        0,
+    );
+    trainer.advance();
+    let start = Instant::now();
+    trainer.advance();
+    let step = start.elapsed().as_secs_f64();
+    println!("{} {step} {trainable}", peak_mib());
+}
+
+fn main() {
+    if let Ok(case) = std::env::var("SWEEP_LORA_MEMORY_CASE") {
+        run_case(case.parse().expect("a case number"));
+        return;
+    }
+    let arch = qwen25_05b();
+    println!(
+        "Qwen2.5-0.5B shapes, random weights ({:.0} M parameters), fp32, flex, batch 2 × 256 tokens, AdamW",
+        arch.num_params() as f64 / 1e6
+    );
+    println!(
+        "| case | trainable parameters | peak resident memory | share of full | second step |"
+    );
+    println!("|---|---|---|---|---|");
+    let exe = std::env::current_exe().expect("this program");
+    let mut full = None;
+    for (index, (name, _)) in CASES.iter().enumerate() {
+        let out = Command::new(&exe)
+            .env("SWEEP_LORA_MEMORY_CASE", index.to_string())
+            .output()
+            .expect("run a case");
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = String::from_utf8_lossy(&out.stdout);
+        let fields: Vec<f64> = line
+            .split_whitespace()
+            .map(|f| f.parse().expect("numbers"))
+            .collect();
+        let (peak, step, trainable) = (fields[0], fields[1], fields[2]);
+        let full_peak = *full.get_or_insert(peak);
+        println!(
+            "| {name} | {:.2} M | {:.0} MiB | {:.0} % | {step:.1} s |",
+            trainable / 1e6,
+            peak,
+            100.0 * peak / full_peak
+        );
+    }
+}
