@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
+                          Qwen2ForCausalLM)
 
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content']"
@@ -54,6 +55,10 @@ CASES = {
     ),
     "qwen2-biases": lambda: Qwen2ForCausalLM(
         Qwen2Config(**COMMON, tie_word_embeddings=False, rope_theta=1000000.0, use_sliding_window=False)
+    ),
+    # A window wider than the 47 positions run: sweep caps the context there.
+    "mistral-window": lambda: MistralForCausalLM(
+        MistralConfig(**COMMON, tie_word_embeddings=False, rope_theta=1000000.0, sliding_window=64)
     ),
 }
 

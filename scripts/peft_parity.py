@@ -3,7 +3,7 @@
     python scripts/peft_parity.py write OUT_DIR   # tiny checkpoints, PEFT adapters, references
     python scripts/peft_parity.py check OUT_DIR   # what sweep saved, loaded by PEFT and transformers
 
-scripts/peft-parity runs all three in .venv-torch.
+scripts/peft-parity runs all three in .venv-torch (Llama, Qwen2 and Mistral shapes).
 
 `write` makes, for each architecture, OUT_DIR/<name>/: the base checkpoint (save_pretrained,
 plus a byte-level tokenizer and a ChatML template, which sweep's loader requires), `adapter/`
@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import save_file
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import (AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
+                          Qwen2Config, Qwen2ForCausalLM)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hf_parity import COMMON, tokenizer_files  # noqa: E402
@@ -41,6 +42,9 @@ CASES = {
     "llama-gqa-tied": lambda: LlamaForCausalLM(LlamaConfig(**COMMON, tie_word_embeddings=True, rope_theta=10000.0)),
     "qwen2-biases": lambda: Qwen2ForCausalLM(
         Qwen2Config(**COMMON, tie_word_embeddings=False, rope_theta=1000000.0, use_sliding_window=False)
+    ),
+    "mistral-window": lambda: MistralForCausalLM(
+        MistralConfig(**COMMON, tie_word_embeddings=False, rope_theta=1000000.0, sliding_window=64)
     ),
 }
 

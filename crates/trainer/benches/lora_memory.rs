@@ -10,6 +10,8 @@
 use std::process::Command;
 use std::time::Instant;
 
+use burn::module::Module;
+
 use sweep_trainer::lora::{parse_targets, LoraSpec};
 use sweep_trainer::model::{Arch, Rope, RopeScaling, RopeStyle};
 use sweep_trainer::tokenizer::Encoded;

@@ -39,6 +39,8 @@ struct ConfigFile {
     max_position_embeddings: Option<usize>,
     #[serde(default)]
     use_sliding_window: bool,
+    /// Mistral's attention window (`null`: none).
+    sliding_window: Option<usize>,
 }
 
 fn default_eps() -> f64 {
@@ -57,6 +59,10 @@ pub enum Family {
     Llama,
     /// `Qwen2ForCausalLM`: biases on the query, key and value projections.
     Qwen2,
+    /// `MistralForCausalLM`: Llama's blocks, with attention limited to a sliding window of
+    /// earlier positions; sweep runs it within one window (its context is capped there), where
+    /// the window hides nothing and the forward pass is Llama's.
+    Mistral,
 }
 
 impl Family {
@@ -65,6 +71,7 @@ impl Family {
         match self {
             Family::Llama => "LlamaForCausalLM",
             Family::Qwen2 => "Qwen2ForCausalLM",
+            Family::Mistral => "MistralForCausalLM",
         }
     }
 }
@@ -143,6 +150,15 @@ pub fn read_config(path: &Path) -> Result<HfConfig, HfError> {
     }
     let rope = rope(&file).map_err(|(key, message)| bad(key, message))?;
     let qwen = family == Family::Qwen2;
+    let mut max_seq = file.max_position_embeddings.unwrap_or(2048);
+    if family == Family::Mistral {
+        match file.sliding_window {
+            Some(0) => return Err(bad("sliding_window", "must be positive".into())),
+            // Within one window nothing is hidden: the context is capped at it.
+            Some(window) => max_seq = max_seq.min(window),
+            None => {}
+        }
+    }
     Ok(HfConfig {
         family,
         arch: Arch {
@@ -159,7 +175,7 @@ pub fn read_config(path: &Path) -> Result<HfConfig, HfError> {
             o_bias: !qwen && file.attention_bias,
             mlp_bias: !qwen && file.mlp_bias,
             tied: file.tie_word_embeddings,
-            max_seq: file.max_position_embeddings.unwrap_or(2048),
+            max_seq,
         },
     })
 }
@@ -169,18 +185,19 @@ fn family(file: &ConfigFile) -> Result<Family, (&'static str, String)> {
     match file.architectures.as_deref() {
         Some([one]) if one == "LlamaForCausalLM" => Ok(Family::Llama),
         Some([one]) if one == "Qwen2ForCausalLM" => Ok(Family::Qwen2),
+        Some([one]) if one == "MistralForCausalLM" => Ok(Family::Mistral),
         Some(other) => Err((
             "architectures",
             format!(
-                "{other:?} is not supported; sweep runs LlamaForCausalLM and \
-                 Qwen2ForCausalLM checkpoints"
+                "{other:?} is not supported; sweep runs LlamaForCausalLM, \
+                 Qwen2ForCausalLM and MistralForCausalLM checkpoints"
             ),
         )),
         None => Err((
             "architectures",
             format!(
-                "missing (model_type {:?}); sweep runs LlamaForCausalLM and \
-                 Qwen2ForCausalLM checkpoints",
+                "missing (model_type {:?}); sweep runs LlamaForCausalLM, \
+                 Qwen2ForCausalLM and MistralForCausalLM checkpoints",
                 file.model_type.as_deref().unwrap_or("unknown")
             ),
         )),
@@ -294,6 +311,24 @@ mod tests {
         let json = SMOL.replace("LlamaForCausalLM", "Qwen2ForCausalLM");
         let a = read(&json).unwrap().arch;
         assert!(a.qkv_bias && !a.o_bias && !a.mlp_bias);
+    }
+
+    #[test]
+    fn mistral_runs_within_its_window() {
+        let json = SMOL
+            .replace("LlamaForCausalLM", "MistralForCausalLM")
+            .replace("\"hidden_act\"", "\"sliding_window\": 4096, \"hidden_act\"");
+        let c = read(&json).unwrap();
+        assert_eq!(c.family, Family::Mistral);
+        assert_eq!(c.arch.max_seq, 4096, "capped at the window");
+        assert!(!c.arch.qkv_bias && !c.arch.o_bias);
+        let unwindowed = json.replace("\"sliding_window\": 4096", "\"sliding_window\": null");
+        assert_eq!(read(&unwindowed).unwrap().arch.max_seq, 8192);
+        let zero = json.replace("4096", "0");
+        assert!(read(&zero)
+            .unwrap_err()
+            .to_string()
+            .contains("sliding_window"));
     }
 
     #[test]
