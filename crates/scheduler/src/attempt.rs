@@ -10,7 +10,21 @@ use sweep_core::protocol::{parse_line, Event, ParseOutcome};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::mpsc;
 
-use crate::executor::JobRef;
+/// What an attempt runs as, as the store records it: a process group on this host, or a job
+/// id of the executor that submitted it (recorded with the executor's name, so a later run
+/// of any executor knows whom to ask to stop it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum JobRef {
+    /// A local process group (the guard's pid).
+    Process(u32),
+    /// An id the executor `executor` gave the job.
+    Job {
+        /// [`crate::executor::Executor`]'s `NAME` of the executor that made it.
+        executor: &'static str,
+        /// Its id there.
+        id: String,
+    },
+}
 
 /// Everything needed to start an attempt.
 #[derive(Debug, Clone)]

@@ -20,6 +20,7 @@ use std::future::Future;
 use sweep_core::{Grid, GridError};
 use sweep_store::Orphan;
 
+pub(crate) use crate::attempt::JobRef;
 use crate::attempt::{AttemptReport, Launch, Message};
 use crate::SchedulerError;
 pub use local::Local;
@@ -61,22 +62,6 @@ macro_rules! with_executor {
     };
 }
 pub(crate) use with_executor;
-
-/// What an attempt runs as, as the store records it: a process group on this host, or a job
-/// id of the executor that submitted it (recorded with the executor's name, so a later run
-/// of any executor knows whom to ask to stop it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum JobRef {
-    /// A local process group (the guard's pid).
-    Process(u32),
-    /// An id the executor `executor` gave the job.
-    Job {
-        /// [`Executor::NAME`] of the executor that made it.
-        executor: &'static str,
-        /// Its id there.
-        id: String,
-    },
-}
 
 /// A change in a running job's life.
 #[derive(Debug, Clone, PartialEq, Eq)]
