@@ -2,7 +2,8 @@
 # On a machine with NVIDIA GPUs: build (or take) the libtorch binary, run a small built-in
 # sweep across all GPUs, and print the GPUs' busy share during it and the training step time
 # of burn-tch against PyTorch eager on the same GPU; then a bf16 sweep of the `medium` preset,
-# and a bf16 sweep of SmolLM2-135M-Instruct (scripts/smollm2) across the GPUs.
+# a bf16 sweep of SmolLM2-135M-Instruct (scripts/smollm2) across the GPUs, and SmolLM2 full
+# fine-tuning against LoRA in one bf16 sweep.
 # Prepared for a short lease of a GPU machine; needs nvidia-smi, python3 and Rust.
 # Usage: scripts/gpu-check.sh [SWEEP_BINARY]
 set -eu
@@ -127,3 +128,42 @@ kill "$sampler" 2>/dev/null || true
 echo "== SmolLM2 sweep: $(( $(date +%s) - start )) s, exit ${status:-0}"
 awk '{ s += $1; n++ } END { if (n) printf "== GPU busy share during the SmolLM2 sweep: %.0f %% (%d samples)\n", s / n, n }' "$work/busy-smollm2.txt"
 (cd "$work" && "$bin" report gpu-check-smollm2 --pareto | head -20)
+
+echo "== SmolLM2-135M-Instruct, bf16: full fine-tuning against LoRA (r 8 and 64, attention and all)"
+cat > "$work/lora.toml" <<GRID
+[sweep]
+name = "gpu-check-lora"
+gpus_per_trial = 1
+parallel = $gpus
+max_attempts = 2
+
+[grid]
+learning_rate = [1e-4, 1e-3]
+steps = [0, 50]
+ema_decay = [0.0, 0.99]
+
+[[zip]]
+method       = ["full", "lora", "lora", "lora"]
+lora_rank    = [0, 8, 64, 8]
+lora_targets = ["none", "attention", "attention", "all"]
+
+[fixed]
+batch_size = 16
+
+[trainer]
+backend = "tch"
+precision = "bf16"
+eval_harmful = 64
+eval_benign = 32
+max_new_tokens = 32
+save = "final"
+
+[trainer.model]
+hf = "$repo/models/SmolLM2-135M-Instruct"
+max_seq = 256
+GRID
+start=$(date +%s)
+(cd "$work" && "$bin" run lora.toml --gpus auto) || status=$?
+echo "== LoRA sweep: $(( $(date +%s) - start )) s, exit ${status:-0}"
+(cd "$work" && "$bin" report gpu-check-lora --pareto | head -20)
+echo "== adapter directories written: $(find "$work" -name adapter_model.safetensors | wc -l)"

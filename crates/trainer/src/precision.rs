@@ -38,9 +38,12 @@ struct CastParams(FloatDType);
 
 impl ModuleMapper for CastParams {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        // A LoRA model's frozen weights stay frozen in the copy: no gradient, no update.
+        let trainable = param.is_require_grad();
         let (id, value, mapper) = param.consume();
         // A fresh leaf with the master weight's id, so its gradients find the master.
-        let copy = value.inner().cast(self.0).autodiff().require_grad();
+        let copy = value.inner().cast(self.0).autodiff();
+        let copy = if trainable { copy.require_grad() } else { copy };
         Param::from_mapped_value(id, copy, mapper)
     }
 }
@@ -71,6 +74,34 @@ pub fn grads_to_f32(master: &Lm, mut grads: GradientsParams) -> GradientsParams 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The working copy of a LoRA model trains its adapters only, as the master does.
+    #[test]
+    fn the_working_copy_keeps_frozen_weights_frozen() {
+        struct Flags(Vec<bool>);
+        impl ModuleVisitor for Flags {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                self.0.push(param.is_require_grad());
+            }
+        }
+        let flags = |m: &Lm| {
+            let mut f = Flags(Vec::new());
+            m.visit(&mut f);
+            f.0
+        };
+        let device = crate::cpu_device();
+        let ad = device.clone().autodiff();
+        let arch = crate::model::ModelConfig::default().arch();
+        let master = arch
+            .init(&device)
+            .with_lora(&crate::lora::LoraSpec::default(), &device)
+            .to_device(&ad)
+            .train();
+        let copy = compute_copy(&master, FloatDType::F32);
+        let (m, c) = (flags(&master), flags(&copy));
+        assert_eq!(m, c);
+        assert!(m.iter().any(|t| *t) && m.iter().any(|t| !t), "{m:?}");
+    }
 
     #[test]
     fn bf16_applies_on_a_gpu_only() {

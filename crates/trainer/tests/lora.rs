@@ -255,3 +255,23 @@ fn a_lora_checkpoint_continues_exactly_and_keeps_no_state_for_the_base() {
         frozen.len()
     );
 }
+
+/// Mixed precision trains on a working copy of the weights: a LoRA model's copy keeps its
+/// base frozen too (here the copy is fp32, the path bf16 takes on a GPU).
+#[test]
+fn training_on_a_working_copy_moves_the_adapters_only() {
+    let device = cpu_device();
+    let ad = device.clone().autodiff();
+    let (_, start) = base_and_lora(&ad, "all");
+    let data = examples();
+    let mix = Mix::new(vec![(&data, 1.0)]);
+    let mut trainer = Trainer::new(start.clone(), &ad, &mix, SHAPE, &optim(), 3)
+        .computing_in(Some(burn::tensor::FloatDType::F32));
+    for _ in 0..3 {
+        trainer.advance();
+    }
+    let (moved, still) = weights(trainer.model());
+    let (adapters, frozen) = weights(&start);
+    assert_eq!(still, frozen, "a frozen weight moved");
+    assert_ne!(moved, adapters);
+}
