@@ -165,7 +165,8 @@ fn compare(dir: &Path, device: &Device, save: bool) {
                 continue;
             };
             for f in 0..2 {
-                let values = |t: Tensor<2>| t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+                let values =
+                    |t: Tensor<2>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
                 let (x, y, g) = (
                     values(factors(m)[f].clone()),
                     values(factors(p)[f].clone()),
