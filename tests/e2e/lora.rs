@@ -102,3 +102,91 @@ fn lora_keys_that_mean_nothing_are_refused_with_their_line() {
         assert!(!p.db().exists(), "{axes}: nothing is stored");
     }
 }
+
+/// A LoRA trial on a checkpoint saves its merged model and PEFT's adapter directory, and
+/// `sweep eval` reads either: the adapter on its base (named in the adapter, or by `--base`)
+/// scores what the merged directory scores, and what the trial recorded.
+#[test]
+fn a_lora_trial_saves_an_adapter_that_eval_reads() {
+    let p = Project::new();
+    let device = sweep_trainer::cpu_device();
+    sweep_trainer::hf::fixture::write(&p.path().join("tiny"), true, "LlamaForCausalLM", 3, &device)
+        .unwrap();
+    let trainer = "[trainer]\neval_harmful = 4\neval_benign = 4\nmax_new_tokens = 6\n\
+                   save = \"final\"\n\n[trainer.model]\nhf = \"tiny\"\nmax_seq = 96\n";
+    p.write(
+        "g.toml",
+        &format!(
+            "[sweep]\nname = \"g\"\n[grid]\nlearning_rate = [1e-2]\nsteps = [3]\n\
+             [fixed]\nbatch_size = 2\nmethod = \"lora\"\nlora_rank = 4\nlora_targets = \"all\"\n{trainer}"
+        ),
+    );
+    let out = p.run(&["run", "g.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let row = p.export().remove(0);
+    let trial = p.path().join("sweep-trials/g").join(&row["trial_id"]);
+    assert!(trial.join("adapter-final/adapter_config.json").is_file());
+    assert!(trial
+        .join("adapter-final/adapter_model.safetensors")
+        .is_file());
+    assert!(trial.join("model-final/model.safetensors").is_file());
+
+    p.write("eval.toml", trainer);
+    let metrics = |args: &[&str]| -> serde_json::Map<String, serde_json::Value> {
+        let out = p.run(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        let event: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("one result line");
+        event["metrics"].as_object().unwrap().clone()
+    };
+    let adapter = trial.join("adapter-final");
+    let merged = trial.join("model-final");
+    let (adapter, merged) = (adapter.to_str().unwrap(), merged.to_str().unwrap());
+    let on_named_base = metrics(&["eval", adapter, "--config", "eval.toml", "--out", "a"]);
+    let on_given_base = metrics(&[
+        "eval",
+        adapter,
+        "--base",
+        "tiny",
+        "--config",
+        "eval.toml",
+        "--out",
+        "b",
+    ]);
+    let from_merged = metrics(&["eval", merged, "--config", "eval.toml", "--out", "c"]);
+    assert_eq!(on_named_base, on_given_base);
+    for (name, value) in &from_merged {
+        let a = on_named_base[name].as_f64().unwrap();
+        let m = value.as_f64().unwrap();
+        assert!(
+            (a - m).abs() <= 1e-6 * m.abs().max(1.0),
+            "{name}: adapter {a}, merged {m}"
+        );
+        let stored: f64 = row[&format!("metric_{name}")].parse().unwrap();
+        assert!(
+            (stored - m).abs() <= 1e-6 * m.abs().max(1.0),
+            "{name}: trial {stored}, merged {m}"
+        );
+    }
+
+    // An adapter whose base is not here is refused with the key and what to do.
+    let moved = p.path().join("moved");
+    std::fs::create_dir(&moved).unwrap();
+    let from = trial.join("adapter-final");
+    std::fs::copy(
+        from.join("adapter_model.safetensors"),
+        moved.join("adapter_model.safetensors"),
+    )
+    .unwrap();
+    let written = std::fs::read_to_string(from.join("adapter_config.json")).unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&written).unwrap();
+    config["base_model_name_or_path"] = "org/some-hub-model".into();
+    std::fs::write(moved.join("adapter_config.json"), config.to_string()).unwrap();
+    let out = p.run(&["eval", "moved", "--config", "eval.toml"]);
+    let err = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        err.contains("base_model_name_or_path") && err.contains("--base DIR"),
+        "{err}"
+    );
+}

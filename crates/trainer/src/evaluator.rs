@@ -19,8 +19,11 @@ use crate::trial::{judge, TrialError};
 /// What `sweep eval` evaluates, and where its answers go.
 #[derive(Debug, Clone)]
 pub struct EvalInputs {
-    /// The checkpoint directory.
+    /// The checkpoint directory, or a PEFT adapter directory (its base is `base`, or the
+    /// one its `adapter_config.json` names).
     pub model: PathBuf,
+    /// The checkpoint an adapter directory adapts, when not the one it names.
+    pub base: Option<PathBuf>,
     /// The `[trainer]` settings (paths resolved); its model, alignment and `save` are
     /// ignored: the directory is evaluated as it is.
     pub trainer: TrainerConfig,
@@ -38,8 +41,10 @@ pub fn evaluate_checkpoint(
     let mut config = inputs.trainer;
     // A trial's `[trainer.model] max_seq` holds for the directory it saved; the default else.
     let max_seq = config.model.hf().map_or(HF_MAX_SEQ, |h| h.max_seq);
+    // An adapter is evaluated on its base, merged: the base's tokenizer and template.
+    let base = crate::hf::peft::adapter_base(&inputs.model, inputs.base.as_deref())?;
     config.model = ModelSource::Hf(HfSource {
-        dir: inputs.model.clone(),
+        dir: base.clone().unwrap_or_else(|| inputs.model.clone()),
         max_seq,
     });
     config.align = None;
@@ -52,11 +57,27 @@ pub fn evaluate_checkpoint(
         config.judge_timeout,
     );
     let setup = Setup::new(config)?;
-    report(TrialReport::Note(format!(
-        "loading {}",
-        inputs.model.display()
-    )));
-    let model = crate::hf::load(&inputs.model, Some(max_seq), &selected.device)?.model;
+    let model = match &base {
+        None => {
+            report(TrialReport::Note(format!(
+                "loading {}",
+                inputs.model.display()
+            )));
+            crate::hf::load(&inputs.model, Some(max_seq), &selected.device)?.model
+        }
+        Some(base) => {
+            report(TrialReport::Note(format!(
+                "loading {} with the adapter {}",
+                base.display(),
+                inputs.model.display()
+            )));
+            let model = crate::hf::load(base, Some(max_seq), &selected.device)?.model;
+            let arch = model.arch().clone();
+            let adapters = crate::hf::peft::load_adapter(&inputs.model, &arch, &selected.device)?;
+            report(TrialReport::Note(adapters.spec().to_string()));
+            model.with_adapters(adapters).merged()
+        }
+    };
     let evaluation = evaluate(&model, &setup, &selected.device);
     let judged = judge(judge_of.as_ref(), evaluation)?;
     if let Some(out) = &inputs.out {

@@ -20,8 +20,12 @@ use crate::output::say;
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// A Hugging Face model directory (config.json, safetensors, tokenizer.json,
-    /// tokenizer_config.json), as transformers, TRL or `[trainer] save` write them.
+    /// tokenizer_config.json), as transformers, TRL or `[trainer] save` write them; or a PEFT
+    /// LoRA adapter directory (adapter_config.json), evaluated merged into its base.
     model: PathBuf,
+    /// The checkpoint an adapter directory adapts (default: its base_model_name_or_path).
+    #[arg(long, value_name = "DIR")]
+    base: Option<PathBuf>,
     /// A grid file whose `[trainer]` table says what to evaluate with (prompts, keywords,
     /// judge, benchmarks, max_new_tokens); its model and alignment are ignored. Default: the
     /// running sweep's table ($SWEEP_TRAINER) inside a trial, the built-in settings outside.
@@ -94,6 +98,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
         .unwrap_or_else(|| PathBuf::from("."));
     let inputs = EvalInputs {
         model: args.model,
+        base: args.base,
         trainer,
         out: Some(out),
         cuda_visible: std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default(),

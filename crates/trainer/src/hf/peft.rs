@@ -98,6 +98,34 @@ pub fn save_adapter(adapters: &Adapters, base: &Path, out: &Path) -> Result<(), 
     std::fs::rename(&partial, out).map_err(|e| HfError::io(out, e))
 }
 
+/// The checkpoint a PEFT adapter directory adapts: `base` when given, else the adapter's
+/// `base_model_name_or_path` (relative paths are read from the current directory). `None`
+/// when `dir` is no adapter directory.
+pub fn adapter_base(dir: &Path, base: Option<&Path>) -> Result<Option<PathBuf>, HfError> {
+    let config_path = dir.join(CONFIG);
+    if !config_path.is_file() {
+        return Ok(None);
+    }
+    if let Some(base) = base {
+        return Ok(Some(base.to_path_buf()));
+    }
+    let config: Value = read_json(&config_path)?;
+    match config["base_model_name_or_path"].as_str() {
+        Some(named) if Path::new(named).join("config.json").is_file() => {
+            Ok(Some(PathBuf::from(named)))
+        }
+        named => Err(HfError::Config {
+            path: config_path,
+            key: "base_model_name_or_path".into(),
+            message: format!(
+                "{} is not a checkpoint directory here (sweep downloads nothing); pass the \
+                 base checkpoint's directory with --base DIR",
+                named.map_or("null".to_string(), |n| format!("{n:?}"))
+            ),
+        }),
+    }
+}
+
 /// Reads PEFT's adapter directory `dir` as adapters for a model of `arch` on `device`.
 pub fn load_adapter(dir: &Path, arch: &Arch, device: &Device) -> Result<Adapters, HfError> {
     let config_path = dir.join(CONFIG);
