@@ -14,13 +14,9 @@ use sweep_trainer::generate::{generate_ids, Tokens};
 use sweep_trainer::hf;
 use sweep_trainer::Device;
 
-fn numbers(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array()
-        .expect("an array")
-        .iter()
-        .map(|x| x.as_f64().expect("a number"))
-        .collect()
-}
+#[path = "support/numbers.rs"]
+mod numbers;
+use numbers::numbers;
 
 #[test]
 #[ignore = "needs scripts/hf-parity (torch and transformers)"]

@@ -10,9 +10,13 @@ use sweep_trainer::batch::{loss, make_batch};
 use sweep_trainer::ema::Ema;
 use sweep_trainer::lora::{parse_targets, LoraSpec};
 use sweep_trainer::model::{Lm, ModelConfig};
-use sweep_trainer::tokenizer::{encode_example, Encoded};
+use sweep_trainer::tokenizer::Encoded;
 use sweep_trainer::train::{train, Mix, OptimConfig, RunShape, Trainer};
 use sweep_trainer::{cpu_device, Device};
+
+#[path = "support/examples.rs"]
+mod examples;
+use examples::examples;
 
 fn tiny() -> ModelConfig {
     ModelConfig {
@@ -46,18 +50,6 @@ fn base_and_lora(device: &Device, targets: &str) -> (Lm, Lm) {
     let base = seeded(3, device, || tiny().init(device));
     let lora = seeded(4, device, || base.clone().with_lora(&spec(targets), device));
     (base, lora)
-}
-
-fn examples() -> Vec<Encoded> {
-    [
-        ("Say hi", "hi"),
-        ("Say yes", "yes"),
-        ("Say no", "no"),
-        ("Count", "one two"),
-    ]
-    .iter()
-    .map(|(p, r)| encode_example(p, r, 96))
-    .collect()
 }
 
 fn optim() -> OptimConfig {

@@ -7,9 +7,13 @@ use sweep_trainer::batch::{loss, make_batch};
 use sweep_trainer::ema::{interpolate, Ema};
 use sweep_trainer::generate::generate;
 use sweep_trainer::model::{KvCache, Lm, ModelConfig};
-use sweep_trainer::tokenizer::{encode_example, encode_prompt, Encoded};
+use sweep_trainer::tokenizer::{encode_prompt, Encoded};
 use sweep_trainer::train::{train, Mix, OptimConfig, RunShape, Trainer};
 use sweep_trainer::{cpu_device, Device};
+
+#[path = "support/examples.rs"]
+mod examples;
+use examples::examples;
 
 fn tiny() -> ModelConfig {
     ModelConfig {
@@ -36,18 +40,6 @@ fn optim(lr: f64) -> OptimConfig {
         lr,
         ..OptimConfig::default()
     }
-}
-
-fn examples() -> Vec<Encoded> {
-    [
-        ("Say hi", "hi"),
-        ("Say yes", "yes"),
-        ("Say no", "no"),
-        ("Count", "one two"),
-    ]
-    .iter()
-    .map(|(p, r)| encode_example(p, r, 96))
-    .collect()
 }
 
 fn run(seed: u64, steps: usize, device: &Device) -> (Vec<f64>, f32) {

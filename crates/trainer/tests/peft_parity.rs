@@ -20,13 +20,9 @@ use sweep_trainer::tokenizer::Encoded;
 use sweep_trainer::train::{Mix, OptimConfig, RunShape, Schedule, Trainer};
 use sweep_trainer::Device;
 
-fn numbers(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array()
-        .expect("an array")
-        .iter()
-        .map(|x| x.as_f64().expect("a number"))
-        .collect()
-}
+#[path = "support/numbers.rs"]
+mod numbers;
+use numbers::numbers;
 
 #[test]
 #[ignore = "needs scripts/peft-parity (torch, transformers and peft)"]
