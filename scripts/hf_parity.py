@@ -1,7 +1,8 @@
 """Writes tiny random Hugging Face checkpoints with transformers' own reference outputs, for
 tests/hf_parity.rs (sweep's forward pass and greedy decoding against transformers'):
 
-    python scripts/hf_parity.py OUT_DIR      # run by scripts/hf-parity, in .venv-torch
+    python scripts/hf_parity.py OUT_DIR                # run by scripts/hf-parity, in .venv-torch
+    python scripts/hf_parity.py check-saved OUT_DIR    # after it: what sweep saved, in transformers
 
 Each OUT_DIR/<name>/ is a model directory as save_pretrained writes it (plus a byte-level
 tokenizer and a ChatML template, which the loader requires) and reference.json: the input
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import torch
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
-from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
-                          Qwen2ForCausalLM)
+from transformers import (AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Phi3Config,
+                          Phi3ForCausalLM, Qwen2Config, Qwen2ForCausalLM)
 
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content']"
@@ -60,6 +61,11 @@ CASES = {
     "mistral-window": lambda: MistralForCausalLM(
         MistralConfig(**COMMON, tie_word_embeddings=False, rope_theta=1000000.0, sliding_window=64)
     ),
+    # Fused qkv_proj and gate_up_proj, a sliding window, untied.
+    "phi3-fused": lambda: Phi3ForCausalLM(
+        Phi3Config(**COMMON, tie_word_embeddings=False, rope_theta=10000.0, sliding_window=64,
+                   pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    ),
 }
 
 
@@ -99,10 +105,11 @@ def smollm2(out, model_dir):
 
 
 def saved_by_sweep(directory):
-    """A directory sweep saved (tests/smollm2.rs: two fine-tuning steps, then save_weights)
-    loads in transformers and gives the logits sweep computed."""
+    """A directory sweep saved (tests/smollm2.rs: two fine-tuning steps, then save_weights;
+    tests/hf_parity.rs: each tiny checkpoint as loaded) loads in transformers and gives the
+    logits sweep computed."""
     reference = json.loads((directory / "sweep-logits.json").read_text())
-    model = LlamaForCausalLM.from_pretrained(directory, dtype=torch.float32, attn_implementation="eager").eval()
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32, attn_implementation="eager").eval()
     with torch.no_grad():
         logits = model(torch.tensor([reference["ids"]])).logits[0].flatten()
     worst = (logits - torch.tensor(reference["logits"])).abs().max().item()
@@ -147,5 +154,17 @@ def main(out, smollm2_dir=None, saved=None):
         print(f"{target}: {sum(p.numel() for p in model.parameters()):,} parameters")
 
 
+def check_saved(out):
+    """Every tiny checkpoint sweep saved again (tests/hf_parity.rs) loads in transformers."""
+    saved = sorted(Path(out).glob("*/saved-by-sweep"))
+    if len(saved) < len(CASES):
+        sys.exit(f"{out}: {len(saved)} directories saved by sweep, {len(CASES)} expected")
+    for directory in saved:
+        saved_by_sweep(directory)
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    if sys.argv[1:2] == ["check-saved"]:
+        check_saved(sys.argv[2])
+    else:
+        main(*sys.argv[1:])

@@ -38,6 +38,7 @@ fn qwen25_05b() -> Arch {
         o_bias: false,
         mlp_bias: false,
         tied: true,
+        fused: false,
         max_seq: 256,
     }
 }

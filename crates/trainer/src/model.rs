@@ -62,6 +62,7 @@ impl ModelConfig {
             o_bias: false,
             mlp_bias: false,
             tied: false,
+            fused: false,
             max_seq: self.max_seq,
         }
     }
@@ -102,6 +103,9 @@ pub struct Arch {
     pub mlp_bias: bool,
     /// The output head is the token embedding (no `lm_head` weights of its own).
     pub tied: bool,
+    /// The checkpoint stores q, k and v as one `qkv_proj` and gate and up as one
+    /// `gate_up_proj` (Phi-3): split at load, fused again at save; the model is the same.
+    pub fused: bool,
     /// Longest sequence the model is run on.
     pub max_seq: usize,
 }

@@ -39,8 +39,10 @@ struct ConfigFile {
     max_position_embeddings: Option<usize>,
     #[serde(default)]
     use_sliding_window: bool,
-    /// Mistral's attention window (`null`: none).
+    /// Mistral's and Phi-3's attention window (`null`: none).
     sliding_window: Option<usize>,
+    /// Phi-3's share of each head that RoPE rotates (1: all of it).
+    partial_rotary_factor: Option<f64>,
 }
 
 fn default_eps() -> f64 {
@@ -63,6 +65,9 @@ pub enum Family {
     /// earlier positions; sweep runs it within one window (its context is capped there), where
     /// the window hides nothing and the forward pass is Llama's.
     Mistral,
+    /// `Phi3ForCausalLM`: Llama's blocks with fused `qkv_proj` and `gate_up_proj` weights
+    /// (split at load, fused again at save), run within its sliding window as Mistral is.
+    Phi3,
 }
 
 impl Family {
@@ -72,6 +77,7 @@ impl Family {
             Family::Llama => "LlamaForCausalLM",
             Family::Qwen2 => "Qwen2ForCausalLM",
             Family::Mistral => "MistralForCausalLM",
+            Family::Phi3 => "Phi3ForCausalLM",
         }
     }
 }
@@ -151,7 +157,20 @@ pub fn read_config(path: &Path) -> Result<HfConfig, HfError> {
     let rope = rope(&file).map_err(|(key, message)| bad(key, message))?;
     let qwen = family == Family::Qwen2;
     let mut max_seq = file.max_position_embeddings.unwrap_or(2048);
-    if family == Family::Mistral {
+    // Top level in transformers 4, inside `rope_parameters` in 5.
+    let partial = file.partial_rotary_factor.or_else(|| {
+        file.rope_parameters
+            .as_ref()
+            .and_then(|p| p.get("partial_rotary_factor"))
+            .and_then(|v| v.as_f64())
+    });
+    if let Some(factor) = partial.filter(|f| *f != 1.0) {
+        return Err(bad(
+            "partial_rotary_factor",
+            format!("{factor}: RoPE on part of each head is not supported (only 1.0)"),
+        ));
+    }
+    if matches!(family, Family::Mistral | Family::Phi3) {
         match file.sliding_window {
             Some(0) => return Err(bad("sliding_window", "must be positive".into())),
             // Within one window nothing is hidden: the context is capped at it.
@@ -175,6 +194,7 @@ pub fn read_config(path: &Path) -> Result<HfConfig, HfError> {
             o_bias: !qwen && file.attention_bias,
             mlp_bias: !qwen && file.mlp_bias,
             tied: file.tie_word_embeddings,
+            fused: family == Family::Phi3,
             max_seq,
         },
     })
@@ -186,18 +206,19 @@ fn family(file: &ConfigFile) -> Result<Family, (&'static str, String)> {
         Some([one]) if one == "LlamaForCausalLM" => Ok(Family::Llama),
         Some([one]) if one == "Qwen2ForCausalLM" => Ok(Family::Qwen2),
         Some([one]) if one == "MistralForCausalLM" => Ok(Family::Mistral),
+        Some([one]) if one == "Phi3ForCausalLM" => Ok(Family::Phi3),
         Some(other) => Err((
             "architectures",
             format!(
                 "{other:?} is not supported; sweep runs LlamaForCausalLM, \
-                 Qwen2ForCausalLM and MistralForCausalLM checkpoints"
+                 Qwen2ForCausalLM, MistralForCausalLM and Phi3ForCausalLM checkpoints"
             ),
         )),
         None => Err((
             "architectures",
             format!(
                 "missing (model_type {:?}); sweep runs LlamaForCausalLM, \
-                 Qwen2ForCausalLM and MistralForCausalLM checkpoints",
+                 Qwen2ForCausalLM, MistralForCausalLM and Phi3ForCausalLM checkpoints",
                 file.model_type.as_deref().unwrap_or("unknown")
             ),
         )),
@@ -329,6 +350,23 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("sliding_window"));
+    }
+
+    #[test]
+    fn phi3_is_fused_windowed_and_rotates_whole_heads() {
+        let json = SMOL
+            .replace("LlamaForCausalLM", "Phi3ForCausalLM")
+            .replace("\"hidden_act\"", "\"sliding_window\": 2047, \"hidden_act\"");
+        let c = read(&json).unwrap();
+        assert_eq!(c.family, Family::Phi3);
+        assert!(c.arch.fused);
+        assert_eq!(c.arch.max_seq, 2047);
+        let partial = json.replace(
+            "\"rope_theta\": 100000.0",
+            "\"rope_parameters\": {\"rope_theta\": 10000.0, \"partial_rotary_factor\": 0.75}",
+        );
+        let err = read(&partial).unwrap_err().to_string();
+        assert!(err.contains("partial_rotary_factor"), "{err}");
     }
 
     #[test]

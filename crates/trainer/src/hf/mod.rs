@@ -7,6 +7,7 @@
 mod chat;
 mod config;
 pub mod fixture;
+mod fused;
 pub mod peft;
 mod weights;
 

@@ -94,7 +94,14 @@ pub fn load_weights(dir: &Path, arch: &Arch, device: &Device) -> Result<Lm, HfEr
         .collect();
     let mut applied = HashSet::new();
     for file in files {
-        let mut store = SafetensorsStore::from_file(&file)
+        let store = match arch.fused {
+            false => SafetensorsStore::from_file(&file),
+            true => {
+                let bytes = std::fs::read(&file).map_err(|e| HfError::io(&file, e))?;
+                SafetensorsStore::from_bytes(Some(super::fused::split(&bytes, arch, &file)?))
+            }
+        };
+        let mut store = store
             .with_from_adapter(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32)))
             .with_key_remapping(r"^model\.", "")
             .allow_partial(true);
@@ -220,12 +227,20 @@ pub fn expected_tensors(arch: &Arch) -> Vec<(String, Vec<usize>)> {
                 all.push((format!("model.layers.{i}.{name}.bias"), vec![out]));
             }
         };
-        linear("self_attn.q_proj", q, d, arch.qkv_bias);
-        linear("self_attn.k_proj", kv, d, arch.qkv_bias);
-        linear("self_attn.v_proj", kv, d, arch.qkv_bias);
+        if arch.fused {
+            linear("self_attn.qkv_proj", q + 2 * kv, d, arch.qkv_bias);
+        } else {
+            linear("self_attn.q_proj", q, d, arch.qkv_bias);
+            linear("self_attn.k_proj", kv, d, arch.qkv_bias);
+            linear("self_attn.v_proj", kv, d, arch.qkv_bias);
+        }
         linear("self_attn.o_proj", d, q, arch.o_bias);
-        linear("mlp.gate_proj", ff, d, arch.mlp_bias);
-        linear("mlp.up_proj", ff, d, arch.mlp_bias);
+        if arch.fused {
+            linear("mlp.gate_up_proj", 2 * ff, d, arch.mlp_bias);
+        } else {
+            linear("mlp.gate_proj", ff, d, arch.mlp_bias);
+            linear("mlp.up_proj", ff, d, arch.mlp_bias);
+        }
         linear("mlp.down_proj", d, ff, arch.mlp_bias);
         for norm in ["input_layernorm", "post_attention_layernorm"] {
             all.push((format!("model.layers.{i}.{norm}.weight"), vec![d]));
@@ -380,13 +395,23 @@ fn tensor_error(file: &Path, error: &burn::store::ApplyError) -> HfError {
 /// orientation, so transformers (and whatever reads its directories) loads them.
 pub fn save_weights(model: &Lm, dir: &Path) -> Result<PathBuf, HfError> {
     let path = dir.join(SINGLE);
-    let mut store = SafetensorsStore::from_file(&path)
-        .with_to_adapter(BurnToPyTorchAdapter)
-        .with_key_remapping(r"^(embed_tokens|layers|norm)", "model.$1");
-    model.save_into(&mut store).map_err(|e| HfError::Weights {
+    let failed = |e: &dyn std::fmt::Display| HfError::Weights {
         path: path.clone(),
         message: e.to_string(),
-    })?;
+    };
+    let store = match model.arch().fused {
+        false => SafetensorsStore::from_file(&path),
+        true => SafetensorsStore::from_bytes(None),
+    };
+    let mut store = store
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .with_key_remapping(r"^(embed_tokens|layers|norm)", "model.$1");
+    model.save_into(&mut store).map_err(|e| failed(&e))?;
+    if model.arch().fused {
+        let bytes = store.get_bytes().map_err(|e| failed(&e))?;
+        let fused = super::fused::fuse(&bytes, model.arch(), &path)?;
+        std::fs::write(&path, fused).map_err(|e| HfError::io(&path, e))?;
+    }
     Ok(path)
 }
 
@@ -418,6 +443,7 @@ mod tests {
                 o_bias: bias,
                 mlp_bias: bias,
                 tied,
+                fused: false,
                 max_seq: 32,
             };
             let model = arch.init(&Device::flex());
