@@ -1,6 +1,7 @@
 """transformers (eager, fp32, CPU) on the SmolLM2 directory scripts/smollm2 writes, with the
 shapes and token ids of crates/trainer/benches/smollm2.rs: one AdamW step on a 4 x 128-token
-batch, and greedy generation of 32 tokens for 8 prompts of 24 tokens. Prints medians.
+batch, fully and with PEFT LoRA (r 8, all seven projections), and greedy generation of 32
+tokens for 8 prompts of 24 tokens. Prints medians.
 
     python scripts/bench_smollm2.py MODEL_DIR [RUNS]
 """
@@ -48,10 +49,34 @@ def main(model_dir, runs="5"):
         if run > 0:
             times.append(time.perf_counter() - start)
     step = statistics.median(times)
+    del optimizer
+
+    # LoRA r 8, alpha 16, on all seven projections (PEFT): the same batch and step.
+    from peft import LoraConfig, get_peft_model
+    model = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
+                                             target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
+                                                             "gate_proj", "up_proj", "down_proj"]))
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    times = []
+    for run in range(runs + 1):
+        start = time.perf_counter()
+        logits = model(batch[:, :-1]).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        if run > 0:
+            times.append(time.perf_counter() - start)
+    lora_step = statistics.median(times)
     print(json.dumps({
         "impl": f"transformers {__import__('transformers').__version__} eager, torch {torch.__version__} cpu ({torch.get_num_threads()} threads)",
         "runs": runs,
         "train_step_s": step,
+        "lora_step_s": lora_step,
         "generate_s": generation,
         "generate_tokens_per_s": 8 * 32 / generation,
     }))

@@ -1,5 +1,5 @@
-//! SmolLM2-135M-Instruct on sweep's trainer: one AdamW step on a fixed 4 × 128-token batch,
-//! and batched greedy generation (8 prompts of 24 tokens, 32 new tokens each, KV cache).
+//! SmolLM2-135M-Instruct on sweep's trainer: one AdamW step on a fixed 4 × 128-token batch
+//! (every weight, then LoRA r 8 on all seven projections), and batched greedy generation (8 prompts of 24 tokens, 32 new tokens each, KV cache).
 //! The same shapes and token ids as `scripts/bench_smollm2.py` (transformers, eager), so
 //! `scripts/bench-smollm2` puts the two side by side. Prints medians.
 //!
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use sweep_trainer::device::Backend;
 use sweep_trainer::generate::{generate_ids, Tokens};
 use sweep_trainer::hf;
+use sweep_trainer::lora::{parse_targets, LoraSpec};
 use sweep_trainer::tokenizer::Encoded;
 use sweep_trainer::train::{Mix, OptimConfig, RunShape, Trainer};
 
@@ -92,12 +93,37 @@ fn main() {
         }
     }
     let step = median(times);
+    drop(trainer);
+
+    // LoRA r 8, α 16, on all seven projections: the same batch and step.
+    let spec = LoraSpec {
+        rank: 8,
+        alpha: 16.0,
+        targets: parse_targets("all").expect("targets"),
+        ..LoraSpec::default()
+    };
+    let model = hf::load(&dir, Some(256), &ad)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .model
+        .with_lora(&spec, &ad);
+    let lora_optim = OptimConfig { lr: 1e-4, ..optim };
+    let mut trainer = Trainer::new(model, &ad, &mix, shape, &lora_optim, 0);
+    let mut times = Vec::new();
+    for run in 0..=runs {
+        let start = Instant::now();
+        trainer.advance();
+        if run > 0 {
+            times.push(start.elapsed());
+        }
+    }
+    let lora_step = median(times);
     println!(
         "{}",
         serde_json::json!({
             "impl": format!("sweep {}", selected.name),
             "runs": runs,
             "train_step_s": step,
+            "lora_step_s": lora_step,
             "generate_s": generation,
             "generate_tokens_per_s": 8.0 * 32.0 / generation,
         })
