@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use dispatcher::{preflight, run_sweep};
-pub use executor::{check_tables, CliError, ExecutorKind};
+pub use executor::{check_table_names, check_tables, CliError, ExecutorKind};
 pub use gpus::{parse_nvidia_smi, GpuPool, GpuRequest};
 pub use oom::SPLIT_VAR;
 pub use process::{alive, processes_marked};

@@ -91,6 +91,11 @@ pub async fn run(db: &str, args: RunArgs) -> anyhow::Result<i32> {
     let grid = match Grid::load(&args.grid) {
         Ok(grid) => grid,
         Err(e) => {
+            // A misspelt table explains the complaints that follow from it: name it instead.
+            let e = std::fs::read_to_string(&args.grid)
+                .ok()
+                .and_then(|text| sweep_scheduler::check_table_names(&args.grid, &text).err())
+                .unwrap_or(e);
             say!("error: {e}");
             return Ok(exit_codes::ERROR);
         }

@@ -133,6 +133,19 @@ impl Grid {
     }
 }
 
+impl Grid {
+    /// The top-level tables of a grid file besides core's own, with their lines (what
+    /// [`Grid::other_tables`] holds once the file parses): read alone, so that a misspelt
+    /// table can be named before the complaints it causes (a `[grids]` leaves `{lr}` naming
+    /// no parameter).
+    pub fn top_level_tables(
+        path: &Path,
+        source: &str,
+    ) -> Result<BTreeMap<String, usize>, GridError> {
+        other_tables(&Checker { path, source })
+    }
+}
+
 /// The top-level tables other than [`TABLES`], with their lines; any other top-level key
 /// (a value outside every table) is refused, as it belongs to nobody.
 fn other_tables(c: &Checker<'_>) -> Result<BTreeMap<String, usize>, GridError> {

@@ -7,15 +7,17 @@
 //!
 //! Adding an executor is one file implementing the two traits (and reading its own grid
 //! table, if it has settings), and one line each in [`ExecutorKind`], [`with_executor!`],
-//! [`clean_up_orphan`] and [`check_tables`]: nothing else in the scheduler, the store, core
-//! or the CLI knows the executors' names.
+//! [`clean_up_orphan`], `EXECUTOR_TABLES` and [`check_tables`]: nothing else in the
+//! scheduler, the store, core or the CLI knows the executors' names.
 
 mod local;
 #[cfg(test)]
 pub(crate) mod scripted;
 mod slurm;
 
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::Path;
 
 use sweep_core::{Grid, GridError};
 use sweep_store::Orphan;
@@ -159,22 +161,39 @@ pub(crate) async fn clean_up_orphan<E: Executor>(
     }
 }
 
+/// The tables the executors read (`[slurm]`).
+const EXECUTOR_TABLES: [&str; 1] = [slurm::TABLE];
+
 /// Checks the executors' tables of `grid` (every top-level table core leaves to them, read
 /// whichever executor runs it, so a mistake in `[slurm]` is found on the laptop too) and that
 /// no table is left that no executor reads.
 pub fn check_tables(grid: &Grid) -> Result<(), GridError> {
-    let claimed = [slurm::TABLE];
+    unclaimed(&grid.path, &grid.other_tables)?;
     slurm::SlurmSpec::from_grid(grid)?;
-    match grid.other_tables.iter().find(|(name, _)| !claimed.contains(&name.as_str())) {
+    Ok(())
+}
+
+/// [`check_tables`]' refusal of a table nobody reads, for a grid file that does not parse:
+/// a misspelt table is the cause to name first.
+pub fn check_table_names(path: &Path, source: &str) -> Result<(), GridError> {
+    unclaimed(path, &Grid::top_level_tables(path, source)?)
+}
+
+/// The first of `tables` that no executor reads, as an error at its line.
+fn unclaimed(path: &Path, tables: &BTreeMap<String, usize>) -> Result<(), GridError> {
+    match tables
+        .iter()
+        .find(|(name, _)| !EXECUTOR_TABLES.contains(&name.as_str()))
+    {
         None => Ok(()),
         Some((name, &line)) => Err(GridError {
-            path: grid.path.clone(),
+            path: path.to_path_buf(),
             position: Some((line, 1)),
             key: name.clone(),
             message: "unknown table: no part of sweep reads it".into(),
             help: Some(format!(
                 "check the spelling; a grid's tables are [sweep], [grid], [[zip]], [[exclude]], [fixed], [trainer] and the executors': {}",
-                claimed.map(|t| format!("[{t}]")).join(", ")
+                EXECUTOR_TABLES.map(|t| format!("[{t}]")).join(", ")
             )),
         }),
     }

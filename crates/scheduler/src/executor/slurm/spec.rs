@@ -80,6 +80,7 @@ impl SlurmSpec {
             None => Ok(SlurmSpec::default()),
             Some(raw) => raw.check(|span, key, message| {
                 GridError::at(&grid.path, &grid.source, Some(span), key, message)
+                    .help("docs/cluster.md lists the [slurm] table's keys and values")
             }),
         }
     }
