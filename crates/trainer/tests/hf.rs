@@ -211,10 +211,10 @@ fn malformed_checkpoints_are_refused_by_file_and_key_or_tensor() {
     }
 
     let dir = fresh("arch");
-    edit_config(&dir, "architectures", json!(["MistralForCausalLM"]));
+    edit_config(&dir, "architectures", json!(["GemmaForCausalLM"]));
     let e = refusal(&dir);
     assert!(
-        e.contains("config.json") && e.contains("architectures") && e.contains("Mistral"),
+        e.contains("config.json") && e.contains("architectures") && e.contains("Gemma"),
         "{e}"
     );
 
