@@ -19,6 +19,25 @@ def token(i, j):
     return (i * 7919 + j * 104729) % 48000 + 100
 
 
+def step_time(model, trainable, lr, batch, runs):
+    """The median time of `runs` AdamW steps (clipped to norm 1) of `trainable`, after one
+    to warm up, every next token a target."""
+    model.train()
+    optimizer = torch.optim.AdamW(trainable, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    times = []
+    for run in range(runs + 1):
+        start = time.perf_counter()
+        logits = model(batch[:, :-1]).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        if run > 0:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def main(model_dir, runs="5"):
     runs = int(runs)
     model = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager").eval()
@@ -34,22 +53,8 @@ def main(model_dir, runs="5"):
             times.append(time.perf_counter() - start)
     generation = statistics.median(times)
 
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     batch = torch.tensor([[token(i, j) for j in range(129)] for i in range(4)])
-    times = []
-    for run in range(runs + 1):
-        start = time.perf_counter()
-        logits = model(batch[:, :-1]).logits
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad()
-        if run > 0:
-            times.append(time.perf_counter() - start)
-    step = statistics.median(times)
-    del optimizer
+    step = step_time(model, list(model.parameters()), 1e-5, batch, runs)
 
     # LoRA r 8, alpha 16, on all seven projections (PEFT): the same batch and step.
     from peft import LoraConfig, get_peft_model
@@ -57,21 +62,7 @@ def main(model_dir, runs="5"):
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
                                              target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
                                                              "gate_proj", "up_proj", "down_proj"]))
-    model.train()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
-    times = []
-    for run in range(runs + 1):
-        start = time.perf_counter()
-        logits = model(batch[:, :-1]).logits
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
-        optimizer.zero_grad()
-        if run > 0:
-            times.append(time.perf_counter() - start)
-    lora_step = statistics.median(times)
+    lora_step = step_time(model, [p for p in model.parameters() if p.requires_grad], 1e-4, batch, runs)
     print(json.dumps({
         "impl": f"transformers {__import__('transformers').__version__} eager, torch {torch.__version__} cpu ({torch.get_num_threads()} threads)",
         "runs": runs,

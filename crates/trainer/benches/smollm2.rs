@@ -27,6 +27,19 @@ fn median(mut xs: Vec<Duration>) -> f64 {
     xs[xs.len() / 2].as_secs_f64()
 }
 
+/// The median time of `runs` optimizer steps of `trainer`, after one to warm up.
+fn step_time(mut trainer: Trainer<'_>, runs: usize) -> f64 {
+    let mut times = Vec::new();
+    for run in 0..=runs {
+        let start = Instant::now();
+        trainer.advance();
+        if run > 0 {
+            times.push(start.elapsed());
+        }
+    }
+    median(times)
+}
+
 fn main() {
     let name = std::env::var("SWEEP_BENCH_BACKEND").unwrap_or_else(|_| "flex".into());
     let backend: Backend = serde_json::from_value(serde_json::Value::String(name.clone()))
@@ -83,17 +96,7 @@ fn main() {
         warmup: 0,
         ..OptimConfig::default()
     };
-    let mut trainer = Trainer::new(model, &ad, &mix, shape, &optim, 0);
-    let mut times = Vec::new();
-    for run in 0..=runs {
-        let start = Instant::now();
-        trainer.advance();
-        if run > 0 {
-            times.push(start.elapsed());
-        }
-    }
-    let step = median(times);
-    drop(trainer);
+    let step = step_time(Trainer::new(model, &ad, &mix, shape, &optim, 0), runs);
 
     // LoRA r 8, α 16, on all seven projections: the same batch and step.
     let spec = LoraSpec {
@@ -107,16 +110,7 @@ fn main() {
         .model
         .with_lora(&spec, &ad);
     let lora_optim = OptimConfig { lr: 1e-4, ..optim };
-    let mut trainer = Trainer::new(model, &ad, &mix, shape, &lora_optim, 0);
-    let mut times = Vec::new();
-    for run in 0..=runs {
-        let start = Instant::now();
-        trainer.advance();
-        if run > 0 {
-            times.push(start.elapsed());
-        }
-    }
-    let lora_step = median(times);
+    let lora_step = step_time(Trainer::new(model, &ad, &mix, shape, &lora_optim, 0), runs);
     println!(
         "{}",
         serde_json::json!({
