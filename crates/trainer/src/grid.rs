@@ -134,15 +134,7 @@ pub fn check_grid(grid: &Grid, expansion: &Expansion, workdir: &Path) -> Result<
             error,
         };
         let spec = TrialSpec::from_params(&json).map_err(point)?;
-        if let Some(lora) = &spec.lora {
-            lora.check_rank(|t| arch.projection_dims(t))
-                .map_err(|message| {
-                    point(TrialParamError {
-                        name: "lora_rank".into(),
-                        message,
-                    })
-                })?;
-        }
+        spec.check_model(&arch).map_err(point)?;
     }
     Ok(())
 }

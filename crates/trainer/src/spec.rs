@@ -230,6 +230,18 @@ impl TrialSpec {
     }
 }
 
+impl TrialSpec {
+    /// Refuses what the model's shapes rule out: a LoRA rank above a targeted projection's
+    /// width. Checked by `sweep run` for every grid point and by the trial itself.
+    pub fn check_model(&self, arch: &crate::model::Arch) -> Result<(), TrialParamError> {
+        let Some(lora) = &self.lora else {
+            return Ok(());
+        };
+        lora.check_rank(|t| arch.projection_dims(t))
+            .map_err(|message| bad("lora_rank", message))
+    }
+}
+
 /// The LoRA parameters: checked for `method = "lora"`; on a full point each must be absent
 /// or say "none" (rank 0), since it would change nothing there and a grid that crosses them
 /// with `method` would run the same full fine-tuning once per LoRA value.

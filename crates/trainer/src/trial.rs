@@ -243,11 +243,7 @@ pub fn run_trial(
     let start = match &spec.lora {
         None => base.clone(),
         Some(lora) => {
-            lora.check_rank(|t| base.arch().projection_dims(t))
-                .map_err(|message| crate::spec::TrialParamError {
-                    name: "lora_rank".into(),
-                    message,
-                })?;
+            spec.check_model(base.arch())?;
             device.seed(spec.seed);
             base.clone().with_lora(lora, device)
         }
