@@ -495,6 +495,18 @@ impl Lm {
         self.lora.as_ref()
     }
 
+    /// The file a trial checkpoint of this model is written to and read back from. A LoRA
+    /// model's holds its adapters only: the frozen base is the trial's starting model, which
+    /// the checkpoint's fingerprint pins, so writing it again at every checkpoint (the whole
+    /// 7 B base for an adapter of a few megabytes) would only cost time and disk.
+    pub fn checkpoint_store(&self, path: &std::path::Path) -> burn::store::BurnpackStore {
+        let store = burn::store::BurnpackStore::from_file(path);
+        match self.lora {
+            Some(_) => store.with_regex(r"^lora\.").allow_partial(true),
+            None => store,
+        }
+    }
+
     /// The adapters folded into the weights they sit beside (`W + scale · A B`), leaving a
     /// plain model: what is evaluated (no adapter products in generation) and saved as a
     /// Hugging Face directory. A model without adapters is returned as it is.

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::store::ModuleSnapshot;
 use burn::tensor::FloatDType;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -276,9 +276,9 @@ impl<'a> Trainer<'a> {
     /// Writes the model, optimizer state and sampler position into `dir` (which must exist).
     pub fn save(&self, dir: &Path) -> Result<(), CheckpointError> {
         let model_path = dir.join("model.bpk");
-        self.model()
-            .valid()
-            .save_into(&mut BurnpackStore::from_file(&model_path))
+        let model = self.model().valid();
+        model
+            .save_into(&mut model.checkpoint_store(&model_path))
             .map_err(|e| CheckpointError::at(&model_path, e))?;
         let optim_path = dir.join("optimizer.bpk");
         self.optimizer
@@ -317,8 +317,9 @@ impl<'a> Trainer<'a> {
         };
         let model_path = dir.join("model.bpk");
         let mut model = init();
+        let mut store = model.checkpoint_store(&model_path);
         model
-            .load_from(&mut BurnpackStore::from_file(&model_path))
+            .load_from(&mut store)
             .map_err(|e| CheckpointError::at(&model_path, e))?;
         let optim_path = dir.join("optimizer.bpk");
         let optimizer = std::mem::replace(&mut self.optimizer, AdamWConfig::new().init());

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::prelude::*;
-use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::store::ModuleSnapshot;
 use serde_json::{json, Map, Value};
 
 use crate::answers::{forget_answers, record_answers, record_benchmarks, AnswersError, Point};
@@ -354,8 +354,9 @@ fn resume(
             for (i, shadow) in shadows.iter_mut().enumerate() {
                 let path = dir.join(format!("ema-{i}.bpk"));
                 let mut model = start.clone();
+                let mut store = model.checkpoint_store(&path);
                 model
-                    .load_from(&mut BurnpackStore::from_file(&path))
+                    .load_from(&mut store)
                     .map_err(|e| CheckpointError::at(&path, e))?;
                 *shadow = Ema::from_shadow(model, shadow.decay);
             }
@@ -585,10 +586,10 @@ fn save_checkpoint(
     trainer.save(&partial)?;
     for (i, shadow) in shadows.iter().enumerate() {
         let path = partial.join(format!("ema-{i}.bpk"));
-        shadow
-            .shadow()
+        let model = shadow.shadow();
+        model
             .clone()
-            .save_into(&mut BurnpackStore::from_file(&path))
+            .save_into(&mut model.checkpoint_store(&path))
             .map_err(|e| err(&path, &e))?;
     }
     let meta = json!({"fingerprint": fingerprint, "step": trainer.step(), "reported": done});

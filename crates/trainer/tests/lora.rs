@@ -236,13 +236,23 @@ fn a_lora_checkpoint_continues_exactly_and_keeps_no_state_for_the_base() {
     let mut full = Trainer::new(base, &ad, &mix, SHAPE, &optim(), 9);
     full.advance();
     full.save(full_dir.path()).unwrap();
-    let size = |d: &std::path::Path| std::fs::metadata(d.join("optimizer.bpk")).unwrap().len();
+    let size = |d: &std::path::Path, file| std::fs::metadata(d.join(file)).unwrap().len();
     let (adapters, frozen) = weights(&start);
-    let (lora_state, full_state) = (size(dir.path()), size(full_dir.path()));
+    let state = |d| size(d, "optimizer.bpk");
+    let (lora_state, full_state) = (state(dir.path()), state(full_dir.path()));
     assert!(
         lora_state * 2 < full_state,
         "optimizer state: LoRA {lora_state} B, full {full_state} B \
          ({} adapter weights, {} frozen)",
+        adapters.len(),
+        frozen.len()
+    );
+    // Nor does it write the base again: the weights file holds the adapters (4 bytes each,
+    // and the file's index), the starting model supplies the rest on restore.
+    let lora_weights = size(dir.path(), "model.bpk");
+    assert!(
+        lora_weights < 4 * adapters.len() as u64 + 16_384 && lora_weights < frozen.len() as u64,
+        "checkpoint weights: {lora_weights} B for {} adapter weights ({} frozen)",
         adapters.len(),
         frozen.len()
     );
