@@ -3,12 +3,12 @@
     python scripts/peft_parity.py write OUT_DIR   # tiny checkpoints, PEFT adapters, references
     python scripts/peft_parity.py check OUT_DIR   # what sweep saved, loaded by PEFT and transformers
 
-scripts/peft-parity runs all three in .venv-torch (Llama, Qwen2 and Mistral shapes).
+scripts/peft-parity runs all three in .venv-torch (Llama, Qwen2, Mistral and Phi-3 shapes).
 
 `write` makes, for each architecture, OUT_DIR/<name>/: the base checkpoint (save_pretrained,
 plus a byte-level tokenizer and a ChatML template, which sweep's loader requires), `adapter/`
-(a PEFT LoRA adapter on all seven projections with random A *and* B, so the adapters change
-the logits), `grads/` (the adapter's gradients of the mean next-token loss on one sequence,
+(a PEFT LoRA adapter on every projection (Phi-3's four, two of them fused) with random A
+*and* B, so the adapters change the logits), `grads/` (the adapter's gradients of the mean next-token loss on one sequence,
 unclipped, written as an adapter), `stepped/` (the adapter after one AdamW step with clipping
 and weight decay on that loss) and reference.json (PEFT's logits with the adapter,
 the step's loss and its settings).
@@ -28,12 +28,14 @@ import torch.nn.functional as F
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import save_file
 from transformers import (AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
-                          Qwen2Config, Qwen2ForCausalLM)
+                          Phi3Config, Phi3ForCausalLM, Qwen2Config, Qwen2ForCausalLM)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hf_parity import COMMON, tokenizer_files  # noqa: E402
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# Phi-3 fuses q, k, v and gate, up: PEFT adapts the fused modules as wholes.
+FUSED_TARGETS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
 RANK, ALPHA = 4, 8
 STEP = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.1, "grad_clip": 1.0}
 IDS = [256, 5, 17, 99, 42, 7, 250, 3, 64, 128, 11, 257, 256, 1, 2]
@@ -46,6 +48,10 @@ CASES = {
     "mistral-window": lambda: MistralForCausalLM(
         MistralConfig(**COMMON, tie_word_embeddings=False, rope_theta=1000000.0, sliding_window=64)
     ),
+    "phi3-fused": lambda: Phi3ForCausalLM(
+        Phi3Config(**COMMON, tie_word_embeddings=False, rope_theta=10000.0, sliding_window=64,
+                   pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    ),
 }
 
 
@@ -57,7 +63,8 @@ def write(out):
         model = make().eval()
         model.save_pretrained(target)
         tokenizer_files(target)
-        config = LoraConfig(r=RANK, lora_alpha=ALPHA, lora_dropout=0.0, target_modules=TARGETS,
+        targets = FUSED_TARGETS if name.startswith("phi3") else TARGETS
+        config = LoraConfig(r=RANK, lora_alpha=ALPHA, lora_dropout=0.0, target_modules=targets,
                             init_lora_weights=False, task_type="CAUSAL_LM")
         # init_lora_weights=False draws B as well as A, so the adapter changes the logits.
         peft = get_peft_model(model, config)

@@ -479,18 +479,10 @@ fn evaluate_points(
         let out = dir.join(format!("model-{name}"));
         crate::hf::save(&model_at(decay), &hf.dir, &out)?;
         (context.report)(TrialReport::Note(format!("saved {}", out.display())));
-        match unmerged_at(decay).adapters() {
-            // PEFT adapts Phi-3's fused modules as wholes, which separate q, k and v
-            // adapters are not.
-            Some(_) if context.base.arch().fused => (context.report)(TrialReport::Note(
-                "no PEFT adapter directory for fused projections (Phi-3): the merged model is saved".into(),
-            )),
-            Some(adapters) => {
-                let out = dir.join(format!("adapter-{name}"));
-                crate::hf::peft::save_adapter(adapters, &hf.dir, &out)?;
-                (context.report)(TrialReport::Note(format!("saved {}", out.display())));
-            }
-            None => {}
+        if let Some(adapters) = unmerged_at(decay).adapters() {
+            let out = dir.join(format!("adapter-{name}"));
+            crate::hf::peft::save_adapter(adapters, context.base.arch(), &hf.dir, &out)?;
+            (context.report)(TrialReport::Note(format!("saved {}", out.display())));
         }
         Ok(())
     };
