@@ -7,15 +7,18 @@ use burn::tensor::{FloatDType, Int, TensorData};
 use crate::model::Lm;
 use crate::tokenizer::{Encoded, PAD};
 
-/// Inputs, next-token targets and the loss mask of a batch.
+/// Inputs and the predictions that count in a batch.
 #[derive(Debug, Clone)]
 pub struct Batch {
     /// `[batch, seq]` input tokens.
     pub inputs: Tensor<2, Int>,
-    /// `[batch, seq]` the token each position should predict.
-    pub targets: Tensor<2, Int>,
-    /// `[batch, seq]` 1 where the prediction counts (response tokens), else 0.
-    pub mask: Tensor<2>,
+    /// `[n]` the positions whose next token counts (response tokens), flattened
+    /// (`row · seq + i`); the padding and the prompt are left out.
+    pub positions: Tensor<1, Int>,
+    /// `[n]` the token each of those positions should predict.
+    pub labels: Tensor<1, Int>,
+    /// How many predictions count (`n`, or 0 where `positions` holds one placeholder).
+    pub count: usize,
 }
 
 /// Pads examples to the longest one; position `i` predicts token `i + 1`.
@@ -28,31 +31,147 @@ pub fn make_batch(examples: &[&Encoded], device: &Device) -> Batch {
         .max(1);
     let n = examples.len();
     let mut inputs = vec![PAD as i64; n * seq];
-    let mut targets = vec![PAD as i64; n * seq];
-    let mut mask = vec![0f32; n * seq];
+    let (mut positions, mut labels) = (Vec::new(), Vec::new());
     for (row, e) in examples.iter().enumerate() {
         for i in 0..e.tokens.len().saturating_sub(1) {
             inputs[row * seq + i] = e.tokens[i] as i64;
-            targets[row * seq + i] = e.tokens[i + 1] as i64;
-            mask[row * seq + i] = if e.target[i + 1] { 1.0 } else { 0.0 };
+            if e.target[i + 1] {
+                positions.push((row * seq + i) as i64);
+                labels.push(e.tokens[i + 1] as i64);
+            }
         }
     }
+    let count = positions.len();
+    if count == 0 {
+        // One placeholder, weighted 0 by `loss`, so the loss still has a graph to follow.
+        positions.push(0);
+        labels.push(PAD as i64);
+    }
+    let vector = |v: Vec<i64>| Tensor::from_data(TensorData::new(v.clone(), [v.len()]), device);
     Batch {
         inputs: Tensor::from_data(TensorData::new(inputs, [n, seq]), device),
-        targets: Tensor::from_data(TensorData::new(targets, [n, seq]), device),
-        mask: Tensor::from_data(TensorData::new(mask, [n, seq]), device),
+        positions: vector(positions),
+        labels: vector(labels),
+        count,
     }
 }
 
-/// Mean cross-entropy over the masked positions, and the number of such positions.
+/// Mean cross-entropy over the predicted positions, and their number.
+///
+/// Only those positions reach the output head: on instruction data most positions are the
+/// prompt and padding, and over SmolLM2's 49,152-token vocabulary the head and its softmax
+/// were a fifth of the step's arithmetic at every position. Each row's logits are the ones
+/// the whole sequence's forward pass gives.
 pub fn loss(model: &Lm, batch: &Batch) -> (Tensor<1>, Tensor<1>) {
+    let hidden = model.hidden(batch.inputs.clone());
+    let [rows, seq, width] = hidden.dims();
+    let picked_rows = hidden
+        .reshape([rows * seq, width])
+        .select(0, batch.positions.clone());
     // The softmax and the loss in fp32 whatever the model computes in (as autocast does).
-    let logits = model.forward(batch.inputs.clone()).cast(FloatDType::F32);
-    let log_probs = log_softmax(logits, 2);
-    let picked: Tensor<2> = log_probs
-        .gather(2, batch.targets.clone().unsqueeze_dim(2))
-        .squeeze_dim(2);
-    let count = batch.mask.clone().sum();
-    let total = (picked * batch.mask.clone()).sum().neg();
-    (total / count.clone().clamp_min(1.0), count)
+    let logits = model.head(picked_rows).cast(FloatDType::F32);
+    let picked: Tensor<1> = log_softmax(logits, 1)
+        .gather(1, batch.labels.clone().unsqueeze_dim(1))
+        .squeeze_dim(1);
+    let device = picked.device();
+    let total = picked.sum().neg();
+    let mean = match batch.count {
+        0 => total.mul_scalar(0.0),
+        n => total.div_scalar(n as f64),
+    };
+    (mean, Tensor::from_floats([batch.count as f32], &device))
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::optim::GradientsParams;
+
+    use super::*;
+
+    /// The loss over every position's logits, masked: what `loss` computed before it took
+    /// the head at the predicted positions only.
+    fn masked_over_all_positions(model: &Lm, examples: &[&Encoded], device: &Device) -> Tensor<1> {
+        let batch = make_batch(examples, device);
+        let [rows, seq] = batch.inputs.dims();
+        let (mut targets, mut mask) = (vec![0i64; rows * seq], vec![0f32; rows * seq]);
+        for (row, e) in examples.iter().enumerate() {
+            for i in 0..e.tokens.len() - 1 {
+                targets[row * seq + i] = i64::from(e.tokens[i + 1]);
+                mask[row * seq + i] = if e.target[i + 1] { 1.0 } else { 0.0 };
+            }
+        }
+        let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [rows, seq]), device);
+        let mask = Tensor::<2>::from_data(TensorData::new(mask, [rows, seq]), device);
+        let picked: Tensor<2> = log_softmax(model.forward(batch.inputs), 2)
+            .gather(2, targets.unsqueeze_dim(2))
+            .squeeze_dim(2);
+        (picked * mask.clone()).sum().neg() / mask.sum()
+    }
+
+    struct Grads<'a>(&'a GradientsParams, Vec<f32>);
+
+    impl ModuleVisitor for Grads<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.0.get::<D>(param.id) {
+                self.1.extend(g.into_data().convert::<f32>().iter::<f32>());
+            }
+        }
+    }
+
+    /// Taking the head at the predicted positions only gives the loss, and every gradient,
+    /// of the whole sequence's logits masked to those positions.
+    #[test]
+    fn the_loss_at_predicted_positions_is_the_masked_loss_over_all() {
+        let device = crate::cpu_device();
+        let ad = device.clone().autodiff();
+        device.seed(11);
+        let model = crate::model::ModelConfig::default()
+            .arch()
+            .init(&device)
+            .to_device(&ad)
+            .train();
+        // A prompt (not predicted), a response, and a shorter example padded after it.
+        let long = Encoded {
+            tokens: vec![5, 9, 14, 3, 22, 7, 30, 2],
+            target: vec![false, false, false, true, true, true, true, true],
+        };
+        let short = Encoded {
+            tokens: vec![8, 4, 19, 2],
+            target: vec![false, false, true, true],
+        };
+        let examples = [&long, &short];
+        let (mean, count) = loss(&model, &make_batch(&examples, &ad));
+        let reference = masked_over_all_positions(&model, &examples, &ad);
+        assert_eq!(count.into_scalar::<f32>(), 7.0);
+        let (a, b) = (
+            mean.clone().into_scalar::<f32>(),
+            reference.clone().into_scalar::<f32>(),
+        );
+        assert!((a - b).abs() < 1e-6, "{a} against {b}");
+        let grads = |t: Tensor<1>| {
+            let g = GradientsParams::from_grads(t.backward(), &model);
+            let mut visit = Grads(&g, Vec::new());
+            model.visit(&mut visit);
+            visit.1
+        };
+        let (ours, theirs) = (grads(mean), grads(reference));
+        assert_eq!(ours.len(), theirs.len());
+        let worst = ours
+            .iter()
+            .zip(&theirs)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-6, "gradients differ by {worst}");
+
+        // A batch that predicts nothing has loss 0, and a graph backward can follow.
+        let prompt_only = Encoded {
+            tokens: vec![5, 9, 14],
+            target: vec![false; 3],
+        };
+        let (mean, count) = loss(&model, &make_batch(&[&prompt_only], &ad));
+        assert_eq!(count.into_scalar::<f32>(), 0.0);
+        assert_eq!(mean.clone().into_scalar::<f32>(), 0.0);
+        assert!(grads(mean).iter().all(|g| *g == 0.0));
+    }
 }

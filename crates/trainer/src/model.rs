@@ -547,7 +547,26 @@ impl Lm {
         logits
     }
 
+    /// The last block's output, normed: what the output head reads at each position. The
+    /// training loss takes it at the predicted positions only ([`Lm::head`]).
+    pub fn hidden(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        self.hidden_from(tokens, &mut None)
+    }
+
+    /// The output head: hidden states (any leading shape) to logits over the vocabulary.
+    pub fn head<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        match &self.lm_head {
+            Some(head) => head.forward(x),
+            // Tied: the embedding matrix `[vocab, d_model]` read as the output projection.
+            None => x.matmul(self.embed_tokens.weight.val().transpose().unsqueeze()),
+        }
+    }
+
     fn forward_from(&self, tokens: Tensor<2, Int>, cache: &mut Option<KvCache>) -> Tensor<3> {
+        self.head(self.hidden_from(tokens, cache))
+    }
+
+    fn hidden_from(&self, tokens: Tensor<2, Int>, cache: &mut Option<KvCache>) -> Tensor<3> {
         let arch = &self.arch;
         let [batch, seq] = tokens.dims();
         let start = cache.as_ref().map_or(0, |c| c.len);
@@ -624,12 +643,7 @@ impl Lm {
         if let Some(cache) = cache.as_mut() {
             cache.len = start + seq;
         }
-        let x = self.norm.forward(x);
-        match &self.lm_head {
-            Some(head) => head.forward(x),
-            // Tied: the embedding matrix `[vocab, d_model]` read as the output projection.
-            None => x.matmul(self.embed_tokens.weight.val().transpose().unsqueeze()),
-        }
+        self.norm.forward(x)
     }
 }
 
