@@ -1,6 +1,7 @@
 """transformers (eager, fp32, CPU) on the SmolLM2 directory scripts/smollm2 writes, with the
 shapes and token ids of crates/trainer/benches/smollm2.rs: one AdamW step on a 4 x 128-token
-batch, fully and with PEFT LoRA (r 8, all seven projections), and greedy generation of 32
+batch (every next token a target, then with a 64-token prompt left out), fully and with PEFT
+LoRA (r 8, all seven projections), and greedy generation of 32
 tokens for 8 prompts of 24 tokens. Prints medians.
 
     python scripts/bench_smollm2.py MODEL_DIR [RUNS]
@@ -19,16 +20,23 @@ def token(i, j):
     return (i * 7919 + j * 104729) % 48000 + 100
 
 
-def step_time(model, trainable, lr, batch, runs):
+PROMPT = 64
+
+
+def step_time(model, trainable, lr, batch, runs, prompt=0):
     """The median time of `runs` AdamW steps (clipped to norm 1) of `trainable`, after one
-    to warm up, every next token a target."""
+    to warm up, every next token a target but those of the first `prompt` positions (left
+    out with -100, as transformers' Trainer leaves out a prompt: its head still runs there)."""
     model.train()
     optimizer = torch.optim.AdamW(trainable, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     times = []
     for run in range(runs + 1):
         start = time.perf_counter()
         logits = model(batch[:, :-1]).logits
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+        labels = batch[:, 1:].clone()
+        labels[:, :prompt] = -100
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                                 ignore_index=-100)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
@@ -55,6 +63,7 @@ def main(model_dir, runs="5"):
 
     batch = torch.tensor([[token(i, j) for j in range(129)] for i in range(4)])
     step = step_time(model, list(model.parameters()), 1e-5, batch, runs)
+    instruction_step = step_time(model, list(model.parameters()), 1e-5, batch, runs, prompt=PROMPT)
 
     # LoRA r 8, alpha 16, on all seven projections (PEFT): the same batch and step.
     from peft import LoraConfig, get_peft_model
@@ -67,6 +76,7 @@ def main(model_dir, runs="5"):
         "impl": f"transformers {__import__('transformers').__version__} eager, torch {torch.__version__} cpu ({torch.get_num_threads()} threads)",
         "runs": runs,
         "train_step_s": step,
+        "instruction_step_s": instruction_step,
         "lora_step_s": lora_step,
         "generate_s": generation,
         "generate_tokens_per_s": 8 * 32 / generation,

@@ -1,5 +1,7 @@
 //! SmolLM2-135M-Instruct on sweep's trainer: one AdamW step on a fixed 4 × 128-token batch
-//! (every weight, then LoRA r 8 on all seven projections), and batched greedy generation (8 prompts of 24 tokens, 32 new tokens each, KV cache).
+//! (every weight, every next token a target; then the same with the first 64 positions a
+//! prompt the loss leaves out; then LoRA r 8 on all seven projections), and batched greedy
+//! generation (8 prompts of 24 tokens, 32 new tokens each, KV cache).
 //! The same shapes and token ids as `scripts/bench_smollm2.py` (transformers, eager), so
 //! `scripts/bench-smollm2` puts the two side by side. Prints medians.
 //!
@@ -18,6 +20,9 @@ use sweep_trainer::tokenizer::Encoded;
 use sweep_trainer::train::{Mix, OptimConfig, RunShape, Trainer};
 
 /// Token `j` of row `i` of the synthetic batches (the Python side computes the same).
+/// Positions of an instruction batch's prompt: their next tokens are not predicted.
+const PROMPT: usize = 64;
+
 fn token(i: usize, j: usize) -> u32 {
     ((i * 7919 + j * 104_729) % 48_000 + 100) as u32
 }
@@ -96,7 +101,25 @@ fn main() {
         warmup: 0,
         ..OptimConfig::default()
     };
-    let step = step_time(Trainer::new(model, &ad, &mix, shape, &optim, 0), runs);
+    let step = step_time(
+        Trainer::new(model.clone(), &ad, &mix, shape, &optim, 0),
+        runs,
+    );
+
+    // The same step on an instruction batch: the first 64 positions are the prompt, whose
+    // next tokens the loss leaves out, as fine-tuning on instruction data does.
+    let instruction: Vec<Encoded> = batch
+        .iter()
+        .map(|e| Encoded {
+            tokens: e.tokens.clone(),
+            target: (0..129).map(|j| j > PROMPT).collect(),
+        })
+        .collect();
+    let instruction_mix = Mix::new(vec![(&instruction, 1.0)]);
+    let instruction_step = step_time(
+        Trainer::new(model, &ad, &instruction_mix, shape, &optim, 0),
+        runs,
+    );
 
     // LoRA r 8, α 16, on all seven projections: the same batch and step.
     let spec = LoraSpec {
@@ -117,6 +140,7 @@ fn main() {
             "impl": format!("sweep {}", selected.name),
             "runs": runs,
             "train_step_s": step,
+            "instruction_step_s": instruction_step,
             "lora_step_s": lora_step,
             "generate_s": generation,
             "generate_tokens_per_s": 8.0 * 32.0 / generation,
