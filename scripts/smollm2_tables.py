@@ -1,7 +1,13 @@
-"""The SmolLM2 grid's table in docs/reproduction.md, from `sweep export smollm2-paper` (stdlib
-only): one row per configuration, each cell seed 0 / seed 1.
+"""The SmolLM2 tables of docs/reproduction.md, from `sweep export` files (stdlib only):
 
-    python3 scripts/smollm2_tables.py docs/results/smollm2-paper-trials.csv
+    python3 scripts/smollm2_tables.py paper docs/results/smollm2-paper-trials.csv
+    python3 scripts/smollm2_tables.py bases docs/results/smollm2-paper-trials.csv \\
+        docs/results/smollm2-bases-trials.csv
+    python3 scripts/smollm2_tables.py lora docs/results/smollm2-lora-trials.csv
+
+`paper`: one row per configuration, each cell seed 0 / seed 1. `bases`: the same rows, each
+cell base 0 seed 0 / base 0 seed 1 / base 1 seed 0. `lora`: one row per method and EMA decay
+(one seed).
 """
 
 import csv
@@ -16,24 +22,80 @@ ROWS = [
     ("lr 1e-4, 20 steps", "0.0001", "20", "0.0"),
     ("lr 1e-4, 20 steps, EMA 0.9", "0.0001", "20", "0.9"),
 ]
+LORA_ROWS = [
+    ("aligned model (steps 0)", "full", "0", "", "0", "0.0"),
+    ("full fine-tuning", "full", "0", "", "20", "0.0"),
+    ("full fine-tuning, EMA 0.9", "full", "0", "", "20", "0.9"),
+    ("LoRA r 8, attention", "lora", "8", "attention", "20", "0.0"),
+    ("LoRA r 8, attention, EMA 0.9", "lora", "8", "attention", "20", "0.9"),
+    ("LoRA r 64, attention", "lora", "64", "attention", "20", "0.0"),
+    ("LoRA r 64, attention, EMA 0.9", "lora", "64", "attention", "20", "0.9"),
+    ("LoRA r 8, all linear", "lora", "8", "all", "20", "0.0"),
+    ("LoRA r 8, all linear, EMA 0.9", "lora", "8", "all", "20", "0.9"),
+    ("LoRA r 64, all linear", "lora", "64", "all", "20", "0.0"),
+    ("LoRA r 64, all linear, EMA 0.9", "lora", "64", "all", "20", "0.9"),
+]
 
 
-def main(path):
-    rows = list(csv.DictReader(open(path)))
+def read(path):
+    return list(csv.DictReader(open(path)))
 
-    def cell(lr, steps, decay, seed, metric):
-        for r in rows:
-            if (float(r["param_learning_rate"]) == float(lr) and r["param_steps"] == steps
-                    and float(r["param_ema_decay"]) == float(decay) and r["param_seed"] == seed):
-                return f"{float(r['metric_' + metric]):.3f}"
-        return "?"
 
-    print("| | " + " | ".join(f"`{m}`" for m in METRICS) + " |")
-    print("|---" * (len(METRICS) + 1) + "|")
+def value(rows, metric, **want):
+    """The metric of the one trial whose parameters equal `want` (numbers compared as
+    numbers), to three decimals; "?" when no trial matches."""
+    def same(r, k, v):
+        have = r.get("param_" + k, "")
+        try:
+            return float(have) == float(v)
+        except ValueError:
+            return have == v
+    for r in rows:
+        if all(same(r, k, v) for k, v in want.items()):
+            return f"{float(r['metric_' + metric]):.3f}"
+    return "?"
+
+
+def header(metrics):
+    print("| | " + " | ".join(f"`{m}`" for m in metrics) + " |")
+    print("|---" * (len(metrics) + 1) + "|")
+
+
+def paper(path):
+    rows = read(path)
+    header(METRICS)
     for name, lr, steps, decay in ROWS:
-        cells = [f"{cell(lr, steps, decay, '0', m)} / {cell(lr, steps, decay, '1', m)}" for m in METRICS]
+        cells = []
+        for m in METRICS:
+            seeds = [value(rows, m, learning_rate=lr, steps=steps, ema_decay=decay, seed=s)
+                     for s in ("0", "1")]
+            cells.append(" / ".join(seeds))
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
+def bases(paper_path, bases_path):
+    first, second = read(paper_path), read(bases_path)
+    header(METRICS)
+    for name, lr, steps, decay in ROWS:
+        cells = []
+        for m in METRICS:
+            runs = [value(first, m, learning_rate=lr, steps=steps, ema_decay=decay, seed=s)
+                    for s in ("0", "1")]
+            runs.append("**" + value(second, m, learning_rate=lr, steps=steps,
+                                     ema_decay=decay) + "**")
+            cells.append(" / ".join(runs))
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+def lora(path):
+    rows = read(path)
+    header(METRICS)
+    for name, method, rank, targets, steps, decay in LORA_ROWS:
+        want = dict(method=method, lora_rank=rank, steps=steps, ema_decay=decay)
+        if targets:
+            want["lora_targets"] = targets
+        print(f"| {name} | " + " | ".join(value(rows, m, **want) for m in METRICS) + " |")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    {"paper": paper, "bases": bases, "lora": lora}[sys.argv[1]](*sys.argv[2:])
