@@ -445,17 +445,7 @@ mod tests {
             targets: crate::lora::parse_targets("q,v,down").unwrap(),
             ..LoraSpec::default()
         };
-        let mut adapters =
-            Adapters::init(&spec, arch.n_layers, |t| arch.projection_dims(t), &device);
-        for layer in &mut adapters.layers {
-            let lora = layer.slot(Target::Down).as_mut().unwrap();
-            let shape = lora.b.val().dims();
-            lora.b = burn::module::Param::from_tensor(Tensor::random(
-                shape,
-                Distribution::Normal(0.0, 1.0),
-                &device,
-            ));
-        }
+        let adapters = random_adapters(&arch, &spec, &device);
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("adapter");
         save_adapter(&adapters, &arch, Path::new("models/base"), &out).unwrap();
@@ -493,7 +483,10 @@ mod tests {
         );
     }
 
-    fn random_b(adapters: &mut Adapters, device: &Device) {
+    /// Adapters of `spec` for `arch` whose B is drawn too (PEFT's init leaves it zero), so
+    /// each has a delta to compare.
+    fn random_adapters(arch: &Arch, spec: &LoraSpec, device: &Device) -> Adapters {
+        let mut adapters = Adapters::init(spec, arch.n_layers, |t| arch.projection_dims(t), device);
         for layer in &mut adapters.layers {
             for target in Target::ALL {
                 if let Some(lora) = layer.slot(target).as_mut() {
@@ -506,6 +499,7 @@ mod tests {
                 }
             }
         }
+        adapters
     }
 
     fn max_diff(a: Tensor<2>, b: Tensor<2>) -> f32 {
@@ -531,9 +525,7 @@ mod tests {
                 rslora,
                 ..LoraSpec::default()
             };
-            let mut adapters =
-                Adapters::init(&spec, arch.n_layers, |t| arch.projection_dims(t), &device);
-            random_b(&mut adapters, &device);
+            let adapters = random_adapters(&arch, &spec, &device);
             let dir = tempfile::tempdir().unwrap();
             let out = dir.path().join("adapter");
             save_adapter(&adapters, &arch, Path::new("models/phi3"), &out).unwrap();
@@ -578,9 +570,7 @@ mod tests {
             targets: crate::lora::parse_targets("q,v").unwrap(),
             ..LoraSpec::default()
         };
-        let mut adapters =
-            Adapters::init(&spec, arch.n_layers, |t| arch.projection_dims(t), &device);
-        random_b(&mut adapters, &device);
+        let adapters = random_adapters(&arch, &spec, &device);
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("adapter");
         save_adapter(&adapters, &arch, Path::new("models/base"), &out).unwrap();
