@@ -1,9 +1,10 @@
 //! Peak memory of training, full fine-tuning against LoRA (ranks 8 and 64, attention only and
 //! every linear layer), on a model with Qwen2.5-0.5B's shapes and random weights (built here
 //! from its config.json's numbers; nothing is downloaded). Each case runs in a process of its
-//! own (this program again), takes two AdamW steps on a batch of 2 × 256 tokens (the second
-//! with the optimizer state in place) and reports its peak resident memory (`VmHWM`) and its
-//! step time; docs/performance.md has the numbers.
+//! own (this program again), with and without activation checkpointing, takes two AdamW
+//! steps on a batch of 2 × 256 tokens (the second with the optimizer state in place) and
+//! reports its peak resident memory (`VmHWM`) and its step time; docs/performance.md has the
+//! numbers.
 //!
 //! `cargo bench -p sweep-trainer --bench lora_memory` (about 10 GB for the full case).
 
@@ -43,12 +44,35 @@ fn qwen25_05b() -> Arch {
     }
 }
 
-const CASES: [(&str, Option<(usize, &str)>); 5] = [
-    ("full fine-tuning", None),
-    ("LoRA r 8, attention", Some((8, "attention"))),
-    ("LoRA r 64, attention", Some((64, "attention"))),
-    ("LoRA r 8, all linear", Some((8, "all"))),
-    ("LoRA r 64, all linear", Some((64, "all"))),
+/// Each case's name, its LoRA rank and targets (none: full fine-tuning), and whether the
+/// backward pass recomputes activations (`grad_checkpoint`).
+const CASES: [(&str, Option<(usize, &str)>, bool); 10] = [
+    ("full fine-tuning", None, false),
+    ("LoRA r 8, attention", Some((8, "attention")), false),
+    ("LoRA r 64, attention", Some((64, "attention")), false),
+    ("LoRA r 8, all linear", Some((8, "all")), false),
+    ("LoRA r 64, all linear", Some((64, "all")), false),
+    ("full fine-tuning, checkpointing", None, true),
+    (
+        "LoRA r 8, attention, checkpointing",
+        Some((8, "attention")),
+        true,
+    ),
+    (
+        "LoRA r 64, attention, checkpointing",
+        Some((64, "attention")),
+        true,
+    ),
+    (
+        "LoRA r 8, all linear, checkpointing",
+        Some((8, "all")),
+        true,
+    ),
+    (
+        "LoRA r 64, all linear, checkpointing",
+        Some((64, "all")),
+        true,
+    ),
 ];
 
 /// The process's peak resident memory, in MiB.
@@ -64,7 +88,7 @@ fn peak_mib() -> f64 {
 
 /// One case, in this process: prints `peak_mib step_s trainable`.
 fn run_case(index: usize) {
-    let (_, lora) = CASES[index];
+    let (_, lora, checkpointing) = CASES[index];
     let device = sweep_trainer::cpu_device();
     let ad = device.clone().autodiff();
     device.seed(0);
@@ -110,7 +134,8 @@ fn run_case(index: usize) {
         shape,
         &OptimConfig::default(),
         0,
-    );
+    )
+    .checkpointing(checkpointing);
     trainer.advance();
     let start = Instant::now();
     trainer.advance();
@@ -134,7 +159,7 @@ fn main() {
     println!("|---|---|---|---|---|");
     let exe = std::env::current_exe().expect("this program");
     let mut full = None;
-    for (index, (name, _)) in CASES.iter().enumerate() {
+    for (index, (name, _, _)) in CASES.iter().enumerate() {
         let out = Command::new(&exe)
             .env("SWEEP_LORA_MEMORY_CASE", index.to_string())
             .output()

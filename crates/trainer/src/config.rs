@@ -21,6 +21,9 @@ pub struct TrainerConfig {
     pub backend: Backend,
     /// `bf16`: fine-tune in bf16 with fp32 weights on a GPU (fp32 on the CPU).
     pub precision: Precision,
+    /// Recompute cheap activations in the backward pass instead of keeping them: less
+    /// memory for long sequences, the same gradients ([`crate::recompute`]).
+    pub grad_checkpoint: bool,
     /// The model: the built-in miniature's sizes, or a Hugging Face checkpoint
     /// (`[trainer.model]`).
     pub model: ModelSource,
@@ -190,6 +193,7 @@ impl Default for TrainerConfig {
         TrainerConfig {
             backend: Backend::Flex,
             precision: Precision::Fp32,
+            grad_checkpoint: false,
             model: ModelSource::default(),
             base_steps: 4000,
             base_lr: 3e-3,

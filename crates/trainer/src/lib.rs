@@ -42,6 +42,7 @@ pub mod lora;
 pub mod model;
 pub mod precision;
 pub mod progress;
+pub mod recompute;
 pub mod report;
 pub mod setup;
 pub mod sizes;

@@ -15,6 +15,7 @@ use crate::batch::{loss, make_batch};
 use crate::clip::clip_global_norm;
 use crate::model::Lm;
 use crate::precision::{compute_copy, grads_to_f32};
+use crate::recompute;
 use crate::tokenizer::Encoded;
 
 /// How the learning rate moves over the run.
@@ -146,6 +147,8 @@ pub struct Trainer<'a> {
     device: Device,
     /// The dtype of the forward and backward passes when not the weights' fp32.
     compute: Option<FloatDType>,
+    /// Recompute cheap activations in the backward pass ([`crate::recompute`]).
+    checkpointing: bool,
 }
 
 /// A checkpoint that cannot be written or read.
@@ -194,7 +197,15 @@ impl<'a> Trainer<'a> {
             optim: optim.clone(),
             device: device.clone(),
             compute: None,
+            checkpointing: false,
         }
+    }
+
+    /// Recomputes cheap activations in the backward pass instead of keeping them (see
+    /// [`crate::recompute`]): less memory, the same gradients.
+    pub fn checkpointing(mut self, on: bool) -> Trainer<'a> {
+        self.checkpointing = on;
+        self
     }
 
     /// Runs the forward and backward passes in `dtype` (bf16) on a copy of the fp32 weights,
@@ -244,8 +255,16 @@ impl<'a> Trainer<'a> {
         let mut step_loss = None;
         let working = self.compute.map(|dtype| compute_copy(&model, dtype));
         let forward = working.as_ref().unwrap_or(&model);
+        let tagged = self
+            .checkpointing
+            .then(|| recompute::checkpointed(forward.clone()));
+        let forward = tagged.as_ref().unwrap_or(forward);
+        let batch_device = match self.checkpointing {
+            true => recompute::device(&self.device),
+            false => self.device.clone(),
+        };
         for chunk in examples.chunks(micro) {
-            let batch = make_batch(chunk, &self.device);
+            let batch = make_batch(chunk, &batch_device);
             let (mean, _) = loss(forward, &batch);
             let tokens = chunk.iter().map(|e| e.predicted()).sum::<usize>();
             let part = mean.mul_scalar(tokens as f64 / batch_tokens as f64);
@@ -386,9 +405,14 @@ mod tests {
         assert_eq!(c.lr_at(50, 100), 1.0);
     }
 
-    /// Trains a small model on one repeated example, in fp32 or with `compute`; returns the
-    /// loss of every step and the dtype of the trained weights.
-    fn overfit(device: &Device, compute: Option<FloatDType>) -> (Vec<f64>, DType) {
+    /// Trains a small model on one repeated example, in fp32 or with `compute`, keeping or
+    /// recomputing activations; returns the loss of every step and the dtype of the trained
+    /// weights.
+    fn overfit(
+        device: &Device,
+        compute: Option<FloatDType>,
+        checkpointing: bool,
+    ) -> (Vec<f64>, DType) {
         let ad = device.clone().autodiff();
         ad.seed(3);
         let config = crate::model::ModelConfig {
@@ -410,17 +434,32 @@ mod tests {
             lr: 1e-2,
             ..OptimConfig::default()
         };
-        let mut trainer =
-            Trainer::new(config.init(&ad), &ad, &mix, shape, &optim, 0).computing_in(compute);
+        let mut trainer = Trainer::new(config.init(&ad), &ad, &mix, shape, &optim, 0)
+            .computing_in(compute)
+            .checkpointing(checkpointing);
         let losses = (0..30).map(|_| trainer.advance()).collect();
         let dtype = trainer.model().weights_dtype();
         (losses, dtype)
     }
 
+    /// Recomputing activations in the backward pass trains to the same losses, bit for bit,
+    /// in fp32 and on a bf16 working copy (whose weights are re-tagged every step).
+    #[test]
+    fn checkpointing_trains_to_the_same_losses() {
+        let device = crate::cpu_device();
+        for compute in [None, Some(FloatDType::BF16)] {
+            assert_eq!(
+                overfit(&device, compute, false),
+                overfit(&device, compute, true),
+                "{compute:?}"
+            );
+        }
+    }
+
     /// Mixed precision learns as fp32 does, and the weights it updates stay fp32.
     fn bf16_compute_learns_with_fp32_weights(device: &Device) {
-        let (fp32, fp32_weights) = overfit(device, None);
-        let (bf16, bf16_weights) = overfit(device, Some(FloatDType::BF16));
+        let (fp32, fp32_weights) = overfit(device, None, false);
+        let (bf16, bf16_weights) = overfit(device, Some(FloatDType::BF16), false);
         assert_eq!(fp32_weights, DType::F32);
         assert_eq!(bf16_weights, DType::F32);
         assert_ne!(fp32, bf16, "bf16 compute rounds differently");

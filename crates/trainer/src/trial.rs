@@ -250,8 +250,9 @@ pub fn run_trial(
     };
     let model = start.clone().to_device(&ad).train();
     let compute = setup.config.precision.compute_dtype(selected.gpu);
-    let mut trainer =
-        Trainer::new(model, &ad, &mix, shape, &spec.optim, spec.seed).computing_in(compute);
+    let mut trainer = Trainer::new(model, &ad, &mix, shape, &spec.optim, spec.seed)
+        .computing_in(compute)
+        .checkpointing(setup.config.grad_checkpoint);
     // One shadow per positive decay; feedback mode has exactly one, its own.
     let mut shadows: Vec<Ema> = plan
         .decays

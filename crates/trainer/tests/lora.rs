@@ -258,6 +258,24 @@ fn a_lora_checkpoint_continues_exactly_and_keeps_no_state_for_the_base() {
     );
 }
 
+/// Recomputing activations (`grad_checkpoint`) trains the adapters to the same losses.
+#[test]
+fn checkpointing_trains_the_adapters_to_the_same_losses() {
+    let device = cpu_device();
+    let ad = device.clone().autodiff();
+    let (_, start) = base_and_lora(&ad, "all");
+    let data = examples();
+    let mix = Mix::new(vec![(&data, 1.0)]);
+    let losses = |on: bool| {
+        let mut trainer =
+            Trainer::new(start.clone(), &ad, &mix, SHAPE, &optim(), 9).checkpointing(on);
+        (0..SHAPE.steps)
+            .map(|_| trainer.advance())
+            .collect::<Vec<f64>>()
+    };
+    assert_eq!(losses(false), losses(true));
+}
+
 /// Mixed precision trains on a working copy of the weights: a LoRA model's copy keeps its
 /// base frozen too (here the copy is fp32, the path bf16 takes on a GPU).
 #[test]
