@@ -939,6 +939,63 @@ fn compare_pairs_verdicts_by_seed_and_prompt() {
         assert!(out.status.success(), "{format}: {}", text(&out.stderr));
         assert!(text(&out.stdout).contains("unsafe"), "{format}");
     }
+    // Across sweeps (`--b-sweep`): B read in another sweep that evaluated the same prompts.
+    // Its steps-5 runs, with the same settings and seeds, give the verdicts the steps-10 runs
+    // reported here at step 5, so the comparison comes out as it did within one sweep; and a
+    // configuration may meet itself across two sweeps, with nothing to tell them apart. There
+    // the seed is fixed, here swept: replicates pair by value either way.
+    p.write(
+        "h.toml",
+        &format!(
+            "[sweep]\nname = \"h\"\n[grid]\nlearning_rate = [3e-2]\nsteps = [5]\n[fixed]\nseed = 0\n{TINY}"
+        ),
+    );
+    let out = p.run(&["run", "h.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let across = |a: &str| {
+        let out = p.run(&[
+            "compare",
+            "g",
+            a,
+            "learning_rate=3e-2,steps=5",
+            "--b-sweep",
+            "h",
+            "--format",
+            "json",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let within = compare(
+        "learning_rate=1e-3,steps=5,seed=0",
+        "learning_rate=3e-2,steps=5,seed=0",
+        "unsafe_rate",
+    );
+    let got = across("learning_rate=1e-3,steps=5");
+    for key in ["prompts", "only_a", "only_b", "difference", "p_value"] {
+        assert_eq!(got[key], within[key], "{key}: {got} against {within}");
+    }
+    assert_eq!(got["replicates"].as_array().unwrap().len(), 1, "{got}");
+    let itself = across("learning_rate=3e-2,steps=5");
+    assert_eq!(
+        (itself["only_a"].as_u64(), itself["only_b"].as_u64()),
+        (Some(0), Some(0)),
+        "{itself}"
+    );
+    let out = p.run(&[
+        "compare",
+        "g",
+        "learning_rate=1e-3,steps=5",
+        "learning_rate=3e-2,steps=5",
+        "--b-sweep",
+        "nosuch",
+    ]);
+    let err = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        err.contains("configuration B") && err.contains("nosuch"),
+        "{err}"
+    );
     // What cannot be compared says why.
     for (a, b, metric, needle) in [
         (

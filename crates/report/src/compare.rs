@@ -122,16 +122,19 @@ pub fn configuration(
     }
 }
 
-/// Splits completed `rows` into A's and B's configurations (each must be exactly one).
+/// A's configuration among `rows_a` and B's among `rows_b` (each must be exactly one): the
+/// same sweep's trials twice, or two sweeps' that evaluated the same prompts.
 pub fn sides(
-    rows: Vec<TrialRow>,
+    rows_a: &[TrialRow],
+    rows_b: &[TrialRow],
     a: (&str, &Filter),
     b: (&str, &Filter),
     replicate: &[String],
 ) -> Result<(Side, Side), CompareError> {
-    let a = configuration(&rows, "A", a, replicate)?;
-    let b = configuration(&rows, "B", b, replicate)?;
-    if a.params == b.params {
+    let a = configuration(rows_a, "A", a, replicate)?;
+    let b = configuration(rows_b, "B", b, replicate)?;
+    let sweep = |s: &Side| s.trials[0].sweep.clone();
+    if a.params == b.params && sweep(&a) == sweep(&b) {
         return Err(CompareError::Same(params_to_json(&a.params)));
     }
     Ok((a, b))

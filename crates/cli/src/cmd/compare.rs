@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use sweep_report::compare::{pair, render_comparison, sides};
-use sweep_report::{conditions, Filter};
-use sweep_store::Store;
+use sweep_report::{conditions, Condition, Filter, FixedParams, Stored};
+use sweep_store::{Store, TrialRow};
 
 use crate::exit_codes;
 use crate::location::default_trials_root;
@@ -24,6 +24,11 @@ pub struct CompareArgs {
     /// Configuration B, the same way.
     #[arg(value_name = "B")]
     b: String,
+    /// Read configuration B in this sweep instead: two sweeps that evaluated the same
+    /// prompts, e.g. a LoRA sweep against the full fine-tuning of another from the same
+    /// base. Trials pair by their replicate values, `[fixed]` ones included.
+    #[arg(long, value_name = "SWEEP")]
+    b_sweep: Option<String>,
     /// The rate compared: unsafe_rate, unsafe_rate_no_echo, complies_rate,
     /// over_refusal_rate, utility, JUDGE_unsafe_rate or a benchmark's NAME_acc /
     /// NAME_acc_norm, each also as val_ or test_ (one half of the prompts).
@@ -46,23 +51,25 @@ pub async fn run(db: &str, args: CompareArgs) -> anyhow::Result<i32> {
     let a = conditions(&args.a).with_context(|| format!("configuration A ({:?})", args.a))?;
     let b = conditions(&args.b).with_context(|| format!("configuration B ({:?})", args.b))?;
     let store = Store::open_read_only(db).await?;
-    let sweep = store.sweep(&args.name).await?;
-    let params = store.param_names(Some(sweep.id)).await?;
-    let metrics = store.metric_names(Some(sweep.id)).await?;
-    let filter_a = Filter::new(&a, &params, &metrics).context("configuration A")?;
-    let filter_b = Filter::new(&b, &params, &metrics).context("configuration B")?;
-    let mut rows = Vec::new();
-    store
-        .for_each_trial(Some(sweep.id), |row| {
-            if filter_a.keep(&row) || filter_b.keep(&row) {
-                rows.push(row);
-            }
-            true
-        })
-        .await?;
+    let (rows_a, filter_a) = matching(&store, &args.name, &a)
+        .await
+        .context("configuration A")?;
+    let (b_name, b_label) = match &args.b_sweep {
+        Some(other) => (other.as_str(), format!("{other}: {}", args.b)),
+        None => (args.name.as_str(), args.b.clone()),
+    };
+    let (rows_b, filter_b) = matching(&store, b_name, &b)
+        .await
+        .context("configuration B")?;
     store.close().await;
     let replicate = &args.replicate.names;
-    let (side_a, side_b) = sides(rows, (&args.a, &filter_a), (&args.b, &filter_b), replicate)?;
+    let (side_a, side_b) = sides(
+        &rows_a,
+        &rows_b,
+        (&args.a, &filter_a),
+        (&b_label, &filter_b),
+        replicate,
+    )?;
     let trials_root = args.trials_dir.unwrap_or_else(|| default_trials_root(db));
     let report = pair(
         &trials_root,
@@ -76,4 +83,33 @@ pub async fn run(db: &str, args: CompareArgs) -> anyhow::Result<i32> {
     render_comparison(&report, args.format, &mut out).context("cannot write the comparison")?;
     out.flush()?;
     Ok(exit_codes::OK)
+}
+
+/// The trials of sweep `name` that `conditions` select, each with the sweep's `[fixed]`
+/// values among its parameters (so replicates pair across sweeps that fix a seed and sweeps
+/// that sweep it), and the filter they were read with.
+async fn matching(
+    store: &Store,
+    name: &str,
+    conditions: &[Condition],
+) -> anyhow::Result<(Vec<TrialRow>, Filter)> {
+    let sweep = store.sweep(name).await?;
+    let fixed = FixedParams::load(store, Some(name)).await?;
+    let params = fixed.with_names(store.param_names(Some(sweep.id)).await?);
+    let metrics = store.metric_names(Some(sweep.id)).await?;
+    let filter = Filter::new(conditions, &params, &metrics)?;
+    let mut rows = Vec::new();
+    let stored = Stored {
+        store,
+        sweep_id: Some(sweep.id),
+        fixed: &fixed,
+        filter: &filter,
+    };
+    stored
+        .for_each(|row| {
+            rows.push(row);
+            true
+        })
+        .await?;
+    Ok((rows, filter))
 }
