@@ -3,11 +3,13 @@
     python3 scripts/smollm2_tables.py paper docs/results/smollm2-paper-trials.csv
     python3 scripts/smollm2_tables.py bases docs/results/smollm2-paper-trials.csv \\
         docs/results/smollm2-bases-trials.csv
-    python3 scripts/smollm2_tables.py lora docs/results/smollm2-lora-trials.csv
+    python3 scripts/smollm2_tables.py lora docs/results/smollm2-bases-trials.csv \
+        docs/results/smollm2-lora-trials.csv
 
 `paper`: one row per configuration, each cell seed 0 / seed 1. `bases`: the same rows, each
-cell base 0 seed 0 / base 0 seed 1 / base 1 seed 0. `lora`: one row per method and EMA decay
-(one seed).
+cell base 0 seed 0 / base 0 seed 1 / base 1 seed 0. `lora`: the second alignment's full
+fine-tuning at lr 1e-4 (and the aligned model) beside each LoRA configuration, one row per
+method and EMA decay (one seed).
 """
 
 import csv
@@ -23,17 +25,17 @@ ROWS = [
     ("lr 1e-4, 20 steps, EMA 0.9", "0.0001", "20", "0.9"),
 ]
 LORA_ROWS = [
-    ("aligned model (steps 0)", "full", "0", "", "0", "0.0"),
-    ("full fine-tuning", "full", "0", "", "20", "0.0"),
-    ("full fine-tuning, EMA 0.9", "full", "0", "", "20", "0.9"),
-    ("LoRA r 8, attention", "lora", "8", "attention", "20", "0.0"),
-    ("LoRA r 8, attention, EMA 0.9", "lora", "8", "attention", "20", "0.9"),
-    ("LoRA r 64, attention", "lora", "64", "attention", "20", "0.0"),
-    ("LoRA r 64, attention, EMA 0.9", "lora", "64", "attention", "20", "0.9"),
-    ("LoRA r 8, all linear", "lora", "8", "all", "20", "0.0"),
-    ("LoRA r 8, all linear, EMA 0.9", "lora", "8", "all", "20", "0.9"),
-    ("LoRA r 64, all linear", "lora", "64", "all", "20", "0.0"),
-    ("LoRA r 64, all linear, EMA 0.9", "lora", "64", "all", "20", "0.9"),
+    ("aligned model (steps 0)", None, "0", "0.0"),
+    ("full fine-tuning", None, "20", "0.0"),
+    ("full fine-tuning, EMA 0.9", None, "20", "0.9"),
+    ("LoRA r 8, attention", ("8", "attention"), "20", "0.0"),
+    ("LoRA r 8, attention, EMA 0.9", ("8", "attention"), "20", "0.9"),
+    ("LoRA r 64, attention", ("64", "attention"), "20", "0.0"),
+    ("LoRA r 64, attention, EMA 0.9", ("64", "attention"), "20", "0.9"),
+    ("LoRA r 8, all linear", ("8", "all"), "20", "0.0"),
+    ("LoRA r 8, all linear, EMA 0.9", ("8", "all"), "20", "0.9"),
+    ("LoRA r 64, all linear", ("64", "all"), "20", "0.0"),
+    ("LoRA r 64, all linear, EMA 0.9", ("64", "all"), "20", "0.9"),
 ]
 
 
@@ -87,15 +89,19 @@ def bases(paper_path, bases_path):
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
-def lora(path):
-    rows = read(path)
+def lora(bases_path, lora_path):
+    full, adapters = read(bases_path), read(lora_path)
     header(METRICS)
-    for name, method, rank, targets, steps, decay in LORA_ROWS:
-        want = dict(method=method, lora_rank=rank, steps=steps, ema_decay=decay)
-        if targets:
-            want["lora_targets"] = targets
-        print(f"| {name} | " + " | ".join(value(rows, m, **want) for m in METRICS) + " |")
-
+    for name, adapter, steps, decay in LORA_ROWS:
+        if adapter is None:
+            # The aligned model is the same at either learning rate; lr 1e-4 is the one compared.
+            lr = "2e-05" if steps == "0" else "0.0001"
+            cells = [value(full, m, learning_rate=lr, steps=steps, ema_decay=decay) for m in METRICS]
+        else:
+            rank, targets = adapter
+            cells = [value(adapters, m, lora_rank=rank, lora_targets=targets, steps=steps,
+                           ema_decay=decay) for m in METRICS]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 if __name__ == "__main__":
     {"paper": paper, "bases": bases, "lora": lora}[sys.argv[1]](*sys.argv[2:])
