@@ -84,7 +84,7 @@ pub fn loss(model: &Lm, batch: &Batch) -> (Tensor<1>, Tensor<1>) {
 
 #[cfg(test)]
 mod tests {
-    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::module::Module;
     use burn::optim::GradientsParams;
 
     use super::*;
@@ -107,16 +107,6 @@ mod tests {
             .gather(2, targets.unsqueeze_dim(2))
             .squeeze_dim(2);
         (picked * mask.clone()).sum().neg() / mask.sum()
-    }
-
-    struct Grads<'a>(&'a GradientsParams, Vec<f32>);
-
-    impl ModuleVisitor for Grads<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = self.0.get::<D>(param.id) {
-                self.1.extend(g.into_data().convert::<f32>().iter::<f32>());
-            }
-        }
     }
 
     /// Taking the head at the predicted positions only gives the loss, and every gradient,
@@ -151,9 +141,7 @@ mod tests {
         assert!((a - b).abs() < 1e-6, "{a} against {b}");
         let grads = |t: Tensor<1>| {
             let g = GradientsParams::from_grads(t.backward(), &model);
-            let mut visit = Grads(&g, Vec::new());
-            model.visit(&mut visit);
-            visit.1
+            crate::testing::flat_gradients(&model, &g).0
         };
         let (ours, theirs) = (grads(mean), grads(reference));
         assert_eq!(ours.len(), theirs.len());

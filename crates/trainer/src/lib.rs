@@ -57,3 +57,32 @@ pub use burn::tensor::Device;
 pub fn cpu_device() -> Device {
     Device::flex()
 }
+
+/// Helpers the unit tests of several modules share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::optim::GradientsParams;
+    use burn::prelude::*;
+
+    use crate::model::Lm;
+
+    struct Flatten<'a>(&'a GradientsParams, Vec<f32>, usize);
+
+    impl ModuleVisitor for Flatten<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            match self.0.get::<D>(param.id) {
+                Some(g) => self.1.extend(g.into_data().convert::<f32>().iter::<f32>()),
+                None => self.2 += 1,
+            }
+        }
+    }
+
+    /// Every gradient of `model`'s weights in `grads`, in the model's order, and how many of
+    /// its weights have none.
+    pub fn flat_gradients(model: &Lm, grads: &GradientsParams) -> (Vec<f32>, usize) {
+        let mut visit = Flatten(grads, Vec::new(), 0);
+        model.visit(&mut visit);
+        (visit.1, visit.2)
+    }
+}

@@ -40,23 +40,11 @@ pub fn device(device: &Device) -> Device {
 
 #[cfg(test)]
 mod tests {
-    use burn::module::ModuleVisitor;
     use burn::optim::GradientsParams;
 
     use super::*;
     use crate::batch::{loss, make_batch};
     use crate::tokenizer::Encoded;
-
-    struct Grads<'a>(&'a GradientsParams, Vec<f32>, usize);
-
-    impl ModuleVisitor for Grads<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            match self.0.get::<D>(param.id) {
-                Some(g) => self.1.extend(g.into_data().convert::<f32>().iter::<f32>()),
-                None => self.2 += 1,
-            }
-        }
-    }
 
     /// Recomputing gives the same loss and the same gradient for every weight.
     #[test]
@@ -73,10 +61,9 @@ mod tests {
             let (mean, _) = loss(&model, &make_batch(&[&example], batch_device));
             let value = mean.clone().into_scalar::<f32>();
             let grads = GradientsParams::from_grads(mean.backward(), &model);
-            let mut visit = Grads(&grads, Vec::new(), 0);
-            model.visit(&mut visit);
-            assert_eq!(visit.2, 0, "a weight without a gradient");
-            (value, visit.1)
+            let (flat, missing) = crate::testing::flat_gradients(&model, &grads);
+            assert_eq!(missing, 0, "a weight without a gradient");
+            (value, flat)
         };
         let model = base.to_device(&ad).train();
         let plain = run(model.clone(), &ad);
