@@ -44,31 +44,50 @@ fn qwen25_05b() -> Arch {
     }
 }
 
-/// Each case's name, its LoRA rank and targets (none: full fine-tuning), and whether the
-/// backward pass recomputes activations (`grad_checkpoint`).
-const CASES: [(&str, Option<(usize, &str)>, bool); 10] = [
-    ("full fine-tuning", None, false),
-    ("LoRA r 8, attention", Some((8, "attention")), false),
-    ("LoRA r 64, attention", Some((64, "attention")), false),
-    ("LoRA r 8, all linear", Some((8, "all")), false),
-    ("LoRA r 64, all linear", Some((64, "all")), false),
-    ("full fine-tuning, checkpointing", None, true),
-    (
+/// One process's training setup.
+struct Case {
+    name: &'static str,
+    /// LoRA's rank and targets; none: full fine-tuning.
+    lora: Option<(usize, &'static str)>,
+    /// Whether the backward pass recomputes activations (`grad_checkpoint`).
+    checkpointing: bool,
+}
+
+const fn case(
+    name: &'static str,
+    lora: Option<(usize, &'static str)>,
+    checkpointing: bool,
+) -> Case {
+    Case {
+        name,
+        lora,
+        checkpointing,
+    }
+}
+
+const CASES: [Case; 10] = [
+    case("full fine-tuning", None, false),
+    case("LoRA r 8, attention", Some((8, "attention")), false),
+    case("LoRA r 64, attention", Some((64, "attention")), false),
+    case("LoRA r 8, all linear", Some((8, "all")), false),
+    case("LoRA r 64, all linear", Some((64, "all")), false),
+    case("full fine-tuning, checkpointing", None, true),
+    case(
         "LoRA r 8, attention, checkpointing",
         Some((8, "attention")),
         true,
     ),
-    (
+    case(
         "LoRA r 64, attention, checkpointing",
         Some((64, "attention")),
         true,
     ),
-    (
+    case(
         "LoRA r 8, all linear, checkpointing",
         Some((8, "all")),
         true,
     ),
-    (
+    case(
         "LoRA r 64, all linear, checkpointing",
         Some((64, "all")),
         true,
@@ -88,7 +107,11 @@ fn peak_mib() -> f64 {
 
 /// One case, in this process: prints `peak_mib step_s trainable`.
 fn run_case(index: usize) {
-    let (_, lora, checkpointing) = CASES[index];
+    let Case {
+        lora,
+        checkpointing,
+        ..
+    } = CASES[index];
     let device = sweep_trainer::cpu_device();
     let ad = device.clone().autodiff();
     device.seed(0);
@@ -159,7 +182,7 @@ fn main() {
     println!("|---|---|---|---|---|");
     let exe = std::env::current_exe().expect("this program");
     let mut full = None;
-    for (index, (name, _, _)) in CASES.iter().enumerate() {
+    for (index, Case { name, .. }) in CASES.iter().enumerate() {
         let out = Command::new(&exe)
             .env("SWEEP_LORA_MEMORY_CASE", index.to_string())
             .output()
