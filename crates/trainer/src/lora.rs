@@ -435,4 +435,40 @@ mod tests {
         let diff = (through - merged).abs().max().into_scalar::<f32>();
         assert!(diff < 1e-4, "{diff}");
     }
+
+    /// PEFT's placement of `lora_dropout`: it drops the adapter's *input* (`B A dropout(x)`),
+    /// so every output unit sees the same inputs kept (a dropout on the output would zero
+    /// some units and not others), scaled by 1 / (1 − p); and it drops nothing once the model
+    /// is evaluated.
+    #[test]
+    fn dropout_drops_the_adapters_input_while_training_only() {
+        let ad = crate::cpu_device().autodiff();
+        ad.seed(2);
+        let spec = LoraSpec {
+            rank: 1,
+            alpha: 1.0,
+            dropout: 0.5,
+            ..LoraSpec::default()
+        };
+        let (d_in, d_out) = (64, 6);
+        // A sums the input, B copies the sum to every output unit: each unit reads
+        // Σ kept inputs / (1 − p), here twice the number kept.
+        let lora = Lora::from_factors(
+            Tensor::ones([d_in, 1], &ad),
+            Tensor::ones([1, d_out], &ad),
+            &spec,
+        )
+        .train();
+        let x = Tensor::<3>::ones([1, 1, d_in], &ad);
+        let values = |t: Tensor<3>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        let out = values(lora.forward(x.clone()));
+        assert!(out.iter().all(|v| *v == out[0]), "{out:?}");
+        let kept = out[0] / 2.0;
+        assert!(
+            kept.fract() == 0.0 && kept > 16.0 && kept < 48.0,
+            "{kept} of {d_in} inputs kept"
+        );
+        let evaluated = values(lora.valid().forward(x.inner()));
+        assert!(evaluated.iter().all(|v| *v == d_in as f32), "{evaluated:?}");
+    }
 }
