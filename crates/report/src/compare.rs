@@ -266,7 +266,12 @@ pub(crate) fn p_text(p: f64) -> String {
 pub(crate) fn comparison_cells(report: &ComparisonReport) -> [String; 7] {
     let c = &report.comparison;
     [
-        format!("{} prompts, {} seeds", c.prompts, report.strata.len()),
+        format!(
+            "{} prompts, {} seed{}",
+            c.prompts,
+            report.strata.len(),
+            if report.strata.len() == 1 { "" } else { "s" }
+        ),
         num(c.rate_a),
         num(c.rate_b),
         num(c.difference),
