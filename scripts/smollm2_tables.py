@@ -25,17 +25,21 @@ ROWS = [
     ("lr 1e-4, 20 steps, EMA 0.9", "0.0001", "20", "0.9"),
 ]
 LORA_ROWS = [
-    ("aligned model (steps 0)", None, "0", "0.0"),
-    ("full fine-tuning", None, "20", "0.0"),
-    ("full fine-tuning, EMA 0.9", None, "20", "0.9"),
-    ("LoRA r 8, attention", ("8", "attention"), "20", "0.0"),
-    ("LoRA r 8, attention, EMA 0.9", ("8", "attention"), "20", "0.9"),
-    ("LoRA r 64, attention", ("64", "attention"), "20", "0.0"),
-    ("LoRA r 64, attention, EMA 0.9", ("64", "attention"), "20", "0.9"),
-    ("LoRA r 8, all linear", ("8", "all"), "20", "0.0"),
-    ("LoRA r 8, all linear, EMA 0.9", ("8", "all"), "20", "0.9"),
-    ("LoRA r 64, all linear", ("64", "all"), "20", "0.0"),
-    ("LoRA r 64, all linear, EMA 0.9", ("64", "all"), "20", "0.9"),
+    ("aligned model (steps 0)", None, "2e-05", "0", "0.0"),
+    ("full fine-tuning, lr 1e-4", None, "0.0001", "20", "0.0"),
+    ("full fine-tuning, lr 1e-4, EMA 0.9", None, "0.0001", "20", "0.9"),
+    ("full fine-tuning, lr 2e-5", None, "2e-05", "20", "0.0"),
+    ("full fine-tuning, lr 2e-5, EMA 0.9", None, "2e-05", "20", "0.9"),
+    ("LoRA r 8, attention, lr 1e-4", ("8", "attention"), "0.0001", "20", "0.0"),
+    ("LoRA r 8, attention, lr 1e-4, EMA 0.9", ("8", "attention"), "0.0001", "20", "0.9"),
+    ("LoRA r 64, attention, lr 1e-4", ("64", "attention"), "0.0001", "20", "0.0"),
+    ("LoRA r 64, attention, lr 1e-4, EMA 0.9", ("64", "attention"), "0.0001", "20", "0.9"),
+    ("LoRA r 8, all linear, lr 1e-4", ("8", "all"), "0.0001", "20", "0.0"),
+    ("LoRA r 8, all linear, lr 1e-4, EMA 0.9", ("8", "all"), "0.0001", "20", "0.9"),
+    ("LoRA r 64, all linear, lr 1e-4", ("64", "all"), "0.0001", "20", "0.0"),
+    ("LoRA r 64, all linear, lr 1e-4, EMA 0.9", ("64", "all"), "0.0001", "20", "0.9"),
+    ("LoRA r 8, all linear, lr 1e-3", ("8", "all"), "0.001", "20", "0.0"),
+    ("LoRA r 8, all linear, lr 1e-3, EMA 0.9", ("8", "all"), "0.001", "20", "0.9"),
 ]
 
 
@@ -53,7 +57,7 @@ def value(rows, metric, **want):
         except ValueError:
             return have == v
     for r in rows:
-        if all(same(r, k, v) for k, v in want.items()):
+        if r["status"] == "completed" and all(same(r, k, v) for k, v in want.items()):
             return f"{float(r['metric_' + metric]):.3f}"
     return "?"
 
@@ -92,15 +96,13 @@ def bases(paper_path, bases_path):
 def lora(bases_path, lora_path):
     full, adapters = read(bases_path), read(lora_path)
     header(METRICS)
-    for name, adapter, steps, decay in LORA_ROWS:
+    for name, adapter, lr, steps, decay in LORA_ROWS:
         if adapter is None:
-            # The aligned model is the same at either learning rate; lr 1e-4 is the one compared.
-            lr = "2e-05" if steps == "0" else "0.0001"
             cells = [value(full, m, learning_rate=lr, steps=steps, ema_decay=decay) for m in METRICS]
         else:
             rank, targets = adapter
-            cells = [value(adapters, m, lora_rank=rank, lora_targets=targets, steps=steps,
-                           ema_decay=decay) for m in METRICS]
+            cells = [value(adapters, m, learning_rate=lr, lora_rank=rank, lora_targets=targets,
+                           steps=steps, ema_decay=decay) for m in METRICS]
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 if __name__ == "__main__":
