@@ -156,11 +156,12 @@ pub fn save_adapter(
                 m.parts
                     .iter()
                     .map(|(part, rows)| {
+                        // Each member's columns: its own B on its part's rows, zeros elsewhere.
                         let columns = members
                             .iter()
                             .map(|(t, l)| match t == part {
                                 true => l.b.val().transpose(),
-                                false => Tensor::zeros([*rows, spec.rank], &device),
+                                false => Tensor::zeros([*rows, l.a.val().dims()[1]], &device),
                             })
                             .collect();
                         Tensor::cat(columns, 1)
