@@ -47,7 +47,10 @@ pub fn make_batch(examples: &[&Encoded], device: &Device) -> Batch {
         positions.push(0);
         labels.push(PAD as i64);
     }
-    let vector = |v: Vec<i64>| Tensor::from_data(TensorData::new(v.clone(), [v.len()]), device);
+    let vector = |v: Vec<i64>| {
+        let len = v.len();
+        Tensor::from_data(TensorData::new(v, [len]), device)
+    };
     Batch {
         inputs: Tensor::from_data(TensorData::new(inputs, [n, seq]), device),
         positions: vector(positions),
