@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use sweep_report::OpenError;
 use sweep_store::StoreError;
 
 /// Why the dashboard cannot start or stopped.
@@ -36,6 +37,15 @@ pub(crate) enum ApiError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<OpenError> for ApiError {
+    fn from(e: OpenError) -> ApiError {
+        match e {
+            OpenError::Store(e) => ApiError::Store(e),
+            OpenError::Filter(e) => ApiError::BadRequest(e.to_string()),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {

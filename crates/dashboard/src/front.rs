@@ -10,8 +10,8 @@ use axum::body::Bytes;
 use serde_json::{json, Value};
 use sweep_core::value::params_to_value;
 use sweep_report::pareto::Objective;
-use sweep_report::{Filter, FixedParams, FrontBuilder, FrontReport, Stored};
-use sweep_store::{Counts, Store, StoreError, SweepRecord};
+use sweep_report::{FrontBuilder, FrontReport, OpenError, Stored};
+use sweep_store::{Counts, Store, SweepRecord};
 
 use crate::json;
 
@@ -65,7 +65,7 @@ impl FrontCache {
         sweep: &SweepRecord,
         query: &FrontQuery,
         counts: &Counts,
-    ) -> Result<Bytes, StoreError> {
+    ) -> Result<Bytes, OpenError> {
         let slot: Slot = {
             let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
             if entries.len() > MAX_KEPT {
@@ -89,16 +89,9 @@ async fn compute(
     store: &Store,
     sweep: &SweepRecord,
     query: &FrontQuery,
-) -> Result<Value, StoreError> {
+) -> Result<Value, OpenError> {
     let started = Instant::now();
-    let fixed = FixedParams::load(store, Some(&sweep.name)).await?;
-    let filter = Filter::new(&[], &[], &[]).expect("no conditions");
-    let stored = Stored {
-        store,
-        sweep_id: Some(sweep.id),
-        fixed: &fixed,
-        filter: &filter,
-    };
+    let stored = Stored::open(store, Some(&sweep.name), &[]).await?;
     let mut builder = FrontBuilder::new(&query.objectives, query.replicate.as_deref());
     let mut read = 0u64;
     stored

@@ -5,7 +5,7 @@
 use std::cmp::Ordering;
 
 use serde::Deserialize;
-use sweep_report::{conditions, Filter, FixedParams, Stored};
+use sweep_report::{conditions, FixedParams, OpenError, Stored};
 use sweep_store::{Store, SweepRecord, TrialOrder, TrialPage, TrialRow, TrialStatus};
 
 use crate::error::ApiError;
@@ -83,15 +83,12 @@ pub(crate) async fn page(
     }
     let wanted =
         conditions(text).map_err(|e| ApiError::BadRequest(format!("where {text:?}: {e}")))?;
-    let params = fixed.with_names(store.param_names(Some(sweep.id)).await?);
-    let metrics = store.metric_names(Some(sweep.id)).await?;
-    let filter = Filter::new(&wanted, &params, &metrics)
-        .map_err(|e| ApiError::BadRequest(format!("where {text:?}: {e}")))?;
-    let stored = Stored {
-        store,
-        sweep_id: Some(sweep.id),
-        fixed: &fixed,
-        filter: &filter,
+    let stored = match Stored::open(store, Some(&sweep.name), &wanted).await {
+        Ok(stored) => stored,
+        Err(OpenError::Filter(e)) => {
+            return Err(ApiError::BadRequest(format!("where {text:?}: {e}")))
+        }
+        Err(OpenError::Store(e)) => return Err(e.into()),
     };
     let keep = (page.offset + page.limit) as usize;
     let mut rows: Vec<TrialRow> = Vec::new();

@@ -25,5 +25,5 @@ pub use front::{FrontBuilder, FrontReport};
 pub use render::{render, render_selection, Format};
 pub use select::{select, Constraint, Halves, Selection};
 pub use status::{status_json, status_table};
-pub use stored::{FixedParams, Stored};
+pub use stored::{FixedParams, OpenError, Stored};
 pub use table::{Table, TableFormat, TableWriter};

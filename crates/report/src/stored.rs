@@ -8,7 +8,7 @@ use sweep_core::{Grid, Params};
 use sweep_store::{Store, StoreError, TrialRow};
 
 use crate::aggregate::{Aggregator, Configuration};
-use crate::filter::Filter;
+use crate::filter::{Condition, Filter, FilterError};
 
 /// Each sweep's `[fixed]` values, from the grid stored with it. A grid that no longer parses
 /// (stored by an older sweep) contributes none.
@@ -54,19 +54,82 @@ impl FixedParams {
     }
 }
 
-/// What a report reads: which sweep, its `[fixed]` values, and the `--where` filter.
-pub struct Stored<'a> {
-    /// The store.
-    pub store: &'a Store,
-    /// One sweep, or every sweep.
-    pub sweep_id: Option<i64>,
-    /// Their `[fixed]` values.
-    pub fixed: &'a FixedParams,
-    /// The trials kept.
-    pub filter: &'a Filter,
+/// Why a report's trials could not be opened: the store failed, or a `--where` condition
+/// names nothing the sweep holds.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Reading the sweep, its grid or its names failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A condition names neither a parameter nor a metric.
+    #[error(transparent)]
+    Filter(#[from] FilterError),
 }
 
-impl Stored<'_> {
+/// What a report reads: which sweep, its `[fixed]` values, and the `--where` filter, with
+/// the parameter and metric names the filter was resolved against.
+pub struct Stored<'a> {
+    store: &'a Store,
+    sweep_id: Option<i64>,
+    fixed: FixedParams,
+    filter: Filter,
+    params: Vec<String>,
+    metrics: Vec<String>,
+}
+
+impl<'a> Stored<'a> {
+    /// The trials of sweep `name` (every sweep's when `None`) that `conditions` keep. Every
+    /// report, export, comparison and dashboard table opens its trials here, so they all
+    /// see the same trials with the same parameters.
+    pub async fn open(
+        store: &'a Store,
+        name: Option<&str>,
+        conditions: &[Condition],
+    ) -> Result<Stored<'a>, OpenError> {
+        let sweep_id = match name {
+            Some(name) => Some(store.sweep(name).await?.id),
+            None => None,
+        };
+        // `[fixed]` values are parameters of every trial too.
+        let fixed = FixedParams::load(store, name).await?;
+        let params = fixed.with_names(store.param_names(sweep_id).await?);
+        let metrics = store.metric_names(sweep_id).await?;
+        let filter = Filter::new(conditions, &params, &metrics)?;
+        Ok(Stored {
+            store,
+            sweep_id,
+            fixed,
+            filter,
+            params,
+            metrics,
+        })
+    }
+
+    /// The sweep read, or `None` for every sweep.
+    pub fn sweep_id(&self) -> Option<i64> {
+        self.sweep_id
+    }
+
+    /// The parameters' names, `[fixed]` ones included, sorted.
+    pub fn params(&self) -> &[String] {
+        &self.params
+    }
+
+    /// The metrics' names.
+    pub fn metrics(&self) -> &[String] {
+        &self.metrics
+    }
+
+    /// The filter the trials are read through.
+    pub fn filter(&self) -> &Filter {
+        &self.filter
+    }
+
+    /// The sweeps' `[fixed]` values.
+    pub fn fixed(&self) -> &FixedParams {
+        &self.fixed
+    }
+
     /// Hands the kept trials to `visit` one at a time (`visit` returns false to stop), so a
     /// sweep of millions of trials is never held in memory.
     pub async fn for_each(

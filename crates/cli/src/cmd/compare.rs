@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use sweep_report::compare::{pair, render_comparison, sides};
-use sweep_report::{conditions, Condition, Filter, FixedParams, Stored};
+use sweep_report::{conditions, Condition, Filter, Stored};
 use sweep_store::{Store, TrialRow};
 
 use crate::exit_codes;
@@ -93,23 +93,13 @@ async fn matching(
     name: &str,
     conditions: &[Condition],
 ) -> anyhow::Result<(Vec<TrialRow>, Filter)> {
-    let sweep = store.sweep(name).await?;
-    let fixed = FixedParams::load(store, Some(name)).await?;
-    let params = fixed.with_names(store.param_names(Some(sweep.id)).await?);
-    let metrics = store.metric_names(Some(sweep.id)).await?;
-    let filter = Filter::new(conditions, &params, &metrics)?;
+    let stored = Stored::open(store, Some(name), conditions).await?;
     let mut rows = Vec::new();
-    let stored = Stored {
-        store,
-        sweep_id: Some(sweep.id),
-        fixed: &fixed,
-        filter: &filter,
-    };
     stored
         .for_each(|row| {
             rows.push(row);
             true
         })
         .await?;
-    Ok((rows, filter))
+    Ok((rows, stored.filter().clone()))
 }

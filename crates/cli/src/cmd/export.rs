@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Args;
 use sweep_report::{
-    aggregate_table, curves_table, trial_cells, trial_columns, Condition, Filter, FixedParams,
-    Stored, TableFormat, TableWriter,
+    aggregate_table, curves_table, trial_cells, trial_columns, Condition, Stored, TableFormat,
+    TableWriter,
 };
 use sweep_store::Store;
 
@@ -51,20 +51,9 @@ pub async fn run(db: &str, args: ExportArgs) -> anyhow::Result<i32> {
         (None, None) => bail!("say where to write: --csv FILE, or --output FILE (`-` for stdout)"),
     };
     let store = Store::open_read_only(db).await?;
-    let sweep_id = match &args.name {
-        Some(name) => Some(store.sweep(name).await?.id),
-        None => None,
-    };
     // `[fixed]` values are parameters of every trial too: exported beside the swept ones.
-    let fixed = FixedParams::load(&store, args.name.as_deref()).await?;
-    let params = fixed.with_names(store.param_names(sweep_id).await?);
-    let filter = Filter::new(&args.filters, &params, &store.metric_names(sweep_id).await?)?;
-    let stored = Stored {
-        store: &store,
-        sweep_id,
-        fixed: &fixed,
-        filter: &filter,
-    };
+    let stored = Stored::open(&store, args.name.as_deref(), &args.filters).await?;
+    let (sweep_id, params) = (stored.sweep_id(), stored.params());
     let out: Box<dyn Write> = if path.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())
     } else {
@@ -81,18 +70,18 @@ pub async fn run(db: &str, args: ExportArgs) -> anyhow::Result<i32> {
             })
             .await?;
         let points = store.curves(sweep_id).await?;
-        curves_table(&points, &params, &kept).write(format, out)?;
+        curves_table(&points, params, &kept).write(format, out)?;
     } else if args.aggregate {
         let configurations = stored.aggregate(Some(&args.replicate.names)).await?;
         aggregate_table(&configurations).write(format, out)?;
     } else {
         // Streamed: one trial in memory at a time.
-        let metrics = store.metric_names(sweep_id).await?;
-        let mut writer = TableWriter::new(format, trial_columns(&params, &metrics), out)?;
+        let metrics = stored.metrics();
+        let mut writer = TableWriter::new(format, trial_columns(params, metrics), out)?;
         let mut failure = None;
         stored
             .for_each(
-                |row| match writer.row(&trial_cells(&row, &params, &metrics)) {
+                |row| match writer.row(&trial_cells(&row, params, metrics)) {
                     Ok(()) => true,
                     Err(e) => {
                         failure = Some(e);

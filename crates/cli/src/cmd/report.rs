@@ -9,8 +9,8 @@ use sweep_report::html::html_page;
 use sweep_report::pareto::Objective;
 use sweep_report::plot::plot_svg;
 use sweep_report::{
-    render, render_selection, select, Condition, Constraint, Filter, FixedParams, Format,
-    FrontBuilder, FrontReport, Halves, Stored,
+    render, render_selection, select, Condition, Constraint, Format, FrontBuilder, FrontReport,
+    Halves, Stored,
 };
 use sweep_store::Store;
 
@@ -83,20 +83,8 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
         }
     }
     let store = Store::open_read_only(db).await?;
-    let sweep_id = match &args.name {
-        Some(name) => Some(store.sweep(name).await?.id),
-        None => None,
-    };
-    let fixed = FixedParams::load(&store, args.name.as_deref()).await?;
-    let params = fixed.with_names(store.param_names(sweep_id).await?);
-    let metrics = store.metric_names(sweep_id).await?;
-    let filter = Filter::new(&args.filters, &params, &metrics)?;
-    let stored = Stored {
-        store: &store,
-        sweep_id,
-        fixed: &fixed,
-        filter: &filter,
-    };
+    let stored = Stored::open(&store, args.name.as_deref(), &args.filters).await?;
+    let metrics = stored.metrics();
     let replicate = (!args.per_trial).then_some(args.replicate.names.as_slice());
     if let Some(objective) = &args.best {
         let configurations = stored.aggregate(replicate).await?;
