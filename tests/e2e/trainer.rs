@@ -982,6 +982,55 @@ fn compare_pairs_verdicts_by_seed_and_prompt() {
         (Some(0), Some(0)),
         "{itself}"
     );
+    // Seeds run as separate sweeps (h: seed 0, h1: seed 1) are read as one design when
+    // named together: the comparison over both seeds comes out as within g.
+    p.write(
+        "h1.toml",
+        &format!(
+            "[sweep]\nname = \"h1\"\n[grid]\nlearning_rate = [3e-2]\nsteps = [5]\n[fixed]\nseed = 1\n{TINY}"
+        ),
+    );
+    let out = p.run(&["run", "h1.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let both_seeds = compare(
+        "learning_rate=1e-3,steps=5",
+        "learning_rate=3e-2,steps=5",
+        "unsafe_rate",
+    );
+    let out = p.run(&[
+        "compare",
+        "g",
+        "learning_rate=1e-3,steps=5",
+        "learning_rate=3e-2,steps=5",
+        "--b-sweep",
+        "h,h1",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let split = serde_json::from_slice::<Value>(&out.stdout).unwrap();
+    for key in ["prompts", "only_a", "only_b", "difference", "p_value"] {
+        assert_eq!(
+            split[key], both_seeds[key],
+            "{key}: {split} against {both_seeds}"
+        );
+    }
+    assert_eq!(split["replicates"].as_array().unwrap().len(), 2, "{split}");
+    // Sweeps that repeat a replicate are refused, naming both trials.
+    let out = p.run(&[
+        "compare",
+        "g",
+        "learning_rate=1e-3,steps=5",
+        "learning_rate=3e-2,steps=5",
+        "--b-sweep",
+        "h,g",
+    ]);
+    let err = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        err.contains("both have seed=0") && err.contains("(h)"),
+        "{err}"
+    );
     let out = p.run(&[
         "compare",
         "g",

@@ -77,6 +77,22 @@ pub enum CompareError {
         #[source]
         source: VerdictError,
     },
+    /// Two trials of one side have the same replicate values (read from two sweeps that
+    /// both ran it).
+    #[error(
+        "{side}: trials {first} and {second} both have {replicate}; \
+         name sweeps that split the replicates between them, not sweeps that repeat one"
+    )]
+    RepeatedReplicate {
+        /// "A" or "B".
+        side: &'static str,
+        /// The replicate values.
+        replicate: String,
+        /// One trial.
+        first: String,
+        /// The other.
+        second: String,
+    },
     /// The two trials of a replicate share no prompt.
     #[error("{0}: A's and B's trials share no prompt for this metric")]
     NoPrompts(String),
@@ -112,7 +128,22 @@ pub fn configuration(
             side,
             filters: label.to_string(),
         }),
-        1 => Ok(configs.into_values().next().expect("one")),
+        1 => {
+            let config = configs.into_values().next().expect("one");
+            let mut seen: BTreeMap<String, &TrialRow> = BTreeMap::new();
+            for trial in &config.trials {
+                let replicate = replicate_label(trial, replicate);
+                if let Some(first) = seen.insert(replicate.clone(), trial) {
+                    return Err(CompareError::RepeatedReplicate {
+                        side,
+                        replicate,
+                        first: format!("{} ({})", first.id, first.sweep),
+                        second: format!("{} ({})", trial.id, trial.sweep),
+                    });
+                }
+            }
+            Ok(config)
+        }
         count => Err(CompareError::Several {
             side,
             filters: label.to_string(),
@@ -157,6 +188,22 @@ pub struct ComparisonReport {
     pub comparison: Comparison,
 }
 
+/// A trial's replicate values as `name=value` joined by commas: what pairs it with the other
+/// side's trial.
+fn replicate_label(row: &TrialRow, replicate: &[String]) -> String {
+    let reps: Params = row
+        .params
+        .iter()
+        .filter(|(k, _)| replicate.contains(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let label: Vec<String> = reps
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.to_json()))
+        .collect();
+    label.join(",")
+}
+
 /// Pairs A's and B's trials by their replicate parameters and their verdicts on `metric` by
 /// prompt, reading each trial's files under `trials_root/SWEEP/TRIAL` (the trial whose
 /// process reported it, for a trial a shared run completed).
@@ -169,21 +216,11 @@ pub fn pair(
     resamples: usize,
 ) -> Result<ComparisonReport, CompareError> {
     let rule = VerdictRule::of(metric).map_err(CompareError::Metric)?;
-    let key = |row: &TrialRow| {
-        let reps: Params = row
-            .params
-            .iter()
-            .filter(|(k, _)| replicate.contains(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let label: Vec<String> = reps
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.to_json()))
-            .collect();
-        label.join(",")
-    };
     let by_key = |side: &Side| -> BTreeMap<String, TrialRow> {
-        side.trials.iter().map(|t| (key(t), t.clone())).collect()
+        side.trials
+            .iter()
+            .map(|t| (replicate_label(t, replicate), t.clone()))
+            .collect()
     };
     let (in_a, in_b) = (by_key(&a), by_key(&b));
     let shared: Vec<&String> = in_a.keys().filter(|k| in_b.contains_key(*k)).collect();

@@ -15,7 +15,8 @@ use crate::location::default_trials_root;
 /// `sweep compare`.
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// The sweep.
+    /// The sweep; or several, joined by commas, read as one (a design whose seeds were run
+    /// as separate sweeps: `smollm2-lora,smollm2-lora-seed1`).
     name: String,
     /// Configuration A: conditions NAME OP VALUE joined by commas, e.g.
     /// 'learning_rate=1e-5,ema_decay=0.99'.
@@ -26,7 +27,8 @@ pub struct CompareArgs {
     b: String,
     /// Read configuration B in this sweep instead: two sweeps that evaluated the same
     /// prompts, e.g. a LoRA sweep against the full fine-tuning of another from the same
-    /// base. Trials pair by their replicate values, `[fixed]` ones included.
+    /// base; several joined by commas are read as one. Trials pair by their replicate
+    /// values, `[fixed]` ones included.
     #[arg(long, value_name = "SWEEP")]
     b_sweep: Option<String>,
     /// The rate compared: unsafe_rate, unsafe_rate_no_echo, complies_rate,
@@ -85,21 +87,25 @@ pub async fn run(db: &str, args: CompareArgs) -> anyhow::Result<i32> {
     Ok(exit_codes::OK)
 }
 
-/// The trials of sweep `name` that `conditions` select, each with the sweep's `[fixed]`
-/// values among its parameters (so replicates pair across sweeps that fix a seed and sweeps
-/// that sweep it), and the filter they were read with.
+/// The trials of the sweeps `names` (joined by commas) that `conditions` select, each with
+/// its sweep's `[fixed]` values among its parameters (so replicates pair across sweeps that
+/// fix a seed and sweeps that sweep it), and the filter the first was read with.
 async fn matching(
     store: &Store,
-    name: &str,
+    names: &str,
     conditions: &[Condition],
 ) -> anyhow::Result<(Vec<TrialRow>, Filter)> {
-    let stored = Stored::open(store, Some(name), conditions).await?;
     let mut rows = Vec::new();
-    stored
-        .for_each(|row| {
-            rows.push(row);
-            true
-        })
-        .await?;
-    Ok((rows, stored.filter().clone()))
+    let mut filter = None;
+    for name in names.split(',').map(str::trim) {
+        let stored = Stored::open(store, Some(name), conditions).await?;
+        stored
+            .for_each(|row| {
+                rows.push(row);
+                true
+            })
+            .await?;
+        filter.get_or_insert_with(|| stored.filter().clone());
+    }
+    Ok((rows, filter.expect("split yields at least one name")))
 }
