@@ -3,8 +3,9 @@
 # sweep across all GPUs, and print the GPUs' busy share during it and the training step time
 # of burn-tch against PyTorch eager on the same GPU; then a bf16 sweep of the `medium` preset,
 # a bf16 sweep of SmolLM2-135M-Instruct (scripts/smollm2) across the GPUs, and SmolLM2 full
-# fine-tuning against LoRA in one bf16 sweep, and full fine-tuning with activation checkpointing
-# off and on (peak GPU memory; the results should agree).
+# fine-tuning against LoRA in one bf16 sweep, and the peak GPU memory of full fine-tuning with
+# activation checkpointing off and on (the results should agree) and of LoRA over its frozen
+# base held in bf16.
 # Prepared for a short lease of a GPU machine; needs nvidia-smi, python3 and Rust.
 # Usage: scripts/gpu-check.sh [SWEEP_BINARY]
 set -eu
@@ -169,11 +170,13 @@ echo "== LoRA sweep: $(( $(date +%s) - start )) s, exit ${status:-0}"
 (cd "$work" && "$bin" report gpu-check-lora --pareto | head -20)
 echo "== adapter directories written: $(find "$work" -name adapter_model.safetensors | wc -l)"
 
-echo "== SmolLM2-135M-Instruct, bf16, full fine-tuning at batch 16 x 256: activation checkpointing off and on"
-for ckpt in false true; do
-    cat > "$work/ckpt-$ckpt.toml" <<GRID
+echo "== SmolLM2-135M-Instruct, bf16, batch 16 x 256: full fine-tuning with activation checkpointing off and on, LoRA r 8 on attention (its frozen base held in bf16)"
+for case in full-false full-true lora-false; do
+    method=${case%-*}
+    ckpt=${case#*-}
+    cat > "$work/ckpt-$case.toml" <<GRID
 [sweep]
-name = "gpu-check-ckpt-$ckpt"
+name = "gpu-check-ckpt-$case"
 gpus_per_trial = 1
 max_attempts = 1
 
@@ -183,6 +186,8 @@ steps = [20]
 
 [fixed]
 batch_size = 16
+method = "$method"
+$( [ "$method" = lora ] && printf 'lora_rank = 8\nlora_alpha = 16\nlora_targets = "attention"\n' || true )
 
 [trainer]
 backend = "tch"
@@ -196,12 +201,12 @@ max_new_tokens = 16
 hf = "$repo/models/SmolLM2-135M-Instruct"
 max_seq = 256
 GRID
-    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i 0 -lms 200 > "$work/mem-$ckpt.txt" &
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i 0 -lms 200 > "$work/mem-$case.txt" &
     sampler=$!
     start=$(date +%s)
-    (cd "$work" && "$bin" run "ckpt-$ckpt.toml" --gpus auto) || status=$?
+    (cd "$work" && "$bin" run "ckpt-$case.toml" --gpus auto) || status=$?
     kill "$sampler" 2>/dev/null || true
-    peak=$(sort -n "$work/mem-$ckpt.txt" | tail -1)
-    echo "== grad_checkpoint = $ckpt: $(( $(date +%s) - start )) s, peak GPU memory ${peak:-?} MiB, exit ${status:-0}"
-    (cd "$work" && "$bin" export "gpu-check-ckpt-$ckpt" --csv - | cut -d, -f1-3,10-)
+    peak=$(sort -n "$work/mem-$case.txt" | tail -1)
+    echo "== $method, grad_checkpoint = $ckpt: $(( $(date +%s) - start )) s, peak GPU memory ${peak:-?} MiB, exit ${status:-0}"
+    (cd "$work" && "$bin" export "gpu-check-ckpt-$case" --csv - | cut -d, -f1-3,10-)
 done

@@ -4,7 +4,10 @@
 //! own (this program again), with and without activation checkpointing, takes two AdamW
 //! steps on a batch of 2 × 256 tokens (the second with the optimizer state in place) and
 //! reports its peak resident memory (`VmHWM`) and its step time; docs/performance.md has the
-//! numbers.
+//! numbers. The bf16 cases compute as `precision = "bf16"` does on a GPU (the CPU trainer
+//! computes in fp32): full fine-tuning on a bf16 copy of fp32 weights, LoRA over a base held
+//! in bf16. flex multiplies bf16 matrices by converting both to fp32 first, so those cases
+//! hold one product's fp32 operands more than a GPU would.
 //!
 //! `cargo bench -p sweep-trainer --bench lora_memory` (about 10 GB for the full case).
 
@@ -13,8 +16,10 @@ use std::time::Instant;
 
 use burn::module::Module;
 
+use burn::tensor::FloatDType;
 use sweep_trainer::lora::{parse_targets, LoraSpec};
 use sweep_trainer::model::{Arch, Rope, RopeScaling, RopeStyle};
+use sweep_trainer::precision::narrow_matrices;
 use sweep_trainer::tokenizer::Encoded;
 use sweep_trainer::train::{Mix, OptimConfig, RunShape, Trainer};
 
@@ -51,45 +56,56 @@ struct Case {
     lora: Option<(usize, &'static str)>,
     /// Whether the backward pass recomputes activations (`grad_checkpoint`).
     checkpointing: bool,
+    /// bf16 compute, as `precision = "bf16"` runs on a GPU: full fine-tuning on a bf16 copy
+    /// of its fp32 weights, LoRA over a base held in bf16 with fp32 adapters.
+    bf16: bool,
 }
 
 const fn case(
     name: &'static str,
     lora: Option<(usize, &'static str)>,
     checkpointing: bool,
+    bf16: bool,
 ) -> Case {
     Case {
         name,
         lora,
         checkpointing,
+        bf16,
     }
 }
 
-const CASES: [Case; 10] = [
-    case("full fine-tuning", None, false),
-    case("LoRA r 8, attention", Some((8, "attention")), false),
-    case("LoRA r 64, attention", Some((64, "attention")), false),
-    case("LoRA r 8, all linear", Some((8, "all")), false),
-    case("LoRA r 64, all linear", Some((64, "all")), false),
-    case("full fine-tuning, checkpointing", None, true),
+const ATTN8: Option<(usize, &str)> = Some((8, "attention"));
+const ATTN64: Option<(usize, &str)> = Some((64, "attention"));
+const ALL8: Option<(usize, &str)> = Some((8, "all"));
+const ALL64: Option<(usize, &str)> = Some((64, "all"));
+
+/// Each precision's first case is full fine-tuning, which the cases after it are shares of.
+const CASES: [Case; 16] = [
+    case("full fine-tuning", None, false, false),
+    case("LoRA r 8, attention", ATTN8, false, false),
+    case("LoRA r 64, attention", ATTN64, false, false),
+    case("LoRA r 8, all linear", ALL8, false, false),
+    case("LoRA r 64, all linear", ALL64, false, false),
+    case("full fine-tuning, checkpointing", None, true, false),
+    case("LoRA r 8, attention, checkpointing", ATTN8, true, false),
+    case("LoRA r 64, attention, checkpointing", ATTN64, true, false),
+    case("LoRA r 8, all linear, checkpointing", ALL8, true, false),
+    case("LoRA r 64, all linear, checkpointing", ALL64, true, false),
+    case("full fine-tuning, bf16", None, false, true),
+    case("LoRA r 8, attention, bf16", ATTN8, false, true),
+    case("LoRA r 64, all linear, bf16", ALL64, false, true),
+    case("full fine-tuning, bf16, checkpointing", None, true, true),
     case(
-        "LoRA r 8, attention, checkpointing",
-        Some((8, "attention")),
+        "LoRA r 8, attention, bf16, checkpointing",
+        ATTN8,
+        true,
         true,
     ),
     case(
-        "LoRA r 64, attention, checkpointing",
-        Some((64, "attention")),
+        "LoRA r 64, all linear, bf16, checkpointing",
+        ALL64,
         true,
-    ),
-    case(
-        "LoRA r 8, all linear, checkpointing",
-        Some((8, "all")),
-        true,
-    ),
-    case(
-        "LoRA r 64, all linear, checkpointing",
-        Some((64, "all")),
         true,
     ),
 ];
@@ -110,8 +126,10 @@ fn run_case(index: usize) {
     let Case {
         lora,
         checkpointing,
+        bf16,
         ..
     } = CASES[index];
+    let compute = bf16.then_some(FloatDType::BF16);
     let device = sweep_trainer::cpu_device();
     let ad = device.clone().autodiff();
     device.seed(0);
@@ -125,6 +143,9 @@ fn run_case(index: usize) {
             targets: parse_targets(targets).expect("targets"),
             ..LoraSpec::default()
         };
+        if let Some(dtype) = compute {
+            model = narrow_matrices(model, dtype);
+        }
         model = model.with_lora(&spec, &device);
         trainable = spec
             .targets
@@ -158,6 +179,7 @@ fn run_case(index: usize) {
         &OptimConfig::default(),
         0,
     )
+    .computing_in(compute)
     .checkpointing(checkpointing);
     trainer.advance();
     let start = Instant::now();
@@ -173,7 +195,7 @@ fn main() {
     }
     let arch = qwen25_05b();
     println!(
-        "Qwen2.5-0.5B shapes, random weights ({:.0} M parameters), fp32, flex, batch 2 × 256 tokens, AdamW",
+        "Qwen2.5-0.5B shapes, random weights ({:.0} M parameters), flex, batch 2 × 256 tokens, AdamW; shares within each precision",
         arch.num_params() as f64 / 1e6
     );
     println!(
@@ -182,7 +204,11 @@ fn main() {
     println!("|---|---|---|---|---|");
     let exe = std::env::current_exe().expect("this program");
     let mut full = None;
-    for (index, Case { name, .. }) in CASES.iter().enumerate() {
+    let mut precision = None;
+    for (index, Case { name, bf16, .. }) in CASES.iter().enumerate() {
+        if precision != Some(*bf16) {
+            (precision, full) = (Some(*bf16), None);
+        }
         let out = Command::new(&exe)
             .env("SWEEP_LORA_MEMORY_CASE", index.to_string())
             .output()

@@ -11,7 +11,7 @@ use crate::base::{base_file_key, base_model, load_base_file, save_base_file, Bas
 use crate::cache::CacheError;
 use crate::config::{ConfigError, TrainerConfig};
 use crate::device::{Backend, DeviceError};
-use crate::precision::Precision;
+use crate::precision::{narrow_matrices, Precision};
 use crate::report::TrialReport;
 use crate::setup::Setup;
 use crate::spec::{TrialParamError, TrialSpec};
@@ -120,14 +120,17 @@ pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(TrialReport)) -> Result<(
     // a GPU machine shows in `sweep status` and in exports.
     let on_gpu = (backend == Backend::Tch).then_some(if selected.gpu { 1.0 } else { 0.0 });
     // `precision = "bf16"` says in every result whether it took effect (a GPU) or not.
+    let compute = setup.config.precision.compute_dtype(selected.gpu);
     let bf16 = (setup.config.precision == Precision::Bf16).then(|| {
-        let used = setup.config.precision.compute_dtype(selected.gpu).is_some();
+        let used = compute.is_some();
         report(TrialReport::Note(format!(
             "precision: {}",
-            if used {
-                "bf16 compute, fp32 weights and optimizer state"
-            } else {
-                "fp32 (bf16 applies on a GPU only)"
+            match (used, spec.lora.is_some()) {
+                (true, false) => "bf16 compute, fp32 weights and optimizer state",
+                (true, true) => {
+                    "bf16 compute, the frozen base held in bf16, fp32 adapters and optimizer state"
+                }
+                (false, _) => "fp32 (bf16 applies on a GPU only)",
             }
         )));
         if used {
@@ -166,6 +169,11 @@ pub fn run(inputs: TrialInputs, report: &mut dyn FnMut(TrialReport)) -> Result<(
         resume: inputs.resume,
     });
     let fingerprint = format!("{starting_key}|{:?}", setup.config);
+    // LoRA under bf16 compute holds its frozen base in bf16: the fp32 copy is not kept.
+    let base = match (&spec.lora, compute) {
+        (Some(_), Some(dtype)) => narrow_matrices(base, dtype),
+        _ => base,
+    };
     run_trial(
         &setup,
         &base,

@@ -65,7 +65,27 @@ pub(crate) mod testing {
     use burn::optim::GradientsParams;
     use burn::prelude::*;
 
-    use crate::model::Lm;
+    use crate::lora::{Adapters, LoraSpec, Target};
+    use crate::model::{Arch, Lm};
+
+    /// Adapters of `spec` for `arch` whose B is drawn too (PEFT's init leaves it zero), so
+    /// each has a delta to compare.
+    pub fn random_adapters(arch: &Arch, spec: &LoraSpec, device: &Device) -> Adapters {
+        let mut adapters = Adapters::init(spec, arch.n_layers, |t| arch.projection_dims(t), device);
+        for layer in &mut adapters.layers {
+            for target in Target::ALL {
+                if let Some(lora) = layer.slot(target).as_mut() {
+                    let shape = lora.b.val().dims();
+                    lora.b = Param::from_tensor(Tensor::random(
+                        shape,
+                        burn::tensor::Distribution::Normal(0.0, 1.0),
+                        device,
+                    ));
+                }
+            }
+        }
+        adapters
+    }
 
     struct Flatten<'a>(&'a GradientsParams, Vec<f32>, usize);
 

@@ -368,6 +368,18 @@ impl Adapters {
     pub fn spec(&self) -> &LoraSpec {
         &self.spec
     }
+
+    /// Scales every adapter's output by `alpha` (the interpolation baseline between the
+    /// base and the adapted model, without folding the adapters in).
+    pub fn scale_by(&mut self, alpha: f64) {
+        for layer in &mut self.layers {
+            for target in Target::ALL {
+                if let Some(adapter) = layer.slot(target) {
+                    adapter.scale *= alpha;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -317,9 +317,21 @@ impl Mlp {
 /// `linear(x)`, plus its adapter's output where it has one.
 fn project(linear: &Linear, adapter: Option<&Lora>, x: Tensor<3>) -> Tensor<3> {
     match adapter {
-        None => linear.forward(x),
-        Some(adapter) => linear.forward(x.clone()) + adapter.forward(x),
+        None => apply(linear, x),
+        Some(adapter) => apply(linear, x.clone()) + adapter.forward(x),
     }
+}
+
+/// `linear(x)` computed in `x`'s dtype: a weight held narrower (a frozen base in bf16 under
+/// fp32 evaluation) is widened for the product, which is exact; the same `Linear::forward`
+/// otherwise (a cast to the same dtype is no operation).
+fn apply<const D: usize>(linear: &Linear, x: Tensor<D>) -> Tensor<D> {
+    let dtype = x.dtype();
+    burn::tensor::module::linear(
+        x,
+        linear.weight.val().cast(dtype),
+        linear.bias.as_ref().map(|b| b.val().cast(dtype)),
+    )
 }
 
 /// One transformer block.
@@ -463,9 +475,16 @@ impl Lm {
         &self.arch
     }
 
-    /// The dtype the weights are stored in (all share it).
-    pub fn weights_dtype(&self) -> DType {
-        self.embed_tokens.weight.val().dtype()
+    /// The dtype the model computes in: its norms' weights'. A LoRA model's frozen matrices
+    /// may be held narrower ([`crate::precision::narrow_matrices`]) and are widened where
+    /// they are used.
+    pub fn compute_dtype(&self) -> DType {
+        self.norm.gamma.val().dtype()
+    }
+
+    /// Whether any matrix is held in a narrower dtype than the model computes in.
+    pub(crate) fn has_narrow_matrices(&self) -> bool {
+        self.embed_tokens.weight.val().dtype() != self.compute_dtype()
     }
 
     /// The model with fresh adapters beside the projections `spec` targets and every other
@@ -524,12 +543,39 @@ impl Lm {
                     _ => layer.mlp.projection_mut(target),
                 };
                 let delta = adapter.delta();
-                // A clone of a parameter is a handle to the same tensor, not a copy.
+                // A clone of a parameter is a handle to the same tensor, not a copy. The sum
+                // takes the wider of the two dtypes: a base held in bf16 beside fp32
+                // adapters is widened rather than the update rounded to bf16.
                 linear.weight = linear.weight.clone().map(|w| {
-                    let dtype = w.dtype();
-                    w + delta.cast(dtype)
+                    if w.dtype() == DType::BF16 && delta.dtype() == DType::F32 {
+                        w.cast(DType::F32) + delta
+                    } else {
+                        let dtype = w.dtype();
+                        w + delta.cast(dtype)
+                    }
                 });
             }
+        }
+        self
+    }
+
+    /// The model as it is evaluated (generation, scoring): [`Lm::merged`], except beside a
+    /// base held narrower than the model computes in, where merging would hold every
+    /// adapted weight again at full width for the evaluation (on a 7 B model, 2 bytes a
+    /// parameter more than the training itself held): there the adapters stay beside it,
+    /// computing the same function.
+    pub fn evaluated(self) -> Lm {
+        match self.has_narrow_matrices() {
+            true => self,
+            false => self.merged(),
+        }
+    }
+
+    /// The model with its adapters' outputs scaled by `alpha`: `W + alpha · scale · A B`,
+    /// the interpolation baseline's `θ₀ + α(θ − θ₀)` for a LoRA model whose base is `θ₀`.
+    pub fn with_adapters_scaled(mut self, alpha: f64) -> Lm {
+        if let Some(adapters) = self.lora.as_mut() {
+            adapters.scale_by(alpha);
         }
         self
     }
@@ -556,9 +602,19 @@ impl Lm {
     /// The output head: hidden states (any leading shape) to logits over the vocabulary.
     pub fn head<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         match &self.lm_head {
-            Some(head) => head.forward(x),
+            Some(head) => apply(head, x),
             // Tied: the embedding matrix `[vocab, d_model]` read as the output projection.
-            None => x.matmul(self.embed_tokens.weight.val().transpose().unsqueeze()),
+            None => {
+                let dtype = x.dtype();
+                x.matmul(
+                    self.embed_tokens
+                        .weight
+                        .val()
+                        .cast(dtype)
+                        .transpose()
+                        .unsqueeze(),
+                )
+            }
         }
     }
 
@@ -587,9 +643,10 @@ impl Lm {
                 .expand(shape)
                 .bool_or(padding.clone().reshape([batch, 1, 1, keys]).expand(shape));
         }
-        let mut x = self.embed_tokens.forward(tokens);
-        // Everything computed here follows the weights' dtype (bf16 in mixed precision).
-        let dtype = x.dtype();
+        // Everything computed here follows the norms' dtype (bf16 in mixed precision); an
+        // embedding held narrower is widened row by row, exactly.
+        let dtype = self.compute_dtype();
+        let mut x = self.embed_tokens.forward(tokens).cast(dtype);
         // Added to the scores rather than filled in: the same softmax (a masked score is
         // -1e9 either way, to f32 precision), and its gradient needs no second masking.
         let mask_bias = Tensor::<4>::zeros(hidden.dims(), &device)

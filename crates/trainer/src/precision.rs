@@ -3,7 +3,8 @@
 //! its state, the EMA shadows and the loss stay in fp32, as PyTorch's autocast keeps them.
 //! Pure bf16 weights would lose most updates of a small learning rate and freeze an EMA with
 //! β = 0.99 (bf16 keeps 8 significant bits). Base-model training and evaluation stay fp32, so
-//! results of both precisions are measured the same way from the same base model.
+//! results of both precisions are measured the same way from the same base model. A LoRA
+//! model's frozen base, which nothing updates, is held in bf16 outright ([`narrow_matrices`]).
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
@@ -34,6 +35,42 @@ impl Precision {
     }
 }
 
+/// Casts a model's matrices (embedding, projections, head) to a dtype, leaving vectors (norms,
+/// biases) as they are.
+struct CastMatrices(FloatDType);
+
+impl ModuleMapper for CastMatrices {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if D < 2 {
+            return param;
+        }
+        param.map(|value| value.cast(self.0))
+    }
+}
+
+/// `base` with its matrices held in `dtype` (bf16), for LoRA on a GPU under `precision =
+/// "bf16"`: the frozen base is what holds most of the memory (4 bytes a parameter in fp32,
+/// plus the bf16 working copy each step), and in bf16 it is 2 bytes a parameter and already
+/// its own working copy. The norms and biases stay fp32 and keep the model computing in
+/// fp32 outside training ([`Lm::compute_dtype`]), so its evaluation is the fp32 evaluation
+/// of the base rounded to bf16: exact for a checkpoint published in bf16 (Llama-3, Qwen2.5,
+/// Phi-3). The adapters, their optimizer state and EMA shadows stay fp32.
+pub fn narrow_matrices(base: Lm, dtype: FloatDType) -> Lm {
+    base.map(&mut CastMatrices(dtype))
+}
+
+/// Every weight of `model` in fp32 (a no-op for those already fp32): what a Hugging Face
+/// directory declared `float32` is written from.
+pub fn widened(model: Lm) -> Lm {
+    struct Widen;
+    impl ModuleMapper for Widen {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            param.map(|value| value.cast(FloatDType::F32))
+        }
+    }
+    model.map(&mut Widen)
+}
+
 struct CastParams(FloatDType);
 
 impl ModuleMapper for CastParams {
@@ -41,6 +78,8 @@ impl ModuleMapper for CastParams {
         // A LoRA model's frozen weights stay frozen in the copy: no gradient, no update.
         let trainable = param.is_require_grad();
         let (id, value, mapper) = param.consume();
+        // A matrix already held in the dtype (a narrowed frozen base) is used as it is: the
+        // cast below is then no operation and the leaf shares its storage.
         // A fresh leaf with the master weight's id, so its gradients find the master.
         let copy = value.inner().cast(self.0).autodiff();
         let copy = if trainable { copy.require_grad() } else { copy };
@@ -101,6 +140,68 @@ mod tests {
         let (m, c) = (flags(&master), flags(&copy));
         assert_eq!(m, c);
         assert!(m.iter().any(|t| *t) && m.iter().any(|t| !t), "{m:?}");
+    }
+
+    /// A LoRA model over a base held in bf16 computes, outside training, what the fp32 model
+    /// over that rounded base computes: with its adapters kept beside it (evaluation), folded
+    /// in (saving) and scaled (the interpolation baseline).
+    #[test]
+    fn a_base_held_in_bf16_evaluates_as_the_rounded_base_in_fp32() {
+        use crate::lora::{parse_targets, LoraSpec};
+        use burn::tensor::DType;
+        let device = crate::cpu_device();
+        device.seed(5);
+        let arch = crate::model::ModelConfig {
+            d_model: 32,
+            n_heads: 4,
+            n_layers: 2,
+            d_ff: 48,
+            max_seq: 64,
+        }
+        .arch();
+        let spec = LoraSpec {
+            rank: 4,
+            alpha: 8.0,
+            targets: parse_targets("all").expect("targets"),
+            ..LoraSpec::default()
+        };
+        let adapters = crate::testing::random_adapters(&arch, &spec, &device);
+        let narrow = narrow_matrices(arch.init(&device), FloatDType::BF16);
+        assert_eq!(narrow.compute_dtype(), DType::F32);
+        // Built the way every fp32 LoRA model is evaluated, from the rounded weights.
+        let rounded = widened(narrow.clone());
+        let reference = rounded.clone().with_adapters(adapters.clone()).merged();
+        let adapted = narrow.with_adapters(adapters);
+        let tokens = Tensor::<2, Int>::from_data(
+            TensorData::new(
+                (0..24).map(|t| (t * 37) % 250).collect::<Vec<i64>>(),
+                [2, 12],
+            ),
+            &device,
+        );
+        let logits = |m: &Lm| m.forward(tokens.clone());
+        let diff = |a: Tensor<3>, b: Tensor<3>| (a - b).abs().max().into_scalar::<f32>();
+        let expected = logits(&reference);
+
+        let evaluated = adapted.clone().evaluated();
+        assert!(evaluated.adapters().is_some(), "kept beside the bf16 base");
+        assert_eq!(logits(&evaluated).dtype(), DType::F32);
+        let d = diff(logits(&evaluated), expected.clone());
+        assert!(d < 1e-4, "evaluated: {d}");
+
+        let merged = adapted.clone().merged();
+        assert!(merged.adapters().is_none());
+        let d = diff(logits(&merged), expected.clone());
+        assert!(d < 1e-4, "merged: {d}");
+        let saved = widened(merged);
+        assert!(!saved.has_narrow_matrices());
+
+        let halfway = crate::ema::interpolate(&rounded, &reference, 0.5);
+        let d = diff(
+            logits(&evaluated.with_adapters_scaled(0.5)),
+            logits(&halfway),
+        );
+        assert!(d < 1e-4, "interpolated: {d}");
     }
 
     #[test]

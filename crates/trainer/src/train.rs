@@ -405,23 +405,31 @@ mod tests {
         assert_eq!(c.lr_at(50, 100), 1.0);
     }
 
-    /// Trains a small model on one repeated example, in fp32 or with `compute`, keeping or
-    /// recomputing activations; returns the loss of every step and the dtype of the trained
-    /// weights.
-    fn overfit(
-        device: &Device,
-        compute: Option<FloatDType>,
-        checkpointing: bool,
-    ) -> (Vec<f64>, DType) {
-        let ad = device.clone().autodiff();
-        ad.seed(3);
-        let config = crate::model::ModelConfig {
+    /// The small model the training tests start from, and the run they train it for: one
+    /// repeated example, 30 steps of 4 at lr 1e-2.
+    fn tiny_start(device: &Device) -> Lm {
+        device.seed(3);
+        crate::model::ModelConfig {
             d_model: 32,
             n_heads: 2,
             n_layers: 1,
             d_ff: 64,
             max_seq: 64,
-        };
+        }
+        .init(device)
+    }
+
+    /// Trains `start` on one repeated example, in fp32 or with `compute`, keeping or
+    /// recomputing activations; returns the loss of every step and the trained model. Every
+    /// run of the same `start` draws nothing from the device's generator, so runs compare
+    /// bit for bit even while other tests draw from it.
+    fn overfit(
+        start: &Lm,
+        device: &Device,
+        compute: Option<FloatDType>,
+        checkpointing: bool,
+    ) -> (Vec<f64>, Lm) {
+        let ad = device.clone().autodiff();
         let example = crate::tokenizer::encode_example("Say hi", "hi there", 64);
         let pool = vec![example];
         let mix = Mix::new(vec![(&pool, 1.0)]);
@@ -434,12 +442,12 @@ mod tests {
             lr: 1e-2,
             ..OptimConfig::default()
         };
-        let mut trainer = Trainer::new(config.init(&ad), &ad, &mix, shape, &optim, 0)
+        let model = start.clone().to_device(&ad).train();
+        let mut trainer = Trainer::new(model, &ad, &mix, shape, &optim, 0)
             .computing_in(compute)
             .checkpointing(checkpointing);
         let losses = (0..30).map(|_| trainer.advance()).collect();
-        let dtype = trainer.model().weights_dtype();
-        (losses, dtype)
+        (losses, trainer.model().valid())
     }
 
     /// Recomputing activations in the backward pass trains to the same losses, bit for bit,
@@ -447,10 +455,11 @@ mod tests {
     #[test]
     fn checkpointing_trains_to_the_same_losses() {
         let device = crate::cpu_device();
+        let start = tiny_start(&device);
         for compute in [None, Some(FloatDType::BF16)] {
             assert_eq!(
-                overfit(&device, compute, false),
-                overfit(&device, compute, true),
+                overfit(&start, &device, compute, false).0,
+                overfit(&start, &device, compute, true).0,
                 "{compute:?}"
             );
         }
@@ -458,10 +467,11 @@ mod tests {
 
     /// Mixed precision learns as fp32 does, and the weights it updates stay fp32.
     fn bf16_compute_learns_with_fp32_weights(device: &Device) {
-        let (fp32, fp32_weights) = overfit(device, None, false);
-        let (bf16, bf16_weights) = overfit(device, Some(FloatDType::BF16), false);
-        assert_eq!(fp32_weights, DType::F32);
-        assert_eq!(bf16_weights, DType::F32);
+        let start = tiny_start(device);
+        let (fp32, fp32_model) = overfit(&start, device, None, false);
+        let (bf16, bf16_model) = overfit(&start, device, Some(FloatDType::BF16), false);
+        assert_eq!(fp32_model.compute_dtype(), DType::F32);
+        assert_eq!(bf16_model.compute_dtype(), DType::F32);
         assert_ne!(fp32, bf16, "bf16 compute rounds differently");
         let (first, last) = (bf16[0], bf16[bf16.len() - 1]);
         assert!(last < first * 0.3, "bf16 loss {first} -> {last}");
@@ -475,6 +485,84 @@ mod tests {
             (last - fp32_last).abs() < 0.05 + 0.5 * fp32_last,
             "{fp32:?} vs {bf16:?}"
         );
+    }
+
+    /// Each weight of `model`: whether it trains, its dtype, its values.
+    fn weights(model: &Lm) -> Vec<(bool, DType, Vec<f32>)> {
+        struct Weights(Vec<(bool, DType, Vec<f32>)>);
+        impl burn::module::ModuleVisitor for Weights {
+            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+                let value = param.val();
+                let dtype = value.dtype();
+                let values = value
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .expect("floats");
+                self.0.push((param.is_require_grad(), dtype, values));
+            }
+        }
+        let mut visit = Weights(Vec::new());
+        model.visit(&mut visit);
+        visit.0
+    }
+
+    /// LoRA over a base held in bf16, computing in bf16: the loss falls, with and without
+    /// checkpointing (bit for bit the same), the adapters train in fp32, and the frozen
+    /// matrices stay bf16 and untouched.
+    fn lora_trains_fp32_adapters_over_a_bf16_base(device: &Device) {
+        use crate::lora::{parse_targets, LoraSpec};
+        let spec = LoraSpec {
+            rank: 4,
+            alpha: 8.0,
+            targets: parse_targets("all").expect("targets"),
+            ..LoraSpec::default()
+        };
+        let base = crate::precision::narrow_matrices(tiny_start(device), FloatDType::BF16);
+        let start = base.with_lora(&spec, device);
+        let bf16 = Some(FloatDType::BF16);
+        let (losses, trained) = overfit(&start, device, bf16, false);
+        assert_eq!(
+            overfit(&start, device, bf16, true).0,
+            losses,
+            "checkpointing"
+        );
+        let (first, last) = (losses[0], losses[losses.len() - 1]);
+        assert!(last < first * 0.7, "loss {first} -> {last}");
+        // Which weights train is known on an autodiff device only.
+        let training = weights(&start.clone().to_device(&device.clone().autodiff()).train());
+        let (before, after) = (weights(&start), weights(&trained));
+        assert_eq!(before.len(), after.len());
+        let mut narrow = 0;
+        for (((trains, _, _), (_, dtype, old)), (_, new_dtype, new)) in
+            training.iter().zip(&before).zip(&after)
+        {
+            assert_eq!(dtype, new_dtype);
+            if *trains {
+                assert_eq!(*dtype, DType::F32, "adapters train in fp32");
+            } else {
+                assert_eq!(old, new, "a frozen weight moved");
+                narrow += usize::from(*dtype == DType::BF16);
+            }
+        }
+        assert!(narrow > 0, "no matrix held in bf16");
+        assert!(training
+            .iter()
+            .zip(&before)
+            .zip(&after)
+            .any(|((t, b), a)| t.0 && b.2 != a.2));
+    }
+
+    #[test]
+    fn lora_trains_fp32_adapters_over_a_bf16_base_on_flex() {
+        lora_trains_fp32_adapters_over_a_bf16_base(&Device::flex());
+    }
+
+    #[cfg(feature = "tch")]
+    #[test]
+    #[expect(deprecated, reason = "burn-tch is deprecated upstream")]
+    fn lora_trains_fp32_adapters_over_a_bf16_base_on_libtorch() {
+        lora_trains_fp32_adapters_over_a_bf16_base(&Device::libtorch());
     }
 
     #[test]

@@ -421,12 +421,13 @@ fn evaluate_points(
     };
     let positive = context.plan.decays.iter().filter(|d| d.value > 0.0);
     let shadow_of: Vec<(f64, &Ema)> = positive.map(|d| d.value).zip(shadows).collect();
-    // Without autodiff, and a LoRA model's adapters folded into its weights.
+    // Without autodiff, and a LoRA model's adapters folded into its weights (except beside
+    // a base held in bf16: `Lm::evaluated`).
     let unmerged_at = |decay: f64| match shadow_of.iter().find(|(d, _)| *d == decay) {
         Some((_, shadow)) => shadow.shadow().clone(),
         None => trainer.model().valid(),
     };
-    let model_at = |decay: f64| unmerged_at(decay).merged();
+    let model_at = |decay: f64| unmerged_at(decay).evaluated();
     // Before the first step every shadow, and every interpolation, is the starting model:
     // one evaluation serves all.
     let mut at_start: Option<Judged> = None;
@@ -436,9 +437,11 @@ fn evaluate_points(
                 (Some(j), 0) => j.clone(),
                 _ => {
                     let model = model_at(decay.value);
-                    let model = match alpha.value {
-                        1.0 => model,
-                        a => crate::ema::interpolate(context.base, &model, a),
+                    let model = match (alpha.value, model.adapters().is_some()) {
+                        (1.0, _) => model,
+                        // Adapters kept beside the base: θ₀ + α(θ − θ₀) scales their output.
+                        (a, true) => model.with_adapters_scaled(a),
+                        (a, false) => crate::ema::interpolate(context.base, &model, a),
                     };
                     judge(
                         context.judge.as_ref(),
@@ -478,7 +481,7 @@ fn evaluate_points(
     // A LoRA model is saved merged (a plain checkpoint) and as PEFT's adapter directory.
     let mut save_as = |decay: f64, name: &str| -> Result<(), TrialError> {
         let out = dir.join(format!("model-{name}"));
-        crate::hf::save(&model_at(decay), &hf.dir, &out)?;
+        crate::hf::save(&unmerged_at(decay).merged(), &hf.dir, &out)?;
         (context.report)(TrialReport::Note(format!("saved {}", out.display())));
         if let Some(adapters) = unmerged_at(decay).adapters() {
             let out = dir.join(format!("adapter-{name}"));

@@ -239,7 +239,8 @@ pub fn save(model: &Lm, source: &Path, out: &Path) -> Result<(), HfError> {
             std::fs::copy(&from, partial.join(name)).map_err(|e| HfError::io(&from, e))?;
         }
     }
-    save_weights(model, &partial)?;
+    // Declared float32 above, so written so: a base held in bf16 is widened here.
+    save_weights(&crate::precision::widened(model.clone()), &partial)?;
     let _ = std::fs::remove_dir_all(out);
     std::fs::rename(&partial, out).map_err(|e| HfError::io(out, e))
 }

@@ -429,7 +429,6 @@ fn weights_error(path: &Path, e: safetensors::SafeTensorError) -> HfError {
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::Distribution;
 
     use super::*;
     use crate::model::ModelConfig;
@@ -446,7 +445,7 @@ mod tests {
             targets: crate::lora::parse_targets("q,v,down").unwrap(),
             ..LoraSpec::default()
         };
-        let adapters = random_adapters(&arch, &spec, &device);
+        let adapters = crate::testing::random_adapters(&arch, &spec, &device);
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("adapter");
         save_adapter(&adapters, &arch, Path::new("models/base"), &out).unwrap();
@@ -484,25 +483,6 @@ mod tests {
         );
     }
 
-    /// Adapters of `spec` for `arch` whose B is drawn too (PEFT's init leaves it zero), so
-    /// each has a delta to compare.
-    fn random_adapters(arch: &Arch, spec: &LoraSpec, device: &Device) -> Adapters {
-        let mut adapters = Adapters::init(spec, arch.n_layers, |t| arch.projection_dims(t), device);
-        for layer in &mut adapters.layers {
-            for target in Target::ALL {
-                if let Some(lora) = layer.slot(target).as_mut() {
-                    let shape = lora.b.val().dims();
-                    lora.b = burn::module::Param::from_tensor(Tensor::random(
-                        shape,
-                        Distribution::Normal(0.0, 1.0),
-                        device,
-                    ));
-                }
-            }
-        }
-        adapters
-    }
-
     fn max_diff(a: Tensor<2>, b: Tensor<2>) -> f32 {
         (a - b).abs().max().into_scalar::<f32>()
     }
@@ -526,7 +506,7 @@ mod tests {
                 rslora,
                 ..LoraSpec::default()
             };
-            let adapters = random_adapters(&arch, &spec, &device);
+            let adapters = crate::testing::random_adapters(&arch, &spec, &device);
             let dir = tempfile::tempdir().unwrap();
             let out = dir.path().join("adapter");
             save_adapter(&adapters, &arch, Path::new("models/phi3"), &out).unwrap();
@@ -571,7 +551,7 @@ mod tests {
             targets: crate::lora::parse_targets("q,v").unwrap(),
             ..LoraSpec::default()
         };
-        let adapters = random_adapters(&arch, &spec, &device);
+        let adapters = crate::testing::random_adapters(&arch, &spec, &device);
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("adapter");
         save_adapter(&adapters, &arch, Path::new("models/base"), &out).unwrap();
