@@ -4,12 +4,13 @@
     python3 scripts/smollm2_tables.py bases docs/results/smollm2-paper-trials.csv \\
         docs/results/smollm2-bases-trials.csv
     python3 scripts/smollm2_tables.py lora docs/results/smollm2-bases-trials.csv \
-        docs/results/smollm2-lora-trials.csv
+        docs/results/smollm2-lora-trials.csv [docs/results/smollm2-bases-seed1-trials.csv \
+        docs/results/smollm2-lora-seed1-trials.csv]
 
 `paper`: one row per configuration, each cell seed 0 / seed 1. `bases`: the same rows, each
 cell base 0 seed 0 / base 0 seed 1 / base 1 seed 0. `lora`: the second alignment's full
-fine-tuning at lr 1e-4 (and the aligned model) beside each LoRA configuration, one row per
-method and EMA decay (one seed).
+fine-tuning (and the aligned model) beside each LoRA configuration, one row per method and
+EMA decay, each cell seed 0 / seed 1 when the seed-1 sweeps' files are given.
 """
 
 import csv
@@ -93,16 +94,23 @@ def bases(paper_path, bases_path):
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
-def lora(bases_path, lora_path):
-    full, adapters = read(bases_path), read(lora_path)
+def lora(bases_path, lora_path, *seed1_paths):
+    seeds = [(read(bases_path), read(lora_path))]
+    if seed1_paths:
+        seeds.append((read(seed1_paths[0]), read(seed1_paths[1])))
     header(METRICS)
     for name, adapter, lr, steps, decay in LORA_ROWS:
-        if adapter is None:
-            cells = [value(full, m, learning_rate=lr, steps=steps, ema_decay=decay) for m in METRICS]
-        else:
-            rank, targets = adapter
-            cells = [value(adapters, m, learning_rate=lr, lora_rank=rank, lora_targets=targets,
-                           steps=steps, ema_decay=decay) for m in METRICS]
+        cells = []
+        for m in METRICS:
+            runs = []
+            for full, adapters in seeds:
+                if adapter is None:
+                    runs.append(value(full, m, learning_rate=lr, steps=steps, ema_decay=decay))
+                else:
+                    rank, targets = adapter
+                    runs.append(value(adapters, m, learning_rate=lr, lora_rank=rank,
+                                      lora_targets=targets, steps=steps, ema_decay=decay))
+            cells.append(" / ".join(runs))
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 if __name__ == "__main__":
