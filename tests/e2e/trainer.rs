@@ -1016,35 +1016,24 @@ fn compare_pairs_verdicts_by_seed_and_prompt() {
         );
     }
     assert_eq!(split["replicates"].as_array().unwrap().len(), 2, "{split}");
-    // Sweeps that repeat a replicate are refused, naming both trials.
-    let out = p.run(&[
-        "compare",
-        "g",
-        "learning_rate=1e-3,steps=5",
-        "learning_rate=3e-2,steps=5",
-        "--b-sweep",
-        "h,g",
-    ]);
-    let err = text(&out.stderr);
-    assert_ne!(out.status.code(), Some(0));
-    assert!(
-        err.contains("both have seed=0") && err.contains("(h)"),
-        "{err}"
-    );
-    let out = p.run(&[
-        "compare",
-        "g",
-        "learning_rate=1e-3,steps=5",
-        "learning_rate=3e-2,steps=5",
-        "--b-sweep",
-        "nosuch",
-    ]);
-    let err = text(&out.stderr);
-    assert_ne!(out.status.code(), Some(0));
-    assert!(
-        err.contains("configuration B") && err.contains("nosuch"),
-        "{err}"
-    );
+    // Sweeps that repeat a replicate are refused, naming both trials; an unknown sweep is
+    // named.
+    for (b_sweep, needles) in [
+        ("h,g", ["both have seed=0", "(h)"]),
+        ("nosuch", ["configuration B", "nosuch"]),
+    ] {
+        let out = p.run(&[
+            "compare",
+            "g",
+            "learning_rate=1e-3,steps=5",
+            "learning_rate=3e-2,steps=5",
+            "--b-sweep",
+            b_sweep,
+        ]);
+        let err = text(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{b_sweep}");
+        assert!(needles.iter().all(|n| err.contains(n)), "{b_sweep}: {err}");
+    }
     // What cannot be compared says why.
     for (a, b, metric, needle) in [
         (

@@ -68,6 +68,18 @@ pub(crate) mod testing {
     use crate::lora::{Adapters, LoraSpec, Target};
     use crate::model::{Arch, Lm};
 
+    /// A two-block model small enough to build in every test: width 32, 4 heads, MLP 48.
+    pub fn tiny_arch() -> Arch {
+        crate::model::ModelConfig {
+            d_model: 32,
+            n_heads: 4,
+            n_layers: 2,
+            d_ff: 48,
+            max_seq: 64,
+        }
+        .arch()
+    }
+
     /// Adapters of `spec` for `arch` whose B is drawn too (PEFT's init leaves it zero), so
     /// each has a delta to compare.
     pub fn random_adapters(arch: &Arch, spec: &LoraSpec, device: &Device) -> Adapters {

@@ -712,14 +712,7 @@ mod tests {
     use super::*;
 
     fn tiny(style: RopeStyle) -> Arch {
-        let mut arch = ModelConfig {
-            d_model: 32,
-            n_heads: 4,
-            n_layers: 2,
-            d_ff: 48,
-            max_seq: 64,
-        }
-        .arch();
+        let mut arch = crate::testing::tiny_arch();
         arch.rope.style = style;
         arch
     }

@@ -151,14 +151,7 @@ mod tests {
         use burn::tensor::DType;
         let device = crate::cpu_device();
         device.seed(5);
-        let arch = crate::model::ModelConfig {
-            d_model: 32,
-            n_heads: 4,
-            n_layers: 2,
-            d_ff: 48,
-            max_seq: 64,
-        }
-        .arch();
+        let arch = crate::testing::tiny_arch();
         let spec = LoraSpec {
             rank: 4,
             alpha: 8.0,
