@@ -2,13 +2,13 @@
 
     python3 scripts/smollm2_tables.py paper docs/results/smollm2-paper-trials.csv
     python3 scripts/smollm2_tables.py bases docs/results/smollm2-paper-trials.csv \\
-        docs/results/smollm2-bases-trials.csv
+        docs/results/smollm2-bases-trials.csv [docs/results/smollm2-bases-seed1-trials.csv]
     python3 scripts/smollm2_tables.py lora docs/results/smollm2-bases-trials.csv \
         docs/results/smollm2-lora-trials.csv [docs/results/smollm2-bases-seed1-trials.csv \
         docs/results/smollm2-lora-seed1-trials.csv]
 
 `paper`: one row per configuration, each cell seed 0 / seed 1. `bases`: the same rows, each
-cell base 0 seed 0 / base 0 seed 1 / base 1 seed 0. `lora`: the second alignment's full
+cell base 0 seed 0 / base 0 seed 1 / base 1 seed 0 (/ base 1 seed 1, from the third file). `lora`: the second alignment's full
 fine-tuning (and the aligned model) beside each LoRA configuration, one row per method and
 EMA decay, each cell seed 0 / seed 1 when the seed-1 sweeps' files are given.
 """
@@ -80,16 +80,16 @@ def paper(path):
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
-def bases(paper_path, bases_path):
-    first, second = read(paper_path), read(bases_path)
+def bases(paper_path, *bases_paths):
+    first, second = read(paper_path), [read(p) for p in bases_paths]
     header(METRICS)
     for name, lr, steps, decay in ROWS:
         cells = []
         for m in METRICS:
             runs = [value(first, m, learning_rate=lr, steps=steps, ema_decay=decay, seed=s)
                     for s in ("0", "1")]
-            runs.append("**" + value(second, m, learning_rate=lr, steps=steps,
-                                     ema_decay=decay) + "**")
+            runs += ["**" + value(rows, m, learning_rate=lr, steps=steps, ema_decay=decay) + "**"
+                     for rows in second]
             cells.append(" / ".join(runs))
         print(f"| {name} | " + " | ".join(cells) + " |")
 
