@@ -533,6 +533,9 @@ impl Lm {
         let Some(adapters) = self.lora.take() else {
             return self;
         };
+        // Merged weights are held in the dtype the model computes in: a base held in bf16
+        // beside fp32 adapters is widened rather than the update rounded to bf16.
+        let dtype = self.compute_dtype();
         for (layer, adapted) in self.layers.iter_mut().zip(&adapters.layers) {
             for target in Target::ALL {
                 let Some(adapter) = adapted.get(target) else {
@@ -542,18 +545,9 @@ impl Lm {
                     "self_attn" => layer.self_attn.projection_mut(target),
                     _ => layer.mlp.projection_mut(target),
                 };
-                let delta = adapter.delta();
-                // A clone of a parameter is a handle to the same tensor, not a copy. The sum
-                // takes the wider of the two dtypes: a base held in bf16 beside fp32
-                // adapters is widened rather than the update rounded to bf16.
-                linear.weight = linear.weight.clone().map(|w| {
-                    if w.dtype() == DType::BF16 && delta.dtype() == DType::F32 {
-                        w.cast(DType::F32) + delta
-                    } else {
-                        let dtype = w.dtype();
-                        w + delta.cast(dtype)
-                    }
-                });
+                let delta = adapter.delta().cast(dtype);
+                // A clone of a parameter is a handle to the same tensor, not a copy.
+                linear.weight = linear.weight.clone().map(|w| w.cast(dtype) + delta);
             }
         }
         self
