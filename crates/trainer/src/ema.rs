@@ -163,8 +163,12 @@ impl ModuleMapper for Towards {
 
 /// θ₀ + α(θ − θ₀): the interpolation baseline between the starting weights `start` and
 /// `model` (same architecture), without autodiff. Parameters are matched by position, so it
-/// holds whatever their ids.
+/// holds whatever their ids. A `model` whose adapters sit beside `start`, its frozen base
+/// (not merged: [`Lm::evaluated`]), is `W + α · scale · A B`: its adapters' output scaled.
 pub fn interpolate(start: &Lm, model: &Lm, alpha: f64) -> Lm {
+    if model.adapters().is_some() && start.adapters().is_none() {
+        return model.valid().with_adapters_scaled(alpha);
+    }
     let mut ordered = Ordered(Vec::new());
     start.visit(&mut ordered);
     model.valid().map(&mut Towards {

@@ -35,16 +35,19 @@ impl Precision {
     }
 }
 
-/// Casts a model's matrices (embedding, projections, head) to a dtype, leaving vectors (norms,
-/// biases) as they are.
-struct CastMatrices(FloatDType);
+/// Casts a model's weights of at least `min_rank` dimensions to `dtype` (rank 2: its
+/// matrices, the embedding, projections and head, leaving the norms and biases as they are).
+struct CastWeights {
+    dtype: FloatDType,
+    min_rank: usize,
+}
 
-impl ModuleMapper for CastMatrices {
+impl ModuleMapper for CastWeights {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        if D < 2 {
+        if D < self.min_rank {
             return param;
         }
-        param.map(|value| value.cast(self.0))
+        param.map(|value| value.cast(self.dtype))
     }
 }
 
@@ -56,19 +59,16 @@ impl ModuleMapper for CastMatrices {
 /// of the base rounded to bf16: exact for a checkpoint published in bf16 (Llama-3, Qwen2.5,
 /// Phi-3). The adapters, their optimizer state and EMA shadows stay fp32.
 pub fn narrow_matrices(base: Lm, dtype: FloatDType) -> Lm {
-    base.map(&mut CastMatrices(dtype))
+    base.map(&mut CastWeights { dtype, min_rank: 2 })
 }
 
 /// Every weight of `model` in fp32 (a no-op for those already fp32): what a Hugging Face
 /// directory declared `float32` is written from.
 pub fn widened(model: Lm) -> Lm {
-    struct Widen;
-    impl ModuleMapper for Widen {
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            param.map(|value| value.cast(FloatDType::F32))
-        }
-    }
-    model.map(&mut Widen)
+    model.map(&mut CastWeights {
+        dtype: FloatDType::F32,
+        min_rank: 0,
+    })
 }
 
 struct CastParams(FloatDType);
@@ -191,7 +191,7 @@ mod tests {
 
         let halfway = crate::ema::interpolate(&rounded, &reference, 0.5);
         let d = diff(
-            logits(&evaluated.with_adapters_scaled(0.5)),
+            logits(&crate::ema::interpolate(&rounded, &evaluated, 0.5)),
             logits(&halfway),
         );
         assert!(d < 1e-4, "interpolated: {d}");

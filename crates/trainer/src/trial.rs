@@ -437,11 +437,9 @@ fn evaluate_points(
                 (Some(j), 0) => j.clone(),
                 _ => {
                     let model = model_at(decay.value);
-                    let model = match (alpha.value, model.adapters().is_some()) {
-                        (1.0, _) => model,
-                        // Adapters kept beside the base: θ₀ + α(θ − θ₀) scales their output.
-                        (a, true) => model.with_adapters_scaled(a),
-                        (a, false) => crate::ema::interpolate(context.base, &model, a),
+                    let model = match alpha.value {
+                        1.0 => model,
+                        a => crate::ema::interpolate(context.base, &model, a),
                     };
                     judge(
                         context.judge.as_ref(),
@@ -481,9 +479,10 @@ fn evaluate_points(
     // A LoRA model is saved merged (a plain checkpoint) and as PEFT's adapter directory.
     let mut save_as = |decay: f64, name: &str| -> Result<(), TrialError> {
         let out = dir.join(format!("model-{name}"));
-        crate::hf::save(&unmerged_at(decay).merged(), &hf.dir, &out)?;
+        let model = unmerged_at(decay);
+        crate::hf::save(&model.clone().merged(), &hf.dir, &out)?;
         (context.report)(TrialReport::Note(format!("saved {}", out.display())));
-        if let Some(adapters) = unmerged_at(decay).adapters() {
+        if let Some(adapters) = model.adapters() {
             let out = dir.join(format!("adapter-{name}"));
             crate::hf::peft::save_adapter(adapters, context.base.arch(), &hf.dir, &out)?;
             (context.report)(TrialReport::Note(format!("saved {}", out.display())));
