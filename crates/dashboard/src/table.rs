@@ -75,9 +75,9 @@ pub(crate) async fn page(
     args: &TableArgs,
 ) -> Result<(Vec<TrialRow>, u64), ApiError> {
     let page = args.page()?;
-    let fixed = FixedParams::load(store, Some(&sweep.name)).await?;
     let text = args.filter.as_deref().unwrap_or("").trim();
     if text.is_empty() {
+        let fixed = FixedParams::load(store, Some(&sweep.name)).await?;
         let (rows, total) = store.trial_page(sweep.id, &page).await?;
         return Ok((rows.into_iter().map(|r| fixed.apply(r)).collect(), total));
     }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use sweep_core::{Grid, Params};
-use sweep_store::{Store, StoreError, TrialRow};
+use sweep_store::{Store, StoreError, SweepRecord, TrialRow};
 
 use crate::aggregate::{Aggregator, Configuration};
 use crate::filter::{Condition, Filter, FilterError};
@@ -22,7 +22,12 @@ impl FixedParams {
             Some(name) => vec![store.sweep(name).await?],
             None => store.sweeps().await?,
         };
-        Ok(FixedParams(
+        Ok(FixedParams::of(records))
+    }
+
+    /// The `[fixed]` values of sweeps already read.
+    fn of(records: Vec<SweepRecord>) -> FixedParams {
+        FixedParams(
             records
                 .into_iter()
                 .filter_map(|r| {
@@ -31,7 +36,7 @@ impl FixedParams {
                     Some((r.name, grid.fixed))
                 })
                 .collect(),
-        ))
+        )
     }
 
     /// `row` with its sweep's `[fixed]` values added to its parameters (a swept value of the
@@ -86,12 +91,14 @@ impl<'a> Stored<'a> {
         name: Option<&str>,
         conditions: &[Condition],
     ) -> Result<Stored<'a>, OpenError> {
-        let sweep_id = match name {
-            Some(name) => Some(store.sweep(name).await?.id),
-            None => None,
-        };
         // `[fixed]` values are parameters of every trial too.
-        let fixed = FixedParams::load(store, name).await?;
+        let (sweep_id, fixed) = match name {
+            Some(name) => {
+                let record = store.sweep(name).await?;
+                (Some(record.id), FixedParams::of(vec![record]))
+            }
+            None => (None, FixedParams::load(store, None).await?),
+        };
         let params = fixed.with_names(store.param_names(sweep_id).await?);
         let metrics = store.metric_names(sweep_id).await?;
         let filter = Filter::new(conditions, &params, &metrics)?;
