@@ -525,7 +525,7 @@ fn eval_of_a_checkpoint_equals_its_steps_0_trial() {
         include_str!("../../crates/trainer/tests/fixtures/benchmarks/piqa.jsonl"),
     );
     let trainer = "[trainer]\neval_harmful = 4\neval_benign = 4\nmax_new_tokens = 6\n\
-                   judge = [\"sh\", \"judge.sh\"]\njudge_name = \"guard\"\n\
+                   judge = [\"sh\", \"judge.sh\"]\njudge_name = \"guard\"\nsave = \"final\"\n\
                    benchmarks = [\"piqa:piqa.jsonl\"]\n\n[trainer.model]\nhf = \"tiny\"\nmax_seq = 96\n";
     p.write(
         "g.toml",
@@ -565,6 +565,8 @@ fn eval_of_a_checkpoint_equals_its_steps_0_trial() {
             .collect()
     };
     let trial_dir = trial_dirs(&p, "g").remove(0);
+    // At steps = 0 the weights are the checkpoint's own: `save` writes no copy of them.
+    assert!(!trial_dir.join("model-final").exists());
     assert_eq!(
         answers(p.path().join("evaluated/responses.jsonl")),
         answers(trial_dir.join("responses.jsonl"))

@@ -476,6 +476,15 @@ fn evaluate_points(
         return Ok(());
     }
     let save = context.setup.config.save;
+    // At steps = 0 the weights are the checkpoint's own (unless this trainer aligned it first):
+    // a copy per trial would only fill the disk.
+    if own_steps == 0 && save != Save::None && context.setup.config.align.is_none() {
+        (context.report)(TrialReport::Note(format!(
+            "steps = 0: the weights are {}'s own; nothing saved",
+            hf.dir.display()
+        )));
+        return Ok(());
+    }
     // A LoRA model is saved merged (a plain checkpoint) and as PEFT's adapter directory.
     let mut save_as = |decay: f64, name: &str| -> Result<(), TrialError> {
         let out = dir.join(format!("model-{name}"));
