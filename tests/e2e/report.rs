@@ -31,7 +31,7 @@ fn project() -> Project {
 #[test]
 fn ranks_aggregates_and_exclusions_are_exact() {
     let p = project();
-    let out = p.run(&["report", "front", "--format", "json"]);
+    let out = p.run(&["report", "front", "--format", "json", "--seed-fronts"]);
     assert_code(&out, 0);
     let report: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
     let configs = report["configurations"].as_array().unwrap();
@@ -64,7 +64,7 @@ fn ranks_aggregates_and_exclusions_are_exact() {
 #[test]
 fn pareto_front_in_every_format() {
     let p = project();
-    let csv_out = p.run(&["report", "--pareto", "--format", "csv"]);
+    let csv_out = p.run(&["report", "--pareto", "--format", "csv", "--seed-fronts"]);
     assert_code(&csv_out, 0);
     let csv_text = text(&csv_out.stdout);
     let lines: Vec<&str> = csv_text.lines().collect();
@@ -83,8 +83,14 @@ fn pareto_front_in_every_format() {
         "{table}"
     );
     let md = text(
-        &p.run(&["report", "--pareto", "--format", "markdown"])
-            .stdout,
+        &p.run(&[
+            "report",
+            "--pareto",
+            "--format",
+            "markdown",
+            "--seed-fronts",
+        ])
+        .stdout,
     );
     assert!(
         md.starts_with(
@@ -569,5 +575,60 @@ async fn read_wide_view(p: &Project) -> (Vec<String>, Vec<Vec<String>>) {
             .unwrap();
         let rows = as_text!(rows, columns.len());
         (columns, rows)
+    }
+}
+
+/// The report from the store's per-configuration summaries (the default) ranks, summarises
+/// and leaves out exactly what the report that reads every trial (`--seed-fronts`) does, with
+/// seeds alone as replicates and with two replicate parameters merged, in every field but the
+/// front shares that only reading every trial can count.
+#[test]
+fn the_summaries_give_the_report_that_reading_every_trial_gives() {
+    let p = Project::new();
+    p.write("t.sh", TRIAL);
+    p.write(
+        "g.toml",
+        "[sweep]\nname = \"sums\"\ncommand = [\"sh\", \"t.sh\", \"{x}\", \"{seed}\"]\n\
+         max_attempts = 1\n[grid]\nx = [1, 2, 3, 4, 5]\nseed = [0, 1, 2]\nbase = [0, 1]\n",
+    );
+    assert_code(&p.run(&["run", "g.toml"]), 1);
+    let report = |args: &[&str]| -> serde_json::Value {
+        let out = p.run(&[&["report", "--format", "json"], args].concat());
+        assert_code(&out, 0);
+        serde_json::from_str(&text(&out.stdout)).unwrap()
+    };
+    for replicate in ["seed", "seed,base"] {
+        let summed = report(&["--replicate", replicate]);
+        let read = report(&["--replicate", replicate, "--seed-fronts"]);
+        assert_eq!(summed["excluded"], read["excluded"]);
+        assert_eq!(summed["excluded"]["not completed (failed)"], 6);
+        let close = |a: &serde_json::Value, b: &serde_json::Value| {
+            (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-12
+        };
+        assert!(close(
+            &summed["hypervolume"]["value"],
+            &read["hypervolume"]["value"]
+        ));
+        let (a, b) = (
+            summed["configurations"].as_array().unwrap(),
+            read["configurations"].as_array().unwrap(),
+        );
+        assert_eq!(a.len(), if replicate == "seed" { 8 } else { 4 });
+        assert_eq!(a.len(), b.len());
+        for (a, b) in a.iter().zip(b) {
+            for field in ["sweep", "rank", "params", "trials"] {
+                assert_eq!(a[field], b[field], "{field} under --replicate {replicate}");
+            }
+            assert!(a["front_share"].is_null());
+            assert!(b["front_share"].is_array());
+            let metrics = b["metrics"].as_object().unwrap();
+            assert_eq!(a["metrics"].as_object().unwrap().len(), metrics.len());
+            for (name, stat) in metrics {
+                assert_eq!(a["metrics"][name]["n"], stat["n"], "{name}");
+                for s in ["mean", "std", "ci95"] {
+                    assert!(close(&a["metrics"][name][s], &stat[s]), "{name} {s}");
+                }
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! `sweep report --pareto` and `sweep export --csv` over a store of 10^6 completed trials:
-//! wall time and peak memory of the real binary. See docs/performance.md.
+//! `sweep report --pareto` (from the store's per-configuration summaries, and reading every
+//! trial) and `sweep export --csv` over a store of 10^6 completed trials: wall time and peak
+//! memory of the real binary. See docs/performance.md.
 //!
 //! `cargo build --release && cargo bench -p sweep --bench report` (BENCH_TRIALS to resize).
 
@@ -50,6 +51,10 @@ fn main() {
         (
             "report --pareto",
             vec!["--db", db_arg, "report", "--pareto"],
+        ),
+        (
+            "report --pareto --seed-fronts (reads every trial)",
+            vec!["--db", db_arg, "report", "--pareto", "--seed-fronts"],
         ),
         (
             "report --pareto --per-trial",

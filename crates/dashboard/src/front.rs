@@ -92,7 +92,8 @@ async fn compute(
 ) -> Result<Value, OpenError> {
     let started = Instant::now();
     let stored = Stored::open(store, Some(&sweep.name), &[]).await?;
-    let mut builder = FrontBuilder::new(&query.objectives, query.replicate.as_deref());
+    let mut builder =
+        FrontBuilder::new(&query.objectives, query.replicate.as_deref()).with_front_shares();
     let mut read = 0u64;
     stored
         .for_each(|row| {
@@ -125,7 +126,7 @@ fn front_json(report: &FrontReport, read: u64, computed_ms: u128) -> Value {
                 // the answer.
                 "trials": r.config.trials.iter().take(MAX_TRIAL_IDS).collect::<Vec<_>>(),
                 "trial_count": r.config.trials.len(),
-                "front_share": [r.front_share.0, r.front_share.1],
+                "front_share": r.front_share.map(|(k, n)| [k, n]),
                 "stats": stats,
             })
         })

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sweep_core::value::params_to_json;
 use sweep_core::Params;
-use sweep_store::{TrialRow, TrialStatus};
+use sweep_store::{Sums, TrialRow, TrialStatus};
 
 /// Summary of one metric over a configuration's completed trials.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -27,6 +27,30 @@ impl Stat {
     /// (reports, the dashboard) writes a statistic.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({"mean": self.mean, "std": self.std, "n": self.n, "ci95": self.ci95})
+    }
+
+    /// The summary the store's running sums give (its mean and spread equal [`Stat::of`]'s
+    /// up to the order the values were added in); `None` when there are none.
+    pub fn from_sums(sums: Sums) -> Option<Stat> {
+        let n = sums.n as usize;
+        if n == 0 {
+            return None;
+        }
+        let std = if n == 1 {
+            0.0
+        } else {
+            (sums.m2 / (n - 1) as f64).sqrt()
+        };
+        Some(Stat {
+            mean: sums.sum / n as f64,
+            std,
+            n,
+            ci95: if n == 1 {
+                0.0
+            } else {
+                t_975(n - 1) * std / (n as f64).sqrt()
+            },
+        })
     }
 
     /// Summarises `values` (all finite); `None` when empty.
@@ -174,6 +198,25 @@ mod tests {
         assert!((s.ci95 - 4.303 / 3f64.sqrt()).abs() < 1e-12);
         assert_eq!(Stat::of(&[5.0]).unwrap().ci95, 0.0);
         assert!(Stat::of(&[]).is_none());
+        let values = [1.0, 2.0, 3.0];
+        let sums = Sums {
+            n: 3,
+            sum: 6.0,
+            m2: 2.0,
+        };
+        assert_eq!(Stat::from_sums(sums), Stat::of(&values));
+        let one = Sums {
+            n: 1,
+            sum: 5.0,
+            m2: 0.0,
+        };
+        assert_eq!(Stat::from_sums(one), Stat::of(&[5.0]));
+        assert!(Stat::from_sums(Sums {
+            n: 0,
+            sum: 0.0,
+            m2: 0.0
+        })
+        .is_none());
     }
 
     fn row(id: &str, seed: i64, base_seed: i64, unsafe_rate: f64) -> TrialRow {

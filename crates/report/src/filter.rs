@@ -193,6 +193,12 @@ impl Filter {
         })
     }
 
+    /// Whether this filter keeps every trial (no conditions): what lets a report answer from
+    /// the store's summaries.
+    pub fn keeps_all(&self) -> bool {
+        self.conditions.is_empty()
+    }
+
     /// Whether a trial satisfies every condition.
     pub fn keep(&self, row: &TrialRow) -> bool {
         self.conditions

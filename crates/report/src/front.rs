@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use sweep_store::{TrialRow, TrialStatus};
+use sweep_store::{StoreError, TrialRow, TrialStatus};
 
 use crate::aggregate::{Aggregator, Configuration};
 use crate::pareto::{front_ranks, hypervolume, Objective};
+use crate::stored::Stored;
 
 /// One ranked configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,11 +17,19 @@ pub struct Ranked {
     /// Front rank; 1 is the Pareto front.
     pub rank: usize,
     /// How many of its trials are non-dominated among the trials of their own replicate
-    /// (e.g. seed), and out of how many.
-    pub front_share: (usize, usize),
+    /// (e.g. seed), and out of how many: `None` where the report was not asked to read every
+    /// trial for it.
+    pub front_share: Option<(usize, usize)>,
 }
 
 impl Ranked {
+    /// The front share as `k/n`, empty where it was not counted.
+    pub fn front_share_text(&self) -> String {
+        self.front_share
+            .map(|(k, n)| format!("{k}/{n}"))
+            .unwrap_or_default()
+    }
+
     /// A parameter's value as text, empty when the configuration does not have it.
     pub fn param_text(&self, name: &str) -> String {
         self.config
@@ -45,6 +54,12 @@ pub struct FrontReport {
 }
 
 impl FrontReport {
+    /// Whether the report counted each configuration's trials on their own replicate's front
+    /// (it read every trial), so the formats show the `on front` column.
+    pub fn has_front_shares(&self) -> bool {
+        self.ranked.iter().any(|r| r.front_share.is_some())
+    }
+
     /// Every ranked configuration's parameter names, sorted: the columns of every format.
     pub fn param_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
@@ -64,8 +79,9 @@ pub struct FrontBuilder {
     replicate: Option<Vec<String>>,
     excluded: BTreeMap<String, usize>,
     aggregator: Aggregator,
-    /// Trials by replicate group, with their oriented objective values.
-    replicates: HashMap<String, Vec<(String, Vec<f64>)>>,
+    /// Trials by replicate group, with their oriented objective values, where front shares
+    /// are counted.
+    replicates: Option<HashMap<String, Vec<(String, Vec<f64>)>>>,
 }
 
 impl FrontBuilder {
@@ -77,17 +93,21 @@ impl FrontBuilder {
             replicate: replicate.map(<[String]>::to_vec),
             excluded: BTreeMap::new(),
             aggregator: Aggregator::new(replicate),
-            replicates: HashMap::new(),
+            replicates: None,
         }
+    }
+
+    /// Also counts each configuration's trials on their own replicate's front
+    /// ([`Ranked::front_share`]), which keeps every trial's objective values until the end.
+    pub fn with_front_shares(mut self) -> FrontBuilder {
+        self.replicates = Some(HashMap::new());
+        self
     }
 
     /// Adds a trial, or counts why it cannot be ranked.
     pub fn add(&mut self, row: &TrialRow) {
         if row.status != TrialStatus::Completed {
-            *self
-                .excluded
-                .entry(format!("not completed ({})", row.status.as_str()))
-                .or_default() += 1;
+            *self.excluded.entry(not_completed(row.status)).or_default() += 1;
             return;
         }
         let mut point = Vec::with_capacity(self.objectives.len());
@@ -111,6 +131,9 @@ impl FrontBuilder {
             }
         }
         self.aggregator.add(row);
+        let Some(replicates) = &mut self.replicates else {
+            return;
+        };
         // One replicate: the trials with the same values of the replicate parameters.
         let mut group = row.sweep.clone();
         for name in self.replicate.iter().flatten() {
@@ -118,7 +141,7 @@ impl FrontBuilder {
                 group.push_str(&format!("\0{name}={v}"));
             }
         }
-        self.replicates
+        replicates
             .entry(group)
             .or_default()
             .push((row.id.clone(), point));
@@ -127,77 +150,142 @@ impl FrontBuilder {
     /// Ranks the configurations. `reference` is the hypervolume reference point in the
     /// objectives' own units (default: the worst observed value of each objective).
     pub fn finish(self, reference: Option<&[f64]>) -> FrontReport {
-        let objectives = self.objectives;
-        let configs = self.aggregator.finish();
-        let points: Vec<Vec<f64>> = configs
-            .iter()
-            .map(|c| {
-                objectives
-                    .iter()
-                    .map(|o| o.oriented(c.stats[&o.metric].mean))
-                    .collect()
-            })
-            .collect();
-        let ranks = front_ranks(&points);
-        let mut on_front: HashSet<String> = HashSet::new();
-        for group in self.replicates.into_values() {
-            let (ids, pts): (Vec<String>, Vec<Vec<f64>>) = group.into_iter().unzip();
-            for (id, rank) in ids.into_iter().zip(front_ranks(&pts)) {
-                if rank == 1 {
-                    on_front.insert(id);
+        let on_front: Option<HashSet<String>> = self.replicates.map(|replicates| {
+            let mut on_front = HashSet::new();
+            for group in replicates.into_values() {
+                let (ids, pts): (Vec<String>, Vec<Vec<f64>>) = group.into_iter().unzip();
+                for (id, rank) in ids.into_iter().zip(front_ranks(&pts)) {
+                    if rank == 1 {
+                        on_front.insert(id);
+                    }
                 }
             }
+            on_front
+        });
+        rank(
+            self.objectives,
+            self.aggregator.finish(),
+            on_front.as_ref(),
+            self.excluded,
+            reference,
+        )
+    }
+}
+
+/// Why a trial that has not completed is left out, as every report words it.
+pub(crate) fn not_completed(status: TrialStatus) -> String {
+    format!("not completed ({})", status.as_str())
+}
+
+impl FrontReport {
+    /// The report from the store's per-configuration summaries, reading one row per
+    /// configuration and metric: `None` where they cannot give the same ranking as reading
+    /// every trial (see [`Stored::summarised`], and a trial without a finite value of every
+    /// objective, which the ranking leaves out). Per-replicate front shares need every
+    /// trial, so none are given.
+    pub async fn from_summaries(
+        stored: &Stored<'_>,
+        objectives: &[Objective],
+        replicate: Option<&[String]>,
+        reference: Option<&[f64]>,
+    ) -> Result<Option<FrontReport>, StoreError> {
+        let Some(configs) = stored.summarised(replicate).await? else {
+            return Ok(None);
+        };
+        if configs.is_empty() || !ranks_every_trial(&configs, objectives) {
+            return Ok(None);
         }
-        let mut ranked: Vec<Ranked> = configs
-            .into_iter()
-            .zip(&ranks)
-            .map(|(config, &rank)| {
+        let excluded = stored.not_completed().await?;
+        Ok(Some(rank(
+            objectives.to_vec(),
+            configs,
+            None,
+            excluded,
+            reference,
+        )))
+    }
+}
+
+/// Whether `configs` (from the store's summaries) hold the ranking's configurations exactly:
+/// every trial of each reports a finite value of every objective, so no trial would have been
+/// left out of its means.
+fn ranks_every_trial(configs: &[Configuration], objectives: &[Objective]) -> bool {
+    configs.iter().all(|c| {
+        objectives
+            .iter()
+            .all(|o| c.stats.get(&o.metric).map(|s| s.n) == Some(c.trials.len()))
+    })
+}
+
+/// Ranks `configs` (each with a mean of every objective) by non-dominated sorting;
+/// `on_front` holds the trials on their own replicate's front, where they were read.
+pub fn rank(
+    objectives: Vec<Objective>,
+    configs: Vec<Configuration>,
+    on_front: Option<&HashSet<String>>,
+    excluded: BTreeMap<String, usize>,
+    reference: Option<&[f64]>,
+) -> FrontReport {
+    let points: Vec<Vec<f64>> = configs
+        .iter()
+        .map(|c| {
+            objectives
+                .iter()
+                .map(|o| o.oriented(c.stats[&o.metric].mean))
+                .collect()
+        })
+        .collect();
+    let ranks = front_ranks(&points);
+    let mut ranked: Vec<Ranked> = configs
+        .into_iter()
+        .zip(&ranks)
+        .map(|(config, &rank)| {
+            let front_share = on_front.map(|on_front| {
                 let share = config
                     .trials
                     .iter()
                     .filter(|t| on_front.contains(*t))
                     .count();
-                let n = config.trials.len();
-                Ranked {
-                    config,
-                    rank,
-                    front_share: (share, n),
-                }
-            })
+                (share, config.trials.len())
+            });
+            Ranked {
+                config,
+                rank,
+                front_share,
+            }
+        })
+        .collect();
+    ranked.sort_by_key(|r| r.rank);
+    let hypervolume = (!points.is_empty()).then(|| {
+        let reference: Vec<f64> = match reference {
+            Some(r) => r.to_vec(),
+            None => (0..objectives.len())
+                .map(|i| {
+                    let worst = points
+                        .iter()
+                        .map(|p| p[i])
+                        .fold(f64::NEG_INFINITY, f64::max);
+                    objectives[i].oriented(worst)
+                })
+                .collect(),
+        };
+        let oriented_ref: Vec<f64> = objectives
+            .iter()
+            .zip(&reference)
+            .map(|(o, r)| o.oriented(*r))
             .collect();
-        ranked.sort_by_key(|r| r.rank);
-
-        let hypervolume = (!points.is_empty()).then(|| {
-            let reference: Vec<f64> = match reference {
-                Some(r) => r.to_vec(),
-                None => (0..objectives.len())
-                    .map(|i| {
-                        let worst = points
-                            .iter()
-                            .map(|p| p[i])
-                            .fold(f64::NEG_INFINITY, f64::max);
-                        objectives[i].oriented(worst)
-                    })
-                    .collect(),
-            };
-            let oriented_ref: Vec<f64> = objectives
-                .iter()
-                .zip(&reference)
-                .map(|(o, r)| o.oriented(*r))
-                .collect();
-            let front: Vec<Vec<f64>> = points
-                .iter()
-                .zip(&ranks)
-                .filter(|(_, r)| **r == 1)
-                .map(|(p, _)| p.clone())
-                .collect();
-            (hypervolume(&front, &oriented_ref), reference)
-        });
-        FrontReport {
-            objectives,
-            ranked,
-            excluded: self.excluded,
-            hypervolume,
-        }
+        let front: Vec<Vec<f64>> = points
+            .iter()
+            .zip(&ranks)
+            .filter(|(_, r)| **r == 1)
+            .map(|(p, _)| p.clone())
+            .collect();
+        (hypervolume(&front, &oriented_ref), reference)
+    });
+    FrontReport {
+        objectives,
+        ranked,
+        excluded,
+        hypervolume,
     }
 }

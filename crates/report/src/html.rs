@@ -15,14 +15,14 @@ fn escape(s: &str) -> String {
 /// The page, with `svg` (from [`crate::plot::plot_svg`]) inlined.
 pub fn html_page(report: &FrontReport, svg: &str, title: &str) -> String {
     let params = report.param_names();
+    let shares = report.has_front_shares();
     let mut rows = String::new();
     for r in &report.ranked {
         let class = if r.rank == 1 { " class=\"front\"" } else { "" };
-        let _ = write!(
-            rows,
-            "<tr{class}><td data-v=\"{}\">{}</td><td>{}/{}</td>",
-            r.rank, r.rank, r.front_share.0, r.front_share.1
-        );
+        let _ = write!(rows, "<tr{class}><td data-v=\"{}\">{}</td>", r.rank, r.rank);
+        if shares {
+            let _ = write!(rows, "<td>{}</td>", r.front_share_text());
+        }
         for p in &params {
             let v = r.param_text(p);
             let _ = write!(rows, "<td data-v=\"{}\">{}</td>", escape(&v), escape(&v));
@@ -38,7 +38,10 @@ pub fn html_page(report: &FrontReport, svg: &str, title: &str) -> String {
         }
         rows.push_str("</tr>\n");
     }
-    let mut head = String::from("<th>rank</th><th>on front</th>");
+    let mut head = String::from("<th>rank</th>");
+    if shares {
+        head.push_str("<th>on front</th>");
+    }
     for p in &params {
         let _ = write!(head, "<th>{}</th>", escape(p));
     }

@@ -2,12 +2,13 @@
 //! its sweep's `[fixed]` values among its parameters, kept or dropped by `--where`. One
 //! place, so `report`, `export` and `confirm` see the same trials with the same parameters.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
+use sweep_core::value::params_to_json;
 use sweep_core::{Grid, Params};
-use sweep_store::{Store, StoreError, SweepRecord, TrialRow};
+use sweep_store::{Store, StoreError, Sums, SweepRecord, TrialRow, TrialStatus};
 
-use crate::aggregate::{Aggregator, Configuration};
+use crate::aggregate::{Aggregator, Configuration, Stat};
 use crate::filter::{Condition, Filter, FilterError};
 
 /// Each sweep's `[fixed]` values, from the grid stored with it. A grid that no longer parses
@@ -42,12 +43,17 @@ impl FixedParams {
     /// `row` with its sweep's `[fixed]` values added to its parameters (a swept value of the
     /// same name, which a grid cannot have, would win).
     pub fn apply(&self, mut row: TrialRow) -> TrialRow {
-        if let Some(values) = self.0.get(&row.sweep) {
+        self.add_to(&row.sweep, &mut row.params);
+        row
+    }
+
+    /// Adds the `[fixed]` values of `sweep` to `params`, as [`FixedParams::apply`] does.
+    fn add_to(&self, sweep: &str, params: &mut Params) {
+        if let Some(values) = self.0.get(sweep) {
             for (k, v) in values {
-                row.params.entry(k.clone()).or_insert_with(|| v.clone());
+                params.entry(k.clone()).or_insert_with(|| v.clone());
             }
         }
-        row
     }
 
     /// The swept parameters' names with the `[fixed]` ones, sorted.
@@ -152,11 +158,14 @@ impl<'a> Stored<'a> {
     }
 
     /// The kept trials folded into configurations (replicates by `replicate`; `None`: every
-    /// trial its own).
+    /// trial its own): from the store's summaries where they answer, else trial by trial.
     pub async fn aggregate(
         &self,
         replicate: Option<&[String]>,
     ) -> Result<Vec<Configuration>, StoreError> {
+        if let Some(configs) = self.summarised(replicate).await? {
+            return Ok(configs);
+        }
         let mut aggregator = Aggregator::new(replicate);
         self.for_each(|row| {
             aggregator.add(&row);
@@ -165,4 +174,92 @@ impl<'a> Stored<'a> {
         .await?;
         Ok(aggregator.finish())
     }
+
+    /// The configurations (replicates by `replicate`) from the store's summaries: one row
+    /// per configuration and metric instead of one per trial. `None` where the summaries
+    /// cannot answer: a `--where` filter, single trials, or replicates without `seed` (the
+    /// parameter the summaries group over; wider replicate sets merge them).
+    pub async fn summarised(
+        &self,
+        replicate: Option<&[String]>,
+    ) -> Result<Option<Vec<Configuration>>, StoreError> {
+        let Some(names) = replicate else {
+            return Ok(None);
+        };
+        if !self.filter.keeps_all() || !names.iter().any(|n| n == SUMMARISED_OVER) {
+            return Ok(None);
+        }
+        struct Merged {
+            sweep: String,
+            params: Params,
+            trials: Vec<(i64, String)>,
+            sums: BTreeMap<String, Sums>,
+        }
+        let mut index: HashMap<(String, String), usize> = HashMap::new();
+        let mut merged: Vec<Merged> = Vec::new();
+        // In sweep and first-trial order, so each merged configuration comes where its first
+        // trial does, as when trials are read in expansion order.
+        for summary in self.store.config_summaries(self.sweep_id).await? {
+            let mut params = summary.params;
+            self.fixed.add_to(&summary.sweep, &mut params);
+            for name in names {
+                params.remove(name);
+            }
+            let key = (summary.sweep.clone(), params_to_json(&params));
+            let next = merged.len();
+            let at = *index.entry(key).or_insert(next);
+            if at == next {
+                merged.push(Merged {
+                    sweep: summary.sweep,
+                    params,
+                    trials: summary.trials,
+                    sums: summary.sums,
+                });
+                continue;
+            }
+            let into = &mut merged[at];
+            into.trials.extend(summary.trials);
+            for (name, sums) in summary.sums {
+                let entry = into.sums.entry(name).or_insert(Sums {
+                    n: 0,
+                    sum: 0.0,
+                    m2: 0.0,
+                });
+                *entry = entry.merge(sums);
+            }
+        }
+        Ok(Some(
+            merged
+                .into_iter()
+                .map(|mut m| {
+                    m.trials.sort_unstable();
+                    Configuration {
+                        sweep: m.sweep,
+                        params: m.params,
+                        trials: m.trials.into_iter().map(|(_, id)| id).collect(),
+                        stats: m
+                            .sums
+                            .into_iter()
+                            .filter_map(|(name, sums)| Some((name, Stat::from_sums(sums)?)))
+                            .collect(),
+                    }
+                })
+                .collect(),
+        ))
+    }
+
+    /// Trials left out of every configuration because they have not completed, by reason, as
+    /// [`crate::FrontBuilder`] counts them: what a report from the summaries says it left out.
+    pub async fn not_completed(&self) -> Result<BTreeMap<String, usize>, StoreError> {
+        let counts = self.store.active_counts(self.sweep_id).await?;
+        Ok(counts
+            .0
+            .into_iter()
+            .filter(|(status, n)| *status != TrialStatus::Completed && *n > 0)
+            .map(|(status, n)| (crate::front::not_completed(status), n as usize))
+            .collect())
+    }
 }
+
+/// The replicate parameter the store's summaries group over.
+const SUMMARISED_OVER: &str = "seed";

@@ -16,6 +16,7 @@ mod read;
 mod retry;
 mod runners;
 mod sqlite;
+mod summaries;
 mod sweeps;
 mod trials;
 mod wide;
@@ -30,6 +31,7 @@ pub use postgres::{fresh_database as fresh_postgres_database, redact, TEST_SERVE
 pub use read::{AttemptRow, Counts, CurveRow, TrialRow};
 pub use retry::RETRY_ENV;
 pub use runners::{Orphan, Runner};
+pub use summaries::{ConfigSummary, Sums};
 pub use sweeps::SweepRecord;
 pub use trials::{AttemptEnd, Claimed, CurvePoint, Outcome};
 pub use wide::{TRIAL_COLUMNS, WIDE_VIEW};

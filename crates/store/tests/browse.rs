@@ -230,3 +230,105 @@ async fn each_sweep_lists_its_own_parameter_and_metric_names() {
     assert!(store.metric_names(Some(other.id)).await.unwrap().is_empty());
     assert_eq!(store.metric_names(None).await.unwrap(), ["m"]);
 }
+
+/// The configuration summaries the database keeps as trials complete hold what the trials
+/// themselves give: each configuration's trials in expansion order, and per metric the count,
+/// sum and squared deviations of its finite values, a trial completed by another's process
+/// included, failed trials and non-finite values left out.
+#[tokio::test]
+async fn configuration_summaries_equal_the_sums_over_their_trials() {
+    let (_dir, store, _) = store_with(1).await;
+    // A float whose text JSON could rewrite as an integer stays a float.
+    let text = "[sweep]\nname = \"s\"\ncommand = [\"true\"]\n\
+                [grid]\nx = [1, 2, 3]\nlr = [1e17]\nseed = [0, 1, 2, 3]\n";
+    let grid = Grid::parse(Path::new("s.toml"), text).unwrap();
+    let sweep = store.register_sweep(&grid, "/tmp").await.unwrap();
+    let trials = expand(&grid).trials;
+    store.register_trials(&sweep, &trials).await.unwrap();
+    let runner = store.register_runner("h", 1).await.unwrap().id;
+    let all = store.trial_rows(Some(sweep.id)).await.unwrap();
+    let last = all.last().unwrap().id.clone();
+    let mut n = 0;
+    while let Some(claimed) = store
+        .claim(sweep.id, &runner, Duration::from_secs(60), 1, None)
+        .await
+        .unwrap()
+    {
+        n += 1;
+        let metrics = |k: f64| {
+            BTreeMap::from([
+                ("m".to_string(), Some(k * 0.37 + 1e6)),
+                ("sparse".to_string(), (n % 3 != 0).then_some(k)),
+            ])
+        };
+        let mut results = BTreeMap::from([(claimed.id.clone(), metrics(n as f64))]);
+        if n == 2 {
+            // Its process also reports the last trial, which is then never claimed.
+            results.insert(last.clone(), metrics(100.0));
+        }
+        let outcome = if n == 5 {
+            Outcome::Failed
+        } else {
+            Outcome::Completed
+        };
+        let end = AttemptEnd {
+            outcome,
+            exit_code: Some(0),
+            signal: None,
+            reason: None,
+            stderr_tail: String::new(),
+        };
+        if n == 5 {
+            store
+                .end_unsuccessful(&claimed.id, &runner, claimed.attempt, &end, 0, 1, false)
+                .await
+                .unwrap();
+        } else {
+            store
+                .complete(&claimed.id, &runner, claimed.attempt, &results, &end)
+                .await
+                .unwrap();
+        }
+    }
+
+    let rows = store.trial_rows(Some(sweep.id)).await.unwrap();
+    let summaries = store.config_summaries(Some(sweep.id)).await.unwrap();
+    assert_eq!(summaries.len(), 3);
+    for summary in &summaries {
+        let x = &summary.params["x"];
+        let mine: Vec<&sweep_store::TrialRow> = rows
+            .iter()
+            .filter(|r| &r.params["x"] == x && r.status == TrialStatus::Completed)
+            .collect();
+        let mut params = mine[0].params.clone();
+        params.remove("seed");
+        assert_eq!(summary.params, params);
+        let ids: Vec<(i64, String)> = mine.iter().map(|r| (r.ordinal, r.id.clone())).collect();
+        assert_eq!(summary.trials, ids);
+        assert_eq!(summary.first_ordinal, ids[0].0);
+        for name in ["m", "sparse"] {
+            let values: Vec<f64> = mine.iter().filter_map(|r| r.metrics[name]).collect();
+            let mean = values.iter().sum::<f64>() / values.len() as f64;
+            let m2: f64 = values.iter().map(|v| (v - mean).powi(2)).sum();
+            let sums = summary.sums[name];
+            assert_eq!(sums.n, values.len() as u64, "{name} of x = {x}");
+            assert!(
+                (sums.sum - values.iter().sum::<f64>()).abs() < 1e-6,
+                "{name}"
+            );
+            assert!(
+                (sums.m2 - m2).abs() < 1e-6 * m2.max(1.0),
+                "{name}: {sums:?} vs {m2}"
+            );
+        }
+    }
+    let completed = rows
+        .iter()
+        .filter(|r| r.status == TrialStatus::Completed)
+        .count();
+    assert_eq!(completed, 11);
+    assert_eq!(
+        summaries.iter().map(|s| s.trials.len()).sum::<usize>(),
+        completed
+    );
+}

@@ -37,6 +37,11 @@ pub struct ReportArgs {
     /// Rank single trials instead of configurations averaged over replicates.
     #[arg(long)]
     per_trial: bool,
+    /// Also count each configuration's trials that are on their own replicate's (seed's)
+    /// front: the `on front` column. Reads every trial, where the report otherwise reads the
+    /// store's per-configuration summaries.
+    #[arg(long, conflicts_with = "per_trial")]
+    seed_fronts: bool,
     /// Hypervolume reference point, one value per objective (default: the worst observed).
     #[arg(long = "ref", value_delimiter = ',', value_name = "X,Y,...")]
     reference: Option<Vec<f64>>,
@@ -115,15 +120,35 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
             );
         }
     }
-    let mut builder = FrontBuilder::new(&args.objectives, replicate);
-    stored
-        .for_each(|row| {
-            builder.add(&row);
-            true
-        })
-        .await?;
+    let summarised = match args.seed_fronts {
+        true => None,
+        false => {
+            FrontReport::from_summaries(
+                &stored,
+                &args.objectives,
+                replicate,
+                args.reference.as_deref(),
+            )
+            .await?
+        }
+    };
+    let report = match summarised {
+        Some(report) => report,
+        None => {
+            let mut builder = FrontBuilder::new(&args.objectives, replicate);
+            if args.seed_fronts {
+                builder = builder.with_front_shares();
+            }
+            stored
+                .for_each(|row| {
+                    builder.add(&row);
+                    true
+                })
+                .await?;
+            builder.finish(args.reference.as_deref())
+        }
+    };
     store.close().await;
-    let report = builder.finish(args.reference.as_deref());
     if report.ranked.is_empty() {
         let why: Vec<String> = report
             .excluded

@@ -45,7 +45,7 @@ impl Exporter for Csv {
             let mut rec = vec![
                 r.config.sweep.clone(),
                 r.rank.to_string(),
-                format!("{}/{}", r.front_share.0, r.front_share.1),
+                r.front_share_text(),
                 r.config.trials.len().to_string(),
             ];
             rec.extend(params.iter().map(|p| r.param_text(p)));

@@ -30,7 +30,7 @@ impl Exporter for Json {
                 "rank": r.rank,
                 "params": params_to_value(&r.config.params),
                 "trials": r.config.trials,
-                "front_share": [r.front_share.0, r.front_share.1],
+                "front_share": r.front_share.map(|(k, n)| [k, n]),
                 "metrics": r.config.stats.iter().map(|(k, s)| (k.clone(), stat_json(Some(*s)))).collect::<serde_json::Map<_, _>>(),
             })).collect::<Vec<_>>(),
         });

@@ -53,7 +53,12 @@ impl Text {
 impl Exporter for Text {
     fn front(&self, front: &FrontView, out: &mut dyn Write) -> Result<(), ExportError> {
         let (report, params) = (front.report, &front.params);
-        let mut header = vec!["rank".to_string(), "on front".into(), "n".into()];
+        let shares = report.has_front_shares();
+        let mut header = vec!["rank".to_string()];
+        if shares {
+            header.push("on front".into());
+        }
+        header.push("n".into());
         header.extend(params.iter().cloned());
         // The spread over replicates is a standard deviation here (`--best` prints 95 %
         // intervals, and says so); a configuration of one trial has none.
@@ -67,11 +72,11 @@ impl Exporter for Text {
             .rows
             .iter()
             .map(|r| {
-                let mut cells = vec![
-                    r.rank.to_string(),
-                    format!("{}/{}", r.front_share.0, r.front_share.1),
-                    r.config.trials.len().to_string(),
-                ];
+                let mut cells = vec![r.rank.to_string()];
+                if shares {
+                    cells.push(r.front_share_text());
+                }
+                cells.push(r.config.trials.len().to_string());
                 cells.extend(params.iter().map(|p| r.param_text(p)));
                 cells.extend(report.objectives.iter().map(|o| {
                     let s = r.config.stats[&o.metric];
