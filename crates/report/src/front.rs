@@ -79,10 +79,12 @@ pub struct FrontBuilder {
     replicate: Option<Vec<String>>,
     excluded: BTreeMap<String, usize>,
     aggregator: Aggregator,
-    /// Trials by replicate group, with their oriented objective values, where front shares
-    /// are counted.
-    replicates: Option<HashMap<String, Vec<(String, Vec<f64>)>>>,
+    /// Where front shares are counted: the trials of each replicate.
+    replicates: Option<HashMap<String, Vec<Point>>>,
 }
+
+/// A trial and its oriented objective values.
+type Point = (String, Vec<f64>);
 
 impl FrontBuilder {
     /// A report on `objectives`, grouping configurations over the `replicate` parameters
