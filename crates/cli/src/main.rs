@@ -9,6 +9,9 @@ mod progress;
 
 use clap::Parser;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = cmd::Cli::parse();
     if let Some(code) = cli.run_guard() {

@@ -114,6 +114,10 @@ pub struct Aggregator {
     replicate: Option<Vec<String>>,
     index: HashMap<(String, String), usize>,
     groups: Vec<Group>,
+    /// Without replicates every trial is a configuration of its own, summarised as it comes
+    /// (no group to find or hold its values in: a per-trial ranking of 10^6 trials keeps
+    /// 10^6 of these).
+    singles: Vec<Configuration>,
 }
 
 struct Group {
@@ -130,6 +134,7 @@ impl Aggregator {
             replicate: replicate.map(<[String]>::to_vec),
             index: HashMap::new(),
             groups: Vec::new(),
+            singles: Vec::new(),
         }
     }
 
@@ -138,16 +143,27 @@ impl Aggregator {
         if row.status != TrialStatus::Completed {
             return;
         }
-        let mut params = row.params.clone();
-        let key = match &self.replicate {
-            Some(names) => {
-                for name in names {
-                    params.remove(name);
-                }
-                (row.sweep.clone(), params_to_json(&params))
-            }
-            None => (row.sweep.clone(), row.id.clone()),
+        let Some(names) = &self.replicate else {
+            self.singles.push(Configuration {
+                sweep: row.sweep.clone(),
+                params: row.params.clone(),
+                trials: vec![row.id.clone()],
+                stats: row
+                    .metrics
+                    .iter()
+                    .filter_map(|(name, v)| {
+                        let v = v.filter(|v| v.is_finite())?;
+                        Some((name.clone(), Stat::of(&[v])?))
+                    })
+                    .collect(),
+            });
+            return;
         };
+        let mut params = row.params.clone();
+        for name in names {
+            params.remove(name);
+        }
+        let key = (row.sweep.clone(), params_to_json(&params));
         let next = self.groups.len();
         let at = *self.index.entry(key).or_insert(next);
         if at == next {
@@ -169,6 +185,9 @@ impl Aggregator {
 
     /// The configurations, in the order their first trial was added.
     pub fn finish(self) -> Vec<Configuration> {
+        if self.replicate.is_none() {
+            return self.singles;
+        }
         self.groups
             .into_iter()
             .map(|g| Configuration {

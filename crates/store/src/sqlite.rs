@@ -90,6 +90,7 @@ pub(crate) async fn open(location: &str, access: Access) -> Result<Store, StoreE
 /// A pool on `options`. Switching a new database to WAL needs a moment of exclusive access,
 /// and SQLite answers SQLITE_BUSY there without consulting the busy timeout: retry briefly.
 async fn connect(options: &SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
+    no_memory_statistics();
     let mut tries = 0;
     loop {
         match SqlitePoolOptions::new()
@@ -104,6 +105,25 @@ async fn connect(options: &SqliteConnectOptions) -> Result<SqlitePool, sqlx::Err
             done => return done,
         }
     }
+}
+
+/// SQLite counts every allocation under one process-wide mutex unless told not to, and sqlx
+/// frees each row on the reading task's thread while its worker thread allocates the next:
+/// reading 10^5 trials spent most of its time waiting on that mutex. Nothing here reads the
+/// counts. Set once, before the first connection.
+fn no_memory_statistics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: the setting takes an int, and is only valid before SQLite initialises, which
+        // the first connection does and every connection is opened after this (`Once` orders
+        // them); called later it returns SQLITE_MISUSE and changes nothing.
+        unsafe {
+            libsqlite3_sys::sqlite3_config(
+                libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS,
+                0 as std::os::raw::c_int,
+            );
+        }
+    });
 }
 
 fn is_read_only(e: &sqlx::Error) -> bool {
