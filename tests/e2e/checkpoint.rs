@@ -11,7 +11,8 @@ use sweep_trainer::hf;
 
 use crate::support::{text, Project};
 
-/// The grid, given the checkpoint's directory.
+/// The grid, given the checkpoint's directory. The longest steps and the decay come first:
+/// each learning rate's first trial runs, reports the other points, and saves its own.
 fn grid(name: &str, checkpoint: &str) -> String {
     format!(
         r#"
@@ -22,8 +23,8 @@ max_attempts = 1
 
 [grid]
 learning_rate = [1e-3, 1e-2]
-steps = [0, 3]
-ema_decay = [0.0, 0.9]
+steps = [3, 0]
+ema_decay = [0.9, 0.0]
 
 [fixed]
 batch_size = 2
@@ -206,14 +207,14 @@ fn a_checkpoint_is_swept_answered_judged_saved_and_ranked() {
     from_rows.sort();
     assert_eq!(from_answers, from_rows);
 
-    // The trials that ran saved their final weights (and, with a decay, the EMA's) as a
-    // directory that loads again.
+    // The trials that ran (3 steps, decay 0.9) saved their final weights and their EMA's as
+    // directories that load again.
     let saved: Vec<PathBuf> = dirs
         .iter()
         .flat_map(|d| [d.join("model-final"), d.join("model-ema")])
         .filter(|d| d.is_dir())
         .collect();
-    assert!(!saved.is_empty(), "no saved model in {dirs:?}");
+    assert_eq!(saved.len(), 4, "{dirs:?}");
     for dir in &saved {
         let config: Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
