@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sweep_core::value::params_to_json;
 use sweep_core::{Grid, Params};
-use sweep_store::{Store, StoreError, Sums, SweepRecord, TrialRow, TrialStatus};
+use sweep_store::{Store, StoreError, Sums, SweepRecord, TrialRow};
 
 use crate::aggregate::{Aggregator, Configuration, Stat};
 use crate::filter::{Condition, Filter, FilterError};
@@ -251,11 +251,11 @@ impl<'a> Stored<'a> {
     /// Trials left out of every configuration because they have not completed, by reason, as
     /// [`crate::FrontBuilder`] counts them: what a report from the summaries says it left out.
     pub async fn not_completed(&self) -> Result<BTreeMap<String, usize>, StoreError> {
-        let counts = self.store.active_counts(self.sweep_id).await?;
+        let counts = self.store.unfinished_counts(self.sweep_id).await?;
         Ok(counts
             .0
             .into_iter()
-            .filter(|(status, n)| *status != TrialStatus::Completed && *n > 0)
+            .filter(|(_, n)| *n > 0)
             .map(|(status, n)| (crate::front::not_completed(status), n as usize))
             .collect())
     }

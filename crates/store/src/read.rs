@@ -82,7 +82,19 @@ impl TrialRow {
 impl Store {
     /// Trial counts by state for one sweep (only points in its current grid).
     pub async fn counts(&self, sweep_id: i64) -> Result<Counts, StoreError> {
-        self.active_counts(Some(sweep_id)).await
+        let rows: Vec<(String, i64)> = with_pool!(self, |pool| {
+            Ok(sqlx::query_as(
+            "SELECT status, COUNT(*) FROM trials WHERE sweep_id = $1 AND active = 1 GROUP BY status",
+        )
+        .bind(sweep_id)
+        .fetch_all(pool)
+        .await?)
+        })?;
+        Ok(Counts(
+            rows.into_iter()
+                .filter_map(|(s, n)| Some((TrialStatus::parse(&s)?, n as u64)))
+                .collect(),
+        ))
     }
 
     /// Every trial of one sweep (or of all sweeps), in sweep then expansion order, with
