@@ -421,7 +421,7 @@ function frontPlot(front, state, info) {
   for (const c of [...configs].sort((a, b) => b.rank - a.rank)) {
     const text = [
       paramText(c.params),
-      `rank ${c.rank} · on the front in ${c.front_share[0]}/${c.front_share[1]} seed(s)`,
+      c.front_share ? `rank ${c.rank} · on the front in ${c.front_share[0]}/${c.front_share[1]} seed(s)` : `rank ${c.rank}`,
       ...[xm, ym].map((m) => { const s = c.stats[m]; return `${m}: ${fmt(s.mean)} ± ${fmt(s.std)} sd (n=${s.n}${s.n > 1 ? `, 95 % CI ± ${fmt(s.ci95)}` : ""})`; }),
       `trials: ${c.trials.join(", ")}${c.trial_count > c.trials.length ? ` … (${c.trial_count})` : ""}`,
     ].join("\n");
