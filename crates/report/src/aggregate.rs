@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use sweep_core::value::params_to_json;
+use sweep_core::value::{params_from_json, params_to_json};
 use sweep_core::Params;
 use sweep_store::{Sums, TrialRow, TrialStatus};
 
@@ -114,10 +114,76 @@ pub struct Aggregator {
     replicate: Option<Vec<String>>,
     index: HashMap<(String, String), usize>,
     groups: Vec<Group>,
-    /// Without replicates every trial is a configuration of its own, summarised as it comes
-    /// (no group to find or hold its values in: a per-trial ranking of 10^6 trials keeps
-    /// 10^6 of these).
-    singles: Vec<Configuration>,
+    /// Without replicates every trial is a configuration of its own, held compactly until it
+    /// is asked for (a per-trial ranking of 10^6 trials keeps 10^6 of these).
+    singles: Singles,
+}
+
+/// Trials that are configurations of their own, each in about 200 bytes where a
+/// [`Configuration`] takes about 2 KiB (its two maps).
+#[derive(Default)]
+struct Singles {
+    sweeps: Vec<String>,
+    sweep_index: HashMap<String, u32>,
+    metrics: Vec<String>,
+    metric_index: HashMap<String, u32>,
+    trials: Vec<Single>,
+}
+
+/// The index of `name` in `names`, added if new.
+fn intern(names: &mut Vec<String>, index: &mut HashMap<String, u32>, name: &str) -> u32 {
+    if let Some(at) = index.get(name) {
+        return *at;
+    }
+    let at = names.len() as u32;
+    names.push(name.to_string());
+    index.insert(name.to_string(), at);
+    at
+}
+
+/// One trial: its sweep and metric names by index into [`Singles`], its parameters as
+/// their canonical JSON.
+struct Single {
+    sweep: u32,
+    id: Box<str>,
+    params: Box<str>,
+    metrics: Box<[(u32, f64)]>,
+}
+
+impl Singles {
+    fn add(&mut self, row: &TrialRow) {
+        let sweep = intern(&mut self.sweeps, &mut self.sweep_index, &row.sweep);
+        let metrics = row
+            .metrics
+            .iter()
+            .filter_map(|(name, v)| {
+                let v = v.filter(|v| v.is_finite())?;
+                Some((intern(&mut self.metrics, &mut self.metric_index, name), v))
+            })
+            .collect();
+        self.trials.push(Single {
+            sweep,
+            id: row.id.as_str().into(),
+            params: params_to_json(&row.params).into(),
+            metrics,
+        });
+    }
+
+    fn configuration(&self, t: Single) -> Configuration {
+        Configuration {
+            sweep: self.sweeps[t.sweep as usize].clone(),
+            // Written by `params_to_json` just before: it parses.
+            params: params_from_json(&t.params).unwrap_or_default(),
+            trials: vec![t.id.into()],
+            stats: t
+                .metrics
+                .iter()
+                .filter_map(|(name, v)| {
+                    Some((self.metrics[*name as usize].clone(), Stat::of(&[*v])?))
+                })
+                .collect(),
+        }
+    }
 }
 
 struct Group {
@@ -134,7 +200,7 @@ impl Aggregator {
             replicate: replicate.map(<[String]>::to_vec),
             index: HashMap::new(),
             groups: Vec::new(),
-            singles: Vec::new(),
+            singles: Singles::default(),
         }
     }
 
@@ -144,19 +210,7 @@ impl Aggregator {
             return;
         }
         let Some(names) = &self.replicate else {
-            self.singles.push(Configuration {
-                sweep: row.sweep.clone(),
-                params: row.params.clone(),
-                trials: vec![row.id.clone()],
-                stats: row
-                    .metrics
-                    .iter()
-                    .filter_map(|(name, v)| {
-                        let v = v.filter(|v| v.is_finite())?;
-                        Some((name.clone(), Stat::of(&[v])?))
-                    })
-                    .collect(),
-            });
+            self.singles.add(row);
             return;
         };
         let mut params = row.params.clone();
@@ -185,20 +239,41 @@ impl Aggregator {
 
     /// The configurations, in the order their first trial was added.
     pub fn finish(self) -> Vec<Configuration> {
+        self.finish_kept(|_| true)
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect()
+    }
+
+    /// The configurations whose position in [`Aggregator::finish`]'s order `keep` accepts,
+    /// with that position: a ranking that prints its front alone need not build the rest.
+    pub fn finish_kept(self, keep: impl Fn(usize) -> bool) -> Vec<(usize, Configuration)> {
         if self.replicate.is_none() {
-            return self.singles;
+            let mut singles = self.singles;
+            let trials = std::mem::take(&mut singles.trials);
+            return trials
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| keep(*i))
+                .map(|(i, t)| (i, singles.configuration(t)))
+                .collect();
         }
         self.groups
             .into_iter()
-            .map(|g| Configuration {
-                stats: g
-                    .values
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.clone(), Stat::of(v)?)))
-                    .collect(),
-                sweep: g.sweep,
-                params: g.params,
-                trials: g.trials,
+            .enumerate()
+            .filter(|(i, _)| keep(*i))
+            .map(|(i, g)| {
+                let config = Configuration {
+                    stats: g
+                        .values
+                        .iter()
+                        .filter_map(|(k, v)| Some((k.clone(), Stat::of(v)?)))
+                        .collect(),
+                    sweep: g.sweep,
+                    params: g.params,
+                    trials: g.trials,
+                };
+                (i, config)
             })
             .collect()
     }
@@ -284,5 +359,40 @@ mod tests {
         assert!((both[0].stats["unsafe_rate"].mean - 0.2).abs() < 1e-12);
         assert_eq!(both[0].params.keys().collect::<Vec<_>>(), ["lr"]);
         assert_eq!(configs(&["seed"]).len(), 2);
+    }
+
+    /// Per trial, each trial comes back as the configuration of its own it is (parameters,
+    /// id, one-value statistics of its finite metrics), in the order added, from two sweeps;
+    /// `finish_kept` builds only the positions it is asked for.
+    #[test]
+    fn single_trials_come_back_whole_and_only_where_kept() {
+        let mut rows = vec![
+            row("a", 0, 0, 0.1),
+            row("b", 1, 1, 0.3),
+            row("c", 2, 0, 0.5),
+        ];
+        rows[1].sweep = "t".into();
+        rows[2].metrics.insert("loss".into(), None);
+        let singles = || {
+            let mut aggregator = Aggregator::new(None);
+            rows.iter().for_each(|r| aggregator.add(r));
+            aggregator
+        };
+        let all = singles().finish();
+        assert_eq!(all.len(), 3);
+        for (config, row) in all.iter().zip(&rows) {
+            assert_eq!(config.sweep, row.sweep);
+            assert_eq!(config.params, row.params);
+            assert_eq!(config.trials, std::slice::from_ref(&row.id));
+            let unsafe_rate = row.metrics["unsafe_rate"].unwrap();
+            assert_eq!(
+                config.stats["unsafe_rate"],
+                Stat::of(&[unsafe_rate]).unwrap()
+            );
+            assert!(!config.stats.contains_key("loss"), "not finite");
+        }
+        let kept = singles().finish_kept(|i| i == 2);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0], (2, all[2].clone()));
     }
 }

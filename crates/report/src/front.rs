@@ -81,6 +81,11 @@ pub struct FrontBuilder {
     aggregator: Aggregator,
     /// Where front shares are counted: the trials of each replicate.
     replicates: Option<HashMap<String, Vec<Point>>>,
+    /// Per trial, when each is a configuration of its own: its oriented objective values,
+    /// so that only the configurations kept need be built.
+    single_points: Option<Vec<Vec<f64>>>,
+    /// Whether to keep only the front's configurations (rank 1).
+    front_only: bool,
 }
 
 /// A trial and its oriented objective values.
@@ -96,7 +101,17 @@ impl FrontBuilder {
             excluded: BTreeMap::new(),
             aggregator: Aggregator::new(replicate),
             replicates: None,
+            single_points: replicate.is_none().then(Vec::new),
+            front_only: false,
         }
+    }
+
+    /// Keeps only the front's configurations in the report (every configuration is still
+    /// ranked, and the hypervolume is the same): over 10^6 trials ranked one by one, the rest
+    /// need never be built.
+    pub fn front_only(mut self) -> FrontBuilder {
+        self.front_only = true;
+        self
     }
 
     /// Also counts each configuration's trials on their own replicate's front
@@ -133,6 +148,9 @@ impl FrontBuilder {
             }
         }
         self.aggregator.add(row);
+        if let Some(points) = &mut self.single_points {
+            points.push(point.clone());
+        }
         let Some(replicates) = &mut self.replicates else {
             return;
         };
@@ -152,6 +170,29 @@ impl FrontBuilder {
     /// Ranks the configurations. `reference` is the hypervolume reference point in the
     /// objectives' own units (default: the worst observed value of each objective).
     pub fn finish(self, reference: Option<&[f64]>) -> FrontReport {
+        if let (Some(points), None) = (&self.single_points, &self.replicates) {
+            let ranks = front_ranks(points);
+            let hypervolume = hypervolume_of(&self.objectives, points, &ranks, reference);
+            let front_only = self.front_only;
+            let mut ranked: Vec<Ranked> = self
+                .aggregator
+                .finish_kept(|i| !front_only || ranks[i] == 1)
+                .into_iter()
+                .map(|(i, config)| Ranked {
+                    config,
+                    rank: ranks[i],
+                    front_share: None,
+                })
+                .collect();
+            ranked.sort_by_key(|r| r.rank);
+            return FrontReport {
+                objectives: self.objectives,
+                ranked,
+                excluded: self.excluded,
+                hypervolume,
+            };
+        }
+        let front_only = self.front_only;
         let on_front: Option<HashSet<String>> = self.replicates.map(|replicates| {
             let mut on_front = HashSet::new();
             for group in replicates.into_values() {
@@ -164,13 +205,17 @@ impl FrontBuilder {
             }
             on_front
         });
-        rank(
+        let mut report = rank(
             self.objectives,
             self.aggregator.finish(),
             on_front.as_ref(),
             self.excluded,
             reference,
-        )
+        );
+        if front_only {
+            report.ranked.retain(|r| r.rank == 1);
+        }
+        report
     }
 }
 
@@ -258,7 +303,25 @@ pub fn rank(
         })
         .collect();
     ranked.sort_by_key(|r| r.rank);
-    let hypervolume = (!points.is_empty()).then(|| {
+    let hypervolume = hypervolume_of(&objectives, &points, &ranks, reference);
+    FrontReport {
+        objectives,
+        ranked,
+        excluded,
+        hypervolume,
+    }
+}
+
+/// The hypervolume of the front among `points` (oriented objective values, ranked by
+/// `ranks`), against `reference` in the objectives' own units (default: the worst observed
+/// value of each objective), with the reference used; `None` without points.
+fn hypervolume_of(
+    objectives: &[Objective],
+    points: &[Vec<f64>],
+    ranks: &[usize],
+    reference: Option<&[f64]>,
+) -> Option<(f64, Vec<f64>)> {
+    (!points.is_empty()).then(|| {
         let reference: Vec<f64> = match reference {
             Some(r) => r.to_vec(),
             None => (0..objectives.len())
@@ -278,16 +341,10 @@ pub fn rank(
             .collect();
         let front: Vec<Vec<f64>> = points
             .iter()
-            .zip(&ranks)
+            .zip(ranks)
             .filter(|(_, r)| **r == 1)
             .map(|(p, _)| p.clone())
             .collect();
         (hypervolume(&front, &oriented_ref), reference)
-    });
-    FrontReport {
-        objectives,
-        ranked,
-        excluded,
-        hypervolume,
-    }
+    })
 }

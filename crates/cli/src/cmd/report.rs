@@ -139,6 +139,10 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
             if args.seed_fronts {
                 builder = builder.with_front_shares();
             }
+            // Only the front is printed, and no plot draws the rest.
+            if args.pareto && args.plot.is_none() && args.html.is_none() {
+                builder = builder.front_only();
+            }
             stored
                 .for_each(|row| {
                     builder.add(&row);
