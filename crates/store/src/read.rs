@@ -12,6 +12,15 @@ use crate::{with_pool, Backend, Store, StoreError, TrialStatus};
 pub struct Counts(pub BTreeMap<TrialStatus, u64>);
 
 impl Counts {
+    /// The counts a `SELECT status, COUNT(*) … GROUP BY status` returns.
+    pub(crate) fn of(rows: Vec<(String, i64)>) -> Counts {
+        Counts(
+            rows.into_iter()
+                .filter_map(|(s, n)| Some((TrialStatus::parse(&s)?, n as u64)))
+                .collect(),
+        )
+    }
+
     /// Trials in `status`.
     pub fn get(&self, status: TrialStatus) -> u64 {
         self.0.get(&status).copied().unwrap_or(0)
@@ -37,8 +46,9 @@ impl std::fmt::Display for Counts {
     }
 }
 
-/// One trial with everything `status` and exports show.
-#[derive(Debug, Clone, PartialEq)]
+/// One trial with everything `status` and exports show. Read from the JSON array that
+/// [`packed`] builds, field by field in this order: the two change together.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct TrialRow {
     /// Trial id.
     pub id: String,
@@ -49,6 +59,7 @@ pub struct TrialRow {
     /// Swept parameters.
     pub params: Params,
     /// Current state.
+    #[serde(deserialize_with = "status_word")]
     pub status: TrialStatus,
     /// Launches so far.
     pub attempts: u32,
@@ -69,7 +80,25 @@ pub struct TrialRow {
     /// The node that job runs on, once known.
     pub node: Option<String>,
     /// Final metrics (completed trials only); `None` values were not finite.
+    #[serde(deserialize_with = "null_as_none")]
     pub metrics: BTreeMap<String, Option<f64>>,
+}
+
+/// A state from its stored word.
+fn status_word<'de, D: serde::Deserializer<'de>>(d: D) -> Result<TrialStatus, D::Error> {
+    let word = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+    TrialStatus::parse(&word)
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown status {word:?}")))
+}
+
+/// A trial's metrics, `null` where it has none (PostgreSQL's aggregate of no rows).
+fn null_as_none<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Option<f64>>, D::Error> {
+    Ok(
+        <Option<BTreeMap<String, Option<f64>>> as serde::Deserialize>::deserialize(d)?
+            .unwrap_or_default(),
+    )
 }
 
 impl TrialRow {
@@ -90,11 +119,7 @@ impl Store {
         .fetch_all(pool)
         .await?)
         })?;
-        Ok(Counts(
-            rows.into_iter()
-                .filter_map(|(s, n)| Some((TrialStatus::parse(&s)?, n as u64)))
-                .collect(),
-        ))
+        Ok(Counts::of(rows))
     }
 
     /// Every trial of one sweep (or of all sweeps), in sweep then expansion order, with
@@ -148,10 +173,10 @@ impl Store {
             let mut stream = query.fetch(pool);
             while let Some(r) = stream.try_next().await? {
                 let text: &str = r.try_get("trials")?;
-                let chunk: Vec<Packed> = serde_json::from_str(text)
+                let chunk: Vec<TrialRow> = serde_json::from_str(text)
                     .map_err(|e| StoreError::Corrupt(format!("trials: {e}")))?;
-                for packed in chunk {
-                    if !visit(packed.into_row()?) {
+                for row in chunk {
+                    if !visit(row) {
                         return Ok(());
                     }
                 }
@@ -298,8 +323,8 @@ pub(crate) fn last_value_per_step(rows: Vec<(String, i64, String, Option<f64>)>)
 /// How many trials [`Store::for_each_trial`] reads per row.
 const CHUNK: u32 = 256;
 
-/// One trial (`t`, with its sweep `s`) as one JSON array the database builds, its metrics an
-/// object inside it: each value a row carries is copied and freed once more on its way
+/// One trial (`t`, with its sweep `s`) as one JSON array the database builds, the fields of
+/// [`TrialRow`] in its order, its metrics an object inside it: each value a row carries is copied and freed once more on its way
 /// through sqlx, which was most of the cost of reading large sweeps when a trial came as
 /// fifteen columns.
 fn packed(backend: Backend) -> String {
@@ -329,66 +354,6 @@ pub(crate) fn trial_select(backend: Backend) -> String {
     format!("SELECT t.id, {trial} AS trial FROM trials t JOIN sweeps s ON s.id = t.sweep_id")
 }
 
-/// A trial as [`packed`] packs it: its fields in that order.
-#[derive(serde::Deserialize)]
-struct Packed(
-    String,
-    String,
-    i64,
-    Params,
-    String,
-    i64,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<BTreeMap<String, Option<f64>>>,
-);
-
-impl Packed {
-    fn into_row(self) -> Result<TrialRow, StoreError> {
-        let Packed(
-            id,
-            sweep,
-            ordinal,
-            params,
-            status,
-            attempts,
-            out_of_memory,
-            started_at,
-            finished_at,
-            gpu,
-            error,
-            completed_by,
-            job_id,
-            node,
-            metrics,
-        ) = self;
-        Ok(TrialRow {
-            status: TrialStatus::parse(&status)
-                .ok_or_else(|| StoreError::Corrupt(format!("trial {id}: status {status:?}")))?,
-            id,
-            sweep,
-            ordinal,
-            params,
-            attempts: attempts as u32,
-            out_of_memory: out_of_memory as u32,
-            started_at,
-            finished_at,
-            gpu,
-            error,
-            completed_by,
-            job_id,
-            node,
-            metrics: metrics.unwrap_or_default(),
-        })
-    }
-}
-
 /// A trial row as [`trial_select`] selects it, from either backend.
 pub(crate) fn trial_row<'r, R>(r: &'r R) -> Result<TrialRow, StoreError>
 where
@@ -397,11 +362,10 @@ where
     &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     let text: &str = r.try_get("trial")?;
-    let packed: Packed = serde_json::from_str(text).map_err(|e| {
+    serde_json::from_str(text).map_err(|e| {
         let id: &str = r.try_get("id").unwrap_or("?");
         StoreError::Corrupt(format!("trial {id}: {e}"))
-    })?;
-    packed.into_row()
+    })
 }
 
 /// One attempt of a trial, as recorded: who ran it and how it ended.

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use sweep_core::value::params_from_json;
 use sweep_core::Params;
 
-use crate::{with_pool, Counts, Store, StoreError, TrialStatus};
+use crate::{with_pool, Counts, Store, StoreError};
 
 /// One configuration as the store keeps it: its trials and each metric's running sums.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,11 +153,7 @@ impl Store {
             }
             Ok(query.fetch_all(pool).await?)
         })?;
-        Ok(Counts(
-            rows.into_iter()
-                .filter_map(|(s, n)| Some((TrialStatus::parse(&s)?, n as u64)))
-                .collect(),
-        ))
+        Ok(Counts::of(rows))
     }
 }
 
