@@ -107,8 +107,7 @@ async fn compute(
             started.elapsed().as_millis(),
         ));
     }
-    let mut builder =
-        FrontBuilder::new(&query.objectives, query.replicate.as_deref()).with_front_shares();
+    let mut builder = FrontBuilder::new(&query.objectives, replicate).with_front_shares();
     let mut read = 0u64;
     stored
         .for_each(|row| {

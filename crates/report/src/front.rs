@@ -81,8 +81,8 @@ pub struct FrontBuilder {
     aggregator: Aggregator,
     /// Where front shares are counted: the trials of each replicate.
     replicates: Option<HashMap<String, Vec<Point>>>,
-    /// Per trial, when each is a configuration of its own: its oriented objective values,
-    /// so that only the configurations kept need be built.
+    /// Per trial, when each is a configuration of its own and no shares are counted: its
+    /// oriented objective values, so that only the configurations kept need be built.
     single_points: Option<Vec<Vec<f64>>>,
     /// Whether to keep only the front's configurations (rank 1).
     front_only: bool,
@@ -118,6 +118,8 @@ impl FrontBuilder {
     /// ([`Ranked::front_share`]), which keeps every trial's objective values until the end.
     pub fn with_front_shares(mut self) -> FrontBuilder {
         self.replicates = Some(HashMap::new());
+        // Ranked through the shares' path, which builds every configuration anyway.
+        self.single_points = None;
         self
     }
 
@@ -149,7 +151,8 @@ impl FrontBuilder {
         }
         self.aggregator.add(row);
         if let Some(points) = &mut self.single_points {
-            points.push(point.clone());
+            points.push(point);
+            return;
         }
         let Some(replicates) = &mut self.replicates else {
             return;
@@ -170,7 +173,7 @@ impl FrontBuilder {
     /// Ranks the configurations. `reference` is the hypervolume reference point in the
     /// objectives' own units (default: the worst observed value of each objective).
     pub fn finish(self, reference: Option<&[f64]>) -> FrontReport {
-        if let (Some(points), None) = (&self.single_points, &self.replicates) {
+        if let Some(points) = &self.single_points {
             let ranks = front_ranks(points);
             let hypervolume = hypervolume_of(&self.objectives, points, &ranks, reference);
             let front_only = self.front_only;
