@@ -18,6 +18,7 @@
 //!   match); [`report`] is what it says as it runs; [`builtin`] is all of it, as `sweep trial`
 //!   runs it; [`evaluator`] is its evaluation alone, of any checkpoint (`sweep eval`).
 
+pub mod adamw;
 pub mod align;
 pub mod align_data;
 pub mod answers;

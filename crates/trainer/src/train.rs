@@ -4,13 +4,14 @@
 
 use std::path::Path;
 
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::store::ModuleSnapshot;
 use burn::tensor::FloatDType;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::adamw::AdamW;
 use crate::batch::{loss, make_batch};
 use crate::clip::clip_global_norm;
 use crate::model::Lm;
@@ -182,14 +183,9 @@ impl<'a> Trainer<'a> {
         optim: &OptimConfig,
         seed: u64,
     ) -> Trainer<'a> {
-        let config = AdamWConfig::new()
-            .with_beta_1(optim.beta1)
-            .with_beta_2(optim.beta2)
-            .with_epsilon(optim.epsilon)
-            .with_weight_decay(optim.weight_decay);
         Trainer {
             model: Some(model),
-            optimizer: config.init(),
+            optimizer: ModuleOptimizer::from(AdamW::new(optim)),
             rng: ChaCha8Rng::seed_from_u64(seed),
             step: 0,
             mix,
@@ -341,7 +337,8 @@ impl<'a> Trainer<'a> {
             .load_from(&mut store)
             .map_err(|e| CheckpointError::at(&model_path, e))?;
         let optim_path = dir.join("optimizer.bpk");
-        let optimizer = std::mem::replace(&mut self.optimizer, AdamWConfig::new().init());
+        let blank = ModuleOptimizer::from(AdamW::new(&self.optim));
+        let optimizer = std::mem::replace(&mut self.optimizer, blank);
         self.optimizer = optimizer
             .load(&optim_path)
             .map_err(|e| CheckpointError::at(&optim_path, e))?;
