@@ -21,7 +21,8 @@ use sweep_trainer::setup::Setup;
 use sweep_trainer::tokenizer::Encoded;
 use sweep_trainer::train::{Mix, OptimConfig, RunShape, Trainer};
 
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use sweep_trainer::adamw::AdamW;
 use sweep_trainer::batch::{loss, make_batch};
 use sweep_trainer::clip::clip_global_norm;
 
@@ -88,12 +89,7 @@ fn phases(config: &ModelConfig, examples: &[Encoded], n: usize) -> (f64, f64, f6
     ad.seed(0);
     let mut model = config.init(&ad);
     let o = optim();
-    let mut optimizer = AdamWConfig::new()
-        .with_beta_1(o.beta1)
-        .with_beta_2(o.beta2)
-        .with_epsilon(o.epsilon)
-        .with_weight_decay(o.weight_decay)
-        .init();
+    let mut optimizer = ModuleOptimizer::from(AdamW::new(&o));
     let refs: Vec<&Encoded> = examples.iter().collect();
     let batch = make_batch(&refs, &ad);
     let (mut fwd, mut bwd, mut opt) = (Vec::new(), Vec::new(), Vec::new());
