@@ -53,28 +53,16 @@ impl Stat {
         })
     }
 
-    /// Summarises `values` (all finite); `None` when empty.
+    /// Summarises `values` (all finite); `None` when empty. Two passes (the mean, then the
+    /// squared deviations from it), then the same arithmetic as [`Stat::from_sums`].
     pub fn of(values: &[f64]) -> Option<Stat> {
-        let n = values.len();
-        if n == 0 {
-            return None;
-        }
-        let mean = values.iter().sum::<f64>() / n as f64;
-        if n == 1 {
-            return Some(Stat {
-                mean,
-                std: 0.0,
-                n,
-                ci95: 0.0,
-            });
-        }
-        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-        let std = var.sqrt();
-        Some(Stat {
-            mean,
-            std,
-            n,
-            ci95: t_975(n - 1) * std / (n as f64).sqrt(),
+        let sum = values.iter().sum::<f64>();
+        let mean = sum / values.len() as f64;
+        let m2 = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>();
+        Stat::from_sums(Sums {
+            n: values.len() as u64,
+            sum,
+            m2,
         })
     }
 }

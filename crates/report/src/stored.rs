@@ -220,11 +220,7 @@ impl<'a> Stored<'a> {
             let into = &mut merged[at];
             into.trials.extend(summary.trials);
             for (name, sums) in summary.sums {
-                let entry = into.sums.entry(name).or_insert(Sums {
-                    n: 0,
-                    sum: 0.0,
-                    m2: 0.0,
-                });
+                let entry = into.sums.entry(name).or_default();
                 *entry = entry.merge(sums);
             }
         }

@@ -25,7 +25,7 @@ pub struct ConfigSummary {
 }
 
 /// The sums a mean, a standard deviation and an interval are made from.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Sums {
     /// How many finite values.
     pub n: u64,
