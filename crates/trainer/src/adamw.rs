@@ -132,6 +132,13 @@ mod in_place {
         else {
             return Err((tensor, grad, state));
         };
+        // libtorch's in-place ops panic on mixed kinds or devices; burn's update casts.
+        let same = |t: &TchTensor| {
+            t.tensor.kind() == param.tensor.kind() && t.tensor.device() == param.tensor.device()
+        };
+        if ![&g, &m, &v].into_iter().all(same) {
+            return Err((tensor, grad, state));
+        }
         // The handles above are the only ones left, so `writable` copies only what is shared
         // outside this step.
         let time = state.map_or(0, |s| s.momentum.time) + 1;
@@ -160,10 +167,13 @@ mod in_place {
         let _ = v.tensor.sqrt_out(&g.tensor);
         // denom = sqrt(v) / sqrt(bias_2) + eps, scaled by -1 / step_size so that one
         // `addcdiv_` (whose factor is 1 in libtorch's C API) applies -step_size * m / denom.
-        let _ = g.tensor.g_div_scalar_(bias_2_sqrt);
-        let _ = g.tensor.g_add_scalar_(epsilon);
-        let _ = g.tensor.g_mul_scalar_(-1.0 / step_size);
-        let _ = param.tensor.addcdiv_(&m.tensor, &g.tensor);
+        // A zero learning rate (a warmup's first step) moves the moments only.
+        if step_size != 0.0 {
+            let _ = g.tensor.g_div_scalar_(bias_2_sqrt);
+            let _ = g.tensor.g_add_scalar_(epsilon);
+            let _ = g.tensor.g_mul_scalar_(-1.0 / step_size);
+            let _ = param.tensor.addcdiv_(&m.tensor, &g.tensor);
+        }
         drop(g);
 
         let state = AdamWState {
@@ -184,7 +194,7 @@ mod tests {
 
     use super::*;
 
-    /// Three steps of the in-place update give burn's parameters and moments (to rounding),
+    /// Four steps of the in-place update give burn's parameters and moments (to rounding),
     /// and a clone of the parameter taken before the step keeps its values.
     #[test]
     fn in_place_update_is_burns() {
@@ -204,11 +214,12 @@ mod tests {
         let before = kept.to_data();
         let (mut a, mut b) = (start.clone(), start);
         let (mut sa, mut sb) = (None, None);
-        for step in 0..3 {
+        // A warmup's zero learning rate among them.
+        for (step, lr) in [1e-2, 0.0, 1e-2, 3e-3].into_iter().enumerate() {
             let grad = Tensor::<2>::random([7, 9], Distribution::Normal(0.0, 1.0), &device)
                 .mul_scalar(step as f64 + 1.0);
-            (a, sa) = ours.step(1e-2, a, grad.clone(), sa);
-            (b, sb) = burns.step(1e-2, b, grad, sb);
+            (a, sa) = ours.step(lr, a, grad.clone(), sa);
+            (b, sb) = burns.step(lr, b, grad, sb);
         }
         let tolerance = Tolerance::absolute(1e-6);
         a.to_data().assert_approx_eq::<f32>(&b.to_data(), tolerance);
