@@ -85,12 +85,13 @@ pub fn loss(model: &Lm, batch: &Batch) -> (Tensor<1>, Tensor<1>) {
 /// `Σ logsumexp(row) − row[label]`. Written this way rather than as `log_softmax` and
 /// `gather`, it never builds the `[n, vocab]` log-probabilities, and its backward is the
 /// softmax minus the one-hot labels with two fewer passes over the logits (which, with a 49k
-/// vocabulary, are the largest tensors of a step). The shift by the row's maximum keeps `exp`
-/// finite and is held constant, as in PyTorch's `logsumexp`.
+/// vocabulary, are the largest tensors of a step). Both terms are taken relative to the row's
+/// maximum (held constant, as in PyTorch's `logsumexp`): `exp` stays finite, and the
+/// difference is of two small numbers, as precise as `log_softmax`'s.
 fn cross_entropy_sum(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
     let max = logits.clone().detach().max_dim(1);
-    let picked = logits.clone().gather(1, labels.unsqueeze_dim(1));
-    let log_sum_exp = (logits - max.clone()).exp().sum_dim(1).log() + max;
+    let picked = logits.clone().gather(1, labels.unsqueeze_dim(1)) - max.clone();
+    let log_sum_exp = (logits - max).exp().sum_dim(1).log();
     (log_sum_exp - picked).sum()
 }
 
