@@ -203,6 +203,18 @@ impl Grid {
         self.axes.iter().flat_map(|a| a.names()).collect()
     }
 
+    /// Names of the parameters swept in `[[zip]]` tables: the only parameters whose values
+    /// change what [`Grid::axis_values_beside`] gives.
+    pub fn zipped_names(&self) -> impl Iterator<Item = &str> {
+        self.axes
+            .iter()
+            .flat_map(|axis| match axis {
+                Axis::Single { .. } => [].iter(),
+                Axis::Zip { names, .. } => names.iter(),
+            })
+            .map(String::as_str)
+    }
+
     /// Every value each swept parameter takes, in file order without repeats.
     pub fn axis_values(&self) -> BTreeMap<String, Vec<ParamValue>> {
         self.axis_values_beside(&Params::new())
@@ -328,6 +340,18 @@ mod tests {
         assert_eq!(beside["batch_size"], [16].map(ParamValue::Int));
         assert_eq!(beside["seed"], [1].map(ParamValue::Int));
         assert_eq!(beside["base_seed"], [1, 2].map(ParamValue::Int));
+        // Only the zipped parameters' values count, so a runner can work `SWEEP_AXES` out
+        // once for each combination of them.
+        assert_eq!(
+            g.zipped_names().collect::<Vec<_>>(),
+            ["batch_size", "steps", "seed", "base_seed"]
+        );
+        let zipped: Params = params
+            .iter()
+            .filter(|(name, _)| g.zipped_names().any(|z| z == *name))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        assert_eq!(g.axis_values_beside(&zipped), beside);
         assert_eq!(
             g.axis_values()["steps"],
             [400, 100, 25].map(ParamValue::Int)

@@ -50,7 +50,10 @@ impl<E: Executor> Dispatcher<'_, E> {
                 env::RESUME.to_string(),
                 if claimed.attempt > 1 { "1" } else { "0" }.to_string(),
             ),
-            (env::AXES.to_string(), axes_json(self.grid, &claimed.params)),
+            (
+                env::AXES.to_string(),
+                self.axes.json(self.grid, &claimed.params),
+            ),
             (
                 oom::SPLIT_VAR.to_string(),
                 oom::split_after(claimed.out_of_memory).to_string(),
@@ -108,13 +111,32 @@ impl<E: Executor> Dispatcher<'_, E> {
     }
 }
 
-/// `SWEEP_AXES` for the trial with `params`: `{"name": [values...], ...}` for every swept
-/// parameter, as far as the axes zipped with it allow (see [`Grid::axis_values_beside`]).
-fn axes_json(grid: &Grid, params: &Params) -> String {
-    let axes: serde_json::Map<String, serde_json::Value> = grid
-        .axis_values_beside(params)
-        .into_iter()
-        .map(|(name, values)| (name, values.iter().map(|v| v.to_json()).collect()))
-        .collect();
-    serde_json::Value::Object(axes).to_string()
+/// `SWEEP_AXES` for each trial, computed once for each combination of the zipped
+/// parameters' values (the only ones it depends on): an axis can have thousands of values,
+/// and then working it out again for every trial costs more than starting the trial.
+#[derive(Default)]
+pub(super) struct AxesMemo {
+    by_zipped: HashMap<String, String>,
+}
+
+impl AxesMemo {
+    /// `SWEEP_AXES` for the trial with `params`: `{"name": [values...], ...}` for every swept
+    /// parameter, as far as the axes zipped with it allow (see [`Grid::axis_values_beside`]).
+    pub(super) fn json(&mut self, grid: &Grid, params: &Params) -> String {
+        let zipped: Params = grid
+            .zipped_names()
+            .filter_map(|name| Some((name.to_string(), params.get(name)?.clone())))
+            .collect();
+        self.by_zipped
+            .entry(params_to_json(&zipped))
+            .or_insert_with(|| {
+                let axes: serde_json::Map<String, serde_json::Value> = grid
+                    .axis_values_beside(&zipped)
+                    .into_iter()
+                    .map(|(name, values)| (name, values.iter().map(|v| v.to_json()).collect()))
+                    .collect();
+                serde_json::Value::Object(axes).to_string()
+            })
+            .clone()
+    }
 }

@@ -67,6 +67,7 @@ struct Dispatcher<'a, E: Executor> {
     running: HashMap<AttemptKey, Running>,
     pool: GpuPool,
     curves: Vec<CurvePoint>,
+    axes: launch::AxesMemo,
     summary: Summary,
     progress: Progress,
     /// The executor refused a job while others ran (a cluster limit, say): nothing more is
@@ -121,6 +122,7 @@ async fn run_on<E: Executor>(
         running: HashMap::new(),
         pool: GpuPool::new(config.gpus.clone()),
         curves: Vec::new(),
+        axes: launch::AxesMemo::default(),
         summary: Summary::default(),
         held_back: false,
         progress: Progress {
