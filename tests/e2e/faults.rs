@@ -102,14 +102,11 @@ fn a_restart_kills_what_a_dead_orchestrators_trials_left_running() {
         .len()
         >= 2));
     // Everything of sweep's own dies at once (as when the OOM killer or a `kill -9` of a
-    // whole job takes it): the orchestrator and the guards it starts each attempt under.
-    // (Stopped first, so that it cannot clean up after its guards either.)
-    let guards = guards_of("orphans");
-    assert_eq!(guards.len(), 2);
+    // whole job takes it): the orchestrator and the guard that watches its attempts.
+    // (Stopped first, so that it cannot start another guard either.)
+    let guard = guard_of(&first);
     pause(&first);
-    for guard in guards {
-        kill(Pid::from_raw(guard as i32), Signal::SIGKILL).unwrap();
-    }
+    kill(Pid::from_raw(guard as i32), Signal::SIGKILL).unwrap();
     signal(&first, Signal::SIGKILL);
     first.wait().unwrap();
     let again = p.run(&["run", "g.toml"]);
@@ -129,18 +126,25 @@ fn a_restart_kills_what_a_dead_orchestrators_trials_left_running() {
     );
 }
 
-/// The guard processes (`sweep-guard ...`, or `sweep guard ...`) of a sweep's attempts.
-fn guards_of(sweep: &str) -> Vec<i64> {
-    processes_of(sweep)
-        .into_iter()
+/// The guard (`sweep guard ...`) that watches the attempts of the `sweep run` `orchestrator`.
+fn guard_of(orchestrator: &std::process::Child) -> i64 {
+    let parent = orchestrator.id().to_string();
+    let guards: Vec<i64> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i64>().ok())
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                let mut args = c.split(|b| *b == 0);
-                let program = args.next().unwrap_or_default();
-                program.ends_with(b"sweep-guard") || args.next() == Some(b"guard".as_slice())
-            })
+            // State, then the parent's pid, after the command name's last parenthesis.
+            let child = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                let fields = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+                fields.split_whitespace().nth(1) == Some(parent.as_str())
+            });
+            child
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.split(|b| *b == 0).nth(1) == Some(b"guard".as_slice()))
         })
-        .collect()
+        .collect();
+    assert_eq!(guards.len(), 1, "{guards:?}");
+    guards[0]
 }
 
 #[test]

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 /// of any executor knows whom to ask to stop it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum JobRef {
-    /// A local process group (the guard's pid).
+    /// A local process group (its leader's pid).
     Process(u32),
     /// An id the executor `executor` gave the job.
     Job {
@@ -34,8 +34,6 @@ pub(crate) struct Launch {
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub workdir: PathBuf,
-    /// The program whose `guard` subcommand starts the command (see [`crate::guard`]).
-    pub guard: Option<crate::guard::GuardProgram>,
     pub log_dir: PathBuf,
     pub timeout: Option<Duration>,
     pub grace: Duration,

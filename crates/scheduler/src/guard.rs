@@ -1,284 +1,400 @@
-//! The guard: the first process of every attempt, which starts the trial's command as its
-//! child in the same process group and stays to watch the orchestrator.
+//! The guard: one small process beside each `sweep run` that starts local attempts, which
+//! outlives the orchestrator just long enough to take its trials down with it.
 //!
 //! A trial is often a wrapper around its real work (`sh run.sh` starting `python train.py`),
-//! and the kernel's parent-death signal reaches only the orchestrator's direct child: killed
-//! with `kill -9`, the orchestrator would leave the work running, untracked, until some later
-//! `sweep run` took the trial back. The guard is that direct child. When the orchestrator
-//! dies it sends the whole group SIGTERM (a trial checkpoints on it), waits out the grace
-//! period, then kills the group. Otherwise it is transparent: it passes the command's exit
-//! status (or death by signal) on as its own, and leaves signals sent to the group to the
-//! command.
+//! so each attempt runs in a process group of its own, and the kernel's parent-death signal
+//! (which reaches one process) is not enough: killed with `kill -9`, the orchestrator would
+//! leave the work running, untracked, until some later `sweep run` took the trial back. The
+//! orchestrator starts the guard once, on its first attempt, with a pipe on its stdin, and
+//! tells it each attempt's group as it starts and ends ([`GuardLine`]). When the pipe closes
+//! without a goodbye (the orchestrator died), the guard sends SIGTERM to every group it was
+//! told of and to every group holding a process marked with one of the run's runners
+//! (`SWEEP_RUNNER`, which covers an attempt started in the instant before it was told), waits
+//! out the grace period, then kills what is left.
+//!
+//! One guard per run (the `sweep` binary's hidden `guard` subcommand), not one per attempt:
+//! starting a process costs a trivial trial more than everything else the orchestrator does
+//! for it (docs/performance.md), and each attempt then starts its command with one
+//! `posix_spawn`.
 
+use std::collections::BTreeSet;
+use std::io::{BufRead, Write};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{self, killpg, SigHandler, SigSet, SigmaskHow, Signal};
-use nix::unistd::{getpgrp, getppid, Pid};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::{getpgrp, Pid};
 
-/// The signal the kernel sends the guard when the orchestrator dies (its parent-death
-/// signal), distinct from the SIGTERM the orchestrator sends the group itself.
-pub const PARENT_DIED: Signal = Signal::SIGUSR1;
+use crate::process;
 
-/// The exit code of a guard whose command could not be started, as shells use for a
-/// command not found; its stderr then starts with [`SPAWN_FAILED`].
-pub const SPAWN_FAILED_CODE: i32 = 127;
-
-/// How a guard's stderr says that the command could not be started.
-const SPAWN_FAILED: &str = "sweep guard: cannot start";
-
-/// The small binary that is only the guard, installed beside `sweep`: starting it costs an
-/// attempt far less than starting the whole `sweep` binary (which also parses its full
-/// command line) would.
-pub const GUARD_BINARY: &str = "sweep-guard";
-
-/// The program that starts each attempt under the guard, and how.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GuardProgram {
-    /// The executable.
-    pub program: PathBuf,
-    /// The subcommand before the guard's arguments (`guard` for the `sweep` binary).
-    pub subcommand: Option<&'static str>,
-}
-
-impl GuardProgram {
-    /// [`GUARD_BINARY`] beside `exe` (the running `sweep`) where it was built or installed
-    /// with it; otherwise `exe guard`, which does the same, more slowly.
-    pub fn beside(exe: &Path) -> GuardProgram {
-        let small = exe.with_file_name(GUARD_BINARY);
-        if small.is_file() {
-            GuardProgram {
-                program: small,
-                subcommand: None,
-            }
-        } else {
-            GuardProgram {
-                program: exe.to_path_buf(),
-                subcommand: Some("guard"),
-            }
-        }
-    }
-}
-
-/// What the guard is asked to do: written by the local executor, read by `sweep-guard` and
-/// `sweep guard` alike (`--parent PID --grace-ms MS -- COMMAND...`).
+/// What the guard is started with (`sweep guard --grace-ms MS`): written by the local
+/// executor, read by the guard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuardArgs {
-    /// The orchestrator's pid.
-    pub parent: u32,
-    /// The trial's grace period after SIGTERM.
+    /// The trials' grace period between SIGTERM and SIGKILL.
     pub grace: Duration,
-    /// The trial's command.
-    pub command: Vec<String>,
 }
 
 impl GuardArgs {
     /// The arguments that [`GuardArgs::parse`] reads back.
     pub fn to_args(&self) -> Vec<String> {
-        let mut args = vec![
-            "--parent".to_string(),
-            self.parent.to_string(),
-            "--grace-ms".to_string(),
-            self.grace.as_millis().to_string(),
-            "--".to_string(),
-        ];
-        args.extend(self.command.iter().cloned());
-        args
+        vec!["--grace-ms".into(), self.grace.as_millis().to_string()]
     }
 
     /// Reads what [`GuardArgs::to_args`] wrote; an error says what is wrong.
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<GuardArgs, String> {
         let mut args = args.into_iter();
-        let mut parent = None;
         let mut grace = None;
         while let Some(arg) = args.next() {
-            let mut number = |name: &str| -> Result<u64, String> {
-                let value = args.next().ok_or(format!("{name} needs a value"))?;
-                value
-                    .parse()
-                    .map_err(|_| format!("{name} {value:?} is not a whole number"))
-            };
             match arg.as_str() {
-                "--parent" => parent = Some(number("--parent")? as u32),
-                "--grace-ms" => grace = Some(Duration::from_millis(number("--grace-ms")?)),
-                "--" => break,
+                "--grace-ms" => {
+                    let value = args.next().ok_or("--grace-ms needs a value")?;
+                    let ms = value
+                        .parse()
+                        .map_err(|_| format!("--grace-ms {value:?} is not a whole number"))?;
+                    grace = Some(Duration::from_millis(ms));
+                }
                 other => return Err(format!("unexpected argument {other:?}")),
             }
         }
-        let command: Vec<String> = args.collect();
-        match (parent, grace) {
-            _ if command.is_empty() => Err("no command after --".into()),
-            (Some(parent), Some(grace)) => Ok(GuardArgs {
-                parent,
-                grace,
-                command,
-            }),
-            _ => Err("--parent and --grace-ms are required".into()),
+        let grace = grace.ok_or("--grace-ms is required")?;
+        Ok(GuardArgs { grace })
+    }
+}
+
+/// One line the orchestrator writes to its guard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuardLine {
+    /// Attempts from now on are marked with this runner (`SWEEP_RUNNER`).
+    Runner(String),
+    /// An attempt started as this process group.
+    Start(u32),
+    /// The attempt of this process group ended and its group was killed.
+    End(u32),
+    /// The orchestrator is ending normally, with no attempt running: nothing to take down.
+    Bye,
+}
+
+impl GuardLine {
+    /// The line as written, newline included.
+    pub fn to_line(&self) -> String {
+        match self {
+            GuardLine::Runner(id) => format!("runner {id}\n"),
+            GuardLine::Start(group) => format!("start {group}\n"),
+            GuardLine::End(group) => format!("end {group}\n"),
+            GuardLine::Bye => "bye\n".into(),
+        }
+    }
+
+    /// Reads what [`GuardLine::to_line`] wrote (without its newline).
+    pub fn parse(line: &str) -> Option<GuardLine> {
+        let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+        match word {
+            "runner" if !rest.is_empty() => Some(GuardLine::Runner(rest.to_string())),
+            "start" => rest.parse().ok().map(GuardLine::Start),
+            "end" => rest.parse().ok().map(GuardLine::End),
+            "bye" if rest.is_empty() => Some(GuardLine::Bye),
+            _ => None,
         }
     }
 }
 
-/// Why the guard could not start the command, from the stderr of a guard that exited with
-/// [`SPAWN_FAILED_CODE`] (`cannot start `prog` in DIR: error`); `None` when the command did
-/// start (and exited 127 itself).
-pub fn spawn_failure(stderr: &str) -> Option<String> {
-    let line = stderr.lines().find(|l| l.starts_with(SPAWN_FAILED))?;
-    Some(line.trim_start_matches("sweep guard: ").to_string())
+/// What the guard has been told: the run's runners and the groups of its running attempts.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Told {
+    runners: BTreeSet<String>,
+    groups: BTreeSet<u32>,
+    bye: bool,
 }
 
-/// The guard as a program: reads its arguments ([`GuardArgs`]) and runs; returns the exit
-/// code to leave with. An argument it cannot read is a command it cannot start.
+impl Told {
+    fn take(&mut self, line: GuardLine) {
+        match line {
+            GuardLine::Runner(id) => {
+                self.runners.insert(id);
+            }
+            GuardLine::Start(group) => {
+                self.groups.insert(group);
+            }
+            GuardLine::End(group) => {
+                self.groups.remove(&group);
+            }
+            GuardLine::Bye => self.bye = true,
+        }
+    }
+
+    /// Everything to write to a new guard for it to know what this one knew.
+    fn replay(&self) -> Vec<GuardLine> {
+        let runners = self.runners.iter().cloned().map(GuardLine::Runner);
+        runners
+            .chain(self.groups.iter().copied().map(GuardLine::Start))
+            .collect()
+    }
+
+    /// The groups to take down: those told of, and those of every live process marked with
+    /// one of the runners (through `/proc`, where there is one).
+    fn groups_now(&self) -> BTreeSet<i64> {
+        let marks: Vec<String> = self
+            .runners
+            .iter()
+            .map(|id| format!("{}={id}", process::RUNNER_VAR))
+            .collect();
+        let own = getpgrp().as_raw() as i64;
+        let mut groups = process::groups_marked(&marks);
+        groups.extend(self.groups.iter().map(|g| *g as i64));
+        groups.retain(|g| *g > 1 && *g != own);
+        groups
+    }
+}
+
+/// The guard as a program: reads its arguments ([`GuardArgs`]), then its stdin; returns the
+/// exit code to leave with.
 pub fn main(args: impl IntoIterator<Item = String>) -> i32 {
     match GuardArgs::parse(args) {
-        Ok(a) => run(a.parent, a.grace, &a.command),
+        Ok(args) => {
+            watch(std::io::stdin().lock(), args.grace);
+            0
+        }
         Err(e) => {
-            eprintln!("{SPAWN_FAILED}: {e}");
-            SPAWN_FAILED_CODE
+            eprintln!("sweep guard: {e}");
+            2
         }
     }
 }
 
-/// Runs `argv` under the guard; returns the exit code to leave with, when the command's
-/// status is not a death by signal (which the guard then dies of too). `parent` is the
-/// orchestrator's pid and `grace` its grace period. Call it in a process with one thread:
-/// it takes its signals by blocking them.
-pub fn run(parent: u32, grace: Duration, argv: &[String]) -> i32 {
-    let mut watched = SigSet::empty();
-    for sig in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        PARENT_DIED,
-        Signal::SIGCHLD,
-    ] {
-        watched.add(sig);
-    }
-    // Blocked, these wait for `wait` below; the command gets an empty mask back.
-    if let Err(e) = watched.thread_block() {
-        eprintln!("{SPAWN_FAILED}: cannot block signals: {e}");
-        return SPAWN_FAILED_CODE;
-    }
-    // The guard arms its own parent-death signal (the orchestrator then starts it without a
-    // `pre_exec` hook, so with a cheap `posix_spawn`, not a `fork` of its whole address
-    // space); an orchestrator that died before this line is caught just below.
-    #[cfg(target_os = "linux")]
-    if let Err(e) = nix::sys::prctl::set_pdeathsig(PARENT_DIED) {
-        eprintln!("{SPAWN_FAILED}: cannot arm the parent-death signal: {e}");
-        return SPAWN_FAILED_CODE;
-    }
-    if getppid() != Pid::from_raw(parent as i32) {
-        // The orchestrator died before the parent-death signal was armed: start nothing.
-        return 128 + PARENT_DIED as i32;
-    }
-    let Some((program, args)) = argv.split_first() else {
-        eprintln!("{SPAWN_FAILED}: no command");
-        return SPAWN_FAILED_CODE;
-    };
-    let mut command = Command::new(program);
-    command.args(args);
-    // SAFETY: between fork and exec only sigprocmask(2), which is async-signal-safe: the
-    // command must not inherit the signals blocked here (a shell's `wait` would hang).
-    unsafe {
-        command.pre_exec(|| {
-            signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-                .map_err(std::io::Error::from)
-        });
-    }
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(e) => {
-            let dir = std::env::current_dir()
-                .map(|d| d.display().to_string())
-                .unwrap_or_default();
-            eprintln!("{SPAWN_FAILED} `{program}` in {dir}: {e}");
-            return SPAWN_FAILED_CODE;
+/// Reads the orchestrator's lines until the pipe closes; then, unless it said goodbye, takes
+/// every attempt's process group down: SIGTERM (a trial checkpoints on it), `grace` for them
+/// to exit, then SIGKILL for whatever is left.
+pub fn watch(input: impl BufRead, grace: Duration) {
+    let mut told = Told::default();
+    for line in input.lines() {
+        let Ok(line) = line else { break };
+        match GuardLine::parse(&line) {
+            Some(line) => told.take(line),
+            None => eprintln!("sweep guard: ignoring the line {line:?}"),
         }
-    };
-    loop {
-        match watched.wait() {
-            Ok(Signal::SIGCHLD) => match child.try_wait() {
-                Ok(Some(status)) => return leave_as(status),
-                Ok(None) => {}
-                Err(_) => return SPAWN_FAILED_CODE,
-            },
-            Ok(sig) if sig == PARENT_DIED => {
-                let group = getpgrp();
-                let _ = killpg(group, Signal::SIGTERM);
-                let deadline = Instant::now() + grace;
-                while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                // Whatever is left in the group, the guard included.
-                let _ = killpg(group, Signal::SIGKILL);
+    }
+    if told.bye {
+        return;
+    }
+    let groups = told.groups_now();
+    for &group in &groups {
+        process::signal_group(group as u32, Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    let exists = |group: i64| killpg(Pid::from_raw(group as i32), None).is_ok();
+    while Instant::now() < deadline && groups.iter().any(|g| exists(*g)) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Whatever is left, and anything marked that started during the grace period.
+    for group in groups.into_iter().chain(told.groups_now()) {
+        process::signal_group(group as u32, Signal::SIGKILL);
+    }
+}
+
+/// The orchestrator's side of its guard: started on the first attempt, told of each attempt
+/// as it starts and ends, and started again (and told everything again) should it die.
+#[derive(Debug)]
+pub(crate) struct Guard {
+    /// The `sweep` binary, whose hidden `guard` subcommand is the guard.
+    program: PathBuf,
+    grace: Duration,
+    state: Mutex<GuardState>,
+}
+
+#[derive(Debug, Default)]
+struct GuardState {
+    told: Told,
+    running: Option<(Child, ChildStdin)>,
+    /// The guard could not be started or told: said once, not for every attempt.
+    warned: bool,
+}
+
+impl Guard {
+    /// A guard run by `program guard` for trials with `grace`; nothing starts until an
+    /// attempt does.
+    pub(crate) fn new(program: PathBuf, grace: Duration) -> Guard {
+        Guard {
+            program,
+            grace,
+            state: Mutex::new(GuardState::default()),
+        }
+    }
+
+    /// An attempt started as process group `group`, marked with `runner`.
+    pub(crate) fn started(&self, group: u32, runner: Option<&str>) {
+        let mut lines = Vec::new();
+        let mut state = self.lock();
+        if let Some(runner) = runner.filter(|r| !state.told.runners.contains(*r)) {
+            lines.push(GuardLine::Runner(runner.to_string()));
+        }
+        lines.push(GuardLine::Start(group));
+        self.tell(&mut state, lines);
+    }
+
+    /// The attempt of process group `group` ended, and its group was killed.
+    pub(crate) fn ended(&self, group: u32) {
+        let mut state = self.lock();
+        self.tell(&mut state, vec![GuardLine::End(group)]);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GuardState> {
+        // A panic elsewhere while holding it leaves the state as whole as before.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes `lines`, starting the guard first where none runs (or the last one died).
+    fn tell(&self, state: &mut GuardState, lines: Vec<GuardLine>) {
+        let text: String = lines.iter().map(GuardLine::to_line).collect();
+        for line in lines {
+            state.told.take(line);
+        }
+        if let Some((_, stdin)) = &mut state.running {
+            if stdin.write_all(text.as_bytes()).is_ok() {
+                return;
             }
-            // Sent to the whole group, by the orchestrator or a terminal: the command's to
-            // act on; the guard reports what it does.
-            Ok(_) | Err(_) => {}
+            // The guard died (killed by hand, the OOM killer): a new one takes over.
+            if let Some((mut child, _)) = state.running.take() {
+                let _ = child.try_wait();
+            }
         }
+        let everything: String = state.told.replay().iter().map(GuardLine::to_line).collect();
+        match self.spawn().and_then(|(child, mut stdin)| {
+            stdin.write_all(everything.as_bytes())?;
+            Ok((child, stdin))
+        }) {
+            Ok(running) => state.running = Some(running),
+            Err(e) if !state.warned => {
+                state.warned = true;
+                tracing::warn!(
+                    "cannot start the guard `{}` ({e}): if this sweep is killed, its trials keep running until the next `sweep run` takes them back",
+                    self.program.display()
+                );
+            }
+            Err(_) => {}
+        }
+    }
+
+    fn spawn(&self) -> std::io::Result<(Child, ChildStdin)> {
+        let mut cmd = std::process::Command::new(&self.program);
+        cmd.arg("guard")
+            .args(GuardArgs { grace: self.grace }.to_args())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            // Its own group: a Ctrl-C at the terminal is the orchestrator's to handle.
+            .process_group(0);
+        let mut child = cmd.spawn()?;
+        let stdin = child.stdin.take().expect("stdin is piped");
+        Ok((child, stdin))
     }
 }
 
-/// The exit code for `status`; a death by signal is passed on by dying of the same signal.
-fn leave_as(status: ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    if let Some(code) = status.code() {
-        return code;
-    }
-    let Some(raw) = status.signal() else {
-        return 1;
-    };
-    if let Ok(sig) = Signal::try_from(raw) {
-        // SAFETY: restoring the default disposition is async-signal-safe and nothing else
-        // in this single-threaded process relies on a handler for `sig`.
-        unsafe {
-            let _ = signal::signal(sig, SigHandler::SigDfl);
+impl Drop for Guard {
+    /// A run that ends with no attempt running says goodbye; otherwise (an attempt was
+    /// abandoned) the closed pipe sends the guard after what is left.
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some((mut child, mut stdin)) = state.running.take() {
+            if state.told.groups.is_empty() {
+                let _ = stdin.write_all(GuardLine::Bye.to_line().as_bytes());
+            }
+            drop(stdin);
+            let _ = child.try_wait();
         }
-        let mut only = SigSet::empty();
-        only.add(sig);
-        let _ = signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&only), None);
-        let _ = signal::raise(sig);
     }
-    128 + raw
 }
 
 #[cfg(test)]
-mod args_tests {
+mod tests {
+
     use super::*;
 
     #[test]
-    fn the_guards_arguments_read_back_as_written() {
+    fn the_guards_arguments_and_lines_read_back_as_written() {
         let args = GuardArgs {
-            parent: 42,
             grace: Duration::from_millis(1500),
-            command: vec!["sh".into(), "-c".into(), "--parent 1".into()],
         };
         assert_eq!(GuardArgs::parse(args.to_args()), Ok(args));
         for (bad, says) in [
-            (vec!["--parent", "x", "--", "true"], "not a whole number"),
-            (vec!["--parent", "1", "--", "true"], "required"),
-            (vec!["--parent", "1", "--grace-ms", "5", "--"], "no command"),
+            (vec!["--grace-ms", "x"], "not a whole number"),
+            (vec![], "required"),
             (vec!["--oops"], "unexpected"),
         ] {
             let e = GuardArgs::parse(bad.iter().map(|s| s.to_string())).unwrap_err();
             assert!(e.contains(says), "{bad:?}: {e}");
         }
+        for line in [
+            GuardLine::Runner("r-1 x".into()),
+            GuardLine::Start(42),
+            GuardLine::End(7),
+            GuardLine::Bye,
+        ] {
+            let text = line.to_line();
+            assert_eq!(GuardLine::parse(text.trim_end_matches('\n')), Some(line));
+        }
+        for bad in [
+            "", "start", "start x", "end -1", "runner", "bye now", "stop 3",
+        ] {
+            assert_eq!(GuardLine::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    /// A process group of its own running `script`, with `env` set.
+    fn group(script: &str, env: &[(&str, &str)]) -> std::process::Child {
+        std::process::Command::new("sh")
+            .args(["-c", script])
+            .envs(env.iter().copied())
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Waits (up to 5 s) for `child` to end; its exit status, or `None` while it still runs.
+    fn ended(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match child.try_wait().unwrap() {
+                Some(status) => return Some(status),
+                None if Instant::now() > deadline => return None,
+                None => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
     }
 
     #[test]
-    fn the_small_guard_is_used_where_it_sits_beside_sweep() {
-        let dir = tempfile::tempdir().unwrap();
-        let sweep = dir.path().join("sweep");
-        std::fs::write(&sweep, "").unwrap();
-        let alone = GuardProgram::beside(&sweep);
-        assert_eq!(
-            (alone.program.as_path(), alone.subcommand),
-            (sweep.as_path(), Some("guard"))
+    fn a_closed_pipe_takes_down_the_groups_told_of_and_those_marked() {
+        use std::os::unix::process::ExitStatusExt;
+        // Told of by its group; it ignores SIGTERM, so only the kill after the grace stops it.
+        let mut told = group("trap '' TERM; sleep 30 & wait; sleep 30", &[]);
+        // Never told of, but marked with the run's runner.
+        let mut marked = group("sleep 30", &[(process::RUNNER_VAR, "runner-guard-test")]);
+        // Neither: left alone.
+        let mut other = group("sleep 30", &[(process::RUNNER_VAR, "another-runner")]);
+        let lines = format!(
+            "runner runner-guard-test\nstart {}\nstart 999999\nend 999999\n",
+            told.id()
         );
-        std::fs::write(dir.path().join(GUARD_BINARY), "").unwrap();
-        let small = GuardProgram::beside(&sweep);
-        assert_eq!(small.program, dir.path().join(GUARD_BINARY));
-        assert_eq!(small.subcommand, None);
+        let started = Instant::now();
+        watch(lines.as_bytes(), Duration::from_millis(300));
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert_eq!(ended(&mut told).and_then(|s| s.signal()), Some(9));
+        assert_eq!(ended(&mut marked).and_then(|s| s.signal()), Some(15));
+        assert_eq!(ended(&mut other), None);
+        other.kill().unwrap();
+        other.wait().unwrap();
+    }
+
+    #[test]
+    fn a_goodbye_leaves_everything_as_it_is() {
+        let mut child = group("sleep 30", &[(process::RUNNER_VAR, "runner-bye-test")]);
+        let lines = format!("runner runner-bye-test\nstart {}\nbye\n", child.id());
+        watch(lines.as_bytes(), Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(child.try_wait().unwrap(), None);
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 }

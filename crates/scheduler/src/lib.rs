@@ -54,10 +54,10 @@ pub struct RunConfig {
     pub host: String,
     /// The program whose `trial` subcommand runs built-in trials (grids without `command`).
     pub builtin_trial: PathBuf,
-    /// The guard ([`guard::run`]) that starts each attempt, so that a trial's whole process
-    /// group dies with the orchestrator; `None` starts the command itself, and only its first
-    /// process gets the parent-death signal.
-    pub guard: Option<guard::GuardProgram>,
+    /// The `sweep` binary whose hidden `guard` subcommand ([`guard`]) takes local attempts'
+    /// process groups down when the orchestrator dies; without one, only each attempt's
+    /// first process gets the parent-death signal.
+    pub guard: Option<PathBuf>,
     /// Where attempts run: local processes, or SLURM jobs.
     pub executor: ExecutorKind,
 }

@@ -78,6 +78,23 @@ pub fn processes_marked(var: &str) -> Vec<i64> {
         .collect()
 }
 
+/// The process groups of the live processes whose environment holds any of `marks` exactly
+/// (`NAME=value`): where a dead orchestrator's attempts run. Empty where there is no `/proc`.
+pub fn groups_marked(marks: &[String]) -> std::collections::BTreeSet<i64> {
+    if marks.is_empty() {
+        return Default::default();
+    }
+    processes()
+        .into_iter()
+        .filter(|p| {
+            !p.zombie
+                && p.environ()
+                    .is_some_and(|env| marks.iter().any(|mark| holds(&env, mark)))
+        })
+        .map(|p| p.pgrp)
+        .collect()
+}
+
 /// One process, as `/proc/PID/stat` describes it.
 struct Process {
     pid: i64,

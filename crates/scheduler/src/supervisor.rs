@@ -166,7 +166,6 @@ mod tests {
             argv: vec!["true".into()],
             env: Vec::new(),
             workdir: std::env::temp_dir(),
-            guard: None,
             log_dir: std::env::temp_dir(),
             timeout,
             grace,

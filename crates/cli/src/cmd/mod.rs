@@ -77,25 +77,24 @@ enum Command {
     /// Run one built-in trial (started by `sweep run` for grids without a command).
     #[command(hide = true)]
     Trial(trial::TrialArgs),
-    /// Start a trial's command and kill its process group if the orchestrator dies (started
-    /// by `sweep run` for every attempt).
+    /// Watch a run's attempts and take their process groups down if the orchestrator dies
+    /// (started by `sweep run`, once).
     #[command(hide = true)]
     Guard(GuardArgs),
 }
 
-/// `sweep guard`: the guard's arguments, as `sweep-guard` reads them
-/// (`--parent PID --grace-ms MS -- COMMAND...`).
+/// `sweep guard`: the guard's arguments (`--grace-ms MS`), read by
+/// `sweep_scheduler::guard::GuardArgs`.
 #[derive(Debug, clap::Args)]
 pub struct GuardArgs {
-    /// `--parent PID --grace-ms MS -- COMMAND...`
+    /// `--grace-ms MS`
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     args: Vec<String>,
 }
 
 impl Cli {
-    /// Runs `sweep guard`, if that is the command, and returns its exit code. It must run
-    /// before any other thread exists (it takes its signals by blocking them), so before the
-    /// async runtime starts.
+    /// Runs `sweep guard`, if that is the command, and returns its exit code: before the
+    /// async runtime starts, which the guard has no use for.
     pub fn run_guard(&self) -> Option<i32> {
         let Command::Guard(args) = &self.command else {
             return None;

@@ -151,10 +151,8 @@ pub(crate) async fn execute(
     // An executor elsewhere (SLURM) gives each job its GPUs and tracks its processes itself.
     if exec.executor.runs_here() {
         config.gpus = resolve_gpus(&grid, &exec.gpus)?;
-        // This binary's `guard` starts each attempt, so a trial dies with the orchestrator.
-        config.guard = Some(sweep_scheduler::guard::GuardProgram::beside(
-            &config.builtin_trial,
-        ));
+        // This binary's `guard` watches the attempts, so a trial dies with the orchestrator.
+        config.guard = Some(config.builtin_trial.clone());
     }
     config.heartbeat = config.heartbeat.min(exec.lease / 4);
     config.parallel = exec.parallel.unwrap_or(grid.parallel);

@@ -71,7 +71,6 @@ impl<E: Executor> Dispatcher<'_, E> {
             argv,
             env,
             workdir: self.config.workdir.clone(),
-            guard: self.config.guard.clone(),
             log_dir: trial_dir.join("logs"),
             timeout: self.grid.timeout,
             grace: self.grid.grace,

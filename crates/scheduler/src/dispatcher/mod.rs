@@ -86,7 +86,7 @@ pub async fn run_sweep(
     reporter: &mut dyn Reporter,
 ) -> Result<Summary, SchedulerError> {
     let slots = slots(grid, config)?;
-    with_executor!(config.executor, grid, |executor| {
+    with_executor!(config, grid, |executor| {
         run_on(executor, store, grid, sweep, config, stop, slots, reporter).await
     })
 }
@@ -161,7 +161,7 @@ async fn run_on<E: Executor>(
 /// a refused run leaves the database as it found it.
 pub async fn preflight(grid: &Grid, config: &RunConfig) -> Result<(), SchedulerError> {
     slots(grid, config)?;
-    executor::check(config.executor, grid).await
+    executor::check(config, grid).await
 }
 
 /// How many attempts run at once: `parallel`, capped by the GPUs when trials lease them.

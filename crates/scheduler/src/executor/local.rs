@@ -1,9 +1,10 @@
-//! The local executor: each attempt is a child process in a process group of its own (or a
-//! guard (`sweep-guard`, or `sweep guard`) that starts one).
+//! The local executor: each attempt is a child process in a process group of its own, of
+//! which the run's guard ([`crate::guard`]) is told, so that it dies with the orchestrator.
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -15,10 +16,26 @@ use tokio::time::{sleep_until, Instant};
 
 use super::{Executor, JobRef, JobUpdate, RunningJob};
 use crate::attempt::{read_stderr, read_stdout, AttemptReport, Launch, Message};
-use crate::{guard, process, SchedulerError};
+use crate::guard::Guard;
+use crate::{process, SchedulerError};
 
 /// Child processes of this orchestrator, on this machine.
-pub struct Local;
+pub struct Local {
+    /// The run's guard; without one, each attempt's first process gets the parent-death
+    /// signal, and only it.
+    guard: Option<Arc<Guard>>,
+}
+
+impl Local {
+    /// Runs attempts watched by `guard` (the `sweep` binary whose `guard` subcommand is the
+    /// guard, started with the first attempt), whose trials have `grace` between SIGTERM and
+    /// SIGKILL.
+    pub fn new(guard: Option<PathBuf>, grace: Duration) -> Local {
+        Local {
+            guard: guard.map(|program| Arc::new(Guard::new(program, grace))),
+        }
+    }
+}
 
 /// A running child process group.
 pub(crate) struct LocalJob {
@@ -30,6 +47,16 @@ pub(crate) struct LocalJob {
     status: Option<std::io::Result<ExitStatus>>,
     events: JoinHandle<Vec<String>>,
     tail: JoinHandle<String>,
+    /// Told when the job's group is gone.
+    guard: Option<Arc<Guard>>,
+}
+
+impl Drop for LocalJob {
+    fn drop(&mut self) {
+        if let Some(guard) = &self.guard {
+            guard.ended(self.pid);
+        }
+    }
 }
 
 impl Executor for Local {
@@ -74,7 +101,7 @@ impl Executor for Local {
                 ))
             })?;
         let err_path = stem.with_extension("stderr.log");
-        let mut child = command(launch).spawn().map_err(|e| {
+        let mut child = command(launch, self.guard.is_some()).spawn().map_err(|e| {
             never_started(format!(
                 "cannot start `{}` in {}: {e}",
                 launch.argv[0],
@@ -82,6 +109,10 @@ impl Executor for Local {
             ))
         })?;
         let pid = child.id().unwrap_or(0);
+        if let Some(guard) = &self.guard {
+            let runner = launch.env.iter().find(|(k, _)| k == process::RUNNER_VAR);
+            guard.started(pid, runner.map(|(_, v)| v.as_str()));
+        }
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         let events = tokio::spawn(read_stdout(
@@ -99,6 +130,7 @@ impl Executor for Local {
             status: None,
             events,
             tail,
+            guard: self.guard.clone(),
         })
     }
 
@@ -136,35 +168,22 @@ impl Local {
     }
 }
 
-/// The attempt's command: through the guard when there is one, in its own process group,
-/// with the trial's environment, stdin closed and both outputs piped.
-fn command(launch: &Launch) -> Command {
-    let mut cmd = match &launch.guard {
-        Some(guard) => {
-            let mut cmd = Command::new(&guard.program);
-            let args = guard::GuardArgs {
-                parent: std::process::id(),
-                grace: launch.grace,
-                // The guard runs in the working directory: relative paths resolve there.
-                command: launch.argv.clone(),
-            };
-            cmd.args(guard.subcommand).args(args.to_args());
-            // Its own process group; the guard arms its parent-death signal itself.
-            cmd.process_group(0);
-            cmd
-        }
-        None => {
-            // Relative to the working directory, not to the orchestrator's.
-            let mut program = PathBuf::from(&launch.argv[0]);
-            if program.is_relative() && program.components().count() > 1 {
-                program = launch.workdir.join(program);
-            }
-            let mut cmd = Command::new(&program);
-            cmd.args(&launch.argv[1..]);
-            process::isolate(&mut cmd, Signal::SIGTERM);
-            cmd
-        }
-    };
+/// The attempt's command, in its own process group, with the trial's environment, stdin
+/// closed and both outputs piped. Without a guard, its first process gets SIGTERM when the
+/// orchestrator dies (which costs a `fork` of the orchestrator instead of a `posix_spawn`).
+fn command(launch: &Launch, guarded: bool) -> Command {
+    // Relative to the working directory, not to the orchestrator's.
+    let mut program = PathBuf::from(&launch.argv[0]);
+    if program.is_relative() && program.components().count() > 1 {
+        program = launch.workdir.join(program);
+    }
+    let mut cmd = Command::new(&program);
+    cmd.args(&launch.argv[1..]);
+    if guarded {
+        cmd.process_group(0);
+    } else {
+        process::isolate(&mut cmd, Signal::SIGTERM);
+    }
     cmd.current_dir(&launch.workdir)
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
@@ -199,10 +218,10 @@ impl RunningJob for LocalJob {
         process::signal_group(self.pid, Signal::SIGKILL);
     }
 
-    async fn finish(self, report: &mut AttemptReport) {
+    async fn finish(mut self, report: &mut AttemptReport) {
         // Anything the trial left running in its group goes with it.
         process::signal_group(self.pid, Signal::SIGKILL);
-        match self.status {
+        match self.status.take() {
             Some(Ok(status)) => {
                 report.exit_code = status.code();
                 report.signal = status.signal();
@@ -216,12 +235,8 @@ impl RunningJob for LocalJob {
         // group (setsid, a daemon) may hold them open for ever, so read for a bounded while
         // only.
         let drain = Instant::now() + DRAIN;
-        report.invalid_events = finish_reader(self.events, drain, "stdout").await;
-        report.stderr_tail = finish_reader(self.tail, drain, "stderr").await;
-        if report.exit_code == Some(guard::SPAWN_FAILED_CODE) {
-            // The guard could not start the command: as good as a failed spawn.
-            report.spawn_error = guard::spawn_failure(&report.stderr_tail);
-        }
+        report.invalid_events = finish_reader(&mut self.events, drain, "stdout").await;
+        report.stderr_tail = finish_reader(&mut self.tail, drain, "stderr").await;
     }
 }
 
@@ -230,13 +245,9 @@ impl RunningJob for LocalJob {
 const DRAIN: Duration = Duration::from_secs(2);
 
 /// Waits for a pipe reader until `deadline`, then stops it.
-async fn finish_reader<T: Default>(
-    mut reader: tokio::task::JoinHandle<T>,
-    deadline: Instant,
-    pipe: &str,
-) -> T {
+async fn finish_reader<T: Default>(reader: &mut JoinHandle<T>, deadline: Instant, pipe: &str) -> T {
     tokio::select! {
-        done = &mut reader => done.unwrap_or_default(),
+        done = &mut *reader => done.unwrap_or_default(),
         _ = sleep_until(deadline) => {
             reader.abort();
             tracing::warn!(

@@ -41,19 +41,19 @@ pub enum ExecutorKind {
 
 impl ExecutorKind {
     /// Whether its attempts are child processes of this run, on this machine: they lease
-    /// its GPUs (`--gpus`) and start under its guard.
+    /// its GPUs (`--gpus`) and its guard watches them.
     pub fn runs_here(self) -> bool {
         matches!(self, ExecutorKind::Local)
     }
 }
 
-/// Runs `$body` with `$executor` bound to the executor of `$kind` for `$grid`: the one place
-/// that turns a kind into an implementation.
+/// Runs `$body` with `$executor` bound to the executor that `$config` (a [`crate::RunConfig`])
+/// names for `$grid`: the one place that turns a kind into an implementation.
 macro_rules! with_executor {
-    ($kind:expr, $grid:expr, |$executor:ident| $body:expr) => {
-        match $kind {
+    ($config:expr, $grid:expr, |$executor:ident| $body:expr) => {
+        match $config.executor {
             $crate::executor::ExecutorKind::Local => {
-                let $executor = $crate::executor::Local;
+                let $executor = $crate::executor::Local::new($config.guard.clone(), $grid.grace);
                 $body
             }
             $crate::executor::ExecutorKind::Slurm => {
@@ -199,7 +199,7 @@ fn unclaimed(path: &Path, tables: &BTreeMap<String, usize>) -> Result<(), GridEr
     }
 }
 
-/// Checks, before anything is stored, that the executor of `kind` can run `grid`.
-pub(crate) async fn check(kind: ExecutorKind, grid: &Grid) -> Result<(), SchedulerError> {
-    with_executor!(kind, grid, |executor| executor.check().await)
+/// Checks, before anything is stored, that the executor `config` names can run `grid`.
+pub(crate) async fn check(config: &crate::RunConfig, grid: &Grid) -> Result<(), SchedulerError> {
+    with_executor!(config, grid, |executor| executor.check().await)
 }

@@ -580,7 +580,6 @@ mod tests {
             argv: vec!["./bin/train".into(), "--lr".into(), "it's 0.1".into()],
             env: vec![("SWEEP_PARAMS".into(), r#"{"lr":0.1}"#.into())],
             workdir: PathBuf::from("/work/dir"),
-            guard: None,
             log_dir: PathBuf::from("/work/dir/logs"),
             timeout: Some(Duration::from_secs(90)),
             grace: Duration::from_secs(10),
