@@ -161,6 +161,40 @@ echo "{\"event\":\"result\",\"metrics\":{\"ok\":1}}"
     }
 }
 
+/// Axes too long for the environment (Linux refuses any one variable over 128 KiB) come in a
+/// file, `SWEEP_AXES_FILE`, instead of failing every trial at its start.
+#[test]
+fn axes_too_long_for_the_environment_come_in_a_file() {
+    let p = Project::new();
+    p.write(
+        "axes.sh",
+        r#"#!/bin/sh
+test -z "$SWEEP_AXES" || exit 9
+cp "$SWEEP_AXES_FILE" "$SWEEP_TRIAL_DIR/axes"
+echo "{\"event\":\"result\",\"metrics\":{\"ok\":1}}"
+"#,
+    );
+    let values: Vec<String> = ["a", "b", "c"].map(|c| c.repeat(30_000)).into();
+    let listed: Vec<String> = values.iter().map(|v| format!("\"{v}\"")).collect();
+    p.write(
+        "g.toml",
+        &format!(
+            "[sweep]\nname = \"long\"\ncommand = [\"sh\", \"axes.sh\"]\n[grid]\nx = [{}]\n",
+            listed.join(", ")
+        ),
+    );
+    assert_code(&p.run(&["run", "g.toml"]), 0);
+    let rows = p.export();
+    assert_eq!(rows.len(), 3);
+    for row in &rows {
+        assert_eq!(row["status"], "completed", "{row:?}");
+        let dir = p.path().join("sweep-trials/long").join(&row["trial_id"]);
+        let axes: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("axes")).unwrap()).unwrap();
+        assert_eq!(axes, serde_json::json!({ "x": values }));
+    }
+}
+
 #[test]
 fn a_crashing_trial_is_retried_and_recorded() {
     let p = Project::new();

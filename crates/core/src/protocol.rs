@@ -53,6 +53,10 @@ pub mod env {
     pub const RESUME: &str = "SWEEP_RESUME";
     /// Every value of every swept parameter this trial could report, as JSON.
     pub const AXES: &str = "SWEEP_AXES";
+    /// A file holding what `SWEEP_AXES` would, given instead of it where the text is too long
+    /// for the environment (an axis of thousands of values; Linux refuses any one variable
+    /// over 128 KiB).
+    pub const AXES_FILE: &str = "SWEEP_AXES_FILE";
     /// The grid's `[trainer]` table as JSON.
     pub const TRAINER: &str = "SWEEP_TRAINER";
     /// The `sweep` binary running the sweep.

@@ -142,6 +142,10 @@ pub enum SchedulerError {
     /// A trial directory could not be created.
     #[error("cannot create the trial directory {0}: {1}\n  help: check --trials-dir (it must be a writable directory) and free disk space, then run the same command again")]
     TrialDir(PathBuf, std::io::Error),
+    /// The file that gives trials their axes where `SWEEP_AXES` would be too long could not
+    /// be written.
+    #[error("cannot write {0} (the sweep's axes, too long for the environment): {1}\n  help: check --trials-dir (it must be a writable directory) and free disk space, then run the same command again")]
+    AxesFile(PathBuf, std::io::Error),
     /// The executor would not run the sweep's jobs at all (SLURM's `sbatch --test-only`
     /// refused them: a bad partition or account, a limit), or its commands are missing.
     #[error("the {executor} executor will not run this sweep's jobs: {message}\n  help: {help}, then run the same command again; nothing was started")]

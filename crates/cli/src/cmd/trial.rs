@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail};
+use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use serde_json::json;
 use sweep_core::protocol::{env, Event};
@@ -34,6 +34,10 @@ pub struct TrialArgs {
     /// Values of every swept parameter, as JSON (default: $SWEEP_AXES).
     #[arg(long, env = env::AXES, default_value = "{}")]
     axes: String,
+    /// A file holding the axes instead (default: $SWEEP_AXES_FILE, which a sweep gives where
+    /// the axes are too long for the environment).
+    #[arg(long, env = env::AXES_FILE)]
+    axes_file: Option<PathBuf>,
     /// Where checkpoints go (default: $SWEEP_TRIAL_DIR; none without it).
     #[arg(long, env = env::TRIAL_DIR)]
     trial_dir: Option<PathBuf>,
@@ -113,10 +117,15 @@ fn reporter(r: TrialReport) {
 }
 
 pub fn trial(args: TrialArgs) -> anyhow::Result<i32> {
+    let axes = match &args.axes_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the axes file {}", path.display()))?,
+        None => args.axes,
+    };
     let inputs = TrialInputs {
         params: args.params,
         trainer: args.trainer,
-        axes: args.axes,
+        axes,
         trial_dir: args.trial_dir,
         resume: args.resume,
         cache_dir: args.cache_dir,

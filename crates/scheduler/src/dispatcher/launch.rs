@@ -1,6 +1,8 @@
 //! From a claimed trial to a running attempt: its command line, its environment (the
 //! protocol's `SWEEP_*` variables), its directory.
 
+use std::path::Path;
+
 use super::*;
 
 impl<E: Executor> Dispatcher<'_, E> {
@@ -10,11 +12,8 @@ impl<E: Executor> Dispatcher<'_, E> {
         claimed: Claimed,
         gpus: Vec<String>,
     ) -> Result<(), SchedulerError> {
-        let trial_dir = self
-            .config
-            .trials_root
-            .join(&self.sweep.name)
-            .join(&claimed.id);
+        let sweep_dir = self.config.trials_root.join(&self.sweep.name);
+        let trial_dir = sweep_dir.join(&claimed.id);
         std::fs::create_dir_all(&trial_dir)
             .map_err(|e| SchedulerError::TrialDir(trial_dir.clone(), e))?;
         let mut all = claimed.params.clone();
@@ -50,10 +49,7 @@ impl<E: Executor> Dispatcher<'_, E> {
                 env::RESUME.to_string(),
                 if claimed.attempt > 1 { "1" } else { "0" }.to_string(),
             ),
-            (
-                env::AXES.to_string(),
-                self.axes.json(self.grid, &claimed.params),
-            ),
+            self.axes.var(self.grid, &claimed.params, &sweep_dir)?,
             (
                 oom::SPLIT_VAR.to_string(),
                 oom::split_after(claimed.out_of_memory).to_string(),
@@ -115,27 +111,53 @@ impl<E: Executor> Dispatcher<'_, E> {
 /// and then working it out again for every trial costs more than starting the trial.
 #[derive(Default)]
 pub(super) struct AxesMemo {
-    by_zipped: HashMap<String, String>,
+    by_zipped: HashMap<String, (String, String)>,
 }
 
+/// The longest `SWEEP_AXES` passed in the environment; a longer one goes into a file
+/// (`SWEEP_AXES_FILE`), as Linux refuses any one variable over 128 KiB.
+const AXES_IN_ENV: usize = 64 * 1024;
+
 impl AxesMemo {
-    /// `SWEEP_AXES` for the trial with `params`: `{"name": [values...], ...}` for every swept
-    /// parameter, as far as the axes zipped with it allow (see [`Grid::axis_values_beside`]).
-    pub(super) fn json(&mut self, grid: &Grid, params: &Params) -> String {
+    /// The variable that gives the trial with `params` its axes: `SWEEP_AXES`,
+    /// `{"name": [values...], ...}` for every swept parameter, as far as the axes zipped with
+    /// it allow (see [`Grid::axis_values_beside`]); or, where that is too long,
+    /// `SWEEP_AXES_FILE`, naming a file under `dir` that holds it.
+    pub(super) fn var(
+        &mut self,
+        grid: &Grid,
+        params: &Params,
+        dir: &Path,
+    ) -> Result<(String, String), SchedulerError> {
         let zipped: Params = grid
             .zipped_names()
             .filter_map(|name| Some((name.to_string(), params.get(name)?.clone())))
             .collect();
-        self.by_zipped
-            .entry(params_to_json(&zipped))
-            .or_insert_with(|| {
-                let axes: serde_json::Map<String, serde_json::Value> = grid
-                    .axis_values_beside(&zipped)
-                    .into_iter()
-                    .map(|(name, values)| (name, values.iter().map(|v| v.to_json()).collect()))
-                    .collect();
-                serde_json::Value::Object(axes).to_string()
-            })
-            .clone()
+        let key = params_to_json(&zipped);
+        if let Some(var) = self.by_zipped.get(&key) {
+            return Ok(var.clone());
+        }
+        let axes: serde_json::Map<String, serde_json::Value> = grid
+            .axis_values_beside(&zipped)
+            .into_iter()
+            .map(|(name, values)| (name, values.iter().map(|v| v.to_json()).collect()))
+            .collect();
+        let json = serde_json::Value::Object(axes).to_string();
+        let var = if json.len() <= AXES_IN_ENV {
+            (env::AXES.to_string(), json)
+        } else {
+            // Named by its content, so runners sharing the sweep write the same file, and
+            // written whole before it is renamed into place.
+            let name = &TrialKey::of_canonical(&json).to_hex()[..16];
+            let path = dir.join(format!(".axes-{name}.json"));
+            let partial = dir.join(format!(".axes-{name}.{}.partial", std::process::id()));
+            std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(&partial, &json))
+                .and_then(|()| std::fs::rename(&partial, &path))
+                .map_err(|e| SchedulerError::AxesFile(path.clone(), e))?;
+            (env::AXES_FILE.to_string(), path.display().to_string())
+        };
+        self.by_zipped.insert(key, var.clone());
+        Ok(var)
     }
 }
