@@ -125,13 +125,8 @@ macro_rules! finish_attempt {
 
 impl Store {
     /// Atomically takes the next runnable trial of a sweep for `runner_id`, in expansion
-    /// order. Two runners never get the same trial.
-    ///
-    /// Only a runner that holds a live lease may claim: one that has not ended and whose last
-    /// heartbeat is younger than `lease`. That is checked in the claim's own transaction, with
-    /// the runner's row locked, so a runner that wakes from a pause cannot take new trials
-    /// under a lease that another runner is giving up at the same moment. A lapsed lease is
-    /// [`StoreError::LeaseLapsed`]: renew it ([`Store::heartbeat`]) or register anew.
+    /// order, on `gpu`. Two runners never get the same trial. [`Store::claim_many`] says
+    /// which runners may claim.
     pub async fn claim(
         &self,
         sweep_id: i64,
@@ -140,6 +135,31 @@ impl Store {
         max_attempts: u32,
         gpu: Option<&str>,
     ) -> Result<Option<Claimed>, StoreError> {
+        let mut claimed = self
+            .claim_many(sweep_id, runner_id, lease, max_attempts, &[gpu])
+            .await?;
+        Ok(claimed.pop())
+    }
+
+    /// Atomically takes the next runnable trials of a sweep for `runner_id`, in expansion
+    /// order, up to one for each of `gpus` (the `i`-th trial on `gpus[i]`): one transaction
+    /// and one lease check for them all, so a runner filling many free slots at once pays for
+    /// one. Fewer than asked means the queue has no more now. Two runners never get the same
+    /// trial.
+    ///
+    /// Only a runner that holds a live lease may claim: one that has not ended and whose last
+    /// heartbeat is younger than `lease`. That is checked in the claim's own transaction, with
+    /// the runner's row locked, so a runner that wakes from a pause cannot take new trials
+    /// under a lease that another runner is giving up at the same moment. A lapsed lease is
+    /// [`StoreError::LeaseLapsed`]: renew it ([`Store::heartbeat`]) or register anew.
+    pub async fn claim_many(
+        &self,
+        sweep_id: i64,
+        runner_id: &str,
+        lease: std::time::Duration,
+        max_attempts: u32,
+        gpus: &[Option<&str>],
+    ) -> Result<Vec<Claimed>, StoreError> {
         let next = match self.backend() {
             Backend::Sqlite => SQLITE_NEXT_CLAIMABLE,
             Backend::Postgres => POSTGRES_NEXT_CLAIMABLE,
@@ -150,7 +170,8 @@ impl Store {
              WHERE id = ({next}) \
              RETURNING id, params, attempts, checkpoint_step, out_of_memory"
         );
-        let row: Option<(String, String, i64, Option<i64>, i64)> = with_pool!(self, |pool| {
+        type Row = (String, String, i64, Option<i64>, i64);
+        let rows: Vec<Row> = with_pool!(self, |pool| {
             let now = now_ms();
             let mut tx = pool.write_tx().await?;
             // A no-op update rather than a read: it takes the row's lock on PostgreSQL (SQLite's
@@ -168,44 +189,48 @@ impl Store {
                 tx.rollback().await?;
                 return Err(StoreError::LeaseLapsed(runner_id.to_string()));
             }
-            let row: Option<(String, String, i64, Option<i64>, i64)> = sqlx::query_as(&sql)
-                .bind(sweep_id)
-                .bind(now)
-                .bind(max_attempts as i64)
-                .bind(runner_id)
-                .bind(gpu)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some((id, _, attempt, _, _)) = &row {
+            let mut rows = Vec::with_capacity(gpus.len());
+            for gpu in gpus {
+                let row: Option<Row> = sqlx::query_as(&sql)
+                    .bind(sweep_id)
+                    .bind(now)
+                    .bind(max_attempts as i64)
+                    .bind(runner_id)
+                    .bind(gpu)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(row) = row else { break };
                 sqlx::query(
                     "INSERT INTO attempts (trial_id, attempt, owner, gpu, started_at) VALUES ($1, $2, $3, $4, $5) \
                      ON CONFLICT (trial_id, attempt) DO UPDATE SET owner = excluded.owner, gpu = excluded.gpu, \
                      started_at = excluded.started_at, finished_at = NULL, outcome = NULL, exit_code = NULL, \
                      signal = NULL, reason = NULL, stderr_tail = NULL, job_id = NULL, executor = NULL, node = NULL",
                 )
-                .bind(id)
-                .bind(attempt)
+                .bind(&row.0)
+                .bind(row.2)
                 .bind(runner_id)
                 .bind(gpu)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+                rows.push(row);
             }
             tx.commit().await?;
-            Ok(row)
+            Ok(rows)
         })?;
-        let Some((id, params, attempt, checkpoint_step, out_of_memory)) = row else {
-            return Ok(None);
-        };
-        let params = params_from_json(&params)
-            .map_err(|e| StoreError::Corrupt(format!("trial {id}: {e}")))?;
-        Ok(Some(Claimed {
-            id,
-            params,
-            attempt: attempt as u32,
-            checkpoint_step,
-            out_of_memory: out_of_memory as u32,
-        }))
+        rows.into_iter()
+            .map(|(id, params, attempt, checkpoint_step, out_of_memory)| {
+                let params = params_from_json(&params)
+                    .map_err(|e| StoreError::Corrupt(format!("trial {id}: {e}")))?;
+                Ok(Claimed {
+                    id,
+                    params,
+                    attempt: attempt as u32,
+                    checkpoint_step,
+                    out_of_memory: out_of_memory as u32,
+                })
+            })
+            .collect()
     }
 
     /// How many trials of the sweep are still to run (now or after a backoff), and the

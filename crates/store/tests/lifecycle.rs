@@ -60,6 +60,67 @@ async fn concurrent_claims_never_hand_out_a_trial_twice() {
     );
 }
 
+/// A runner filling several free slots claims them in one transaction: the trials in
+/// expansion order, each on the GPUs asked for it, fewer than asked when the queue runs short,
+/// and nothing under a lapsed lease.
+#[tokio::test]
+async fn claims_in_a_batch_come_in_order_each_on_its_gpus() {
+    let (_dir, store, sweep) = store_with(5).await;
+    let r = store.register_runner("h", 1).await.unwrap();
+    let first = store
+        .claim_many(sweep.id, &r.id, LEASE, 2, &[Some("0"), Some("1,2"), None])
+        .await
+        .unwrap();
+    let rest = store
+        .claim_many(
+            sweep.id,
+            &r.id,
+            LEASE,
+            2,
+            &[Some("3"), Some("4"), Some("5")],
+        )
+        .await
+        .unwrap();
+    assert_eq!((first.len(), rest.len()), (3, 2));
+    let rows = store.trial_rows(Some(sweep.id)).await.unwrap();
+    let mut got: Vec<(i64, Option<String>, u32)> = rows
+        .iter()
+        .map(|t| {
+            let x = t.params["x"].as_f64().unwrap() as i64;
+            (x, t.gpu.clone(), t.attempts)
+        })
+        .collect();
+    got.sort();
+    let gpu = |g: &str| Some(g.to_string());
+    assert_eq!(
+        got,
+        [
+            (1, gpu("0"), 1),
+            (2, gpu("1,2"), 1),
+            (3, None, 1),
+            (4, gpu("3"), 1),
+            (5, gpu("4"), 1)
+        ]
+    );
+    let claimed: Vec<i64> = first
+        .iter()
+        .chain(&rest)
+        .map(|c| c.params["x"].as_f64().unwrap() as i64)
+        .collect();
+    assert_eq!(claimed, [1, 2, 3, 4, 5]);
+    for c in first.iter().chain(&rest) {
+        assert_eq!(store.attempts(&c.id).await.unwrap().len(), 1);
+    }
+    store.reclaim(&r.id, "no heartbeat").await.unwrap();
+    let refused = store
+        .claim_many(sweep.id, &r.id, LEASE, 2, &[None, None])
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::LeaseLapsed(_))),
+        "{refused:?}"
+    );
+}
+
 #[tokio::test]
 async fn failures_retry_after_backoff_then_fail() {
     let (_dir, store, sweep) = store_with(1).await;

@@ -279,55 +279,70 @@ impl<E: Executor> Dispatcher<'_, E> {
         Ok(())
     }
 
-    /// Claims trials into free slots. Returns true when the queue had nothing to claim.
+    /// Claims trials into free slots, all that are free at once (one transaction). Returns
+    /// true when the queue had nothing more to claim.
     async fn fill(
         &mut self,
         slots: usize,
         reporter: &mut dyn Reporter,
     ) -> Result<bool, SchedulerError> {
-        while self.running.len() < slots && !self.held_back {
-            // Not the trial's fault: do not spend its attempts on a directory that vanished.
-            if !self.config.workdir.is_dir() {
-                return Err(SchedulerError::WorkdirGone(self.config.workdir.clone()));
-            }
-            let pooled = self.executor.leases_gpus() && !self.config.gpus.is_empty();
-            let gpus = if self.grid.gpus_per_trial > 0 && pooled {
+        if self.held_back || self.running.len() >= slots {
+            return Ok(false);
+        }
+        // Not the trial's fault: do not spend its attempts on a directory that vanished.
+        if !self.config.workdir.is_dir() {
+            return Err(SchedulerError::WorkdirGone(self.config.workdir.clone()));
+        }
+        let pooled = self.executor.leases_gpus() && !self.config.gpus.is_empty();
+        let mut gpu_sets = Vec::new();
+        for _ in self.running.len()..slots {
+            if self.grid.gpus_per_trial > 0 && pooled {
                 match self.pool.take(self.grid.gpus_per_trial) {
-                    Some(g) => g,
-                    None => return Ok(false),
+                    Some(gpus) => gpu_sets.push(gpus),
+                    None => break,
                 }
             } else {
-                Vec::new()
-            };
-            let gpu_label = (!gpus.is_empty()).then(|| gpus.join(","));
-            let claimed = self
-                .store
-                .claim(
-                    self.sweep.id,
-                    &self.runner_id,
-                    self.config.lease,
-                    self.grid.max_attempts,
-                    gpu_label.as_deref(),
-                )
-                .await;
-            let claimed = match claimed {
-                Ok(claimed) => claimed,
-                Err(StoreError::LeaseLapsed(_)) => {
-                    // Woken from a pause, say, before the heartbeat: renew (or learn that
-                    // the lease is gone) before claiming anything.
-                    self.pool.give_back(gpus);
-                    self.renew(reporter).await?;
-                    return Ok(false);
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let Some(claimed) = claimed else {
-                self.pool.give_back(gpus);
-                return Ok(true);
-            };
+                gpu_sets.push(Vec::new());
+            }
+        }
+        if gpu_sets.is_empty() {
+            return Ok(false);
+        }
+        let labels: Vec<Option<String>> = gpu_sets
+            .iter()
+            .map(|gpus| (!gpus.is_empty()).then(|| gpus.join(",")))
+            .collect();
+        let labels: Vec<Option<&str>> = labels.iter().map(Option::as_deref).collect();
+        let claimed = self
+            .store
+            .claim_many(
+                self.sweep.id,
+                &self.runner_id,
+                self.config.lease,
+                self.grid.max_attempts,
+                &labels,
+            )
+            .await;
+        let claimed = match claimed {
+            Ok(claimed) => claimed,
+            Err(StoreError::LeaseLapsed(_)) => {
+                // Woken from a pause, say, before the heartbeat: renew (or learn that the
+                // lease is gone) before claiming anything.
+                gpu_sets
+                    .into_iter()
+                    .for_each(|gpus| self.pool.give_back(gpus));
+                self.renew(reporter).await?;
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let dry = claimed.len() < gpu_sets.len();
+        let mut gpu_sets = gpu_sets.into_iter();
+        for (claimed, gpus) in claimed.into_iter().zip(&mut gpu_sets) {
             self.launch(claimed, gpus)?;
         }
-        Ok(false)
+        gpu_sets.for_each(|gpus| self.pool.give_back(gpus));
+        Ok(dry)
     }
 
     /// Records one message. Returns true when a trial finished.
