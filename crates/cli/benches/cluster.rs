@@ -68,6 +68,9 @@ fn stores(runtime: &tokio::runtime::Runtime) {
     let rounds = 3;
     let mut sqlite = Vec::new();
     let mut postgres = Vec::new();
+    // Deleted at the end, not between runs: on an ext4 file system without a journal, new
+    // inodes scan past those deleted in the last half minute (docs/performance.md).
+    let mut dirs = Vec::new();
     for _ in 0..rounds {
         for pg in [false, true] {
             let dir = tempfile::tempdir().expect("temp dir");
@@ -88,6 +91,7 @@ fn stores(runtime: &tokio::runtime::Runtime) {
             };
             let rate = n as f64 / run(dir.path(), &db, &[], &[]).as_secs_f64();
             if pg { &mut postgres } else { &mut sqlite }.push(rate);
+            dirs.push(dir);
         }
     }
     let (s, p) = (median(sqlite.clone()), median(postgres.clone()));
