@@ -126,21 +126,29 @@ fn a_restart_kills_what_a_dead_orchestrators_trials_left_running() {
     );
 }
 
-/// The guard (`sweep guard ...`) that watches the attempts of the `sweep run` `orchestrator`.
-fn guard_of(orchestrator: &std::process::Child) -> i64 {
-    let parent = orchestrator.id().to_string();
-    let guards: Vec<i64> = std::fs::read_dir("/proc")
+/// The guards (`sweep guard ...`) running on this machine.
+fn guards() -> Vec<i64> {
+    std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i64>().ok())
         .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).nth(1) == Some(b"guard".as_slice()))
+        })
+        .collect()
+}
+
+/// The guard that watches the attempts of the `sweep run` `orchestrator`.
+fn guard_of(orchestrator: &std::process::Child) -> i64 {
+    let parent = orchestrator.id().to_string();
+    let guards: Vec<i64> = guards()
+        .into_iter()
+        .filter(|pid| {
             // State, then the parent's pid, after the command name's last parenthesis.
-            let child = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
                 let fields = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
                 fields.split_whitespace().nth(1) == Some(parent.as_str())
-            });
-            child
-                && std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| c.split(|b| *b == 0).nth(1) == Some(b"guard".as_slice()))
+            })
         })
         .collect();
     assert_eq!(guards.len(), 1, "{guards:?}");
@@ -246,12 +254,36 @@ fn a_detached_grandchild_holding_stdout_does_not_hang_the_sweep() {
     let start = Instant::now();
     let out = p.run(&["run", "g.toml"]);
     let took = start.elapsed();
-    if let Ok(pid) = std::fs::read_to_string(p.path().join("daemon.pid")) {
-        let _ = kill(Pid::from_raw(pid.trim().parse().unwrap()), Signal::SIGKILL);
+    // A run that ends normally says goodbye to its guard, which leaves at once and takes
+    // nothing down, not even a process of the trial's that left its group.
+    std::thread::sleep(Duration::from_millis(500));
+    let daemon = std::fs::read_to_string(p.path().join("daemon.pid"))
+        .ok()
+        .and_then(|pid| pid.trim().parse::<i32>().ok());
+    // Not a zombie either (nobody may reap it at once where it was reparented).
+    let alive = daemon.is_some_and(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            let fields = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            fields.split_whitespace().next() != Some("Z")
+        })
+    });
+    let left: Vec<i64> = guards()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == p.path())
+        })
+        .collect();
+    if let Some(pid) = daemon {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
     assert_code(&out, 0);
     assert!(took < Duration::from_secs(20), "took {took:?}");
     assert_eq!(p.export()[0]["status"], "completed");
+    assert!(
+        alive,
+        "the guard killed a process that had left the trial's group"
+    );
+    assert_eq!(left, Vec::<i64>::new(), "a guard outlived its run");
 }
 
 #[test]

@@ -211,6 +211,8 @@ struct GuardState {
     running: Option<(Child, ChildStdin)>,
     /// The guard could not be started or told: said once, not for every attempt.
     warned: bool,
+    /// The run is over ([`Guard::close`]): what still ends is not told to a new guard.
+    closed: bool,
 }
 
 impl Guard {
@@ -241,6 +243,13 @@ impl Guard {
         self.tell(&mut state, vec![GuardLine::End(group)]);
     }
 
+    /// The run is over: the guard is told goodbye (or, with attempts still running, left to
+    /// take them down), and not started again. A run that ends normally says so here rather
+    /// than when the last attempt's handle is dropped, which may be after the process exits.
+    pub(crate) fn close(&self) {
+        self.lock().close();
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, GuardState> {
         // A panic elsewhere while holding it leaves the state as whole as before.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -251,6 +260,9 @@ impl Guard {
         let text: String = lines.iter().map(GuardLine::to_line).collect();
         for line in lines {
             state.told.take(line);
+        }
+        if state.closed {
+            return;
         }
         if let Some((_, stdin)) = &mut state.running {
             if stdin.write_all(text.as_bytes()).is_ok() {
@@ -292,18 +304,28 @@ impl Guard {
     }
 }
 
-impl Drop for Guard {
-    /// A run that ends with no attempt running says goodbye; otherwise (an attempt was
-    /// abandoned) the closed pipe sends the guard after what is left.
-    fn drop(&mut self) {
-        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Some((mut child, mut stdin)) = state.running.take() {
-            if state.told.groups.is_empty() {
+impl GuardState {
+    /// Ends the guard: a goodbye where no attempt runs; otherwise (an attempt was
+    /// abandoned) the closed pipe sends the guard after what is left. Nothing is started
+    /// again after this.
+    fn close(&mut self) {
+        self.closed = true;
+        if let Some((mut child, mut stdin)) = self.running.take() {
+            if self.told.groups.is_empty() {
                 let _ = stdin.write_all(GuardLine::Bye.to_line().as_bytes());
             }
             drop(stdin);
             let _ = child.try_wait();
         }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.state
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .close();
     }
 }
 

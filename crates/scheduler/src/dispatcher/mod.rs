@@ -135,6 +135,7 @@ async fn run_on<E: Executor>(
     let result = d.run(&mut rx, slots, reporter).await;
     match result {
         Ok(()) => {
+            d.executor.close().await;
             store.end_runner(&d.runner_id).await?;
             Ok(d.summary)
         }

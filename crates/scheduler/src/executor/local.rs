@@ -146,6 +146,12 @@ impl Executor for Local {
         // Its processes are found by their marks on this host (see `Local::clean_up`).
         Vec::new()
     }
+
+    async fn close(&self) {
+        if let Some(guard) = &self.guard {
+            guard.close();
+        }
+    }
 }
 
 impl Local {

@@ -114,6 +114,12 @@ pub(crate) trait Executor: Send + Sync + 'static {
     /// job was never recorded (submitted, then the runner died): only the executor that
     /// would have made it can look for it. Returns lines saying what was stopped.
     fn clean_up_unrecorded(&self, orphan: &Orphan) -> impl Future<Output = Vec<String>> + Send;
+
+    /// The run ended normally, with no attempt running: whatever the executor keeps for its
+    /// attempts' sake (the local guard) can go.
+    fn close(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// One submitted attempt. Methods are called by the supervisor only, in its loop.
