@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use serde_json::{json, Value};
 use sweep_core::value::params_to_value;
 use sweep_report::pareto::Objective;
-use sweep_report::{FrontBuilder, FrontReport, OpenError, Stored};
+use sweep_report::{FrontRead, FrontReport, OpenError, Shares, Stored};
 use sweep_store::{Counts, Store, SweepRecord};
 
 use crate::json;
@@ -92,32 +92,15 @@ async fn compute(
 ) -> Result<Value, OpenError> {
     let started = Instant::now();
     let stored = Stored::open(store, Some(&sweep.name), &[]).await?;
-    // The store's per-configuration summaries where they give the same front (a sweep of
-    // 10^6 trials in a fraction of a second); every trial read, with per-seed front shares,
-    // where they cannot.
+    // Front shares where every trial is read; the summaries where they serve.
+    let how = FrontRead {
+        shares: Shares::WhereRead,
+        front_only: false,
+    };
     let replicate = query.replicate.as_deref();
-    if let Some(report) =
-        FrontReport::from_summaries(&stored, &query.objectives, replicate, None).await?
-    {
-        let ranked: usize = report.ranked.iter().map(|r| r.config.trials.len()).sum();
-        let covered = ranked + report.excluded.values().sum::<usize>();
-        return Ok(front_json(
-            &report,
-            covered as u64,
-            started.elapsed().as_millis(),
-        ));
-    }
-    let mut builder = FrontBuilder::new(&query.objectives, replicate).with_front_shares();
-    let mut read = 0u64;
-    stored
-        .for_each(|row| {
-            read += 1;
-            builder.add(&row);
-            true
-        })
-        .await?;
-    let report = builder.finish(None);
-    Ok(front_json(&report, read, started.elapsed().as_millis()))
+    let (report, covered) =
+        FrontReport::read(&stored, &query.objectives, replicate, None, how).await?;
+    Ok(front_json(&report, covered, started.elapsed().as_millis()))
 }
 
 /// The front as the page draws it.

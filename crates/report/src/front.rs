@@ -227,13 +227,73 @@ pub(crate) fn not_completed(status: TrialStatus) -> String {
     format!("not completed ({})", status.as_str())
 }
 
+/// Per-replicate front shares ([`Ranked::front_share`]) in a [`FrontReport::read`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Shares {
+    /// Not counted.
+    #[default]
+    Never,
+    /// Counted where every trial is read anyway; the store's summaries (which cannot count
+    /// them) serve where they can.
+    WhereRead,
+    /// Counted: every trial is read.
+    Always,
+}
+
+/// How a [`FrontReport::read`] reads the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FrontRead {
+    /// Whether per-replicate front shares are counted.
+    pub shares: Shares,
+    /// Whether only the front's configurations are wanted where every trial is read (see
+    /// [`FrontBuilder::front_only`]).
+    pub front_only: bool,
+}
+
 impl FrontReport {
+    /// The front of the trials in `stored`: from the store's per-configuration summaries
+    /// where they give the same ranking (a sweep of 10^6 trials in a fraction of a second),
+    /// otherwise by reading every trial. Returns the report and how many trials it covers.
+    /// The one way `sweep report` and the dashboard both rank.
+    pub async fn read(
+        stored: &Stored<'_>,
+        objectives: &[Objective],
+        replicate: Option<&[String]>,
+        reference: Option<&[f64]>,
+        how: FrontRead,
+    ) -> Result<(FrontReport, u64), StoreError> {
+        if how.shares != Shares::Always {
+            let summarised = FrontReport::from_summaries(stored, objectives, replicate, reference);
+            if let Some(report) = summarised.await? {
+                let ranked: usize = report.ranked.iter().map(|r| r.config.trials.len()).sum();
+                let covered = ranked + report.excluded.values().sum::<usize>();
+                return Ok((report, covered as u64));
+            }
+        }
+        let mut builder = FrontBuilder::new(objectives, replicate);
+        if how.shares != Shares::Never {
+            builder = builder.with_front_shares();
+        }
+        if how.front_only {
+            builder = builder.front_only();
+        }
+        let mut read = 0u64;
+        stored
+            .for_each(|row| {
+                read += 1;
+                builder.add(&row);
+                true
+            })
+            .await?;
+        Ok((builder.finish(reference), read))
+    }
+
     /// The report from the store's per-configuration summaries, reading one row per
     /// configuration and metric: `None` where they cannot give the same ranking as reading
     /// every trial (see [`Stored::summarised`], and a trial without a finite value of every
     /// objective, which the ranking leaves out). Per-replicate front shares need every
     /// trial, so none are given.
-    pub async fn from_summaries(
+    async fn from_summaries(
         stored: &Stored<'_>,
         objectives: &[Objective],
         replicate: Option<&[String]>,

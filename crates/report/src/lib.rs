@@ -21,7 +21,7 @@ pub mod verdicts;
 pub use aggregate::Aggregator;
 pub use export::{aggregate_table, curves_table, trial_cells, trial_columns, ExportError};
 pub use filter::{conditions, Condition, Filter};
-pub use front::{FrontBuilder, FrontReport};
+pub use front::{FrontBuilder, FrontRead, FrontReport, Shares};
 pub use render::{render, render_selection, Format};
 pub use select::{select, Constraint, Halves, Selection};
 pub use status::{status_json, status_table};

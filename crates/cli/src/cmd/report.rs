@@ -9,8 +9,8 @@ use sweep_report::html::html_page;
 use sweep_report::pareto::Objective;
 use sweep_report::plot::plot_svg;
 use sweep_report::{
-    render, render_selection, select, Condition, Constraint, Format, FrontBuilder, FrontReport,
-    Halves, Stored,
+    render, render_selection, select, Condition, Constraint, Format, FrontRead, FrontReport,
+    Halves, Shares, Stored,
 };
 use sweep_store::Store;
 
@@ -120,38 +120,23 @@ pub async fn run(db: &str, args: ReportArgs) -> anyhow::Result<i32> {
             );
         }
     }
-    let summarised = match args.seed_fronts {
-        true => None,
-        false => {
-            FrontReport::from_summaries(
-                &stored,
-                &args.objectives,
-                replicate,
-                args.reference.as_deref(),
-            )
-            .await?
-        }
+    let how = FrontRead {
+        shares: if args.seed_fronts {
+            Shares::Always
+        } else {
+            Shares::Never
+        },
+        // Only the front is printed, and no plot draws the rest.
+        front_only: args.pareto && args.plot.is_none() && args.html.is_none(),
     };
-    let report = match summarised {
-        Some(report) => report,
-        None => {
-            let mut builder = FrontBuilder::new(&args.objectives, replicate);
-            if args.seed_fronts {
-                builder = builder.with_front_shares();
-            }
-            // Only the front is printed, and no plot draws the rest.
-            if args.pareto && args.plot.is_none() && args.html.is_none() {
-                builder = builder.front_only();
-            }
-            stored
-                .for_each(|row| {
-                    builder.add(&row);
-                    true
-                })
-                .await?;
-            builder.finish(args.reference.as_deref())
-        }
-    };
+    let (report, _) = FrontReport::read(
+        &stored,
+        &args.objectives,
+        replicate,
+        args.reference.as_deref(),
+        how,
+    )
+    .await?;
     store.close().await;
     if report.ranked.is_empty() {
         let why: Vec<String> = report
