@@ -364,14 +364,22 @@ mod tests {
         }
     }
 
-    /// A process group of its own running `script`, with `env` set.
+    /// A process group of its own running `script`, with `env` set, once the script has
+    /// printed its first line (so it is past its set-up, a `trap` say, when it is signalled).
     fn group(script: &str, env: &[(&str, &str)]) -> std::process::Child {
-        std::process::Command::new("sh")
+        let mut child = std::process::Command::new("sh")
             .args(["-c", script])
             .envs(env.iter().copied())
+            .stdout(Stdio::piped())
             .process_group(0)
             .spawn()
-            .unwrap()
+            .unwrap();
+        let mut ready = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        assert_eq!(ready, "ready\n");
+        child
     }
 
     /// Waits (up to 5 s) for `child` to end; its exit status, or `None` while it still runs.
@@ -390,11 +398,13 @@ mod tests {
     fn a_closed_pipe_takes_down_the_groups_told_of_and_those_marked() {
         use std::os::unix::process::ExitStatusExt;
         // Told of by its group; it ignores SIGTERM, so only the kill after the grace stops it.
-        let mut told = group("trap '' TERM; sleep 30 & wait; sleep 30", &[]);
+        let mut told = group("trap '' TERM; echo ready; sleep 30 & wait; sleep 30", &[]);
         // Never told of, but marked with the run's runner.
-        let mut marked = group("sleep 30", &[(process::RUNNER_VAR, "runner-guard-test")]);
+        let marks = [(process::RUNNER_VAR, "runner-guard-test")];
+        let mut marked = group("echo ready; exec sleep 30", &marks);
         // Neither: left alone.
-        let mut other = group("sleep 30", &[(process::RUNNER_VAR, "another-runner")]);
+        let marks = [(process::RUNNER_VAR, "another-runner")];
+        let mut other = group("echo ready; exec sleep 30", &marks);
         let lines = format!(
             "runner runner-guard-test\nstart {}\nstart 999999\nend 999999\n",
             told.id()
@@ -404,14 +414,17 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(300));
         assert_eq!(ended(&mut told).and_then(|s| s.signal()), Some(9));
         assert_eq!(ended(&mut marked).and_then(|s| s.signal()), Some(15));
-        assert_eq!(ended(&mut other), None);
+        // Signals are sent before `watch` returns: a moment is enough to see one arrive.
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(other.try_wait().unwrap(), None);
         other.kill().unwrap();
         other.wait().unwrap();
     }
 
     #[test]
     fn a_goodbye_leaves_everything_as_it_is() {
-        let mut child = group("sleep 30", &[(process::RUNNER_VAR, "runner-bye-test")]);
+        let marks = [(process::RUNNER_VAR, "runner-bye-test")];
+        let mut child = group("echo ready; exec sleep 30", &marks);
         let lines = format!("runner runner-bye-test\nstart {}\nbye\n", child.id());
         watch(lines.as_bytes(), Duration::from_millis(100));
         std::thread::sleep(Duration::from_millis(200));

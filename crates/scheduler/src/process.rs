@@ -71,28 +71,27 @@ pub fn kill_orphan(pgid: Option<i64>, trial_id: &str, runner_id: Option<&str>) -
 /// such as `SWEEP_SWEEP=<sweep>` for everything a sweep started: what a sweep left running.
 /// Empty where there is no `/proc`.
 pub fn processes_marked(var: &str) -> Vec<i64> {
-    processes()
-        .into_iter()
-        .filter(|p| !p.zombie && p.environ().is_some_and(|env| holds(&env, var)))
-        .map(|p| p.pid)
-        .collect()
+    marked(&[var]).map(|p| p.pid).collect()
 }
 
 /// The process groups of the live processes whose environment holds any of `marks` exactly
 /// (`NAME=value`): where a dead orchestrator's attempts run. Empty where there is no `/proc`.
 pub fn groups_marked(marks: &[String]) -> std::collections::BTreeSet<i64> {
-    if marks.is_empty() {
-        return Default::default();
-    }
-    processes()
-        .into_iter()
-        .filter(|p| {
-            !p.zombie
-                && p.environ()
-                    .is_some_and(|env| marks.iter().any(|mark| holds(&env, mark)))
-        })
-        .map(|p| p.pgrp)
-        .collect()
+    marked(marks).map(|p| p.pgrp).collect()
+}
+
+/// The live (not zombie) processes whose environment holds any of `marks` exactly.
+fn marked<M: AsRef<str>>(marks: &[M]) -> impl Iterator<Item = Process> + '_ {
+    let all = if marks.is_empty() {
+        Vec::new()
+    } else {
+        processes()
+    };
+    all.into_iter().filter(move |p| {
+        !p.zombie
+            && p.environ()
+                .is_some_and(|env| marks.iter().any(|mark| holds(&env, mark.as_ref())))
+    })
 }
 
 /// One process, as `/proc/PID/stat` describes it.
