@@ -247,7 +247,11 @@ fn bytes_that_are_not_utf8_on_stdout_are_logged_not_fatal() {
 #[test]
 fn a_detached_grandchild_holding_stdout_does_not_hang_the_sweep() {
     let p = with_trial(
-        "#!/bin/sh\nsetsid sleep 60 &\necho $! > daemon.pid\necho '{\"event\":\"result\",\"metrics\":{\"m\":1}}'\n",
+        // The result only once the daemon has left the trial's group (it writes its pid
+        // after `setsid`), so the group's kill at the trial's end cannot catch it first.
+        "#!/bin/sh\nsetsid sh -c 'echo $$ > daemon.pid; exec sleep 60' &\n\
+         while [ ! -s daemon.pid ]; do sleep 0.05; done\n\
+         echo '{\"event\":\"result\",\"metrics\":{\"m\":1}}'\n",
         "detached",
         "[grid]\nx = [1]\n",
     );
