@@ -138,18 +138,20 @@ fn guards() -> Vec<i64> {
         .collect()
 }
 
+/// The fields of `/proc/PID/stat` after the command name (which may hold spaces and
+/// parentheses itself): state, parent's pid, process group, ...; empty for a process gone.
+fn stat_fields(pid: i64) -> Vec<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after_name.split_whitespace().map(str::to_string).collect()
+}
+
 /// The guard that watches the attempts of the `sweep run` `orchestrator`.
 fn guard_of(orchestrator: &std::process::Child) -> i64 {
     let parent = orchestrator.id().to_string();
     let guards: Vec<i64> = guards()
         .into_iter()
-        .filter(|pid| {
-            // State, then the parent's pid, after the command name's last parenthesis.
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                let fields = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-                fields.split_whitespace().nth(1) == Some(parent.as_str())
-            })
-        })
+        .filter(|pid| stat_fields(*pid).get(1) == Some(&parent))
         .collect();
     assert_eq!(guards.len(), 1, "{guards:?}");
     guards[0]
@@ -266,10 +268,8 @@ fn a_detached_grandchild_holding_stdout_does_not_hang_the_sweep() {
         .and_then(|pid| pid.trim().parse::<i32>().ok());
     // Not a zombie either (nobody may reap it at once where it was reparented).
     let alive = daemon.is_some_and(|pid| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            let fields = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-            fields.split_whitespace().next() != Some("Z")
-        })
+        let state = stat_fields(pid as i64).first().cloned();
+        state.is_some_and(|state| state != "Z")
     });
     let left: Vec<i64> = guards()
         .into_iter()
