@@ -59,6 +59,19 @@ impl ParamValue {
         }
     }
 
+    /// The value's identity under `==` as a hashable key, so a long axis drops its repeats
+    /// in one pass instead of comparing every value with every other.
+    pub(crate) fn key(&self) -> ValueKey<'_> {
+        match self {
+            ParamValue::Bool(b) => ValueKey::Bool(*b),
+            ParamValue::Int(i) => ValueKey::Int(*i),
+            // `-0.0 == 0.0`; grid values are finite, so no NaN is ever unequal to itself.
+            ParamValue::Float(f) if *f == 0.0 => ValueKey::Float(0),
+            ParamValue::Float(f) => ValueKey::Float(f.to_bits()),
+            ParamValue::Str(s) => ValueKey::Str(s),
+        }
+    }
+
     /// A short name of the value's type, for error messages.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -68,6 +81,16 @@ impl ParamValue {
             ParamValue::Str(_) => "a string",
         }
     }
+}
+
+/// A [`ParamValue`] as [`ParamValue::key`] gives it: equal keys for equal values.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) enum ValueKey<'a> {
+    Bool(bool),
+    Int(i64),
+    /// The float's bits, `0.0` for either zero.
+    Float(u64),
+    Str(&'a str),
 }
 
 /// A float in shortest round-trip form (`0.00001`, `1e-7`, `0.1`, `2.0`). Pinned to `ryu` rather than
@@ -134,6 +157,29 @@ pub fn params_from_json(text: &str) -> Result<Params, serde_json::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Keys are equal exactly where the values are `==`, so deduplicating by key keeps what
+    /// deduplicating by `==` kept.
+    #[test]
+    fn keys_are_equal_where_values_are() {
+        let values = [
+            ParamValue::Bool(true),
+            ParamValue::Bool(false),
+            ParamValue::Int(0),
+            ParamValue::Int(1),
+            ParamValue::Float(0.0),
+            ParamValue::Float(-0.0),
+            ParamValue::Float(1.0),
+            ParamValue::Float(1e-5),
+            ParamValue::Str("1".to_string()),
+            ParamValue::Str("1.0".to_string()),
+        ];
+        for a in &values {
+            for b in &values {
+                assert_eq!(a.key() == b.key(), a == b, "{a:?} and {b:?}");
+            }
+        }
+    }
 
     #[test]
     fn floats_use_shortest_round_trip_form() {

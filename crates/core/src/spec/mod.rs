@@ -9,13 +9,13 @@
 mod parse;
 mod values;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::GridError;
 use crate::template::CommandTemplate;
-use crate::value::{params_to_json, ParamValue, Params};
+use crate::value::{params_to_json, ParamValue, Params, ValueKey};
 
 /// Largest grid expanded unless `[sweep] max_trials` says otherwise.
 pub const DEFAULT_MAX_TRIALS: u64 = 10_000_000;
@@ -226,12 +226,13 @@ impl Grid {
     /// counts) is given as `SWEEP_AXES`. With `batch_size` zipped to `steps`, the batch-16
     /// trial is given only the batch-16 step count, so its run does not train to the longest.
     /// A parameter missing from `params` does not restrict its partners.
-    pub fn axis_values_beside(&self, params: &Params) -> BTreeMap<String, Vec<ParamValue>> {
+    pub fn axis_values_beside<'a>(&'a self, params: &Params) -> BTreeMap<String, Vec<ParamValue>> {
         let mut out: BTreeMap<String, Vec<ParamValue>> = BTreeMap::new();
-        let mut add = |name: &str, value: &ParamValue| {
-            let values = out.entry(name.to_string()).or_default();
-            if !values.contains(value) {
-                values.push(value.clone());
+        // A set beside each list: an axis can hold 10^5 values.
+        let mut seen: HashSet<(&str, ValueKey)> = HashSet::new();
+        let mut add = |name: &'a str, value: &'a ParamValue| {
+            if seen.insert((name, value.key())) {
+                out.entry(name.to_string()).or_default().push(value.clone());
             }
         };
         for axis in &self.axes {
