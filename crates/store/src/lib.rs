@@ -9,6 +9,7 @@
 //! one statement or one transaction, so a crash at any point leaves the store consistent and
 //! resumable.
 
+mod batch;
 mod browse;
 mod error;
 mod postgres;
@@ -25,6 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::{PgPool, SqlitePool};
 
+pub use batch::{AttemptPid, Completion};
 pub use browse::{TrialOrder, TrialPage};
 pub use error::StoreError;
 pub use postgres::{fresh_database as fresh_postgres_database, redact, TEST_SERVER_ENV};

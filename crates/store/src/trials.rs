@@ -1,7 +1,5 @@
 //! The life of a trial: claimed, running, then completed, retried, failed or interrupted.
 
-use std::collections::BTreeMap;
-
 use sweep_core::value::params_from_json;
 use sweep_core::Params;
 
@@ -253,29 +251,6 @@ impl Store {
         Ok((count as u64, earliest))
     }
 
-    /// Records the process group of a trial's running attempt, so a later run can clean up
-    /// after a crash. Only the attempt that holds the trial may.
-    pub async fn set_pid(
-        &self,
-        trial_id: &str,
-        runner_id: &str,
-        attempt: u32,
-        pid: u32,
-    ) -> Result<(), StoreError> {
-        with_pool!(self, |pool| {
-            sqlx::query(
-                "UPDATE trials SET pid = $1 WHERE id = $2 AND owner = $3 AND attempts = $4 AND status = 'running'",
-            )
-            .bind(pid as i64)
-            .bind(trial_id)
-            .bind(runner_id)
-            .bind(attempt as i64)
-            .execute(pool)
-                .await?;
-            Ok(())
-        })
-    }
-
     /// Records the job that runs a trial's attempt, with the name of the executor that made
     /// it (a SLURM job id of `slurm`) and, once it is known, the node it runs on: `sweep
     /// status` shows them, and a run that takes the trial back asks that executor to stop
@@ -365,83 +340,6 @@ impl Store {
             tx.commit().await?;
             Ok(())
         })
-    }
-
-    /// Records a successful attempt: the trial's own metrics and those it reported for other
-    /// points of the sweep (`results` maps trial id to metrics), all in one transaction.
-    /// Returns how many other trials were completed by it, or `None` when `runner_id` no
-    /// longer holds this attempt of the trial (its lease was taken over while it ran): then
-    /// nothing is written, so a trial's result comes from exactly one attempt.
-    pub async fn complete(
-        &self,
-        trial_id: &str,
-        runner_id: &str,
-        attempt: u32,
-        results: &BTreeMap<String, BTreeMap<String, Option<f64>>>,
-        end: &AttemptEnd,
-    ) -> Result<Option<u64>, StoreError> {
-        let done = with_pool!(self, |pool| {
-            let now = now_ms();
-            let mut tx = pool.write_tx().await?;
-            let owned = sqlx::query(
-                "UPDATE trials SET status = 'completed', owner = NULL, pid = NULL, finished_at = $1, \
-                 error = NULL, completed_by = NULL \
-                 WHERE id = $2 AND owner = $3 AND attempts = $4 AND status = 'running'",
-            )
-            .bind(now)
-            .bind(trial_id)
-            .bind(runner_id)
-            .bind(attempt as i64)
-            .execute(&mut *tx)
-            .await?;
-            if owned.rows_affected() == 0 {
-                tx.rollback().await?;
-                return Ok(None);
-            }
-            let mut others = 0;
-            for (id, metrics) in results {
-                let updated = if id == trial_id {
-                    owned.rows_affected()
-                } else {
-                    sqlx::query(
-                        "UPDATE trials SET status = 'completed', finished_at = $1, started_at = COALESCE(started_at, $1), \
-                         error = NULL, completed_by = $2 WHERE id = $3 AND status <> 'completed'",
-                    )
-                    .bind(now)
-                    .bind(trial_id)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                };
-                if updated == 0 {
-                    continue;
-                }
-                if id != trial_id {
-                    others += 1;
-                }
-                sqlx::query("DELETE FROM results WHERE trial_id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                for (name, value) in metrics {
-                    sqlx::query("INSERT INTO results (trial_id, name, value) VALUES ($1, $2, $3)")
-                        .bind(id)
-                        .bind(name)
-                        .bind(value)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-            finish_attempt!(tx, trial_id, attempt, end, now)?;
-            tx.commit().await?;
-            Ok(Some(others))
-        })?;
-        if done.is_some() {
-            self.note_metric_names(results.values().flat_map(|m| m.keys()))
-                .await;
-        }
-        Ok(done)
     }
 
     /// Records an attempt that did not succeed. A failure is retried (status `pending` until

@@ -6,7 +6,10 @@ mod support;
 
 use std::time::Duration;
 
-use sweep_store::{now_ms, AttemptEnd, Outcome, Store, StoreError, SweepRecord, TrialStatus};
+use sweep_store::{
+    now_ms, AttemptEnd, AttemptPid, Completion, Outcome, Store, StoreError, SweepRecord,
+    TrialStatus,
+};
 
 /// The lease the tests claim under: long enough never to lapse by itself while one runs.
 const LEASE: Duration = Duration::from_secs(60);
@@ -444,4 +447,96 @@ async fn the_end_of_an_attempt_taken_over_is_not_recorded_against_a_newer_one() 
         .unwrap()
         .unwrap();
     assert_eq!(third.checkpoint_step, Some(7));
+}
+
+/// A batch holds the pids of attempts that started and the results of attempts that
+/// succeeded: each is written only where its attempt still holds the trial, and an attempt
+/// that does not takes nothing else in the batch down with it.
+#[tokio::test]
+async fn a_batch_records_only_what_its_attempts_still_hold() {
+    let (_dir, store, sweep) = store_with(4).await;
+    let a = store.register_runner("h", 1).await.unwrap();
+    let b = store.register_runner("h", 2).await.unwrap();
+    let mine = store
+        .claim_many(sweep.id, &a.id, LEASE, 2, &[None, None, None])
+        .await
+        .unwrap();
+    let theirs = store
+        .claim(sweep.id, &b.id, LEASE, 2, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let metrics = |m: f64| {
+        std::collections::BTreeMap::from([("m".to_string(), Some(m)), ("n".to_string(), None)])
+    };
+    let own = |id: &str, m: f64| std::collections::BTreeMap::from([(id.to_string(), metrics(m))]);
+    let (first, second, third) = (&mine[0], &mine[1], &mine[2]);
+    let first_results = own(&first.id, 1.0);
+    let third_results = own(&third.id, 3.0);
+    let theirs_results = own(&theirs.id, 4.0);
+    let end = succeeded();
+    let done = store
+        .record(
+            &a.id,
+            &[
+                AttemptPid {
+                    trial_id: &second.id,
+                    attempt: 1,
+                    pid: 101,
+                },
+                AttemptPid {
+                    trial_id: &theirs.id,
+                    attempt: 1,
+                    pid: 103,
+                },
+            ],
+            &[
+                Completion {
+                    trial_id: &first.id,
+                    attempt: 1,
+                    results: &first_results,
+                    end: &end,
+                },
+                // Not this attempt: the trial's first attempt is the one running.
+                Completion {
+                    trial_id: &third.id,
+                    attempt: 2,
+                    results: &third_results,
+                    end: &end,
+                },
+                // Not this runner's trial.
+                Completion {
+                    trial_id: &theirs.id,
+                    attempt: 1,
+                    results: &theirs_results,
+                    end: &end,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(done, [Some(0), None, None]);
+    let rows = store.trial_rows(Some(sweep.id)).await.unwrap();
+    let row = |id: &str| rows.iter().find(|r| r.id == id).unwrap();
+    assert_eq!(row(&first.id).status, TrialStatus::Completed);
+    assert_eq!(row(&first.id).metrics, metrics(1.0));
+    for id in [&second.id, &third.id, &theirs.id] {
+        assert_eq!(row(id).status, TrialStatus::Running, "{id}");
+        assert!(row(id).metrics.is_empty(), "{id}");
+    }
+    let attempt = &store.attempts(&first.id).await.unwrap()[0];
+    assert_eq!(attempt.outcome.as_deref(), Some("completed"));
+    assert_eq!(attempt.exit_code, Some(0));
+    assert!(attempt.finished_at.is_some());
+    assert_eq!(store.attempts(&third.id).await.unwrap()[0].outcome, None);
+    // The pids: recorded for this runner's running attempt, not for another runner's.
+    let pid_of = |orphans: &[sweep_store::Orphan], id: &str| {
+        orphans.iter().find(|o| o.trial_id == id).unwrap().pid
+    };
+    let orphans = store.reclaim(&a.id, "test").await.unwrap();
+    assert_eq!(pid_of(&orphans, &second.id), Some(101));
+    assert_eq!(pid_of(&orphans, &third.id), None);
+    assert!(orphans.iter().all(|o| o.trial_id != first.id));
+    let orphans = store.reclaim(&b.id, "test").await.unwrap();
+    assert_eq!(pid_of(&orphans, &theirs.id), None);
 }

@@ -1,7 +1,26 @@
 //! How an attempt ended, recorded: completed with its results, retried after a back-off,
 //! failed for good, interrupted, or refused by the executor.
 
+use sweep_store::{AttemptPid, Completion};
+
 use super::*;
+
+/// What attempts said that is not written yet: the pids of attempts that started and the
+/// attempts that succeeded, kept while the messages at hand are handled and then written in
+/// one transaction ([`Store::record`]), so a trivial trial does not pay for transactions of its own.
+#[derive(Default)]
+pub(super) struct Unrecorded {
+    /// Trial, attempt and process group.
+    pub(super) pids: Vec<(String, u32, u32)>,
+    succeeded: Vec<Succeeded>,
+}
+
+struct Succeeded {
+    trial_id: String,
+    attempt: u32,
+    running: Running,
+    end: AttemptEnd,
+}
 
 impl<E: Executor> Dispatcher<'_, E> {
     /// Records the end of an attempt and gives its slot back.
@@ -14,6 +33,10 @@ impl<E: Executor> Dispatcher<'_, E> {
         let Some(running) = self.running.remove(&(trial_id.clone(), attempt)) else {
             return Ok(());
         };
+        // An attempt that ended needs no pid recorded.
+        self.unrecorded
+            .pids
+            .retain(|(id, a, _)| (id, *a) != (&trial_id, attempt));
         if report.abandoned {
             // Nobody watches its process any more: end it before its slot is reused.
             if let Some(job) = &running.job {
@@ -35,49 +58,75 @@ impl<E: Executor> Dispatcher<'_, E> {
         let has_result = running.results.contains_key(&trial_id);
         let (success, end) = attempt_end(&report, has_result, self.grid);
         if success {
-            return self
-                .record_success(&trial_id, attempt, &running, &end, reporter)
-                .await;
+            self.unrecorded.succeeded.push(Succeeded {
+                trial_id,
+                attempt,
+                running,
+                end,
+            });
+            return Ok(());
         }
         self.record_failure(&trial_id, attempt, &report, &end, reporter)
             .await
     }
 
-    /// Stores a completed attempt's results (and those it reported for other points).
-    async fn record_success(
+    /// Writes what is [`Unrecorded`]: the pids, and the succeeded attempts with their
+    /// results (and those they reported for other points).
+    pub(super) async fn record(
         &mut self,
-        trial_id: &str,
-        attempt: u32,
-        running: &Running,
-        end: &AttemptEnd,
         reporter: &mut dyn Reporter,
     ) -> Result<(), SchedulerError> {
-        let Some(others) = self
-            .store
-            .complete(trial_id, &self.runner_id, attempt, &running.results, end)
-            .await?
-        else {
-            reporter.note(&format!(
-                "trial {trial_id}: result of attempt {attempt} not recorded: another orchestrator took the trial over while it ran"
-            ));
+        let Unrecorded { pids, succeeded } = std::mem::take(&mut self.unrecorded);
+        if pids.is_empty() && succeeded.is_empty() {
             return Ok(());
-        };
-        self.summary.completed += 1 + others;
-        self.progress.completed += 1 + others;
-        let metrics = running
-            .results
-            .get(trial_id)
-            .map(format_metrics)
-            .unwrap_or_default();
-        let extra = if others > 0 {
-            format!(" (+{others} point(s) reported)")
-        } else {
-            String::new()
-        };
-        reporter.note(&format!(
-            "completed {trial_id} {} {metrics}{extra}",
-            params_to_json(&running.params)
-        ));
+        }
+        let pids: Vec<AttemptPid> = pids
+            .iter()
+            .map(|(trial_id, attempt, pid)| AttemptPid {
+                trial_id,
+                attempt: *attempt,
+                pid: *pid,
+            })
+            .collect();
+        let completions: Vec<Completion> = succeeded
+            .iter()
+            .map(|s| Completion {
+                trial_id: &s.trial_id,
+                attempt: s.attempt,
+                results: &s.running.results,
+                end: &s.end,
+            })
+            .collect();
+        let done = self
+            .store
+            .record(&self.runner_id, &pids, &completions)
+            .await?;
+        for (s, others) in succeeded.iter().zip(done) {
+            let (trial_id, attempt) = (&s.trial_id, s.attempt);
+            let Some(others) = others else {
+                reporter.note(&format!(
+                    "trial {trial_id}: result of attempt {attempt} not recorded: another orchestrator took the trial over while it ran"
+                ));
+                continue;
+            };
+            self.summary.completed += 1 + others;
+            self.progress.completed += 1 + others;
+            let metrics = s
+                .running
+                .results
+                .get(trial_id)
+                .map(format_metrics)
+                .unwrap_or_default();
+            let extra = if others > 0 {
+                format!(" (+{others} point(s) reported)")
+            } else {
+                String::new()
+            };
+            reporter.note(&format!(
+                "completed {trial_id} {} {metrics}{extra}",
+                params_to_json(&s.running.params)
+            ));
+        }
         Ok(())
     }
 

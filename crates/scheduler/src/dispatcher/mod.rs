@@ -67,6 +67,8 @@ struct Dispatcher<'a, E: Executor> {
     running: HashMap<AttemptKey, Running>,
     pool: GpuPool,
     curves: Vec<CurvePoint>,
+    /// Written together once the messages at hand are handled (see [`Store::record`]).
+    unrecorded: ending::Unrecorded,
     axes: launch::AxesMemo,
     summary: Summary,
     progress: Progress,
@@ -122,6 +124,7 @@ async fn run_on<E: Executor>(
         running: HashMap::new(),
         pool: GpuPool::new(config.gpus.clone()),
         curves: Vec::new(),
+        unrecorded: ending::Unrecorded::default(),
         axes: launch::AxesMemo::default(),
         summary: Summary::default(),
         held_back: false,
@@ -248,11 +251,11 @@ impl<E: Executor> Dispatcher<'_, E> {
             tokio::select! {
                 msg = rx.recv() => {
                     let Some(msg) = msg else { break };
-                    let mut finished = self.handle(msg, reporter).await?;
-                    while let Ok(msg) = rx.try_recv() {
-                        finished |= self.handle(msg, reporter).await?;
-                        if self.curves.len() >= CURVE_BATCH { break; }
-                    }
+                    let handled = self.handle_at_hand(msg, rx, reporter).await;
+                    // What was handled before a failure is written all the same.
+                    let recorded = self.record(reporter).await;
+                    let finished = handled?;
+                    recorded?;
                     self.flush_curves().await?;
                     if finished {
                         queue_dry = false;
@@ -346,7 +349,25 @@ impl<E: Executor> Dispatcher<'_, E> {
         Ok(dry)
     }
 
-    /// Records one message. Returns true when a trial finished.
+    /// Handles `msg` and the messages already waiting behind it. Returns true when a trial
+    /// finished.
+    async fn handle_at_hand(
+        &mut self,
+        msg: Message,
+        rx: &mut mpsc::UnboundedReceiver<Message>,
+        reporter: &mut dyn Reporter,
+    ) -> Result<bool, SchedulerError> {
+        let mut finished = self.handle(msg, reporter).await?;
+        while let Ok(msg) = rx.try_recv() {
+            finished |= self.handle(msg, reporter).await?;
+            if self.curves.len() >= CURVE_BATCH {
+                break;
+            }
+        }
+        Ok(finished)
+    }
+
+    /// Handles one message. Returns true when a trial finished.
     async fn handle(
         &mut self,
         msg: Message,
@@ -367,14 +388,11 @@ impl<E: Executor> Dispatcher<'_, E> {
                     self.executor.kill(&[job]).await;
                     return Ok(false);
                 }
-                let lease = &self.runner_id;
                 match job {
-                    JobRef::Process(pid) => {
-                        self.store.set_pid(&trial_id, lease, attempt, pid).await?
-                    }
+                    JobRef::Process(pid) => self.unrecorded.pids.push((trial_id, attempt, pid)),
                     JobRef::Job { executor, id } => {
                         self.store
-                            .set_job(&trial_id, lease, attempt, executor, &id, None)
+                            .set_job(&trial_id, &self.runner_id, attempt, executor, &id, None)
                             .await?
                     }
                 }
