@@ -273,6 +273,10 @@ impl Guard {
                 let _ = child.try_wait();
             }
         }
+        if state.told.groups.is_empty() {
+            // Nothing to watch (the last attempt ended): the next to start starts a guard.
+            return;
+        }
         let everything: String = state.told.replay().iter().map(GuardLine::to_line).collect();
         match self.spawn().and_then(|(child, mut stdin)| {
             stdin.write_all(everything.as_bytes())?;
@@ -431,5 +435,50 @@ mod tests {
         assert_eq!(child.try_wait().unwrap(), None);
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    /// A guard that died is started again only when there is an attempt to watch: not by
+    /// the end of the last one.
+    #[test]
+    fn a_dead_guard_is_not_started_again_for_nothing_to_watch() {
+        // A guard that dies once it has read what it is first told, as one killed by hand
+        // would (a pipe with nobody reading refuses the next line).
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("guard");
+        // Written by another process: a file this one held open for writing could be
+        // inherited by a concurrent test's fork, and exec would then fail with ETXTBSY.
+        let written = std::process::Command::new("sh")
+            .args([
+                "-c",
+                r#"printf '#!/bin/sh\nread line\n' > "$1" && chmod +x "$1""#,
+                "sh",
+            ])
+            .arg(&program)
+            .status()
+            .unwrap();
+        assert!(written.success());
+        let guard = Guard::new(program, Duration::from_secs(1));
+        let dead = |guard: &Guard| {
+            let mut state = guard.lock();
+            let (child, _) = state.running.as_mut().expect("a guard was started");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        guard.started(1, Some("r"));
+        dead(&guard);
+        guard.started(2, None);
+        dead(&guard);
+        guard.ended(1);
+        assert!(
+            guard.lock().running.is_some(),
+            "group 2 still runs: a new guard watches it"
+        );
+        dead(&guard);
+        guard.ended(2);
+        assert!(guard.lock().running.is_none());
+        guard.started(3, None);
+        assert!(guard.lock().running.is_some());
     }
 }
