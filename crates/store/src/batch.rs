@@ -53,20 +53,24 @@ impl Store {
         pids: &[AttemptPid<'_>],
         completions: &[Completion<'_>],
     ) -> Result<Vec<Option<u64>>, StoreError> {
-        let set_pids = format!(
-            "{}UPDATE trials SET pid = v.pid FROM v WHERE trials.id = v.id AND trials.owner = ${} \
-             AND trials.attempts = v.attempt AND trials.status = 'running'",
-            values_table("id, attempt, pid", pids.len()),
-            pids.len() * 3 + 1
-        );
-        let complete = format!(
-            "{}UPDATE trials SET status = 'completed', owner = NULL, pid = NULL, error = NULL, \
-             completed_by = NULL, finished_at = ${} FROM v WHERE trials.id = v.id AND trials.owner = ${} \
-             AND trials.attempts = v.attempt AND trials.status = 'running' RETURNING trials.id",
-            values_table("id, attempt", completions.len()),
-            completions.len() * 2 + 1,
-            completions.len() * 2 + 2
-        );
+        let set_pids = {
+            let (v, n) = values_table("id, attempt, pid", pids.len());
+            format!(
+                "{v}UPDATE trials SET pid = v.pid FROM v WHERE trials.id = v.id AND trials.owner = ${} \
+                 AND trials.attempts = v.attempt AND trials.status = 'running'",
+                n + 1
+            )
+        };
+        let complete = {
+            let (v, n) = values_table("id, attempt", completions.len());
+            format!(
+                "{v}UPDATE trials SET status = 'completed', owner = NULL, pid = NULL, error = NULL, \
+                 completed_by = NULL, finished_at = ${} FROM v WHERE trials.id = v.id AND trials.owner = ${} \
+                 AND trials.attempts = v.attempt AND trials.status = 'running' RETURNING trials.id",
+                n + 1,
+                n + 2
+            )
+        };
         let done: Vec<Option<u64>> = with_pool!(self, |pool| {
             let mut pid_query = sqlx::query(&set_pids);
             for p in pids {
@@ -147,12 +151,12 @@ impl Store {
                 insert.execute(&mut *tx).await?;
             }
             if !mine.is_empty() {
+                let (v, n) = values_table(FINISHED_COLUMNS, mine.len());
                 let sql = format!(
-                    "{}UPDATE attempts SET finished_at = ${}, outcome = v.outcome, exit_code = v.exit_code, \
+                    "{v}UPDATE attempts SET finished_at = ${}, outcome = v.outcome, exit_code = v.exit_code, \
                      signal = v.signal, reason = v.reason, stderr_tail = v.stderr_tail \
                      FROM v WHERE attempts.trial_id = v.id AND attempts.attempt = v.attempt",
-                    values_table(FINISHED_COLUMNS, mine.len()),
-                    mine.len() * 7 + 1
+                    n + 1
                 );
                 let mut finish = sqlx::query(&sql);
                 for c in &mine {
@@ -229,10 +233,12 @@ impl Store {
 
 /// `WITH v(columns) AS (VALUES ($1, ...), ...) `: a table of `rows` rows of values, for
 /// `UPDATE ... FROM v`, the one form of a many-row update that SQLite and PostgreSQL both read.
-/// Its parameters are numbered from 1, row by row.
-fn values_table(columns: &str, rows: usize) -> String {
+/// Its parameters are numbered from 1, row by row; returned with how many there are, so the
+/// statement's own parameters follow without a count kept by hand beside the column list.
+fn values_table(columns: &str, rows: usize) -> (String, usize) {
     let width = columns.split(',').count();
-    format!("WITH v({columns}) AS (VALUES {}) ", value_rows(rows, width))
+    let table = format!("WITH v({columns}) AS (VALUES {}) ", value_rows(rows, width));
+    (table, rows * width)
 }
 
 /// `n` tuples of `width` parameters, numbered from 1: `($1, $2), ($3, $4)`.
@@ -256,7 +262,10 @@ mod tests {
     fn a_values_table_numbers_its_parameters_row_by_row() {
         assert_eq!(
             values_table("id, attempt", 2),
-            "WITH v(id, attempt) AS (VALUES ($1, $2), ($3, $4)) "
+            (
+                "WITH v(id, attempt) AS (VALUES ($1, $2), ($3, $4)) ".to_string(),
+                4
+            )
         );
         assert_eq!(value_rows(1, 3), "($1, $2, $3)");
     }
