@@ -37,8 +37,37 @@ pub struct Completion<'a> {
 /// Result rows per `INSERT`: three parameters each, far below either database's limit.
 const RESULT_ROWS_PER_INSERT: usize = 1000;
 
-/// The columns of `attempts` a finished attempt sets (with `finished_at`), as a table of values.
-const FINISHED_COLUMNS: &str = "id, attempt, outcome, exit_code, signal, reason, stderr_tail";
+/// Closes the attempt rows of finished attempts, `(trial id, attempt, how it ended)`, at
+/// `$now`, inside the caller's transaction `$tx`: one statement however many there are (a
+/// batch's successes, or the one attempt that failed).
+macro_rules! finish_attempts {
+    ($tx:expr, $ended:expr, $now:expr) => {{
+        let ended: &[(&str, u32, &$crate::AttemptEnd)] = $ended;
+        let (v, n) = $crate::batch::values_table(
+            "id, attempt, outcome, exit_code, signal, reason, stderr_tail",
+            ended.len(),
+        );
+        let sql = format!(
+            "{v}UPDATE attempts SET finished_at = ${}, outcome = v.outcome, exit_code = v.exit_code, \
+             signal = v.signal, reason = v.reason, stderr_tail = v.stderr_tail \
+             FROM v WHERE attempts.trial_id = v.id AND attempts.attempt = v.attempt",
+            n + 1
+        );
+        let mut finish = sqlx::query(&sql);
+        for (trial_id, attempt, end) in ended {
+            finish = finish
+                .bind(*trial_id)
+                .bind(*attempt as i64)
+                .bind(end.outcome.as_str())
+                .bind(end.exit_code.map(i64::from))
+                .bind(end.signal.map(i64::from))
+                .bind(end.reason.as_deref())
+                .bind(end.stderr_tail.as_str());
+        }
+        finish.bind($now).execute(&mut *$tx).await
+    }};
+}
+pub(crate) use finish_attempts;
 
 impl Store {
     /// Records the process groups of `pids` and the results of `completions`, all of
@@ -151,25 +180,11 @@ impl Store {
                 insert.execute(&mut *tx).await?;
             }
             if !mine.is_empty() {
-                let (v, n) = values_table(FINISHED_COLUMNS, mine.len());
-                let sql = format!(
-                    "{v}UPDATE attempts SET finished_at = ${}, outcome = v.outcome, exit_code = v.exit_code, \
-                     signal = v.signal, reason = v.reason, stderr_tail = v.stderr_tail \
-                     FROM v WHERE attempts.trial_id = v.id AND attempts.attempt = v.attempt",
-                    n + 1
-                );
-                let mut finish = sqlx::query(&sql);
-                for c in &mine {
-                    finish = finish
-                        .bind(c.trial_id)
-                        .bind(c.attempt as i64)
-                        .bind(c.end.outcome.as_str())
-                        .bind(c.end.exit_code.map(i64::from))
-                        .bind(c.end.signal.map(i64::from))
-                        .bind(c.end.reason.as_deref())
-                        .bind(c.end.stderr_tail.as_str());
-                }
-                finish.bind(now).execute(&mut *tx).await?;
+                let ended: Vec<_> = mine
+                    .iter()
+                    .map(|c| (c.trial_id, c.attempt, c.end))
+                    .collect();
+                finish_attempts!(tx, &ended, now)?;
             }
             tx.commit().await?;
             Ok(completions
@@ -235,7 +250,7 @@ impl Store {
 /// `UPDATE ... FROM v`, the one form of a many-row update that SQLite and PostgreSQL both read.
 /// Its parameters are numbered from 1, row by row; returned with how many there are, so the
 /// statement's own parameters follow without a count kept by hand beside the column list.
-fn values_table(columns: &str, rows: usize) -> (String, usize) {
+pub(crate) fn values_table(columns: &str, rows: usize) -> (String, usize) {
     let width = columns.split(',').count();
     let table = format!("WITH v({columns}) AS (VALUES {}) ", value_rows(rows, width));
     (table, rows * width)

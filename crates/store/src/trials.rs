@@ -99,28 +99,6 @@ const POSTGRES_NEXT_CLAIMABLE: &str =
        OR (status = 'failed' AND failures < $3 AND not_before <= $2)) \
      ORDER BY ordinal LIMIT 1 FOR UPDATE SKIP LOCKED";
 
-/// Columns of `attempts` closed by [`finish_attempt`].
-const FINISH_ATTEMPT: &str =
-    "UPDATE attempts SET finished_at = $1, outcome = $2, exit_code = $3, signal = $4, \
-     reason = $5, stderr_tail = $6 WHERE trial_id = $7 AND attempt = $8";
-
-/// Closes the attempt row of a finished attempt, inside the caller's transaction `$tx`.
-macro_rules! finish_attempt {
-    ($tx:expr, $trial_id:expr, $attempt:expr, $end:expr, $now:expr) => {
-        sqlx::query(FINISH_ATTEMPT)
-            .bind($now)
-            .bind($end.outcome.as_str())
-            .bind($end.exit_code.map(i64::from))
-            .bind($end.signal.map(i64::from))
-            .bind(&$end.reason)
-            .bind(&$end.stderr_tail)
-            .bind($trial_id)
-            .bind($attempt as i64)
-            .execute(&mut *$tx)
-            .await
-    };
-}
-
 impl Store {
     /// Atomically takes the next runnable trial of a sweep for `runner_id`, in expansion
     /// order, on `gpu`. Two runners never get the same trial. [`Store::claim_many`] says
@@ -398,7 +376,7 @@ impl Store {
                 .await?
             };
             if status.is_some() {
-                finish_attempt!(tx, trial_id, attempt, end, now)?;
+                crate::batch::finish_attempts!(tx, &[(trial_id, attempt, end)], now)?;
             }
             tx.commit().await?;
             Ok(status)
