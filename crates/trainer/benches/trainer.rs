@@ -5,7 +5,8 @@
 //!
 //! `cargo bench -p sweep-trainer --bench trainer`; after `. .venv-torch/sweep-tch.env`,
 //! `SWEEP_BENCH_BACKEND=tch cargo bench --workspace --features sweep/tch --bench trainer` the
-//! same on libtorch (CPU, or GPU `SWEEP_BENCH_GPU`).
+//! same on libtorch (CPU, or GPU `SWEEP_BENCH_GPU`). With `SWEEP_BENCH_PHASES=N` it times
+//! only the fixed batch's phases, over `N` steps: the loop to run under `perf record`.
 
 use std::time::{Duration, Instant};
 
@@ -113,23 +114,34 @@ fn phases(config: &ModelConfig, examples: &[Encoded], n: usize) -> (f64, f64, f6
     (ms(median(fwd)), ms(median(bwd)), ms(median(opt)))
 }
 
+/// `n` random 65-byte sequences (64 predictions each), every token a target: batches of 16 of
+/// them are the fixed batch that `scripts/bench_pytorch.py` times too.
+fn fixed_examples(n: usize) -> Vec<Encoded> {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    (0..n)
+        .map(|_| Encoded {
+            tokens: (0..65).map(|_| rng.random_range(0..256)).collect(),
+            target: vec![true; 65],
+        })
+        .collect()
+}
+
 fn main() {
     let setup = Setup::new(TrainerConfig::default()).expect("built-in data");
     let device = device();
     let config = ModelConfig::default();
+    if let Ok(n) = std::env::var("SWEEP_BENCH_PHASES") {
+        let n = n.parse().expect("SWEEP_BENCH_PHASES: a number of steps");
+        let (f, b, u) = phases(&config, &fixed_examples(16), n);
+        println!("phases {f:.1} / {b:.1} / {u:.1} ms");
+        return;
+    }
     let params = config.init(&device).num_params();
     println!("model: {config:?}, {params} parameters");
 
     let aligned = step_time(&setup.alignment_mix(), &config, 20);
     let finetune = step_time(&setup.finetune_mix(0.0), &config, 20);
-    // A fixed batch of 16 random 65-byte sequences (64 predictions each), every token a target.
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let fixed: Vec<Encoded> = (0..64)
-        .map(|_| Encoded {
-            tokens: (0..65).map(|_| rng.random_range(0..256)).collect(),
-            target: vec![true; 65],
-        })
-        .collect();
+    let fixed = fixed_examples(64);
     let fixed_mix = Mix::new(vec![(&fixed, 1.0)]);
     let fixed_step = step_time(&fixed_mix, &config, 20);
     let (forward, backward, update) = phases(&config, &fixed[..16], 20);
